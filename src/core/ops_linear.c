@@ -1,0 +1,104 @@
+/* Linear layers and batched matmul: forward/backward kernel pairs over
+ * float*, then the tape wrappers. All heavy lifting goes through da_gemm. */
+#include <assert.h>
+#include <string.h>
+
+#include "dalign.h"
+
+/* out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC) */
+void da_linear_forward(float *out, const float *inp, const float *weight, const float *bias,
+                       int N, int C, int OC)
+{
+    if (bias) {
+        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
+    }
+    da_gemm(0, 1, N, OC, C, 1.0f, inp, C, weight, C, bias ? 1.0f : 0.0f, out, OC);
+}
+
+/* dinp (N, C) += dout @ weight; dweight (OC, C) += dout^T @ inp; dbias (OC) += sum_n dout */
+void da_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                        const float *inp, const float *weight, int N, int C, int OC)
+{
+    if (dinp) da_gemm(0, 0, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
+    if (dweight) da_gemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
+    if (dbias) {
+        /* one thread per output channel, rows summed in order: deterministic */
+#pragma omp parallel for schedule(static)
+        for (int o = 0; o < OC; o++) {
+            float acc = 0.0f;
+            for (int n = 0; n < N; n++) acc += dout[(size_t)n * OC + o];
+            dbias[o] += acc;
+        }
+    }
+}
+
+static void linear_backward_node(const da_node *nd)
+{
+    da_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2];
+    da_linear_backward(x->grad, w->grad, b ? b->grad : NULL, nd->out->grad, x->data, w->data,
+                       nd->i[0], nd->i[1], nd->i[2]);
+}
+
+da_tensor *da_linear(da_tape *t, da_tensor *x, da_tensor *w, da_tensor *b)
+{
+    assert(x->ndim >= 1 && w->ndim == 2);
+    int C = x->shape[x->ndim - 1], OC = w->shape[0];
+    assert(w->shape[1] == C && (!b || (int)b->size == OC));
+    int N = (int)(x->size / (size_t)C);
+    int shape[DA_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = OC;
+    da_tensor *in[3] = {x, w, b};
+    da_tensor *out = da_tensor_for_op(t, x->ndim, shape, in, 3);
+    da_linear_forward(out->data, x->data, w->data, b ? b->data : NULL, N, C, OC);
+    da_node nd = {.backward = linear_backward_node, .out = out, .in = {x, w, b}, .i = {N, C, OC}};
+    da_tape_push(t, &nd);
+    return out;
+}
+
+/* out (B, M, N) = a (B, M, K) @ b (B, K, N) */
+void da_matmul_forward(float *out, const float *a, const float *b, int B, int M, int K, int N)
+{
+    for (int i = 0; i < B; i++)
+        da_gemm(0, 0, M, N, K, 1.0f, a + (size_t)i * M * K, K, b + (size_t)i * K * N, N, 0.0f,
+                out + (size_t)i * M * N, N);
+}
+
+/* da (B, M, K) += dout @ b^T; db (B, K, N) += a^T @ dout */
+void da_matmul_backward(float *da, float *db, const float *dout, const float *a, const float *b,
+                        int B, int M, int K, int N)
+{
+    for (int i = 0; i < B; i++) {
+        const float *dout_i = dout + (size_t)i * M * N;
+        if (da) da_gemm(0, 1, M, K, N, 1.0f, dout_i, N, b + (size_t)i * K * N, N, 1.0f,
+                        da + (size_t)i * M * K, K);
+        if (db) da_gemm(1, 0, K, N, M, 1.0f, a + (size_t)i * M * K, K, dout_i, N, 1.0f,
+                        db + (size_t)i * K * N, N);
+    }
+}
+
+static void matmul_backward_node(const da_node *nd)
+{
+    da_tensor *a = nd->in[0], *b = nd->in[1];
+    da_matmul_backward(a->grad, b->grad, nd->out->grad, a->data, b->data,
+                       nd->i[0], nd->i[1], nd->i[2], nd->i[3]);
+}
+
+da_tensor *da_matmul(da_tape *t, da_tensor *a, da_tensor *b)
+{
+    assert(a->ndim >= 2 && a->ndim == b->ndim);
+    int nd_ = a->ndim;
+    int M = a->shape[nd_ - 2], K = a->shape[nd_ - 1], N = b->shape[nd_ - 1];
+    assert(b->shape[nd_ - 2] == K);
+    for (int i = 0; i < nd_ - 2; i++) assert(a->shape[i] == b->shape[i]);
+    int B = (int)(a->size / ((size_t)M * K));
+    int shape[DA_MAX_DIMS];
+    memcpy(shape, a->shape, sizeof shape);
+    shape[nd_ - 1] = N;
+    da_tensor *in[2] = {a, b};
+    da_tensor *out = da_tensor_for_op(t, nd_, shape, in, 2);
+    da_matmul_forward(out->data, a->data, b->data, B, M, K, N);
+    da_node nd = {.backward = matmul_backward_node, .out = out, .in = {a, b}, .i = {B, M, K, N}};
+    da_tape_push(t, &nd);
+    return out;
+}

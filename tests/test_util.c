@@ -1,0 +1,248 @@
+#include "test_util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void tu_fill(float *x, size_t n, uint32_t seed, float lo, float hi)
+{
+    uint64_t s = 0x9E3779B97F4A7C15ull ^ seed;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        float u = (float)((s >> 40) & 0xFFFFFF) / 16777216.0f;
+        x[i] = lo + (hi - lo) * u;
+    }
+}
+
+float *tu_alloc_fill(size_t n, uint32_t seed, float lo, float hi)
+{
+    float *x = malloc((n ? n : 1) * sizeof *x);
+    assert_non_null(x);
+    tu_fill(x, n, seed, lo, hi);
+    return x;
+}
+
+void tu_assert_close(const char *what, const float *got, const float *want, size_t n,
+                     double atol, double rtol)
+{
+    size_t worst = 0;
+    double worst_excess = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        double err = fabs((double)got[i] - (double)want[i]);
+        double excess = err - (atol + rtol * fabs((double)want[i]));
+        if (isnan(got[i]) != isnan(want[i])) excess = INFINITY;
+        if (excess > worst_excess) { worst_excess = excess; worst = i; }
+    }
+    if (n && worst_excess > 0) {
+        fail_msg("%s: mismatch at index %zu of %zu: got %.9g want %.9g (|err| %.3g > atol %.1g + rtol %.1g*|want|)",
+                 what, worst, n, got[worst], want[worst], fabs((double)got[worst] - want[worst]),
+                 atol, rtol);
+    }
+}
+
+void tu_assert_bits(const char *what, const float *got, const float *want, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (memcmp(&got[i], &want[i], sizeof(float)) != 0)
+            fail_msg("%s: bits differ at index %zu of %zu: %.9g vs %.9g", what, i, n, got[i], want[i]);
+    }
+}
+
+/* Runs the graph on a fresh tape. Inputs are copied so finite differences
+ * can perturb them without touching the caller's arrays. */
+typedef struct run_state {
+    da_tape tape;
+    float *x[TU_MAX_IN];
+    float *g[TU_MAX_IN];
+    da_tensor *out;
+} run_state;
+
+static void run_forward(run_state *s, tu_build_fn fn, void *ctx, const tu_case *c, int with_grad)
+{
+    da_tape_init(&s->tape, 1 << 20);
+    da_tape_set_grad(&s->tape, with_grad);
+    da_tensor *in[TU_MAX_IN] = {0};
+    for (int i = 0; i < c->n_in; i++) {
+        size_t n = da_shape_size(c->ndim[i], c->shape[i]);
+        s->x[i] = malloc((n ? n : 1) * sizeof(float));
+        memcpy(s->x[i], c->data[i], n * sizeof(float));
+        s->g[i] = (with_grad && c->needs_grad[i]) ? calloc(n ? n : 1, sizeof(float)) : NULL;
+        in[i] = da_leaf(&s->tape, s->x[i], s->g[i], c->ndim[i], c->shape[i]);
+    }
+    s->out = fn(&s->tape, in, ctx);
+}
+
+static void run_free(run_state *s, const tu_case *c)
+{
+    for (int i = 0; i < c->n_in; i++) { free(s->x[i]); free(s->g[i]); }
+    da_tape_free(&s->tape);
+}
+
+static float *fixed_dout(size_t n)
+{
+    return tu_alloc_fill(n, 12345u, -1.0f, 1.0f);
+}
+
+tu_result tu_run(tu_build_fn fn, void *ctx, const tu_case *c, const float *dout)
+{
+    tu_result r;
+    memset(&r, 0, sizeof r);
+    run_state s;
+    memset(&s, 0, sizeof s);
+    run_forward(&s, fn, ctx, c, 1);
+    r.out_n = s.out->size;
+    r.out_ndim = s.out->ndim;
+    memcpy(r.out_shape, s.out->shape, sizeof r.out_shape);
+    r.out = malloc((r.out_n ? r.out_n : 1) * sizeof(float));
+    memcpy(r.out, s.out->data, r.out_n * sizeof(float));
+    float *own = dout ? NULL : fixed_dout(r.out_n);
+    if (s.out->grad) da_tape_backward_from(&s.tape, s.out, dout ? dout : own);
+    free(own);
+    for (int i = 0; i < c->n_in; i++) {
+        if (!c->needs_grad[i]) continue;
+        size_t n = da_shape_size(c->ndim[i], c->shape[i]);
+        r.grad[i] = malloc((n ? n : 1) * sizeof(float));
+        memcpy(r.grad[i], s.g[i], n * sizeof(float));
+    }
+    run_free(&s, c);
+    return r;
+}
+
+void tu_result_free(tu_result *r)
+{
+    free(r->out);
+    for (int i = 0; i < TU_MAX_IN; i++) free(r->grad[i]);
+    memset(r, 0, sizeof *r);
+}
+
+/* L = sum(out * w) in double, forward without gradients */
+static double loss_at(tu_build_fn fn, void *ctx, const tu_case *c, const float *w)
+{
+    run_state s;
+    memset(&s, 0, sizeof s);
+    run_forward(&s, fn, ctx, c, 0);
+    double L = 0.0;
+    for (size_t i = 0; i < s.out->size; i++) L += (double)s.out->data[i] * (double)w[i];
+    run_free(&s, c);
+    return L;
+}
+
+void tu_gradcheck(const char *what, tu_build_fn fn, void *ctx, const tu_case *c,
+                  double eps, double atol, double rtol)
+{
+    tu_result r = tu_run(fn, ctx, c, NULL);
+    float *w = fixed_dout(r.out_n);
+    tu_case pert = *c;
+    for (int i = 0; i < c->n_in; i++) {
+        if (!c->needs_grad[i]) continue;
+        size_t n = da_shape_size(c->ndim[i], c->shape[i]);
+        float *x = malloc(n * sizeof(float));
+        memcpy(x, c->data[i], n * sizeof(float));
+        pert.data[i] = x;
+        float *numeric = malloc(n * sizeof(float));
+        for (size_t j = 0; j < n; j++) {
+            float orig = x[j];
+            x[j] = orig + (float)eps;
+            double lp = loss_at(fn, ctx, &pert, w);
+            x[j] = orig - (float)eps;
+            double lm = loss_at(fn, ctx, &pert, w);
+            x[j] = orig;
+            numeric[j] = (float)((lp - lm) / (2.0 * eps));
+        }
+        char label[256];
+        snprintf(label, sizeof label, "%s: d/d input %d (analytic vs finite difference)", what, i);
+        tu_assert_close(label, r.grad[i], numeric, n, atol, rtol);
+        free(numeric);
+        free(x);
+        pert.data[i] = c->data[i];
+    }
+    free(w);
+    tu_result_free(&r);
+}
+
+void tu_check_threads(const char *what, tu_build_fn fn, void *ctx, const tu_case *c)
+{
+    int saved = da_get_threads();
+    da_set_threads(1);
+    tu_result r1 = tu_run(fn, ctx, c, NULL);
+    da_set_threads(2);
+    tu_result r2 = tu_run(fn, ctx, c, NULL);
+    da_set_threads(saved);
+    char label[256];
+    snprintf(label, sizeof label, "%s: output, 1 vs 2 threads", what);
+    tu_assert_bits(label, r1.out, r2.out, r1.out_n);
+    for (int i = 0; i < c->n_in; i++) {
+        if (!c->needs_grad[i]) continue;
+        snprintf(label, sizeof label, "%s: grad of input %d, 1 vs 2 threads", what, i);
+        tu_assert_bits(label, r1.grad[i], r2.grad[i], da_shape_size(c->ndim[i], c->shape[i]));
+    }
+    tu_result_free(&r1);
+    tu_result_free(&r2);
+}
+
+da_safetensors *tu_oracle(const char *file)
+{
+    char path[512];
+    snprintf(path, sizeof path, "tests/oracle/%s.safetensors", file);
+    da_safetensors *st = NULL;
+    da_status s = da_st_open(path, &st);
+    if (s != DA_OK) fail_msg("cannot load reference file %s: %s (run tests from the repo root)", path, da_last_error());
+    return st;
+}
+
+float *tu_ref(da_safetensors *st, const char *name, size_t expect_n)
+{
+    const da_st_tensor *t = da_st_find(st, name);
+    if (!t) fail_msg("reference tensor '%s' not found", name);
+    if (expect_n && t->numel != expect_n)
+        fail_msg("reference tensor '%s' has %zu elements, expected %zu", name, t->numel, expect_n);
+    float *x = malloc((t->numel ? t->numel : 1) * sizeof(float));
+    da_st_to_f32(st, t, x);
+    return x;
+}
+
+int tu_ref_shape(da_safetensors *st, const char *name, int *shape)
+{
+    const da_st_tensor *t = da_st_find(st, name);
+    if (!t) fail_msg("reference tensor '%s' not found", name);
+    for (int i = 0; i < t->ndim; i++) shape[i] = (int)t->shape[i];
+    return t->ndim;
+}
+
+void tu_oracle_case(da_safetensors *st, const char *case_name, tu_build_fn fn, void *ctx,
+                    const char *const *input_names, int n_in, double atol, double rtol)
+{
+    char name[256];
+    tu_case c;
+    memset(&c, 0, sizeof c);
+    c.n_in = n_in;
+    for (int i = 0; i < n_in; i++) {
+        snprintf(name, sizeof name, "%s.%s", case_name, input_names[i]);
+        c.ndim[i] = tu_ref_shape(st, name, c.shape[i]);
+        c.data[i] = tu_ref(st, name, 0);
+        snprintf(name, sizeof name, "%s.grad.%s", case_name, input_names[i]);
+        c.needs_grad[i] = da_st_find(st, name) != NULL;
+    }
+    snprintf(name, sizeof name, "%s.out", case_name);
+    float *want = tu_ref(st, name, 0);
+    const da_st_tensor *wt = da_st_find(st, name);
+    snprintf(name, sizeof name, "%s.dout", case_name);
+    float *dout = tu_ref(st, name, wt->numel);
+    tu_result r = tu_run(fn, ctx, &c, dout);
+    if (r.out_n != wt->numel) fail_msg("%s: output has %zu elements, reference %zu", case_name, r.out_n, wt->numel);
+    snprintf(name, sizeof name, "%s: forward vs PyTorch", case_name);
+    tu_assert_close(name, r.out, want, r.out_n, atol, rtol);
+    for (int i = 0; i < n_in; i++) {
+        if (!c.needs_grad[i]) continue;
+        snprintf(name, sizeof name, "%s.grad.%s", case_name, input_names[i]);
+        float *g = tu_ref(st, name, da_shape_size(c.ndim[i], c.shape[i]));
+        snprintf(name, sizeof name, "%s: grad %s vs PyTorch", case_name, input_names[i]);
+        tu_assert_close(name, r.grad[i], g, da_shape_size(c.ndim[i], c.shape[i]), atol, rtol);
+        free(g);
+    }
+    tu_result_free(&r);
+    free(want);
+    free(dout);
+    for (int i = 0; i < n_in; i++) free(c.data[i]);
+}

@@ -1,0 +1,78 @@
+/* Shared helpers for the cmocka suites: deterministic test data, tolerance
+ * checks that report the worst index, finite-difference gradient checks,
+ * thread-count determinism checks and PyTorch reference files. */
+#ifndef TEST_UTIL_H
+#define TEST_UTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "dalign.h"
+
+#define TU_MAX_IN 4
+
+/* Deterministic uniform floats in [lo, hi) from a small LCG (independent of
+ * da_rng, so op tests do not depend on the RNG module). */
+void tu_fill(float *x, size_t n, uint32_t seed, float lo, float hi);
+float *tu_alloc_fill(size_t n, uint32_t seed, float lo, float hi); /* malloc'd */
+
+/* Fail the test when any |got - want| > atol + rtol*|want|; the message names
+ * `what`, the worst index, both values and the error. */
+void tu_assert_close(const char *what, const float *got, const float *want, size_t n,
+                     double atol, double rtol);
+/* Fail unless bit-identical. */
+void tu_assert_bits(const char *what, const float *got, const float *want, size_t n);
+
+/* A graph under test: builds the op(s) from leaf inputs, returns the output. */
+typedef da_tensor *(*tu_build_fn)(da_tape *t, da_tensor **in, void *ctx);
+
+typedef struct tu_case {
+    int n_in;
+    int ndim[TU_MAX_IN];
+    int shape[TU_MAX_IN][DA_MAX_DIMS];
+    float *data[TU_MAX_IN];      /* input values, caller-owned */
+    int needs_grad[TU_MAX_IN];   /* 0: constant input (no gradient) */
+} tu_case;
+
+/* Forward + backward with upstream gradient dout (NULL: use a fixed
+ * pseudo-random dout). Results are malloc'd; free with tu_result_free. */
+typedef struct tu_result {
+    float *out;
+    size_t out_n;
+    int out_ndim;
+    int out_shape[DA_MAX_DIMS];
+    float *grad[TU_MAX_IN];      /* NULL where needs_grad == 0 */
+} tu_result;
+tu_result tu_run(tu_build_fn fn, void *ctx, const tu_case *c, const float *dout);
+void tu_result_free(tu_result *r);
+
+/* Central finite differences of L = sum(out * dout_fixed), evaluated with the
+ * forward in f32 and L accumulated in double, against the tape's gradients.
+ * Checks every element of every input with needs_grad. */
+void tu_gradcheck(const char *what, tu_build_fn fn, void *ctx, const tu_case *c,
+                  double eps, double atol, double rtol);
+
+/* Output and every gradient bit-identical with 1 and 2 threads. */
+void tu_check_threads(const char *what, tu_build_fn fn, void *ctx, const tu_case *c);
+
+/* PyTorch reference files (tests/oracle/NAME.safetensors). tu_oracle aborts
+ * the test when the file is missing; tu_ref returns a tensor's data as a
+ * malloc'd f32 array and checks its element count (0 = any). */
+da_safetensors *tu_oracle(const char *file);
+float *tu_ref(da_safetensors *st, const char *name, size_t expect_n);
+/* Shape of a reference tensor into a tu_case input slot; returns ndim. */
+int tu_ref_shape(da_safetensors *st, const char *name, int *shape);
+
+
+
+/* Run one PyTorch reference case: inputs CASE.<input_names[i]> (shapes from
+ * the file), upstream gradient CASE.dout; compare the output with CASE.out
+ * and each input's gradient with CASE.grad.<name> (inputs whose gradient the
+ * file lacks are treated as constants). Tolerances: |err| <= atol + rtol*|want|. */
+void tu_oracle_case(da_safetensors *st, const char *case_name, tu_build_fn fn, void *ctx,
+                    const char *const *input_names, int n_in, double atol, double rtol);
+#endif
