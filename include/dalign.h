@@ -171,11 +171,15 @@ void da_matmul_backward(float *da, float *db, const float *dout, const float *a,
 da_tensor *da_matmul(da_tape *t, da_tensor *a, da_tensor *b);
 
 /* conv2d: out (N, O, OH, OW) = inp (N, C, H, W) * weight (O, C, k, k) + bias (O);
- * OH = (H + 2*pad - k)/stride + 1. bias may be NULL. */
+ * OH = (H + 2*pad - k)/stride + 1. bias may be NULL. Runs per image as
+ * im2col + GEMM; col is caller scratch of da_conv2d_col_size() floats, which
+ * is 0 (col may be NULL) for k = 1, stride = 1, pad = 0. The tape wrapper
+ * takes col from the tape's arena. */
+size_t da_conv2d_col_size(int C, int H, int W, int k, int stride, int pad);
 void da_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
-                       int N, int C, int H, int W, int O, int k, int stride, int pad);
+                       float *col, int N, int C, int H, int W, int O, int k, int stride, int pad);
 void da_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                        const float *inp, const float *weight,
+                        const float *inp, const float *weight, float *col,
                         int N, int C, int H, int W, int O, int k, int stride, int pad);
 da_tensor *da_conv2d(da_tape *t, da_tensor *x, da_tensor *w, da_tensor *b, int stride, int pad);
 
@@ -184,7 +188,8 @@ void da_upsample2x_forward(float *out, const float *inp, int N, int C, int H, in
 void da_upsample2x_backward(float *dinp, const float *dout, int N, int C, int H, int W);
 da_tensor *da_upsample2x(da_tape *t, da_tensor *x);
 
-/* 2x2 average-pool downsample: (N, C, H, W) -> (N, C, H/2, W/2), H and W even */
+/* 2x2 average-pool downsample: (N, C, H, W) -> (N, C, H/2, W/2). H and W must
+ * be even: model code guarantees it, so kernel and wrapper assert() it. */
 void da_downsample2x_forward(float *out, const float *inp, int N, int C, int H, int W);
 void da_downsample2x_backward(float *dinp, const float *dout, int N, int C, int H, int W);
 da_tensor *da_downsample2x(da_tape *t, da_tensor *x);
@@ -296,8 +301,12 @@ double da_grad_clip(float *grads, size_t n, float max_norm);
 void da_ema_update(float *ema, const float *params, size_t n, float decay);
 
 typedef enum { DA_LR_CONSTANT = 0, DA_LR_COSINE = 1 } da_lr_kind;
-/* Linear warmup from 0 over `warmup` steps, then constant or cosine decay to
- * min_lr at total_steps. step counts from 0. */
+/* Linear warmup over `warmup` steps, then constant or cosine decay to
+ * min_lr at total_steps. step counts from 0:
+ *   step < warmup: base_lr * (step + 1) / warmup   (base_lr at step warmup-1)
+ *   cosine:        min_lr + 0.5 (base_lr - min_lr) (1 + cos(pi * progress)),
+ *                  progress = (step - warmup) / (total_steps - warmup) in [0, 1]
+ *                  (1 when total_steps <= warmup). */
 float da_lr_at(da_lr_kind kind, float base_lr, float min_lr, long step, long warmup, long total_steps);
 
 /* ------------------------------------------------------------------------ */
@@ -319,8 +328,8 @@ uint64_t da_rng_u64(da_rng *r);                   /* PyTorch random64(): two dra
 void da_randn(da_rng *r, float *out, size_t n);
 /* torch.rand(n): uniform [0, 1) floats */
 void da_rand(da_rng *r, float *out, size_t n);
-/* torch.randint(low, high, (n,)) */
-void da_randint(da_rng *r, int64_t *out, size_t n, int64_t low, int64_t high);
+/* torch.randint(low, high, (n,)); DA_ERR_INVALID unless low < high */
+da_status da_randint(da_rng *r, int64_t *out, size_t n, int64_t low, int64_t high);
 /* torch.randperm(n) for n < 2^24 would need more state; not provided. */
 
 /* ------------------------------------------------------------------------ */

@@ -19,7 +19,7 @@ def save(path, tensors, metadata=None):
         a = tensors[name]
         if hasattr(a, "detach"):
             a = a.detach().cpu().numpy()
-        a = np.ascontiguousarray(a)
+        a = np.array(a, order="C")  # keeps 0-d scalars 0-d (ascontiguousarray would not)
         if a.dtype not in _NAMES:
             a = a.astype(np.float32)
         raw = a.tobytes()

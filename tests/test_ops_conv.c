@@ -1,0 +1,212 @@
+/* conv2d, upsample2x, downsample2x: finite differences, PyTorch reference,
+ * threads, and the raw kernels' accumulate/NULL-skip contract. */
+#include "test_util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct conv_cfg {
+    const char *name;
+    int N, C, H, W, O, k, stride, pad, bias;
+} conv_cfg;
+
+/* Every config has N >= 2 (dweight sums over images), H != W and C != O. */
+static const conv_cfg conv_cfgs[] = {
+    {"k3 s1 p1 bias", 2, 3, 5, 6, 4, 3, 1, 1, 1},
+    {"k3 s2 p1 odd H", 2, 3, 7, 6, 5, 3, 2, 1, 1},
+    {"k1 s1 p0 no bias", 2, 5, 4, 3, 3, 1, 1, 0, 0},
+    {"k3 s1 p0", 3, 2, 5, 7, 3, 3, 1, 0, 1},
+    {"k1 s2 p0", 2, 3, 6, 5, 4, 1, 2, 0, 1},
+    {"k5 s1 p2", 2, 2, 6, 5, 3, 5, 1, 2, 1},
+};
+#define N_CONV_CFGS ((int)(sizeof conv_cfgs / sizeof conv_cfgs[0]))
+
+static da_tensor *build_conv(da_tape *t, da_tensor **in, void *ctx)
+{
+    const conv_cfg *g = ctx;
+    return da_conv2d(t, in[0], in[1], g->bias ? in[2] : NULL, g->stride, g->pad);
+}
+
+static da_tensor *build_upsample(da_tape *t, da_tensor **in, void *ctx)
+{
+    (void)ctx;
+    return da_upsample2x(t, in[0]);
+}
+
+static da_tensor *build_downsample(da_tape *t, da_tensor **in, void *ctx)
+{
+    (void)ctx;
+    return da_downsample2x(t, in[0]);
+}
+
+static tu_case conv_case(const conv_cfg *g, uint32_t seed)
+{
+    tu_case c = {.n_in = g->bias ? 3 : 2, .ndim = {4, 4, 1},
+                 .shape = {{g->N, g->C, g->H, g->W}, {g->O, g->C, g->k, g->k}, {g->O}},
+                 .needs_grad = {1, 1, 1}};
+    for (int i = 0; i < c.n_in; i++)
+        c.data[i] = tu_alloc_fill(da_shape_size(c.ndim[i], c.shape[i]), seed + i, -1.0f, 1.0f);
+    return c;
+}
+
+static tu_case image_case(int N, int C, int H, int W, uint32_t seed)
+{
+    tu_case c = {.n_in = 1, .ndim = {4}, .shape = {{N, C, H, W}}, .needs_grad = {1}};
+    c.data[0] = tu_alloc_fill(da_shape_size(4, c.shape[0]), seed, -1.0f, 1.0f);
+    return c;
+}
+
+static void free_case(tu_case *c)
+{
+    for (int i = 0; i < c->n_in; i++) free(c->data[i]);
+}
+
+/* conv2d is linear in each input element, so central differences are exact
+ * up to f32 rounding of the forward: each output (|out| <~ 5) carries ~3e-7
+ * error, up to ~60 outputs move per element, divided by 2*eps = 0.02, i.e.
+ * ~1e-4 typical; 2e-3 leaves room without hiding a wrong term (those are O(0.1)+). */
+static void test_conv_gradcheck(void **state)
+{
+    (void)state;
+    for (int i = 0; i < N_CONV_CFGS; i++) {
+        tu_case c = conv_case(&conv_cfgs[i], 100u + 10u * i);
+        char what[64];
+        snprintf(what, sizeof what, "conv2d %s", conv_cfgs[i].name);
+        tu_gradcheck(what, build_conv, (void *)&conv_cfgs[i], &c, 1e-2, 2e-3, 2e-3);
+        free_case(&c);
+    }
+}
+
+/* Same argument: both ops are linear with <= 4 terms per output. */
+static void test_resample_gradcheck(void **state)
+{
+    (void)state;
+    tu_case c = image_case(2, 3, 3, 4, 7u);
+    tu_gradcheck("upsample2x", build_upsample, NULL, &c, 1e-2, 2e-3, 2e-3);
+    free_case(&c);
+    c = image_case(2, 3, 4, 6, 8u);
+    tu_gradcheck("downsample2x", build_downsample, NULL, &c, 1e-2, 2e-3, 2e-3);
+    free_case(&c);
+}
+
+/* f32 against PyTorch's f32 (MKLDNN or its own im2col) with a different
+ * summation order. Values ~N(0,1); reordering a sum costs ~1e-6 of its
+ * magnitude (measured: <= 5e-7 of max|ref| with OpenBLAS and the portable
+ * GEMM), independent of the element's own value after cancellation, so atol
+ * follows the largest reference value: ~19 in the small cases (reductions of
+ * <= 50 terms) -> 1e-5; ~37 in conv_wide (C*k*k = 144 terms for the output,
+ * N*OH*OW = 112 for dweight; measured error up to 1.9e-5) -> 6e-5. Both are
+ * 3-5x the measured error and far below any indexing mistake (O(1)). */
+static void test_conv_vs_torch(void **state)
+{
+    (void)state;
+    da_safetensors *st = tu_oracle("ops_conv");
+    const char *xwb[] = {"x", "w", "b"};
+    static const struct { const char *name; conv_cfg g; double atol; } cases[] = {
+        {"conv_k3s1p1", {.stride = 1, .pad = 1, .bias = 1}, 1e-5},
+        {"conv_k3s2p1", {.stride = 2, .pad = 1, .bias = 1}, 1e-5},
+        {"conv_k1s1p0", {.stride = 1, .pad = 0, .bias = 0}, 1e-5},
+        {"conv_k3s1p0", {.stride = 1, .pad = 0, .bias = 1}, 1e-5},
+        {"conv_k1s2p0", {.stride = 2, .pad = 0, .bias = 1}, 1e-5},
+        {"conv_k5s1p2", {.stride = 1, .pad = 2, .bias = 1}, 1e-5},
+        {"conv_constx", {.stride = 1, .pad = 1, .bias = 1}, 1e-5},  /* x frozen: dinp == NULL */
+        {"conv_wide", {.stride = 1, .pad = 1, .bias = 1}, 6e-5},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        tu_oracle_case(st, cases[i].name, build_conv, (void *)&cases[i].g, xwb, cases[i].g.bias ? 3 : 2,
+                       cases[i].atol, 1e-5);
+    /* nearest upsample copies and its gradient sums 4 terms; average pooling
+     * sums 4 and scales by a power of two: at most an ulp or two apart */
+    const char *x[] = {"x"};
+    tu_oracle_case(st, "upsample", build_upsample, NULL, x, 1, 1e-6, 1e-6);
+    tu_oracle_case(st, "downsample", build_downsample, NULL, x, 1, 1e-6, 1e-6);
+    da_st_close(st);
+}
+
+static void test_conv_threads(void **state)
+{
+    (void)state;
+    for (int i = 0; i < N_CONV_CFGS; i++) {
+        tu_case c = conv_case(&conv_cfgs[i], 200u + 10u * i);
+        tu_check_threads(conv_cfgs[i].name, build_conv, (void *)&conv_cfgs[i], &c);
+        free_case(&c);
+    }
+    /* enough channels that both threads get several planes in im2col/col2im */
+    static const conv_cfg wide = {"wide k3 s1 p1", 3, 16, 9, 8, 12, 3, 1, 1, 1};
+    tu_case c = conv_case(&wide, 300u);
+    tu_check_threads(wide.name, build_conv, (void *)&wide, &c);
+    free_case(&c);
+    c = image_case(2, 5, 3, 4, 9u);
+    tu_check_threads("upsample2x", build_upsample, NULL, &c);
+    free_case(&c);
+    c = image_case(2, 5, 4, 6, 10u);
+    tu_check_threads("downsample2x", build_downsample, NULL, &c);
+    free_case(&c);
+}
+
+/* Raw kernels: backward ADDS into gradient buffers and skips NULL ones;
+ * the column scratch has the documented size. */
+static void test_conv_kernel_contract(void **state)
+{
+    (void)state;
+    assert_int_equal(da_conv2d_col_size(5, 4, 3, 1, 1, 0), 0);
+    assert_int_equal(da_conv2d_col_size(3, 7, 6, 3, 2, 1), 3 * 9 * 4 * 3);
+    for (int i = 0; i < N_CONV_CFGS; i++) {
+        const conv_cfg *g = &conv_cfgs[i];
+        int OH = (g->H + 2 * g->pad - g->k) / g->stride + 1, OW = (g->W + 2 * g->pad - g->k) / g->stride + 1;
+        size_t nx = (size_t)g->N * g->C * g->H * g->W, nw = (size_t)g->O * g->C * g->k * g->k;
+        size_t ny = (size_t)g->N * g->O * OH * OW;
+        size_t ncol = da_conv2d_col_size(g->C, g->H, g->W, g->k, g->stride, g->pad);
+        float *x = tu_alloc_fill(nx, 1u, -1.0f, 1.0f), *w = tu_alloc_fill(nw, 2u, -1.0f, 1.0f);
+        float *dy = tu_alloc_fill(ny, 3u, -1.0f, 1.0f);
+        float *col = ncol ? malloc(ncol * sizeof(float)) : NULL;
+        float *dx1 = calloc(nx, sizeof(float)), *dw1 = calloc(nw, sizeof(float)), *db1 = calloc(g->O, sizeof(float));
+        float *dx2 = calloc(nx, sizeof(float)), *dw2 = calloc(nw, sizeof(float)), *db2 = calloc(g->O, sizeof(float));
+        da_conv2d_backward(dx1, dw1, db1, dy, x, w, col, g->N, g->C, g->H, g->W, g->O, g->k, g->stride, g->pad);
+        /* one gradient at a time, twice each: must equal 2x the first result */
+        for (int rep = 0; rep < 2; rep++) {
+            da_conv2d_backward(dx2, NULL, NULL, dy, x, w, col, g->N, g->C, g->H, g->W, g->O, g->k, g->stride, g->pad);
+            da_conv2d_backward(NULL, dw2, NULL, dy, x, w, col, g->N, g->C, g->H, g->W, g->O, g->k, g->stride, g->pad);
+            da_conv2d_backward(NULL, NULL, db2, dy, x, w, col, g->N, g->C, g->H, g->W, g->O, g->k, g->stride, g->pad);
+        }
+        for (size_t j = 0; j < nx; j++) dx1[j] *= 2.0f;
+        for (size_t j = 0; j < nw; j++) dw1[j] *= 2.0f;
+        for (int j = 0; j < g->O; j++) db1[j] *= 2.0f;
+        /* the second pass adds term by term onto the first sum, so it rounds
+         * differently from doubling: a few ulp of values <~ 20 */
+        tu_assert_close("conv2d backward accumulates dinp", dx2, dx1, nx, 1e-5, 1e-5);
+        tu_assert_close("conv2d backward accumulates dweight", dw2, dw1, nw, 1e-5, 1e-5);
+        tu_assert_close("conv2d backward accumulates dbias", db2, db1, g->O, 1e-5, 1e-5);
+        free(x); free(w); free(dy); free(col);
+        free(dx1); free(dw1); free(db1); free(dx2); free(dw2); free(db2);
+    }
+    /* resample backward kernels accumulate too: a second call doubles exactly
+     * (each element gets one addition of the same value) */
+    float x[2 * 2 * 4] = {0}, once[16], dy[64];
+    tu_fill(dy, 64, 4u, -1.0f, 1.0f);
+    da_upsample2x_backward(x, dy, 1, 2, 2, 4);
+    memcpy(once, x, sizeof once);
+    da_upsample2x_backward(x, dy, 1, 2, 2, 4);
+    for (int j = 0; j < 16; j++) once[j] *= 2.0f;
+    tu_assert_bits("upsample2x backward accumulates", x, once, 16);
+    float dx[64] = {0}, once64[64];
+    da_downsample2x_backward(dx, dy, 1, 1, 8, 8);
+    memcpy(once64, dx, sizeof once64);
+    da_downsample2x_backward(dx, dy, 1, 1, 8, 8);
+    for (int j = 0; j < 64; j++) once64[j] *= 2.0f;
+    tu_assert_bits("downsample2x backward accumulates", dx, once64, 64);
+}
+
+int main(void)
+{
+    da_threads_init();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conv_gradcheck),
+        cmocka_unit_test(test_resample_gradcheck),
+        cmocka_unit_test(test_conv_vs_torch),
+        cmocka_unit_test(test_conv_threads),
+        cmocka_unit_test(test_conv_kernel_contract),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
