@@ -389,6 +389,18 @@ typedef struct da_st_entry {
 da_status da_st_write(const char *path, const da_st_entry *entries, int n,
                       const da_st_meta *meta, int n_meta);
 
+/* ------------------------------------------------------------------------ */
+/* Shapes world (src/data): generator, captions, tokenizer, parser, detector */
+/* ------------------------------------------------------------------------ */
+
+/* (section: shapes world) */
+
+/* ------------------------------------------------------------------------ */
+/* Diffusion (src/diffusion): noise schedules and samplers                  */
+/* ------------------------------------------------------------------------ */
+
+/* (section: diffusion) */
+
 #ifdef __cplusplus
 }
 #endif
