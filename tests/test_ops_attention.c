@@ -1,0 +1,249 @@
+/* softmax, log_softmax and multi-head attention: finite differences, PyTorch
+ * reference, fully masked rows, masking == removing keys, threads. */
+#include "test_util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static da_tensor *build_softmax(da_tape *t, da_tensor **in, void *ctx)
+{
+    (void)ctx;
+    return da_softmax(t, in[0]);
+}
+
+static da_tensor *build_log_softmax(da_tape *t, da_tensor **in, void *ctx)
+{
+    (void)ctx;
+    return da_log_softmax(t, in[0]);
+}
+
+typedef struct attn_cfg {
+    int heads, causal;
+} attn_cfg;
+
+/* in = q, k, v and optionally keep (B, Tk) as f32 0/1, a constant input.
+ * The uint8 mask lives in a heap buffer that is wiped and freed right after
+ * the call: the wrapper must not keep the caller's mask (ASan in the
+ * SANITIZE=1 build, or wrong gradients, would show it). */
+static da_tensor *build_attention(da_tape *t, da_tensor **in, void *ctx)
+{
+    const attn_cfg *cfg = ctx;
+    uint8_t *keep = NULL;
+    if (in[3]) {
+        keep = malloc(in[3]->size ? in[3]->size : 1);
+        assert_non_null(keep);
+        for (size_t i = 0; i < in[3]->size; i++) keep[i] = in[3]->data[i] != 0.0f;
+    }
+    da_tensor *out = da_attention(t, in[0], in[1], in[2], cfg->heads, cfg->causal, keep);
+    if (keep) memset(keep, 0, in[3]->size);
+    free(keep);
+    return out;
+}
+
+static void free_case(tu_case *c)
+{
+    for (int i = 0; i < c->n_in; i++) free(c->data[i]);
+}
+
+/* (N, C) logits in [-3, 3) */
+static tu_case softmax_case(int N, int C, uint32_t seed)
+{
+    tu_case c = {.n_in = 1, .ndim = {2}, .shape = {{N, C}}, .needs_grad = {1}};
+    c.data[0] = tu_alloc_fill((size_t)N * C, seed, -3.0f, 3.0f);
+    return c;
+}
+
+/* q (B, Tq, D), k/v (B, Tk, D) in [-1, 1); keep (B, Tk) when given */
+static tu_case attn_case(int B, int Tq, int Tk, int D, const float *keep, uint32_t seed)
+{
+    tu_case c = {.n_in = keep ? 4 : 3, .ndim = {3, 3, 3, 2},
+                 .shape = {{B, Tq, D}, {B, Tk, D}, {B, Tk, D}, {B, Tk}},
+                 .needs_grad = {1, 1, 1, 0}};
+    for (int i = 0; i < 3; i++)
+        c.data[i] = tu_alloc_fill(da_shape_size(3, c.shape[i]), seed + i, -1.0f, 1.0f);
+    if (keep) {
+        c.data[3] = malloc((size_t)B * Tk * sizeof(float));
+        memcpy(c.data[3], keep, (size_t)B * Tk * sizeof(float));
+    }
+    return c;
+}
+
+/* Central differences, eps 1e-2, O(1) smooth maps: truncation ~eps^2 * f'''
+ * ~1e-5..1e-4 and f32 forward rounding ~1e-7 * sqrt(n) / (2 eps) ~ 1e-5
+ * (observed worst: 2.3e-5, log_softmax). 5e-4 keeps a 20x margin; a wrong
+ * or missing term (scale, row-sum) moves gradients by O(0.1). */
+#define GC_EPS 1e-2
+#define GC_TOL 5e-4
+
+static void test_softmax_gradcheck(void **state)
+{
+    (void)state;
+    tu_case c = softmax_case(3, 7, 1u);
+    tu_gradcheck("softmax (3,7)", build_softmax, NULL, &c, GC_EPS, GC_TOL, GC_TOL);
+    tu_gradcheck("log_softmax (3,7)", build_log_softmax, NULL, &c, GC_EPS, GC_TOL, GC_TOL);
+    free_case(&c);
+}
+
+/* Same formulas in f32; expf/logf may differ from PyTorch's vectorised
+ * versions by ~1 ulp. Probabilities are <= 1 (1e-6 absolute); log-probs
+ * reach about -20 in the *_big rows (ulp 2e-6, hence 1e-5 relative).
+ * Observed worst: 1.2e-7. The *_big rows (offsets of +-100, 88) overflow
+ * exp without the max shift. */
+static void test_softmax_vs_torch(void **state)
+{
+    (void)state;
+    da_safetensors *st = tu_oracle("ops_attention");
+    const char *x[] = {"x"};
+    tu_oracle_case(st, "softmax", build_softmax, NULL, x, 1, 1e-6, 1e-5);
+    tu_oracle_case(st, "log_softmax", build_log_softmax, NULL, x, 1, 1e-6, 1e-5);
+    tu_oracle_case(st, "softmax_big", build_softmax, NULL, x, 1, 1e-6, 1e-5);
+    tu_oracle_case(st, "log_softmax_big", build_log_softmax, NULL, x, 1, 1e-6, 1e-5);
+    da_st_close(st);
+}
+
+static void test_attention_gradcheck(void **state)
+{
+    (void)state;
+    attn_cfg two = {2, 0}, causal = {2, 1}, one = {1, 0};
+    tu_case c = attn_case(2, 5, 5, 8, NULL, 10u);
+    tu_gradcheck("attention self B2 T5 D8 H2", build_attention, &two, &c, GC_EPS, GC_TOL, GC_TOL);
+    tu_gradcheck("attention causal", build_attention, &causal, &c, GC_EPS, GC_TOL, GC_TOL);
+    tu_gradcheck("attention H1", build_attention, &one, &c, GC_EPS, GC_TOL, GC_TOL);
+    free_case(&c);
+    const float keep[2 * 6] = {1, 1, 0, 1, 1, 0, 0, 1, 1, 1, 0, 1};
+    c = attn_case(2, 4, 6, 8, keep, 20u);
+    tu_gradcheck("attention cross Tq4 Tk6 + padding", build_attention, &two, &c, GC_EPS, GC_TOL, GC_TOL);
+    free_case(&c);
+}
+
+/* f32 against f32 with different summation orders (GEMM blocking, exp):
+ * values and gradients are O(1) with K <= 8 terms per dot product, so errors
+ * stay at a few ulp; 1e-5 absolute + 1e-5 relative. */
+static void test_attention_vs_torch(void **state)
+{
+    (void)state;
+    da_safetensors *st = tu_oracle("ops_attention");
+    const char *qkv[] = {"q", "k", "v", "keep"};
+    attn_cfg two = {2, 0}, causal = {2, 1}, one = {1, 0};
+    tu_oracle_case(st, "attn_self", build_attention, &two, qkv, 3, 1e-5, 1e-5);
+    tu_oracle_case(st, "attn_causal", build_attention, &causal, qkv, 3, 1e-5, 1e-5);
+    tu_oracle_case(st, "attn_cross", build_attention, &two, qkv, 3, 1e-5, 1e-5);
+    tu_oracle_case(st, "attn_pad", build_attention, &two, qkv, 4, 1e-5, 1e-5);
+    tu_oracle_case(st, "attn_causal_pad", build_attention, &causal, qkv, 4, 1e-5, 1e-5);
+    tu_oracle_case(st, "attn_h1", build_attention, &one, qkv, 3, 1e-5, 1e-5);
+    da_st_close(st);
+}
+
+static int all_zero(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (x[i] != 0.0f) return 0;
+    return 1;
+}
+
+static int all_finite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
+/* Rows with no visible key (PyTorch: NaN) are our documented choice: exact
+ * zeros in the output and no gradient. B = 2, T = 4, D = 8, 2 heads, causal;
+ * batch 0 masks key 0, so query 0 sees nothing while queries 1..3 see keys;
+ * batch 1 masks every key. */
+static void test_attention_fully_masked(void **state)
+{
+    (void)state;
+    enum { B = 2, T = 4, D = 8 };
+    const float keep[B * T] = {0, 1, 1, 1, 0, 0, 0, 0};
+    attn_cfg cfg = {2, 1};
+    tu_case c = attn_case(B, T, T, D, keep, 30u);
+    tu_result r = tu_run(build_attention, &cfg, &c, NULL);
+    assert_true(all_finite(r.out, B * T * D));
+    for (int i = 0; i < 3; i++) assert_true(all_finite(r.grad[i], B * T * D));
+    /* batch 0, query 0: zero output and zero dq */
+    assert_true(all_zero(r.out, D));
+    assert_true(all_zero(r.grad[0], D));
+    /* batch 0, queries 1..3 see keys: outputs are not all zero */
+    assert_false(all_zero(r.out + D, (T - 1) * D));
+    /* batch 0, masked key 0: nobody attends to it, so dk/dv are zero */
+    assert_true(all_zero(r.grad[1], D));
+    assert_true(all_zero(r.grad[2], D));
+    /* batch 1: everything zero */
+    assert_true(all_zero(r.out + T * D, T * D));
+    for (int i = 0; i < 3; i++) assert_true(all_zero(r.grad[i] + T * D, T * D));
+    tu_result_free(&r);
+    /* and the analytic gradients still agree with finite differences */
+    tu_gradcheck("attention with fully masked rows", build_attention, &cfg, &c, GC_EPS, GC_TOL, GC_TOL);
+    free_case(&c);
+}
+
+/* Masking key j must equal deleting row j of k and v: same output and dq,
+ * same dk/dv on the kept rows, zero dk/dv on the masked rows. The two runs
+ * differ only in zero-probability terms, so 1e-6 covers GEMM blocking. */
+static void test_attention_mask_is_removal(void **state)
+{
+    (void)state;
+    enum { Tq = 3, Tk = 6, Tkept = 4, D = 8 };
+    const float keep[Tk] = {1, 0, 1, 1, 0, 1};
+    attn_cfg cfg = {2, 0};
+    tu_case full = attn_case(1, Tq, Tk, D, keep, 40u);
+    tu_case cut = attn_case(1, Tq, Tkept, D, NULL, 40u);
+    memcpy(cut.data[0], full.data[0], Tq * D * sizeof(float));
+    for (int i = 1; i < 3; i++)
+        for (int j = 0, jj = 0; j < Tk; j++)
+            if (keep[j]) memcpy(cut.data[i] + (jj++) * D, full.data[i] + j * D, D * sizeof(float));
+    float *dout = tu_alloc_fill(Tq * D, 41u, -1.0f, 1.0f);
+    tu_result rf = tu_run(build_attention, &cfg, &full, dout);
+    tu_result rc = tu_run(build_attention, &cfg, &cut, dout);
+    tu_assert_close("masked vs removed: out", rf.out, rc.out, Tq * D, 1e-6, 1e-6);
+    tu_assert_close("masked vs removed: dq", rf.grad[0], rc.grad[0], Tq * D, 1e-6, 1e-6);
+    for (int i = 1; i < 3; i++) {
+        for (int j = 0, jj = 0; j < Tk; j++) {
+            const float *g = rf.grad[i] + j * D;
+            if (keep[j]) tu_assert_close("masked vs removed: dk/dv", g, rc.grad[i] + (jj++) * D, D, 1e-6, 1e-6);
+            else assert_true(all_zero(g, D));
+        }
+    }
+    tu_result_free(&rf);
+    tu_result_free(&rc);
+    free(dout);
+    free_case(&full);
+    free_case(&cut);
+}
+
+/* Larger shapes so both threads get rows and OpenBLAS may split GEMMs. */
+static void test_threads(void **state)
+{
+    (void)state;
+    tu_case c = softmax_case(37, 29, 50u);
+    tu_check_threads("softmax", build_softmax, NULL, &c);
+    tu_check_threads("log_softmax", build_log_softmax, NULL, &c);
+    free_case(&c);
+    attn_cfg four = {4, 0}, causal = {4, 1};
+    float keep[2 * 33];
+    for (int i = 0; i < 2 * 33; i++) keep[i] = (i % 7) != 3;
+    c = attn_case(2, 33, 33, 64, keep, 60u);
+    tu_check_threads("attention causal + padding", build_attention, &causal, &c);
+    free_case(&c);
+    c = attn_case(2, 40, 17, 64, NULL, 70u);
+    tu_check_threads("attention cross", build_attention, &four, &c);
+    free_case(&c);
+}
+
+int main(void)
+{
+    da_threads_init();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_softmax_gradcheck),
+        cmocka_unit_test(test_softmax_vs_torch),
+        cmocka_unit_test(test_attention_gradcheck),
+        cmocka_unit_test(test_attention_vs_torch),
+        cmocka_unit_test(test_attention_fully_masked),
+        cmocka_unit_test(test_attention_mask_is_removal),
+        cmocka_unit_test(test_threads),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
