@@ -385,9 +385,58 @@ typedef struct da_st_entry {
 } da_st_entry;
 
 /* Write F32 tensors (and optional string metadata) atomically: temp file,
- * fsync, rename. meta may be NULL when n_meta == 0. */
+ * fsync, rename. meta may be NULL when n_meta == 0. Tensors and metadata are
+ * written sorted by name (byte order), whatever order they are given in. */
 da_status da_st_write(const char *path, const da_st_entry *entries, int n,
                       const da_st_meta *meta, int n_meta);
+
+/* ------------------------------------------------------------------------ */
+/* Parameters: one buffer per model, described by a table of PyTorch names  */
+/* ------------------------------------------------------------------------ */
+
+/* A model's parameters: a table of (name, shape) entries built at create time
+ * (names depend on the config: "down.1.res.0.conv1.weight"), then ONE data
+ * buffer and ONE same-layout gradient buffer (plus AdamW's m and v and the
+ * EMA when training), so optimiser, clipping, EMA and zeroing are flat loops
+ * and the table drives loading, saving and test comparison. */
+typedef struct da_params {
+    int n, cap;
+    char **names;
+    int *ndim;
+    int (*shape)[DA_MAX_DIMS];
+    size_t *offset;        /* in floats, into data/grad */
+    size_t total;          /* floats in all tensors */
+    float *data;
+    float *grad;           /* NULL: frozen (no gradients flow into this model) */
+    void *index;           /* name -> entry hash (private) */
+} da_params;
+
+void da_params_init(da_params *p);
+/* Add an entry; returns its index. Shapes are PyTorch's (Linear (out, in),
+ * Conv2d (O, I, kh, kw)). Must be called before da_params_alloc. */
+int da_params_add(da_params *p, const char *name, int ndim, const int *shape);
+/* Allocate data (zeroed) and, when with_grad, the gradient buffer. */
+da_status da_params_alloc(da_params *p, int with_grad);
+int da_params_find(const da_params *p, const char *name);        /* index or -1 */
+float *da_params_get(const da_params *p, const char *name);      /* data or NULL */
+/* A tape leaf for the entry named by a printf-style name (data + grad when
+ * the model is trainable). A missing name is a programming error: abort. */
+da_tensor *da_params_leaf(da_tape *t, const da_params *p, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+void da_params_zero_grad(da_params *p);
+/* Save every entry as F32 (atomic); load requires every entry present with
+ * the same shape and no unknown tensors, else an error naming the tensor. */
+da_status da_params_save(const da_params *p, const char *path, const da_st_meta *meta, int n_meta);
+da_status da_params_load(da_params *p, const char *path);
+da_status da_params_load_st(da_params *p, const da_safetensors *st);
+void da_params_free(da_params *p);
+
+/* PyTorch's default inits, drawn from `rng` in table order:
+ * Linear/Conv weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)). */
+void da_init_uniform(da_rng *rng, float *x, size_t n, float bound);
 
 /* ------------------------------------------------------------------------ */
 /* Shapes world (src/data): generator, captions, tokenizer, parser, detector */

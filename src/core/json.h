@@ -1,0 +1,44 @@
+/* A small strict JSON parser (RFC 8259) into a tree, used for safetensors
+ * headers. Strict means: no comments, no trailing commas, no leading zeros,
+ * no control characters or invalid UTF-8 in strings, no lone surrogates in
+ * \u escapes, nothing but whitespace after the top-level value, and a nesting
+ * limit so a "[[[[..." header cannot exhaust the stack. */
+#ifndef DA_JSON_H
+#define DA_JSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define JSON_MAX_DEPTH 64
+
+typedef enum json_type {
+    JSON_NULL, JSON_FALSE, JSON_TRUE, JSON_NUMBER, JSON_STRING, JSON_ARRAY, JSON_OBJECT
+} json_type;
+
+typedef struct json_value json_value;
+struct json_value {
+    json_type type;
+    int n;              /* ARRAY / OBJECT: number of items */
+    json_value *items;  /* ARRAY / OBJECT: the items, in document order */
+    char *key;          /* set when this value is an object member: decoded, NUL-terminated */
+    size_t key_len;     /* bytes in key (may contain a \u0000, so compare with strlen) */
+    char *str;          /* STRING: decoded UTF-8; NUMBER: the literal as written */
+    size_t len;         /* bytes in str */
+};
+
+/* Parse text[0..len). On success returns 0 and fills *root (free with
+ * json_free). On failure returns -1, *root is empty and err holds a message
+ * naming the problem and its byte offset. Allocation failure is reported the
+ * same way ("out of memory"). */
+int json_parse(const char *text, size_t len, json_value *root, char *err, size_t errsz);
+void json_free(json_value *v);
+
+/* A NUMBER that is a plain non-negative integer (no sign, fraction or
+ * exponent) fitting in uint64: returns 0 and sets *out. Otherwise returns
+ * -1 (not a number), -2 (negative), -3 (not an integer), -4 (too large). */
+int json_to_u64(const json_value *v, uint64_t *out);
+
+/* 1 when s[0..n) is valid UTF-8 (no overlongs, surrogates or > U+10FFFF). */
+int json_utf8_valid(const char *s, size_t n);
+
+#endif
