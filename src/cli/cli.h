@@ -10,6 +10,7 @@ typedef struct cli_command {
 } cli_command;
 
 int cmd_inspect(int argc, char **argv);
+int cmd_toy(int argc, char **argv);
 
 /* Strict integer parse (whole string, no overflow); 0 on success. */
 int cli_parse_int(const char *s, int *out);

@@ -7,6 +7,7 @@
 
 static const cli_command commands[] = {
     {"inspect", "list the tensors of a safetensors file", cmd_inspect},
+    {"toy", "train and sample a tiny 2-D diffusion model (core demo)", cmd_toy},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
