@@ -53,7 +53,7 @@ B := build/default$(VARIANT)
 
 LIB_SRC   := $(sort $(wildcard src/core/*.c src/models/*.c src/diffusion/*.c src/data/*.c src/rewards/*.c src/train/*.c))
 CLI_SRC   := $(sort $(wildcard src/cli/*.c))
-TEST_SRC  := $(sort $(wildcard tests/test_*.c))
+TEST_SRC  := $(filter-out tests/test_util.c,$(sort $(wildcard tests/test_*.c)))
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(B)/%.o)
 CLI_OBJ   := $(CLI_SRC:%.c=$(B)/%.o)
