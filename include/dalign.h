@@ -439,16 +439,624 @@ void da_params_free(da_params *p);
 void da_init_uniform(da_rng *rng, float *x, size_t n, float bound);
 
 /* ------------------------------------------------------------------------ */
+/* VAE and UNet (src/models)                                                */
+/* ------------------------------------------------------------------------ */
+
+/* KL autoencoder, f = 4 (docs/models.md): x (B, 3, 32, 32) in [-1, 1] <->
+ * z (B, 4, 8, 8). Parameters "encoder.down.0.res.conv1.weight", ...
+ * Configs are JSON files (weights/vae.json); absent keys keep the values of
+ * the config passed in, unknown keys are errors. */
+typedef struct da_vae_config {
+    int in_channels;       /* 3 */
+    int latent_channels;   /* 4 */
+    int ch[3];             /* widths of the three levels: 32, 64, 128 */
+    int groups;            /* GroupNorm groups (8); eps gn_eps (1e-6) */
+    float gn_eps;
+    float kl_weight;       /* loss = recon MSE + kl_weight * KL (1e-4) */
+    float scale_factor;    /* diffusion latent = scale_factor * z; 1/std of the encoder
+                              means over data, set by the trainer (default 1) */
+} da_vae_config;
+
+typedef struct da_vae {
+    da_vae_config cfg;
+    da_params params;
+} da_vae;
+
+da_vae_config da_vae_config_default(void);
+da_status da_vae_config_load(const char *path, da_vae_config *cfg);
+da_status da_vae_config_save(const char *path, const da_vae_config *cfg);
+/* NULL on a bad config or out of memory (da_last_error says which). The
+ * parameters are zero until da_vae_init or da_vae_load. */
+da_vae *da_vae_create(const da_vae_config *cfg, int trainable);
+void da_vae_init(da_vae *m, da_rng *rng);
+/* safetensors; save writes metadata scale_factor, load reads it when present */
+da_status da_vae_load(da_vae *m, const char *path);
+da_status da_vae_save(const da_vae *m, const char *path);
+void da_vae_free(da_vae *m);
+/* x (B, 3, H, W) -> *mean, *logvar (B, 4, H/4, W/4); logvar clamped to [-30, 20] */
+void da_vae_encode(da_tape *t, const da_vae *m, da_tensor *x, da_tensor **mean, da_tensor **logvar);
+/* z = mean + exp(0.5 logvar) * eps with eps = da_randn(rng) in mean's shape
+ * (row-major), or eps given (same size as mean) */
+da_tensor *da_vae_sample(da_tape *t, da_tensor *mean, da_tensor *logvar, da_rng *rng);
+da_tensor *da_vae_sample_eps(da_tape *t, da_tensor *mean, da_tensor *logvar, const float *eps);
+/* z (B, 4, h, w) -> x_hat (B, 3, 4h, 4w) */
+da_tensor *da_vae_decode(da_tape *t, const da_vae *m, da_tensor *z);
+/* scalar: mse(x_hat, x) + kl_weight * mean(0.5 (mean^2 + exp(logvar) - 1 - logvar));
+ * *recon and *kl (either may be NULL) receive the two terms' values */
+da_tensor *da_vae_loss(da_tape *t, const da_vae *m, da_tensor *x, da_tensor *x_hat,
+                       da_tensor *mean, da_tensor *logvar, float *recon, float *kl);
+
+/* Conditional UNet, eps-prediction (docs/models.md): latent (B, 4, 8, 8),
+ * two levels (ch[0], ch[1]) with a ResBlock and a cross-attention
+ * transformer block each, sinusoidal timestep embedding. Parameters
+ * "down.0.res.conv1.weight", "mid.attn.attn2.to_k.weight", ... */
+typedef struct da_unet_config {
+    int in_channels;       /* 4 */
+    int out_channels;      /* 4 */
+    int ch[2];             /* 64, 128 (unet-b: 48, 96) */
+    int groups;            /* GroupNorm groups: 16 */
+    float gn_eps;          /* 1e-5 */
+    float ln_eps;          /* 1e-5 */
+    int n_heads;           /* 4 */
+    int context_dim;       /* text encoder width: 128 */
+    int time_freq_dim;     /* sinusoidal embedding size: 64 */
+    int time_dim;          /* time MLP width: 256 */
+} da_unet_config;
+
+typedef struct da_unet {
+    da_unet_config cfg;
+    da_params params;
+} da_unet;
+
+da_unet_config da_unet_config_default(void);
+da_status da_unet_config_load(const char *path, da_unet_config *cfg);
+da_status da_unet_config_save(const char *path, const da_unet_config *cfg);
+da_unet *da_unet_create(const da_unet_config *cfg, int trainable);   /* NULL on error */
+void da_unet_init(da_unet *m, da_rng *rng);
+da_status da_unet_load(da_unet *m, const char *path);
+da_status da_unet_save(const da_unet *m, const char *path);
+void da_unet_free(da_unet *m);
+/* x_t (B, 4, H, W) (H, W even), timesteps (B) (integer values as floats),
+ * context (B, T, context_dim), context_keep (B, T) or NULL (0 = padding,
+ * each row needs one kept token) -> eps (B, 4, H, W) */
+da_tensor *da_unet_forward(da_tape *t, const da_unet *m, da_tensor *x, const float *timesteps,
+                           da_tensor *context, const uint8_t *context_keep);
+
+/* ------------------------------------------------------------------------ */
+/* Text encoder and CLIP (src/models)                                       */
+/* ------------------------------------------------------------------------ */
+
+/* CLIP text tower (docs/models.md): token + position embeddings, n_layers
+ * pre-LN blocks (causal self-attention with key padding, MLP d -> 4d -> d with
+ * exact GELU), final layernorm. Configs are JSON files of integers. */
+typedef struct da_text_config {
+    int vocab_size;   /* V: set it from the tokenizer (default 64) */
+    int context;      /* maximum tokens per row (24) */
+    int d_model;      /* 128 */
+    int n_layers;     /* 3 */
+    int n_heads;      /* 4 */
+    int mlp_ratio;    /* MLP hidden width = mlp_ratio * d_model (4) */
+    int proj_dim;     /* text_projection output = CLIP embedding width (128) */
+} da_text_config;
+
+typedef struct da_text_encoder {
+    da_text_config cfg;
+    da_params params;   /* token_embedding.weight, layers.0.attn.q_proj.weight, ... */
+} da_text_encoder;
+
+da_text_config da_text_config_default(void);
+da_status da_text_config_check(const da_text_config *cfg);
+da_status da_text_config_save(const da_text_config *cfg, const char *path);  /* atomic */
+da_status da_text_config_load(da_text_config *cfg, const char *path);        /* strict */
+/* NULL (and da_last_error) on a bad config or no memory; grads iff trainable */
+da_text_encoder *da_text_encoder_create(const da_text_config *cfg, int trainable);
+void da_text_encoder_init(da_text_encoder *m, da_rng *rng);
+da_status da_text_encoder_load(da_text_encoder *m, const char *path);
+da_status da_text_encoder_save(const da_text_encoder *m, const char *path);
+void da_text_encoder_free(da_text_encoder *m);
+/* ids (B, T) in [0, V); keep (B, T): 1 = real token (BOS/EOS included),
+ * 0 = PAD; 1 <= T <= context -> token features (B, T, d_model) after final_ln
+ * (the UNet's cross-attention context). NULL + da_last_error() on a bad id or size. */
+da_tensor *da_text_encoder_forward(da_tape *t, const da_text_encoder *m, const int *ids,
+                                   const uint8_t *keep, int B, int T);
+/* eos (B) = index of the last real token of each row; DA_ERR_INVALID for an empty row */
+da_status da_text_eos_positions(int *eos, const uint8_t *keep, int B, int T);
+/* x (B, T, D), pos (B) in [0, T) -> (B, D) = x[b, pos[b], :] */
+da_tensor *da_text_gather(da_tape *t, da_tensor *x, const int *pos);
+/* features (B, T, d_model), eos (B) -> text_projection(features[b, eos[b]]) (B, proj_dim) */
+da_tensor *da_text_encoder_pool(da_tape *t, const da_text_encoder *m, da_tensor *features,
+                                const int *eos);
+
+/* CLIP image tower: conv_in, n_blocks x [GroupNorm, SiLU, conv k3 s2 p1],
+ * norm_out, SiLU, mean over space, visual_projection (no bias); plus the
+ * learned logit_scale. The text side is the text encoder above. */
+#define DA_CLIP_MAX_BLOCKS 6
+typedef struct da_clip_config {
+    int image_size;    /* 32 */
+    int in_channels;   /* 3 */
+    int n_blocks;      /* 3 stride-2 blocks: 32 -> 16 -> 8 -> 4 */
+    int channels[DA_CLIP_MAX_BLOCKS + 1]; /* conv_in's output, then each block's: 32, 64, 128, 128 */
+    int groups;        /* GroupNorm groups (8) */
+    int embed_dim;     /* 128 (= the text encoder's proj_dim) */
+} da_clip_config;
+
+typedef struct da_clip {
+    da_clip_config cfg;
+    da_params params;   /* visual.conv_in.weight, ..., visual_projection.weight, logit_scale */
+} da_clip;
+
+da_clip_config da_clip_config_default(void);
+da_status da_clip_config_check(const da_clip_config *cfg);
+da_status da_clip_config_save(const da_clip_config *cfg, const char *path);  /* atomic */
+da_status da_clip_config_load(da_clip_config *cfg, const char *path);        /* strict */
+da_clip *da_clip_create(const da_clip_config *cfg, int trainable);           /* NULL on error */
+void da_clip_init(da_clip *m, da_rng *rng);   /* logit_scale = log(1/0.07) */
+da_status da_clip_load(da_clip *m, const char *path);
+da_status da_clip_save(const da_clip *m, const char *path);
+void da_clip_free(da_clip *m);
+/* images (B, in_channels, S, S) in [-1, 1] -> embeddings (B, embed_dim), not
+ * normalised. NULL + da_last_error() when the shape does not match the config. */
+da_tensor *da_clip_image_forward(da_tape *t, const da_clip *m, da_tensor *images);
+/* the logit_scale parameter as a tape leaf, shape () */
+da_tensor *da_clip_logit_scale(da_tape *t, const da_clip *m);
+/* x (N, D) -> x / max(||x||_2, 1e-12) per row (torch.nn.functional.normalize) */
+da_tensor *da_clip_normalize(da_tape *t, da_tensor *x);
+/* Symmetric InfoNCE: logits (B, B) = min(exp(logit_scale), 100) *
+ * normalize(img) @ normalize(txt)^T; loss = (CE(logits, arange) + CE(logits^T,
+ * arange)) / 2. img_emb, txt_emb (B, E); logit_scale (). -> scalar */
+da_tensor *da_clip_loss(da_tape *t, da_tensor *img_emb, da_tensor *txt_emb, da_tensor *logit_scale);
+/* Plain floats, no tape. cos (N) = cosine similarity of rows a[i], b[i] (N, E);
+ * score (N) = CLIPScore = 100 * max(cos, 0) (torchmetrics' convention). */
+void da_clip_cosine(float *cos, const float *a, const float *b, int N, int E);
+void da_clip_score(float *score, const float *img_emb, const float *txt_emb, int N, int E);
+
+/* ------------------------------------------------------------------------ */
+/* Training harness (src/train)                                             */
+/* The loop every trainer shares: accumulation, clipping, LR schedule,      */
+/* AdamW, EMA, JSONL metrics, progress bar, atomic checkpoints, bit-exact   */
+/* resume, SIGINT/SIGTERM. docs/training.md has the long form.              */
+/* ------------------------------------------------------------------------ */
+
+/* Progress bar (src/core/progress.c), drawn on a file descriptor (2 for
+ * stderr). On a terminal: one line redrawn with '\r' at most every
+ * min_interval (0.1 s): "label  step/total  loss L  R it/s  ETA mm:ss"; the
+ * loss shown is an EMA (weight 0.9, bias-corrected). Not a terminal (a log
+ * file, CI): quiet except one plain line every plain_every steps.
+ * da_progress_finish draws the final state and ends the line. */
+typedef struct da_progress {
+    int fd;                  /* < 0: draw nothing */
+    int tty;                 /* isatty(fd), decided at init (tests may set it) */
+    const char *label;
+    long start, total, step; /* start > 0 after a resume: it/s counts this session */
+    long plain_every;        /* non-TTY line period; init's 0 means total/10 */
+    long drawn_step;
+    double loss_num, loss_den;
+    double t_start, t_last_draw, min_interval;
+    int finished;
+} da_progress;
+
+void da_progress_init(da_progress *p, int fd, const char *label, long start, long total, long plain_every);
+void da_progress_update(da_progress *p, long step, float loss);  /* step = steps done */
+void da_progress_finish(da_progress *p);
+
+/* JSONL metrics log (src/core/progress.c): one JSON object per line,
+ * {"step":N,"name":value,...}, written with one write() and no user-space
+ * buffer, so a killed run keeps every line it logged. Non-finite values are
+ * written as null. fmt NULL means "%.9g" (round-trips a float). */
+typedef struct da_metric {
+    const char *name;        /* letters, digits, '_', '.', '-'; at most 31 chars */
+    double value;
+    const char *fmt;
+} da_metric;
+typedef struct da_metrics_log { int fd; } da_metrics_log;
+
+int da_metric_name_ok(const char *name);
+/* resume_step < 0: start a new log (truncate). resume_step >= 0: keep the
+ * complete lines whose "step" <= resume_step (rewritten atomically), drop
+ * the rest, then append. */
+da_status da_metrics_open(da_metrics_log *m, const char *path, long resume_step);
+da_status da_metrics_write(da_metrics_log *m, long step, const da_metric *fields, int n);
+da_status da_metrics_sync(da_metrics_log *m);  /* fsync: called at each checkpoint */
+void da_metrics_close(da_metrics_log *m);
+
+/* Trainer configuration. da_trainer_defaults() fills every field; a trainer
+ * overrides what it needs. Every field from total_steps to seed is stored
+ * in checkpoints and must match on resume (else the run would not continue
+ * bit-identically). Strings are copied by da_trainer_create. */
+typedef struct da_trainer_config {
+    const char *name;          /* "unet": progress label, checkpoint metadata */
+    long total_steps;          /* optimizer steps of the whole run (LR schedule) */
+    int batch;                 /* examples per optimizer step */
+    int micro_batches;         /* accumulation: step_fn runs this many times per
+                                * step, on batch / micro_batches examples each */
+    float lr, min_lr;          /* base LR; the cosine schedule ends at min_lr */
+    long warmup;               /* linear warmup steps */
+    da_lr_kind schedule;
+    float beta1, beta2, eps, weight_decay;  /* AdamW */
+    float clip;                /* max global gradient norm; 0: no clipping */
+    float ema_decay;           /* EMA of the weights; 0: no EMA buffer */
+    uint64_t seed;             /* data_rng gets seed, noise_rng seed ^ 0x9e3779b9 */
+    /* not part of the stored config: */
+    long stop_at;              /* 0: run to total_steps; else stop after this step */
+    const char *ckpt_path;     /* NULL: no checkpoints */
+    long ckpt_every;           /* also every N steps (0: only at the end / on a signal) */
+    const char *metrics_path;  /* NULL: no JSONL log */
+    long log_every;            /* a metrics line every N steps (and at the last) */
+    int progress;              /* 1: progress bar and messages on stderr */
+    long progress_every;       /* non-TTY progress line period (0: total/10) */
+    int handle_signals;        /* 1: SIGINT/SIGTERM end the run with a checkpoint */
+} da_trainer_config;
+
+da_trainer_config da_trainer_defaults(void);
+
+#define DA_TRAINER_MAX_METRICS 16
+
+typedef struct da_trainer da_trainer;
+/* One micro-batch: build the forward on `tape` (already reset), call
+ * da_tape_backward, and set *loss to the micro-batch's MEAN loss. Draw all
+ * randomness from tr->data_rng / tr->noise_rng and keep no state across
+ * steps outside the trainer: that is what makes resume bit-exact. The
+ * harness zeroes gradients before micro 0 and scales their sum by
+ * 1/micro_batches afterwards. Extra metrics: da_trainer_metric(). */
+typedef da_status (*da_step_fn)(da_trainer *tr, da_tape *tape, int micro, void *user, float *loss);
+
+struct da_trainer {
+    da_trainer_config cfg;   /* a copy; its strings are owned by the trainer */
+    da_params *params;       /* the model (not owned); must have gradients */
+    float *m, *v;            /* AdamW moments, same layout as params->data */
+    float *ema;              /* EMA weights (same layout) or NULL */
+    long step;               /* optimizer steps completed */
+    int micro_size;          /* batch / micro_batches */
+    da_rng data_rng, noise_rng;
+    da_tape tape;
+    float lr, loss;          /* LR and mean loss of the last step */
+    double grad_norm;        /* global gradient norm of the last step, before clipping */
+    double elapsed_s;        /* training wall time, summed over resumed sessions */
+    int resumed;             /* state came from da_trainer_resume */
+    int stop_signal;         /* signal that ended da_trainer_run, or 0 */
+    int n_metrics;           /* extra metrics of the current step (mean over micro-batches) */
+    char metric_name[DA_TRAINER_MAX_METRICS][32];
+    double metric_sum[DA_TRAINER_MAX_METRICS];
+    int metric_count[DA_TRAINER_MAX_METRICS];
+};
+
+/* Validates cfg; params must be allocated with gradients and initialised
+ * (the EMA starts as a copy). */
+da_status da_trainer_create(da_trainer **out, const da_trainer_config *cfg, da_params *params);
+/* Load a checkpoint written by this trainer's config and model: params, m,
+ * v, EMA, step, RNGs. Refused (trainer untouched) when the model's tensors
+ * or the stored config differ; the message names the field or tensor. */
+da_status da_trainer_resume(da_trainer *tr, const char *path);
+/* Run from tr->step to cfg.total_steps (or cfg.stop_at). Returns DA_OK when
+ * the loop ended, also when a signal ended it (tr->stop_signal says so, a
+ * checkpoint was saved); an error otherwise (a failed step, a non-finite
+ * loss: no checkpoint is written, the last one stays valid). */
+da_status da_trainer_run(da_trainer *tr, da_step_fn fn, void *user);
+/* Exit code for the CLI: 0, 1 on error, 128 + signal (130 SIGINT, 143 SIGTERM). */
+int da_trainer_exit_code(const da_trainer *tr, da_status status);
+/* Record a named value for this step's metrics line (called from step_fn). */
+void da_trainer_metric(da_trainer *tr, const char *name, double value);
+/* Atomic checkpoint: "param.X", "adam_m.X", "adam_v.X", "ema.X" for every
+ * parameter X, with step, RNG states and config in the metadata. */
+da_status da_trainer_save(const da_trainer *tr, const char *path);
+/* The weights alone under their plain names (the EMA when use_ema and kept). */
+da_status da_trainer_save_weights(const da_trainer *tr, const char *path, int use_ema,
+                                  const da_st_meta *meta, int n_meta);
+void da_trainer_free(da_trainer *tr);
+
+/* ------------------------------------------------------------------------ */
 /* Shapes world (src/data): generator, captions, tokenizer, parser, detector */
 /* ------------------------------------------------------------------------ */
 
 /* (section: shapes world) */
+
+/* A procedural world with known ground truth (docs/shapes-world.md has the
+ * palette, the grammar, the splits and the detector's thresholds).
+ * Images are (3, DA_IMG, DA_IMG) float planar CHW in [0, 1], PyTorch order. */
+#define DA_IMG 32
+#define DA_IMG_FLOATS (3 * DA_IMG * DA_IMG)
+#define DA_ANY (-1)           /* attribute a prompt leaves unconstrained */
+#define DA_MAX_OBJECTS 2      /* objects in a scene or a prompt */
+#define DA_CAPTION_MAX 160    /* bytes that always hold a generated caption */
+
+enum { DA_RED, DA_GREEN, DA_BLUE, DA_YELLOW, DA_PURPLE, DA_ORANGE, DA_PINK, DA_CYAN, DA_N_COLOURS };
+enum { DA_BG_WHITE, DA_BG_BLACK, DA_BG_GRAY, DA_N_BACKGROUNDS };
+enum { DA_CIRCLE, DA_SQUARE, DA_TRIANGLE, DA_N_SHAPES };
+enum { DA_SMALL, DA_LARGE, DA_N_SIZES };
+/* obj[0] RELATION obj[1]; image y grows downwards */
+enum { DA_LEFT_OF, DA_RIGHT_OF, DA_ABOVE, DA_BELOW, DA_N_RELATIONS };
+
+const char *da_colour_name(int colour);          /* "red"; NULL when out of range */
+const char *da_background_name(int background);  /* "white" */
+const char *da_shape_name(int shape);            /* "circle" */
+const char *da_size_name(int size);              /* "small" */
+const char *da_relation_name(int relation);      /* "left of" */
+const uint8_t *da_colour_rgb(int colour);        /* 3 bytes; NULL when out of range */
+const uint8_t *da_background_rgb(int background);
+
+/* One object: attributes, and for a scene its placement: top-left pixel
+ * (x, y) and extent d (the object fits in [x, x+d) x [y, y+d)). Parsed
+ * prompts leave any attribute DA_ANY and the placement 0. */
+typedef struct da_object {
+    int colour, shape, size;
+    int x, y, d;
+} da_object;
+
+/* A scene (generator, renderer) or a prompt's spec (parser, faithfulness). */
+typedef struct da_scene {
+    int n_objects;                 /* 1 or 2 */
+    da_object obj[DA_MAX_OBJECTS];
+    int relation;                  /* obj[0] REL obj[1] when 2 objects, else DA_ANY */
+    int background;                /* DA_ANY: not stated (prompts only) */
+} da_scene;
+
+/* Splits: TRAIN scenes never contain a held-out element; HELDOUT scenes
+ * contain at least one (half a held-out colour-shape pair, half a held-out
+ * shape-relation-shape layout). */
+typedef enum { DA_SPLIT_TRAIN = 0, DA_SPLIT_HELDOUT = 1 } da_split;
+#define DA_HELDOUT_PAIR 1u        /* a held-out (colour, shape) object */
+#define DA_HELDOUT_RELATION 2u    /* a held-out (shape, relation, shape) layout */
+int da_world_pair_heldout(int colour, int shape);
+int da_world_triple_heldout(int shape0, int relation, int shape1);
+unsigned da_scene_heldout(const da_scene *s);   /* DA_HELDOUT_* bits; 0: a train scene */
+
+/* Sample a placed scene of the split (spec only; render it separately). */
+da_status da_world_sample(da_rng *rng, da_split split, da_scene *s);
+/* Draw the scene into img (DA_IMG_FLOATS): hard edges, exact palette values. */
+da_status da_world_render(const da_scene *s, float *img);
+/* A caption for the scene with a phrasing drawn from rng (NULL: the
+ * canonical phrasing, every attribute stated). DA_ERR_RANGE if cap is short. */
+da_status da_world_caption(da_rng *rng, const da_scene *s, char *buf, size_t cap);
+/* sample + render + caption: one training example. img and caption may be NULL. */
+da_status da_world_example(da_rng *rng, da_split split, da_scene *s, float *img,
+                           char *caption, size_t cap);
+/* n evaluation prompts of a split whose scenes are pairwise different in
+ * meaning (colours, shapes, sizes, relation, background); texts is n rows of
+ * `stride` bytes (stride >= DA_CAPTION_MAX), scenes may be NULL.
+ * DA_ERR_RANGE when the split cannot supply n distinct scenes in reasonable time. */
+da_status da_world_prompts(da_rng *rng, da_split split, int n, da_scene *scenes,
+                           char *texts, size_t stride);
+/* (3, H, W) floats in [0, 1] -> H*W*3 interleaved bytes (clamped, rounded) */
+void da_image_to_rgb8(const float *img, int H, int W, uint8_t *rgb);
+
+/* Parse a prompt into its spec. Unknown or misplaced words give
+ * DA_ERR_INVALID with a message naming the word and its position. */
+da_status da_parse_prompt(const char *text, da_scene *out);
+
+/* Word-level tokenizer over the grammar's vocabulary. Lower-cases; commas and
+ * periods separate words and are dropped. ids are padded to DA_MAX_TOKENS:
+ * BOS w1 .. wn EOS PAD...; keep[i] = 1 for real tokens, 0 for padding (the
+ * key mask of da_attention). */
+#define DA_MAX_TOKENS 24
+#define DA_TOK_PAD 0
+#define DA_TOK_BOS 1
+#define DA_TOK_EOS 2
+#define DA_TOK_UNK 3
+typedef struct da_tok_report {
+    int n_tokens;       /* real tokens, BOS and EOS included */
+    int n_unknown;      /* words mapped to UNK */
+    int n_truncated;    /* words dropped past DA_MAX_TOKENS - 2 */
+    char unknown[128];  /* the unknown words, space-separated (cut when long) */
+} da_tok_report;
+int da_vocab_size(void);
+const char *da_vocab_word(int id);       /* "<pad>", "<bos>", ...; NULL when out of range */
+int da_vocab_id(const char *word);       /* exact lower-case word; DA_TOK_UNK when absent */
+/* Never fails on text content: unknown words become UNK and are reported in
+ * rep (may be NULL). DA_ERR_INVALID only for NULL text/ids. */
+da_status da_tokenize(const char *text, int *ids, uint8_t *keep, da_tok_report *rep);
+/* ids[0..n): BOS skipped, stops at EOS or PAD, UNK written "<unk>", words
+ * joined by one space. DA_ERR_INVALID for an id outside the vocabulary,
+ * DA_ERR_RANGE when buf is too small. */
+da_status da_detokenize(const int *ids, int n, char *buf, size_t cap);
+
+/* Detector: nearest-palette classes, 4-connected components, fill ratio and
+ * centroid offset for the shape, area for the size. */
+#define DA_MAX_DETECTIONS 8
+typedef struct da_detection {
+    int colour, shape, size;
+    float cx, cy;          /* centroid in pixels; pixel (i, j) has centre (j + .5, i + .5) */
+    int area;
+    int x0, y0, x1, y1;    /* bounding box, inclusive */
+    float fill;            /* area / bounding-box area */
+} da_detection;
+typedef struct da_detect_result {
+    int background;        /* DA_BG_* or DA_ANY when the border is mostly an object colour */
+    int n;                 /* objects kept, largest first */
+    da_detection obj[DA_MAX_DETECTIONS];
+} da_detect_result;
+da_status da_detect(const float *img, da_detect_result *out);
+
+/* faithfulness: the fraction of a prompt's clauses an image satisfies.
+ * Clauses: per prompt object its colour, shape and size (each when stated),
+ * the relation (two objects), the background (when stated). Prompt objects
+ * are matched to detections by the assignment satisfying most clauses. */
+typedef enum { DA_CLAUSE_COLOUR, DA_CLAUSE_SHAPE, DA_CLAUSE_SIZE, DA_CLAUSE_RELATION,
+               DA_CLAUSE_BACKGROUND, DA_N_CLAUSE_TYPES } da_clause_type;
+#define DA_MAX_CLAUSES (3 * DA_MAX_OBJECTS + 2)
+typedef struct da_clause {
+    int type;          /* da_clause_type */
+    int object;        /* prompt object (0, 1), or -1 for relation / background */
+    int satisfied;
+} da_clause;
+typedef struct da_faith {
+    float score;                    /* n_satisfied / n_clauses */
+    int n_clauses, n_satisfied;
+    da_clause clause[DA_MAX_CLAUSES];
+    int n_type[DA_N_CLAUSE_TYPES], sat_type[DA_N_CLAUSE_TYPES];
+    int match[DA_MAX_OBJECTS];      /* detection matched to each prompt object, -1: none */
+    int n_detected;                 /* objects in the image (extra ones cost nothing) */
+} da_faith;
+/* Check a prompt spec against detections (pure; no image needed). */
+da_status da_faith_check(const da_detect_result *det, const da_scene *prompt, da_faith *out);
+/* parse + detect + check. out may be NULL; *score gets the fraction.
+ * Parse errors return DA_ERR_INVALID (message names the word). */
+da_status da_faithfulness(const float *img, const char *prompt, da_faith *out, float *score);
 
 /* ------------------------------------------------------------------------ */
 /* Diffusion (src/diffusion): noise schedules and samplers                  */
 /* ------------------------------------------------------------------------ */
 
 /* (section: diffusion) */
+
+/* Every sampler step is a pure function over float* latents of any size n
+ * (a batch is just n = B*C*H*W), following diffusers' schedulers operation
+ * by operation in float32; docs/samplers.md maps each equation to code.
+ * Samplers borrow their da_schedule: it must outlive them. */
+
+typedef enum { DA_BETA_LINEAR = 0, DA_BETA_SCALED_LINEAR = 1 } da_beta_schedule;
+typedef enum { DA_PRED_EPSILON = 0, DA_PRED_V = 1, DA_PRED_SAMPLE = 2 } da_prediction;
+/* how inference timesteps are spread over [0, T): diffusers' timestep_spacing */
+typedef enum { DA_SPACING_LEADING = 0, DA_SPACING_TRAILING = 1, DA_SPACING_LINSPACE = 2 } da_spacing;
+
+typedef struct da_schedule {
+    int n_train;             /* T training timesteps (diffusers num_train_timesteps) */
+    float *betas;            /* (T) */
+    float *alphas;           /* (T) 1 - betas */
+    float *alphas_cumprod;   /* (T) prod_{s <= t} alphas[s] */
+} da_schedule;
+
+/* "linear" | "scaled_linear"; "epsilon" | "v_prediction" | "sample";
+ * "leading" | "trailing" | "linspace". DA_ERR_INVALID names a bad string. */
+da_status da_beta_schedule_parse(const char *name, da_beta_schedule *out);
+da_status da_prediction_parse(const char *name, da_prediction *out);
+da_status da_spacing_parse(const char *name, da_spacing *out);
+/* torch.linspace(start, end, n, dtype=torch.float32) on CPU, bit for bit */
+void da_linspace_f32(float *out, float start, float end, int n);
+/* linear: betas = linspace(beta_start, beta_end, T); scaled_linear:
+ * linspace(sqrt(beta_start), sqrt(beta_end), T)^2; alphas_cumprod =
+ * cumprod(1 - betas). Bit-identical to torch 1.13's float32 values.
+ * DA_ERR_INVALID unless T >= 1 and every beta is in [0, 1). */
+da_status da_schedule_init(da_schedule *s, da_beta_schedule kind, int n_train,
+                           double beta_start, double beta_end);
+void da_schedule_free(da_schedule *s);
+/* set_timesteps: n_steps timesteps in descending order into out (n_steps).
+ * DA_ERR_INVALID unless 1 <= n_steps <= T and every timestep is in [0, T). */
+da_status da_timesteps(int *out, int n_steps, int n_train, da_spacing spacing, int steps_offset);
+
+/* Training targets, per batch item b at timestep t[b] in [0, T), n_per
+ * values each (a = alphas_cumprod[t[b]]):
+ *   add_noise (q_sample): x_t = sqrt(a) x0 + sqrt(1 - a) eps
+ *   velocity (v target):  v   = sqrt(a) eps - sqrt(1 - a) x0 */
+void da_add_noise(const da_schedule *s, float *xt, const float *x0, const float *eps,
+                  const int *t, int B, size_t n_per);
+void da_velocity(const da_schedule *s, float *v, const float *x0, const float *eps,
+                 const int *t, int B, size_t n_per);
+/* Clean-sample and noise estimates from a model output at alphas_cumprod a:
+ *   epsilon: x0 = (x - sqrt(1-a) m) / sqrt(a),  eps = m
+ *   v:       x0 = sqrt(a) x - sqrt(1-a) m,      eps = sqrt(a) m + sqrt(1-a) x
+ *   sample:  x0 = m,                            eps = (x - sqrt(a) x0) / sqrt(1-a)
+ * x0/eps (n) may alias the inputs; eps may be NULL. */
+void da_predict_x0_eps(float *x0, float *eps, const float *model_out, const float *sample,
+                       size_t n, float alpha_cumprod, da_prediction pred);
+
+/* Classifier-free guidance: out = eps_u + w (eps_c - eps_u). w == 1 returns
+ * eps_c exactly (no guidance). out may alias either input. */
+void da_cfg_combine(float *out, const float *eps_u, const float *eps_c, float w, size_t n);
+
+/* ---- DDIM (diffusers DDIMScheduler) ---- */
+typedef struct da_ddim_config {
+    da_prediction prediction;   /* epsilon */
+    da_spacing spacing;         /* leading */
+    int steps_offset;           /* 0 (Stable Diffusion uses 1) */
+    int clip_sample;            /* 1: clamp x0_hat to [-clip_sample_range, clip_sample_range] */
+    float clip_sample_range;    /* 1 */
+    int set_alpha_to_one;       /* 1: alpha_prev = 1 after the last step, else alphas_cumprod[0] */
+    float eta;                  /* 0: deterministic DDIM; 1: DDPM-like variance (a step() arg in diffusers) */
+    int use_clipped_model_output; /* 0: re-derive eps from the clipped x0 (a step() arg in diffusers) */
+} da_ddim_config;
+da_ddim_config da_ddim_config_default(void);   /* diffusers' defaults (values above) */
+
+typedef struct da_ddim {
+    const da_schedule *sched;   /* borrowed */
+    da_ddim_config cfg;
+    int n_steps;
+    int *timesteps;             /* (n_steps) descending, owned */
+    float final_alpha_cumprod;  /* alpha_prev when t - T/n_steps < 0 */
+} da_ddim;
+
+da_status da_ddim_init(da_ddim *d, const da_schedule *s, const da_ddim_config *cfg, int n_steps);
+void da_ddim_free(da_ddim *d);
+int da_ddim_prev_timestep(const da_ddim *d, int t);     /* t - T / n_steps */
+float da_ddim_alpha_cumprod(const da_ddim *d, int t);   /* alphas_cumprod[t], final_alpha_cumprod for t < 0 */
+/* sigma_t^2 / eta^2 = (1 - a_prev)/(1 - a_t) * (1 - a_t/a_prev) (diffusers _get_variance) */
+float da_ddim_variance(const da_ddim *d, int t, int t_prev);
+/* One step from timestep t: prev = sqrt(a_prev) x0_hat + sqrt(1 - a_prev - std^2) eps_hat
+ * (+ std * noise when eta > 0), std = eta sqrt(variance). noise (n) is N(0,1)
+ * and only read when eta > 0 (then it must not be NULL). x0_pred (n) receives
+ * x0_hat after clipping, or is NULL. prev/x0_pred may alias sample or
+ * model_out. DA_ERR_RANGE for t outside [0, T). */
+da_status da_ddim_step(const da_ddim *d, float *prev, float *x0_pred, const float *model_out,
+                       int t, const float *sample, const float *noise, size_t n);
+/* The same, drawing noise as diffusers does (torch.randn(n) from rng iff
+ * eta > 0) into the caller's scratch `noise` (n floats). */
+da_status da_ddim_step_rng(const da_ddim *d, float *prev, float *x0_pred, const float *model_out,
+                           int t, const float *sample, da_rng *rng, float *noise, size_t n);
+/* DDIM step log-probability (design §6, DDPO), per batch item b of n_per values:
+ * logp[b] = mean_i [ -(x_prev - mean)^2 / (2 std^2) - log std - log sqrt(2 pi) ],
+ * mean = the step's noiseless output, std = eta sqrt(variance). Needs std > 0
+ * (eta > 0 and a_prev < 1), else DA_ERR_INVALID. Backward accumulates
+ * d logp / d model_out (x_prev and sample are constants, as in DDPO). */
+da_status da_ddim_logprob_forward(float *logp, const float *model_out, const float *x_prev,
+                                  const float *sample, const da_ddim *d, int t, int B, size_t n_per);
+void da_ddim_logprob_backward(float *dmodel_out, const float *dlogp, const float *model_out,
+                              const float *x_prev, const float *sample, const da_ddim *d, int t,
+                              int B, size_t n_per);
+/* model_out, x_prev, sample (B, ...) -> logp (B); gradient flows to model_out
+ * only; `d` must outlive the backward pass. NULL (da_last_error set) when std == 0. */
+da_tensor *da_ddim_logprob(da_tape *tp, const da_ddim *d, da_tensor *model_out, da_tensor *x_prev,
+                           da_tensor *sample, int t);
+
+/* ---- DDPM (diffusers DDPMScheduler) ---- */
+typedef enum { DA_VAR_FIXED_SMALL = 0, DA_VAR_FIXED_SMALL_LOG = 1, DA_VAR_FIXED_LARGE = 2 } da_variance_type;
+da_status da_variance_type_parse(const char *name, da_variance_type *out); /* "fixed_small" ... */
+
+typedef struct da_ddpm_config {
+    da_prediction prediction;   /* epsilon */
+    da_variance_type variance;  /* fixed_small */
+    da_spacing spacing;         /* leading */
+    int steps_offset;           /* 0 */
+    int clip_sample;            /* 1 */
+    float clip_sample_range;    /* 1 */
+} da_ddpm_config;
+da_ddpm_config da_ddpm_config_default(void);
+
+typedef struct da_ddpm {
+    const da_schedule *sched;   /* borrowed */
+    da_ddpm_config cfg;
+    int n_steps;                /* T gives the full ancestral chain T-1 .. 0 */
+    int *timesteps;             /* (n_steps) descending, owned */
+} da_ddpm;
+
+da_status da_ddpm_init(da_ddpm *d, const da_schedule *s, const da_ddpm_config *cfg, int n_steps);
+void da_ddpm_free(da_ddpm *d);
+int da_ddpm_prev_timestep(const da_ddpm *d, int t);     /* t - T / n_steps */
+/* posterior variance at t: fixed_small(_log) (1 - a_prev)/(1 - a_t) beta_t'
+ * (clamped to >= 1e-20), fixed_large beta_t' = 1 - a_t/a_prev */
+float da_ddpm_variance(const da_ddpm *d, int t);
+/* prev = c0 x0_hat + c1 x_t (+ std * noise when t > 0; noise then required) */
+da_status da_ddpm_step(const da_ddpm *d, float *prev, float *x0_pred, const float *model_out,
+                       int t, const float *sample, const float *noise, size_t n);
+/* draws torch.randn(n) from rng into `noise` (scratch, n floats) iff t > 0 */
+da_status da_ddpm_step_rng(const da_ddpm *d, float *prev, float *x0_pred, const float *model_out,
+                           int t, const float *sample, da_rng *rng, float *noise, size_t n);
+
+/* ---- Euler (diffusers EulerDiscreteScheduler, linspace spacing, s_churn = 0) ---- */
+typedef struct da_euler {
+    const da_schedule *sched;   /* borrowed */
+    da_prediction prediction;
+    int n_steps;
+    float *timesteps;           /* (n_steps) descending, fractional: the model's t input */
+    float *sigmas;              /* (n_steps + 1), sigmas[n_steps] = 0 */
+    float init_noise_sigma;     /* scale of the initial N(0,1) latent (max sigma) */
+} da_euler;
+
+da_status da_euler_init(da_euler *e, const da_schedule *s, da_prediction pred, int n_steps);
+void da_euler_free(da_euler *e);
+/* step index i in [0, n_steps): out = sample / sqrt(sigma_i^2 + 1) (the model's input) */
+void da_euler_scale_model_input(const da_euler *e, float *out, const float *sample, int i, size_t n);
+/* prev = x + (x - x0_hat)/sigma_i * (sigma_{i+1} - sigma_i) */
+void da_euler_step(const da_euler *e, float *prev, float *x0_pred, const float *model_out,
+                   int i, const float *sample, size_t n);
 
 #ifdef __cplusplus
 }
