@@ -684,7 +684,8 @@ typedef struct da_trainer_config {
     long log_every;            /* a metrics line every N steps (and at the last) */
     int progress;              /* 1: progress bar and messages on stderr */
     long progress_every;       /* non-TTY progress line period (0: total/10) */
-    int handle_signals;        /* 1: SIGINT/SIGTERM end the run with a checkpoint */
+    int handle_signals;        /* 1: SIGINT/SIGTERM end the run with a checkpoint
+                                * (a signal ignored at start stays ignored) */
 } da_trainer_config;
 
 da_trainer_config da_trainer_defaults(void);
