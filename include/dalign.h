@@ -261,7 +261,8 @@ da_tensor *da_mul(da_tape *t, da_tensor *a, da_tensor *b);
 da_tensor *da_scale(da_tape *t, da_tensor *x, float s);           /* s * x */
 da_tensor *da_add_scalar(da_tape *t, da_tensor *x, float s);      /* x + s */
 
-/* shape ops */
+/* shape ops (a negative dim counts from the end; one entry of reshape's shape
+ * may be -1, inferred from the size) */
 da_tensor *da_reshape(da_tape *t, da_tensor *x, int ndim, const int *shape); /* view: shares data and grad */
 da_tensor *da_permute(da_tape *t, da_tensor *x, const int *perm);            /* copy in the new order */
 da_tensor *da_concat(da_tape *t, da_tensor *a, da_tensor *b, int dim);

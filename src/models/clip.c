@@ -1,0 +1,463 @@
+/* CLIP image tower and the contrastive (InfoNCE) loss (design §5).
+ *
+ *   h = conv_in(x)                                    (B, c0, S, S)
+ *   for each block i: h = conv_i(silu(gn_i(h)))       stride 2: S -> S/2
+ *   e = visual_projection(mean_HW(silu(norm_out(h)))) (B, embed_dim)
+ *
+ *   logits = min(exp(logit_scale), 100) * normalize(img) @ normalize(txt)^T
+ *   loss   = (CE(logits, arange) + CE(logits^T, arange)) / 2
+ *
+ * The two cross-entropies are one: rows of [logits; logits^T] (2B, B) with
+ * targets [0..B-1, 0..B-1], whose mean over 2B rows is exactly their average;
+ * one small op (pair_logits) scales and stacks both matrices.
+ * logit_scale is clamped at exp = 100 where it is used (the clamp passes no
+ * gradient above it), instead of OpenCLIP's in-place clamp after each step:
+ * the same effect with no optimiser hook. GroupNorm eps is PyTorch's 1e-5.
+ * Own ops: row L2 normalisation and pair_logits (kernel pairs below). */
+#include <assert.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/json.h"
+#include "dalign.h"
+
+#define GN_EPS 1e-5f
+#define NORM_EPS 1e-12     /* F.normalize's eps: a zero row stays zero */
+#define LOGIT_SCALE_MAX 100.0f
+#define CFG_MAX 1000000
+
+/* ------------------------------------------------------------------------ */
+/* Config                                                                   */
+/* ------------------------------------------------------------------------ */
+
+da_clip_config da_clip_config_default(void)
+{
+    da_clip_config c = {.image_size = 32, .in_channels = 3, .n_blocks = 3,
+                        .channels = {32, 64, 128, 128}, .groups = 8, .embed_dim = 128};
+    return c;
+}
+
+da_status da_clip_config_check(const da_clip_config *c)
+{
+    if (c->n_blocks < 0 || c->n_blocks > DA_CLIP_MAX_BLOCKS)
+        return da_fail(DA_ERR_INVALID, "clip config: n_blocks %d not in [0, %d]", c->n_blocks, DA_CLIP_MAX_BLOCKS);
+    const int v[] = {c->image_size, c->in_channels, c->groups, c->embed_dim};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        if (v[i] < 1 || v[i] > CFG_MAX)
+            return da_fail(DA_ERR_INVALID, "clip config: sizes must lie in [1, %d]", CFG_MAX);
+    for (int i = 0; i <= c->n_blocks; i++)
+        if (c->channels[i] < 1 || c->channels[i] > CFG_MAX || c->channels[i] % c->groups)
+            return da_fail(DA_ERR_INVALID, "clip config: channels[%d] = %d must be in [1, %d] and divisible by groups %d",
+                           i, c->channels[i], CFG_MAX, c->groups);
+    return DA_OK;
+}
+
+static const char *const cfg_keys[] = {"image_size", "in_channels", "channels", "groups", "embed_dim"};
+#define N_CFG_KEYS (int)(sizeof cfg_keys / sizeof cfg_keys[0])
+#define KEY_CHANNELS 2
+
+static int *cfg_field(da_clip_config *c, int i)
+{
+    int *f[N_CFG_KEYS] = {&c->image_size, &c->in_channels, NULL, &c->groups, &c->embed_dim};
+    return f[i];
+}
+
+da_status da_clip_config_save(const da_clip_config *cfg, const char *path)
+{
+    da_status s = da_clip_config_check(cfg);
+    if (s) return s;
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return da_fail(DA_ERR_INVALID, "path too long: %s", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return da_fail(DA_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    da_clip_config c = *cfg;
+    fprintf(f, "{\n");
+    for (int i = 0; i < N_CFG_KEYS; i++) {
+        fprintf(f, "  \"%s\": ", cfg_keys[i]);
+        if (i == KEY_CHANNELS) {
+            for (int j = 0; j <= c.n_blocks; j++) fprintf(f, "%s%d", j ? ", " : "[", c.channels[j]);
+            fprintf(f, "]");
+        } else {
+            fprintf(f, "%d", *cfg_field(&c, i));
+        }
+        fprintf(f, "%s\n", i + 1 < N_CFG_KEYS ? "," : "");
+    }
+    fprintf(f, "}\n");
+    /* temp file, fsync, rename: a crash never leaves a half-written config */
+    int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) {
+        remove(tmp);
+        return da_fail(DA_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    }
+    return DA_OK;
+}
+
+static da_status slurp(const char *path, char **out, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return da_fail(DA_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        len += fread(buf + len, 1, cap - len, f);
+        if (len < cap || cap >= (1u << 20)) break;  /* a config is tiny: cap at 1 MiB */
+        char *nb = realloc(buf, cap * 2);
+        if (!nb) { free(buf); buf = NULL; break; }
+        buf = nb;
+        cap *= 2;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (!buf) return da_fail(DA_ERR_NOMEM, "out of memory reading %s", path);
+    if (err) { free(buf); return da_fail(DA_ERR_IO, "cannot read %s", path); }
+    *out = buf;
+    *n = len;
+    return DA_OK;
+}
+
+static da_status json_int(const json_value *v, const char *path, const char *key, int *out)
+{
+    uint64_t u;
+    if (v->type != JSON_NUMBER || json_to_u64(v, &u) != 0 || u > CFG_MAX)
+        return da_fail(DA_ERR_FORMAT, "%s: '%s' must hold integers in [0, %d]", path, key, CFG_MAX);
+    *out = (int)u;
+    return DA_OK;
+}
+
+/* Strict: an object with exactly the known keys; "channels" an array of
+ * 1 .. DA_CLIP_MAX_BLOCKS + 1 integers (n_blocks = its length - 1). */
+static da_status config_from_json(da_clip_config *c, const json_value *root, const char *path)
+{
+    if (root->type != JSON_OBJECT) return da_fail(DA_ERR_FORMAT, "%s: not a JSON object", path);
+    memset(c, 0, sizeof *c);
+    int seen[N_CFG_KEYS] = {0};
+    for (int j = 0; j < root->n; j++) {
+        const json_value *v = &root->items[j];
+        int k = 0;
+        while (k < N_CFG_KEYS && !(strlen(cfg_keys[k]) == v->key_len && !strcmp(cfg_keys[k], v->key))) k++;
+        if (k == N_CFG_KEYS) return da_fail(DA_ERR_FORMAT, "%s: unknown key '%s'", path, v->key);
+        if (seen[k]++) return da_fail(DA_ERR_FORMAT, "%s: duplicate key '%s'", path, v->key);
+        if (k != KEY_CHANNELS) {
+            da_status s = json_int(v, path, v->key, cfg_field(c, k));
+            if (s) return s;
+            continue;
+        }
+        if (v->type != JSON_ARRAY || v->n < 1 || v->n > DA_CLIP_MAX_BLOCKS + 1)
+            return da_fail(DA_ERR_FORMAT, "%s: 'channels' must be an array of 1 to %d integers", path,
+                           DA_CLIP_MAX_BLOCKS + 1);
+        c->n_blocks = v->n - 1;
+        for (int i = 0; i < v->n; i++) {
+            da_status s = json_int(&v->items[i], path, "channels", &c->channels[i]);
+            if (s) return s;
+        }
+    }
+    for (int k = 0; k < N_CFG_KEYS; k++)
+        if (!seen[k]) return da_fail(DA_ERR_FORMAT, "%s: missing key '%s'", path, cfg_keys[k]);
+    return DA_OK;
+}
+
+da_status da_clip_config_load(da_clip_config *cfg, const char *path)
+{
+    char *text = NULL;
+    size_t n = 0;
+    da_status s = slurp(path, &text, &n);
+    if (s) return s;
+    json_value root;
+    char err[256];
+    if (json_parse(text, n, &root, err, sizeof err) != 0) {
+        free(text);
+        return da_fail(DA_ERR_FORMAT, "%s: %s", path, err);
+    }
+    free(text);
+    da_clip_config c;
+    s = config_from_json(&c, &root, path);
+    json_free(&root);
+    if (!s) s = da_clip_config_check(&c);
+    if (!s) *cfg = c;
+    return s;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Create / init / load / save                                              */
+/* ------------------------------------------------------------------------ */
+
+static void add(da_params *p, const char *name, int ndim, int d0, int d1, int d2, int d3)
+{
+    int shape[4] = {d0, d1, d2, d3};
+    da_params_add(p, name, ndim, shape);
+}
+
+/* "<prefix>.weight" (O, I, 3, 3) and "<prefix>.bias" (O) */
+static void add_conv(da_params *p, const char *prefix, int O, int I)
+{
+    char name[128];
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    add(p, name, 4, O, I, 3, 3);
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    add(p, name, 1, O, 0, 0, 0);
+}
+
+static void add_norm(da_params *p, const char *prefix, int C)
+{
+    char name[128];
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    add(p, name, 1, C, 0, 0, 0);
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    add(p, name, 1, C, 0, 0, 0);
+}
+
+da_clip *da_clip_create(const da_clip_config *cfg, int trainable)
+{
+    if (da_clip_config_check(cfg)) return NULL;
+    da_clip *m = calloc(1, sizeof *m);
+    if (!m) { da_fail(DA_ERR_NOMEM, "out of memory"); return NULL; }
+    m->cfg = *cfg;
+    da_params *p = &m->params;
+    da_params_init(p);
+    const int *ch = cfg->channels;
+    add_conv(p, "visual.conv_in", ch[0], cfg->in_channels);
+    for (int i = 0; i < cfg->n_blocks; i++) {
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "visual.blocks.%d.norm", i);
+        add_norm(p, prefix, ch[i]);
+        snprintf(prefix, sizeof prefix, "visual.blocks.%d.conv", i);
+        add_conv(p, prefix, ch[i + 1], ch[i]);
+    }
+    add_norm(p, "visual.norm_out", ch[cfg->n_blocks]);
+    add(p, "visual_projection.weight", 2, cfg->embed_dim, ch[cfg->n_blocks], 0, 0);
+    add(p, "logit_scale", 0, 0, 0, 0, 0);
+    if (da_params_alloc(p, trainable)) {
+        da_clip_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* In table order: conv and Linear weights and biases U(-1/sqrt(fan_in),
+ * 1/sqrt(fan_in)) with fan_in = I*k*k of the weight (PyTorch's default);
+ * GroupNorm weight 1 bias 0; logit_scale log(1/0.07) (CLIP's init). */
+void da_clip_init(da_clip *m, da_rng *rng)
+{
+    const da_params *p = &m->params;
+    int fan_in = 1;
+    for (int e = 0; e < p->n; e++) {
+        const char *name = p->names[e];
+        float *x = p->data + p->offset[e];
+        size_t n = da_shape_size(p->ndim[e], p->shape[e]);
+        if (!strcmp(name, "logit_scale")) {
+            x[0] = logf(1.0f / 0.07f);
+        } else if (strstr(name, "norm")) {
+            int is_weight = !strcmp(name + strlen(name) - 7, ".weight");
+            for (size_t i = 0; i < n; i++) x[i] = is_weight ? 1.0f : 0.0f;
+        } else {
+            if (p->ndim[e] >= 2) fan_in = (int)(n / (size_t)p->shape[e][0]);  /* a bias follows its weight */
+            da_init_uniform(rng, x, n, 1.0f / sqrtf((float)fan_in));
+        }
+    }
+}
+
+da_status da_clip_load(da_clip *m, const char *path) { return da_params_load(&m->params, path); }
+
+da_status da_clip_save(const da_clip *m, const char *path)
+{
+    return da_params_save(&m->params, path, NULL, 0);
+}
+
+void da_clip_free(da_clip *m)
+{
+    if (!m) return;
+    da_params_free(&m->params);
+    free(m);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Image tower                                                              */
+/* ------------------------------------------------------------------------ */
+
+static da_tensor *gn(da_tape *t, const da_clip *m, da_tensor *x, const char *prefix)
+{
+    return da_groupnorm(t, x, da_params_leaf(t, &m->params, "%s.weight", prefix),
+                        da_params_leaf(t, &m->params, "%s.bias", prefix), m->cfg.groups, GN_EPS);
+}
+
+/* images (B, C, S, S) -> (B, embed_dim) */
+da_tensor *da_clip_image_forward(da_tape *t, const da_clip *m, da_tensor *images)
+{
+    const da_clip_config *c = &m->cfg;
+    if (images->ndim != 4 || images->shape[0] < 1 || images->shape[1] != c->in_channels ||
+        images->shape[2] != c->image_size || images->shape[3] != c->image_size) {
+        da_fail(DA_ERR_INVALID, "clip: images must be (B, %d, %d, %d)", c->in_channels, c->image_size,
+                c->image_size);
+        return NULL;
+    }
+    const da_params *p = &m->params;
+    da_tensor *h = da_conv2d(t, images, da_params_leaf(t, p, "visual.conv_in.weight"),
+                             da_params_leaf(t, p, "visual.conv_in.bias"), 1, 1);
+    for (int i = 0; i < c->n_blocks; i++) {
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "visual.blocks.%d.norm", i);
+        h = da_silu(t, gn(t, m, h, prefix));
+        h = da_conv2d(t, h, da_params_leaf(t, p, "visual.blocks.%d.conv.weight", i),
+                      da_params_leaf(t, p, "visual.blocks.%d.conv.bias", i), 2, 1);
+    }
+    h = da_silu(t, gn(t, m, h, "visual.norm_out"));
+    h = da_mean(t, h, 2);  /* (B, C, H, W) -> (B, C) */
+    return da_linear(t, h, da_params_leaf(t, p, "visual_projection.weight"), NULL);
+}
+
+da_tensor *da_clip_logit_scale(da_tape *t, const da_clip *m)
+{
+    return da_params_leaf(t, &m->params, "logit_scale");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Row L2 normalisation                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* out (N, D) = x / max(||x||, eps), norm (N) = max(||x||, eps) as used */
+static void normalize_forward(float *out, float *norm, const float *x, int N, int D)
+{
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *r = x + (size_t)n * D;
+        double ss = 0.0;
+        for (int d = 0; d < D; d++) ss += (double)r[d] * r[d];
+        double nrm = fmax(sqrt(ss), NORM_EPS);
+        norm[n] = (float)nrm;
+        for (int d = 0; d < D; d++) out[(size_t)n * D + d] = (float)(r[d] / nrm);
+    }
+}
+
+/* dx (N, D) += (dy - y (y . dy)) / ||x||, the Jacobian of x/||x||; below eps
+ * the denominator is the constant eps, so dx += dy / eps */
+static void normalize_backward(float *dx, const float *dout, const float *out, const float *norm,
+                               int N, int D)
+{
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *y = out + (size_t)n * D, *dy = dout + (size_t)n * D;
+        double dot = 0.0;
+        if (norm[n] > (float)NORM_EPS)
+            for (int d = 0; d < D; d++) dot += (double)y[d] * dy[d];
+        for (int d = 0; d < D; d++)
+            dx[(size_t)n * D + d] += (float)((dy[d] - y[d] * dot) / norm[n]);
+    }
+}
+
+static void normalize_backward_node(const da_node *nd)
+{
+    da_tensor *x = nd->in[0];
+    if (x->grad) normalize_backward(x->grad, nd->out->grad, nd->out->data, nd->saved, nd->i[0], nd->i[1]);
+}
+
+da_tensor *da_clip_normalize(da_tape *t, da_tensor *x)
+{
+    assert(x->ndim == 2);
+    int N = x->shape[0], D = x->shape[1];
+    da_tensor *out = da_tensor_for_op(t, 2, x->shape, &x, 1);
+    float *norm = da_arena_alloc(&t->arena, (size_t)(N ? N : 1) * sizeof(float));
+    normalize_forward(out->data, norm, x->data, N, D);
+    da_node nd = {.backward = normalize_backward_node, .out = out, .in = {x}, .i = {N, D}, .saved = norm};
+    da_tape_push(t, &nd);
+    return out;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Both InfoNCE logit matrices at once: [s * cos; s * cos^T], s = min(exp(ls), 100) */
+/* ------------------------------------------------------------------------ */
+
+static float clamped_scale(float ls) { return fminf(expf(ls), LOGIT_SCALE_MAX); }
+
+/* out (2B, B) = [s * x; s * x^T] for x (B, B): rows 0..B-1 classify texts for
+ * each image, rows B..2B-1 images for each text */
+static void pair_logits_forward(float *out, const float *x, float ls, int B)
+{
+    float s = clamped_scale(ls);
+    for (int i = 0; i < B; i++)
+        for (int j = 0; j < B; j++) {
+            float v = s * x[(size_t)i * B + j];
+            out[(size_t)i * B + j] = v;
+            out[(size_t)(B + j) * B + i] = v;
+        }
+}
+
+/* dx (B, B)[i, j] += s * (dout[i, j] + dout[B + j, i]);
+ * dls () += s * sum(dx_unscaled * x) while exp(ls) <= 100 (d exp = exp; the
+ * clamp, like torch.clamp, passes the gradient at the bound and none above).
+ * The scalar sum runs in a fixed order: not parallelised. */
+static void pair_logits_backward(float *dx, float *dls, const float *dout, const float *x, float ls, int B)
+{
+    float s = clamped_scale(ls);
+    int pass = expf(ls) <= LOGIT_SCALE_MAX;
+    double acc = 0.0;
+    for (int i = 0; i < B; i++)
+        for (int j = 0; j < B; j++) {
+            float g = dout[(size_t)i * B + j] + dout[(size_t)(B + j) * B + i];
+            if (dx) dx[(size_t)i * B + j] += s * g;
+            acc += (double)g * x[(size_t)i * B + j];
+        }
+    if (dls && pass) dls[0] += (float)(s * acc);
+}
+
+static void pair_logits_backward_node(const da_node *nd)
+{
+    da_tensor *x = nd->in[0], *ls = nd->in[1];
+    pair_logits_backward(x->grad, ls->grad, nd->out->grad, x->data, ls->data[0], nd->i[0]);
+}
+
+/* cos (B, B), logit_scale () -> (2B, B) */
+static da_tensor *pair_logits(da_tape *t, da_tensor *cos, da_tensor *ls)
+{
+    assert(cos->ndim == 2 && cos->shape[0] == cos->shape[1] && ls->size == 1);
+    int B = cos->shape[0], shape[2] = {2 * B, B};
+    da_tensor *in[2] = {cos, ls};
+    da_tensor *out = da_tensor_for_op(t, 2, shape, in, 2);
+    pair_logits_forward(out->data, cos->data, ls->data[0], B);
+    da_node nd = {.backward = pair_logits_backward_node, .out = out, .in = {cos, ls}, .i = {B}};
+    da_tape_push(t, &nd);
+    return out;
+}
+
+/* ------------------------------------------------------------------------ */
+/* InfoNCE and CLIPScore                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* img_emb, txt_emb (B, E), logit_scale () -> scalar */
+da_tensor *da_clip_loss(da_tape *t, da_tensor *img_emb, da_tensor *txt_emb, da_tensor *logit_scale)
+{
+    assert(img_emb->ndim == 2 && txt_emb->ndim == 2);
+    assert(img_emb->shape[0] == txt_emb->shape[0] && img_emb->shape[1] == txt_emb->shape[1]);
+    int B = img_emb->shape[0];
+    da_tensor *img = da_clip_normalize(t, img_emb), *txt = da_clip_normalize(t, txt_emb);
+    /* cos (B, B) = img @ txt^T: a Linear with txt as its weight */
+    da_tensor *both = pair_logits(t, da_linear(t, img, txt, NULL), logit_scale);  /* (2B, B) */
+    int *targets = da_arena_alloc(&t->arena, (size_t)(B > 0 ? 2 * B : 1) * sizeof(int));
+    for (int i = 0; i < 2 * B; i++) targets[i] = i % B;
+    return da_cross_entropy(t, both, targets, -1);
+}
+
+void da_clip_cosine(float *cos, const float *a, const float *b, int N, int E)
+{
+    for (int n = 0; n < N; n++) {
+        const float *x = a + (size_t)n * E, *y = b + (size_t)n * E;
+        double xy = 0.0, xx = 0.0, yy = 0.0;
+        for (int e = 0; e < E; e++) {
+            xy += (double)x[e] * y[e];
+            xx += (double)x[e] * x[e];
+            yy += (double)y[e] * y[e];
+        }
+        cos[n] = (float)(xy / (fmax(sqrt(xx), NORM_EPS) * fmax(sqrt(yy), NORM_EPS)));
+    }
+}
+
+void da_clip_score(float *score, const float *img_emb, const float *txt_emb, int N, int E)
+{
+    da_clip_cosine(score, img_emb, txt_emb, N, E);
+    for (int n = 0; n < N; n++) score[n] = 100.0f * fmaxf(score[n], 0.0f);
+}

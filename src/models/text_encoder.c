@@ -1,0 +1,387 @@
+/* Text encoder: the CLIP text tower (design §5).
+ *
+ *   x = token_embedding[ids] + position_embedding[:T]
+ *   for each layer: x = x + out_proj(attn(ln1(x)))     causal, key padding
+ *                   x = x + fc2(gelu(fc1(ln2(x))))      exact GELU
+ *   features = final_ln(x)                              (B, T, d): the UNet's context
+ *   pooled = text_projection(features[b, eos[b]])       (B, proj): CLIP's text embedding
+ *
+ * Pre-LN like OpenAI CLIP; LayerNorm eps 1e-5 (PyTorch's default and CLIP's).
+ * The only op of its own is the EOS gather (a row selection with a scatter-add
+ * backward); everything else is core ops. */
+#include <assert.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/json.h"
+#include "dalign.h"
+
+#define LN_EPS 1e-5f
+#define CFG_MAX 1000000   /* sanity bound on every config integer: no int overflow downstream */
+
+/* ------------------------------------------------------------------------ */
+/* Config                                                                   */
+/* ------------------------------------------------------------------------ */
+
+da_text_config da_text_config_default(void)
+{
+    da_text_config c = {.vocab_size = 64, .context = 24, .d_model = 128, .n_layers = 3,
+                        .n_heads = 4, .mlp_ratio = 4, .proj_dim = 128};
+    return c;
+}
+
+da_status da_text_config_check(const da_text_config *c)
+{
+    const int v[] = {c->vocab_size, c->context, c->d_model, c->n_heads, c->mlp_ratio, c->proj_dim};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        if (v[i] < 1 || v[i] > CFG_MAX)
+            return da_fail(DA_ERR_INVALID, "text encoder config: sizes must lie in [1, %d]", CFG_MAX);
+    if (c->n_layers < 0 || c->n_layers > 1000)
+        return da_fail(DA_ERR_INVALID, "text encoder config: n_layers %d not in [0, 1000]", c->n_layers);
+    if (c->d_model % c->n_heads)
+        return da_fail(DA_ERR_INVALID, "text encoder config: d_model %d not divisible by n_heads %d",
+                       c->d_model, c->n_heads);
+    return DA_OK;
+}
+
+/* the JSON keys, in the order they are written */
+static const char *const cfg_keys[] = {"vocab_size", "context", "d_model", "n_layers",
+                                       "n_heads", "mlp_ratio", "proj_dim"};
+#define N_CFG_KEYS (int)(sizeof cfg_keys / sizeof cfg_keys[0])
+
+static int *cfg_field(da_text_config *c, int i)
+{
+    int *f[N_CFG_KEYS] = {&c->vocab_size, &c->context, &c->d_model, &c->n_layers,
+                          &c->n_heads, &c->mlp_ratio, &c->proj_dim};
+    return f[i];
+}
+
+da_status da_text_config_save(const da_text_config *cfg, const char *path)
+{
+    da_status s = da_text_config_check(cfg);
+    if (s) return s;
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return da_fail(DA_ERR_INVALID, "path too long: %s", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return da_fail(DA_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    da_text_config c = *cfg;
+    fprintf(f, "{\n");
+    for (int i = 0; i < N_CFG_KEYS; i++)
+        fprintf(f, "  \"%s\": %d%s\n", cfg_keys[i], *cfg_field(&c, i), i + 1 < N_CFG_KEYS ? "," : "");
+    fprintf(f, "}\n");
+    /* temp file, fsync, rename: a crash never leaves a half-written config */
+    int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) {
+        remove(tmp);
+        return da_fail(DA_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    }
+    return DA_OK;
+}
+
+static da_status slurp(const char *path, char **out, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return da_fail(DA_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        len += fread(buf + len, 1, cap - len, f);
+        if (len < cap || cap >= (1u << 20)) break;  /* a config is tiny: cap at 1 MiB */
+        char *nb = realloc(buf, cap * 2);
+        if (!nb) { free(buf); buf = NULL; break; }
+        buf = nb;
+        cap *= 2;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (!buf) return da_fail(DA_ERR_NOMEM, "out of memory reading %s", path);
+    if (err) { free(buf); return da_fail(DA_ERR_IO, "cannot read %s", path); }
+    *out = buf;
+    *n = len;
+    return DA_OK;
+}
+
+/* Strict: an object with exactly the known keys, each a non-negative integer. */
+static da_status config_from_json(da_text_config *c, const json_value *root, const char *path)
+{
+    if (root->type != JSON_OBJECT) return da_fail(DA_ERR_FORMAT, "%s: not a JSON object", path);
+    int seen[N_CFG_KEYS] = {0};
+    for (int j = 0; j < root->n; j++) {
+        const json_value *v = &root->items[j];
+        int k = 0;
+        while (k < N_CFG_KEYS && !(strlen(cfg_keys[k]) == v->key_len && !strcmp(cfg_keys[k], v->key))) k++;
+        if (k == N_CFG_KEYS) return da_fail(DA_ERR_FORMAT, "%s: unknown key '%s'", path, v->key);
+        if (seen[k]++) return da_fail(DA_ERR_FORMAT, "%s: duplicate key '%s'", path, v->key);
+        uint64_t u;
+        if (v->type != JSON_NUMBER || json_to_u64(v, &u) != 0 || u > CFG_MAX)
+            return da_fail(DA_ERR_FORMAT, "%s: '%s' must be an integer in [0, %d]", path, v->key, CFG_MAX);
+        *cfg_field(c, k) = (int)u;
+    }
+    for (int k = 0; k < N_CFG_KEYS; k++)
+        if (!seen[k]) return da_fail(DA_ERR_FORMAT, "%s: missing key '%s'", path, cfg_keys[k]);
+    return DA_OK;
+}
+
+da_status da_text_config_load(da_text_config *cfg, const char *path)
+{
+    char *text = NULL;
+    size_t n = 0;
+    da_status s = slurp(path, &text, &n);
+    if (s) return s;
+    json_value root;
+    char err[256];
+    if (json_parse(text, n, &root, err, sizeof err) != 0) {
+        free(text);
+        return da_fail(DA_ERR_FORMAT, "%s: %s", path, err);
+    }
+    free(text);
+    da_text_config c;
+    s = config_from_json(&c, &root, path);
+    json_free(&root);
+    if (!s) s = da_text_config_check(&c);
+    if (!s) *cfg = c;
+    return s;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Create / init / load / save                                              */
+/* ------------------------------------------------------------------------ */
+
+static void add2(da_params *p, int a, int b, const char *fmt, int i)
+{
+    char name[128];
+    snprintf(name, sizeof name, fmt, i);
+    int shape[2] = {a, b};
+    da_params_add(p, name, b ? 2 : 1, shape);
+}
+
+/* Linear (out, in) with bias: "<prefix>.weight" and "<prefix>.bias" */
+static void add_linear(da_params *p, const char *prefix, int layer, int out, int in)
+{
+    char fmt[128];
+    snprintf(fmt, sizeof fmt, "%s.weight", prefix);
+    add2(p, out, in, fmt, layer);
+    snprintf(fmt, sizeof fmt, "%s.bias", prefix);
+    add2(p, out, 0, fmt, layer);
+}
+
+da_text_encoder *da_text_encoder_create(const da_text_config *cfg, int trainable)
+{
+    if (da_text_config_check(cfg)) return NULL;
+    da_text_encoder *m = calloc(1, sizeof *m);
+    if (!m) { da_fail(DA_ERR_NOMEM, "out of memory"); return NULL; }
+    m->cfg = *cfg;
+    int D = cfg->d_model, H = cfg->mlp_ratio * cfg->d_model;
+    da_params *p = &m->params;
+    da_params_init(p);
+    add2(p, cfg->vocab_size, D, "token_embedding.weight", 0);
+    add2(p, cfg->context, D, "position_embedding.weight", 0);
+    for (int l = 0; l < cfg->n_layers; l++) {
+        add2(p, D, 0, "layers.%d.ln1.weight", l);
+        add2(p, D, 0, "layers.%d.ln1.bias", l);
+        add_linear(p, "layers.%d.attn.q_proj", l, D, D);
+        add_linear(p, "layers.%d.attn.k_proj", l, D, D);
+        add_linear(p, "layers.%d.attn.v_proj", l, D, D);
+        add_linear(p, "layers.%d.attn.out_proj", l, D, D);
+        add2(p, D, 0, "layers.%d.ln2.weight", l);
+        add2(p, D, 0, "layers.%d.ln2.bias", l);
+        add_linear(p, "layers.%d.mlp.fc1", l, H, D);
+        add_linear(p, "layers.%d.mlp.fc2", l, D, H);
+    }
+    add2(p, D, 0, "final_ln.weight", 0);
+    add2(p, D, 0, "final_ln.bias", 0);
+    add2(p, cfg->proj_dim, D, "text_projection.weight", 0);
+    if (da_params_alloc(p, trainable)) {
+        da_text_encoder_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+/* In table order: embeddings N(0, 0.02) (CLIP's token init); layernorms
+ * weight 1 bias 0; Linear weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+ * (PyTorch's default), fan_in = the weight's input width. */
+void da_text_encoder_init(da_text_encoder *m, da_rng *rng)
+{
+    const da_params *p = &m->params;
+    int fan_in = 1;
+    for (int e = 0; e < p->n; e++) {
+        const char *name = p->names[e];
+        float *x = p->data + p->offset[e];
+        size_t n = da_shape_size(p->ndim[e], p->shape[e]);
+        if (strstr(name, "embedding")) {
+            da_randn(rng, x, n);
+            for (size_t i = 0; i < n; i++) x[i] *= 0.02f;
+        } else if (strstr(name, ".ln1.") || strstr(name, ".ln2.") || !strncmp(name, "final_ln.", 9)) {
+            for (size_t i = 0; i < n; i++) x[i] = ends_with(name, ".weight") ? 1.0f : 0.0f;
+        } else {
+            if (p->ndim[e] == 2) fan_in = p->shape[e][1];  /* a bias follows its weight */
+            da_init_uniform(rng, x, n, 1.0f / sqrtf((float)fan_in));
+        }
+    }
+}
+
+da_status da_text_encoder_load(da_text_encoder *m, const char *path)
+{
+    return da_params_load(&m->params, path);
+}
+
+da_status da_text_encoder_save(const da_text_encoder *m, const char *path)
+{
+    return da_params_save(&m->params, path, NULL, 0);
+}
+
+void da_text_encoder_free(da_text_encoder *m)
+{
+    if (!m) return;
+    da_params_free(&m->params);
+    free(m);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Row gather: the feature at each row's EOS token                          */
+/* ------------------------------------------------------------------------ */
+
+/* out (B, D) = x (B, T, D)[b, pos[b], :] */
+static void gather_forward(float *out, const float *x, const int *pos, int B, int T, int D)
+{
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++)
+        memcpy(out + (size_t)b * D, x + ((size_t)b * T + pos[b]) * D, (size_t)D * sizeof(float));
+}
+
+/* dx (B, T, D)[b, pos[b], :] += dout (B, D)[b, :]; one selected row per b, so
+ * rows never collide and the loop over b is safe to split */
+static void gather_backward(float *dx, const float *dout, const int *pos, int B, int T, int D)
+{
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        float *row = dx + ((size_t)b * T + pos[b]) * D;
+        const float *g = dout + (size_t)b * D;
+        for (int d = 0; d < D; d++) row[d] += g[d];
+    }
+}
+
+static void gather_backward_node(const da_node *nd)
+{
+    da_tensor *x = nd->in[0];
+    if (x->grad) gather_backward(x->grad, nd->out->grad, nd->saved, nd->i[0], nd->i[1], nd->i[2]);
+}
+
+da_tensor *da_text_gather(da_tape *t, da_tensor *x, const int *pos)
+{
+    assert(x->ndim == 3);
+    int B = x->shape[0], T = x->shape[1], D = x->shape[2];
+    for (int b = 0; b < B; b++) assert(pos[b] >= 0 && pos[b] < T);
+    int shape[2] = {B, D};
+    da_tensor *out = da_tensor_for_op(t, 2, shape, &x, 1);
+    gather_forward(out->data, x->data, pos, B, T, D);
+    if (out->grad) {
+        /* the caller may reuse its pos buffer before backward runs */
+        int *saved = da_arena_alloc(&t->arena, (size_t)(B ? B : 1) * sizeof(int));
+        if (B) memcpy(saved, pos, (size_t)B * sizeof(int));
+        da_node nd = {.backward = gather_backward_node, .out = out, .in = {x}, .i = {B, T, D},
+                      .saved = saved};
+        da_tape_push(t, &nd);
+    }
+    return out;
+}
+
+da_status da_text_eos_positions(int *eos, const uint8_t *keep, int B, int T)
+{
+    for (int b = 0; b < B; b++) {
+        eos[b] = -1;
+        for (int j = 0; j < T; j++)
+            if (keep[(size_t)b * T + j]) eos[b] = j;
+        if (eos[b] < 0) return da_fail(DA_ERR_INVALID, "text row %d has no real token (no EOS)", b);
+    }
+    return DA_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Forward                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Linear with the "<prefix>.weight"/"<prefix>.bias" of layer l */
+static da_tensor *lin(da_tape *t, const da_params *p, da_tensor *x, int l, const char *prefix)
+{
+    return da_linear(t, x, da_params_leaf(t, p, "layers.%d.%s.weight", l, prefix),
+                     da_params_leaf(t, p, "layers.%d.%s.bias", l, prefix));
+}
+
+static da_tensor *ln(da_tape *t, const da_params *p, da_tensor *x, int l, const char *which)
+{
+    return da_layernorm(t, x, da_params_leaf(t, p, "layers.%d.%s.weight", l, which),
+                        da_params_leaf(t, p, "layers.%d.%s.bias", l, which), LN_EPS);
+}
+
+/* x (B, T, D) -> x + out_proj(attention(ln1(x))), causal with key padding */
+static da_tensor *attn_block(da_tape *t, const da_text_encoder *m, da_tensor *x, int l,
+                             const uint8_t *keep)
+{
+    const da_params *p = &m->params;
+    da_tensor *h = ln(t, p, x, l, "ln1");
+    da_tensor *q = lin(t, p, h, l, "attn.q_proj");
+    da_tensor *k = lin(t, p, h, l, "attn.k_proj");
+    da_tensor *v = lin(t, p, h, l, "attn.v_proj");
+    h = da_attention(t, q, k, v, m->cfg.n_heads, 1, keep);
+    return da_add(t, x, lin(t, p, h, l, "attn.out_proj"));
+}
+
+/* x (B, T, D) -> x + fc2(gelu(fc1(ln2(x)))) */
+static da_tensor *mlp_block(da_tape *t, const da_text_encoder *m, da_tensor *x, int l)
+{
+    const da_params *p = &m->params;
+    da_tensor *h = ln(t, p, x, l, "ln2");
+    h = da_gelu(t, lin(t, p, h, l, "mlp.fc1"));
+    return da_add(t, x, lin(t, p, h, l, "mlp.fc2"));
+}
+
+/* ids (B, T), keep (B, T) -> features (B, T, d_model) */
+da_tensor *da_text_encoder_forward(da_tape *t, const da_text_encoder *m, const int *ids,
+                                   const uint8_t *keep, int B, int T)
+{
+    const da_text_config *c = &m->cfg;
+    if (B < 1 || T < 1 || T > c->context) {
+        da_fail(DA_ERR_INVALID, "text encoder: batch %d x %d tokens (need B >= 1, 1 <= T <= %d)", B, T,
+                c->context);
+        return NULL;
+    }
+    for (size_t i = 0; i < (size_t)B * T; i++)
+        if (ids[i] < 0 || ids[i] >= c->vocab_size) {
+            da_fail(DA_ERR_INVALID, "text encoder: token id %d at %zu not in [0, %d)", ids[i], i,
+                    c->vocab_size);
+            return NULL;
+        }
+    const da_params *p = &m->params;
+    da_tensor *x = da_embedding(t, da_params_leaf(t, p, "token_embedding.weight"), ids, B, T);
+    /* rows 0..T-1 of the (context, D) table are its first T*D floats: a leaf over them */
+    da_tensor *pos_full = da_params_leaf(t, p, "position_embedding.weight");
+    int pos_shape[2] = {T, c->d_model};
+    x = da_add(t, x, da_leaf(t, pos_full->data, pos_full->grad, 2, pos_shape));
+    for (int l = 0; l < c->n_layers; l++) {
+        x = attn_block(t, m, x, l, keep);
+        x = mlp_block(t, m, x, l);
+    }
+    return da_layernorm(t, x, da_params_leaf(t, p, "final_ln.weight"),
+                        da_params_leaf(t, p, "final_ln.bias"), LN_EPS);
+}
+
+/* features (B, T, D), eos (B) -> text_projection(features[b, eos[b]]) (B, proj_dim) */
+da_tensor *da_text_encoder_pool(da_tape *t, const da_text_encoder *m, da_tensor *features, const int *eos)
+{
+    da_tensor *pooled = da_text_gather(t, features, eos);
+    return da_linear(t, pooled, da_params_leaf(t, &m->params, "text_projection.weight"), NULL);
+}
