@@ -13,7 +13,7 @@ PYTHON  ?= /usr/bin/python3
 # source must give the same bits on x86 and ARM (golden outputs).
 CFLAGS  ?= -O2
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -ffp-contract=off -Iinclude -Isrc
-LDLIBS  := -lm
+LDLIBS  := -lstb -lm
 
 VARIANT :=
 # OpenBLAS: headers from libopenblas-dev. With OpenMP we link the OpenMP
@@ -51,7 +51,7 @@ endif
 
 B := build/default$(VARIANT)
 
-LIB_SRC   := $(sort $(wildcard src/core/*.c src/models/*.c src/diffusion/*.c src/data/*.c src/rewards/*.c src/train/*.c))
+LIB_SRC   := $(sort $(wildcard src/core/*.c src/models/*.c src/diffusion/*.c src/data/*.c src/pipeline/*.c src/rewards/*.c src/train/*.c))
 CLI_SRC   := $(sort $(wildcard src/cli/*.c))
 TEST_SRC  := $(filter-out tests/test_util.c,$(sort $(wildcard tests/test_*.c)))
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
