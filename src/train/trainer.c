@@ -1,0 +1,563 @@
+/* The training harness shared by every trainer (docs/training.md).
+ *
+ * A trainer supplies one function that runs the forward and backward of a
+ * micro-batch; the harness owns everything around it:
+ *
+ *   for step in [tr->step, stop):
+ *       zero grads
+ *       for micro in [0, K): tape reset; step_fn(micro)      grads += d(loss_k)
+ *       grads *= 1/K                                           mean over the batch
+ *       norm = clip(grads)                                     global L2 norm
+ *       lr = schedule(step); AdamW(step + 1); EMA
+ *       step++; metrics line; progress; checkpoint; stop on a signal
+ *
+ * The complete state of a run is: params, AdamW m and v, EMA, step, and the
+ * two RNGs. Checkpoints store all of it bit for bit, so a resumed run
+ * continues with exactly the bits of an uninterrupted one. */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dalign.h"
+
+#define CKPT_FORMAT "dalign.trainer.v1"
+#define NOISE_SEED_XOR 0x9e3779b9u
+
+/* ------------------------------------------------------------------------ */
+/* Signals: the handler only sets a flag; the loop checks it between steps. */
+/* ------------------------------------------------------------------------ */
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig) { stop_signal = sig; }
+
+typedef struct saved_handlers {
+    struct sigaction old_int, old_term;
+    int installed;
+} saved_handlers;
+
+static void signals_install(saved_handlers *h)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;  /* file writes in progress carry on */
+    stop_signal = 0;
+    sigaction(SIGINT, &sa, &h->old_int);
+    sigaction(SIGTERM, &sa, &h->old_term);
+    /* a signal the parent chose to ignore (a background job of a script,
+     * nohup) stays ignored, as shells do */
+    if (h->old_int.sa_handler == SIG_IGN) sigaction(SIGINT, &h->old_int, NULL);
+    if (h->old_term.sa_handler == SIG_IGN) sigaction(SIGTERM, &h->old_term, NULL);
+    h->installed = 1;
+}
+
+static void signals_restore(saved_handlers *h)
+{
+    if (!h->installed) return;
+    sigaction(SIGINT, &h->old_int, NULL);
+    sigaction(SIGTERM, &h->old_term, NULL);
+    h->installed = 0;
+}
+
+static const char *signal_name(int sig)
+{
+    return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal";
+}
+
+/* ------------------------------------------------------------------------ */
+/* Configuration                                                            */
+/* ------------------------------------------------------------------------ */
+
+da_trainer_config da_trainer_defaults(void)
+{
+    return (da_trainer_config){
+        .name = "train", .total_steps = 1000, .batch = 32, .micro_batches = 1,
+        .lr = 1e-3f, .min_lr = 0.0f, .warmup = 0, .schedule = DA_LR_CONSTANT,
+        .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.01f,
+        .clip = 1.0f, .ema_decay = 0.0f, .seed = 0,
+        .log_every = 1, .handle_signals = 1,
+    };
+}
+
+static da_status config_check(const da_trainer_config *c)
+{
+    if (!c->name || !da_metric_name_ok(c->name))
+        return da_fail(DA_ERR_INVALID, "trainer name must be letters, digits, '_', '.', '-'");
+    if (c->total_steps < 1) return da_fail(DA_ERR_INVALID, "total_steps must be >= 1, got %ld", c->total_steps);
+    if (c->batch < 1 || c->micro_batches < 1 || c->batch % c->micro_batches != 0)
+        return da_fail(DA_ERR_INVALID, "batch %d must be a positive multiple of micro_batches %d", c->batch,
+                       c->micro_batches);
+    if (!(c->lr > 0.0f) || !isfinite(c->lr) || !(c->min_lr >= 0.0f) || !isfinite(c->min_lr))
+        return da_fail(DA_ERR_INVALID, "learning rates must be finite, lr > 0 and min_lr >= 0");
+    if (c->warmup < 0) return da_fail(DA_ERR_INVALID, "warmup must be >= 0, got %ld", c->warmup);
+    if (c->schedule != DA_LR_CONSTANT && c->schedule != DA_LR_COSINE)
+        return da_fail(DA_ERR_INVALID, "unknown LR schedule %d", (int)c->schedule);
+    if (!(c->beta1 >= 0.0f && c->beta1 < 1.0f) || !(c->beta2 >= 0.0f && c->beta2 < 1.0f) || !(c->eps > 0.0f) ||
+        !(c->weight_decay >= 0.0f) || !isfinite(c->weight_decay))
+        return da_fail(DA_ERR_INVALID, "AdamW needs 0 <= beta < 1, eps > 0, weight_decay >= 0");
+    if (!(c->clip >= 0.0f) || !isfinite(c->clip)) return da_fail(DA_ERR_INVALID, "clip must be >= 0");
+    if (!(c->ema_decay >= 0.0f && c->ema_decay < 1.0f))
+        return da_fail(DA_ERR_INVALID, "ema_decay must be in [0, 1), got %g", (double)c->ema_decay);
+    if (c->stop_at < 0 || c->ckpt_every < 0 || c->log_every < 1 || c->progress_every < 0)
+        return da_fail(DA_ERR_INVALID, "stop_at, ckpt_every, progress_every must be >= 0 and log_every >= 1");
+    return DA_OK;
+}
+
+/* The stored config: the fields that decide the bits of a run. Each is
+ * written as text that round-trips exactly ("%.9g" for a float), so equal
+ * text means equal values. */
+enum { CFG_TEXT = 48 };
+typedef struct cfg_field {
+    const char *key;
+    char value[CFG_TEXT];
+} cfg_field;
+#define N_CFG_FIELDS 14
+
+static void config_fields(const da_trainer_config *c, cfg_field f[N_CFG_FIELDS])
+{
+    int i = 0;
+#define FIELD(k, ...) (f[i].key = "config." k, snprintf(f[i].value, CFG_TEXT, __VA_ARGS__), i++)
+    FIELD("total_steps", "%ld", c->total_steps);
+    FIELD("batch", "%d", c->batch);
+    FIELD("micro_batches", "%d", c->micro_batches);
+    FIELD("lr", "%.9g", (double)c->lr);
+    FIELD("min_lr", "%.9g", (double)c->min_lr);
+    FIELD("warmup", "%ld", c->warmup);
+    FIELD("schedule", "%s", c->schedule == DA_LR_COSINE ? "cosine" : "constant");
+    FIELD("beta1", "%.9g", (double)c->beta1);
+    FIELD("beta2", "%.9g", (double)c->beta2);
+    FIELD("eps", "%.9g", (double)c->eps);
+    FIELD("weight_decay", "%.9g", (double)c->weight_decay);
+    FIELD("clip", "%.9g", (double)c->clip);
+    FIELD("ema_decay", "%.9g", (double)c->ema_decay);
+    FIELD("seed", "%llu", (unsigned long long)c->seed);
+#undef FIELD
+}
+
+/* ------------------------------------------------------------------------ */
+/* Create / free                                                            */
+/* ------------------------------------------------------------------------ */
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+da_status da_trainer_create(da_trainer **out, const da_trainer_config *cfg, da_params *params)
+{
+    *out = NULL;
+    da_status s = config_check(cfg);
+    if (s != DA_OK) return s;
+    if (!params || !params->data || !params->grad)
+        return da_fail(DA_ERR_INVALID, "the model to train must be allocated with gradients");
+    da_trainer *tr = calloc(1, sizeof *tr);
+    if (!tr) return da_fail(DA_ERR_NOMEM, "out of memory");
+    tr->cfg = *cfg;
+    tr->cfg.name = dup_or_null(cfg->name);
+    tr->cfg.ckpt_path = dup_or_null(cfg->ckpt_path);
+    tr->cfg.metrics_path = dup_or_null(cfg->metrics_path);
+    tr->params = params;
+    size_t n = params->total ? params->total : 1;
+    tr->m = calloc(n, sizeof(float));
+    tr->v = calloc(n, sizeof(float));
+    tr->ema = cfg->ema_decay > 0.0f ? malloc(n * sizeof(float)) : NULL;
+    if (!tr->cfg.name || (cfg->ckpt_path && !tr->cfg.ckpt_path) || (cfg->metrics_path && !tr->cfg.metrics_path) ||
+        !tr->m || !tr->v || (cfg->ema_decay > 0.0f && !tr->ema)) {
+        da_trainer_free(tr);
+        return da_fail(DA_ERR_NOMEM, "cannot allocate the optimizer state (%zu parameters)", params->total);
+    }
+    if (tr->ema) memcpy(tr->ema, params->data, params->total * sizeof(float));
+    tr->micro_size = cfg->batch / cfg->micro_batches;
+    da_rng_seed(&tr->data_rng, cfg->seed);
+    da_rng_seed(&tr->noise_rng, cfg->seed ^ NOISE_SEED_XOR);
+    da_tape_init(&tr->tape, (size_t)1 << 24);
+    *out = tr;
+    return DA_OK;
+}
+
+void da_trainer_free(da_trainer *tr)
+{
+    if (!tr) return;
+    free((char *)tr->cfg.name);
+    free((char *)tr->cfg.ckpt_path);
+    free((char *)tr->cfg.metrics_path);
+    free(tr->m);
+    free(tr->v);
+    free(tr->ema);
+    if (tr->tape.arena.block_bytes) da_tape_free(&tr->tape);
+    free(tr);
+}
+
+/* ------------------------------------------------------------------------ */
+/* RNG state as text: "index has_normal normal_bits mt[0] .. mt[623]", the  */
+/* integers in hex, the cached normal as the 16 hex digits of its double    */
+/* bits. Text in the metadata keeps it exact and readable from Python.      */
+/* ------------------------------------------------------------------------ */
+
+#define RNG_WORDS 624
+#define RNG_TEXT (3 + 1 + 1 + 1 + 16 + RNG_WORDS * 9 + 1)
+
+static void rng_to_text(const da_rng *r, char *buf)
+{
+    uint64_t bits;
+    memcpy(&bits, &r->next_normal, sizeof bits);
+    int k = sprintf(buf, "%03x %d %016llx", (unsigned)r->index, r->has_next_normal ? 1 : 0, (unsigned long long)bits);
+    for (int i = 0; i < RNG_WORDS; i++) k += sprintf(buf + k, " %08x", (unsigned)r->mt[i]);
+}
+
+/* Strict inverse of rng_to_text: exact widths and lowercase hex. */
+static int hex_field(const char *s, int width, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < width; i++) {
+        char c = s[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0) return -1;
+        v = v << 4 | (uint64_t)d;
+    }
+    *out = v;
+    return 0;
+}
+
+static int rng_from_text(da_rng *r, const char *s)
+{
+    if (!s || strlen(s) != RNG_TEXT - 1) return -1;
+    uint64_t idx, bits, w;
+    if (hex_field(s, 3, &idx) || s[3] != ' ' || (s[4] != '0' && s[4] != '1') || s[5] != ' ' ||
+        hex_field(s + 6, 16, &bits) || idx > RNG_WORDS)
+        return -1;
+    da_rng tmp;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.index = (int)idx;
+    tmp.has_next_normal = s[4] == '1';
+    memcpy(&tmp.next_normal, &bits, sizeof bits);
+    const char *p = s + 22;
+    for (int i = 0; i < RNG_WORDS; i++, p += 9) {
+        if (p[0] != ' ' || hex_field(p + 1, 8, &w)) return -1;
+        tmp.mt[i] = (uint32_t)w;
+    }
+    *r = tmp;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Checkpoints                                                              */
+/* ------------------------------------------------------------------------ */
+
+static const char *const BUF_PREFIX[4] = {"param.", "adam_m.", "adam_v.", "ema."};
+
+static const float *state_buffer(const da_trainer *tr, int which)
+{
+    const float *b[4] = {tr->params->data, tr->m, tr->v, tr->ema};
+    return b[which];
+}
+
+static int n_buffers(const da_trainer *tr) { return tr->ema ? 4 : 3; }
+
+static char *prefixed(const char *prefix, const char *name)
+{
+    size_t n = strlen(prefix) + strlen(name) + 1;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, "%s%s", prefix, name);
+    return s;
+}
+
+da_status da_trainer_save(const da_trainer *tr, const char *path)
+{
+    const da_params *p = tr->params;
+    int nb = n_buffers(tr), n = nb * p->n;
+    da_st_entry *e = calloc((size_t)(n ? n : 1), sizeof *e);
+    if (!e) return da_fail(DA_ERR_NOMEM, "out of memory");
+    da_status s = DA_OK;
+    for (int b = 0; b < nb; b++) {
+        for (int i = 0; i < p->n; i++) {
+            da_st_entry *x = &e[b * p->n + i];
+            x->name = prefixed(BUF_PREFIX[b], p->names[i]);
+            if (!x->name) s = da_fail(DA_ERR_NOMEM, "out of memory");
+            x->data = state_buffer(tr, b) + p->offset[i];
+            x->ndim = p->ndim[i];
+            memcpy(x->shape, p->shape[i], sizeof x->shape);
+        }
+    }
+    cfg_field f[N_CFG_FIELDS];
+    config_fields(&tr->cfg, f);
+    char step[32], time_s[32];
+    char *rng_data = malloc(RNG_TEXT), *rng_noise = malloc(RNG_TEXT);
+    if (!rng_data || !rng_noise) s = da_fail(DA_ERR_NOMEM, "out of memory");
+    if (s == DA_OK) {
+        snprintf(step, sizeof step, "%ld", tr->step);
+        snprintf(time_s, sizeof time_s, "%.3f", tr->elapsed_s);
+        rng_to_text(&tr->data_rng, rng_data);
+        rng_to_text(&tr->noise_rng, rng_noise);
+        da_st_meta meta[6 + N_CFG_FIELDS] = {
+            {"format", CKPT_FORMAT}, {"name", (char *)tr->cfg.name}, {"step", step},
+            {"time_s", time_s},      {"rng.data", rng_data},         {"rng.noise", rng_noise},
+        };
+        for (int i = 0; i < N_CFG_FIELDS; i++) meta[6 + i] = (da_st_meta){(char *)f[i].key, f[i].value};
+        s = da_st_write(path, e, n, meta, 6 + N_CFG_FIELDS);
+    }
+    for (int i = 0; i < n; i++) free((char *)e[i].name);
+    free(e);
+    free(rng_data);
+    free(rng_noise);
+    return s;
+}
+
+static void shape_text(char *buf, size_t n, int ndim, const int64_t *s64, const int *s32)
+{
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int d = 0; d < ndim && k < n; d++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", d ? ", " : "", s64 ? (long long)s64[d] : (long long)s32[d]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+/* Every tensor the trainer needs is present with the model's shape, and
+ * the file holds nothing else. */
+static da_status check_tensors(const da_trainer *tr, const da_safetensors *st)
+{
+    const da_params *p = tr->params;
+    int nb = n_buffers(tr);
+    char name[512];
+    for (int b = 0; b < nb; b++) {
+        for (int i = 0; i < p->n; i++) {
+            snprintf(name, sizeof name, "%s%s", BUF_PREFIX[b], p->names[i]);
+            const da_st_tensor *t = da_st_find(st, name);
+            if (!t) return da_fail(DA_ERR_FORMAT, "tensor '%s' is missing", name);
+            int same = t->ndim == p->ndim[i];
+            for (int d = 0; same && d < t->ndim; d++) same = t->shape[d] == p->shape[i][d];
+            if (!same) {
+                char got[128], want[128];
+                shape_text(got, sizeof got, t->ndim, t->shape, NULL);
+                shape_text(want, sizeof want, p->ndim[i], NULL, p->shape[i]);
+                return da_fail(DA_ERR_FORMAT, "tensor '%s' has shape %s, this model has %s", name, got, want);
+            }
+        }
+    }
+    if (st->n_tensors != nb * p->n) {
+        for (int i = 0; i < st->n_tensors; i++) {
+            const char *nm = st->tensors[i].name, *dot = strchr(nm, '.');
+            if (!dot || da_params_find(p, dot + 1) < 0)
+                return da_fail(DA_ERR_FORMAT, "tensor '%s' is not part of this model", nm);
+        }
+        return da_fail(DA_ERR_FORMAT, "holds %d tensors, this model needs %d", st->n_tensors, nb * p->n);
+    }
+    return DA_OK;
+}
+
+static da_status check_meta(const da_trainer *tr, const da_safetensors *st, long *step, da_rng *rd, da_rng *rn)
+{
+    const char *fmt = da_st_meta_get(st, "format");
+    if (!fmt || strcmp(fmt, CKPT_FORMAT))
+        return da_fail(DA_ERR_FORMAT, "not a dalign trainer checkpoint (metadata format is '%s', want '%s')",
+                       fmt ? fmt : "(none)", CKPT_FORMAT);
+    const char *name = da_st_meta_get(st, "name");
+    if (!name || strcmp(name, tr->cfg.name))
+        return da_fail(DA_ERR_INVALID, "was written by trainer '%s', this is '%s'", name ? name : "(none)",
+                       tr->cfg.name);
+    cfg_field f[N_CFG_FIELDS];
+    config_fields(&tr->cfg, f);
+    for (int i = 0; i < N_CFG_FIELDS; i++) {
+        const char *v = da_st_meta_get(st, f[i].key);
+        if (!v || strcmp(v, f[i].value))
+            return da_fail(DA_ERR_INVALID, "%s is %s in the checkpoint but %s in this run (resuming needs the same config)",
+                           f[i].key, v ? v : "(missing)", f[i].value);
+    }
+    const char *s = da_st_meta_get(st, "step");
+    char *end = NULL;
+    errno = 0;
+    long v = s ? strtol(s, &end, 10) : -1;
+    if (!s || errno || *end || end == s || v < 0 || v > tr->cfg.total_steps)
+        return da_fail(DA_ERR_FORMAT, "bad step '%s'", s ? s : "(missing)");
+    *step = v;
+    if (rng_from_text(rd, da_st_meta_get(st, "rng.data")) || rng_from_text(rn, da_st_meta_get(st, "rng.noise")))
+        return da_fail(DA_ERR_FORMAT, "bad RNG state in the metadata");
+    return DA_OK;
+}
+
+da_status da_trainer_resume(da_trainer *tr, const char *path)
+{
+    da_safetensors *st = NULL;
+    da_status s = da_st_open(path, &st);
+    if (s != DA_OK) return s;
+    long step = 0;
+    da_rng rd, rn;
+    s = check_meta(tr, st, &step, &rd, &rn);
+    if (s == DA_OK) s = check_tensors(tr, st);
+    if (s != DA_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", da_last_error());
+        da_st_close(st);
+        return da_fail(s, "cannot resume from %s: %s", path, msg);
+    }
+    /* validated: from here on nothing can fail, the trainer changes at once */
+    const da_params *p = tr->params;
+    float *dst[4] = {p->data, tr->m, tr->v, tr->ema};
+    char name[512];
+    for (int b = 0; b < n_buffers(tr); b++) {
+        for (int i = 0; i < p->n; i++) {
+            snprintf(name, sizeof name, "%s%s", BUF_PREFIX[b], p->names[i]);
+            da_st_to_f32(st, da_st_find(st, name), dst[b] + p->offset[i]);
+        }
+    }
+    const char *t = da_st_meta_get(st, "time_s");
+    tr->elapsed_s = t ? strtod(t, NULL) : 0.0;
+    tr->step = step;
+    tr->data_rng = rd;
+    tr->noise_rng = rn;
+    tr->resumed = 1;
+    da_st_close(st);
+    return DA_OK;
+}
+
+da_status da_trainer_save_weights(const da_trainer *tr, const char *path, int use_ema, const da_st_meta *meta,
+                                  int n_meta)
+{
+    if (!use_ema || !tr->ema) return da_params_save(tr->params, path, meta, n_meta);
+    /* same table, EMA data: a shallow copy of the table pointing at the EMA */
+    da_params view = *tr->params;
+    view.data = tr->ema;
+    return da_params_save(&view, path, meta, n_meta);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The loop                                                                 */
+/* ------------------------------------------------------------------------ */
+
+void da_trainer_metric(da_trainer *tr, const char *name, double value)
+{
+    int i = 0;
+    while (i < tr->n_metrics && strcmp(tr->metric_name[i], name)) i++;
+    if (i == tr->n_metrics) {
+        /* a trainer's own metric names are fixed strings: a bad one is a bug */
+        if (i == DA_TRAINER_MAX_METRICS || !da_metric_name_ok(name)) {
+            fprintf(stderr, "dalign: bad or too many trainer metrics at '%s'\n", name);
+            abort();
+        }
+        snprintf(tr->metric_name[i], sizeof tr->metric_name[i], "%s", name);
+        tr->metric_sum[i] = 0.0;
+        tr->metric_count[i] = 0;
+        tr->n_metrics++;
+    }
+    tr->metric_sum[i] += value;
+    tr->metric_count[i]++;
+}
+
+/* One optimizer step: K micro-batches, then the update. */
+static da_status train_step(da_trainer *tr, da_step_fn fn, void *user)
+{
+    da_params *p = tr->params;
+    const da_trainer_config *c = &tr->cfg;
+    const int K = c->micro_batches;
+    da_params_zero_grad(p);
+    tr->n_metrics = 0;
+    double loss_sum = 0.0;
+    for (int k = 0; k < K; k++) {
+        da_tape_reset(&tr->tape);
+        float loss = NAN;
+        da_status s = fn(tr, &tr->tape, k, user, &loss);
+        if (s != DA_OK) return s;
+        loss_sum += loss;
+    }
+    tr->loss = (float)(loss_sum / K);
+    if (!isfinite(tr->loss))
+        return da_fail(DA_ERR_RANGE, "loss is %g at step %ld; stopping (the last checkpoint is kept)",
+                       (double)tr->loss, tr->step + 1);
+    if (K > 1) {
+        /* each micro-batch loss is a mean over its examples: 1/K makes the
+         * sum the batch mean (exact for a power-of-two K) */
+        const float inv = 1.0f / (float)K;
+#pragma omp parallel for schedule(static)
+        for (size_t i = 0; i < p->total; i++) p->grad[i] *= inv;
+    }
+    tr->grad_norm = c->clip > 0.0f ? da_grad_clip(p->grad, p->total, c->clip) : da_grad_norm(p->grad, p->total);
+    tr->lr = da_lr_at(c->schedule, c->lr, c->min_lr, tr->step, c->warmup, c->total_steps);
+    da_adamw opt = {.lr = tr->lr, .beta1 = c->beta1, .beta2 = c->beta2, .eps = c->eps, .weight_decay = c->weight_decay};
+    da_adamw_step(p->data, p->grad, tr->m, tr->v, p->total, tr->step + 1, &opt);
+    if (tr->ema) da_ema_update(tr->ema, p->data, p->total, c->ema_decay);
+    tr->step++;
+    return DA_OK;
+}
+
+static da_status log_step(da_trainer *tr, da_metrics_log *log)
+{
+    da_metric f[5 + DA_TRAINER_MAX_METRICS] = {
+        {"loss", tr->loss, NULL},
+        {"lr", tr->lr, NULL},
+        {"grad_norm", tr->grad_norm, NULL},
+        {"time_s", tr->elapsed_s, "%.3f"},
+    };
+    int n = 4;
+    for (int i = 0; i < tr->n_metrics; i++)
+        f[n++] = (da_metric){tr->metric_name[i], tr->metric_sum[i] / tr->metric_count[i], NULL};
+    return da_metrics_write(log, tr->step, f, n);
+}
+
+static double wall_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static da_status checkpoint(da_trainer *tr, da_metrics_log *log)
+{
+    da_status s = da_trainer_save(tr, tr->cfg.ckpt_path);
+    if (s == DA_OK) s = da_metrics_sync(log);  /* the log covers the checkpoint */
+    return s;
+}
+
+da_status da_trainer_run(da_trainer *tr, da_step_fn fn, void *user)
+{
+    const da_trainer_config *c = &tr->cfg;
+    long stop = c->stop_at > 0 && c->stop_at < c->total_steps ? c->stop_at : c->total_steps;
+    da_metrics_log log = {-1};
+    da_status s = DA_OK;
+    /* a fresh run starts a new log; a continued one keeps lines up to tr->step */
+    long keep = tr->resumed || tr->step > 0 ? tr->step : -1;
+    if (c->metrics_path) s = da_metrics_open(&log, c->metrics_path, keep);
+    if (s != DA_OK) return s;
+    da_progress bar;
+    da_progress_init(&bar, c->progress ? 2 : -1, c->name, tr->step, stop, c->progress_every);
+    saved_handlers sh = {0};
+    if (c->handle_signals) signals_install(&sh);
+    tr->stop_signal = 0;
+    double t0 = wall_s(), elapsed0 = tr->elapsed_s;
+    while (tr->step < stop && s == DA_OK) {
+        s = train_step(tr, fn, user);
+        if (s != DA_OK) break;
+        tr->elapsed_s = elapsed0 + (wall_s() - t0);
+        int sig = c->handle_signals ? stop_signal : 0;
+        int last = tr->step == stop || sig;
+        if (tr->step % c->log_every == 0 || last) s = log_step(tr, &log);
+        da_progress_update(&bar, tr->step, tr->loss);
+        if (s == DA_OK && c->ckpt_path && (last || (c->ckpt_every > 0 && tr->step % c->ckpt_every == 0)))
+            s = checkpoint(tr, &log);
+        if (sig) {
+            tr->stop_signal = sig;
+            break;
+        }
+    }
+    da_progress_finish(&bar);
+    /* handlers stay ours until the checkpoint is on disk: a second Ctrl-C
+     * while saving only sets the flag again */
+    signals_restore(&sh);
+    da_metrics_close(&log);
+    if (tr->stop_signal && c->progress) {
+        if (c->ckpt_path && s == DA_OK)
+            fprintf(stderr, "%s: %s at step %ld: checkpoint saved to %s (continue with --resume)\n", c->name,
+                    signal_name(tr->stop_signal), tr->step, c->ckpt_path);
+        else
+            fprintf(stderr, "%s: %s at step %ld: stopped (no checkpoint path)\n", c->name,
+                    signal_name(tr->stop_signal), tr->step);
+    }
+    return s;
+}
+
+int da_trainer_exit_code(const da_trainer *tr, da_status status)
+{
+    if (status != DA_OK) return 1;
+    return tr->stop_signal ? 128 + tr->stop_signal : 0;
+}
