@@ -1,0 +1,241 @@
+/* Shape ops: reshape (a view), permute, concat and narrow (copies).
+ * Forward/backward kernel pairs over float*, then the tape wrappers.
+ * Every output element maps to exactly one input element, so backward
+ * kernels parallelise over outputs without two threads touching one address.
+ * Dims may be given negative, counting from the end as in PyTorch. */
+#include <assert.h>
+#include <string.h>
+
+#include "dalign.h"
+
+static int norm_dim(int dim, int ndim)
+{
+    if (dim < 0) dim += ndim;
+    assert(dim >= 0 && dim < ndim);
+    return dim;
+}
+
+/* product of shape[lo..hi) */
+static size_t span(const int *shape, int lo, int hi)
+{
+    size_t n = 1;
+    for (int d = lo; d < hi; d++) n *= (size_t)shape[d];
+    return n;
+}
+
+/* ------------------------------------------------------------------------ */
+/* reshape: a view. The new tensor shares x's data and grad buffers, so a     */
+/* gradient written into the view lands in x->grad: no tape node is needed.   */
+/* One entry of shape may be -1: it is inferred from x's size.               */
+/* ------------------------------------------------------------------------ */
+
+da_tensor *da_reshape(da_tape *t, da_tensor *x, int ndim, const int *shape)
+{
+    assert(ndim >= 0 && ndim <= DA_MAX_DIMS);
+    int s[DA_MAX_DIMS];
+    int infer = -1;
+    size_t known = 1;
+    for (int d = 0; d < ndim; d++) {
+        s[d] = shape[d];
+        if (s[d] == -1) {
+            assert(infer < 0 && "reshape: at most one -1");
+            infer = d;
+        } else {
+            assert(s[d] >= 0);
+            known *= (size_t)s[d];
+        }
+    }
+    if (infer >= 0) {
+        assert(known > 0 && x->size % known == 0);
+        s[infer] = (int)(x->size / known);
+    }
+    assert(da_shape_size(ndim, s) == x->size);
+    return da_leaf(t, x->data, x->grad, ndim, s);
+}
+
+/* ------------------------------------------------------------------------ */
+/* permute: out = x.permute(perm), stored contiguous                         */
+/* ------------------------------------------------------------------------ */
+
+typedef struct perm_plan {
+    int nd;
+    size_t n[DA_MAX_DIMS];     /* output shape */
+    size_t istr[DA_MAX_DIMS];  /* stride in the input of each output dim */
+} perm_plan;
+
+/* shape: the input's (nd dims); perm[i] is the input dim of output dim i */
+static void perm_plan_make(perm_plan *p, int nd, const int *shape, const int *perm)
+{
+    size_t str[DA_MAX_DIMS], s = 1;
+    for (int d = nd - 1; d >= 0; d--) { str[d] = s; s *= (size_t)shape[d]; }
+    int seen[DA_MAX_DIMS] = {0};
+    p->nd = nd;
+    for (int i = 0; i < nd; i++) {
+        assert(perm[i] >= 0 && perm[i] < nd && !seen[perm[i]]);
+        seen[perm[i]] = 1;
+        p->n[i] = (size_t)shape[perm[i]];
+        p->istr[i] = str[perm[i]];
+    }
+    if (nd == 0) { p->nd = 1; p->n[0] = 1; p->istr[0] = 1; }  /* a scalar */
+}
+
+/* offset in the input of the first element of output row r (rows: all dims but the last) */
+static size_t perm_row_ioff(const perm_plan *p, size_t r)
+{
+    size_t off = 0;
+    for (int d = p->nd - 2; d >= 0; d--) {
+        off += (r % p->n[d]) * p->istr[d];
+        r /= p->n[d];
+    }
+    return off;
+}
+
+/* out (shape[perm[0]], ..., shape[perm[nd-1]]) = inp (shape[0], ..., shape[nd-1]) permuted */
+static void permute_forward(float *out, const float *inp, const perm_plan *p, size_t n)
+{
+    size_t inner = p->n[p->nd - 1], is = p->istr[p->nd - 1];
+    if (n == 0) return;
+    size_t rows = n / inner;
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++) {
+        const float *ir = inp + perm_row_ioff(p, r);
+        for (size_t i = 0; i < inner; i++) out[r * inner + i] = ir[i * is];
+    }
+}
+
+/* dinp (input shape) += dout (output shape) scattered back; 1:1 map, so no races */
+static void permute_backward(float *dinp, const float *dout, const perm_plan *p, size_t n)
+{
+    size_t inner = p->n[p->nd - 1], is = p->istr[p->nd - 1];
+    if (n == 0) return;
+    size_t rows = n / inner;
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++) {
+        float *dr = dinp + perm_row_ioff(p, r);
+        for (size_t i = 0; i < inner; i++) dr[i * is] += dout[r * inner + i];
+    }
+}
+
+static void permute_backward_node(const da_node *nd)
+{
+    da_tensor *x = nd->in[0];
+    if (!x->grad) return;
+    perm_plan p;
+    perm_plan_make(&p, x->ndim, x->shape, nd->i);
+    permute_backward(x->grad, nd->out->grad, &p, x->size);
+}
+
+da_tensor *da_permute(da_tape *t, da_tensor *x, const int *perm)
+{
+    da_node nd = {.backward = permute_backward_node, .in = {x}};
+    int shape[DA_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++) {
+        nd.i[i] = norm_dim(perm[i], x->ndim);
+        shape[i] = x->shape[nd.i[i]];
+    }
+    perm_plan p;
+    perm_plan_make(&p, x->ndim, x->shape, nd.i);   /* asserts perm is a permutation */
+    da_tensor *out = da_tensor_for_op(t, x->ndim, shape, &x, 1);
+    permute_forward(out->data, x->data, &p, x->size);
+    nd.out = out;
+    da_tape_push(t, &nd);
+    return out;
+}
+
+/* ------------------------------------------------------------------------ */
+/* concat and narrow. Seen as 2-D: (outer, dims from `dim` on), each row of   */
+/* the output is a row of a followed by a row of b (concat), or a window of a */
+/* row of x (narrow).                                                        */
+/* ------------------------------------------------------------------------ */
+
+/* out (outer, na + nb) = [a (outer, na), b (outer, nb)] */
+static void concat_forward(float *out, const float *a, const float *b, size_t outer, size_t na, size_t nb)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t o = 0; o < outer; o++) {
+        memcpy(out + o * (na + nb), a + o * na, na * sizeof(float));
+        memcpy(out + o * (na + nb) + na, b + o * nb, nb * sizeof(float));
+    }
+}
+
+/* da (outer, na) += dout[:, :na]; db (outer, nb) += dout[:, na:] */
+static void concat_backward(float *da, float *db, const float *dout, size_t outer, size_t na, size_t nb)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t o = 0; o < outer; o++) {
+        const float *dr = dout + o * (na + nb);
+        if (da) for (size_t i = 0; i < na; i++) da[o * na + i] += dr[i];
+        if (db) for (size_t i = 0; i < nb; i++) db[o * nb + i] += dr[na + i];
+    }
+}
+
+static void concat_backward_node(const da_node *nd)
+{
+    da_tensor *a = nd->in[0], *b = nd->in[1];
+    int dim = nd->i[0];
+    concat_backward(a->grad, b->grad, nd->out->grad, span(a->shape, 0, dim),
+                    span(a->shape, dim, a->ndim), span(b->shape, dim, b->ndim));
+}
+
+/* a and b have equal shapes except along dim */
+da_tensor *da_concat(da_tape *t, da_tensor *a, da_tensor *b, int dim)
+{
+    assert(a->ndim == b->ndim);
+    dim = norm_dim(dim, a->ndim);
+    int shape[DA_MAX_DIMS];
+    for (int d = 0; d < a->ndim; d++) {
+        assert(d == dim || a->shape[d] == b->shape[d]);
+        shape[d] = a->shape[d];
+    }
+    shape[dim] = a->shape[dim] + b->shape[dim];
+    da_tensor *in[2] = {a, b};
+    da_tensor *out = da_tensor_for_op(t, a->ndim, shape, in, 2);
+    concat_forward(out->data, a->data, b->data, span(a->shape, 0, dim),
+                   span(a->shape, dim, a->ndim), span(b->shape, dim, b->ndim));
+    da_node nd = {.backward = concat_backward_node, .out = out, .in = {a, b}, .i = {dim}};
+    da_tape_push(t, &nd);
+    return out;
+}
+
+/* out (outer, len) = x (outer, n)[:, start:start+len] */
+static void narrow_forward(float *out, const float *x, size_t outer, size_t n, size_t start, size_t len)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t o = 0; o < outer; o++)
+        memcpy(out + o * len, x + o * n + start, len * sizeof(float));
+}
+
+/* dx (outer, n)[:, start:start+len] += dout (outer, len) */
+static void narrow_backward(float *dx, const float *dout, size_t outer, size_t n, size_t start, size_t len)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t o = 0; o < outer; o++)
+        for (size_t i = 0; i < len; i++) dx[o * n + start + i] += dout[o * len + i];
+}
+
+/* i = {dim, start, len} */
+static void narrow_backward_node(const da_node *nd)
+{
+    da_tensor *x = nd->in[0];
+    if (!x->grad) return;
+    int dim = nd->i[0];
+    size_t inner = span(x->shape, dim + 1, x->ndim);
+    narrow_backward(x->grad, nd->out->grad, span(x->shape, 0, dim), (size_t)x->shape[dim] * inner,
+                    (size_t)nd->i[1] * inner, (size_t)nd->i[2] * inner);
+}
+
+da_tensor *da_narrow(da_tape *t, da_tensor *x, int dim, int start, int len)
+{
+    dim = norm_dim(dim, x->ndim);
+    assert(start >= 0 && len >= 0 && start + len <= x->shape[dim]);
+    int shape[DA_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[dim] = len;
+    da_tensor *out = da_tensor_for_op(t, x->ndim, shape, &x, 1);
+    size_t inner = span(x->shape, dim + 1, x->ndim);
+    narrow_forward(out->data, x->data, span(x->shape, 0, dim), (size_t)x->shape[dim] * inner,
+                   (size_t)start * inner, (size_t)len * inner);
+    da_node nd = {.backward = narrow_backward_node, .out = out, .in = {x}, .i = {dim, start, len}};
+    da_tape_push(t, &nd);
+    return out;
+}
