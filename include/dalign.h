@@ -747,6 +747,55 @@ da_status da_trainer_save_weights(const da_trainer *tr, const char *path, int us
 void da_trainer_free(da_trainer *tr);
 
 /* ------------------------------------------------------------------------ */
+/* Pretraining (src/train/pretrain*.c): `dalign train clip|vae|unet`.       */
+/* Train-split shapes-world data generated on the fly from the trainer's    */
+/* RNGs; docs/training.md "Pretraining" has the long form.                  */
+/* ------------------------------------------------------------------------ */
+
+typedef enum { DA_PRETRAIN_CLIP = 0, DA_PRETRAIN_VAE = 1, DA_PRETRAIN_UNET = 2 } da_pretrain_model;
+
+typedef struct da_pretrain_opts {
+    da_pretrain_model model;
+    const char *out_dir;       /* final weights + JSON configs go here ("weights") */
+    const char *name;          /* unet: file basename ("unet", "unet-b"); clip writes
+                                * text_encoder.* and clip.*, vae writes vae.* */
+    const char *weights_dir;   /* unet: frozen text_encoder.* and vae.* (NULL: out_dir) */
+    const char *resume;        /* checkpoint to continue from, or NULL */
+    da_text_config text;       /* clip: the two towers */
+    da_clip_config clip;
+    da_vae_config vae;         /* vae: architecture and kl_weight */
+    da_unet_config unet;       /* unet: architecture; in/out channels and context_dim
+                                * are taken from the frozen VAE and text encoder */
+    int dedupe;                /* clip: re-draw an example whose caption fits another
+                                * image of the batch (InfoNCE false negatives) */
+    int cache_size;            /* unet: train images encoded once at the start */
+    float cond_dropout;        /* unet: fraction of empty prompts (CFG) */
+    int scale_images;          /* vae: images for the latent scale factor */
+    int eval_images;           /* vae: held-out images for the final PSNR */
+} da_pretrain_opts;
+
+typedef struct da_pretrain_result {
+    long steps;                /* optimizer steps completed */
+    float loss;                /* loss of the last step */
+    float psnr;                /* vae: held-out PSNR (dB) of the final weights */
+    float scale_factor;        /* vae: 1 / std of the encoder means */
+    int stop_signal;           /* the signal that stopped the run, or 0 */
+    int exit_code;             /* da_trainer_exit_code: 0, 1, 130, 143 */
+} da_pretrain_result;
+
+/* Defaults of `dalign train MODEL` ("clip", "vae", "unet"): trainer config
+ * (steps, batch, LR schedule, EMA, ...) and options. DA_ERR_INVALID names
+ * an unknown model. */
+da_status da_pretrain_defaults(const char *model, da_trainer_config *tc, da_pretrain_opts *o);
+/* Train o->model (resuming from o->resume when set), then write its weights
+ * (the EMA when kept) and JSON configs into o->out_dir. A run stopped by a
+ * signal writes only its checkpoint. res may be NULL. */
+da_status da_pretrain_run(const da_trainer_config *tc, const da_pretrain_opts *o, da_pretrain_result *res);
+da_status da_pretrain_clip(const da_trainer_config *tc, const da_pretrain_opts *o, da_pretrain_result *res);
+da_status da_pretrain_vae(const da_trainer_config *tc, const da_pretrain_opts *o, da_pretrain_result *res);
+da_status da_pretrain_unet(const da_trainer_config *tc, const da_pretrain_opts *o, da_pretrain_result *res);
+
+/* ------------------------------------------------------------------------ */
 /* Shapes world (src/data): generator, captions, tokenizer, parser, detector */
 /* ------------------------------------------------------------------------ */
 
@@ -1059,6 +1108,127 @@ void da_euler_scale_model_input(const da_euler *e, float *out, const float *samp
 /* prev = x + (x - x0_hat)/sigma_i * (sigma_{i+1} - sigma_i) */
 void da_euler_step(const da_euler *e, float *prev, float *x0_pred, const float *model_out,
                    int i, const float *sample, size_t n);
+
+/* ------------------------------------------------------------------------ */
+/* Pipeline (src/pipeline): text -> latent -> image, PNG output             */
+/* ------------------------------------------------------------------------ */
+
+/* docs/pipeline.md has the long form: the flow, the callback contract, the
+ * weights directory and the seeds. */
+
+/* The unconditional prompt: CFG's eps_u conditions on it (unless a negative
+ * prompt is given), and the UNet trainer drops captions to it. It tokenizes
+ * to BOS EOS. */
+#define DA_UNCOND_PROMPT ""
+
+/* The noise process the UNet was trained with plus the inference spacing:
+ * DIR/scheduler.json (diffusers' key names; optional, absent keys keep the
+ * defaults, unknown keys are errors). */
+typedef struct da_noise_config {
+    int n_train;                    /* num_train_timesteps: 1000 */
+    da_beta_schedule beta_schedule; /* "linear" */
+    float beta_start, beta_end;     /* 1e-4, 0.02 */
+    da_prediction prediction;       /* prediction_type: "epsilon" */
+    da_spacing spacing;             /* timestep_spacing: "leading" (DDIM, DDPM; Euler is linspace) */
+    int steps_offset;               /* 0 */
+    int clip_sample;                /* false: latents are not bounded to [-1, 1] */
+    float clip_sample_range;        /* 1 */
+    int set_alpha_to_one;           /* true (DDIM) */
+} da_noise_config;
+da_noise_config da_noise_config_default(void);
+da_status da_noise_config_load(const char *path, da_noise_config *cfg);
+da_status da_noise_config_save(const char *path, const da_noise_config *cfg);  /* atomic */
+
+typedef enum { DA_SAMPLER_DDIM = 0, DA_SAMPLER_DDPM = 1, DA_SAMPLER_EULER = 2 } da_sampler_kind;
+da_status da_sampler_parse(const char *name, da_sampler_kind *out);  /* "ddim" | "ddpm" | "euler" */
+const char *da_sampler_name(da_sampler_kind kind);
+
+typedef struct da_sample_opts {
+    da_sampler_kind sampler;   /* ddim */
+    int steps;                 /* 20; 1..n_train */
+    float cfg;                 /* guidance weight w (3); 1 = conditional only, no uncond pass */
+    float eta;                 /* DDIM eta (0); must be 0 for the other samplers */
+} da_sample_opts;
+da_sample_opts da_sample_opts_default(void);
+
+/* What the per-step callback sees after step `step` and may change.
+ * Latents are (batch, channels, height, width) in diffusion space. */
+typedef struct da_step_info {
+    int step, n_steps;         /* step in [0, n_steps), increasing */
+    float timestep;            /* the UNet's t input at this step */
+    int batch, channels, height, width;
+    const float *x;            /* latent entering the step (x_t) */
+    const float *x_prev;       /* latent after the step (x_{t-1}) */
+    const float *x0;           /* the step's predicted clean latent */
+    const int *ids;            /* (batch, DA_MAX_TOKENS) ids conditioning this step */
+    /* Set by the callback to condition the FOLLOWING steps differently
+     * (both NULL, as on entry: keep). new_prompts: batch texts, a NULL entry
+     * keeps its row; new_ids: (batch, DA_MAX_TOKENS) ids, BOS .. EOS then
+     * PAD. Only one of the two. The pipeline copies them as soon as the
+     * callback returns, so that memory need only live until then. */
+    const char *const *new_prompts;
+    const int *new_ids;
+} da_step_info;
+/* Return 0 to go on, non-zero to stop after this step. */
+typedef int (*da_step_cb)(da_step_info *info, void *user);
+
+typedef struct da_pipeline {
+    da_text_encoder *text;
+    da_vae *vae;
+    da_unet *unet;
+    da_noise_config noise;
+    da_schedule sched;
+    da_tape tape;              /* one tape, reset per model call, gradients off */
+    int owns_models;           /* 1: loaded from a directory, freed with the pipeline */
+    int latent_h, latent_w;    /* DA_IMG / 4 */
+    int steps_done;            /* steps the last generate ran (< steps when stopped) */
+} da_pipeline;
+
+/* The weights directory: override when not NULL, else $DALIGN_WEIGHTS when
+ * set and non-empty, else "weights" (relative to the current directory). */
+const char *da_weights_dir(const char *override);
+/* Load DIR/text_encoder, DIR/vae and DIR/<unet_name> (NULL: "unet"), each a
+ * .json config and a .safetensors file, plus DIR/scheduler.json when present.
+ * Frozen (no gradients). Errors name the file. */
+da_status da_pipeline_load(da_pipeline **out, const char *dir, const char *unet_name);
+/* A pipeline over models the caller owns (they must outlive it); noise NULL
+ * means da_noise_config_default(). Checks that the models fit together. */
+da_status da_pipeline_create(da_pipeline **out, da_text_encoder *text, da_vae *vae, da_unet *unet,
+                             const da_noise_config *noise);
+void da_pipeline_free(da_pipeline *p);
+
+/* da_tokenize that refuses what the model cannot read: unknown words
+ * (DA_ERR_INVALID naming them) and prompts past DA_MAX_TOKENS. */
+da_status da_prompt_tokens(const char *text, int *ids, uint8_t *keep);
+/* x_T for one image: torch.manual_seed(seed); torch.randn(n) (unscaled) */
+void da_initial_latent(uint64_t seed, float *x, size_t n);
+
+/* Generate n images. Image i uses prompts[i] and its own generator seeded
+ * with seeds[i] (x_T, then the DDPM / DDIM-eta noise of its steps). negative
+ * (NULL: DA_UNCOND_PROMPT) is the uncond side of CFG. cb may be NULL.
+ * out_images (n, 3, DA_IMG, DA_IMG) in [0, 1] and out_latents (n, C, h, w),
+ * the final diffusion latent, may each be NULL. When the callback stops the
+ * run, the outputs come from the last step's predicted x0. */
+da_status da_pipeline_generate(da_pipeline *p, const da_sample_opts *opts, const char *const *prompts,
+                               const char *negative, const uint64_t *seeds, int n, da_step_cb cb,
+                               void *user, float *out_images, float *out_latents);
+/* latents (n, C, h, w) in diffusion space -> images (n, 3, 4h, 4w) in [0, 1]:
+ * VAE decode of latents / scale_factor, then (x + 1) / 2 clamped */
+da_status da_pipeline_decode(da_pipeline *p, const float *latents, int n, float *out_images);
+
+/* Images as 8-bit RGB, interleaved (H, W, 3) (src/pipeline/image.c). */
+/* Size of a grid of n tiles (h, w) in cols columns with gap pixels between tiles */
+void da_grid_size(int n, int cols, int h, int w, int gap, int *out_h, int *out_w);
+/* tiles (n, h, w, 3) -> out (out_h, out_w, 3) row by row; gaps and empty cells get fill */
+void da_rgb8_grid(uint8_t *out, const uint8_t *tiles, int n, int cols, int h, int w, int gap,
+                  const uint8_t fill[3]);
+/* in (h, w, 3) -> out (s*h, s*w, 3), nearest neighbour */
+void da_rgb8_upscale(uint8_t *out, const uint8_t *in, int h, int w, int s);
+/* PNG through stb_image_write, atomically (temp file, fsync, rename) */
+da_status da_png_write(const char *path, const uint8_t *rgb, int h, int w);
+/* images (n, 3, DA_IMG, DA_IMG) in [0, 1] -> one PNG: a grid of cols columns
+ * (cols <= 0: ceil(sqrt(n))) with a 1-pixel gap, upscaled scale times */
+da_status da_png_save_images(const char *path, const float *images, int n, int cols, int scale);
 
 #ifdef __cplusplus
 }

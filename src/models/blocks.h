@@ -1,0 +1,115 @@
+/* Building blocks shared by the VAE and the UNet (src/models/blocks.c).
+ *
+ * A block is forward code over the core ops. Its parameters live in the
+ * model's da_params table under a prefix ("down.0.res"), with the names a
+ * torch.nn.Module of the same structure would have; the *_add_* functions
+ * register them at model creation, the forward functions fetch them by name.
+ * Optional parts are discovered from the table (a ResBlock has a
+ * nin_shortcut iff "PREFIX.nin_shortcut.weight" exists).
+ *
+ * Also here: two small elementwise ops the models need (exp(s*x), clamp),
+ * the sinusoidal timestep embedding, the default parameter init and a tiny
+ * table-driven reader/writer for the models' JSON configs. */
+#ifndef DA_MODELS_BLOCKS_H
+#define DA_MODELS_BLOCKS_H
+
+#include "dalign.h"
+
+/* ---- ops ------------------------------------------------------------------ */
+
+/* out (n) = exp(s * inp (n)); dinp += dout * s * out */
+void da_exp_scaled_forward(float *out, const float *inp, float s, size_t n);
+void da_exp_scaled_backward(float *dinp, const float *dout, const float *out, float s, size_t n);
+da_tensor *da_exp_scaled(da_tape *t, da_tensor *x, float s);
+
+/* out (n) = min(max(inp, lo), hi); the gradient passes where lo <= x <= hi
+ * (torch.clamp's convention at the boundaries) */
+void da_clamp_forward(float *out, const float *inp, float lo, float hi, size_t n);
+void da_clamp_backward(float *dinp, const float *dout, const float *inp, float lo, float hi, size_t n);
+da_tensor *da_clamp(da_tape *t, da_tensor *x, float lo, float hi);
+
+/* Sinusoidal timestep embedding, diffusers' get_timestep_embedding with
+ * flip_sin_to_cos=True, downscale_freq_shift=0, max_period 10000:
+ * out (B, dim) = [cos(t f_i) | sin(t f_i)], f_i = exp(-ln(10000) i / (dim/2)),
+ * i < dim/2. dim must be even. The result is a constant (no gradient to t). */
+void da_timestep_embedding_forward(float *out, const float *timesteps, int B, int dim);
+da_tensor *da_timestep_embedding(da_tape *t, const float *timesteps, int B, int dim);
+
+/* ---- parameters ---------------------------------------------------------- */
+
+/* PREFIX.weight (cout, cin, k, k), PREFIX.bias (cout) */
+void da_blk_add_conv(da_params *p, const char *prefix, int cin, int cout, int k);
+/* PREFIX.weight (out, in) and, when bias, PREFIX.bias (out) */
+void da_blk_add_linear(da_params *p, const char *prefix, int in, int out, int bias);
+/* GroupNorm / LayerNorm affine: PREFIX.weight (C), PREFIX.bias (C) */
+void da_blk_add_norm(da_params *p, const char *prefix, int C);
+/* ResBlock: norm1, conv1, [time_proj (temb_dim -> cout) iff temb_dim > 0],
+ * norm2, conv2, [nin_shortcut (1x1) iff cin != cout] */
+void da_blk_add_resblock(da_params *p, const char *prefix, int cin, int cout, int temb_dim);
+/* SpatialTransformer: norm, proj_in, ln1, attn1.to_{q,k,v,out}, ln2,
+ * attn2.to_{q,k,v,out} (k, v from ctx_dim), ln3, ff.fc1, ff.fc2, proj_out */
+void da_blk_add_transformer(da_params *p, const char *prefix, int C, int ctx_dim);
+
+/* PyTorch-default-like init in table order: a tensor of 2+ dims is a
+ * Linear/Conv weight, U(-1/sqrt(fan_in), +) with fan_in = prod(shape[1:]);
+ * a 1-D "X.bias" whose "X.weight" has 2+ dims gets the same bound; a 1-D
+ * "X.weight" / "X.bias" pair is a norm: 1 and 0. Anything else: zeros. */
+void da_blk_init_params(da_params *p, da_rng *rng);
+
+/* ---- forward blocks ----------------------------------------------------- */
+
+typedef struct da_blk_cfg {
+    int groups;      /* GroupNorm groups */
+    float gn_eps;    /* GroupNorm eps */
+    float ln_eps;    /* LayerNorm eps (transformer) */
+    int n_heads;     /* attention heads (transformer) */
+} da_blk_cfg;
+
+/* Conv2d by name: x (B, cin, H, W) -> (B, cout, OH, OW) */
+da_tensor *da_blk_conv(da_tape *t, const da_params *p, const char *prefix, da_tensor *x,
+                       int stride, int pad);
+/* Linear by name (bias optional in the table): x (..., in) -> (..., out) */
+da_tensor *da_blk_linear(da_tape *t, const da_params *p, const char *prefix, da_tensor *x);
+/* silu(groupnorm(x)) by name: x (B, C, H, W) -> same */
+da_tensor *da_blk_norm_silu(da_tape *t, const da_params *p, const char *prefix, da_tensor *x,
+                            const da_blk_cfg *bc);
+
+/* ResBlock: x (B, cin, H, W), temb_act (B, temb_dim) = silu(time embedding)
+ * or NULL (VAE) -> (B, cout, H, W).
+ * h = conv1(silu(norm1(x))); h += time_proj(temb_act)[:, :, None, None];
+ * h = conv2(silu(norm2(h))); out = (nin_shortcut(x) or x) + h.
+ * (SD applies silu to the embedding inside every block; the caller applies
+ * it once and shares the result: same values.) */
+da_tensor *da_blk_resblock(da_tape *t, const da_params *p, const char *prefix, da_tensor *x,
+                           da_tensor *temb_act, const da_blk_cfg *bc);
+
+/* SpatialTransformer (one block): x (B, C, H, W), context (B, T, ctx_dim),
+ * context_keep (B, T) or NULL (0 = padding key) -> (B, C, H, W). */
+da_tensor *da_blk_transformer(da_tape *t, const da_params *p, const char *prefix, da_tensor *x,
+                              da_tensor *context, const uint8_t *context_keep,
+                              const da_blk_cfg *bc);
+
+/* Downsample: conv k3 s2 p1 named PREFIX: (B, C, H, W) -> (B, C, H/2, W/2) */
+da_tensor *da_blk_downsample(da_tape *t, const da_params *p, const char *prefix, da_tensor *x);
+/* Upsample: nearest x2 then conv k3 p1 named PREFIX: (B, C, H, W) -> (B, C, 2H, 2W) */
+da_tensor *da_blk_upsample(da_tape *t, const da_params *p, const char *prefix, da_tensor *x);
+
+/* ---- JSON configs -------------------------------------------------------- */
+
+/* A config is a flat JSON object; each field is an int, an int array or a
+ * float, stored at `ptr` (count values for arrays, 1 otherwise). */
+typedef enum { DA_CFG_INT, DA_CFG_FLOAT } da_cfg_kind;
+typedef struct da_cfg_field {
+    const char *key;
+    da_cfg_kind kind;
+    int count;       /* 1: a scalar; > 1: an array of exactly count values */
+    void *ptr;       /* int* or float* */
+} da_cfg_field;
+
+/* Read `path`: every key must be a known field (fields absent from the file
+ * keep their current values). Errors name the file and the key. */
+da_status da_cfg_read(const char *path, const da_cfg_field *f, int n);
+/* Write every field, atomically (temp file, fsync, rename). */
+da_status da_cfg_write(const char *path, const da_cfg_field *f, int n);
+
+#endif

@@ -1,0 +1,190 @@
+/* Conditional UNet for eps-prediction on the VAE latent (SD-style, two
+ * levels), over the blocks in blocks.c.
+ *
+ *   temb = time_embed.2(silu(time_embed.0(sinusoidal(t))))
+ *   conv_in -> down.0 (res, attn) [skip0] -> down.0.downsample
+ *           -> down.1 (res, attn) [skip1]
+ *           -> mid (res1, attn, res2)
+ *           -> cat skip1 -> up.1 (res, attn) -> up.1.upsample
+ *           -> cat skip0 -> up.0 (res, attn)
+ *           -> norm_out, silu, conv_out
+ *
+ * Every ResBlock adds time_proj(silu(temb)); every transformer block
+ * cross-attends to the text context. docs/models.md has the long form. */
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/blocks.h"
+
+da_unet_config da_unet_config_default(void)
+{
+    da_unet_config c = {
+        .in_channels = 4, .out_channels = 4, .ch = {64, 128}, .groups = 16,
+        .gn_eps = 1e-5f, .ln_eps = 1e-5f, .n_heads = 4, .context_dim = 128,
+        .time_freq_dim = 64, .time_dim = 256,
+    };
+    return c;
+}
+
+static int unet_cfg_fields(da_unet_config *c, da_cfg_field *f)
+{
+    da_cfg_field t[] = {
+        {"in_channels", DA_CFG_INT, 1, &c->in_channels},
+        {"out_channels", DA_CFG_INT, 1, &c->out_channels},
+        {"channels", DA_CFG_INT, 2, c->ch},
+        {"groups", DA_CFG_INT, 1, &c->groups},
+        {"gn_eps", DA_CFG_FLOAT, 1, &c->gn_eps},
+        {"ln_eps", DA_CFG_FLOAT, 1, &c->ln_eps},
+        {"n_heads", DA_CFG_INT, 1, &c->n_heads},
+        {"context_dim", DA_CFG_INT, 1, &c->context_dim},
+        {"time_freq_dim", DA_CFG_INT, 1, &c->time_freq_dim},
+        {"time_dim", DA_CFG_INT, 1, &c->time_dim},
+    };
+    memcpy(f, t, sizeof t);
+    return (int)(sizeof t / sizeof t[0]);
+}
+
+static da_status unet_cfg_check(const da_unet_config *c)
+{
+    if (c->in_channels <= 0 || c->out_channels <= 0 || c->groups <= 0 || c->n_heads <= 0 ||
+        c->context_dim <= 0 || c->time_dim <= 0)
+        return da_fail(DA_ERR_INVALID, "unet config: sizes must be positive");
+    for (int i = 0; i < 2; i++)
+        if (c->ch[i] <= 0 || c->ch[i] % c->groups || c->ch[i] % c->n_heads)
+            return da_fail(DA_ERR_INVALID,
+                           "unet config: channels[%d] = %d must be a positive multiple of groups (%d) and n_heads (%d)",
+                           i, c->ch[i], c->groups, c->n_heads);
+    if (c->time_freq_dim <= 0 || c->time_freq_dim % 2)
+        return da_fail(DA_ERR_INVALID, "unet config: time_freq_dim = %d must be positive and even",
+                       c->time_freq_dim);
+    if (!(c->gn_eps > 0.0f) || !(c->ln_eps > 0.0f))
+        return da_fail(DA_ERR_INVALID, "unet config: gn_eps and ln_eps must be > 0");
+    return DA_OK;
+}
+
+da_status da_unet_config_load(const char *path, da_unet_config *cfg)
+{
+    da_unet_config c = *cfg;
+    da_cfg_field f[12];
+    int n = unet_cfg_fields(&c, f);
+    da_status s = da_cfg_read(path, f, n);
+    if (s == DA_OK) s = unet_cfg_check(&c);
+    if (s == DA_OK) *cfg = c;
+    return s;
+}
+
+da_status da_unet_config_save(const char *path, const da_unet_config *cfg)
+{
+    da_unet_config c = *cfg;
+    da_cfg_field f[12];
+    int n = unet_cfg_fields(&c, f);
+    return da_cfg_write(path, f, n);
+}
+
+/* the parameter table, in forward order */
+static void unet_build_table(da_params *p, const da_unet_config *c)
+{
+    int c0 = c->ch[0], c1 = c->ch[1], td = c->time_dim, cd = c->context_dim;
+    da_blk_add_linear(p, "time_embed.0", c->time_freq_dim, td, 1);
+    da_blk_add_linear(p, "time_embed.2", td, td, 1);
+    da_blk_add_conv(p, "conv_in", c->in_channels, c0, 3);
+    da_blk_add_resblock(p, "down.0.res", c0, c0, td);
+    da_blk_add_transformer(p, "down.0.attn", c0, cd);
+    da_blk_add_conv(p, "down.0.downsample", c0, c0, 3);
+    da_blk_add_resblock(p, "down.1.res", c0, c1, td);
+    da_blk_add_transformer(p, "down.1.attn", c1, cd);
+    da_blk_add_resblock(p, "mid.res1", c1, c1, td);
+    da_blk_add_transformer(p, "mid.attn", c1, cd);
+    da_blk_add_resblock(p, "mid.res2", c1, c1, td);
+    da_blk_add_resblock(p, "up.1.res", c1 + c1, c1, td);
+    da_blk_add_transformer(p, "up.1.attn", c1, cd);
+    da_blk_add_conv(p, "up.1.upsample", c1, c1, 3);
+    da_blk_add_resblock(p, "up.0.res", c1 + c0, c0, td);
+    da_blk_add_transformer(p, "up.0.attn", c0, cd);
+    da_blk_add_norm(p, "norm_out", c0);
+    da_blk_add_conv(p, "conv_out", c0, c->out_channels, 3);
+}
+
+da_unet *da_unet_create(const da_unet_config *cfg, int trainable)
+{
+    if (unet_cfg_check(cfg) != DA_OK) return NULL;
+    da_unet *m = calloc(1, sizeof *m);
+    if (!m) {
+        da_fail(DA_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    m->cfg = *cfg;
+    da_params_init(&m->params);
+    unet_build_table(&m->params, cfg);
+    if (da_params_alloc(&m->params, trainable) != DA_OK) {
+        da_unet_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void da_unet_init(da_unet *m, da_rng *rng) { da_blk_init_params(&m->params, rng); }
+
+void da_unet_free(da_unet *m)
+{
+    if (!m) return;
+    da_params_free(&m->params);
+    free(m);
+}
+
+da_status da_unet_save(const da_unet *m, const char *path)
+{
+    da_st_meta meta[1] = {{"model", "unet"}};
+    return da_params_save(&m->params, path, meta, 1);
+}
+
+da_status da_unet_load(da_unet *m, const char *path) { return da_params_load(&m->params, path); }
+
+/* timesteps (B) -> silu(time_embed.2(silu(time_embed.0(sinusoidal)))) (B, time_dim):
+ * the activated embedding every ResBlock projects */
+static da_tensor *unet_time_embedding(da_tape *t, const da_unet *m, const float *timesteps, int B)
+{
+    const da_params *p = &m->params;
+    da_tensor *e = da_timestep_embedding(t, timesteps, B, m->cfg.time_freq_dim);
+    e = da_blk_linear(t, p, "time_embed.2", da_silu(t, da_blk_linear(t, p, "time_embed.0", e)));
+    return da_silu(t, e);
+}
+
+/* x (B, in_channels, H, W) with H, W even, timesteps (B), context (B, T,
+ * context_dim), context_keep (B, T) or NULL -> eps (B, out_channels, H, W) */
+da_tensor *da_unet_forward(da_tape *t, const da_unet *m, da_tensor *x, const float *timesteps,
+                           da_tensor *context, const uint8_t *context_keep)
+{
+    const da_unet_config *c = &m->cfg;
+    assert(x->ndim == 4 && x->shape[1] == c->in_channels);
+    assert(x->shape[2] % 2 == 0 && x->shape[3] % 2 == 0);
+    assert(context->ndim == 3 && context->shape[0] == x->shape[0] && context->shape[2] == c->context_dim);
+    const da_params *p = &m->params;
+    da_blk_cfg bc = {.groups = c->groups, .gn_eps = c->gn_eps, .ln_eps = c->ln_eps, .n_heads = c->n_heads};
+    da_tensor *temb = unet_time_embedding(t, m, timesteps, x->shape[0]);
+
+    da_tensor *h = da_blk_conv(t, p, "conv_in", x, 1, 1);
+    h = da_blk_resblock(t, p, "down.0.res", h, temb, &bc);
+    h = da_blk_transformer(t, p, "down.0.attn", h, context, context_keep, &bc);
+    da_tensor *skip0 = h;
+    h = da_blk_downsample(t, p, "down.0.downsample", h);
+    h = da_blk_resblock(t, p, "down.1.res", h, temb, &bc);
+    h = da_blk_transformer(t, p, "down.1.attn", h, context, context_keep, &bc);
+    da_tensor *skip1 = h;
+
+    h = da_blk_resblock(t, p, "mid.res1", h, temb, &bc);
+    h = da_blk_transformer(t, p, "mid.attn", h, context, context_keep, &bc);
+    h = da_blk_resblock(t, p, "mid.res2", h, temb, &bc);
+
+    /* skips join on the channel dim after the current features, as SD's torch.cat([h, skip], 1) */
+    h = da_blk_resblock(t, p, "up.1.res", da_concat(t, h, skip1, 1), temb, &bc);
+    h = da_blk_transformer(t, p, "up.1.attn", h, context, context_keep, &bc);
+    h = da_blk_upsample(t, p, "up.1.upsample", h);
+    h = da_blk_resblock(t, p, "up.0.res", da_concat(t, h, skip0, 1), temb, &bc);
+    h = da_blk_transformer(t, p, "up.0.attn", h, context, context_keep, &bc);
+
+    h = da_blk_norm_silu(t, p, "norm_out", h, &bc);
+    return da_blk_conv(t, p, "conv_out", h, 1, 1);
+}

@@ -1,0 +1,238 @@
+/* KL-regularised autoencoder (f = 4), SD-style, over the blocks in blocks.c.
+ *
+ *   encoder: conv_in -> down.0 (res, downsample) -> down.1 (res, downsample)
+ *            -> down.2 (res) -> mid.res -> norm_out, silu, conv_out
+ *            -> [mean | logvar] (logvar clamped to [-30, 20] as in SD)
+ *   decoder: conv_in -> mid.res -> up.2 (res, upsample) -> up.1 (res, upsample)
+ *            -> up.0 (res) -> norm_out, silu, conv_out
+ *
+ * SD's 1x1 quant_conv / post_quant_conv are left out: a 1x1 conv right after
+ * conv_out (or before conv_in) adds no expressive power. docs/models.md has
+ * the long form. */
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/blocks.h"
+
+#define VAE_LOGVAR_MIN -30.0f
+#define VAE_LOGVAR_MAX 20.0f
+
+da_vae_config da_vae_config_default(void)
+{
+    da_vae_config c = {
+        .in_channels = 3, .latent_channels = 4, .ch = {32, 64, 128},
+        .groups = 8, .gn_eps = 1e-6f, .kl_weight = 1e-4f, .scale_factor = 1.0f,
+    };
+    return c;
+}
+
+/* one table drives the JSON reader and writer */
+static int vae_cfg_fields(da_vae_config *c, da_cfg_field *f)
+{
+    da_cfg_field t[] = {
+        {"in_channels", DA_CFG_INT, 1, &c->in_channels},
+        {"latent_channels", DA_CFG_INT, 1, &c->latent_channels},
+        {"channels", DA_CFG_INT, 3, c->ch},
+        {"groups", DA_CFG_INT, 1, &c->groups},
+        {"gn_eps", DA_CFG_FLOAT, 1, &c->gn_eps},
+        {"kl_weight", DA_CFG_FLOAT, 1, &c->kl_weight},
+        {"scale_factor", DA_CFG_FLOAT, 1, &c->scale_factor},
+    };
+    memcpy(f, t, sizeof t);
+    return (int)(sizeof t / sizeof t[0]);
+}
+
+static da_status vae_cfg_check(const da_vae_config *c)
+{
+    if (c->in_channels <= 0 || c->latent_channels <= 0 || c->groups <= 0)
+        return da_fail(DA_ERR_INVALID, "vae config: channels and groups must be positive");
+    for (int i = 0; i < 3; i++)
+        if (c->ch[i] <= 0 || c->ch[i] % c->groups)
+            return da_fail(DA_ERR_INVALID, "vae config: channels[%d] = %d is not a positive multiple of groups = %d",
+                           i, c->ch[i], c->groups);
+    if (!(c->gn_eps > 0.0f) || !(c->kl_weight >= 0.0f) || !(c->scale_factor > 0.0f))
+        return da_fail(DA_ERR_INVALID, "vae config: gn_eps and scale_factor must be > 0, kl_weight >= 0");
+    return DA_OK;
+}
+
+da_status da_vae_config_load(const char *path, da_vae_config *cfg)
+{
+    da_vae_config c = *cfg;
+    da_cfg_field f[8];
+    int n = vae_cfg_fields(&c, f);
+    da_status s = da_cfg_read(path, f, n);
+    if (s == DA_OK) s = vae_cfg_check(&c);
+    if (s == DA_OK) *cfg = c;
+    return s;
+}
+
+da_status da_vae_config_save(const char *path, const da_vae_config *cfg)
+{
+    da_vae_config c = *cfg;
+    da_cfg_field f[8];
+    int n = vae_cfg_fields(&c, f);
+    return da_cfg_write(path, f, n);
+}
+
+/* the parameter table, in forward order */
+static void vae_build_table(da_params *p, const da_vae_config *c)
+{
+    const int *ch = c->ch;
+    da_blk_add_conv(p, "encoder.conv_in", c->in_channels, ch[0], 3);
+    da_blk_add_resblock(p, "encoder.down.0.res", ch[0], ch[0], 0);
+    da_blk_add_conv(p, "encoder.down.0.downsample", ch[0], ch[0], 3);
+    da_blk_add_resblock(p, "encoder.down.1.res", ch[0], ch[1], 0);
+    da_blk_add_conv(p, "encoder.down.1.downsample", ch[1], ch[1], 3);
+    da_blk_add_resblock(p, "encoder.down.2.res", ch[1], ch[2], 0);
+    da_blk_add_resblock(p, "encoder.mid.res", ch[2], ch[2], 0);
+    da_blk_add_norm(p, "encoder.norm_out", ch[2]);
+    da_blk_add_conv(p, "encoder.conv_out", ch[2], 2 * c->latent_channels, 3);
+
+    da_blk_add_conv(p, "decoder.conv_in", c->latent_channels, ch[2], 3);
+    da_blk_add_resblock(p, "decoder.mid.res", ch[2], ch[2], 0);
+    da_blk_add_resblock(p, "decoder.up.2.res", ch[2], ch[2], 0);
+    da_blk_add_conv(p, "decoder.up.2.upsample", ch[2], ch[2], 3);
+    da_blk_add_resblock(p, "decoder.up.1.res", ch[2], ch[1], 0);
+    da_blk_add_conv(p, "decoder.up.1.upsample", ch[1], ch[1], 3);
+    da_blk_add_resblock(p, "decoder.up.0.res", ch[1], ch[0], 0);
+    da_blk_add_norm(p, "decoder.norm_out", ch[0]);
+    da_blk_add_conv(p, "decoder.conv_out", ch[0], c->in_channels, 3);
+}
+
+da_vae *da_vae_create(const da_vae_config *cfg, int trainable)
+{
+    if (vae_cfg_check(cfg) != DA_OK) return NULL;
+    da_vae *m = calloc(1, sizeof *m);
+    if (!m) {
+        da_fail(DA_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    m->cfg = *cfg;
+    da_params_init(&m->params);
+    vae_build_table(&m->params, cfg);
+    if (da_params_alloc(&m->params, trainable) != DA_OK) {
+        da_vae_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void da_vae_init(da_vae *m, da_rng *rng) { da_blk_init_params(&m->params, rng); }
+
+void da_vae_free(da_vae *m)
+{
+    if (!m) return;
+    da_params_free(&m->params);
+    free(m);
+}
+
+da_status da_vae_save(const da_vae *m, const char *path)
+{
+    char scale[32];
+    snprintf(scale, sizeof scale, "%.9g", (double)m->cfg.scale_factor);
+    da_st_meta meta[2] = {{"model", "vae"}, {"scale_factor", scale}};
+    return da_params_save(&m->params, path, meta, 2);
+}
+
+/* Strict by name and shape (da_params_load_st); a "scale_factor" metadata
+ * entry, when present, replaces the config's value. */
+da_status da_vae_load(da_vae *m, const char *path)
+{
+    da_safetensors *st = NULL;
+    da_status s = da_st_open(path, &st);
+    if (s != DA_OK) return s;
+    s = da_params_load_st(&m->params, st);
+    const char *sf = s == DA_OK ? da_st_meta_get(st, "scale_factor") : NULL;
+    if (sf) {
+        char *end;
+        float v = strtof(sf, &end);
+        if (*end || !(v > 0.0f) || v != v)
+            s = da_fail(DA_ERR_FORMAT, "bad scale_factor metadata '%s'", sf);
+        else
+            m->cfg.scale_factor = v;
+    }
+    da_st_close(st);
+    if (s != DA_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", da_last_error());
+        return da_fail(s, "%s: %s", path, msg);
+    }
+    return DA_OK;
+}
+
+static da_blk_cfg vae_blk(const da_vae *m)
+{
+    da_blk_cfg bc = {.groups = m->cfg.groups, .gn_eps = m->cfg.gn_eps};
+    return bc;
+}
+
+/* x (B, in_channels, H, W) -> mean, logvar (B, latent, H/4, W/4) */
+void da_vae_encode(da_tape *t, const da_vae *m, da_tensor *x, da_tensor **mean, da_tensor **logvar)
+{
+    assert(x->ndim == 4 && x->shape[1] == m->cfg.in_channels);
+    assert(x->shape[2] % 4 == 0 && x->shape[3] % 4 == 0);
+    const da_params *p = &m->params;
+    da_blk_cfg bc = vae_blk(m);
+    da_tensor *h = da_blk_conv(t, p, "encoder.conv_in", x, 1, 1);
+    h = da_blk_resblock(t, p, "encoder.down.0.res", h, NULL, &bc);
+    h = da_blk_downsample(t, p, "encoder.down.0.downsample", h);
+    h = da_blk_resblock(t, p, "encoder.down.1.res", h, NULL, &bc);
+    h = da_blk_downsample(t, p, "encoder.down.1.downsample", h);
+    h = da_blk_resblock(t, p, "encoder.down.2.res", h, NULL, &bc);
+    h = da_blk_resblock(t, p, "encoder.mid.res", h, NULL, &bc);
+    h = da_blk_norm_silu(t, p, "encoder.norm_out", h, &bc);
+    h = da_blk_conv(t, p, "encoder.conv_out", h, 1, 1);
+    /* (B, 2L, h, w): the first L channels are the mean, the rest log-variance */
+    int L = m->cfg.latent_channels;
+    *mean = da_narrow(t, h, 1, 0, L);
+    *logvar = da_clamp(t, da_narrow(t, h, 1, L, L), VAE_LOGVAR_MIN, VAE_LOGVAR_MAX);
+}
+
+/* z = mean + exp(0.5 logvar) * eps; eps (mean's shape) is caller memory */
+da_tensor *da_vae_sample_eps(da_tape *t, da_tensor *mean, da_tensor *logvar, const float *eps)
+{
+    assert(mean->size == logvar->size);
+    da_tensor *e = da_tensor_new(t, mean->ndim, mean->shape, 0);
+    memcpy(e->data, eps, mean->size * sizeof(float));
+    return da_add(t, mean, da_mul(t, da_exp_scaled(t, logvar, 0.5f), e));
+}
+
+/* the same with eps = da_randn(rng) (mean's shape, row-major order) */
+da_tensor *da_vae_sample(da_tape *t, da_tensor *mean, da_tensor *logvar, da_rng *rng)
+{
+    float *eps = da_arena_alloc(&t->arena, mean->size * sizeof(float));
+    da_randn(rng, eps, mean->size);
+    return da_vae_sample_eps(t, mean, logvar, eps);
+}
+
+/* z (B, latent, h, w) -> x_hat (B, in_channels, 4h, 4w) */
+da_tensor *da_vae_decode(da_tape *t, const da_vae *m, da_tensor *z)
+{
+    assert(z->ndim == 4 && z->shape[1] == m->cfg.latent_channels);
+    const da_params *p = &m->params;
+    da_blk_cfg bc = vae_blk(m);
+    da_tensor *h = da_blk_conv(t, p, "decoder.conv_in", z, 1, 1);
+    h = da_blk_resblock(t, p, "decoder.mid.res", h, NULL, &bc);
+    h = da_blk_resblock(t, p, "decoder.up.2.res", h, NULL, &bc);
+    h = da_blk_upsample(t, p, "decoder.up.2.upsample", h);
+    h = da_blk_resblock(t, p, "decoder.up.1.res", h, NULL, &bc);
+    h = da_blk_upsample(t, p, "decoder.up.1.upsample", h);
+    h = da_blk_resblock(t, p, "decoder.up.0.res", h, NULL, &bc);
+    h = da_blk_norm_silu(t, p, "decoder.norm_out", h, &bc);
+    return da_blk_conv(t, p, "decoder.conv_out", h, 1, 1);
+}
+
+/* () = mse(x_hat, x) + kl_weight * mean over latent elements of
+ * 0.5 (mean^2 + exp(logvar) - 1 - logvar) */
+da_tensor *da_vae_loss(da_tape *t, const da_vae *m, da_tensor *x, da_tensor *x_hat,
+                       da_tensor *mean, da_tensor *logvar, float *recon, float *kl)
+{
+    da_tensor *rec = da_mse(t, x_hat, x);
+    da_tensor *k = da_sub(t, da_add(t, da_mul(t, mean, mean), da_exp_scaled(t, logvar, 1.0f)), logvar);
+    k = da_scale(t, da_add_scalar(t, da_mean(t, k, 0), -1.0f), 0.5f);
+    if (recon) *recon = rec->data[0];
+    if (kl) *kl = k->data[0];
+    return da_add(t, rec, da_scale(t, k, m->cfg.kl_weight));
+}
