@@ -788,8 +788,8 @@ typedef struct da_pretrain_result {
  * an unknown model. */
 da_status da_pretrain_defaults(const char *model, da_trainer_config *tc, da_pretrain_opts *o);
 /* Train o->model (resuming from o->resume when set), then write its weights
- * (the EMA when kept) and JSON configs into o->out_dir. A run stopped by a
- * signal writes only its checkpoint. res may be NULL. */
+ * (the EMA when kept) and JSON configs into o->out_dir. A run stopped early
+ * (a signal, tc->stop_at) writes only its checkpoint. res may be NULL. */
 da_status da_pretrain_run(const da_trainer_config *tc, const da_pretrain_opts *o, da_pretrain_result *res);
 da_status da_pretrain_clip(const da_trainer_config *tc, const da_pretrain_opts *o, da_pretrain_result *res);
 da_status da_pretrain_vae(const da_trainer_config *tc, const da_pretrain_opts *o, da_pretrain_result *res);
@@ -1208,7 +1208,7 @@ void da_initial_latent(uint64_t seed, float *x, size_t n);
  * (NULL: DA_UNCOND_PROMPT) is the uncond side of CFG. cb may be NULL.
  * out_images (n, 3, DA_IMG, DA_IMG) in [0, 1] and out_latents (n, C, h, w),
  * the final diffusion latent, may each be NULL. When the callback stops the
- * run, the outputs come from the last step's predicted x0. */
+ * run before its last step, the outputs come from that step's predicted x0. */
 da_status da_pipeline_generate(da_pipeline *p, const da_sample_opts *opts, const char *const *prompts,
                                const char *negative, const uint64_t *seeds, int n, da_step_cb cb,
                                void *user, float *out_images, float *out_latents);
@@ -1229,6 +1229,150 @@ da_status da_png_write(const char *path, const uint8_t *rgb, int h, int w);
 /* images (n, 3, DA_IMG, DA_IMG) in [0, 1] -> one PNG: a grid of cols columns
  * (cols <= 0: ceil(sqrt(n))) with a 1-pixel gap, upscaled scale times */
 da_status da_png_save_images(const char *path, const float *images, int n, int cols, int scale);
+
+/* ------------------------------------------------------------------------ */
+/* Rewards (src/rewards), the synthetic rater and the learned preference    */
+/* model (src/models/reward_net.c). docs/evaluation.md, docs/rater.md.      */
+/* ------------------------------------------------------------------------ */
+
+/* Per-image measures. img (3, H, W) in [0, 1]; values are clamped to
+ * [0, 1] first, as when the image is saved to a file. */
+/* Hasler and Suesstrunk (2003) colourfulness on 0..255 values:
+ * rg = R - G, yb = (R + G)/2 - B, M = sqrt(sd_rg^2 + sd_yb^2) +
+ * 0.3 sqrt(mean_rg^2 + mean_yb^2) (population std). 0 for any grey image. */
+float da_colorfulness(const float *img, int H, int W);
+/* Size of the image encoded as JPEG at quality 95 by stb_image_write, in kB
+ * (1000 bytes), as DDPO's compressibility rewards. */
+da_status da_jpeg_kb(const float *img, int H, int W, float *kb);
+/* Read a PNG (or any format stb_image reads) of exactly DA_IMG x DA_IMG
+ * pixels into img (DA_IMG_FLOATS) in [0, 1]. Grey is replicated to RGB,
+ * alpha is dropped. DA_ERR_IO for a missing/unreadable file, DA_ERR_FORMAT
+ * for an undecodable one, DA_ERR_INVALID for another size. */
+da_status da_image_load(const char *path, float *img);
+
+/* One interface for every reward: images (B, 3, DA_IMG, DA_IMG) in [0, 1]
+ * and one prompt per image -> scores (B), higher is better. Names:
+ *   faithful   shapes-world faithfulness in [0, 1]; an unparsable prompt scores 0
+ *   jpeg       JPEG size in kB (incompressibility)
+ *   jpeg-neg   minus the JPEG size (compressibility)
+ *   colorful   Hasler-Suesstrunk colourfulness
+ *   clip       CLIPScore, 100 max(cos, 0), of the CLIP towers in weights_dir
+ *   pref       the learned preference model in weights_dir
+ * weights_dir (NULL: da_weights_dir(NULL)) holds, each as NAME.json (config)
+ * + NAME.safetensors, clip and text_encoder for clip, reward_net for pref;
+ * the other rewards ignore it. */
+#define DA_REWARD_NAMES "faithful, jpeg, jpeg-neg, colorful, clip, pref"
+typedef struct da_reward da_reward;
+/* DA_ERR_INVALID (listing the valid names) for an unknown name; load errors
+ * name the file. */
+da_status da_reward_create(da_reward **out, const char *name, const char *weights_dir);
+const char *da_reward_name(const da_reward *r);
+int da_reward_needs_prompt(const da_reward *r);   /* faithful, clip, pref */
+/* prompts (B) may be NULL when the reward needs none. Scores of one image
+ * do not depend on the rest of the batch. */
+da_status da_reward_score(const da_reward *r, const float *images, const char *const *prompts, int B,
+                          float *scores);
+void da_reward_free(da_reward *r);
+
+/* The synthetic rater (docs/rater.md): the stand-in for human raters. Its
+ * utility u = w_faith faith + w_size size + w_centre centre + w_contrast
+ * contrast (each term in [0, 1], from the detector and the pixels). It is
+ * NOT a reward name: trainers never optimise it directly. */
+typedef struct da_rater_config {
+    float w_faith, w_size, w_centre, w_contrast;
+    float temperature;   /* Bradley-Terry: P(A > B) = sigmoid((u_A - u_B) / temperature) */
+    float tie_margin;    /* |u_A - u_B| < tie_margin: a tie */
+} da_rater_config;
+typedef struct da_rater_terms {
+    float faith;      /* faithfulness; 0 when the prompt does not parse */
+    float size;       /* min(1, sqrt(area of the two largest objects) / 16) */
+    float centre;     /* max(0, 1 - |their area-weighted centroid - image centre| / 16) */
+    float contrast;   /* |luminance of object pixels - luminance of the border| */
+    float utility;
+    int parsed;       /* 0: the prompt did not parse */
+} da_rater_terms;
+da_rater_config da_rater_config_default(void);
+da_status da_rater_utility(const da_rater_config *c, const float *img, const char *prompt, da_rater_terms *out);
+/* sigmoid((u_a - u_b) / temperature) */
+float da_rater_prob(const da_rater_config *c, float u_a, float u_b);
+/* +1: A preferred, -1: B preferred, 0: a tie (|u_a - u_b| < tie_margin).
+ * rng NULL: noiseless (the sign of u_a - u_b); else one da_rand draw per
+ * call (also for ties, so the stream does not depend on the outcomes). */
+int da_rater_label(const da_rater_config *c, float u_a, float u_b, da_rng *rng);
+
+/* Synthetic preference pairs without a diffusion model: a scene of `split`
+ * and its caption; each image is the ground-truth render, a faithful
+ * re-placement, or a perturbed render (colour, shape, size, position,
+ * background, noise, blur). The two images differ. */
+da_status da_synth_pair(da_rng *rng, da_split split, float *img_a, float *img_b, char *prompt, size_t cap);
+
+/* The preference model: CNN over the image (+ coordinate channels) and a
+ * word-trigram embedding of the prompt, fused by concatenation before a
+ * one-hidden-layer head -> one scalar per image (docs/rater.md). Names
+ * "visual.conv_in.weight", "visual.blocks.0.norm.weight", "text.embedding.weight",
+ * "text.fc.weight", "fuse.img.weight", "fuse.txt.weight", "head.weight", ... */
+#define DA_REWARD_NET_MAX_BLOCKS 5
+#define DA_REWARD_NET_IN_CHANNELS 5   /* RGB + x, y coordinates */
+typedef struct da_reward_net_config {
+    int image_size;    /* 32 */
+    int n_blocks;      /* stride-2 blocks: 3 (32 -> 4) */
+    int channels[DA_REWARD_NET_MAX_BLOCKS + 1]; /* conv_in's output, then each block's: 32, 32, 64, 128 */
+    int groups;        /* GroupNorm groups: 8 */
+    int vocab_size;    /* the tokenizer's: 34 */
+    int context;       /* tokens per row at most: 24 */
+    int embed_dim;     /* word embedding: 32 */
+    int text_dim;      /* trigram feature: 64 */
+    int hidden;        /* head's hidden layer: 128 */
+} da_reward_net_config;
+typedef struct da_reward_net {
+    da_reward_net_config cfg;
+    da_params params;
+} da_reward_net;
+da_reward_net_config da_reward_net_config_default(void);
+da_status da_reward_net_config_check(const da_reward_net_config *cfg);
+da_status da_reward_net_config_save(const da_reward_net_config *cfg, const char *path);  /* atomic */
+da_status da_reward_net_config_load(da_reward_net_config *cfg, const char *path);        /* strict */
+da_reward_net *da_reward_net_create(const da_reward_net_config *cfg, int trainable);    /* NULL on error */
+void da_reward_net_init(da_reward_net *m, da_rng *rng);
+da_status da_reward_net_load(da_reward_net *m, const char *path);
+da_status da_reward_net_save(const da_reward_net *m, const char *path);
+void da_reward_net_free(da_reward_net *m);
+/* images (B, 3, S, S) in [0, 1], ids and keep (B, T) from da_tokenize (T <= context)
+ * -> scores (B). NULL + da_last_error() on a bad shape or id. */
+da_tensor *da_reward_net_forward(da_tape *t, const da_reward_net *m, da_tensor *images, const int *ids,
+                                 const uint8_t *keep, int T);
+/* Bradley-Terry loss: r_w, r_l (N) scores of the preferred and the other
+ * image -> scalar mean -log sigmoid(r_w - r_l) */
+da_tensor *da_bt_loss(da_tape *t, da_tensor *r_w, da_tensor *r_l);
+
+/* Training on rater-labelled synthetic pairs (da_synth_pair, ties dropped),
+ * drawn fresh each step, with AdamW; validation on fixed pairs of another
+ * seed. (src/rewards/reward_train.c) */
+typedef struct da_reward_train_config {
+    int steps;            /* optimizer steps: 3000 */
+    int batch;            /* pairs per step: 32 */
+    float lr, min_lr;     /* cosine from lr to min_lr after warmup: 1e-3, 1e-5 */
+    int warmup;           /* 100 */
+    float weight_decay;   /* 0.01 */
+    int val_pairs;        /* labelled pairs per validation set: 1000 */
+    uint64_t seed;        /* training data, noise, init */
+    int log_every;        /* a progress line on stderr every N steps; 0: quiet */
+    da_rater_config rater;
+} da_reward_train_config;
+typedef struct da_reward_train_report {
+    float loss_first, loss_last;   /* mean BT loss over the first / last 10% of steps */
+    int n_val;                     /* non-tie pairs in each validation set */
+    float acc, rater_acc;          /* train-split validation pairs: reward net and the
+                                      noiseless rater against the rater's noisy labels */
+    float heldout_acc, heldout_rater_acc;  /* the same on held-out-split scenes */
+} da_reward_train_report;
+da_reward_train_config da_reward_train_defaults(void);
+/* m trainable and initialised; rep may be NULL */
+da_status da_reward_net_train(da_reward_net *m, const da_reward_train_config *cfg, da_reward_train_report *rep);
+/* Pair accuracy of m on (img_w[i], img_l[i], prompts[i]) pairs where img_w
+ * is the rater's choice: the fraction with r(w) > r(l). */
+da_status da_reward_net_pair_accuracy(const da_reward_net *m, const float *img_w, const float *img_l,
+                                      const char *const *prompts, int n, float *acc);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,303 @@
+/* dalign sample: text -> image(s) with the pipeline (docs/pipeline.md).
+ * Images are generated in chunks of CHUNK; image i uses seed + i. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "dalign.h"
+
+#define CHUNK 16          /* images per pipeline call: bounds the memory */
+#define MAX_N 4096
+#define MAX_SCALE 64
+
+typedef struct sample_args {
+    const char *prompt, *negative, *out, *weights, *unet, *latents;
+    uint64_t seed;
+    da_sample_opts opts;
+    int n, grid, scale, verbose;
+} sample_args;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: dalign sample --prompt TEXT -o OUT.png [options]\n"
+            "\n"
+            "Generate images from a text prompt with the latent diffusion pipeline.\n"
+            "\n"
+            "Options:\n"
+            "  --prompt TEXT      what to draw, in the shapes-world grammar (\"\" = unconditional)\n"
+            "  --negative TEXT    the uncond side of CFG (default: the empty prompt)\n"
+            "  --seed N           seed of image 0; image i uses N + i (default 0)\n"
+            "  --steps N          sampler steps (default 20)\n"
+            "  --cfg W            guidance weight; 1 = no guidance (default 3)\n"
+            "  --sampler NAME     ddim, ddpm or euler (default ddim)\n"
+            "  --eta E            DDIM eta: 0 deterministic, 1 DDPM-like (default 0)\n"
+            "  --n K              number of images (default 1); K > 1 writes OUT-0.png ..\n"
+            "                     OUT-(K-1).png, or one grid with --grid\n"
+            "  --grid             put the K images in one grid image (ceil(sqrt(K)) columns)\n"
+            "  --scale S          upscale S times, nearest neighbour, for viewing (default 1)\n"
+            "  --weights DIR      weights directory (default: $DALIGN_WEIGHTS, else ./weights)\n"
+            "  --unet NAME        UNet files DIR/NAME.{json,safetensors} (default unet)\n"
+            "  --latents FILE     also save the final latents (K, 4, 8, 8) as safetensors\n"
+            "  -o, --output PATH  output PNG (written atomically)\n"
+            "  -v, --verbose      print the resolved options and timing on stderr\n"
+            "  -h, --help         show this help and exit\n"
+            "\n"
+            "Progress goes to stderr when it is a terminal.\n"
+            "Exit status: 0 ok, 1 failure (bad prompt, missing or corrupt weights, I/O), 2 usage error.\n");
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!*s || *s == '-' || *s == '+') return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_float(const char *s, float *out)
+{
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+
+static int bad_value(const char *opt, const char *val, const char *want)
+{
+    fprintf(stderr, "dalign sample: %s needs %s, got '%s'\n", opt, want, val);
+    return 2;
+}
+
+/* One option with its value; returns 0, or the exit code of a usage error. */
+static int parse_option(sample_args *a, const char *opt, const char *val)
+{
+    if (!strcmp(opt, "--prompt")) a->prompt = val;
+    else if (!strcmp(opt, "--negative")) a->negative = val;
+    else if (!strcmp(opt, "--weights")) a->weights = val;
+    else if (!strcmp(opt, "--unet")) a->unet = val;
+    else if (!strcmp(opt, "--latents")) a->latents = val;
+    else if (!strcmp(opt, "-o") || !strcmp(opt, "--output")) a->out = val;
+    else if (!strcmp(opt, "--seed")) {
+        if (parse_u64(val, &a->seed)) return bad_value(opt, val, "a non-negative integer");
+    } else if (!strcmp(opt, "--steps")) {
+        if (cli_parse_int(val, &a->opts.steps) || a->opts.steps < 1)
+            return bad_value(opt, val, "a positive integer");
+    } else if (!strcmp(opt, "--cfg")) {
+        if (parse_float(val, &a->opts.cfg)) return bad_value(opt, val, "a number");
+    } else if (!strcmp(opt, "--eta")) {
+        if (parse_float(val, &a->opts.eta) || a->opts.eta < 0.0f) return bad_value(opt, val, "a number >= 0");
+    } else if (!strcmp(opt, "--sampler")) {
+        if (da_sampler_parse(val, &a->opts.sampler) != DA_OK) return bad_value(opt, val, "ddim, ddpm or euler");
+    } else if (!strcmp(opt, "--n")) {
+        if (cli_parse_int(val, &a->n) || a->n < 1 || a->n > MAX_N) return bad_value(opt, val, "an integer in [1, 4096]");
+    } else if (!strcmp(opt, "--scale")) {
+        if (cli_parse_int(val, &a->scale) || a->scale < 1 || a->scale > MAX_SCALE)
+            return bad_value(opt, val, "an integer in [1, 64]");
+    } else {
+        fprintf(stderr, "dalign sample: unknown option '%s' (see dalign sample --help)\n", opt);
+        return 2;
+    }
+    return 0;
+}
+
+static const char *const flags_with_value[] = {"--prompt", "--negative", "--seed", "--steps", "--cfg", "--sampler",
+                                               "--eta", "--n", "--scale", "--weights", "--unet", "--latents",
+                                               "-o", "--output"};
+
+static int takes_value(const char *opt)
+{
+    for (size_t i = 0; i < sizeof flags_with_value / sizeof *flags_with_value; i++)
+        if (!strcmp(opt, flags_with_value[i])) return 1;
+    return 0;
+}
+
+/* returns -1 to go on, else an exit code (0 after --help) */
+static int parse_args(sample_args *a, int argc, char **argv)
+{
+    memset(a, 0, sizeof *a);
+    a->opts = da_sample_opts_default();
+    a->n = 1;
+    a->scale = 1;
+    a->unet = "unet";
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(o, "--grid")) {
+            a->grid = 1;
+        } else if (!strcmp(o, "-v") || !strcmp(o, "--verbose")) {
+            a->verbose = 1;
+        } else if (takes_value(o)) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "dalign sample: %s needs a value\n", o);
+                return 2;
+            }
+            int rc = parse_option(a, o, argv[++i]);
+            if (rc) return rc;
+        } else {
+            return parse_option(a, o, NULL);   /* unknown option or stray argument */
+        }
+    }
+    if (!a->prompt || !a->out) {
+        fprintf(stderr, "dalign sample: %s is required\n\n", !a->prompt ? "--prompt" : "-o OUT.png");
+        usage(stderr);
+        return 2;
+    }
+    if (a->opts.eta != 0.0f && a->opts.sampler != DA_SAMPLER_DDIM) {
+        fprintf(stderr, "dalign sample: --eta is a DDIM option (--sampler ddim)\n");
+        return 2;
+    }
+    return -1;
+}
+
+/* OUT.png -> OUT-i.png (the index goes before the extension, if any) */
+static void indexed_path(char *buf, size_t cap, const char *path, int i)
+{
+    const char *slash = strrchr(path, '/');
+    const char *dot = strrchr(path, '.');
+    if (!dot || (slash && dot < slash) || dot == (slash ? slash + 1 : path)) dot = path + strlen(path);
+    snprintf(buf, cap, "%.*s-%d%s", (int)(dot - path), path, i, dot);
+}
+
+typedef struct progress {
+    int tty, done, total;      /* images done before this chunk, all images */
+    int chunk;
+} progress;
+
+static int on_step(da_step_info *info, void *user)
+{
+    const progress *p = user;
+    if (p->tty)
+        fprintf(stderr, "\rdalign sample: images %d-%d of %d, step %d/%d ", p->done + 1, p->done + p->chunk, p->total,
+                info->step + 1, info->n_steps);
+    return 0;
+}
+
+static void print_resolved(const sample_args *a, const char *dir)
+{
+    const char *src = a->weights ? "--weights" : getenv("DALIGN_WEIGHTS") && *getenv("DALIGN_WEIGHTS") ? "$DALIGN_WEIGHTS"
+                                                                                                       : "default";
+    fprintf(stderr, "dalign sample:\n");
+    fprintf(stderr, "  prompt    \"%s\"%s\n", a->prompt, *a->prompt ? "" : " (unconditional)");
+    fprintf(stderr, "  negative  \"%s\"%s\n", a->negative ? a->negative : DA_UNCOND_PROMPT,
+            a->opts.cfg == 1.0f ? " (unused: cfg 1)" : a->negative ? "" : " (the empty prompt)");
+    fprintf(stderr, "  weights   %s (%s), unet %s\n", dir, src, a->unet);
+    fprintf(stderr, "  sampler   %s, steps %d, cfg %g, eta %g\n", da_sampler_name(a->opts.sampler), a->opts.steps,
+            (double)a->opts.cfg, (double)a->opts.eta);
+    fprintf(stderr, "  seeds     %llu..%llu (n %d)\n", (unsigned long long)a->seed,
+            (unsigned long long)(a->seed + (uint64_t)a->n - 1), a->n);
+    fprintf(stderr, "  output    %s%s, scale %d%s%s\n", a->out, a->n > 1 ? (a->grid ? " (grid)" : " (one file per image)") : "",
+            a->scale, a->latents ? ", latents " : "", a->latents ? a->latents : "");
+    fprintf(stderr, "  threads   %d, gemm %s\n", da_get_threads(), da_gemm_backend());
+}
+
+/* all n images in chunks; images (n, 3, 32, 32), latents (n, C, h, w) */
+static int generate_all(da_pipeline *pipe, const sample_args *a, float *images, float *latents)
+{
+    const char *prompts[CHUNK];
+    uint64_t seeds[CHUNK];
+    size_t nl = (size_t)pipe->vae->cfg.latent_channels * pipe->latent_h * pipe->latent_w;
+    progress pr = {.tty = isatty(2), .total = a->n};
+    for (int i0 = 0; i0 < a->n; i0 += CHUNK) {
+        int k = a->n - i0 < CHUNK ? a->n - i0 : CHUNK;
+        for (int j = 0; j < k; j++) {
+            prompts[j] = a->prompt;
+            seeds[j] = a->seed + (uint64_t)(i0 + j);
+        }
+        pr.done = i0;
+        pr.chunk = k;
+        da_status s = da_pipeline_generate(pipe, &a->opts, prompts, a->negative, seeds, k, on_step, &pr,
+                                           images + (size_t)i0 * DA_IMG_FLOATS, latents + (size_t)i0 * nl);
+        if (s != DA_OK) {
+            if (pr.tty) fputc('\n', stderr);
+            fprintf(stderr, "dalign sample: %s\n", da_last_error());
+            return 1;
+        }
+    }
+    if (pr.tty) fprintf(stderr, "\r\033[K");   /* clear the progress line */
+    return 0;
+}
+
+static int write_outputs(const da_pipeline *pipe, const sample_args *a, const float *images, const float *latents)
+{
+    da_status s = DA_OK;
+    if (a->n == 1 || a->grid) {
+        s = da_png_save_images(a->out, images, a->n, 0, a->scale);
+        if (s == DA_OK && a->verbose) fprintf(stderr, "wrote %s\n", a->out);
+    }
+    for (int i = 0; s == DA_OK && !(a->n == 1 || a->grid) && i < a->n; i++) {
+        char path[4096];
+        indexed_path(path, sizeof path, a->out, i);
+        s = da_png_save_images(path, images + (size_t)i * DA_IMG_FLOATS, 1, 1, a->scale);
+        if (s == DA_OK && a->verbose) fprintf(stderr, "wrote %s\n", path);
+    }
+    if (s == DA_OK && a->latents) {
+        da_st_entry e = {.name = "latents", .data = latents, .ndim = 4,
+                         .shape = {a->n, pipe->vae->cfg.latent_channels, pipe->latent_h, pipe->latent_w}};
+        s = da_st_write(a->latents, &e, 1, NULL, 0);
+        if (s == DA_OK && a->verbose) fprintf(stderr, "wrote %s\n", a->latents);
+    }
+    if (s != DA_OK) {
+        fprintf(stderr, "dalign sample: %s\n", da_last_error());
+        return 1;
+    }
+    return 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int cmd_sample(int argc, char **argv)
+{
+    sample_args a;
+    int rc = parse_args(&a, argc, argv);
+    if (rc >= 0) return rc;
+    /* a bad prompt fails before any weights are read, with the parser's words */
+    da_scene spec;
+    if (*a.prompt && da_parse_prompt(a.prompt, &spec) != DA_OK) {
+        fprintf(stderr, "dalign sample: bad prompt \"%s\": %s\n", a.prompt, da_last_error());
+        return 1;
+    }
+    const char *dir = da_weights_dir(a.weights);
+    if (a.verbose) print_resolved(&a, dir);
+    double t0 = now_s();
+    da_pipeline *pipe;
+    if (da_pipeline_load(&pipe, dir, a.unet) != DA_OK) {
+        fprintf(stderr, "dalign sample: %s\n", da_last_error());
+        return 1;
+    }
+    size_t nl = (size_t)pipe->vae->cfg.latent_channels * pipe->latent_h * pipe->latent_w;
+    float *images = malloc((size_t)a.n * DA_IMG_FLOATS * sizeof(float));
+    float *latents = malloc((size_t)a.n * nl * sizeof(float));
+    if (!images || !latents) {
+        fprintf(stderr, "dalign sample: out of memory\n");
+        rc = 1;
+    } else {
+        double t1 = now_s();
+        rc = generate_all(pipe, &a, images, latents);
+        if (rc == 0 && a.verbose)
+            fprintf(stderr, "  load %.2f s, sample %.2f s (%.2f images/s)\n", t1 - t0, now_s() - t1,
+                    a.n / fmax(now_s() - t1, 1e-9));
+        if (rc == 0) rc = write_outputs(pipe, &a, images, latents);
+    }
+    free(images);
+    free(latents);
+    da_pipeline_free(pipe);
+    return rc;
+}

@@ -1,0 +1,478 @@
+/* Text -> latent -> image (docs/pipeline.md):
+ *
+ *   ids = tokenize(prompt); ctx = text_encoder(ids)       (B, 24, d)
+ *   ctx_u = text_encoder(negative or DA_UNCOND_PROMPT)    (1, 24, d), repeated
+ *   x = randn(seed_i) * init_sigma per image               (B, 4, 8, 8)
+ *   for each step: eps = unet([x; x], t, [ctx_u; ctx_c])  one call of 2B (w != 1)
+ *                  eps = eps_u + w (eps_c - eps_u)
+ *                  x, x0 = sampler step; callback (may stop or swap ctx_c)
+ *   image = (vae_decode(x / scale_factor) + 1) / 2, clamped to [0, 1]
+ *
+ * Everything runs on one tape with gradients off, reset before every model
+ * call: the context and the latents live in buffers of their own. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dalign.h"
+
+#define TAPE_BLOCK (4u << 20)
+#define MAX_IMAGES 65536
+
+/* ---- options ---------------------------------------------------------------- */
+
+static const char *const sampler_names[] = {"ddim", "ddpm", "euler"};
+
+da_status da_sampler_parse(const char *name, da_sampler_kind *out)
+{
+    for (int i = 0; name && i < 3; i++)
+        if (!strcmp(name, sampler_names[i])) {
+            *out = (da_sampler_kind)i;
+            return DA_OK;
+        }
+    return da_fail(DA_ERR_INVALID, "unknown sampler '%s' (ddim, ddpm or euler)", name ? name : "(null)");
+}
+
+const char *da_sampler_name(da_sampler_kind kind)
+{
+    return (unsigned)kind < 3 ? sampler_names[kind] : "?";
+}
+
+da_sample_opts da_sample_opts_default(void)
+{
+    da_sample_opts o = {.sampler = DA_SAMPLER_DDIM, .steps = 20, .cfg = 3.0f, .eta = 0.0f};
+    return o;
+}
+
+/* ---- prompts and noise -------------------------------------------------------- */
+
+da_status da_prompt_tokens(const char *text, int *ids, uint8_t *keep)
+{
+    da_tok_report rep;
+    da_status s = da_tokenize(text, ids, keep, &rep);
+    if (s != DA_OK) return s;
+    if (rep.n_unknown)
+        return da_fail(DA_ERR_INVALID, "unknown word%s '%s' in prompt \"%s\" (docs/shapes-world.md lists the vocabulary)",
+                       rep.n_unknown > 1 ? "s" : "", rep.unknown, text);
+    if (rep.n_truncated)
+        return da_fail(DA_ERR_INVALID, "prompt \"%s\" is too long: %d words past the limit of %d",
+                       text, rep.n_truncated, DA_MAX_TOKENS - 2);
+    return DA_OK;
+}
+
+void da_initial_latent(uint64_t seed, float *x, size_t n)
+{
+    da_rng r;
+    da_rng_seed(&r, seed);
+    da_randn(&r, x, n);
+}
+
+/* ---- create / free ------------------------------------------------------------- */
+
+static da_status check_models(const da_text_encoder *text, const da_vae *vae, const da_unet *unet)
+{
+    if (!text || !vae || !unet) return da_fail(DA_ERR_INVALID, "pipeline: NULL model");
+    const da_text_config *tc = &text->cfg;
+    if (tc->context < DA_MAX_TOKENS)
+        return da_fail(DA_ERR_INVALID, "pipeline: the text encoder's context (%d) is shorter than %d tokens",
+                       tc->context, DA_MAX_TOKENS);
+    if (tc->vocab_size < da_vocab_size())
+        return da_fail(DA_ERR_INVALID, "pipeline: the text encoder's vocab_size (%d) is below the tokenizer's (%d)",
+                       tc->vocab_size, da_vocab_size());
+    if (unet->cfg.context_dim != tc->d_model)
+        return da_fail(DA_ERR_INVALID, "pipeline: unet context_dim %d != text encoder d_model %d",
+                       unet->cfg.context_dim, tc->d_model);
+    int L = vae->cfg.latent_channels;
+    if (unet->cfg.in_channels != L || unet->cfg.out_channels != L)
+        return da_fail(DA_ERR_INVALID, "pipeline: unet channels in %d / out %d != vae latent_channels %d",
+                       unet->cfg.in_channels, unet->cfg.out_channels, L);
+    if (vae->cfg.in_channels != 3)
+        return da_fail(DA_ERR_INVALID, "pipeline: the vae must make RGB images (in_channels %d)",
+                       vae->cfg.in_channels);
+    return DA_OK;
+}
+
+da_status da_pipeline_create(da_pipeline **out, da_text_encoder *text, da_vae *vae, da_unet *unet,
+                             const da_noise_config *noise)
+{
+    *out = NULL;
+    da_status s = check_models(text, vae, unet);
+    if (s != DA_OK) return s;
+    da_pipeline *p = calloc(1, sizeof *p);
+    if (!p) return da_fail(DA_ERR_NOMEM, "out of memory");
+    p->text = text;
+    p->vae = vae;
+    p->unet = unet;
+    p->noise = noise ? *noise : da_noise_config_default();
+    s = da_schedule_init(&p->sched, p->noise.beta_schedule, p->noise.n_train, p->noise.beta_start,
+                         p->noise.beta_end);
+    if (s != DA_OK) {
+        free(p);
+        return s;
+    }
+    da_tape_init(&p->tape, TAPE_BLOCK);
+    da_tape_set_grad(&p->tape, 0);
+    p->latent_h = p->latent_w = DA_IMG / 4;   /* the VAE downsamples by 4 */
+    *out = p;
+    return DA_OK;
+}
+
+void da_pipeline_free(da_pipeline *p)
+{
+    if (!p) return;
+    if (p->owns_models) {
+        da_text_encoder_free(p->text);
+        da_vae_free(p->vae);
+        da_unet_free(p->unet);
+    }
+    da_schedule_free(&p->sched);
+    da_tape_free(&p->tape);
+    free(p);
+}
+
+/* ---- samplers behind one interface --------------------------------------------- */
+
+typedef struct sampler {
+    da_sampler_kind kind;
+    float eta;
+    da_ddim ddim;
+    da_ddpm ddpm;
+    da_euler euler;
+} sampler;
+
+static da_status sampler_init(sampler *s, const da_pipeline *p, const da_sample_opts *o)
+{
+    memset(s, 0, sizeof *s);
+    s->kind = o->sampler;
+    s->eta = o->eta;
+    const da_noise_config *nc = &p->noise;
+    if (o->sampler == DA_SAMPLER_DDIM) {
+        da_ddim_config c = da_ddim_config_default();
+        c.prediction = nc->prediction;
+        c.spacing = nc->spacing;
+        c.steps_offset = nc->steps_offset;
+        c.clip_sample = nc->clip_sample;
+        c.clip_sample_range = nc->clip_sample_range;
+        c.set_alpha_to_one = nc->set_alpha_to_one;
+        c.eta = o->eta;
+        return da_ddim_init(&s->ddim, &p->sched, &c, o->steps);
+    }
+    if (o->sampler == DA_SAMPLER_DDPM) {
+        da_ddpm_config c = da_ddpm_config_default();
+        c.prediction = nc->prediction;
+        c.spacing = nc->spacing;
+        c.steps_offset = nc->steps_offset;
+        c.clip_sample = nc->clip_sample;
+        c.clip_sample_range = nc->clip_sample_range;
+        return da_ddpm_init(&s->ddpm, &p->sched, &c, o->steps);
+    }
+    return da_euler_init(&s->euler, &p->sched, nc->prediction, o->steps);
+}
+
+static void sampler_free(sampler *s)
+{
+    if (s->kind == DA_SAMPLER_DDIM) da_ddim_free(&s->ddim);
+    else if (s->kind == DA_SAMPLER_DDPM) da_ddpm_free(&s->ddpm);
+    else da_euler_free(&s->euler);
+}
+
+static float sampler_timestep(const sampler *s, int i)
+{
+    if (s->kind == DA_SAMPLER_DDIM) return (float)s->ddim.timesteps[i];
+    if (s->kind == DA_SAMPLER_DDPM) return (float)s->ddpm.timesteps[i];
+    return s->euler.timesteps[i];
+}
+
+static float sampler_init_sigma(const sampler *s)
+{
+    return s->kind == DA_SAMPLER_EULER ? s->euler.init_noise_sigma : 1.0f;
+}
+
+/* the UNet's input for latent x (n values) at step i */
+static void sampler_model_input(const sampler *s, float *out, const float *x, int i, size_t n)
+{
+    if (s->kind == DA_SAMPLER_EULER) da_euler_scale_model_input(&s->euler, out, x, i, n);
+    else memcpy(out, x, n * sizeof *x);
+}
+
+/* One step for B images of n_per values. Noise is drawn per image from that
+ * image's generator, so an image never depends on its batch neighbours. */
+static da_status sampler_step(const sampler *s, int i, float *prev, float *x0, const float *eps,
+                              const float *x, da_rng *rng, float *noise, int B, size_t n_per)
+{
+    size_t n = (size_t)B * n_per;
+    if (s->kind == DA_SAMPLER_EULER) {
+        da_euler_step(&s->euler, prev, x0, eps, i, x, n);
+        return DA_OK;
+    }
+    if (s->kind == DA_SAMPLER_DDIM && s->eta == 0.0f)
+        return da_ddim_step(&s->ddim, prev, x0, eps, s->ddim.timesteps[i], x, NULL, n);
+    for (int b = 0; b < B; b++) {
+        size_t o = (size_t)b * n_per;
+        da_status st = s->kind == DA_SAMPLER_DDIM
+                           ? da_ddim_step_rng(&s->ddim, prev + o, x0 + o, eps + o, s->ddim.timesteps[i], x + o,
+                                              &rng[b], noise, n_per)
+                           : da_ddpm_step_rng(&s->ddpm, prev + o, x0 + o, eps + o, s->ddpm.timesteps[i], x + o,
+                                              &rng[b], noise, n_per);
+        if (st != DA_OK) return st;
+    }
+    return DA_OK;
+}
+
+/* ---- generation state -------------------------------------------------------------- */
+
+/* Rows [0, B) of ids/keep/ctx are the unconditional side, [B, 2B) the
+ * conditional one: the order of diffusers' torch.cat([uncond, cond]). */
+typedef struct gen {
+    int B, T, D;
+    size_t n_per;          /* C * h * w */
+    int guided;            /* w != 1: the UNet also sees the uncond rows */
+    float w;
+    int *ids;              /* (2B, T) */
+    uint8_t *keep;         /* (2B, T) */
+    float *ctx;            /* (2B, T, D) */
+    float *x, *x_prev, *x0, *eps, *xin, *tsteps, *noise;
+    da_rng *rng;           /* (B) */
+} gen;
+
+static void gen_free(gen *g)
+{
+    free(g->ids);
+    free(g->keep);
+    free(g->ctx);
+    free(g->x);
+    free(g->x_prev);
+    free(g->x0);
+    free(g->eps);
+    free(g->xin);
+    free(g->tsteps);
+    free(g->noise);
+    free(g->rng);
+}
+
+static da_status gen_alloc(gen *g, const da_pipeline *p, int B, float w)
+{
+    memset(g, 0, sizeof *g);
+    g->B = B;
+    g->T = DA_MAX_TOKENS;
+    g->D = p->text->cfg.d_model;
+    g->n_per = (size_t)p->vae->cfg.latent_channels * p->latent_h * p->latent_w;
+    g->w = w;
+    g->guided = w != 1.0f;
+    size_t rows = 2 * (size_t)B, n = (size_t)B * g->n_per;
+    g->ids = malloc(rows * g->T * sizeof *g->ids);
+    g->keep = malloc(rows * g->T);
+    g->ctx = malloc(rows * g->T * g->D * sizeof *g->ctx);
+    g->x = malloc(n * sizeof(float));
+    g->x_prev = malloc(n * sizeof(float));
+    g->x0 = malloc(n * sizeof(float));
+    g->eps = malloc(n * sizeof(float));
+    g->xin = malloc(2 * n * sizeof(float));
+    g->tsteps = malloc(rows * sizeof(float));
+    g->noise = malloc(g->n_per * sizeof(float));
+    g->rng = malloc((size_t)B * sizeof *g->rng);
+    if (!g->ids || !g->keep || !g->ctx || !g->x || !g->x_prev || !g->x0 || !g->eps || !g->xin || !g->tsteps ||
+        !g->noise || !g->rng) {
+        gen_free(g);
+        return da_fail(DA_ERR_NOMEM, "pipeline: out of memory for %d images", B);
+    }
+    return DA_OK;
+}
+
+/* text encoder over rows [r0, r0 + nr) of g->ids into the same rows of g->ctx */
+static da_status encode_rows(da_pipeline *p, gen *g, int r0, int nr)
+{
+    size_t tok = (size_t)r0 * g->T;
+    da_tape_reset(&p->tape);
+    da_tensor *f = da_text_encoder_forward(&p->tape, p->text, g->ids + tok, g->keep + tok, nr, g->T);
+    if (!f) return DA_ERR_INVALID;   /* the encoder set the message */
+    memcpy(g->ctx + tok * g->D, f->data, f->size * sizeof(float));
+    return DA_OK;
+}
+
+/* the uncond rows: one encoding of the negative prompt, repeated */
+static da_status encode_uncond(da_pipeline *p, gen *g, const char *negative)
+{
+    da_status s = da_prompt_tokens(negative ? negative : DA_UNCOND_PROMPT, g->ids, g->keep);
+    if (s == DA_OK) s = encode_rows(p, g, 0, 1);
+    if (s != DA_OK) return s;
+    size_t T = (size_t)g->T, D = (size_t)g->D;
+    for (int b = 1; b < g->B; b++) {
+        memcpy(g->ids + b * T, g->ids, T * sizeof *g->ids);
+        memcpy(g->keep + b * T, g->keep, T);
+        memcpy(g->ctx + b * T * D, g->ctx, T * D * sizeof *g->ctx);
+    }
+    return DA_OK;
+}
+
+/* eps (B, C, h, w) at step i: one UNet call over 2B rows when guided */
+static da_status unet_eps(da_pipeline *p, gen *g, const sampler *s, int i)
+{
+    int B = g->B, rows = g->guided ? 2 * B : B, r0 = g->guided ? 0 : B;
+    size_t n = (size_t)B * g->n_per;
+    sampler_model_input(s, g->xin, g->x, i, n);
+    if (g->guided) memcpy(g->xin + n, g->xin, n * sizeof(float));
+    float t = sampler_timestep(s, i);
+    for (int r = 0; r < rows; r++) g->tsteps[r] = t;
+
+    da_tape_reset(&p->tape);
+    int xs[4] = {rows, p->vae->cfg.latent_channels, p->latent_h, p->latent_w};
+    int cs[3] = {rows, g->T, g->D};
+    da_tensor *x = da_leaf(&p->tape, g->xin, NULL, 4, xs);
+    da_tensor *ctx = da_leaf(&p->tape, g->ctx + (size_t)r0 * g->T * g->D, NULL, 3, cs);
+    da_tensor *e = da_unet_forward(&p->tape, p->unet, x, g->tsteps, ctx, g->keep + (size_t)r0 * g->T);
+    if (g->guided) da_cfg_combine(g->eps, e->data, e->data + n, g->w, n);
+    else memcpy(g->eps, e->data, n * sizeof(float));
+    return DA_OK;
+}
+
+/* new_ids row: BOS, words of the vocabulary, EOS, then PAD only */
+static da_status check_ids_row(const int *ids, int b, int step)
+{
+    int V = da_vocab_size(), j = 0;
+    const char *want = "BOS";
+    if (ids[0] == DA_TOK_BOS) {
+        for (j = 1; j < DA_MAX_TOKENS && ids[j] > DA_TOK_UNK && ids[j] < V; j++) {}
+        want = "a word or EOS";
+        if (j < DA_MAX_TOKENS && ids[j] == DA_TOK_EOS) {
+            for (j++; j < DA_MAX_TOKENS && ids[j] == DA_TOK_PAD; j++) {}
+            if (j == DA_MAX_TOKENS) return DA_OK;
+            want = "PAD after EOS";
+        }
+    }
+    if (j == DA_MAX_TOKENS) return da_fail(DA_ERR_INVALID, "step %d: new_ids row %d has no EOS", step, b);
+    return da_fail(DA_ERR_INVALID, "step %d: new_ids row %d: id %d at position %d, expected %s", step, b, ids[j], j,
+                   want);
+}
+
+/* Apply what the callback asked for: new cond rows, re-encoded once. */
+static da_status apply_swap(da_pipeline *p, gen *g, const da_step_info *info, int step)
+{
+    if (!info->new_prompts && !info->new_ids) return DA_OK;
+    if (info->new_prompts && info->new_ids)
+        return da_fail(DA_ERR_INVALID, "step %d: the callback set both new_prompts and new_ids", step);
+    size_t T = (size_t)g->T;
+    int *ids = g->ids + (size_t)g->B * T;
+    uint8_t *keep = g->keep + (size_t)g->B * T;
+    for (int b = 0; b < g->B; b++) {
+        if (info->new_prompts) {
+            if (!info->new_prompts[b]) continue;
+            da_status s = da_prompt_tokens(info->new_prompts[b], ids + b * T, keep + b * T);
+            if (s != DA_OK) {
+                char msg[512];
+                snprintf(msg, sizeof msg, "%s", da_last_error());
+                return da_fail(s, "step %d: new prompt of image %d: %s", step, b, msg);
+            }
+        } else {
+            const int *row = info->new_ids + b * T;
+            da_status s = check_ids_row(row, b, step);
+            if (s != DA_OK) return s;
+            for (size_t j = 0; j < T; j++) {
+                ids[b * T + j] = row[j];
+                keep[b * T + j] = row[j] != DA_TOK_PAD;
+            }
+        }
+    }
+    return encode_rows(p, g, g->B, g->B);
+}
+
+static da_status check_opts(const da_sample_opts *o, int n)
+{
+    if ((unsigned)o->sampler > DA_SAMPLER_EULER) return da_fail(DA_ERR_INVALID, "unknown sampler %d", (int)o->sampler);
+    if (n < 1 || n > MAX_IMAGES) return da_fail(DA_ERR_INVALID, "number of images %d not in [1, %d]", n, MAX_IMAGES);
+    if (!isfinite(o->cfg)) return da_fail(DA_ERR_INVALID, "guidance weight must be finite");
+    if (!(o->eta >= 0.0f && o->eta <= 1e6f)) return da_fail(DA_ERR_INVALID, "eta must be >= 0");
+    if (o->eta != 0.0f && o->sampler != DA_SAMPLER_DDIM)
+        return da_fail(DA_ERR_INVALID, "eta is a DDIM option; the %s sampler has none", da_sampler_name(o->sampler));
+    return DA_OK;
+}
+
+/* the sampling loop proper; on return g->x holds the result */
+static da_status run_steps(da_pipeline *p, gen *g, const sampler *s, int n_steps, da_step_cb cb, void *user)
+{
+    p->steps_done = 0;
+    for (int i = 0; i < n_steps; i++) {
+        da_status st = unet_eps(p, g, s, i);
+        if (st == DA_OK) st = sampler_step(s, i, g->x_prev, g->x0, g->eps, g->x, g->rng, g->noise, g->B, g->n_per);
+        if (st != DA_OK) return st;
+        p->steps_done = i + 1;
+        int stop = 0;
+        if (cb) {
+            da_step_info info = {
+                .step = i, .n_steps = n_steps, .timestep = sampler_timestep(s, i), .batch = g->B,
+                .channels = p->vae->cfg.latent_channels, .height = p->latent_h, .width = p->latent_w,
+                .x = g->x, .x_prev = g->x_prev, .x0 = g->x0, .ids = g->ids + (size_t)g->B * g->T,
+            };
+            stop = cb(&info, user) != 0;
+            st = apply_swap(p, g, &info, i);
+            if (st != DA_OK) return st;
+        }
+        float *tmp = g->x;   /* x_{t-1} becomes the next step's x_t */
+        g->x = g->x_prev;
+        g->x_prev = tmp;
+        if (stop) {
+            if (i + 1 < n_steps) memcpy(g->x, g->x0, (size_t)g->B * g->n_per * sizeof(float));
+            break;
+        }
+    }
+    return DA_OK;
+}
+
+da_status da_pipeline_generate(da_pipeline *p, const da_sample_opts *opts, const char *const *prompts,
+                               const char *negative, const uint64_t *seeds, int n, da_step_cb cb,
+                               void *user, float *out_images, float *out_latents)
+{
+    if (!p || !opts || !prompts || !seeds) return da_fail(DA_ERR_INVALID, "da_pipeline_generate: NULL argument");
+    da_status s = check_opts(opts, n);
+    if (s != DA_OK) return s;
+    for (int b = 0; b < n; b++)
+        if (!prompts[b]) return da_fail(DA_ERR_INVALID, "prompt %d is NULL", b);
+    sampler smp;
+    s = sampler_init(&smp, p, opts);
+    if (s != DA_OK) return s;
+    gen g;
+    s = gen_alloc(&g, p, n, opts->cfg);
+    if (s != DA_OK) {
+        sampler_free(&smp);
+        return s;
+    }
+    size_t T = (size_t)g.T;
+    for (int b = 0; b < n && s == DA_OK; b++)
+        s = da_prompt_tokens(prompts[b], g.ids + (n + b) * T, g.keep + (n + b) * T);
+    if (s == DA_OK && g.guided) s = encode_uncond(p, &g, negative);
+    if (s == DA_OK) s = encode_rows(p, &g, n, n);
+
+    float sigma = sampler_init_sigma(&smp);
+    for (int b = 0; b < n && s == DA_OK; b++) {
+        float *x = g.x + (size_t)b * g.n_per;
+        da_rng_seed(&g.rng[b], seeds[b]);
+        da_randn(&g.rng[b], x, g.n_per);   /* the same draws as da_initial_latent */
+        for (size_t j = 0; j < g.n_per; j++) x[j] *= sigma;
+    }
+    if (s == DA_OK) s = run_steps(p, &g, &smp, opts->steps, cb, user);
+    if (s == DA_OK && out_latents) memcpy(out_latents, g.x, (size_t)n * g.n_per * sizeof(float));
+    if (s == DA_OK && out_images) s = da_pipeline_decode(p, g.x, n, out_images);
+    gen_free(&g);
+    sampler_free(&smp);
+    return s;
+}
+
+da_status da_pipeline_decode(da_pipeline *p, const float *latents, int n, float *out_images)
+{
+    if (!p || !latents || !out_images || n < 1 || n > MAX_IMAGES)
+        return da_fail(DA_ERR_INVALID, "da_pipeline_decode: bad arguments");
+    int C = p->vae->cfg.latent_channels;
+    int zs[4] = {n, C, p->latent_h, p->latent_w};
+    size_t nz = da_shape_size(4, zs);
+    da_tape_reset(&p->tape);
+    da_tensor *z = da_tensor_new(&p->tape, 4, zs, 0);
+    float sf = p->vae->cfg.scale_factor;   /* diffusion latent = scale_factor * z */
+    for (size_t i = 0; i < nz; i++) z->data[i] = latents[i] / sf;   /* a division, as diffusers */
+    da_tensor *img = da_vae_decode(&p->tape, p->vae, z);
+    for (size_t i = 0; i < img->size; i++) {
+        float v = (img->data[i] + 1.0f) * 0.5f;
+        out_images[i] = v > 1.0f ? 1.0f : v >= 0.0f ? v : 0.0f;   /* NaN -> 0 */
+    }
+    return DA_OK;
+}
