@@ -12,6 +12,16 @@ void da_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
 {
     if (M <= 0 || N <= 0) return;
 #ifdef DA_USE_OPENBLAS
+    /* BLAS semantics: with alpha == 0 or K == 0, A and B are not read
+     * (OpenBLAS 0.3.21 reads them anyway and lets a NaN through). */
+    if (alpha == 0.0f || K <= 0) {
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                float *c = &C[(size_t)i * ldc + j];
+                *c = beta == 0.0f ? 0.0f : beta * *c;
+            }
+        return;
+    }
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb,
                 beta, C, ldc);
