@@ -175,7 +175,7 @@ static void bench_conv(const char *key, int N, int C, int H, int W, int O, int k
     c.b = alloc_fill((size_t)O, 12);
     c.out = alloc_fill(ny, 13);
     c.dout = alloc_fill(ny, 14);
-    c.col = alloc_fill(da_conv2d_col_size(C, H, W, k, stride, pad), 15);
+    c.col = alloc_fill(da_conv2d_col_size(N, C, H, W, O, k, stride, pad), 15);
     c.dx = alloc_fill(nx, 16);
     c.dw = alloc_fill(nw, 17);
     c.db = alloc_fill((size_t)O, 18);

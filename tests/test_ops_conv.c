@@ -2,6 +2,7 @@
  * threads, and the raw kernels' accumulate/NULL-skip contract. */
 #include "test_util.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,14 +151,14 @@ static void test_conv_threads(void **state)
 static void test_conv_kernel_contract(void **state)
 {
     (void)state;
-    assert_int_equal(da_conv2d_col_size(5, 4, 3, 1, 1, 0), 0);
-    assert_int_equal(da_conv2d_col_size(3, 7, 6, 3, 2, 1), 3 * 9 * 4 * 3);
+    assert_int_equal(da_conv2d_col_size(1, 5, 4, 3, 3, 1, 1, 0), 0);
+    assert_int_equal(da_conv2d_col_size(1, 3, 7, 6, 5, 3, 2, 1), 3 * 9 * 4 * 3);
     for (int i = 0; i < N_CONV_CFGS; i++) {
         const conv_cfg *g = &conv_cfgs[i];
         int OH = (g->H + 2 * g->pad - g->k) / g->stride + 1, OW = (g->W + 2 * g->pad - g->k) / g->stride + 1;
         size_t nx = (size_t)g->N * g->C * g->H * g->W, nw = (size_t)g->O * g->C * g->k * g->k;
         size_t ny = (size_t)g->N * g->O * OH * OW;
-        size_t ncol = da_conv2d_col_size(g->C, g->H, g->W, g->k, g->stride, g->pad);
+        size_t ncol = da_conv2d_col_size(g->N, g->C, g->H, g->W, g->O, g->k, g->stride, g->pad);
         float *x = tu_alloc_fill(nx, 1u, -1.0f, 1.0f), *w = tu_alloc_fill(nw, 2u, -1.0f, 1.0f);
         float *dy = tu_alloc_fill(ny, 3u, -1.0f, 1.0f);
         float *col = ncol ? malloc(ncol * sizeof(float)) : NULL;
@@ -198,6 +199,121 @@ static void test_conv_kernel_contract(void **state)
     tu_assert_bits("downsample2x backward accumulates", dx, once64, 64);
 }
 
+/* Direct convolution in double: out, and the gradients of sum(out * dy)
+ * into dx (N, C, H, W), dw (O, C, k, k), db (O), all zeroed here. */
+static void conv_direct(const conv_cfg *g, const float *x, const float *w, const double *b, const float *dy,
+                        double *out, double *dx, double *dw, double *db)
+{
+    int OH = (g->H + 2 * g->pad - g->k) / g->stride + 1, OW = (g->W + 2 * g->pad - g->k) / g->stride + 1;
+    memset(dx, 0, (size_t)g->N * g->C * g->H * g->W * sizeof *dx);
+    memset(dw, 0, (size_t)g->O * g->C * g->k * g->k * sizeof *dw);
+    memset(db, 0, (size_t)g->O * sizeof *db);
+    for (int n = 0; n < g->N; n++)
+        for (int o = 0; o < g->O; o++)
+            for (int y = 0; y < OH; y++)
+                for (int xo = 0; xo < OW; xo++) {
+                    size_t io = (((size_t)n * g->O + o) * OH + y) * OW + xo;
+                    double acc = b ? b[o] : 0.0, d = dy[io];
+                    for (int c = 0; c < g->C; c++)
+                        for (int ki = 0; ki < g->k; ki++)
+                            for (int kj = 0; kj < g->k; kj++) {
+                                int ih = y * g->stride + ki - g->pad, iw = xo * g->stride + kj - g->pad;
+                                if (ih < 0 || ih >= g->H || iw < 0 || iw >= g->W) continue;
+                                size_t ix = (((size_t)n * g->C + c) * g->H + ih) * g->W + iw;
+                                size_t iwt = (((size_t)o * g->C + c) * g->k + ki) * g->k + kj;
+                                acc += (double)w[iwt] * x[ix];
+                                dx[ix] += (double)w[iwt] * d;
+                                dw[iwt] += d * x[ix];
+                            }
+                    out[io] = acc;
+                    db[o] += d;
+                }
+}
+
+/* An f32 sum of n terms drifts from the exact one like a random walk,
+ * ~sqrt(n) roundings of the running magnitude, which the largest reference
+ * value bounds (cancellation makes an element's own value meaningless).
+ * Measured worst over these cases: 3.8e-8 * sqrt(n) * max|ref| (n from 27
+ * to 10800); 2e-7 * sqrt(n) leaves 5x, and is still 1e-3 of max|ref| or
+ * less, far below one wrong or missing term (|w * x| ~ 0.25). */
+static void assert_close_double(const char *what, const conv_cfg *g, const float *got, const double *want,
+                                size_t n, int n_terms)
+{
+    double scale = 0.0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
+    float *w32 = malloc((n ? n : 1) * sizeof *w32);
+    for (size_t i = 0; i < n; i++) w32[i] = (float)want[i];
+    char label[160];
+    snprintf(label, sizeof label, "conv2d %s: %s vs direct double", g->name, what);
+    tu_assert_close(label, got, w32, n, 2e-7 * sqrt((double)n_terms) * scale, 0.0);
+    free(w32);
+}
+
+/* Shapes that exercise each way conv2d cuts a batch: several groups of
+ * images side by side (equal and unequal), single-image groups next to a
+ * grouped one, groups of one forced by the scratch cap (C*k*k huge), and
+ * planes too large for the padded stack copy (the edge-aware im2col and
+ * col2im). Raw kernels against a direct double convolution, gradients
+ * accumulated onto nonzero buffers. */
+static const conv_cfg group_cfgs[] = {
+    {"8x8 out, 6 images (2 groups)", 6, 3, 8, 8, 4, 3, 1, 1, 1},
+    {"8x8 out, 7 images (3 + 4)", 7, 2, 8, 8, 3, 3, 1, 1, 1},
+    {"8x16 out, 3 images (1 + 2)", 3, 2, 8, 16, 3, 3, 1, 1, 0},
+    {"4x4 out, s2, 20 images", 20, 3, 8, 7, 5, 3, 2, 1, 1},
+    {"4x4 out, C 1200 (cap)", 3, 1200, 4, 4, 2, 3, 1, 1, 1},
+    {"70x66 plane (edges)", 2, 2, 70, 66, 3, 3, 1, 1, 1},
+    {"65x70 plane, s2 (edges)", 2, 2, 65, 70, 3, 3, 2, 1, 1},
+    {"1 image", 1, 3, 8, 8, 4, 3, 1, 1, 1},
+};
+
+static void test_conv_groups(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof group_cfgs / sizeof group_cfgs[0]; i++) {
+        const conv_cfg *g = &group_cfgs[i];
+        int OH = (g->H + 2 * g->pad - g->k) / g->stride + 1, OW = (g->W + 2 * g->pad - g->k) / g->stride + 1;
+        size_t nx = (size_t)g->N * g->C * g->H * g->W, nw = (size_t)g->O * g->C * g->k * g->k;
+        size_t ny = (size_t)g->N * g->O * OH * OW;
+        size_t ncol = da_conv2d_col_size(g->N, g->C, g->H, g->W, g->O, g->k, g->stride, g->pad);
+        float *x = tu_alloc_fill(nx, 20u + i, -1.0f, 1.0f), *w = tu_alloc_fill(nw, 40u + i, -1.0f, 1.0f);
+        float *b = g->bias ? tu_alloc_fill(g->O, 60u + i, -1.0f, 1.0f) : NULL;
+        float *dy = tu_alloc_fill(ny, 80u + i, -1.0f, 1.0f), *y = malloc(ny * sizeof *y);
+        float *col = ncol ? malloc(ncol * sizeof(float)) : NULL;
+        /* gradients start at a known offset: backward must add onto it */
+        float *dx = tu_alloc_fill(nx, 1u, 0.5f, 0.5f), *dw = tu_alloc_fill(nw, 2u, 0.5f, 0.5f);
+        float *db = tu_alloc_fill(g->O, 3u, 0.5f, 0.5f);
+        double *ry = malloc(ny * sizeof *ry), *rdx = malloc(nx * sizeof *rdx), *rdw = malloc(nw * sizeof *rdw);
+        double *rdb = malloc(g->O * sizeof *rdb), *rb = malloc(g->O * sizeof *rb);
+        for (int o = 0; o < g->O; o++) rb[o] = b ? b[o] : 0.0;
+        conv_direct(g, x, w, b ? rb : NULL, dy, ry, rdx, rdw, rdb);
+        for (size_t j = 0; j < nx; j++) rdx[j] += 0.5;
+        for (size_t j = 0; j < nw; j++) rdw[j] += 0.5;
+        for (int j = 0; j < g->O; j++) rdb[j] += 0.5;
+        da_conv2d_forward(y, x, w, b, col, g->N, g->C, g->H, g->W, g->O, g->k, g->stride, g->pad);
+        da_conv2d_backward(dx, dw, g->bias ? db : NULL, dy, x, w, col, g->N, g->C, g->H, g->W, g->O, g->k,
+                           g->stride, g->pad);
+        int kk = g->k * g->k, n_pos = g->N * OH * OW;
+        assert_close_double("out", g, y, ry, ny, g->C * kk);
+        assert_close_double("dinp", g, dx, rdx, nx, g->O * kk);
+        assert_close_double("dweight", g, dw, rdw, nw, n_pos);
+        if (g->bias) assert_close_double("dbias", g, db, rdb, g->O, n_pos);
+        free(x); free(w); free(b); free(dy); free(y); free(col);
+        free(dx); free(dw); free(db); free(ry); free(rdx); free(rdw); free(rdb); free(rb);
+    }
+}
+
+/* the grouped cuts above are bit-identical with 1 and 2 threads too */
+static void test_conv_groups_threads(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof group_cfgs / sizeof group_cfgs[0]; i++) {
+        if (group_cfgs[i].C > 100) continue; /* the cap case: same code path as "1 image", and slow */
+        tu_case c = conv_case(&group_cfgs[i], 400u + 10u * (uint32_t)i);
+        tu_check_threads(group_cfgs[i].name, build_conv, (void *)&group_cfgs[i], &c);
+        free_case(&c);
+    }
+}
+
 int main(void)
 {
     da_threads_init();
@@ -207,6 +323,8 @@ int main(void)
         cmocka_unit_test(test_conv_vs_torch),
         cmocka_unit_test(test_conv_threads),
         cmocka_unit_test(test_conv_kernel_contract),
+        cmocka_unit_test(test_conv_groups),
+        cmocka_unit_test(test_conv_groups_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,26 +2,123 @@
  * average-pool downsample. Forward/backward kernel pairs over float*, then
  * the tape wrappers.
  *
- * conv2d runs one image at a time: the column matrix col (C*k*k, OH*OW) holds
- * every input patch as a column, so the convolution is one GEMM
- * out_n (O, OH*OW) = W (O, C*k*k) @ col. Backward reuses the same buffer:
- * first col = im2col(inp_n) for dW, then dcol = W^T @ dout_n, scattered back
- * into dinp_n (col2im). All GEMMs run outside OpenMP regions. */
+ * conv2d runs im2col + GEMM over GROUPS of G images: the column matrix col
+ * (C*k*k, G*OH*OW) holds the input patches of the G images side by side, so
+ * the group is one GEMM tmp (O, G*OH*OW) = W (O, C*k*k) @ col, then copied
+ * into out (G, O, OH, OW) with the bias. The UNet works at 8x8 and 4x4, where
+ * one image alone gives a GEMM only 64 or 16 columns wide that runs at half
+ * the GEMM's speed or less. Backward gathers dout into the same
+ * (O, G*OH*OW) layout: dW += dout_g @ col^T is one GEMM with K = G*OH*OW,
+ * and dcol = W^T @ dout_g is scattered back into dinp (col2im). A group of
+ * one image writes out directly and reads dout in place. All GEMMs run
+ * outside OpenMP regions. */
 #include <assert.h>
 #include <string.h>
 
 #include "dalign.h"
+
+/* Group size: add images until the GEMM is CONV_COLS columns wide or col +
+ * tmp would pass CONV_SCRATCH_CAP bytes. Measured on the UNet/VAE shapes (N
+ * 16, one core): 4x4 outputs run ~2x faster at G = 8..16, 8x8 ~1.1-1.3x at
+ * G = 2..4, while 16x16 and larger outputs gain nothing, and a scratch past
+ * ~1 MB (L2 is 2 MB) makes every shape slower: the GEMM then reads col from
+ * L3. Both are fixed constants, so the grouping (and with it dweight's
+ * summation order) depends on the shapes only, never on the thread count. */
+#define CONV_COLS 256
+#define CONV_SCRATCH_CAP ((size_t)1 << 20)
 
 static int conv_out_size(int H, int k, int stride, int pad) { return (H + 2 * pad - k) / stride + 1; }
 
 /* 1x1, stride 1, no padding: the input image already is its column matrix */
 static int conv_is_pointwise(int k, int stride, int pad) { return k == 1 && stride == 1 && pad == 0; }
 
-size_t da_conv2d_col_size(int C, int H, int W, int k, int stride, int pad)
+/* How conv2d cuts a batch: G images per GEMM, output positions P = OH*OW,
+ * reduction length K = C*k*k. */
+typedef struct conv_plan {
+    int OH, OW, P, K, pointwise;
+    int n_groups, G; /* G: images in the largest group */
+} conv_plan;
+
+static conv_plan conv_plan_make(int N, int C, int H, int W, int O, int k, int stride, int pad)
 {
-    if (conv_is_pointwise(k, stride, pad)) return 0;
-    size_t OH = (size_t)conv_out_size(H, k, stride, pad), OW = (size_t)conv_out_size(W, k, stride, pad);
-    return (size_t)C * k * k * OH * OW;
+    conv_plan pl = {.OH = conv_out_size(H, k, stride, pad), .OW = conv_out_size(W, k, stride, pad),
+                    .K = C * k * k, .pointwise = conv_is_pointwise(k, stride, pad)};
+    pl.P = pl.OH * pl.OW;
+    /* pointwise convs read the input in place: grouping would add a copy */
+    int want = pl.pointwise ? 1 : (CONV_COLS + pl.P - 1) / pl.P;
+    size_t per_image = ((size_t)pl.K + (size_t)O) * (size_t)pl.P * sizeof(float);
+    size_t fit = per_image ? CONV_SCRATCH_CAP / per_image : (size_t)N;
+    int gmax = want < N ? want : N;
+    if ((size_t)gmax > fit) gmax = (int)fit;
+    if (gmax < 1) gmax = 1;
+    /* as few groups as gmax allows, of near-equal sizes (conv_group): 17
+     * images at most 16 per group run as 9 + 8, not 16 + 1 */
+    pl.n_groups = (N + gmax - 1) / gmax;
+    pl.G = pl.n_groups > 0 ? (N + pl.n_groups - 1) / pl.n_groups : 1;
+    return pl;
+}
+
+/* images [*n0, *n0 + return) form group i of the plan */
+static int conv_group(const conv_plan *pl, int N, int i, int *n0)
+{
+    *n0 = (int)((long long)i * N / pl->n_groups);
+    return (int)((long long)(i + 1) * N / pl->n_groups) - *n0;
+}
+
+static size_t conv_plan_scratch(const conv_plan *pl, int O)
+{
+    if (pl->G > 1) return ((size_t)pl->K + (size_t)O) * (size_t)pl->G * (size_t)pl->P;
+    return pl->pointwise ? 0 : (size_t)pl->K * (size_t)pl->P;
+}
+
+size_t da_conv2d_col_size(int N, int C, int H, int W, int O, int k, int stride, int pad)
+{
+    conv_plan pl = conv_plan_make(N, C, H, W, O, k, stride, pad);
+    return conv_plan_scratch(&pl, O);
+}
+
+/* Small images are the common case (4x4 to 32x32), where a row of the
+ * column matrix is only 4 to 32 floats: per-row library calls and edge
+ * tests would cost more than the copy. So a plane whose zero-padded copy
+ * fits PAD_MAX floats goes through that copy on the stack, and every row
+ * becomes one fixed-size copy; larger planes take the edge-aware path. */
+#define PAD_MAX 4096
+
+/* dst[0..n) = src[0..n) / dst[0..n) += src[0..n); constant trip counts for
+ * the usual widths let the compiler emit a few vector moves */
+static inline void copy_row(float *dst, const float *src, int n)
+{
+    switch (n) {
+    case 4: memcpy(dst, src, 4 * sizeof(float)); break;
+    case 8: memcpy(dst, src, 8 * sizeof(float)); break;
+    case 16: memcpy(dst, src, 16 * sizeof(float)); break;
+    case 32: memcpy(dst, src, 32 * sizeof(float)); break;
+    default: memcpy(dst, src, (size_t)n * sizeof(float));
+    }
+}
+
+static inline void add_row(float *dst, const float *src, int n)
+{
+    switch (n) {
+    case 4: for (int i = 0; i < 4; i++) dst[i] += src[i]; break;
+    case 8: for (int i = 0; i < 8; i++) dst[i] += src[i]; break;
+    case 16: for (int i = 0; i < 16; i++) dst[i] += src[i]; break;
+    case 32: for (int i = 0; i < 32; i++) dst[i] += src[i]; break;
+    default: for (int i = 0; i < n; i++) dst[i] += src[i];
+    }
+}
+
+/* buf (H+2pad, W+2pad) = plane (H, W) with a zero border of width pad */
+static void pad_plane(float *buf, const float *plane, int H, int W, int pad)
+{
+    int Wp = W + 2 * pad;
+    memset(buf, 0, (size_t)pad * Wp * sizeof(float));
+    for (int h = 0; h < H; h++) {
+        float *dst = buf + (size_t)(h + pad) * Wp;
+        for (int j = 0; j < pad; j++) dst[j] = dst[pad + W + j] = 0.0f;
+        copy_row(dst + pad, plane + (size_t)h * W, W);
+    }
+    memset(buf + (size_t)(H + pad) * Wp, 0, (size_t)pad * Wp * sizeof(float));
 }
 
 /* Output positions o in [0, n_out) whose input index o*stride + off falls in
@@ -36,107 +133,218 @@ static void valid_range(int off, int stride, int size, int n_out, int *lo, int *
     *hi = h;
 }
 
-/* col (C*k*k, OH*OW) <- patches of one image inp (C, H, W); row (c, ki, kj) */
-static void im2col(float *col, const float *inp, int C, int H, int W, int k, int stride, int pad,
-                   int OH, int OW)
+/* im2col of a plane too large for the stack copy: zeros where a patch
+ * reads the border, copies elsewhere */
+static void im2col_plane_edges(float *rows, size_t ld, const float *plane, int H, int W, int k,
+                               int stride, int pad, int OH, int OW)
 {
-    /* each channel fills its own k*k rows: independent outputs */
-#pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; c++) {
-        const float *plane = inp + (size_t)c * H * W;
-        for (int ki = 0; ki < k; ki++) {
-            int rlo, rhi;
-            valid_range(ki - pad, stride, H, OH, &rlo, &rhi);
-            for (int kj = 0; kj < k; kj++) {
-                float *row = col + ((size_t)(c * k + ki) * k + kj) * OH * OW;
-                int lo, hi;
-                valid_range(kj - pad, stride, W, OW, &lo, &hi);
-                for (int oh = 0; oh < OH; oh++) {
-                    float *dst = row + (size_t)oh * OW;
-                    if (oh < rlo || oh >= rhi) {
-                        memset(dst, 0, (size_t)OW * sizeof(float));
-                        continue;
-                    }
-                    /* input column of ow is ow*stride + kj - pad, >= 0 inside [lo, hi) */
-                    const float *src = plane + (size_t)(oh * stride + ki - pad) * W;
-                    for (int ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
-                    if (stride == 1) {
-                        memcpy(dst + lo, src + lo + kj - pad, (size_t)(hi - lo) * sizeof(float));
-                    } else {
-                        for (int ow = lo; ow < hi; ow++) dst[ow] = src[ow * stride + kj - pad];
-                    }
-                    for (int ow = hi; ow < OW; ow++) dst[ow] = 0.0f;
+    for (int ki = 0; ki < k; ki++) {
+        int rlo, rhi;
+        valid_range(ki - pad, stride, H, OH, &rlo, &rhi);
+        for (int kj = 0; kj < k; kj++) {
+            float *row = rows + (size_t)(ki * k + kj) * ld;
+            int lo, hi;
+            valid_range(kj - pad, stride, W, OW, &lo, &hi);
+            for (int oh = 0; oh < OH; oh++) {
+                float *dst = row + (size_t)oh * OW;
+                if (oh < rlo || oh >= rhi) {
+                    memset(dst, 0, (size_t)OW * sizeof(float));
+                    continue;
+                }
+                /* input column of ow is ow*stride + kj - pad, >= 0 inside [lo, hi) */
+                const float *src = plane + (size_t)(oh * stride + ki - pad) * W;
+                for (int ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
+                if (stride == 1) {
+                    memcpy(dst + lo, src + lo + kj - pad, (size_t)(hi - lo) * sizeof(float));
+                } else {
+                    for (int ow = lo; ow < hi; ow++) dst[ow] = src[ow * stride + kj - pad];
+                }
+                for (int ow = hi; ow < OW; ow++) dst[ow] = 0.0f;
+            }
+        }
+    }
+}
+
+/* The k*k rows (ki, kj) of one channel's plane (H, W) in the column matrix:
+ * row r holds OH*OW values at rows + r*ld. */
+static void im2col_plane(float *rows, size_t ld, const float *plane, int H, int W, int k, int stride,
+                         int pad, int OH, int OW)
+{
+    int Wp = W + 2 * pad;
+    if ((size_t)(H + 2 * pad) * Wp > PAD_MAX) {
+        im2col_plane_edges(rows, ld, plane, H, W, k, stride, pad, OH, OW);
+        return;
+    }
+    float buf[PAD_MAX];
+    pad_plane(buf, plane, H, W, pad);
+    for (int ki = 0; ki < k; ki++) {
+        for (int kj = 0; kj < k; kj++) {
+            float *row = rows + (size_t)(ki * k + kj) * ld;
+            for (int oh = 0; oh < OH; oh++) {
+                const float *src = buf + (size_t)(oh * stride + ki) * Wp + kj;
+                float *dst = row + (size_t)oh * OW;
+                if (stride == 1) {
+                    copy_row(dst, src, OW);
+                } else {
+                    for (int ow = 0; ow < OW; ow++) dst[ow] = src[ow * stride];
                 }
             }
         }
     }
 }
 
-/* dinp (C, H, W) += scatter of dcol (C*k*k, OH*OW), the transpose of im2col */
-static void col2im_add(float *dinp, const float *dcol, int C, int H, int W, int k, int stride, int pad,
-                       int OH, int OW)
+/* col (C*k*k, G*OH*OW) <- patches of G images inp (G, C, H, W); row (c, ki, kj),
+ * image g in columns [g*OH*OW, (g+1)*OH*OW) */
+static void im2col(float *col, const float *inp, int G, int C, int H, int W, int k, int stride, int pad,
+                   int OH, int OW)
 {
-    /* a channel's rows only touch its own plane, so threads split over c and
-     * each dinp element sums its terms in the fixed (ki, kj, oh, ow) order */
+    size_t P = (size_t)OH * OW, ld = (size_t)G * P;
+    /* each (image, channel) fills its own block: independent outputs */
 #pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; c++) {
-        float *plane = dinp + (size_t)c * H * W;
-        for (int ki = 0; ki < k; ki++) {
-            int rlo, rhi;
-            valid_range(ki - pad, stride, H, OH, &rlo, &rhi);
-            for (int kj = 0; kj < k; kj++) {
-                const float *row = dcol + ((size_t)(c * k + ki) * k + kj) * OH * OW;
-                int lo, hi;
-                valid_range(kj - pad, stride, W, OW, &lo, &hi);
-                for (int oh = rlo; oh < rhi; oh++) {
-                    const float *src = row + (size_t)oh * OW;
-                    float *dst = plane + (size_t)(oh * stride + ki - pad) * W;
-                    for (int ow = lo; ow < hi; ow++) dst[ow * stride + kj - pad] += src[ow];
+    for (int gc = 0; gc < G * C; gc++) {
+        int g = gc / C, c = gc % C;
+        im2col_plane(col + (size_t)c * k * k * ld + (size_t)g * P, ld, inp + (size_t)gc * H * W, H, W, k,
+                     stride, pad, OH, OW);
+    }
+}
+
+/* col2im of a plane too large for the stack accumulator: skip the terms
+ * that land on the border */
+static void col2im_plane_edges(float *plane, const float *rows, size_t ld, int H, int W, int k,
+                               int stride, int pad, int OH, int OW)
+{
+    for (int ki = 0; ki < k; ki++) {
+        int rlo, rhi;
+        valid_range(ki - pad, stride, H, OH, &rlo, &rhi);
+        for (int kj = 0; kj < k; kj++) {
+            const float *row = rows + (size_t)(ki * k + kj) * ld;
+            int lo, hi;
+            valid_range(kj - pad, stride, W, OW, &lo, &hi);
+            for (int oh = rlo; oh < rhi; oh++) {
+                const float *src = row + (size_t)oh * OW;
+                float *dst = plane + (size_t)(oh * stride + ki - pad) * W;
+                for (int ow = lo; ow < hi; ow++) dst[ow * stride + kj - pad] += src[ow];
+            }
+        }
+    }
+}
+
+/* plane (H, W) += scatter of one channel's k*k rows of dcol (row stride ld);
+ * every plane element sums its terms in the fixed (ki, kj, oh, ow) order */
+static void col2im_plane(float *plane, const float *rows, size_t ld, int H, int W, int k, int stride,
+                         int pad, int OH, int OW)
+{
+    int Wp = W + 2 * pad;
+    size_t npad = (size_t)(H + 2 * pad) * Wp;
+    if (npad > PAD_MAX) {
+        col2im_plane_edges(plane, rows, ld, H, W, k, stride, pad, OH, OW);
+        return;
+    }
+    /* sum into a zero-padded plane, then add its interior: no edge tests */
+    float acc[PAD_MAX];
+    memset(acc, 0, npad * sizeof(float));
+    for (int ki = 0; ki < k; ki++) {
+        for (int kj = 0; kj < k; kj++) {
+            const float *row = rows + (size_t)(ki * k + kj) * ld;
+            for (int oh = 0; oh < OH; oh++) {
+                const float *src = row + (size_t)oh * OW;
+                float *dst = acc + (size_t)(oh * stride + ki) * Wp + kj;
+                if (stride == 1) {
+                    add_row(dst, src, OW);
+                } else {
+                    for (int ow = 0; ow < OW; ow++) dst[ow * stride] += src[ow];
                 }
             }
         }
+    }
+    for (int h = 0; h < H; h++) add_row(plane + (size_t)h * W, acc + (size_t)(h + pad) * Wp + pad, W);
+}
+
+/* dinp (G, C, H, W) += scatter of dcol (C*k*k, G*OH*OW), the transpose of im2col */
+static void col2im_add(float *dinp, const float *dcol, int G, int C, int H, int W, int k, int stride,
+                       int pad, int OH, int OW)
+{
+    size_t P = (size_t)OH * OW, ld = (size_t)G * P;
+    /* an (image, channel) block of dcol only touches its own plane */
+#pragma omp parallel for schedule(static)
+    for (int gc = 0; gc < G * C; gc++) {
+        int g = gc / C, c = gc % C;
+        col2im_plane(dinp + (size_t)gc * H * W, dcol + (size_t)c * k * k * ld + (size_t)g * P, ld, H, W, k,
+                     stride, pad, OH, OW);
+    }
+}
+
+/* out (G, O, P) = tmp (O, G*P) regrouped per image, + bias (O) or NULL */
+static void scatter_out(float *out, const float *tmp, const float *bias, int G, int O, int P)
+{
+#pragma omp parallel for schedule(static)
+    for (int go = 0; go < G * O; go++) {
+        int g = go / O, o = go % O;
+        const float *src = tmp + ((size_t)o * G + g) * P;
+        float *dst = out + (size_t)go * P;
+        if (bias) {
+            for (int p = 0; p < P; p++) dst[p] = src[p] + bias[o];
+        } else {
+            memcpy(dst, src, (size_t)P * sizeof(float));
+        }
+    }
+}
+
+/* tmp (O, G*P) = dout (G, O, P) with the images side by side, as in col */
+static void gather_dout(float *tmp, const float *dout, int G, int O, int P)
+{
+#pragma omp parallel for schedule(static)
+    for (int go = 0; go < G * O; go++) {
+        int g = go / O, o = go % O;
+        memcpy(tmp + ((size_t)o * G + g) * P, dout + (size_t)go * P, (size_t)P * sizeof(float));
     }
 }
 
 /* out (N, O, OH, OW) = inp (N, C, H, W) * weight (O, C, k, k) + bias (O);
- * col: scratch (C*k*k, OH*OW), unused for pointwise convolutions */
+ * col: scratch of da_conv2d_col_size(N, C, H, W, O, k, stride, pad) floats */
 void da_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
                        float *col, int N, int C, int H, int W, int O, int k, int stride, int pad)
 {
-    int OH = conv_out_size(H, k, stride, pad), OW = conv_out_size(W, k, stride, pad);
-    assert(OH > 0 && OW > 0 && stride > 0 && pad >= 0);
-    int pointwise = conv_is_pointwise(k, stride, pad);
-    assert(pointwise || col);
-    int K = C * k * k, P = OH * OW;
-    for (int n = 0; n < N; n++) {
-        const float *inp_n = inp + (size_t)n * C * H * W;
-        float *out_n = out + (size_t)n * O * P;
-        if (bias) {
-            /* start from the bias and let the GEMM accumulate onto it */
-            for (int o = 0; o < O; o++)
-                for (int p = 0; p < P; p++) out_n[(size_t)o * P + p] = bias[o];
+    conv_plan pl = conv_plan_make(N, C, H, W, O, k, stride, pad);
+    assert(pl.OH > 0 && pl.OW > 0 && stride > 0 && pad >= 0);
+    assert(col || conv_plan_scratch(&pl, O) == 0);
+    int K = pl.K, P = pl.P;
+    for (int i = 0; i < pl.n_groups; i++) {
+        int n0, G = conv_group(&pl, N, i, &n0);
+        const float *inp_g = inp + (size_t)n0 * C * H * W;
+        float *out_g = out + (size_t)n0 * O * P;
+        if (G == 1) {
+            /* one image: the GEMM writes straight into out, on top of the bias */
+            if (bias)
+                for (int o = 0; o < O; o++)
+                    for (int p = 0; p < P; p++) out_g[(size_t)o * P + p] = bias[o];
+            const float *cols = inp_g;
+            if (!pl.pointwise) {
+                im2col(col, inp_g, 1, C, H, W, k, stride, pad, pl.OH, pl.OW);
+                cols = col;
+            }
+            da_gemm(0, 0, O, P, K, 1.0f, weight, K, cols, P, bias ? 1.0f : 0.0f, out_g, P);
+            continue;
         }
-        const float *cols = inp_n;
-        if (!pointwise) {
-            im2col(col, inp_n, C, H, W, k, stride, pad, OH, OW);
-            cols = col;
-        }
-        da_gemm(0, 0, O, P, K, 1.0f, weight, K, cols, P, bias ? 1.0f : 0.0f, out_n, P);
+        int GP = G * P;
+        float *tmp = col + (size_t)K * GP;
+        im2col(col, inp_g, G, C, H, W, k, stride, pad, pl.OH, pl.OW);
+        da_gemm(0, 0, O, GP, K, 1.0f, weight, K, col, GP, 0.0f, tmp, GP);
+        scatter_out(out_g, tmp, bias, G, O, P);
     }
 }
 
 /* dinp (N, C, H, W) += conv_transpose(dout, weight); dweight (O, C, k, k) +=
- * sum_n dout_n @ col_n^T; dbias (O) += sum over n, oh, ow of dout.
+ * sum over groups of dout_g @ col_g^T; dbias (O) += sum over n, oh, ow of dout.
  * dout (N, O, OH, OW); col: scratch as in forward. NULL gradients are skipped. */
 void da_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                         const float *inp, const float *weight, float *col,
                         int N, int C, int H, int W, int O, int k, int stride, int pad)
 {
-    int OH = conv_out_size(H, k, stride, pad), OW = conv_out_size(W, k, stride, pad);
-    assert(OH > 0 && OW > 0 && stride > 0 && pad >= 0);
-    int pointwise = conv_is_pointwise(k, stride, pad);
-    assert(pointwise || col || (!dinp && !dweight));
-    int K = C * k * k, P = OH * OW;
+    conv_plan pl = conv_plan_make(N, C, H, W, O, k, stride, pad);
+    assert(pl.OH > 0 && pl.OW > 0 && stride > 0 && pad >= 0);
+    assert(col || conv_plan_scratch(&pl, O) == 0 || (!dinp && !dweight));
+    int K = pl.K, P = pl.P;
     if (dbias) {
         /* one thread per output channel, summed over n then position: fixed order */
 #pragma omp parallel for schedule(static)
@@ -149,24 +357,33 @@ void da_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *
             dbias[o] += acc;
         }
     }
-    /* images in order 0..N-1, so dweight's accumulation order is fixed */
-    for (int n = 0; n < N; n++) {
-        const float *inp_n = inp + (size_t)n * C * H * W;
-        const float *dout_n = dout + (size_t)n * O * P;
-        float *dinp_n = dinp ? dinp + (size_t)n * C * H * W : NULL;
-        if (pointwise) {
-            if (dweight) da_gemm(0, 1, O, C, P, 1.0f, dout_n, P, inp_n, P, 1.0f, dweight, C);
-            if (dinp_n) da_gemm(1, 0, C, P, O, 1.0f, weight, C, dout_n, P, 1.0f, dinp_n, P);
+    if (!dinp && !dweight) return;
+    /* groups in order, so dweight's accumulation order is fixed */
+    for (int i = 0; i < pl.n_groups; i++) {
+        int n0, G = conv_group(&pl, N, i, &n0), GP = G * P;
+        const float *inp_g = inp + (size_t)n0 * C * H * W;
+        float *dinp_g = dinp ? dinp + (size_t)n0 * C * H * W : NULL;
+        /* dout of the group as (O, G*P): the image itself when G == 1 */
+        const float *dy = dout + (size_t)n0 * O * P;
+        if (G > 1) {
+            float *tmp = col + (size_t)K * GP;
+            gather_dout(tmp, dy, G, O, P);
+            dy = tmp;
+        }
+        if (pl.pointwise) {
+            assert(G == 1);
+            if (dweight) da_gemm(0, 1, O, C, P, 1.0f, dy, P, inp_g, P, 1.0f, dweight, C);
+            if (dinp_g) da_gemm(1, 0, C, P, O, 1.0f, weight, C, dy, P, 1.0f, dinp_g, P);
             continue;
         }
         if (dweight) {
-            im2col(col, inp_n, C, H, W, k, stride, pad, OH, OW);
-            da_gemm(0, 1, O, K, P, 1.0f, dout_n, P, col, P, 1.0f, dweight, K);
+            im2col(col, inp_g, G, C, H, W, k, stride, pad, pl.OH, pl.OW);
+            da_gemm(0, 1, O, K, GP, 1.0f, dy, GP, col, GP, 1.0f, dweight, K);
         }
-        if (dinp_n) {
-            /* col is free again: reuse it for dcol (C*k*k, OH*OW) = W^T @ dout_n */
-            da_gemm(1, 0, K, P, O, 1.0f, weight, K, dout_n, P, 0.0f, col, P);
-            col2im_add(dinp_n, col, C, H, W, k, stride, pad, OH, OW);
+        if (dinp_g) {
+            /* col is free again: reuse it for dcol (C*k*k, G*P) = W^T @ dout_g */
+            da_gemm(1, 0, K, GP, O, 1.0f, weight, K, dy, GP, 0.0f, col, GP);
+            col2im_add(dinp_g, col, G, C, H, W, k, stride, pad, pl.OH, pl.OW);
         }
     }
 }
@@ -191,7 +408,7 @@ da_tensor *da_conv2d(da_tape *t, da_tensor *x, da_tensor *w, da_tensor *b, int s
     da_tensor *in[3] = {x, w, b};
     da_tensor *out = da_tensor_for_op(t, 4, shape, in, 3);
     /* the scratch lives until the tape is reset, so backward reuses it */
-    size_t ncol = da_conv2d_col_size(C, H, W, k, stride, pad);
+    size_t ncol = da_conv2d_col_size(N, C, H, W, O, k, stride, pad);
     float *col = ncol ? da_arena_alloc(&t->arena, ncol * sizeof(float)) : NULL;
     da_conv2d_forward(out->data, x->data, w->data, b ? b->data : NULL, col, N, C, H, W, O, k, stride, pad);
     da_node nd = {.backward = conv2d_backward_node, .out = out, .in = {x, w, b},
