@@ -171,11 +171,13 @@ void da_matmul_backward(float *da, float *db, const float *dout, const float *a,
 da_tensor *da_matmul(da_tape *t, da_tensor *a, da_tensor *b);
 
 /* conv2d: out (N, O, OH, OW) = inp (N, C, H, W) * weight (O, C, k, k) + bias (O);
- * OH = (H + 2*pad - k)/stride + 1. bias may be NULL. Runs per image as
- * im2col + GEMM; col is caller scratch of da_conv2d_col_size() floats, which
- * is 0 (col may be NULL) for k = 1, stride = 1, pad = 0. The tape wrapper
- * takes col from the tape's arena. */
-size_t da_conv2d_col_size(int C, int H, int W, int k, int stride, int pad);
+ * OH = (H + 2*pad - k)/stride + 1. bias may be NULL. Runs as im2col + one GEMM
+ * per group of images (group size fixed by the shapes, never by threads); col
+ * is caller scratch of da_conv2d_col_size() floats (same arguments as the
+ * kernels): at most the larger of one image's C*k*k*OH*OW and 1 MiB, and 0
+ * (col may be NULL) for k = 1, stride = 1, pad = 0. The tape wrapper takes
+ * col from the tape's arena. */
+size_t da_conv2d_col_size(int N, int C, int H, int W, int O, int k, int stride, int pad);
 void da_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
                        float *col, int N, int C, int H, int W, int O, int k, int stride, int pad);
 void da_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
@@ -770,6 +772,9 @@ typedef struct da_pretrain_opts {
                                 * image of the batch (InfoNCE false negatives) */
     int cache_size;            /* unet: train images encoded once at the start */
     float cond_dropout;        /* unet: fraction of empty prompts (CFG) */
+    float min_snr_gamma;       /* unet: > 0 weights each sample's eps MSE by
+                                * min(SNR_t, gamma) / SNR_t (Min-SNR, Hang et al.
+                                * 2023); 0: the plain mean (the default) */
     int scale_images;          /* vae: images for the latent scale factor */
     int eval_images;           /* vae: held-out images for the final PSNR */
 } da_pretrain_opts;
@@ -1282,7 +1287,7 @@ typedef struct da_rater_config {
     float w_faith, w_size, w_centre, w_contrast;
     float temperature;   /* Bradley-Terry: P(A > B) = sigmoid((u_A - u_B) / temperature) */
     float tie_margin;    /* |u_A - u_B| < tie_margin: a tie */
-} da_rater_config;
+} da_rater_config;       /* defaults: weights 8, 1, 1, 0.5; temperature 0.25; tie_margin 0.05 */
 typedef struct da_rater_terms {
     float faith;      /* faithfulness; 0 when the prompt does not parse */
     float size;       /* min(1, sqrt(area of the two largest objects) / 16) */
@@ -1306,11 +1311,12 @@ int da_rater_label(const da_rater_config *c, float u_a, float u_b, da_rng *rng);
  * background, noise, blur). The two images differ. */
 da_status da_synth_pair(da_rng *rng, da_split split, float *img_a, float *img_b, char *prompt, size_t cap);
 
-/* The preference model: CNN over the image (+ coordinate channels) and a
- * word-trigram embedding of the prompt, fused by concatenation before a
- * one-hidden-layer head -> one scalar per image (docs/rater.md). Names
- * "visual.conv_in.weight", "visual.blocks.0.norm.weight", "text.embedding.weight",
- * "text.fc.weight", "fuse.img.weight", "fuse.txt.weight", "head.weight", ... */
+/* The preference model (docs/rater.md): a word-trigram embedding of the
+ * prompt conditions (FiLM after every GroupNorm) a CNN over the image plus
+ * two coordinate channels; mean pool, a one-hidden-layer head -> one scalar
+ * per image. Names "text.embedding.weight", "text.fc.weight",
+ * "visual.conv_in.weight", "visual.blocks.0.film.weight", "visual.film_out.bias",
+ * "head.fc1.weight", ... */
 #define DA_REWARD_NET_MAX_BLOCKS 5
 #define DA_REWARD_NET_IN_CHANNELS 5   /* RGB + x, y coordinates */
 typedef struct da_reward_net_config {
@@ -1321,7 +1327,7 @@ typedef struct da_reward_net_config {
     int vocab_size;    /* the tokenizer's: 34 */
     int context;       /* tokens per row at most: 24 */
     int embed_dim;     /* word embedding: 32 */
-    int text_dim;      /* trigram feature: 64 */
+    int text_dim;      /* trigram feature, the FiLM input: 64 */
     int hidden;        /* head's hidden layer: 128 */
 } da_reward_net_config;
 typedef struct da_reward_net {
