@@ -1,0 +1,437 @@
+/* Reward net: the learned preference model (design §5, a PickScore analogue):
+ * image (B, 3, 32, 32) in [0, 1] + prompt tokens -> one scalar per image,
+ * trained with the Bradley-Terry loss on rater pairs (docs/rater.md).
+ *
+ *   e   = embedding[ids]                                        (B, T, E)
+ *   g   = masked mean over t of silu(text.fc([e_t, e_t+1, e_t+2]))  (B, D) word trigrams
+ *   x   = [2 img - 1, xcoord, ycoord]                           (B, 5, S, S) CoordConv
+ *   h   = conv_in(x)
+ *   per block i: h = conv_i(silu(film_i(gn_i(h), g)))           stride 2: S -> S/2
+ *   f   = [mean_HW silu(film_out(norm_out(h), g)), mean_HW silu(conv_in(x))]   (B, C + C0)
+ *   r   = head.fc2(silu(head.fc1(f)))                           (B)
+ *   film(y, g) = y * (1 + scale) + shift, [scale, shift] = Linear(g)  (per channel)
+ *
+ * Why these choices: most of the rater's taste is faithfulness, i.e. "does
+ * the image show what THIS prompt asks", so the prompt conditions the image
+ * features at every stage (FiLM, as the UNet's time embedding does) rather
+ * than only meeting them at the head: the network can look for red where
+ * the prompt says red. The two coordinate channels let pooled features
+ * carry where things are (centring, relations). GroupNorm makes features
+ * blind to an image's overall contrast, which the rater likes, so the head
+ * also sees the pooled conv_in features, taken before any normalisation.
+ * Word trigrams bind a colour
+ * to its shape ("red circle") and a shape to its side of the relation
+ * ("circle left of"), which a bag of words cannot. The word table is the
+ * model's own over the tokenizer's vocabulary, so it trains on the rater's
+ * pairs alone and needs no trained text encoder. */
+#include <assert.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/json.h"
+#include "dalign.h"
+
+#define GN_EPS 1e-5f
+#define CFG_MAX 100000
+
+/* ------------------------------------------------------------------------ */
+/* Config                                                                   */
+/* ------------------------------------------------------------------------ */
+
+da_reward_net_config da_reward_net_config_default(void)
+{
+    da_reward_net_config c = {.image_size = 32, .n_blocks = 3, .channels = {32, 32, 64, 128},
+                              .groups = 8, .vocab_size = 34, .context = 24, .embed_dim = 32,
+                              .text_dim = 64, .hidden = 128};
+    return c;
+}
+
+da_status da_reward_net_config_check(const da_reward_net_config *c)
+{
+    if (c->n_blocks < 0 || c->n_blocks > DA_REWARD_NET_MAX_BLOCKS)
+        return da_fail(DA_ERR_INVALID, "reward net config: n_blocks %d not in [0, %d]", c->n_blocks,
+                       DA_REWARD_NET_MAX_BLOCKS);
+    const int v[] = {c->image_size, c->groups, c->vocab_size, c->embed_dim, c->text_dim, c->hidden};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        if (v[i] < 1 || v[i] > CFG_MAX)
+            return da_fail(DA_ERR_INVALID, "reward net config: sizes must lie in [1, %d]", CFG_MAX);
+    if (c->context < 3 || c->context > CFG_MAX)
+        return da_fail(DA_ERR_INVALID, "reward net config: context %d must be >= 3 (one trigram)", c->context);
+    if (c->image_size % (1 << c->n_blocks))
+        return da_fail(DA_ERR_INVALID, "reward net config: image_size %d not divisible by 2^%d", c->image_size,
+                       c->n_blocks);
+    for (int i = 0; i <= c->n_blocks; i++)
+        if (c->channels[i] < 1 || c->channels[i] > CFG_MAX || c->channels[i] % c->groups)
+            return da_fail(DA_ERR_INVALID,
+                           "reward net config: channels[%d] = %d must be in [1, %d] and divisible by groups %d",
+                           i, c->channels[i], CFG_MAX, c->groups);
+    return DA_OK;
+}
+
+/* the JSON keys, in the order they are written; "channels" is an array */
+static const char *const cfg_keys[] = {"image_size", "channels", "groups", "vocab_size",
+                                       "context", "embed_dim", "text_dim", "hidden"};
+#define N_CFG_KEYS (int)(sizeof cfg_keys / sizeof cfg_keys[0])
+#define KEY_CHANNELS 1
+
+static int *cfg_field(da_reward_net_config *c, int i)
+{
+    int *f[N_CFG_KEYS] = {&c->image_size, NULL, &c->groups, &c->vocab_size,
+                          &c->context, &c->embed_dim, &c->text_dim, &c->hidden};
+    return f[i];
+}
+
+da_status da_reward_net_config_save(const da_reward_net_config *cfg, const char *path)
+{
+    da_status s = da_reward_net_config_check(cfg);
+    if (s) return s;
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return da_fail(DA_ERR_INVALID, "path too long: %s", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return da_fail(DA_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
+    da_reward_net_config c = *cfg;
+    fprintf(f, "{\n");
+    for (int i = 0; i < N_CFG_KEYS; i++) {
+        fprintf(f, "  \"%s\": ", cfg_keys[i]);
+        if (i == KEY_CHANNELS) {
+            for (int j = 0; j <= c.n_blocks; j++) fprintf(f, "%s%d", j ? ", " : "[", c.channels[j]);
+            fprintf(f, "]");
+        } else {
+            fprintf(f, "%d", *cfg_field(&c, i));
+        }
+        fprintf(f, "%s\n", i + 1 < N_CFG_KEYS ? "," : "");
+    }
+    fprintf(f, "}\n");
+    /* temp file, fsync, rename: a crash never leaves a half-written config */
+    int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) {
+        remove(tmp);
+        return da_fail(DA_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    }
+    return DA_OK;
+}
+
+/* the whole file into a malloc'd buffer (a config is tiny: at most 1 MiB) */
+static da_status read_small_file(const char *path, char **out, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return da_fail(DA_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    size_t cap = 1u << 20;
+    char *buf = malloc(cap);
+    size_t len = buf ? fread(buf, 1, cap, f) : 0;
+    int err = ferror(f), more = buf && len == cap && fgetc(f) != EOF;
+    fclose(f);
+    if (!buf) return da_fail(DA_ERR_NOMEM, "out of memory reading %s", path);
+    if (err || more) {
+        free(buf);
+        return da_fail(err ? DA_ERR_IO : DA_ERR_FORMAT, "%s: %s", path, err ? "read error" : "larger than 1 MiB");
+    }
+    *out = buf;
+    *n = len;
+    return DA_OK;
+}
+
+static da_status json_int(const json_value *v, const char *path, const char *key, int *out)
+{
+    uint64_t u;
+    if (v->type != JSON_NUMBER || json_to_u64(v, &u) != 0 || u > CFG_MAX)
+        return da_fail(DA_ERR_FORMAT, "%s: '%s' must hold integers in [0, %d]", path, key, CFG_MAX);
+    *out = (int)u;
+    return DA_OK;
+}
+
+/* Strict: exactly the known keys, each once; "channels" holds 1 ..
+ * DA_REWARD_NET_MAX_BLOCKS + 1 integers (n_blocks = its length - 1). */
+static da_status config_from_json(da_reward_net_config *c, const json_value *root, const char *path)
+{
+    if (root->type != JSON_OBJECT) return da_fail(DA_ERR_FORMAT, "%s: not a JSON object", path);
+    memset(c, 0, sizeof *c);
+    int seen[N_CFG_KEYS] = {0};
+    for (int j = 0; j < root->n; j++) {
+        const json_value *v = &root->items[j];
+        int k = 0;
+        while (k < N_CFG_KEYS && !(strlen(cfg_keys[k]) == v->key_len && !strcmp(cfg_keys[k], v->key))) k++;
+        if (k == N_CFG_KEYS) return da_fail(DA_ERR_FORMAT, "%s: unknown key '%s'", path, v->key);
+        if (seen[k]++) return da_fail(DA_ERR_FORMAT, "%s: duplicate key '%s'", path, v->key);
+        if (k != KEY_CHANNELS) {
+            da_status s = json_int(v, path, v->key, cfg_field(c, k));
+            if (s) return s;
+            continue;
+        }
+        if (v->type != JSON_ARRAY || v->n < 1 || v->n > DA_REWARD_NET_MAX_BLOCKS + 1)
+            return da_fail(DA_ERR_FORMAT, "%s: 'channels' must be an array of 1 to %d integers", path,
+                           DA_REWARD_NET_MAX_BLOCKS + 1);
+        c->n_blocks = v->n - 1;
+        for (int i = 0; i < v->n; i++) {
+            da_status s = json_int(&v->items[i], path, "channels", &c->channels[i]);
+            if (s) return s;
+        }
+    }
+    for (int k = 0; k < N_CFG_KEYS; k++)
+        if (!seen[k]) return da_fail(DA_ERR_FORMAT, "%s: missing key '%s'", path, cfg_keys[k]);
+    return DA_OK;
+}
+
+da_status da_reward_net_config_load(da_reward_net_config *cfg, const char *path)
+{
+    char *text = NULL;
+    size_t n = 0;
+    da_status s = read_small_file(path, &text, &n);
+    if (s) return s;
+    json_value root;
+    char err[256];
+    if (json_parse(text, n, &root, err, sizeof err) != 0) {
+        free(text);
+        return da_fail(DA_ERR_FORMAT, "%s: %s", path, err);
+    }
+    free(text);
+    da_reward_net_config c;
+    s = config_from_json(&c, &root, path);
+    json_free(&root);
+    if (!s) s = da_reward_net_config_check(&c);
+    if (!s) *cfg = c;
+    return s;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Create / init / load / save                                              */
+/* ------------------------------------------------------------------------ */
+
+static void add(da_params *p, int ndim, int d0, int d1, int d2, int d3, const char *fmt, int i)
+{
+    char name[128];
+    snprintf(name, sizeof name, fmt, i);
+    int shape[4] = {d0, d1, d2, d3};
+    da_params_add(p, name, ndim, shape);
+}
+
+/* "<prefix>.weight" (O, I, 3, 3) and "<prefix>.bias" (O) of a 3x3 conv */
+static void add_conv(da_params *p, const char *fmt, int i, int O, int I)
+{
+    char f[128];
+    snprintf(f, sizeof f, "%s.weight", fmt);
+    add(p, 4, O, I, 3, 3, f, i);
+    snprintf(f, sizeof f, "%s.bias", fmt);
+    add(p, 1, O, 0, 0, 0, f, i);
+}
+
+/* GroupNorm affine "<prefix>.weight" / ".bias" (C) */
+static void add_norm(da_params *p, const char *fmt, int i, int C)
+{
+    char f[128];
+    snprintf(f, sizeof f, "%s.weight", fmt);
+    add(p, 1, C, 0, 0, 0, f, i);
+    snprintf(f, sizeof f, "%s.bias", fmt);
+    add(p, 1, C, 0, 0, 0, f, i);
+}
+
+/* Linear "<prefix>.weight" (out, in) and "<prefix>.bias" (out) */
+static void add_linear(da_params *p, const char *fmt, int i, int out, int in)
+{
+    char f[128];
+    snprintf(f, sizeof f, "%s.weight", fmt);
+    add(p, 2, out, in, 0, 0, f, i);
+    snprintf(f, sizeof f, "%s.bias", fmt);
+    add(p, 1, out, 0, 0, 0, f, i);
+}
+
+da_reward_net *da_reward_net_create(const da_reward_net_config *cfg, int trainable)
+{
+    if (da_reward_net_config_check(cfg)) return NULL;
+    da_reward_net *m = calloc(1, sizeof *m);
+    if (!m) { da_fail(DA_ERR_NOMEM, "out of memory"); return NULL; }
+    m->cfg = *cfg;
+    da_params *p = &m->params;
+    da_params_init(p);
+    const int *ch = cfg->channels, C = ch[cfg->n_blocks];
+    add(p, 2, cfg->vocab_size, cfg->embed_dim, 0, 0, "text.embedding.weight", 0);
+    add_linear(p, "text.fc", 0, cfg->text_dim, 3 * cfg->embed_dim);
+    add_conv(p, "visual.conv_in", 0, ch[0], DA_REWARD_NET_IN_CHANNELS);
+    for (int i = 0; i < cfg->n_blocks; i++) {
+        add_norm(p, "visual.blocks.%d.norm", i, ch[i]);
+        add_linear(p, "visual.blocks.%d.film", i, 2 * ch[i], cfg->text_dim);
+        add_conv(p, "visual.blocks.%d.conv", i, ch[i + 1], ch[i]);
+    }
+    add_norm(p, "visual.norm_out", 0, C);
+    add_linear(p, "visual.film_out", 0, 2 * C, cfg->text_dim);
+    add_linear(p, "head.fc1", 0, cfg->hidden, C + ch[0]);  /* [f, pooled conv_in features] */
+    add_linear(p, "head.fc2", 0, 1, cfg->hidden);
+    if (da_params_alloc(p, trainable)) {
+        da_reward_net_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+/* In table order: the word embedding N(0, 1) (nn.Embedding's default: the
+ * trigram layer then starts with O(1) inputs); GroupNorm weight 1, bias 0;
+ * conv and Linear weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+ * fan_in = I*k*k of the weight (PyTorch's default). */
+void da_reward_net_init(da_reward_net *m, da_rng *rng)
+{
+    const da_params *p = &m->params;
+    int fan_in = 1;
+    for (int e = 0; e < p->n; e++) {
+        const char *name = p->names[e];
+        float *x = p->data + p->offset[e];
+        size_t n = da_shape_size(p->ndim[e], p->shape[e]);
+        if (strstr(name, "embedding")) {
+            da_randn(rng, x, n);
+        } else if (strstr(name, "norm")) {
+            for (size_t i = 0; i < n; i++) x[i] = ends_with(name, ".weight") ? 1.0f : 0.0f;
+        } else {
+            if (p->ndim[e] >= 2) fan_in = (int)(n / (size_t)p->shape[e][0]);  /* a bias follows its weight */
+            da_init_uniform(rng, x, n, 1.0f / sqrtf((float)fan_in));
+        }
+    }
+}
+
+da_status da_reward_net_load(da_reward_net *m, const char *path) { return da_params_load(&m->params, path); }
+
+da_status da_reward_net_save(const da_reward_net *m, const char *path)
+{
+    return da_params_save(&m->params, path, NULL, 0);
+}
+
+void da_reward_net_free(da_reward_net *m)
+{
+    if (!m) return;
+    da_params_free(&m->params);
+    free(m);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Forward                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* (B, 2, S, S) constant: x then y of each pixel centre, in [-1, 1] */
+static da_tensor *coords(da_tape *t, int B, int S)
+{
+    int shape[4] = {B, 2, S, S};
+    da_tensor *c = da_tensor_new(t, 4, shape, 0);
+    size_t SS = (size_t)S * S;
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < S; i++)
+            for (int j = 0; j < S; j++) {
+                float *px = c->data + (size_t)b * 2 * SS + (size_t)i * S + j;
+                px[0] = (2.0f * ((float)j + 0.5f)) / (float)S - 1.0f;
+                px[SS] = (2.0f * ((float)i + 0.5f)) / (float)S - 1.0f;
+            }
+    return c;
+}
+
+/* film(gn(x), g): y = gn(x) * (1 + scale) + shift with [scale, shift] =
+ * Linear(g) (B, 2C) broadcast over H, W. x (B, C, H, W), g (B, D). */
+static da_tensor *gn_film(da_tape *t, const da_reward_net *m, da_tensor *x, da_tensor *g, const char *norm,
+                          const char *film)
+{
+    const da_params *p = &m->params;
+    int B = x->shape[0], C = x->shape[1], shape[4] = {B, C, 1, 1};
+    da_tensor *y = da_groupnorm(t, x, da_params_leaf(t, p, "%s.weight", norm), da_params_leaf(t, p, "%s.bias", norm),
+                                m->cfg.groups, GN_EPS);
+    da_tensor *ss = da_linear(t, g, da_params_leaf(t, p, "%s.weight", film), da_params_leaf(t, p, "%s.bias", film));
+    da_tensor *scale = da_reshape(t, da_narrow(t, ss, 1, 0, C), 4, shape);
+    da_tensor *shift = da_reshape(t, da_narrow(t, ss, 1, C, C), 4, shape);
+    return da_add(t, da_mul(t, y, da_add_scalar(t, scale, 1.0f)), shift);
+}
+
+/* images (B, 3, S, S) in [0, 1], g (B, D) -> [f, mean_HW silu(conv_in(x))] (B, C + C0) */
+static da_tensor *visual(da_tape *t, const da_reward_net *m, da_tensor *images, da_tensor *g)
+{
+    const da_reward_net_config *c = &m->cfg;
+    const da_params *p = &m->params;
+    int B = images->shape[0];
+    da_tensor *x = da_add_scalar(t, da_scale(t, images, 2.0f), -1.0f);  /* [0, 1] -> [-1, 1] */
+    x = da_concat(t, x, coords(t, B, c->image_size), 1);               /* (B, 5, S, S) */
+    da_tensor *h = da_conv2d(t, x, da_params_leaf(t, p, "visual.conv_in.weight"),
+                             da_params_leaf(t, p, "visual.conv_in.bias"), 1, 1);
+    /* before any GroupNorm: absolute intensities (contrast, how much is object) survive here */
+    da_tensor *raw = da_mean(t, da_silu(t, h), 2);
+    for (int i = 0; i < c->n_blocks; i++) {
+        char norm[64], film[64];
+        snprintf(norm, sizeof norm, "visual.blocks.%d.norm", i);
+        snprintf(film, sizeof film, "visual.blocks.%d.film", i);
+        h = da_silu(t, gn_film(t, m, h, g, norm, film));
+        h = da_conv2d(t, h, da_params_leaf(t, p, "visual.blocks.%d.conv.weight", i),
+                      da_params_leaf(t, p, "visual.blocks.%d.conv.bias", i), 2, 1);
+    }
+    h = da_silu(t, gn_film(t, m, h, g, "visual.norm_out", "visual.film_out"));
+    return da_concat(t, da_mean(t, h, 2), raw, 1);  /* (B, C, H, W) -> (B, C), then (B, C + C0) */
+}
+
+/* ids, keep (B, T) -> g (B, text_dim): mean over the trigrams that end on a
+ * real token (keep[t + 2]) of silu(fc([e_t, e_t+1, e_t+2])); a row with no
+ * trigram (fewer than 3 real tokens) gives zeros */
+static da_tensor *text(da_tape *t, const da_reward_net *m, const int *ids, const uint8_t *keep, int B, int T)
+{
+    const da_params *p = &m->params;
+    int N = T - 2;
+    da_tensor *e = da_embedding(t, da_params_leaf(t, p, "text.embedding.weight"), ids, B, T);  /* (B, T, E) */
+    da_tensor *tri = da_concat(t, da_concat(t, da_narrow(t, e, 1, 0, N), da_narrow(t, e, 1, 1, N), 2),
+                               da_narrow(t, e, 1, 2, N), 2);                                   /* (B, N, 3E) */
+    da_tensor *h = da_silu(t, da_linear(t, tri, da_params_leaf(t, p, "text.fc.weight"),
+                                        da_params_leaf(t, p, "text.fc.bias")));               /* (B, N, D) */
+    /* masked mean as a batched matmul: w (B, 1, N) @ h (B, N, D) */
+    int wshape[3] = {B, 1, N};
+    da_tensor *w = da_tensor_new(t, 3, wshape, 0);
+    for (int b = 0; b < B; b++) {
+        int n = 0;
+        for (int i = 0; i < N; i++) n += keep[(size_t)b * T + i + 2] != 0;
+        for (int i = 0; i < N; i++)
+            w->data[(size_t)b * N + i] = keep[(size_t)b * T + i + 2] ? 1.0f / (float)n : 0.0f;
+    }
+    int gshape[2] = {B, m->cfg.text_dim};
+    return da_reshape(t, da_matmul(t, w, h), 2, gshape);
+}
+
+da_tensor *da_reward_net_forward(da_tape *t, const da_reward_net *m, da_tensor *images, const int *ids,
+                                 const uint8_t *keep, int T)
+{
+    const da_reward_net_config *c = &m->cfg;
+    if (images->ndim != 4 || images->shape[0] < 1 || images->shape[1] != 3 ||
+        images->shape[2] != c->image_size || images->shape[3] != c->image_size) {
+        da_fail(DA_ERR_INVALID, "reward net: images must be (B, 3, %d, %d)", c->image_size, c->image_size);
+        return NULL;
+    }
+    int B = images->shape[0];
+    if (T < 3 || T > c->context) {
+        da_fail(DA_ERR_INVALID, "reward net: %d tokens per row, need 3 .. %d", T, c->context);
+        return NULL;
+    }
+    for (size_t i = 0; i < (size_t)B * T; i++)
+        if (ids[i] < 0 || ids[i] >= c->vocab_size) {
+            da_fail(DA_ERR_INVALID, "reward net: token id %d outside [0, %d)", ids[i], c->vocab_size);
+            return NULL;
+        }
+    const da_params *p = &m->params;
+    da_tensor *g = text(t, m, ids, keep, B, T);
+    da_tensor *f = visual(t, m, images, g);
+    da_tensor *h = da_silu(t, da_linear(t, f, da_params_leaf(t, p, "head.fc1.weight"),
+                                        da_params_leaf(t, p, "head.fc1.bias")));
+    h = da_linear(t, h, da_params_leaf(t, p, "head.fc2.weight"), da_params_leaf(t, p, "head.fc2.bias"));
+    int shape[1] = {B};
+    return da_reshape(t, h, 1, shape);  /* (B, 1) -> (B) */
+}
+
+/* ------------------------------------------------------------------------ */
+/* Bradley-Terry loss                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* r_w, r_l (N) -> mean_i -log sigmoid(r_w[i] - r_l[i]) */
+da_tensor *da_bt_loss(da_tape *t, da_tensor *r_w, da_tensor *r_l)
+{
+    assert(r_w->size == r_l->size && r_w->ndim == r_l->ndim);
+    return da_scale(t, da_mean(t, da_log_sigmoid(t, da_sub(t, r_w, r_l)), 0), -1.0f);
+}
