@@ -60,7 +60,7 @@ CLI_OBJ   := $(CLI_SRC:%.c=$(B)/%.o)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 
-.PHONY: all check demo bench oracle deps deps-test install uninstall clean
+.PHONY: all check demo bench oracle deps deps-test install uninstall clean weights golden
 all: $(B)/libdalign.a $(B)/libdalign.so $(B)/dalign
 	@ln -sf $(B)/dalign dalign
 
@@ -104,6 +104,15 @@ demo: deps all
 
 bench: deps all $(BENCH_BIN)
 	@sh bench/run.sh $(B) $(PYTHON)
+
+# Train every shipped network from scratch into weights/ (+ SHA256SUMS);
+# step counts are env vars (scripts/make-weights.sh), SMOKE=1 for a quick run.
+weights: deps all
+	@sh scripts/make-weights.sh $(B)/dalign
+
+# Fixed-seed samples of weights/ into tests/golden/ (checked by tests/test_golden.c).
+golden: all
+	@sh scripts/make-golden.sh $(B)/dalign
 
 # Regenerate the PyTorch reference files (needs python3-torch; not needed by tests).
 oracle:

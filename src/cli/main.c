@@ -11,6 +11,7 @@ static const cli_command commands[] = {
     {"sample", "generate images from a text prompt (PNG)", cmd_sample},
     {"train", "pretrain clip, vae or unet on generated shapes-world data", cmd_train},
     {"reward", "score images with a reward (faithful, jpeg, colorful, clip, pref, ...)", cmd_reward},
+    {"eval-base", "faithfulness of the base model on held-in/held-out prompts, VAE PSNR", cmd_eval_base},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
