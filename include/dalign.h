@@ -774,7 +774,7 @@ typedef struct da_pretrain_opts {
     float cond_dropout;        /* unet: fraction of empty prompts (CFG) */
     float min_snr_gamma;       /* unet: > 0 weights each sample's eps MSE by
                                 * min(SNR_t, gamma) / SNR_t (Min-SNR, Hang et al.
-                                * 2023); 0: the plain mean (the default) */
+                                * 2023; default 5); 0: the plain mean */
     int scale_images;          /* vae: images for the latent scale factor */
     int eval_images;           /* vae: held-out images for the final PSNR */
 } da_pretrain_opts;
@@ -1355,7 +1355,7 @@ da_tensor *da_bt_loss(da_tape *t, da_tensor *r_w, da_tensor *r_l);
  * drawn fresh each step, with AdamW; validation on fixed pairs of another
  * seed. (src/rewards/reward_train.c) */
 typedef struct da_reward_train_config {
-    int steps;            /* optimizer steps: 3000 */
+    int steps;            /* optimizer steps: 8000 */
     int batch;            /* pairs per step: 32 */
     float lr, min_lr;     /* cosine from lr to min_lr after warmup: 1e-3, 1e-5 */
     int warmup;           /* 100 */
