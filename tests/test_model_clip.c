@@ -73,20 +73,7 @@ static void test_clip_vs_torch(void **state)
     for (size_t i = 0; i < emb->size; i++) emb->grad[i] += r_emb[i];  /* seed before replay */
     da_tape_backward(&t, loss);
 
-    double global = 0.0;
-    for (int e = 0; e < m->params.n; e++) {
-        char name[300];
-        snprintf(name, sizeof name, "grad.%s", m->params.names[e]);
-        float *w = tu_ref(st, name, 0);
-        global = fmax(global, max_abs(w, da_shape_size(m->params.ndim[e], m->params.shape[e])));
-        free(w);
-    }
-    for (int e = 0; e < m->params.n; e++) {
-        char name[300];
-        snprintf(name, sizeof name, "grad.%s", m->params.names[e]);
-        check_scaled(st, name, m->params.grad + m->params.offset[e],
-                     da_shape_size(m->params.ndim[e], m->params.shape[e]), 2e-5, 1e-2 * global);
-    }
+    tu_compare_params(st, "grad.", &m->params, 2e-5, 1e-2);  /* floor: 1e-2 of the largest, see above */
     check_scaled(st, "grad.images", dimages, (size_t)B * 3 * 32 * 32, 2e-5, 0.0);
     check_scaled(st, "grad.txt", dtxt, (size_t)B * E, 2e-5, 0.0);
 

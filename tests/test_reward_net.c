@@ -83,20 +83,7 @@ static void test_reward_net_vs_torch(void **state)
     check_scaled(st, "out", out->data, B, 2e-5, 0.0);
     da_tape_backward_from(&t, out, r_out);
 
-    double global = 0.0;
-    for (int e = 0; e < m->params.n; e++) {
-        char name[300];
-        snprintf(name, sizeof name, "grad.%s", m->params.names[e]);
-        float *w = tu_ref(st, name, 0);
-        global = fmax(global, max_abs(w, da_shape_size(m->params.ndim[e], m->params.shape[e])));
-        free(w);
-    }
-    for (int e = 0; e < m->params.n; e++) {
-        char name[300];
-        snprintf(name, sizeof name, "grad.%s", m->params.names[e]);
-        check_scaled(st, name, m->params.grad + m->params.offset[e],
-                     da_shape_size(m->params.ndim[e], m->params.shape[e]), 2e-5, 1e-2 * global);
-    }
+    tu_compare_params(st, "grad.", &m->params, 2e-5, 1e-2);  /* floor: 1e-2 of the largest, see above */
     check_scaled(st, "grad.images", dimages, (size_t)B * 3 * 32 * 32, 2e-5, 0.0);
     da_tape_free(&t);
     free(images); free(r_out); free(fids); free(fkeep); free(dimages);

@@ -246,3 +246,45 @@ void tu_oracle_case(da_safetensors *st, const char *case_name, tu_build_fn fn, v
     free(dout);
     for (int i = 0; i < n_in; i++) free(c.data[i]);
 }
+
+static float max_abs(const float *x, size_t n)
+{
+    float m = 0.0f;
+    for (size_t i = 0; i < n; i++) m = fmaxf(m, fabsf(x[i]));
+    return m;
+}
+
+void tu_compare_params(da_safetensors *st, const char *prefix, const da_params *p, double rel, double floor)
+{
+    float **want = calloc((size_t)(p->n ? p->n : 1), sizeof *want);
+    assert_non_null(want);
+    double global = 0.0;
+    for (int e = 0; e < p->n; e++) {
+        char name[300];
+        snprintf(name, sizeof name, "%s%s", prefix, p->names[e]);
+        size_t n = da_shape_size(p->ndim[e], p->shape[e]);
+        want[e] = tu_ref(st, name, n);
+        global = fmax(global, max_abs(want[e], n));
+    }
+    int worst = -1;
+    double worst_ratio = -1.0, worst_scale = 0.0;
+    for (int e = 0; e < p->n; e++) {
+        size_t n = da_shape_size(p->ndim[e], p->shape[e]);
+        const float *got = p->grad + p->offset[e];
+        double scale = fmax(max_abs(want[e], n), floor * global), err = 0.0;
+        for (size_t i = 0; i < n; i++) err = fmax(err, fabs((double)got[i] - want[e][i]));
+        double ratio = err / fmax(scale, 1e-30);  /* an all-zero reference: any error fails */
+        if (ratio > worst_ratio || isnan(ratio)) { worst_ratio = ratio; worst = e; worst_scale = scale; }
+    }
+    if (worst >= 0 && getenv("DA_TEST_VERBOSE"))
+        printf("  worst gradient: %s%s, max err / scale = %.3g\n", prefix, p->names[worst], worst_ratio);
+    if (worst >= 0 && !(worst_ratio <= rel)) {
+        char label[400];
+        snprintf(label, sizeof label, "%s%s vs PyTorch (atol %.0e * %.3g)", prefix, p->names[worst], rel,
+                 worst_scale);
+        tu_assert_close(label, p->grad + p->offset[worst], want[worst],
+                        da_shape_size(p->ndim[worst], p->shape[worst]), rel * worst_scale, 0.0);
+    }
+    for (int e = 0; e < p->n; e++) free(want[e]);
+    free(want);
+}

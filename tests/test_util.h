@@ -69,6 +69,14 @@ int tu_ref_shape(da_safetensors *st, const char *name, int *shape);
 
 
 
+/* Every parameter gradient of p against the reference PREFIX<name> (e.g.
+ * "grad."): |err| <= rel * scale, scale = max(max|ref| of the tensor,
+ * floor * max|ref| over all tensors). floor > 0 covers gradients that are
+ * zero in exact arithmetic (their reference is rounding noise). Fails on the
+ * worst tensor (largest err / scale), so one message names it;
+ * DA_TEST_VERBOSE prints the worst ratio. */
+void tu_compare_params(da_safetensors *st, const char *prefix, const da_params *p, double rel, double floor);
+
 /* Run one PyTorch reference case: inputs CASE.<input_names[i]> (shapes from
  * the file), upstream gradient CASE.dout; compare the output with CASE.out
  * and each input's gradient with CASE.grad.<name> (inputs whose gradient the

@@ -181,6 +181,24 @@ void da_blk_add_resblock(da_params *p, const char *prefix, int cin, int cout, in
     if (cin != cout) add_conv_sub(p, prefix, "nin_shortcut", cin, cout, 1);
 }
 
+void da_blk_add_tower(da_params *p, const char *prefix, int cin, const int *ch, int n_blocks, int film_dim)
+{
+    char sub[64];
+    add_conv_sub(p, prefix, "conv_in", cin, ch[0], 3);
+    for (int i = 0; i < n_blocks; i++) {
+        snprintf(sub, sizeof sub, "blocks.%d.norm", i);
+        add_norm_sub(p, prefix, sub, ch[i]);
+        if (film_dim > 0) {
+            snprintf(sub, sizeof sub, "blocks.%d.film", i);
+            add_linear_sub(p, prefix, sub, film_dim, 2 * ch[i], 1);
+        }
+        snprintf(sub, sizeof sub, "blocks.%d.conv", i);
+        add_conv_sub(p, prefix, sub, ch[i], ch[i + 1], 3);
+    }
+    add_norm_sub(p, prefix, "norm_out", ch[n_blocks]);
+    if (film_dim > 0) add_linear_sub(p, prefix, "film_out", film_dim, 2 * ch[n_blocks], 1);
+}
+
 void da_blk_add_transformer(da_params *p, const char *prefix, int C, int ctx_dim)
 {
     add_norm_sub(p, prefix, "norm", C);
@@ -364,6 +382,38 @@ da_tensor *da_blk_transformer(da_tape *t, const da_params *p, const char *prefix
     return da_add(t, h, x);
 }
 
+/* silu(film(gn(x), g)) with the GroupNorm PREFIX.NORM and the FiLM Linear
+ * PREFIX.FILM over g (B, D) -> (B, 2C) broadcast over H, W; g NULL: no film */
+static da_tensor *norm_film_silu(da_tape *t, const da_params *p, const char *prefix, const char *norm,
+                                 const char *film, da_tensor *x, da_tensor *g, const da_blk_cfg *bc)
+{
+    if (!g) return norm_silu_sub(t, p, prefix, norm, x, bc);
+    int B = x->shape[0], C = x->shape[1], shape[4] = {B, C, 1, 1};
+    da_tensor *y = da_groupnorm(t, x, leaf(t, p, prefix, norm, "weight"), leaf(t, p, prefix, norm, "bias"),
+                                bc->groups, bc->gn_eps);
+    da_tensor *ss = linear_sub(t, p, prefix, film, g);
+    da_tensor *scale = da_reshape(t, da_narrow(t, ss, 1, 0, C), 4, shape);
+    da_tensor *shift = da_reshape(t, da_narrow(t, ss, 1, C, C), 4, shape);
+    return da_silu(t, da_add(t, da_mul(t, y, da_add_scalar(t, scale, 1.0f)), shift));
+}
+
+da_tensor *da_blk_tower(da_tape *t, const da_params *p, const char *prefix, da_tensor *x, da_tensor *g,
+                        int n_blocks, const da_blk_cfg *bc, da_tensor **stem)
+{
+    da_tensor *h = conv_sub(t, p, prefix, "conv_in", x, 1, 1);
+    /* pooled before any GroupNorm: absolute intensities survive here */
+    if (stem) *stem = da_mean(t, da_silu(t, h), 2);
+    for (int i = 0; i < n_blocks; i++) {
+        char norm[64], film[64], conv[64];
+        snprintf(norm, sizeof norm, "blocks.%d.norm", i);
+        snprintf(film, sizeof film, "blocks.%d.film", i);
+        snprintf(conv, sizeof conv, "blocks.%d.conv", i);
+        h = conv_sub(t, p, prefix, conv, norm_film_silu(t, p, prefix, norm, film, h, g, bc), 2, 1);
+    }
+    h = norm_film_silu(t, p, prefix, "norm_out", "film_out", h, g, bc);
+    return da_mean(t, h, 2);  /* (B, C, H, W) -> (B, C) */
+}
+
 da_tensor *da_blk_downsample(da_tape *t, const da_params *p, const char *prefix, da_tensor *x)
 {
     return conv_sub(t, p, prefix, NULL, x, 2, 1);
@@ -410,14 +460,15 @@ static char *read_text(const char *path, size_t *len)
     return NULL;
 }
 
-/* a JSON number literal as an int: no fraction or exponent, within int range */
-static int json_int(const json_value *v, int *out)
+/* a JSON number literal as an int in [lo, hi]: no fraction or exponent, and
+ * no minus sign at all when lo >= 0 (so "-0" is refused too) */
+static int json_int(const json_value *v, int lo, int hi, int *out)
 {
-    if (v->type != JSON_NUMBER || strpbrk(v->str, ".eE")) return -1;
+    if (v->type != JSON_NUMBER || strpbrk(v->str, ".eE") || (lo >= 0 && v->str[0] == '-')) return -1;
     errno = 0;
     char *end;
     long long x = strtoll(v->str, &end, 10);
-    if (errno || *end || x < -2147483647LL || x > 2147483647LL) return -1;
+    if (errno || *end || x < lo || x > hi) return -1;
     *out = (int)x;
     return 0;
 }
@@ -432,26 +483,36 @@ static int json_float(const json_value *v, float *out)
     return 0;
 }
 
-static da_status cfg_set(const char *path, const da_cfg_field *f, const json_value *v)
+/* one field from its JSON value; ints must lie in [lo, hi] */
+static da_status cfg_set(const char *path, const da_cfg_field *f, const json_value *v, int lo, int hi)
 {
     int n = f->count;
     const json_value *items = v;
-    if (n > 1) {
+    void *dst = f->ptr;
+    if (f->kind == DA_CFG_INT_LIST) {
+        if (v->type != JSON_ARRAY || v->n < 1 || v->n > n)
+            return da_fail(DA_ERR_FORMAT, "%s: \"%s\" must be an array of 1 to %d integers", path, f->key, n);
+        n = v->n;
+        items = v->items;
+        dst = ((const da_cfg_list *)f->ptr)->values;
+    } else if (n > 1) {
         if (v->type != JSON_ARRAY || v->n != n)
             return da_fail(DA_ERR_FORMAT, "%s: \"%s\" must be an array of %d numbers", path, f->key, n);
         items = v->items;
     }
     for (int i = 0; i < n; i++) {
-        int bad = f->kind == DA_CFG_INT ? json_int(&items[i], (int *)f->ptr + i)
-                                        : json_float(&items[i], (float *)f->ptr + i);
-        if (bad)
-            return da_fail(DA_ERR_FORMAT, "%s: \"%s\" must be %s", path, f->key,
-                           f->kind == DA_CFG_INT ? "an integer" : "a finite number");
+        int bad = f->kind == DA_CFG_FLOAT ? json_float(&items[i], (float *)dst + i)
+                                          : json_int(&items[i], lo, hi, (int *)dst + i);
+        if (bad && f->kind == DA_CFG_FLOAT)
+            return da_fail(DA_ERR_FORMAT, "%s: \"%s\" must be a finite number", path, f->key);
+        if (bad) return da_fail(DA_ERR_FORMAT, "%s: \"%s\" must hold integers in [%d, %d]", path, f->key, lo, hi);
     }
+    if (f->kind == DA_CFG_INT_LIST) *((const da_cfg_list *)f->ptr)->len = n;
     return DA_OK;
 }
 
-da_status da_cfg_read(const char *path, const da_cfg_field *f, int n)
+/* strict: every field exactly once */
+static da_status cfg_read(const char *path, const da_cfg_field *f, int n, int strict, int lo, int hi)
 {
     size_t len = 0;
     char *text = read_text(path, &len);
@@ -462,21 +523,38 @@ da_status da_cfg_read(const char *path, const da_cfg_field *f, int n)
     free(text);
     if (bad) return da_fail(DA_ERR_FORMAT, "%s: %s", path, err);
     da_status s = DA_OK;
+    uint64_t seen = 0;  /* a bit per field (strict configs have < 64 fields) */
+    assert(!strict || n < 64);
     if (root.type != JSON_OBJECT) s = da_fail(DA_ERR_FORMAT, "%s: expected a JSON object", path);
     for (int i = 0; s == DA_OK && i < root.n; i++) {
         const json_value *v = &root.items[i];
         int k = 0;
         while (k < n && (strlen(f[k].key) != v->key_len || strcmp(f[k].key, v->key) != 0)) k++;
         if (k == n) s = da_fail(DA_ERR_FORMAT, "%s: unknown key \"%s\"", path, v->key);
-        else s = cfg_set(path, &f[k], v);
+        else if (strict && (seen >> k & 1)) s = da_fail(DA_ERR_FORMAT, "%s: duplicate key \"%s\"", path, v->key);
+        else s = cfg_set(path, &f[k], v, lo, hi);
+        if (k < n && strict) seen |= (uint64_t)1 << k;
     }
+    for (int k = 0; s == DA_OK && strict && k < n; k++)
+        if (!(seen >> k & 1)) s = da_fail(DA_ERR_FORMAT, "%s: missing key \"%s\"", path, f[k].key);
     json_free(&root);
     return s;
 }
 
+da_status da_cfg_read(const char *path, const da_cfg_field *f, int n)
+{
+    return cfg_read(path, f, n, 0, -2147483647, 2147483647);
+}
+
+da_status da_cfg_read_strict(const char *path, const da_cfg_field *f, int n, int int_max)
+{
+    return cfg_read(path, f, n, 1, 0, int_max);
+}
+
 static void write_value(FILE *fp, const da_cfg_field *f, int i)
 {
-    if (f->kind == DA_CFG_INT) fprintf(fp, "%d", ((const int *)f->ptr)[i]);
+    if (f->kind == DA_CFG_INT_LIST) fprintf(fp, "%d", ((const da_cfg_list *)f->ptr)->values[i]);
+    else if (f->kind == DA_CFG_INT) fprintf(fp, "%d", ((const int *)f->ptr)[i]);
     else fprintf(fp, "%.9g", (double)((const float *)f->ptr)[i]);  /* 9 digits: f32 round-trips */
 }
 
@@ -493,13 +571,15 @@ da_status da_cfg_write(const char *path, const da_cfg_field *f, int n)
     if (!fp) return da_fail(DA_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
     fprintf(fp, "{\n");
     for (int k = 0; k < n; k++) {
+        int list = f[k].kind == DA_CFG_INT_LIST, array = list || f[k].count > 1;
+        int count = list ? *((const da_cfg_list *)f[k].ptr)->len : f[k].count;
         fprintf(fp, "  \"%s\": ", f[k].key);
-        if (f[k].count > 1) fputc('[', fp);
-        for (int i = 0; i < f[k].count; i++) {
+        if (array) fputc('[', fp);
+        for (int i = 0; i < count; i++) {
             if (i) fprintf(fp, ", ");
             write_value(fp, &f[k], i);
         }
-        if (f[k].count > 1) fputc(']', fp);
+        if (array) fputc(']', fp);
         fprintf(fp, k + 1 < n ? ",\n" : "\n");
     }
     fprintf(fp, "}\n");

@@ -50,6 +50,13 @@ void da_blk_add_resblock(da_params *p, const char *prefix, int cin, int cout, in
  * attn2.to_{q,k,v,out} (k, v from ctx_dim), ln3, ff.fc1, ff.fc2, proj_out */
 void da_blk_add_transformer(da_params *p, const char *prefix, int C, int ctx_dim);
 
+/* CNN tower (CLIP's image tower; the reward net's, FiLM-conditioned):
+ * PREFIX.conv_in (3x3, cin -> ch[0]), then per block i < n_blocks
+ * PREFIX.blocks.I.norm (GroupNorm ch[i]), [PREFIX.blocks.I.film (Linear
+ * film_dim -> 2 ch[i])], PREFIX.blocks.I.conv (3x3, ch[i] -> ch[i+1]), then
+ * PREFIX.norm_out, [PREFIX.film_out]; the films iff film_dim > 0. */
+void da_blk_add_tower(da_params *p, const char *prefix, int cin, const int *ch, int n_blocks, int film_dim);
+
 /* PyTorch-default-like init in table order: a tensor of 2+ dims is a
  * Linear/Conv weight, U(-1/sqrt(fan_in), +) with fan_in = prod(shape[1:]);
  * a 1-D "X.bias" whose "X.weight" has 2+ dims gets the same bound; a 1-D
@@ -89,6 +96,17 @@ da_tensor *da_blk_transformer(da_tape *t, const da_params *p, const char *prefix
                               da_tensor *context, const uint8_t *context_keep,
                               const da_blk_cfg *bc);
 
+/* CNN tower (see da_blk_add_tower): x (B, cin, S, S), g (B, film_dim) or NULL
+ * -> (B, ch[n_blocks]):
+ *   h = conv_in(x); per block i: h = conv_i(silu(film_i(gn_i(h), g)))  stride 2
+ *   out = mean_HW(silu(film_out(norm_out(h), g)))
+ *   film(y, g) = y * (1 + scale) + shift, [scale, shift] = Linear(g) per
+ *   channel; no film when g is NULL.
+ * stem, if not NULL, gets mean_HW(silu(conv_in(x))) (B, ch[0]): features
+ * taken before any normalisation. */
+da_tensor *da_blk_tower(da_tape *t, const da_params *p, const char *prefix, da_tensor *x, da_tensor *g,
+                        int n_blocks, const da_blk_cfg *bc, da_tensor **stem);
+
 /* Downsample: conv k3 s2 p1 named PREFIX: (B, C, H, W) -> (B, C, H/2, W/2) */
 da_tensor *da_blk_downsample(da_tape *t, const da_params *p, const char *prefix, da_tensor *x);
 /* Upsample: nearest x2 then conv k3 p1 named PREFIX: (B, C, H, W) -> (B, C, 2H, 2W) */
@@ -97,18 +115,27 @@ da_tensor *da_blk_upsample(da_tape *t, const da_params *p, const char *prefix, d
 /* ---- JSON configs -------------------------------------------------------- */
 
 /* A config is a flat JSON object; each field is an int, an int array or a
- * float, stored at `ptr` (count values for arrays, 1 otherwise). */
-typedef enum { DA_CFG_INT, DA_CFG_FLOAT } da_cfg_kind;
+ * float, stored at `ptr` (count values for arrays, 1 otherwise), or an int
+ * list of 1 .. count values (always written as an array). */
+typedef enum { DA_CFG_INT, DA_CFG_FLOAT, DA_CFG_INT_LIST } da_cfg_kind;
 typedef struct da_cfg_field {
     const char *key;
     da_cfg_kind kind;
-    int count;       /* 1: a scalar; > 1: an array of exactly count values */
-    void *ptr;       /* int* or float* */
+    int count;       /* 1: a scalar; > 1: an array of exactly count values; a list's capacity */
+    void *ptr;       /* int*, float*, or da_cfg_list* for DA_CFG_INT_LIST */
 } da_cfg_field;
+/* a variable-length int list: its values and where its length lives */
+typedef struct da_cfg_list {
+    int *values;
+    int *len;
+} da_cfg_list;
 
 /* Read `path`: every key must be a known field (fields absent from the file
  * keep their current values). Errors name the file and the key. */
 da_status da_cfg_read(const char *path, const da_cfg_field *f, int n);
+/* Strict: also every field exactly once (no duplicates, none missing) and
+ * every integer in [0, int_max]. */
+da_status da_cfg_read_strict(const char *path, const da_cfg_field *f, int n, int int_max);
 /* Write every field, atomically (temp file, fsync, rename). */
 da_status da_cfg_write(const char *path, const da_cfg_field *f, int n);
 

@@ -15,15 +15,13 @@
  * the same effect with no optimiser hook. GroupNorm eps is PyTorch's 1e-5.
  * Own ops: row L2 normalisation and pair_logits (kernel pairs below). */
 #include <assert.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "core/json.h"
 #include "dalign.h"
+#include "models/blocks.h"
 
 #define GN_EPS 1e-5f
 #define NORM_EPS 1e-12     /* F.normalize's eps: a zero row stays zero */
@@ -56,128 +54,46 @@ da_status da_clip_config_check(const da_clip_config *c)
     return DA_OK;
 }
 
-static const char *const cfg_keys[] = {"image_size", "in_channels", "channels", "groups", "embed_dim"};
-#define N_CFG_KEYS (int)(sizeof cfg_keys / sizeof cfg_keys[0])
-#define KEY_CHANNELS 2
-
-static int *cfg_field(da_clip_config *c, int i)
+/* one table drives the JSON reader and writer, in the order keys are written;
+ * "channels" is a list of n_blocks + 1 integers, its length goes to *len */
+static int clip_cfg_fields(da_clip_config *c, da_cfg_list *ch, int *len, da_cfg_field *f)
 {
-    int *f[N_CFG_KEYS] = {&c->image_size, &c->in_channels, NULL, &c->groups, &c->embed_dim};
-    return f[i];
+    *ch = (da_cfg_list){c->channels, len};
+    da_cfg_field t[] = {
+        {"image_size", DA_CFG_INT, 1, &c->image_size},
+        {"in_channels", DA_CFG_INT, 1, &c->in_channels},
+        {"channels", DA_CFG_INT_LIST, DA_CLIP_MAX_BLOCKS + 1, ch},
+        {"groups", DA_CFG_INT, 1, &c->groups},
+        {"embed_dim", DA_CFG_INT, 1, &c->embed_dim},
+    };
+    memcpy(f, t, sizeof t);
+    return (int)(sizeof t / sizeof t[0]);
 }
 
+/* temp file, fsync, rename: a crash never leaves a half-written config */
 da_status da_clip_config_save(const da_clip_config *cfg, const char *path)
 {
     da_status s = da_clip_config_check(cfg);
     if (s) return s;
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return da_fail(DA_ERR_INVALID, "path too long: %s", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return da_fail(DA_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
     da_clip_config c = *cfg;
-    fprintf(f, "{\n");
-    for (int i = 0; i < N_CFG_KEYS; i++) {
-        fprintf(f, "  \"%s\": ", cfg_keys[i]);
-        if (i == KEY_CHANNELS) {
-            for (int j = 0; j <= c.n_blocks; j++) fprintf(f, "%s%d", j ? ", " : "[", c.channels[j]);
-            fprintf(f, "]");
-        } else {
-            fprintf(f, "%d", *cfg_field(&c, i));
-        }
-        fprintf(f, "%s\n", i + 1 < N_CFG_KEYS ? "," : "");
-    }
-    fprintf(f, "}\n");
-    /* temp file, fsync, rename: a crash never leaves a half-written config */
-    int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        remove(tmp);
-        return da_fail(DA_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-    }
-    return DA_OK;
+    da_cfg_list ch;
+    da_cfg_field f[5];
+    int len = c.n_blocks + 1;
+    return da_cfg_write(path, f, clip_cfg_fields(&c, &ch, &len, f));
 }
 
-static da_status slurp(const char *path, char **out, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return da_fail(DA_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        len += fread(buf + len, 1, cap - len, f);
-        if (len < cap || cap >= (1u << 20)) break;  /* a config is tiny: cap at 1 MiB */
-        char *nb = realloc(buf, cap * 2);
-        if (!nb) { free(buf); buf = NULL; break; }
-        buf = nb;
-        cap *= 2;
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (!buf) return da_fail(DA_ERR_NOMEM, "out of memory reading %s", path);
-    if (err) { free(buf); return da_fail(DA_ERR_IO, "cannot read %s", path); }
-    *out = buf;
-    *n = len;
-    return DA_OK;
-}
-
-static da_status json_int(const json_value *v, const char *path, const char *key, int *out)
-{
-    uint64_t u;
-    if (v->type != JSON_NUMBER || json_to_u64(v, &u) != 0 || u > CFG_MAX)
-        return da_fail(DA_ERR_FORMAT, "%s: '%s' must hold integers in [0, %d]", path, key, CFG_MAX);
-    *out = (int)u;
-    return DA_OK;
-}
-
-/* Strict: an object with exactly the known keys; "channels" an array of
- * 1 .. DA_CLIP_MAX_BLOCKS + 1 integers (n_blocks = its length - 1). */
-static da_status config_from_json(da_clip_config *c, const json_value *root, const char *path)
-{
-    if (root->type != JSON_OBJECT) return da_fail(DA_ERR_FORMAT, "%s: not a JSON object", path);
-    memset(c, 0, sizeof *c);
-    int seen[N_CFG_KEYS] = {0};
-    for (int j = 0; j < root->n; j++) {
-        const json_value *v = &root->items[j];
-        int k = 0;
-        while (k < N_CFG_KEYS && !(strlen(cfg_keys[k]) == v->key_len && !strcmp(cfg_keys[k], v->key))) k++;
-        if (k == N_CFG_KEYS) return da_fail(DA_ERR_FORMAT, "%s: unknown key '%s'", path, v->key);
-        if (seen[k]++) return da_fail(DA_ERR_FORMAT, "%s: duplicate key '%s'", path, v->key);
-        if (k != KEY_CHANNELS) {
-            da_status s = json_int(v, path, v->key, cfg_field(c, k));
-            if (s) return s;
-            continue;
-        }
-        if (v->type != JSON_ARRAY || v->n < 1 || v->n > DA_CLIP_MAX_BLOCKS + 1)
-            return da_fail(DA_ERR_FORMAT, "%s: 'channels' must be an array of 1 to %d integers", path,
-                           DA_CLIP_MAX_BLOCKS + 1);
-        c->n_blocks = v->n - 1;
-        for (int i = 0; i < v->n; i++) {
-            da_status s = json_int(&v->items[i], path, "channels", &c->channels[i]);
-            if (s) return s;
-        }
-    }
-    for (int k = 0; k < N_CFG_KEYS; k++)
-        if (!seen[k]) return da_fail(DA_ERR_FORMAT, "%s: missing key '%s'", path, cfg_keys[k]);
-    return DA_OK;
-}
-
+/* Strict: an object with exactly the known keys, integers in [0, CFG_MAX];
+ * "channels" an array of 1 .. DA_CLIP_MAX_BLOCKS + 1 integers (n_blocks =
+ * its length - 1). */
 da_status da_clip_config_load(da_clip_config *cfg, const char *path)
 {
-    char *text = NULL;
-    size_t n = 0;
-    da_status s = slurp(path, &text, &n);
-    if (s) return s;
-    json_value root;
-    char err[256];
-    if (json_parse(text, n, &root, err, sizeof err) != 0) {
-        free(text);
-        return da_fail(DA_ERR_FORMAT, "%s: %s", path, err);
-    }
-    free(text);
     da_clip_config c;
-    s = config_from_json(&c, &root, path);
-    json_free(&root);
+    memset(&c, 0, sizeof c);  /* channels past the list stay 0 */
+    da_cfg_list ch;
+    da_cfg_field f[5];
+    int len = 0;
+    da_status s = da_cfg_read_strict(path, f, clip_cfg_fields(&c, &ch, &len, f), CFG_MAX);
+    c.n_blocks = len - 1;
     if (!s) s = da_clip_config_check(&c);
     if (!s) *cfg = c;
     return s;
@@ -187,31 +103,6 @@ da_status da_clip_config_load(da_clip_config *cfg, const char *path)
 /* Create / init / load / save                                              */
 /* ------------------------------------------------------------------------ */
 
-static void add(da_params *p, const char *name, int ndim, int d0, int d1, int d2, int d3)
-{
-    int shape[4] = {d0, d1, d2, d3};
-    da_params_add(p, name, ndim, shape);
-}
-
-/* "<prefix>.weight" (O, I, 3, 3) and "<prefix>.bias" (O) */
-static void add_conv(da_params *p, const char *prefix, int O, int I)
-{
-    char name[128];
-    snprintf(name, sizeof name, "%s.weight", prefix);
-    add(p, name, 4, O, I, 3, 3);
-    snprintf(name, sizeof name, "%s.bias", prefix);
-    add(p, name, 1, O, 0, 0, 0);
-}
-
-static void add_norm(da_params *p, const char *prefix, int C)
-{
-    char name[128];
-    snprintf(name, sizeof name, "%s.weight", prefix);
-    add(p, name, 1, C, 0, 0, 0);
-    snprintf(name, sizeof name, "%s.bias", prefix);
-    add(p, name, 1, C, 0, 0, 0);
-}
-
 da_clip *da_clip_create(const da_clip_config *cfg, int trainable)
 {
     if (da_clip_config_check(cfg)) return NULL;
@@ -220,18 +111,10 @@ da_clip *da_clip_create(const da_clip_config *cfg, int trainable)
     m->cfg = *cfg;
     da_params *p = &m->params;
     da_params_init(p);
-    const int *ch = cfg->channels;
-    add_conv(p, "visual.conv_in", ch[0], cfg->in_channels);
-    for (int i = 0; i < cfg->n_blocks; i++) {
-        char prefix[64];
-        snprintf(prefix, sizeof prefix, "visual.blocks.%d.norm", i);
-        add_norm(p, prefix, ch[i]);
-        snprintf(prefix, sizeof prefix, "visual.blocks.%d.conv", i);
-        add_conv(p, prefix, ch[i + 1], ch[i]);
-    }
-    add_norm(p, "visual.norm_out", ch[cfg->n_blocks]);
-    add(p, "visual_projection.weight", 2, cfg->embed_dim, ch[cfg->n_blocks], 0, 0);
-    add(p, "logit_scale", 0, 0, 0, 0, 0);
+    da_blk_add_tower(p, "visual", cfg->in_channels, cfg->channels, cfg->n_blocks, 0);
+    da_blk_add_linear(p, "visual_projection", cfg->channels[cfg->n_blocks], cfg->embed_dim, 0);
+    int scalar[1] = {0};
+    da_params_add(p, "logit_scale", 0, scalar);
     if (da_params_alloc(p, trainable)) {
         da_clip_free(m);
         return NULL;
@@ -280,12 +163,6 @@ void da_clip_free(da_clip *m)
 /* Image tower                                                              */
 /* ------------------------------------------------------------------------ */
 
-static da_tensor *gn(da_tape *t, const da_clip *m, da_tensor *x, const char *prefix)
-{
-    return da_groupnorm(t, x, da_params_leaf(t, &m->params, "%s.weight", prefix),
-                        da_params_leaf(t, &m->params, "%s.bias", prefix), m->cfg.groups, GN_EPS);
-}
-
 /* images (B, C, S, S) -> (B, embed_dim) */
 da_tensor *da_clip_image_forward(da_tape *t, const da_clip *m, da_tensor *images)
 {
@@ -296,19 +173,9 @@ da_tensor *da_clip_image_forward(da_tape *t, const da_clip *m, da_tensor *images
                 c->image_size);
         return NULL;
     }
-    const da_params *p = &m->params;
-    da_tensor *h = da_conv2d(t, images, da_params_leaf(t, p, "visual.conv_in.weight"),
-                             da_params_leaf(t, p, "visual.conv_in.bias"), 1, 1);
-    for (int i = 0; i < c->n_blocks; i++) {
-        char prefix[64];
-        snprintf(prefix, sizeof prefix, "visual.blocks.%d.norm", i);
-        h = da_silu(t, gn(t, m, h, prefix));
-        h = da_conv2d(t, h, da_params_leaf(t, p, "visual.blocks.%d.conv.weight", i),
-                      da_params_leaf(t, p, "visual.blocks.%d.conv.bias", i), 2, 1);
-    }
-    h = da_silu(t, gn(t, m, h, "visual.norm_out"));
-    h = da_mean(t, h, 2);  /* (B, C, H, W) -> (B, C) */
-    return da_linear(t, h, da_params_leaf(t, p, "visual_projection.weight"), NULL);
+    da_blk_cfg bc = {.groups = c->groups, .gn_eps = GN_EPS};
+    da_tensor *h = da_blk_tower(t, &m->params, "visual", images, NULL, c->n_blocks, &bc, NULL);  /* (B, C) */
+    return da_blk_linear(t, &m->params, "visual_projection", h);
 }
 
 da_tensor *da_clip_logit_scale(da_tape *t, const da_clip *m)

@@ -25,15 +25,13 @@
  * model's own over the tokenizer's vocabulary, so it trains on the rater's
  * pairs alone and needs no trained text encoder. */
 #include <assert.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "core/json.h"
 #include "dalign.h"
+#include "models/blocks.h"
 
 #define GN_EPS 1e-5f
 #define CFG_MAX 100000
@@ -72,128 +70,49 @@ da_status da_reward_net_config_check(const da_reward_net_config *c)
     return DA_OK;
 }
 
-/* the JSON keys, in the order they are written; "channels" is an array */
-static const char *const cfg_keys[] = {"image_size", "channels", "groups", "vocab_size",
-                                       "context", "embed_dim", "text_dim", "hidden"};
-#define N_CFG_KEYS (int)(sizeof cfg_keys / sizeof cfg_keys[0])
-#define KEY_CHANNELS 1
-
-static int *cfg_field(da_reward_net_config *c, int i)
+/* one table drives the JSON reader and writer, in the order keys are written;
+ * "channels" is a list of n_blocks + 1 integers, its length goes to *len */
+static int reward_net_cfg_fields(da_reward_net_config *c, da_cfg_list *ch, int *len, da_cfg_field *f)
 {
-    int *f[N_CFG_KEYS] = {&c->image_size, NULL, &c->groups, &c->vocab_size,
-                          &c->context, &c->embed_dim, &c->text_dim, &c->hidden};
-    return f[i];
+    *ch = (da_cfg_list){c->channels, len};
+    da_cfg_field t[] = {
+        {"image_size", DA_CFG_INT, 1, &c->image_size},
+        {"channels", DA_CFG_INT_LIST, DA_REWARD_NET_MAX_BLOCKS + 1, ch},
+        {"groups", DA_CFG_INT, 1, &c->groups},
+        {"vocab_size", DA_CFG_INT, 1, &c->vocab_size},
+        {"context", DA_CFG_INT, 1, &c->context},
+        {"embed_dim", DA_CFG_INT, 1, &c->embed_dim},
+        {"text_dim", DA_CFG_INT, 1, &c->text_dim},
+        {"hidden", DA_CFG_INT, 1, &c->hidden},
+    };
+    memcpy(f, t, sizeof t);
+    return (int)(sizeof t / sizeof t[0]);
 }
 
+/* temp file, fsync, rename: a crash never leaves a half-written config */
 da_status da_reward_net_config_save(const da_reward_net_config *cfg, const char *path)
 {
     da_status s = da_reward_net_config_check(cfg);
     if (s) return s;
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return da_fail(DA_ERR_INVALID, "path too long: %s", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return da_fail(DA_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
     da_reward_net_config c = *cfg;
-    fprintf(f, "{\n");
-    for (int i = 0; i < N_CFG_KEYS; i++) {
-        fprintf(f, "  \"%s\": ", cfg_keys[i]);
-        if (i == KEY_CHANNELS) {
-            for (int j = 0; j <= c.n_blocks; j++) fprintf(f, "%s%d", j ? ", " : "[", c.channels[j]);
-            fprintf(f, "]");
-        } else {
-            fprintf(f, "%d", *cfg_field(&c, i));
-        }
-        fprintf(f, "%s\n", i + 1 < N_CFG_KEYS ? "," : "");
-    }
-    fprintf(f, "}\n");
-    /* temp file, fsync, rename: a crash never leaves a half-written config */
-    int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        remove(tmp);
-        return da_fail(DA_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-    }
-    return DA_OK;
+    da_cfg_list ch;
+    da_cfg_field f[8];
+    int len = c.n_blocks + 1;
+    return da_cfg_write(path, f, reward_net_cfg_fields(&c, &ch, &len, f));
 }
 
-/* the whole file into a malloc'd buffer (a config is tiny: at most 1 MiB) */
-static da_status read_small_file(const char *path, char **out, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return da_fail(DA_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    size_t cap = 1u << 20;
-    char *buf = malloc(cap);
-    size_t len = buf ? fread(buf, 1, cap, f) : 0;
-    int err = ferror(f), more = buf && len == cap && fgetc(f) != EOF;
-    fclose(f);
-    if (!buf) return da_fail(DA_ERR_NOMEM, "out of memory reading %s", path);
-    if (err || more) {
-        free(buf);
-        return da_fail(err ? DA_ERR_IO : DA_ERR_FORMAT, "%s: %s", path, err ? "read error" : "larger than 1 MiB");
-    }
-    *out = buf;
-    *n = len;
-    return DA_OK;
-}
-
-static da_status json_int(const json_value *v, const char *path, const char *key, int *out)
-{
-    uint64_t u;
-    if (v->type != JSON_NUMBER || json_to_u64(v, &u) != 0 || u > CFG_MAX)
-        return da_fail(DA_ERR_FORMAT, "%s: '%s' must hold integers in [0, %d]", path, key, CFG_MAX);
-    *out = (int)u;
-    return DA_OK;
-}
-
-/* Strict: exactly the known keys, each once; "channels" holds 1 ..
- * DA_REWARD_NET_MAX_BLOCKS + 1 integers (n_blocks = its length - 1). */
-static da_status config_from_json(da_reward_net_config *c, const json_value *root, const char *path)
-{
-    if (root->type != JSON_OBJECT) return da_fail(DA_ERR_FORMAT, "%s: not a JSON object", path);
-    memset(c, 0, sizeof *c);
-    int seen[N_CFG_KEYS] = {0};
-    for (int j = 0; j < root->n; j++) {
-        const json_value *v = &root->items[j];
-        int k = 0;
-        while (k < N_CFG_KEYS && !(strlen(cfg_keys[k]) == v->key_len && !strcmp(cfg_keys[k], v->key))) k++;
-        if (k == N_CFG_KEYS) return da_fail(DA_ERR_FORMAT, "%s: unknown key '%s'", path, v->key);
-        if (seen[k]++) return da_fail(DA_ERR_FORMAT, "%s: duplicate key '%s'", path, v->key);
-        if (k != KEY_CHANNELS) {
-            da_status s = json_int(v, path, v->key, cfg_field(c, k));
-            if (s) return s;
-            continue;
-        }
-        if (v->type != JSON_ARRAY || v->n < 1 || v->n > DA_REWARD_NET_MAX_BLOCKS + 1)
-            return da_fail(DA_ERR_FORMAT, "%s: 'channels' must be an array of 1 to %d integers", path,
-                           DA_REWARD_NET_MAX_BLOCKS + 1);
-        c->n_blocks = v->n - 1;
-        for (int i = 0; i < v->n; i++) {
-            da_status s = json_int(&v->items[i], path, "channels", &c->channels[i]);
-            if (s) return s;
-        }
-    }
-    for (int k = 0; k < N_CFG_KEYS; k++)
-        if (!seen[k]) return da_fail(DA_ERR_FORMAT, "%s: missing key '%s'", path, cfg_keys[k]);
-    return DA_OK;
-}
-
+/* Strict: exactly the known keys, each once, integers in [0, CFG_MAX];
+ * "channels" holds 1 .. DA_REWARD_NET_MAX_BLOCKS + 1 integers (n_blocks =
+ * its length - 1). */
 da_status da_reward_net_config_load(da_reward_net_config *cfg, const char *path)
 {
-    char *text = NULL;
-    size_t n = 0;
-    da_status s = read_small_file(path, &text, &n);
-    if (s) return s;
-    json_value root;
-    char err[256];
-    if (json_parse(text, n, &root, err, sizeof err) != 0) {
-        free(text);
-        return da_fail(DA_ERR_FORMAT, "%s: %s", path, err);
-    }
-    free(text);
     da_reward_net_config c;
-    s = config_from_json(&c, &root, path);
-    json_free(&root);
+    memset(&c, 0, sizeof c);  /* channels past the list stay 0 */
+    da_cfg_list ch;
+    da_cfg_field f[8];
+    int len = 0;
+    da_status s = da_cfg_read_strict(path, f, reward_net_cfg_fields(&c, &ch, &len, f), CFG_MAX);
+    c.n_blocks = len - 1;
     if (!s) s = da_reward_net_config_check(&c);
     if (!s) *cfg = c;
     return s;
@@ -202,44 +121,6 @@ da_status da_reward_net_config_load(da_reward_net_config *cfg, const char *path)
 /* ------------------------------------------------------------------------ */
 /* Create / init / load / save                                              */
 /* ------------------------------------------------------------------------ */
-
-static void add(da_params *p, int ndim, int d0, int d1, int d2, int d3, const char *fmt, int i)
-{
-    char name[128];
-    snprintf(name, sizeof name, fmt, i);
-    int shape[4] = {d0, d1, d2, d3};
-    da_params_add(p, name, ndim, shape);
-}
-
-/* "<prefix>.weight" (O, I, 3, 3) and "<prefix>.bias" (O) of a 3x3 conv */
-static void add_conv(da_params *p, const char *fmt, int i, int O, int I)
-{
-    char f[128];
-    snprintf(f, sizeof f, "%s.weight", fmt);
-    add(p, 4, O, I, 3, 3, f, i);
-    snprintf(f, sizeof f, "%s.bias", fmt);
-    add(p, 1, O, 0, 0, 0, f, i);
-}
-
-/* GroupNorm affine "<prefix>.weight" / ".bias" (C) */
-static void add_norm(da_params *p, const char *fmt, int i, int C)
-{
-    char f[128];
-    snprintf(f, sizeof f, "%s.weight", fmt);
-    add(p, 1, C, 0, 0, 0, f, i);
-    snprintf(f, sizeof f, "%s.bias", fmt);
-    add(p, 1, C, 0, 0, 0, f, i);
-}
-
-/* Linear "<prefix>.weight" (out, in) and "<prefix>.bias" (out) */
-static void add_linear(da_params *p, const char *fmt, int i, int out, int in)
-{
-    char f[128];
-    snprintf(f, sizeof f, "%s.weight", fmt);
-    add(p, 2, out, in, 0, 0, f, i);
-    snprintf(f, sizeof f, "%s.bias", fmt);
-    add(p, 1, out, 0, 0, 0, f, i);
-}
 
 da_reward_net *da_reward_net_create(const da_reward_net_config *cfg, int trainable)
 {
@@ -250,18 +131,12 @@ da_reward_net *da_reward_net_create(const da_reward_net_config *cfg, int trainab
     da_params *p = &m->params;
     da_params_init(p);
     const int *ch = cfg->channels, C = ch[cfg->n_blocks];
-    add(p, 2, cfg->vocab_size, cfg->embed_dim, 0, 0, "text.embedding.weight", 0);
-    add_linear(p, "text.fc", 0, cfg->text_dim, 3 * cfg->embed_dim);
-    add_conv(p, "visual.conv_in", 0, ch[0], DA_REWARD_NET_IN_CHANNELS);
-    for (int i = 0; i < cfg->n_blocks; i++) {
-        add_norm(p, "visual.blocks.%d.norm", i, ch[i]);
-        add_linear(p, "visual.blocks.%d.film", i, 2 * ch[i], cfg->text_dim);
-        add_conv(p, "visual.blocks.%d.conv", i, ch[i + 1], ch[i]);
-    }
-    add_norm(p, "visual.norm_out", 0, C);
-    add_linear(p, "visual.film_out", 0, 2 * C, cfg->text_dim);
-    add_linear(p, "head.fc1", 0, cfg->hidden, C + ch[0]);  /* [f, pooled conv_in features] */
-    add_linear(p, "head.fc2", 0, 1, cfg->hidden);
+    int emb[2] = {cfg->vocab_size, cfg->embed_dim};
+    da_params_add(p, "text.embedding.weight", 2, emb);
+    da_blk_add_linear(p, "text.fc", 3 * cfg->embed_dim, cfg->text_dim, 1);
+    da_blk_add_tower(p, "visual", DA_REWARD_NET_IN_CHANNELS, ch, cfg->n_blocks, cfg->text_dim);
+    da_blk_add_linear(p, "head.fc1", C + ch[0], cfg->hidden, 1);  /* [f, pooled conv_in features] */
+    da_blk_add_linear(p, "head.fc2", cfg->hidden, 1, 1);
     if (da_params_alloc(p, trainable)) {
         da_reward_net_free(m);
         return NULL;
@@ -332,43 +207,17 @@ static da_tensor *coords(da_tape *t, int B, int S)
     return c;
 }
 
-/* film(gn(x), g): y = gn(x) * (1 + scale) + shift with [scale, shift] =
- * Linear(g) (B, 2C) broadcast over H, W. x (B, C, H, W), g (B, D). */
-static da_tensor *gn_film(da_tape *t, const da_reward_net *m, da_tensor *x, da_tensor *g, const char *norm,
-                          const char *film)
-{
-    const da_params *p = &m->params;
-    int B = x->shape[0], C = x->shape[1], shape[4] = {B, C, 1, 1};
-    da_tensor *y = da_groupnorm(t, x, da_params_leaf(t, p, "%s.weight", norm), da_params_leaf(t, p, "%s.bias", norm),
-                                m->cfg.groups, GN_EPS);
-    da_tensor *ss = da_linear(t, g, da_params_leaf(t, p, "%s.weight", film), da_params_leaf(t, p, "%s.bias", film));
-    da_tensor *scale = da_reshape(t, da_narrow(t, ss, 1, 0, C), 4, shape);
-    da_tensor *shift = da_reshape(t, da_narrow(t, ss, 1, C, C), 4, shape);
-    return da_add(t, da_mul(t, y, da_add_scalar(t, scale, 1.0f)), shift);
-}
-
 /* images (B, 3, S, S) in [0, 1], g (B, D) -> [f, mean_HW silu(conv_in(x))] (B, C + C0) */
 static da_tensor *visual(da_tape *t, const da_reward_net *m, da_tensor *images, da_tensor *g)
 {
     const da_reward_net_config *c = &m->cfg;
-    const da_params *p = &m->params;
     int B = images->shape[0];
     da_tensor *x = da_add_scalar(t, da_scale(t, images, 2.0f), -1.0f);  /* [0, 1] -> [-1, 1] */
     x = da_concat(t, x, coords(t, B, c->image_size), 1);               /* (B, 5, S, S) */
-    da_tensor *h = da_conv2d(t, x, da_params_leaf(t, p, "visual.conv_in.weight"),
-                             da_params_leaf(t, p, "visual.conv_in.bias"), 1, 1);
-    /* before any GroupNorm: absolute intensities (contrast, how much is object) survive here */
-    da_tensor *raw = da_mean(t, da_silu(t, h), 2);
-    for (int i = 0; i < c->n_blocks; i++) {
-        char norm[64], film[64];
-        snprintf(norm, sizeof norm, "visual.blocks.%d.norm", i);
-        snprintf(film, sizeof film, "visual.blocks.%d.film", i);
-        h = da_silu(t, gn_film(t, m, h, g, norm, film));
-        h = da_conv2d(t, h, da_params_leaf(t, p, "visual.blocks.%d.conv.weight", i),
-                      da_params_leaf(t, p, "visual.blocks.%d.conv.bias", i), 2, 1);
-    }
-    h = da_silu(t, gn_film(t, m, h, g, "visual.norm_out", "visual.film_out"));
-    return da_concat(t, da_mean(t, h, 2), raw, 1);  /* (B, C, H, W) -> (B, C), then (B, C + C0) */
+    da_blk_cfg bc = {.groups = c->groups, .gn_eps = GN_EPS};
+    da_tensor *raw;  /* mean_HW silu(conv_in(x)): contrast, how much is object */
+    da_tensor *f = da_blk_tower(t, &m->params, "visual", x, g, c->n_blocks, &bc, &raw);  /* (B, C) */
+    return da_concat(t, f, raw, 1);  /* (B, C + C0) */
 }
 
 /* ids, keep (B, T) -> g (B, text_dim): mean over the trigrams that end on a

@@ -10,15 +10,13 @@
  * The only op of its own is the EOS gather (a row selection with a scatter-add
  * backward); everything else is core ops. */
 #include <assert.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "core/json.h"
 #include "dalign.h"
+#include "models/blocks.h"
 
 #define LN_EPS 1e-5f
 #define CFG_MAX 1000000   /* sanity bound on every config integer: no int overflow downstream */
@@ -48,102 +46,35 @@ da_status da_text_config_check(const da_text_config *c)
     return DA_OK;
 }
 
-/* the JSON keys, in the order they are written */
-static const char *const cfg_keys[] = {"vocab_size", "context", "d_model", "n_layers",
-                                       "n_heads", "mlp_ratio", "proj_dim"};
-#define N_CFG_KEYS (int)(sizeof cfg_keys / sizeof cfg_keys[0])
-
-static int *cfg_field(da_text_config *c, int i)
+/* one table drives the JSON reader and writer, in the order keys are written */
+static int text_cfg_fields(da_text_config *c, da_cfg_field *f)
 {
-    int *f[N_CFG_KEYS] = {&c->vocab_size, &c->context, &c->d_model, &c->n_layers,
-                          &c->n_heads, &c->mlp_ratio, &c->proj_dim};
-    return f[i];
+    da_cfg_field t[] = {
+        {"vocab_size", DA_CFG_INT, 1, &c->vocab_size}, {"context", DA_CFG_INT, 1, &c->context},
+        {"d_model", DA_CFG_INT, 1, &c->d_model},       {"n_layers", DA_CFG_INT, 1, &c->n_layers},
+        {"n_heads", DA_CFG_INT, 1, &c->n_heads},       {"mlp_ratio", DA_CFG_INT, 1, &c->mlp_ratio},
+        {"proj_dim", DA_CFG_INT, 1, &c->proj_dim},
+    };
+    memcpy(f, t, sizeof t);
+    return (int)(sizeof t / sizeof t[0]);
 }
 
+/* temp file, fsync, rename: a crash never leaves a half-written config */
 da_status da_text_config_save(const da_text_config *cfg, const char *path)
 {
     da_status s = da_text_config_check(cfg);
     if (s) return s;
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return da_fail(DA_ERR_INVALID, "path too long: %s", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return da_fail(DA_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
     da_text_config c = *cfg;
-    fprintf(f, "{\n");
-    for (int i = 0; i < N_CFG_KEYS; i++)
-        fprintf(f, "  \"%s\": %d%s\n", cfg_keys[i], *cfg_field(&c, i), i + 1 < N_CFG_KEYS ? "," : "");
-    fprintf(f, "}\n");
-    /* temp file, fsync, rename: a crash never leaves a half-written config */
-    int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        remove(tmp);
-        return da_fail(DA_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-    }
-    return DA_OK;
+    da_cfg_field f[7];
+    return da_cfg_write(path, f, text_cfg_fields(&c, f));
 }
 
-static da_status slurp(const char *path, char **out, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return da_fail(DA_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        len += fread(buf + len, 1, cap - len, f);
-        if (len < cap || cap >= (1u << 20)) break;  /* a config is tiny: cap at 1 MiB */
-        char *nb = realloc(buf, cap * 2);
-        if (!nb) { free(buf); buf = NULL; break; }
-        buf = nb;
-        cap *= 2;
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (!buf) return da_fail(DA_ERR_NOMEM, "out of memory reading %s", path);
-    if (err) { free(buf); return da_fail(DA_ERR_IO, "cannot read %s", path); }
-    *out = buf;
-    *n = len;
-    return DA_OK;
-}
-
-/* Strict: an object with exactly the known keys, each a non-negative integer. */
-static da_status config_from_json(da_text_config *c, const json_value *root, const char *path)
-{
-    if (root->type != JSON_OBJECT) return da_fail(DA_ERR_FORMAT, "%s: not a JSON object", path);
-    int seen[N_CFG_KEYS] = {0};
-    for (int j = 0; j < root->n; j++) {
-        const json_value *v = &root->items[j];
-        int k = 0;
-        while (k < N_CFG_KEYS && !(strlen(cfg_keys[k]) == v->key_len && !strcmp(cfg_keys[k], v->key))) k++;
-        if (k == N_CFG_KEYS) return da_fail(DA_ERR_FORMAT, "%s: unknown key '%s'", path, v->key);
-        if (seen[k]++) return da_fail(DA_ERR_FORMAT, "%s: duplicate key '%s'", path, v->key);
-        uint64_t u;
-        if (v->type != JSON_NUMBER || json_to_u64(v, &u) != 0 || u > CFG_MAX)
-            return da_fail(DA_ERR_FORMAT, "%s: '%s' must be an integer in [0, %d]", path, v->key, CFG_MAX);
-        *cfg_field(c, k) = (int)u;
-    }
-    for (int k = 0; k < N_CFG_KEYS; k++)
-        if (!seen[k]) return da_fail(DA_ERR_FORMAT, "%s: missing key '%s'", path, cfg_keys[k]);
-    return DA_OK;
-}
-
+/* Strict: an object with exactly the known keys, each an integer in [0, CFG_MAX]. */
 da_status da_text_config_load(da_text_config *cfg, const char *path)
 {
-    char *text = NULL;
-    size_t n = 0;
-    da_status s = slurp(path, &text, &n);
-    if (s) return s;
-    json_value root;
-    char err[256];
-    if (json_parse(text, n, &root, err, sizeof err) != 0) {
-        free(text);
-        return da_fail(DA_ERR_FORMAT, "%s: %s", path, err);
-    }
-    free(text);
     da_text_config c;
-    s = config_from_json(&c, &root, path);
-    json_free(&root);
+    da_cfg_field f[7];
+    da_status s = da_cfg_read_strict(path, f, text_cfg_fields(&c, f), CFG_MAX);
     if (!s) s = da_text_config_check(&c);
     if (!s) *cfg = c;
     return s;
