@@ -130,7 +130,7 @@ static da_unet *make_unet(const char *dir, int trainable, da_rng *rng)
     da_status s;
     if (dir) {
         path_of(path, sizeof path, dir, "unet", ".json");
-        if ((s = da_unet_config_load(path, &c)) != DA_OK) die(path, s);
+        if ((s = da_unet_config_load(&c, path)) != DA_OK) die(path, s);
     }
     da_unet *m = da_unet_create(&c, trainable);
     if (!m) die("da_unet_create", DA_ERR_INVALID);

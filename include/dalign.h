@@ -466,8 +466,8 @@ typedef struct da_vae {
 } da_vae;
 
 da_vae_config da_vae_config_default(void);
-da_status da_vae_config_load(const char *path, da_vae_config *cfg);
-da_status da_vae_config_save(const char *path, const da_vae_config *cfg);
+da_status da_vae_config_load(da_vae_config *cfg, const char *path);
+da_status da_vae_config_save(const da_vae_config *cfg, const char *path);
 /* NULL on a bad config or out of memory (da_last_error says which). The
  * parameters are zero until da_vae_init or da_vae_load. */
 da_vae *da_vae_create(const da_vae_config *cfg, int trainable);
@@ -512,8 +512,8 @@ typedef struct da_unet {
 } da_unet;
 
 da_unet_config da_unet_config_default(void);
-da_status da_unet_config_load(const char *path, da_unet_config *cfg);
-da_status da_unet_config_save(const char *path, const da_unet_config *cfg);
+da_status da_unet_config_load(da_unet_config *cfg, const char *path);
+da_status da_unet_config_save(const da_unet_config *cfg, const char *path);
 da_unet *da_unet_create(const da_unet_config *cfg, int trainable);   /* NULL on error */
 void da_unet_init(da_unet *m, da_rng *rng);
 da_status da_unet_load(da_unet *m, const char *path);
@@ -1141,8 +1141,8 @@ typedef struct da_noise_config {
     int set_alpha_to_one;           /* true (DDIM) */
 } da_noise_config;
 da_noise_config da_noise_config_default(void);
-da_status da_noise_config_load(const char *path, da_noise_config *cfg);
-da_status da_noise_config_save(const char *path, const da_noise_config *cfg);  /* atomic */
+da_status da_noise_config_load(da_noise_config *cfg, const char *path);
+da_status da_noise_config_save(const da_noise_config *cfg, const char *path);  /* atomic */
 
 typedef enum { DA_SAMPLER_DDIM = 0, DA_SAMPLER_DDPM = 1, DA_SAMPLER_EULER = 2 } da_sampler_kind;
 da_status da_sampler_parse(const char *name, da_sampler_kind *out);  /* "ddim" | "ddpm" | "euler" */

@@ -67,9 +67,9 @@ static int make_models(void)
     if (mkdir(tmp_path("weights"), 0755)) return -1;
     int bad = da_text_config_save(&tc, tmp_path("weights/text_encoder.json")) != DA_OK ||
               da_text_encoder_save(g_text, tmp_path("weights/text_encoder.safetensors")) != DA_OK ||
-              da_vae_config_save(tmp_path("weights/vae.json"), &vc) != DA_OK ||
+              da_vae_config_save(&vc, tmp_path("weights/vae.json")) != DA_OK ||
               da_vae_save(g_vae, tmp_path("weights/vae.safetensors")) != DA_OK ||
-              da_unet_config_save(tmp_path("weights/unet.json"), &uc) != DA_OK ||
+              da_unet_config_save(&uc, tmp_path("weights/unet.json")) != DA_OK ||
               da_unet_save(g_unet, tmp_path("weights/unet.safetensors")) != DA_OK;
     if (bad) return -1;
     return da_pipeline_create(&g_pipe, g_text, g_vae, g_unet, NULL) == DA_OK ? 0 : -1;

@@ -369,9 +369,9 @@ static void test_unet_files(void **state)
     snprintf(cpath, sizeof cpath, "%s/unet.json", dir);
 
     da_unet_config cfg = oracle_config();
-    assert_int_equal(da_unet_config_save(cpath, &cfg), DA_OK);
+    assert_int_equal(da_unet_config_save(&cfg, cpath), DA_OK);
     da_unet_config back = da_unet_config_default();
-    assert_int_equal(da_unet_config_load(cpath, &back), DA_OK);
+    assert_int_equal(da_unet_config_load(&back, cpath), DA_OK);
     assert_memory_equal(&back, &cfg, sizeof cfg);
 
     da_unet *a = da_unet_create(&cfg, 0), *b = da_unet_create(&cfg, 0);
@@ -397,7 +397,7 @@ static void test_unet_files(void **state)
         fputs(bad[i], f);
         fclose(f);
         da_unet_config c = da_unet_config_default();
-        assert_int_not_equal(da_unet_config_load(cpath, &c), DA_OK);
+        assert_int_not_equal(da_unet_config_load(&c, cpath), DA_OK);
         assert_memory_equal(&c, &def, sizeof c);
     }
     unlink(wpath);

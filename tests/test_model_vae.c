@@ -348,9 +348,9 @@ static void test_vae_files(void **state)
     /* config round trip, including the scale factor */
     da_vae_config cfg = oracle_config();
     cfg.scale_factor = 0.1234567f;
-    assert_int_equal(da_vae_config_save(cpath, &cfg), DA_OK);
+    assert_int_equal(da_vae_config_save(&cfg, cpath), DA_OK);
     da_vae_config back = da_vae_config_default();
-    assert_int_equal(da_vae_config_load(cpath, &back), DA_OK);
+    assert_int_equal(da_vae_config_load(&back, cpath), DA_OK);
     assert_memory_equal(&back, &cfg, sizeof cfg);
 
     /* weights round trip: identical bits, scale factor from the metadata */
@@ -385,10 +385,10 @@ static void test_vae_files(void **state)
         fputs(bad[i], f);
         fclose(f);
         da_vae_config c = da_vae_config_default();
-        assert_int_not_equal(da_vae_config_load(cpath, &c), DA_OK);
+        assert_int_not_equal(da_vae_config_load(&c, cpath), DA_OK);
         assert_memory_equal(&c, &def, sizeof c);   /* untouched on failure */
     }
-    assert_int_not_equal(da_vae_config_load("/nonexistent/vae.json", &cfg), DA_OK);
+    assert_int_not_equal(da_vae_config_load(&cfg, "/nonexistent/vae.json"), DA_OK);
     cfg.groups = 5;   /* 8 % 5 != 0 */
     assert_null(da_vae_create(&cfg, 0));
     assert_non_null(strstr(da_last_error(), "groups"));

@@ -65,16 +65,16 @@ static void write_models(const char *dir)
     path_in(p, sizeof p, dir, "text_encoder.safetensors");
     assert_int_equal(da_text_encoder_save(g_text, p), DA_OK);
     path_in(p, sizeof p, dir, "vae.json");
-    assert_int_equal(da_vae_config_save(p, &vc), DA_OK);
+    assert_int_equal(da_vae_config_save(&vc, p), DA_OK);
     path_in(p, sizeof p, dir, "vae.safetensors");
     assert_int_equal(da_vae_save(g_vae, p), DA_OK);
     path_in(p, sizeof p, dir, "unet.json");
-    assert_int_equal(da_unet_config_save(p, &uc), DA_OK);
+    assert_int_equal(da_unet_config_save(&uc, p), DA_OK);
     path_in(p, sizeof p, dir, "unet.safetensors");
     assert_int_equal(da_unet_save(g_unet, p), DA_OK);
     da_noise_config nc = da_noise_config_default();
     path_in(p, sizeof p, dir, "scheduler.json");
-    assert_int_equal(da_noise_config_save(p, &nc), DA_OK);
+    assert_int_equal(da_noise_config_save(&nc, p), DA_OK);
 }
 
 static int setup(void **state)
@@ -563,16 +563,16 @@ static void test_noise_config_roundtrip(void **state)
     c.clip_sample = 1;
     c.clip_sample_range = 2.5f;
     c.set_alpha_to_one = 0;
-    assert_int_equal(da_noise_config_save(p, &c), DA_OK);
+    assert_int_equal(da_noise_config_save(&c, p), DA_OK);
     da_noise_config d = da_noise_config_default();
-    assert_int_equal(da_noise_config_load(p, &d), DA_OK);
+    assert_int_equal(da_noise_config_load(&d, p), DA_OK);
     assert_memory_equal(&c, &d, sizeof c);
     /* absent keys keep what was passed in; unknown keys and bad values fail */
     FILE *f = fopen(p, "w");
     fputs("{\"num_train_timesteps\": 200}", f);
     fclose(f);
     d = da_noise_config_default();
-    assert_int_equal(da_noise_config_load(p, &d), DA_OK);
+    assert_int_equal(da_noise_config_load(&d, p), DA_OK);
     assert_int_equal(d.n_train, 200);
     assert_true(d.beta_end == 0.02f);
     const char *bad[3] = {"{\"beta_scedule\": \"linear\"}", "{\"beta_schedule\": \"cosine\"}", "{\"clip_sample\": 1}"};
@@ -581,7 +581,7 @@ static void test_noise_config_roundtrip(void **state)
         f = fopen(p, "w");
         fputs(bad[k], f);
         fclose(f);
-        assert_int_equal(da_noise_config_load(p, &d), DA_ERR_FORMAT);
+        assert_int_equal(da_noise_config_load(&d, p), DA_ERR_FORMAT);
         assert_non_null(strstr(da_last_error(), word[k]));
     }
     unlink(p);

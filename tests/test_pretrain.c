@@ -194,7 +194,7 @@ static void test_vae_loss_falls(void **state)
     da_vae_config c = da_vae_config_default();
     char p[512];
     snprintf(p, sizeof p, "%s/vae.json", dir);
-    assert_int_equal(da_vae_config_load(p, &c), DA_OK);
+    assert_int_equal(da_vae_config_load(&c, p), DA_OK);
     assert_true(c.scale_factor == r.scale_factor);  /* written as %.9g: round-trips exactly */
     c.scale_factor = 1.0f;
     da_vae *m = da_vae_create(&c, 0);
@@ -266,7 +266,7 @@ static void test_unet_resume_bit_identical(void **state)
     /* the written weights (EMA) agree too, and the scheduler config is there */
     assert_true(file_exists(tmp_path("unet_a/scheduler.json")));
     da_unet_config c = da_unet_config_default();
-    assert_int_equal(da_unet_config_load(tmp_path("unet_a/unet.json"), &c), DA_OK);
+    assert_int_equal(da_unet_config_load(&c, tmp_path("unet_a/unet.json")), DA_OK);
     da_unet *ua = da_unet_create(&c, 0), *ub = da_unet_create(&c, 0);
     assert_int_equal(da_unet_load(ua, tmp_path("unet_a/unet.safetensors")), DA_OK);
     assert_int_equal(da_unet_load(ub, tmp_path("unet_b/unet.safetensors")), DA_OK);
@@ -575,7 +575,7 @@ static int write_frozen(void)
     int bad = da_text_encoder_save(t, tmp_path("frozen/text_encoder.safetensors")) != DA_OK ||
               da_text_config_save(&tc, tmp_path("frozen/text_encoder.json")) != DA_OK ||
               da_vae_save(v, tmp_path("frozen/vae.safetensors")) != DA_OK ||
-              da_vae_config_save(tmp_path("frozen/vae.json"), &vc) != DA_OK;
+              da_vae_config_save(&vc, tmp_path("frozen/vae.json")) != DA_OK;
     da_text_encoder_free(t);
     da_vae_free(v);
     return bad ? -1 : 0;

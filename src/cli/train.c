@@ -232,7 +232,7 @@ static int parse_args(int argc, char **argv, const char *model, train_args *a)
 /* settings that depend on several options */
 static int resolve(train_args *a, const char *model, char *ckpt_buf, size_t cap)
 {
-    if (a->unet_config && da_unet_config_load(a->unet_config, &a->o.unet) != DA_OK) {
+    if (a->unet_config && da_unet_config_load(&a->o.unet, a->unet_config) != DA_OK) {
         fprintf(stderr, "dalign train %s: %s\n", model, da_last_error());
         return 1;
     }

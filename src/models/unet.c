@@ -64,7 +64,7 @@ static da_status unet_cfg_check(const da_unet_config *c)
     return DA_OK;
 }
 
-da_status da_unet_config_load(const char *path, da_unet_config *cfg)
+da_status da_unet_config_load(da_unet_config *cfg, const char *path)
 {
     da_unet_config c = *cfg;
     da_cfg_field f[12];
@@ -75,7 +75,7 @@ da_status da_unet_config_load(const char *path, da_unet_config *cfg)
     return s;
 }
 
-da_status da_unet_config_save(const char *path, const da_unet_config *cfg)
+da_status da_unet_config_save(const da_unet_config *cfg, const char *path)
 {
     da_unet_config c = *cfg;
     da_cfg_field f[12];

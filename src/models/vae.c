@@ -57,7 +57,7 @@ static da_status vae_cfg_check(const da_vae_config *c)
     return DA_OK;
 }
 
-da_status da_vae_config_load(const char *path, da_vae_config *cfg)
+da_status da_vae_config_load(da_vae_config *cfg, const char *path)
 {
     da_vae_config c = *cfg;
     da_cfg_field f[8];
@@ -68,7 +68,7 @@ da_status da_vae_config_load(const char *path, da_vae_config *cfg)
     return s;
 }
 
-da_status da_vae_config_save(const char *path, const da_vae_config *cfg)
+da_status da_vae_config_save(const da_vae_config *cfg, const char *path)
 {
     da_vae_config c = *cfg;
     da_cfg_field f[8];

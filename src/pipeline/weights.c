@@ -140,7 +140,7 @@ static da_status noise_member(const char *path, const json_value *v, da_noise_co
     return da_fail(DA_ERR_FORMAT, "%s: unknown key '%s'", path, v->key);
 }
 
-da_status da_noise_config_load(const char *path, da_noise_config *cfg)
+da_status da_noise_config_load(da_noise_config *cfg, const char *path)
 {
     char *text = NULL;
     size_t n = 0;
@@ -166,7 +166,7 @@ da_status da_noise_config_load(const char *path, da_noise_config *cfg)
     return s;
 }
 
-da_status da_noise_config_save(const char *path, const da_noise_config *c)
+da_status da_noise_config_save(const da_noise_config *c, const char *path)
 {
     char tmp[PATH_CAP];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
@@ -233,7 +233,7 @@ static da_status load_vae(const char *dir, da_vae **out)
     da_status s = join(cpath, dir, "vae", ".json");
     if (s == DA_OK) s = join(wpath, dir, "vae", ".safetensors");
     da_vae_config c = da_vae_config_default();
-    if (s == DA_OK) s = with_path(da_vae_config_load(cpath, &c), cpath);
+    if (s == DA_OK) s = with_path(da_vae_config_load(&c, cpath), cpath);
     if (s != DA_OK) return s;
     da_vae *m = da_vae_create(&c, 0);
     if (!m) return with_path(DA_ERR_INVALID, cpath);
@@ -249,7 +249,7 @@ static da_status load_unet(const char *dir, const char *name, da_unet **out)
     da_status s = join(cpath, dir, name, ".json");
     if (s == DA_OK) s = join(wpath, dir, name, ".safetensors");
     da_unet_config c = da_unet_config_default();
-    if (s == DA_OK) s = with_path(da_unet_config_load(cpath, &c), cpath);
+    if (s == DA_OK) s = with_path(da_unet_config_load(&c, cpath), cpath);
     if (s != DA_OK) return s;
     da_unet *m = da_unet_create(&c, 0);
     if (!m) return with_path(DA_ERR_INVALID, cpath);
@@ -266,7 +266,7 @@ static da_status load_noise(const char *dir, da_noise_config *c)
     *c = da_noise_config_default();
     da_status s = join(path, dir, "scheduler", ".json");
     if (s != DA_OK || access(path, F_OK) != 0) return s;
-    return da_noise_config_load(path, c);
+    return da_noise_config_load(c, path);
 }
 
 da_status da_pipeline_load(da_pipeline **out, const char *dir, const char *unet_name)

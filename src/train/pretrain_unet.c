@@ -76,7 +76,7 @@ static da_status load_vae(da_vae **out, const char *dir)
     da_status s = dp_path(cfg_path, dir, "vae", ".json");
     if (s == DA_OK) s = dp_path(path, dir, "vae", ".safetensors");
     da_vae_config c = da_vae_config_default();
-    if (s == DA_OK) s = da_vae_config_load(cfg_path, &c);
+    if (s == DA_OK) s = da_vae_config_load(&c, cfg_path);
     if (s == DA_OK && !(*out = da_vae_create(&c, 0))) s = DA_ERR_INVALID;
     if (s == DA_OK) s = da_vae_load(*out, path);
     if (s != DA_OK) {
@@ -304,10 +304,10 @@ static da_status save_outputs(unet_job *j, const da_trainer *tr, const da_pretra
     if (s == DA_OK) s = dp_path(path, o->out_dir, name, ".safetensors");
     if (s == DA_OK) s = da_unet_save(j->unet, path);
     if (s == DA_OK) s = dp_path(path, o->out_dir, name, ".json");
-    if (s == DA_OK) s = da_unet_config_save(path, &j->unet->cfg);
+    if (s == DA_OK) s = da_unet_config_save(&j->unet->cfg, path);
     /* the noise process it was trained with, for the pipeline */
     if (s == DA_OK) s = dp_path(path, o->out_dir, "scheduler", ".json");
-    if (s == DA_OK) s = da_noise_config_save(path, &j->noise);
+    if (s == DA_OK) s = da_noise_config_save(&j->noise, path);
     j->unet->params.data = live;
     return s;
 }

@@ -146,7 +146,7 @@ static da_status save_outputs(da_vae *m, const char *dir)
     if (s == DA_OK) s = dp_path(path, dir, "vae", ".safetensors");
     if (s == DA_OK) s = da_vae_save(m, path);
     if (s == DA_OK) s = dp_path(path, dir, "vae", ".json");
-    if (s == DA_OK) s = da_vae_config_save(path, &m->cfg);
+    if (s == DA_OK) s = da_vae_config_save(&m->cfg, path);
     return s;
 }
 
