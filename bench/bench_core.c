@@ -208,7 +208,7 @@ static void conv_section(void)
 
 typedef struct attn_ctx {
     int B, Tq, Tk, D, H;
-    float *q, *k, *v, *out, *att, *dout, *dq, *dk, *dv;
+    float *q, *k, *v, *out, *att, *dout, *dq, *dk, *dv, *ds;
 } attn_ctx;
 
 static void attn_fwd(void *p)
@@ -224,13 +224,13 @@ static void attn_fwd_bwd(void *p)
     memset(a->dq, 0, (size_t)a->B * a->Tq * a->D * sizeof(float));
     memset(a->dk, 0, (size_t)a->B * a->Tk * a->D * sizeof(float));
     memset(a->dv, 0, (size_t)a->B * a->Tk * a->D * sizeof(float));
-    da_attention_backward(a->dq, a->dk, a->dv, a->dout, a->att, a->q, a->k, a->v, a->B, a->Tq,
-                          a->Tk, a->D, a->H);
+    da_attention_backward(a->dq, a->dk, a->dv, a->dout, a->att, a->q, a->k, a->v, a->ds, a->B,
+                          a->Tq, a->Tk, a->D, a->H);
 }
 
 static void bench_attn(const char *key, int B, int Tq, int Tk, int D, int H)
 {
-    attn_ctx a = {B, Tq, Tk, D, H, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    attn_ctx a = {B, Tq, Tk, D, H, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     size_t nq = (size_t)B * Tq * D, nk = (size_t)B * Tk * D;
     a.q = alloc_fill(nq, 20);
     a.k = alloc_fill(nk, 21);
@@ -241,6 +241,7 @@ static void bench_attn(const char *key, int B, int Tq, int Tk, int D, int H)
     a.dq = alloc_fill(nq, 26);
     a.dk = alloc_fill(nk, 27);
     a.dv = alloc_fill(nk, 28);
+    a.ds = alloc_fill((size_t)Tq * Tk, 29);
     double ms_f = time_ms(attn_fwd, &a), ms_fb = time_ms(attn_fwd_bwd, &a);
     char label[96], name[96];
     snprintf(label, sizeof label, "B%d Tq%d Tk%d D%d H%d", B, Tq, Tk, D, H);
@@ -250,7 +251,7 @@ static void bench_attn(const char *key, int B, int Tq, int Tk, int D, int H)
     snprintf(name, sizeof name, "attn.%s.fwd_bwd", key);
     record(name, ms_fb);
     free(a.q), free(a.k), free(a.v), free(a.out), free(a.att), free(a.dout);
-    free(a.dq), free(a.dk), free(a.dv);
+    free(a.dq), free(a.dk), free(a.dv), free(a.ds);
 }
 
 static void attn_section(void)

@@ -244,8 +244,10 @@ da_tensor *da_log_softmax(da_tape *t, da_tensor *x);
  * for backward. */
 void da_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                           const uint8_t *key_keep, int B, int Tq, int Tk, int D, int n_heads, int causal);
+/* ds is caller scratch of Tq * Tk floats (reused across heads; may be NULL
+ * when dq and dk are both NULL). */
 void da_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
-                           const float *q, const float *k, const float *v,
+                           const float *q, const float *k, const float *v, float *ds,
                            int B, int Tq, int Tk, int D, int n_heads);
 da_tensor *da_attention(da_tape *t, da_tensor *q, da_tensor *k, da_tensor *v, int n_heads,
                         int causal, const uint8_t *key_keep);

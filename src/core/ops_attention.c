@@ -14,7 +14,6 @@
  * sequences flow through a model without poisoning the loss.) */
 #include <assert.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,20 +97,16 @@ static void softmax_rows_backward(float *ds, const float *a, int Tq, int Tk)
  * dq_h += dscores k_h / sqrt(hd); dk_h += dscores^T q_h / sqrt(hd).
  * Sums over query rows live inside one GEMM each, so their order is fixed. */
 void da_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
-                           const float *q, const float *k, const float *v,
+                           const float *q, const float *k, const float *v, float *ds,
                            int B, int Tq, int Tk, int D, int n_heads)
 {
     assert(n_heads > 0 && D % n_heads == 0);
+    assert(ds || (!dq && !dk));
     int H = n_heads, hd = D / n_heads;
     if (B == 0 || Tq == 0 || Tk == 0 || D == 0) return;
     float scale = 1.0f / sqrtf((float)hd);
     size_t TT = (size_t)Tq * Tk;
-    /* one (Tq, Tk) scratch per call, reused across heads */
-    float *ds = (dq || dk) ? malloc(TT * sizeof(float)) : NULL;
-    if ((dq || dk) && !ds) {
-        fprintf(stderr, "dalign: attention backward out of memory\n");
-        abort();
-    }
+    if (!dq && !dk) ds = NULL; /* only dv wanted: skip the score gradients */
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < H; h++) {
             size_t oq = (size_t)b * Tq * D + (size_t)h * hd;
@@ -125,15 +120,16 @@ void da_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
             if (dk) da_gemm(1, 0, Tk, hd, Tq, scale, ds, Tk, q + oq, D, 1.0f, dk + ok, D);
         }
     }
-    free(ds);
 }
 
-/* nd->i = {B, Tq, Tk, D, n_heads}; saved = att (B, H, Tq, Tk) */
+/* nd->i = {B, Tq, Tk, D, n_heads}; saved = att (B, H, Tq, Tk); saved2 = the
+ * (Tq, Tk) backward scratch, taken from the arena in forward so backward
+ * never allocates */
 static void attention_backward_node(const da_node *nd)
 {
     da_tensor *q = nd->in[0], *k = nd->in[1], *v = nd->in[2];
-    da_attention_backward(q->grad, k->grad, v->grad, nd->out->grad, nd->saved,
-                          q->data, k->data, v->data, nd->i[0], nd->i[1], nd->i[2], nd->i[3], nd->i[4]);
+    da_attention_backward(q->grad, k->grad, v->grad, nd->out->grad, nd->saved, q->data, k->data,
+                          v->data, nd->saved2, nd->i[0], nd->i[1], nd->i[2], nd->i[3], nd->i[4]);
 }
 
 /* q (B, Tq, D), k and v (B, Tk, D) -> (B, Tq, D). The mask is only read here:
@@ -155,8 +151,12 @@ da_tensor *da_attention(da_tape *t, da_tensor *q, da_tensor *k, da_tensor *v, in
     float *att = da_arena_alloc(&t->arena, (natt ? natt : 1) * sizeof(float));
     da_attention_forward(out->data, att, q->data, k->data, v->data, key_keep, B, Tq, Tk, D,
                          n_heads, causal);
-    da_node nd = {.backward = attention_backward_node, .out = out, .in = {q, k, v},
-                  .i = {B, Tq, Tk, D, n_heads, causal}, .saved = att};
-    da_tape_push(t, &nd);
+    if (out->grad) {
+        size_t nds = (size_t)Tq * Tk;
+        float *ds = da_arena_alloc(&t->arena, (nds ? nds : 1) * sizeof(float));
+        da_node nd = {.backward = attention_backward_node, .out = out, .in = {q, k, v},
+                      .i = {B, Tq, Tk, D, n_heads, causal}, .saved = att, .saved2 = ds};
+        da_tape_push(t, &nd);
+    }
     return out;
 }
