@@ -280,6 +280,11 @@ int cmd_sample(int argc, char **argv)
     da_pipeline *pipe;
     if (da_pipeline_load(&pipe, dir, a.unet) != DA_OK) {
         fprintf(stderr, "dalign sample: %s\n", da_last_error());
+        char probe[4096];
+        snprintf(probe, sizeof probe, "%s/text_encoder.json", dir);
+        if (access(probe, F_OK) != 0) /* no trained weights there at all: say how to get some */
+            fprintf(stderr, "dalign sample: '%s' holds no trained weights: train them with 'make weights' "
+                            "or point --weights / DALIGN_WEIGHTS at a weights directory\n", dir);
         return 1;
     }
     size_t nl = (size_t)pipe->vae->cfg.latent_channels * pipe->latent_h * pipe->latent_w;
