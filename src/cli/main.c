@@ -9,9 +9,10 @@ static const cli_command commands[] = {
     {"inspect", "list the tensors of a safetensors file", cmd_inspect},
     {"toy", "train and sample a tiny 2-D diffusion model (core demo)", cmd_toy},
     {"sample", "generate images from a text prompt (PNG)", cmd_sample},
-    {"train", "pretrain clip, vae or unet on generated shapes-world data", cmd_train},
+    {"train", "pretrain clip, vae or unet, or train the preference model (reward)", cmd_train},
     {"reward", "score images with a reward (faithful, jpeg, colorful, clip, pref, ...)", cmd_reward},
     {"eval-base", "faithfulness of the base model on held-in/held-out prompts, VAE PSNR", cmd_eval_base},
+    {"compare", "side-by-side table of two metrics.json files with deltas", cmd_compare},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 

@@ -1,7 +1,9 @@
 /* dalign train clip|vae|unet: pretraining on shapes-world data generated on
  * the fly (src/train/pretrain*.c), through the shared harness: progress bar,
  * JSONL metrics, periodic atomic checkpoints, bit-identical --resume,
- * SIGINT/SIGTERM -> checkpoint and exit 130/143. */
+ * SIGINT/SIGTERM -> checkpoint and exit 130/143.
+ * dalign train reward: the preference model on rater-labelled pairs
+ * (src/rewards/reward_run.c), a plain loop with its own few options. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -10,6 +12,7 @@
 
 #include "cli/cli.h"
 #include "dalign.h"
+#include "rewards/reward_run.h"
 
 enum { FOR_CLIP = 1, FOR_VAE = 2, FOR_UNET = 4, FOR_ALL = 7 };
 typedef enum { OPT_INT, OPT_LONG, OPT_FLOAT, OPT_U64, OPT_STR, OPT_WIDTH, OPT_OFF, OPT_ON } opt_kind;
@@ -75,6 +78,7 @@ static void usage(FILE *f, const char *model)
     int known = model && da_pretrain_defaults(model, &a.tc, &a.o) == DA_OK;
     fprintf(f,
             "Usage: dalign train clip|vae|unet [OPTIONS]\n"
+            "       dalign train reward [OPTIONS]   (options: dalign train reward --help)\n"
             "\n"
             "Pretrain a model on shapes-world data generated on the fly, then write its\n"
             "weights (EMA when kept) and JSON config into --out:\n"
@@ -289,6 +293,112 @@ static void print_done(const train_args *a, const da_pretrain_result *r, const c
     printf(" (%s %ld steps, last loss %.5f)\n", model, r->steps, (double)r->loss);
 }
 
+/* ------------------------------------------------------------------------ */
+/* dalign train reward                                                      */
+/* ------------------------------------------------------------------------ */
+
+static void reward_usage(FILE *f)
+{
+    da_reward_train_config d = da_reward_train_defaults();
+    fprintf(f,
+            "Usage: dalign train reward [OPTIONS]\n"
+            "\n"
+            "Train the preference model (docs/rater.md) with the Bradley-Terry loss on\n"
+            "fresh synthetic pairs labelled by the synthetic rater (ties dropped), then\n"
+            "write OUT/reward_net.{json,safetensors}, the files the `pref` reward loads.\n"
+            "At the end it reports the model's pair accuracy on validation pairs it never\n"
+            "saw (train split and held-out split) next to the rater's own noiseless\n"
+            "accuracy on the same noisy labels, and their ratio (target >= 0.90).\n"
+            "Same options, same bits. Exit status: 0 done, 1 failure, 2 usage error.\n"
+            "\n"
+            "Options:\n"
+            "  --steps N       optimizer steps (default %d)\n"
+            "  --batch B       pairs per step (default %d)\n"
+            "  --lr LR         peak learning rate (default %g; %d warmup steps, then cosine to %g)\n"
+            "  --seed S        seed of the init, the pairs and the label noise (default %llu)\n"
+            "  --val-pairs N   validation pairs per split (default %d; 0: no validation)\n"
+            "  --out DIR       where the weights go (default weights)\n"
+            "  --threads N     worker threads (results do not depend on it)\n"
+            "  --quiet         no progress lines on stderr\n",
+            d.steps, d.batch, (double)d.lr, d.warmup, (double)d.min_lr, (unsigned long long)d.seed, d.val_pairs);
+}
+
+/* 0 ok, 1 --help shown, 2 usage error */
+static int reward_parse(int argc, char **argv, da_reward_train_config *c, const char **out, int *threads,
+                        int *quiet)
+{
+    for (int i = 2; i < argc; i++) {
+        const char *o = argv[i];
+        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
+            reward_usage(stdout);
+            return 1;
+        }
+        if (!strcmp(o, "--quiet")) {
+            *quiet = 1;
+            continue;
+        }
+        /* every other option takes a value: reuse the generic parser */
+        opt_def d = {o, OPT_INT, 0, NULL, 1};
+        if (!strcmp(o, "--steps")) d.target = &c->steps;
+        else if (!strcmp(o, "--batch")) d.target = &c->batch;
+        else if (!strcmp(o, "--val-pairs")) d = (opt_def){o, OPT_INT, 0, &c->val_pairs, 0};
+        else if (!strcmp(o, "--threads")) d.target = threads;
+        else if (!strcmp(o, "--lr")) d = (opt_def){o, OPT_FLOAT, 0, &c->lr, 1e-30};
+        else if (!strcmp(o, "--seed")) d = (opt_def){o, OPT_U64, 0, &c->seed, 0};
+        else if (!strcmp(o, "--out")) d = (opt_def){o, OPT_STR, 0, out, 0};
+        if (!d.target) {
+            fprintf(stderr, "dalign train reward: unknown option '%s' (see dalign train reward --help)\n", o);
+            return 2;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "dalign train reward: option %s needs a value\n", o);
+            return 2;
+        }
+        if (parse_value(&d, argv[++i]) != 0) {
+            fprintf(stderr, "dalign train reward: bad value for %s: '%s'\n", o, argv[i]);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+static void reward_report(const da_reward_train_report *r, const da_reward_train_config *c, const char *out)
+{
+    printf("wrote %s/%s.{json,safetensors} (%d steps x %d pairs, BT loss %.4f -> %.4f)\n", out,
+           DA_REWARD_NET_NAME, c->steps, c->batch, (double)r->loss_first, (double)r->loss_last);
+    if (c->val_pairs == 0) return;
+    printf("pair accuracy on %d validation pairs per split (vs the rater's noisy labels):\n", r->n_val);
+    printf("  %-10s %8s %16s %8s\n", "split", "model", "rater noiseless", "ratio");
+    /* rater_acc > 0: at least one pair, and the noiseless rater beats chance on them */
+    printf("  %-10s %8.4f %16.4f %8.3f\n", "train", (double)r->acc, (double)r->rater_acc,
+           r->rater_acc > 0 ? (double)(r->acc / r->rater_acc) : 0.0);
+    printf("  %-10s %8.4f %16.4f %8.3f\n", "held-out", (double)r->heldout_acc, (double)r->heldout_rater_acc,
+           r->heldout_rater_acc > 0 ? (double)(r->heldout_acc / r->heldout_rater_acc) : 0.0);
+}
+
+static int train_reward(int argc, char **argv)
+{
+    da_reward_train_config c = da_reward_train_defaults();
+    const char *out = "weights";
+    int threads = 0, quiet = 0;
+    int rc = reward_parse(argc, argv, &c, &out, &threads, &quiet);
+    if (rc) return rc == 1 ? 0 : rc;
+    if (c.warmup >= c.steps) c.warmup = c.steps / 10;   /* short runs: keep the cosine part */
+    c.log_every = quiet ? 0 : 100;
+    if (threads > 0) da_set_threads(threads);
+    printf("dalign train reward: %d steps x %d pairs, lr %g -> %g (warmup %d, cosine), seed %llu, %d threads\n",
+           c.steps, c.batch, (double)c.lr, (double)c.min_lr, c.warmup, (unsigned long long)c.seed,
+           da_get_threads());
+    fflush(stdout);
+    da_reward_train_report r;
+    if (da_reward_net_train_to_dir(NULL, &c, out, &r) != DA_OK) {
+        fprintf(stderr, "dalign train reward: %s\n", da_last_error());
+        return 1;
+    }
+    reward_report(&r, &c, out);
+    return 0;
+}
+
 int cmd_train(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
@@ -296,11 +406,12 @@ int cmd_train(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     const char *model = argv[1];
+    if (!strcmp(model, "reward")) return train_reward(argc, argv);
     train_args a;
     memset(&a, 0, sizeof a);
     if (da_pretrain_defaults(model, &a.tc, &a.o) != DA_OK) {
-        fprintf(stderr, "dalign train: unknown model '%s' (expected %s, %s or %s)\n", model, model_names[0],
-                model_names[1], model_names[2]);
+        fprintf(stderr, "dalign train: unknown model '%s' (expected %s, %s, %s or reward)\n", model,
+                model_names[0], model_names[1], model_names[2]);
         return 2;
     }
     a.tc.ckpt_every = 500;

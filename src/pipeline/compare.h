@@ -1,0 +1,53 @@
+/* Comparing two metrics.json files (`dalign compare`, src/cli/compare.c):
+ * every numeric value of a file, with nested objects and arrays flattened to
+ * dotted keys ("held_out.faithfulness.mean", "held_out.faithfulness.ci95.0"),
+ * then a side-by-side table of the keys both files have, with B - A and the
+ * relative change, and the keys only one file has. */
+#ifndef DA_PIPELINE_COMPARE_H
+#define DA_PIPELINE_COMPARE_H
+
+#include <stdio.h>
+
+#include "dalign.h"
+
+#define DA_METRIC_KEY_MAX 512   /* bytes of a flattened key, NUL included */
+
+typedef struct da_flat_metric {
+    char key[DA_METRIC_KEY_MAX];
+    double value;
+} da_flat_metric;
+
+/* The numeric leaves of a JSON document, in document order. Strings,
+ * booleans and nulls are skipped. */
+typedef struct da_flat_metrics {
+    int n, cap;
+    da_flat_metric *m;
+} da_flat_metrics;
+
+/* Parse text[0..len) with the strict JSON parser and flatten it. *out is
+ * zeroed first (free with da_flat_metrics_free, also after an error).
+ * DA_ERR_FORMAT (with the parser's message) for malformed JSON, a top level
+ * that is not an object, a number that is not finite as a double, a key
+ * that flattens to one already seen, or a key longer than
+ * DA_METRIC_KEY_MAX - 1 bytes. */
+da_status da_flat_metrics_parse(const char *text, size_t len, da_flat_metrics *out);
+/* The same from a file: DA_ERR_IO (naming it) when it cannot be read;
+ * format errors name the file too. */
+da_status da_flat_metrics_load(const char *path, da_flat_metrics *out);
+void da_flat_metrics_free(da_flat_metrics *m);
+/* The leaf called key, or NULL. */
+const da_flat_metric *da_flat_metrics_find(const da_flat_metrics *m, const char *key);
+
+/* Counts of what da_flat_metrics_compare printed. */
+typedef struct da_compare_counts {
+    int both, only_a, only_b;
+} da_compare_counts;
+
+/* The table to f: one row per key of a that b has too (in a's order):
+ * A, B, B - A and (B - A) / |A| in percent ("-" when A is 0); then the keys
+ * only in a, then those only in b, with their values. name_a and name_b
+ * label the columns' files. counts may be NULL. */
+void da_flat_metrics_compare(FILE *f, const da_flat_metrics *a, const da_flat_metrics *b, const char *name_a,
+                        const char *name_b, da_compare_counts *counts);
+
+#endif

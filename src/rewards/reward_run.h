@@ -1,0 +1,19 @@
+/* `dalign train reward` as a library call (src/cli/train.c, its test
+ * tests/test_train_reward.c): create the preference model, initialise it,
+ * train it on rater pairs (da_reward_net_train) and save it where the `pref`
+ * reward loads it: DIR/reward_net.json + DIR/reward_net.safetensors. */
+#ifndef DA_REWARDS_REWARD_RUN_H
+#define DA_REWARDS_REWARD_RUN_H
+
+#include "dalign.h"
+
+#define DA_REWARD_NET_NAME "reward_net"   /* the basename rewards.c loads for `pref` */
+
+/* cfg: the network (NULL: da_reward_net_config_default()); tc: training,
+ * its seed also seeds the init; out_dir is created if missing. Nothing is
+ * written unless training succeeds (both files are written atomically).
+ * rep may be NULL. DA_ERR_INVALID for a bad config or out_dir. */
+da_status da_reward_net_train_to_dir(const da_reward_net_config *cfg, const da_reward_train_config *tc,
+                                     const char *out_dir, da_reward_train_report *rep);
+
+#endif
