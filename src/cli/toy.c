@@ -21,50 +21,43 @@
 #define IN_DIM 4  /* x_t (2), sin and cos of the noise angle */
 #define T_MAX 0.98f /* alpha_bar(T_MAX) = 1e-3: keeps 1/sqrt(alpha_bar) finite */
 
-/* One parameter buffer, described by a table (the pattern every model uses). */
-typedef struct { const char *name; int ndim; int shape[2]; } param_spec;
-static const param_spec toy_params[] = {
-    {"fc1.weight", 2, {HIDDEN, IN_DIM}}, {"fc1.bias", 1, {HIDDEN}},
-    {"fc2.weight", 2, {HIDDEN, HIDDEN}}, {"fc2.bias", 1, {HIDDEN}},
-    {"fc3.weight", 2, {2, HIDDEN}},      {"fc3.bias", 1, {2}},
-};
-#define N_PARAMS (int)(sizeof toy_params / sizeof toy_params[0])
-
-typedef struct {
-    float *params, *grads, *m, *v, *ema; /* each n_params floats, same layout */
-    size_t offset[N_PARAMS];
-    size_t n_params;
-} toy_model;
-
-static void toy_model_init(toy_model *tm, da_rng *rng)
+/* One parameter buffer described by a table of PyTorch names (da_params, the
+ * pattern every model uses); AdamW's m and v and the EMA share its layout. */
+static void toy_params_build(da_params *p, int with_grad)
 {
-    size_t n = 0;
-    for (int i = 0; i < N_PARAMS; i++) {
-        tm->offset[i] = n;
-        n += da_shape_size(toy_params[i].ndim, toy_params[i].shape);
+    const int fc1_w[2] = {HIDDEN, IN_DIM}, fc2_w[2] = {HIDDEN, HIDDEN}, fc3_w[2] = {2, HIDDEN};
+    const int hidden[1] = {HIDDEN}, out[1] = {2};
+    da_params_init(p);
+    da_params_add(p, "fc1.weight", 2, fc1_w);
+    da_params_add(p, "fc1.bias", 1, hidden);
+    da_params_add(p, "fc2.weight", 2, fc2_w);
+    da_params_add(p, "fc2.bias", 1, hidden);
+    da_params_add(p, "fc3.weight", 2, fc3_w);
+    da_params_add(p, "fc3.bias", 1, out);
+    if (da_params_alloc(p, with_grad) != DA_OK) {
+        fprintf(stderr, "dalign toy: %s\n", da_last_error());
+        exit(1);
     }
-    tm->n_params = n;
-    tm->params = calloc(n, sizeof(float));
-    tm->grads = calloc(n, sizeof(float));
-    tm->m = calloc(n, sizeof(float));
-    tm->v = calloc(n, sizeof(float));
-    tm->ema = calloc(n, sizeof(float));
-    /* PyTorch's nn.Linear default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias */
-    for (int i = 0; i < N_PARAMS; i++) {
-        const param_spec *p = &toy_params[i];
-        int fan_in = p->ndim == 2 ? p->shape[1] : toy_params[i - 1].shape[1];
-        float bound = 1.0f / sqrtf((float)fan_in);
-        size_t cnt = da_shape_size(p->ndim, p->shape);
-        float *w = tm->params + tm->offset[i];
-        da_rand(rng, w, cnt);
-        for (size_t j = 0; j < cnt; j++) w[j] = (2.0f * w[j] - 1.0f) * bound;
-    }
-    memcpy(tm->ema, tm->params, n * sizeof(float));
 }
 
-static void toy_model_free(toy_model *tm)
+/* PyTorch's nn.Linear default, in table order: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+ * for the weight and for the bias that follows it */
+static void toy_params_init(da_params *p, da_rng *rng)
 {
-    free(tm->params); free(tm->grads); free(tm->m); free(tm->v); free(tm->ema);
+    for (int i = 0; i < p->n; i++) {
+        int fan_in = p->ndim[i] == 2 ? p->shape[i][1] : p->shape[i - 1][1];
+        da_init_uniform(rng, p->data + p->offset[i], da_shape_size(p->ndim[i], p->shape[i]),
+                        1.0f / sqrtf((float)fan_in));
+    }
+}
+
+/* The same table over other weights (the EMA): shares names, no gradients. */
+static da_params toy_params_view(const da_params *p, float *data)
+{
+    da_params v = *p;
+    v.data = data;
+    v.grad = NULL;
+    return v;
 }
 
 /* cosine schedule: alpha_bar(t) = cos^2(pi t / 2), t in [0, 1] */
@@ -74,9 +67,8 @@ static float alpha_bar(float t)
     return c * c;
 }
 
-/* eps_theta(x_t, t): x (B, 2), t (B) -> (B, 2), with params at `p` (grads at `g` or NULL) */
-static da_tensor *toy_forward(da_tape *tape, const toy_model *tm, float *p, float *g,
-                              const float *x, const float *t, int B)
+/* eps_theta(x_t, t): x (B, 2), t (B) -> (B, 2) */
+static da_tensor *toy_forward(da_tape *tape, const da_params *p, const float *x, const float *t, int B)
 {
     float *in = da_arena_alloc(&tape->arena, (size_t)B * IN_DIM * sizeof(float));
     for (int b = 0; b < B; b++) {
@@ -85,15 +77,11 @@ static da_tensor *toy_forward(da_tape *tape, const toy_model *tm, float *p, floa
         in[b * IN_DIM + 2] = sinf(0.5f * (float)M_PI * t[b]);
         in[b * IN_DIM + 3] = cosf(0.5f * (float)M_PI * t[b]);
     }
-    da_tensor *w[N_PARAMS];
-    for (int i = 0; i < N_PARAMS; i++)
-        w[i] = da_leaf(tape, p + tm->offset[i], g ? g + tm->offset[i] : NULL, toy_params[i].ndim,
-                       toy_params[i].shape);
     int in_shape[2] = {B, IN_DIM};
     da_tensor *h = da_leaf(tape, in, NULL, 2, in_shape);
-    h = da_silu(tape, da_linear(tape, h, w[0], w[1]));
-    h = da_silu(tape, da_linear(tape, h, w[2], w[3]));
-    return da_linear(tape, h, w[4], w[5]);
+    h = da_silu(tape, da_linear(tape, h, da_params_leaf(tape, p, "fc1.weight"), da_params_leaf(tape, p, "fc1.bias")));
+    h = da_silu(tape, da_linear(tape, h, da_params_leaf(tape, p, "fc2.weight"), da_params_leaf(tape, p, "fc2.bias")));
+    return da_linear(tape, h, da_params_leaf(tape, p, "fc3.weight"), da_params_leaf(tape, p, "fc3.bias"));
 }
 
 static void sample_data(da_rng *rng, float *x0, int B)
@@ -112,7 +100,7 @@ static void sample_data(da_rng *rng, float *x0, int B)
 }
 
 /* Deterministic DDIM (eta = 0) from pure noise, `steps` steps from T_MAX to 0. */
-static void ddim_sample(const toy_model *tm, float *p, uint64_t seed, float *x, int B, int steps)
+static void ddim_sample(const da_params *p, uint64_t seed, float *x, int B, int steps)
 {
     da_rng rng;
     da_rng_seed(&rng, seed);
@@ -126,7 +114,7 @@ static void ddim_sample(const toy_model *tm, float *p, uint64_t seed, float *x, 
         float a = alpha_bar(t), a_prev = s == steps - 1 ? 1.0f : alpha_bar(t_prev);
         for (int b = 0; b < B; b++) tt[b] = t;
         da_tape_reset(&tape);
-        da_tensor *eps = toy_forward(&tape, tm, p, NULL, x, tt, B);
+        da_tensor *eps = toy_forward(&tape, p, x, tt, B);
         for (int i = 0; i < 2 * B; i++) {
             float x0 = (x[i] - sqrtf(1.0f - a) * eps->data[i]) / sqrtf(a);
             x[i] = sqrtf(a_prev) * x0 + sqrtf(1.0f - a_prev) * eps->data[i];
@@ -171,29 +159,6 @@ static void ascii_plot(const float *x, int B)
     }
 }
 
-static int save_checkpoint(const char *path, const toy_model *tm, const float *p)
-{
-    da_st_entry e[N_PARAMS];
-    for (int i = 0; i < N_PARAMS; i++) {
-        e[i].name = toy_params[i].name;
-        e[i].data = p + tm->offset[i];
-        e[i].ndim = toy_params[i].ndim;
-        memcpy(e[i].shape, toy_params[i].shape, sizeof toy_params[i].shape);
-    }
-    da_st_meta meta[1] = {{"model", "dalign toy 2-D eps-prediction MLP (EMA weights)"}};
-    return da_st_write(path, e, N_PARAMS, meta, 1);
-}
-
-static int load_checkpoint(const char *path, const toy_model *tm, float *p)
-{
-    da_safetensors *st;
-    da_status s = da_st_open(path, &st);
-    for (int i = 0; s == DA_OK && i < N_PARAMS; i++)
-        s = da_st_read(st, toy_params[i].name, p + tm->offset[i], toy_params[i].ndim, toy_params[i].shape);
-    if (st) da_st_close(st);
-    return s;
-}
-
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -234,13 +199,22 @@ int cmd_toy(int argc, char **argv)
 
     da_rng rng;
     da_rng_seed(&rng, (uint64_t)seed);
-    toy_model tm;
-    toy_model_init(&tm, &rng);
+    da_params net;
+    toy_params_build(&net, 1);
+    toy_params_init(&net, &rng);
+    float *m = calloc(net.total, sizeof(float)), *v = calloc(net.total, sizeof(float));
+    float *ema = malloc(net.total * sizeof(float));
+    if (!m || !v || !ema) {
+        fprintf(stderr, "dalign toy: out of memory\n");
+        return 1;
+    }
+    memcpy(ema, net.data, net.total * sizeof(float));
+    da_params ema_view = toy_params_view(&net, ema);
     const int n_eval = 2000, ddim_steps = 50;
     float *samples = malloc((size_t)n_eval * 2 * sizeof(float));
-    ddim_sample(&tm, tm.params, (uint64_t)seed + 1, samples, n_eval, ddim_steps);
+    ddim_sample(&net, (uint64_t)seed + 1, samples, n_eval, ddim_steps);
     printf("dalign toy: 2-D diffusion on %d blobs, MLP 4-%d-%d-2 (%zu parameters), %d threads\n",
-           N_MODES, HIDDEN, HIDDEN, tm.n_params, da_get_threads());
+           N_MODES, HIDDEN, HIDDEN, net.total, da_get_threads());
     printf("  before training: %.1f%% of %d DDIM samples land on a blob\n", 100.0f * on_mode_fraction(samples, n_eval), n_eval);
 
     da_adamw opt = {.lr = 2e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 1e-4f};
@@ -260,15 +234,15 @@ int cmd_toy(int argc, char **argv)
             for (int j = 0; j < 2; j++) xt[2 * b + j] = sqrtf(a) * x0[2 * b + j] + sqrtf(1.0f - a) * eps[2 * b + j];
         }
         da_tape_reset(&tape);
-        memset(tm.grads, 0, tm.n_params * sizeof(float));
-        da_tensor *pred = toy_forward(&tape, &tm, tm.params, tm.grads, xt, t, B);
+        da_params_zero_grad(&net);
+        da_tensor *pred = toy_forward(&tape, &net, xt, t, B);
         int eps_shape[2] = {B, 2};
         da_tensor *loss = da_mse(&tape, pred, da_leaf(&tape, eps, NULL, 2, eps_shape));
         da_tape_backward(&tape, loss);
-        da_grad_clip(tm.grads, tm.n_params, 1.0f);
+        da_grad_clip(net.grad, net.total, 1.0f);
         opt.lr = da_lr_at(DA_LR_COSINE, 2e-3f, 1e-5f, step, 100, steps);
-        da_adamw_step(tm.params, tm.grads, tm.m, tm.v, tm.n_params, step + 1, &opt);
-        da_ema_update(tm.ema, tm.params, tm.n_params, 0.995f);
+        da_adamw_step(net.data, net.grad, m, v, net.total, step + 1, &opt);
+        da_ema_update(ema, net.data, net.total, 0.995f);
         loss_avg = step == 0 ? loss->data[0] : 0.98 * loss_avg + 0.02 * loss->data[0];
         if (step == 0) first_loss = loss->data[0];
         if ((step + 1) % (steps / 5 > 0 ? steps / 5 : 1) == 0)
@@ -276,34 +250,37 @@ int cmd_toy(int argc, char **argv)
     }
     printf("  loss %.4f -> %.4f (predicting zero noise scores 1.0)\n", first_loss, loss_avg);
 
-    ddim_sample(&tm, tm.ema, (uint64_t)seed + 1, samples, n_eval, ddim_steps);
+    ddim_sample(&ema_view, (uint64_t)seed + 1, samples, n_eval, ddim_steps);
     float frac = on_mode_fraction(samples, n_eval);
     printf("  after training:  %.1f%% of %d DDIM samples (%d steps, EMA weights) land on a blob\n",
            100.0f * frac, n_eval, ddim_steps);
     ascii_plot(samples, n_eval);
 
     int rc = 0;
-    if (save_checkpoint(out_path, &tm, tm.ema) != DA_OK) {
+    da_st_meta meta[1] = {{"model", "dalign toy 2-D eps-prediction MLP (EMA weights)"}};
+    if (da_params_save(&ema_view, out_path, meta, 1) != DA_OK) {
         fprintf(stderr, "dalign toy: cannot save %s: %s\n", out_path, da_last_error());
         rc = 1;
     } else {
-        float *reloaded = calloc(tm.n_params, sizeof(float));
+        da_params reloaded; /* a fresh model: the strict loader checks every name and shape */
+        toy_params_build(&reloaded, 0);
         float *again = malloc((size_t)n_eval * 2 * sizeof(float));
-        if (load_checkpoint(out_path, &tm, reloaded) != DA_OK) {
+        if (da_params_load(&reloaded, out_path) != DA_OK) {
             fprintf(stderr, "dalign toy: cannot reload %s: %s\n", out_path, da_last_error());
             rc = 1;
         } else {
-            ddim_sample(&tm, reloaded, (uint64_t)seed + 1, again, n_eval, ddim_steps);
+            ddim_sample(&reloaded, (uint64_t)seed + 1, again, n_eval, ddim_steps);
             int same = memcmp(again, samples, (size_t)n_eval * 2 * sizeof(float)) == 0;
             printf("  saved %s; reloaded weights sample %s\n", out_path,
                    same ? "the same bits" : "DIFFERENT bits (bug)");
             if (!same) rc = 1;
         }
-        free(reloaded);
+        da_params_free(&reloaded);
         free(again);
     }
     free(x0); free(eps); free(xt); free(t); free(samples);
     da_tape_free(&tape);
-    toy_model_free(&tm);
+    free(m); free(v); free(ema);
+    da_params_free(&net);
     return rc;
 }
