@@ -195,7 +195,7 @@ static void bench_conv(const char *key, int N, int C, int H, int W, int O, int k
 
 static void conv_section(void)
 {
-    printf("\n== conv2d (im2col + GEMM per image); fwd+bwd = forward, zero grads, backward "
+    printf("\n== conv2d (im2col + one GEMM per group of images); fwd+bwd = forward, zero grads, backward "
            "(dinp, dweight, dbias)\n");
     printf("%-30s | %-9s %8s | %-9s %8s\n", "shape", "fwd ms", "GFLOP/s", "fwd+bwd", "GFLOP/s");
     bench_conv("c64_32x32", 16, 64, 32, 32, 64, 3, 1, 1);
