@@ -81,6 +81,28 @@ static void test_linear_threads(void **state)
     free_case(&c);
 }
 
+/* Zero-width inputs: linear over C = 0 features gives the bias (an empty
+ * sum), a matmul over K = 0 gives zeros, and neither divides by zero. */
+static void test_linear_zero_width(void **state)
+{
+    (void)state;
+    da_tape t;
+    da_tape_init(&t, 1 << 16);
+    da_tape_set_grad(&t, 0);
+    float dummy[1] = {0.0f}, bias[3] = {1.0f, 2.0f, 3.0f};
+    int xs[2] = {2, 0}, ws[2] = {3, 0}, bs[1] = {3};
+    da_tensor *y = da_linear(&t, da_leaf(&t, dummy, NULL, 2, xs), da_leaf(&t, dummy, NULL, 2, ws),
+                             da_leaf(&t, bias, NULL, 1, bs));
+    assert_int_equal(y->shape[0], 2);
+    assert_int_equal(y->shape[1], 3);
+    for (int i = 0; i < 6; i++) assert_true(y->data[i] == bias[i % 3]);
+    int as[3] = {2, 2, 0}, bs2[3] = {2, 0, 3};
+    da_tensor *m = da_matmul(&t, da_leaf(&t, dummy, NULL, 3, as), da_leaf(&t, dummy, NULL, 3, bs2));
+    assert_int_equal(m->size, 12);
+    for (size_t i = 0; i < m->size; i++) assert_true(m->data[i] == 0.0f);
+    da_tape_free(&t);
+}
+
 int main(void)
 {
     da_threads_init();
@@ -88,6 +110,7 @@ int main(void)
         cmocka_unit_test(test_linear_gradcheck),
         cmocka_unit_test(test_linear_vs_torch),
         cmocka_unit_test(test_linear_threads),
+        cmocka_unit_test(test_linear_zero_width),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

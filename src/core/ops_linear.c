@@ -44,7 +44,7 @@ da_tensor *da_linear(da_tape *t, da_tensor *x, da_tensor *w, da_tensor *b)
     assert(x->ndim >= 1 && w->ndim == 2);
     int C = x->shape[x->ndim - 1], OC = w->shape[0];
     assert(w->shape[1] == C && (!b || (int)b->size == OC));
-    int N = (int)(x->size / (size_t)C);
+    int N = (int)da_shape_size(x->ndim - 1, x->shape); /* rows: all leading dims */
     int shape[DA_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = OC;
@@ -91,7 +91,7 @@ da_tensor *da_matmul(da_tape *t, da_tensor *a, da_tensor *b)
     int M = a->shape[nd_ - 2], K = a->shape[nd_ - 1], N = b->shape[nd_ - 1];
     assert(b->shape[nd_ - 2] == K);
     for (int i = 0; i < nd_ - 2; i++) assert(a->shape[i] == b->shape[i]);
-    int B = (int)(a->size / ((size_t)M * K));
+    int B = (int)da_shape_size(nd_ - 2, a->shape); /* batch: all leading dims */
     int shape[DA_MAX_DIMS];
     memcpy(shape, a->shape, sizeof shape);
     shape[nd_ - 1] = N;

@@ -325,7 +325,7 @@ da_status da_st_parse(const void *bytes, size_t n, da_safetensors **out)
 static da_status read_file(const char *path, uint8_t **out, size_t *out_n)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return da_fail(DA_ERR_IO, "cannot open: %s", strerror(errno));
+    if (fd < 0) return da_fail(DA_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     struct stat sb;
     size_t cap = 1 << 16;
     if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size < SIZE_MAX - 1)

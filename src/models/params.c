@@ -138,16 +138,26 @@ da_status da_params_save(const da_params *p, const char *path, const da_st_meta 
     return s;
 }
 
+/* All or nothing: the tensors are read into a staging buffer and copied over
+ * the model only when every name and shape matched, so a failed load never
+ * leaves a mix of old and new weights. */
 da_status da_params_load_st(da_params *p, const da_safetensors *st)
 {
-    for (int i = 0; i < p->n; i++) {
-        da_status s = da_st_read(st, p->names[i], p->data + p->offset[i], p->ndim[i], p->shape[i]);
-        if (s != DA_OK) return s;
-    }
     for (int i = 0; i < st->n_tensors; i++)
         if (da_params_find(p, st->tensors[i].name) < 0)
             return da_fail(DA_ERR_FORMAT, "unexpected tensor '%s' (not a parameter of this model)",
                            st->tensors[i].name);
+    float *stage = malloc((p->total ? p->total : 1) * sizeof(float));
+    if (!stage) return da_fail(DA_ERR_NOMEM, "cannot allocate %zu parameters", p->total);
+    for (int i = 0; i < p->n; i++) {
+        da_status s = da_st_read(st, p->names[i], stage + p->offset[i], p->ndim[i], p->shape[i]);
+        if (s != DA_OK) {
+            free(stage);
+            return s;
+        }
+    }
+    memcpy(p->data, stage, p->total * sizeof(float));
+    free(stage);
     return DA_OK;
 }
 
