@@ -19,30 +19,6 @@ static da_clip_config oracle_config(void)
     return c;
 }
 
-static float max_abs(const float *x, size_t n)
-{
-    float m = 0.0f;
-    for (size_t i = 0; i < n; i++) m = fmaxf(m, fabsf(x[i]));
-    return m;
-}
-
-/* got vs the reference tensor `name`: |err| <= rel * max(max|ref|, floor) */
-static void check_scaled(da_safetensors *st, const char *name, const float *got, size_t n, double rel,
-                         double floor)
-{
-    float *want = tu_ref(st, name, n);
-    double scale = fmax(max_abs(want, n), floor);
-    if (getenv("DA_TEST_VERBOSE")) {
-        double err = 0.0;
-        for (size_t i = 0; i < n; i++) err = fmax(err, fabs((double)got[i] - want[i]));
-        printf("  %s: max err / scale = %.3g\n", name, err / scale);
-    }
-    char label[256];
-    snprintf(label, sizeof label, "%s vs PyTorch (atol %.0e * %.3g)", name, rel, scale);
-    tu_assert_close(label, got, want, n, rel * scale, 0.0);
-    free(want);
-}
-
 /* Parity of the full model: emb = tower(images), loss = InfoNCE(emb, txt,
  * logit_scale), gradients of loss + sum(emb * r_emb) for every parameter,
  * the images and txt. Tolerance 2e-5 of each tensor's max|ref| (floor: 1e-2
@@ -68,14 +44,14 @@ static void test_clip_vs_torch(void **state)
     da_tensor *emb = da_clip_image_forward(&t, m, da_leaf(&t, images, dimages, 4, ishape));
     assert_non_null(emb);
     da_tensor *loss = da_clip_loss(&t, emb, da_leaf(&t, txt, dtxt, 2, tshape), da_clip_logit_scale(&t, m));
-    check_scaled(st, "emb", emb->data, emb->size, 2e-5, 0.0);
-    check_scaled(st, "loss", loss->data, 1, 2e-5, 0.0);
+    tu_check_scaled(st, "emb", emb->data, emb->size, 2e-5, 0.0);
+    tu_check_scaled(st, "loss", loss->data, 1, 2e-5, 0.0);
     for (size_t i = 0; i < emb->size; i++) emb->grad[i] += r_emb[i];  /* seed before replay */
     da_tape_backward(&t, loss);
 
     tu_compare_params(st, "grad.", &m->params, 2e-5, 1e-2);  /* floor: 1e-2 of the largest, see above */
-    check_scaled(st, "grad.images", dimages, (size_t)B * 3 * 32 * 32, 2e-5, 0.0);
-    check_scaled(st, "grad.txt", dtxt, (size_t)B * E, 2e-5, 0.0);
+    tu_check_scaled(st, "grad.images", dimages, (size_t)B * 3 * 32 * 32, 2e-5, 0.0);
+    tu_check_scaled(st, "grad.txt", dtxt, (size_t)B * E, 2e-5, 0.0);
 
     da_tape_free(&t);
     free(images); free(txt); free(dimages); free(dtxt); free(r_emb);
@@ -221,7 +197,7 @@ static void test_clip_default_threads(void **state)
     tu_assert_bits("loss, 1 vs 2 threads", &a.loss, &b.loss, 1);
     tu_assert_bits("parameter grads, 1 vs 2 threads", a.grad, b.grad, m->params.total);
     tu_assert_bits("image grads, 1 vs 2 threads", a.dimages, b.dimages, (size_t)B * 3 * 32 * 32);
-    assert_true(isfinite(a.loss) && max_abs(a.grad, m->params.total) > 0.0f);
+    assert_true(isfinite(a.loss) && tu_max_abs(a.grad, m->params.total) > 0.0f);
     free(a.emb); free(a.grad); free(a.dimages);
     free(b.emb); free(b.grad); free(b.dimages);
     free(images);

@@ -17,28 +17,6 @@ static da_text_config oracle_config(void)
     return c;
 }
 
-static float max_abs(const float *x, size_t n)
-{
-    float m = 0.0f;
-    for (size_t i = 0; i < n; i++) m = fmaxf(m, fabsf(x[i]));
-    return m;
-}
-
-/* Compare got with the reference tensor `name`, |err| <= rel * max|ref|. */
-static void check_scaled(da_safetensors *st, const char *name, const float *got, size_t n, double rel)
-{
-    float *want = tu_ref(st, name, n);
-    if (getenv("DA_TEST_VERBOSE")) {
-        double err = 0.0;
-        for (size_t i = 0; i < n; i++) err = fmax(err, fabs((double)got[i] - want[i]));
-        printf("  %s: max err / max|ref| = %.3g\n", name, err / max_abs(want, n));
-    }
-    char label[256];
-    snprintf(label, sizeof label, "%s vs PyTorch (atol %.0e * max|ref|)", name, rel);
-    tu_assert_close(label, got, want, n, rel * max_abs(want, n), 0.0);
-    free(want);
-}
-
 /* Parity: forward features and pooled output and the gradient of
  * sum(features * R1) + sum(pooled * R2) w.r.t. every parameter.
  * Tolerance 2e-5 * max|ref| per tensor: f32 against f32 with different GEMM
@@ -71,8 +49,8 @@ static void test_text_vs_torch(void **state)
     da_tensor *pooled = da_text_encoder_pool(&t, m, feats, eos);
     assert_int_equal(feats->size, (size_t)B * T * 32);
     assert_int_equal(pooled->size, (size_t)B * 16);
-    check_scaled(st, "features", feats->data, feats->size, 2e-5);
-    check_scaled(st, "pooled", pooled->data, pooled->size, 2e-5);
+    tu_check_scaled(st, "features", feats->data, feats->size, 2e-5, 0.0);
+    tu_check_scaled(st, "pooled", pooled->data, pooled->size, 2e-5, 0.0);
 
     float *r1 = tu_ref(st, "r_features", feats->size), *r2 = tu_ref(st, "r_pooled", pooled->size);
     /* feats is upstream of pooled, so its seed is in place before replay reaches it */
@@ -196,7 +174,7 @@ static void test_text_default_threads(void **state)
     tu_assert_bits("features, 1 vs 2 threads", a.feats, b.feats, (size_t)B * T * cfg.d_model);
     tu_assert_bits("pooled, 1 vs 2 threads", a.pooled, b.pooled, (size_t)B * cfg.proj_dim);
     tu_assert_bits("parameter grads, 1 vs 2 threads", a.grad, b.grad, m->params.total);
-    float g = max_abs(a.grad, m->params.total);
+    float g = tu_max_abs(a.grad, m->params.total);
     assert_true(g > 0.0f && isfinite(g));  /* the backward really ran */
     run_out_free(&a);
     run_out_free(&b);
@@ -350,7 +328,7 @@ static void test_text_init(void **state)
     float *fc2 = da_params_get(p, "layers.0.mlp.fc2.weight");
     size_t n = (size_t)cfg.d_model * 4 * cfg.d_model;
     float bound = 1.0f / sqrtf(4.0f * cfg.d_model);
-    assert_true(max_abs(fc2, n) <= bound && max_abs(fc2, n) > 0.9f * bound);
+    assert_true(tu_max_abs(fc2, n) <= bound && tu_max_abs(fc2, n) > 0.9f * bound);
     float *emb = da_params_get(p, "token_embedding.weight");
     double ss = 0;
     size_t ne = (size_t)cfg.vocab_size * cfg.d_model;

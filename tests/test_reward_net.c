@@ -24,30 +24,6 @@ static da_reward_net_config oracle_config(void)
     return c;
 }
 
-static float max_abs(const float *x, size_t n)
-{
-    float m = 0.0f;
-    for (size_t i = 0; i < n; i++) m = fmaxf(m, fabsf(x[i]));
-    return m;
-}
-
-/* got vs the reference tensor `name`: |err| <= rel * max(max|ref|, floor) */
-static void check_scaled(da_safetensors *st, const char *name, const float *got, size_t n, double rel,
-                         double floor)
-{
-    float *want = tu_ref(st, name, n);
-    double scale = fmax(max_abs(want, n), floor);
-    if (getenv("DA_TEST_VERBOSE")) {
-        double err = 0.0;
-        for (size_t i = 0; i < n; i++) err = fmax(err, fabs((double)got[i] - want[i]));
-        printf("  %s: max err / scale = %.3g\n", name, err / scale);
-    }
-    char label[256];
-    snprintf(label, sizeof label, "%s vs PyTorch (atol %.0e * %.3g)", name, rel, scale);
-    tu_assert_close(label, got, want, n, rel * scale, 0.0);
-    free(want);
-}
-
 /* Parity of the full model: out = r(images, prompt tokens), gradients of
  * sum(out * r_out) for every parameter and the images. Tolerance 2e-5 of
  * each tensor's max|ref| (floor: 1e-2 of the largest parameter gradient, for
@@ -80,11 +56,11 @@ static void test_reward_net_vs_torch(void **state)
     assert_non_null(out);
     assert_int_equal(out->ndim, 1);
     assert_int_equal(out->shape[0], B);
-    check_scaled(st, "out", out->data, B, 2e-5, 0.0);
+    tu_check_scaled(st, "out", out->data, B, 2e-5, 0.0);
     da_tape_backward_from(&t, out, r_out);
 
     tu_compare_params(st, "grad.", &m->params, 2e-5, 1e-2);  /* floor: 1e-2 of the largest, see above */
-    check_scaled(st, "grad.images", dimages, (size_t)B * 3 * 32 * 32, 2e-5, 0.0);
+    tu_check_scaled(st, "grad.images", dimages, (size_t)B * 3 * 32 * 32, 2e-5, 0.0);
     da_tape_free(&t);
     free(images); free(r_out); free(fids); free(fkeep); free(dimages);
     da_st_close(st);
@@ -197,10 +173,10 @@ static void test_reward_net_default_threads(void **state)
     tu_assert_bits("parameter grads, 1 vs 2 threads", a.grad, b.grad, m->params.total);
     tu_assert_bits("image grads, 1 vs 2 threads", a.dimages, b.dimages, (size_t)B * DA_IMG_FLOATS);
     for (int i = 0; i < B; i++) assert_true(isfinite(a.out[i]));
-    assert_true(max_abs(a.grad, m->params.total) > 0.0f);
+    assert_true(tu_max_abs(a.grad, m->params.total) > 0.0f);
     /* every parameter tensor receives a gradient (none is disconnected) */
     for (int e = 0; e < m->params.n; e++)
-        if (!(max_abs(a.grad + m->params.offset[e], da_shape_size(m->params.ndim[e], m->params.shape[e])) > 0.0f))
+        if (!(tu_max_abs(a.grad + m->params.offset[e], da_shape_size(m->params.ndim[e], m->params.shape[e])) > 0.0f))
             fail_msg("no gradient reaches %s", m->params.names[e]);
     free(a.out); free(a.grad); free(a.dimages);
     free(b.out); free(b.grad); free(b.dimages);

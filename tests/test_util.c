@@ -247,11 +247,27 @@ void tu_oracle_case(da_safetensors *st, const char *case_name, tu_build_fn fn, v
     for (int i = 0; i < n_in; i++) free(c.data[i]);
 }
 
-static float max_abs(const float *x, size_t n)
+float tu_max_abs(const float *x, size_t n)
 {
     float m = 0.0f;
     for (size_t i = 0; i < n; i++) m = fmaxf(m, fabsf(x[i]));
     return m;
+}
+
+void tu_check_scaled(da_safetensors *st, const char *name, const float *got, size_t n, double rel,
+                     double floor)
+{
+    float *want = tu_ref(st, name, n);
+    double scale = fmax(tu_max_abs(want, n), floor);
+    if (getenv("DA_TEST_VERBOSE")) {
+        double err = 0.0;
+        for (size_t i = 0; i < n; i++) err = fmax(err, fabs((double)got[i] - want[i]));
+        printf("  %s: max err / scale = %.3g\n", name, err / scale);
+    }
+    char label[256];
+    snprintf(label, sizeof label, "%s vs PyTorch (atol %.0e * %.3g)", name, rel, scale);
+    tu_assert_close(label, got, want, n, rel * scale, 0.0);
+    free(want);
 }
 
 void tu_compare_params(da_safetensors *st, const char *prefix, const da_params *p, double rel, double floor)
@@ -264,14 +280,14 @@ void tu_compare_params(da_safetensors *st, const char *prefix, const da_params *
         snprintf(name, sizeof name, "%s%s", prefix, p->names[e]);
         size_t n = da_shape_size(p->ndim[e], p->shape[e]);
         want[e] = tu_ref(st, name, n);
-        global = fmax(global, max_abs(want[e], n));
+        global = fmax(global, tu_max_abs(want[e], n));
     }
     int worst = -1;
     double worst_ratio = -1.0, worst_scale = 0.0;
     for (int e = 0; e < p->n; e++) {
         size_t n = da_shape_size(p->ndim[e], p->shape[e]);
         const float *got = p->grad + p->offset[e];
-        double scale = fmax(max_abs(want[e], n), floor * global), err = 0.0;
+        double scale = fmax(tu_max_abs(want[e], n), floor * global), err = 0.0;
         for (size_t i = 0; i < n; i++) err = fmax(err, fabs((double)got[i] - want[e][i]));
         double ratio = err / fmax(scale, 1e-30);  /* an all-zero reference: any error fails */
         if (ratio > worst_ratio || isnan(ratio)) { worst_ratio = ratio; worst = e; worst_scale = scale; }

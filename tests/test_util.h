@@ -83,4 +83,13 @@ void tu_compare_params(da_safetensors *st, const char *prefix, const da_params *
  * file lacks are treated as constants). Tolerances: |err| <= atol + rtol*|want|. */
 void tu_oracle_case(da_safetensors *st, const char *case_name, tu_build_fn fn, void *ctx,
                     const char *const *input_names, int n_in, double atol, double rtol);
+
+/* Largest |x[i]|. */
+float tu_max_abs(const float *x, size_t n);
+/* got vs the reference tensor `name`: |err| <= rel * max(max|ref|, floor),
+ * i.e. a tolerance relative to the tensor's scale (f32 vs f32 summation-order
+ * noise grows with the largest terms, not with each element). Prints the
+ * ratio with DA_TEST_VERBOSE set. */
+void tu_check_scaled(da_safetensors *st, const char *name, const float *got, size_t n, double rel,
+                     double floor);
 #endif
