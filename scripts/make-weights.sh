@@ -1,13 +1,14 @@
 #!/bin/sh
 # make weights: train every shipped network from scratch, in order, with
-# fixed seeds: clip (text encoder + CLIP image tower), vae, unet, unet-b.
+# fixed seeds: clip (text encoder + CLIP image tower), vae, unet, unet-b,
+# and the preference model behind the `pref` reward (reward_net).
 # Usage: sh scripts/make-weights.sh [path/to/dalign]
 #
 # Step counts and a few knobs are environment variables, so a quick smoke run
 # is one line (SMOKE=1 sets every stage to 20 steps and writes to build/):
 #   SMOKE=1 make weights
-#   CLIP_STEPS=1500 VAE_STEPS=3000 UNET_STEPS=6000 UNETB_STEPS=3000 make weights
-# Everything is trained into $WORK/out first; only when all four stages
+#   CLIP_STEPS=1500 VAE_STEPS=3000 UNET_STEPS=12000 UNETB_STEPS=3000 REWARD_STEPS=8000 make weights
+# Everything is trained into $WORK/out first; only when all five stages
 # succeed are the files copied into $OUT and SHA256SUMS written, so a failed
 # or interrupted run never leaves a mix of old and new weights.
 # Same seeds and step counts give the same bits on any thread count.
@@ -16,14 +17,15 @@ set -eu
 DALIGN=${1:-build/default/dalign}
 SMOKE=${SMOKE:-0}
 if [ "$SMOKE" = 1 ]; then
-    : "${CLIP_STEPS:=20}" "${VAE_STEPS:=20}" "${UNET_STEPS:=20}" "${UNETB_STEPS:=20}"
+    : "${CLIP_STEPS:=20}" "${VAE_STEPS:=20}" "${UNET_STEPS:=20}" "${UNETB_STEPS:=20}" "${REWARD_STEPS:=20}"
     : "${UNET_CACHE:=256}" "${VAE_SCALE_IMAGES:=100}" "${VAE_EVAL_IMAGES:=50}"
     : "${OUT:=build/weights-smoke}" "${WORK:=build/weights-smoke-run}"
 fi
 CLIP_STEPS=${CLIP_STEPS:-1500}
 VAE_STEPS=${VAE_STEPS:-3000}
-UNET_STEPS=${UNET_STEPS:-6000}
+UNET_STEPS=${UNET_STEPS:-12000}
 UNETB_STEPS=${UNETB_STEPS:-3000}
+REWARD_STEPS=${REWARD_STEPS:-8000}
 CLIP_BATCH=${CLIP_BATCH:-64}
 VAE_BATCH=${VAE_BATCH:-16}
 UNET_BATCH=${UNET_BATCH:-32}
@@ -78,10 +80,23 @@ stage unet unet --seed 3 --steps "$UNET_STEPS" --batch "$UNET_BATCH" --cache "$U
     --weights "$W" --name unet --width 64,128
 stage unet-b unet --seed 4 --steps "$UNETB_STEPS" --batch "$UNET_BATCH" --cache "$UNET_CACHE" \
     --weights "$W" --name unet-b --width 48,96
+# the preference model trains on rater-labelled synthetic scenes, not on
+# samples, so it needs none of the above; it has no checkpoint option (its
+# default run is ~15 min), hence no stage().
+echo "== make weights: reward (train reward --seed 0 --steps $REWARD_STEPS)"
+t0=$(now)
+"$DALIGN" --threads "$THREADS" train reward --seed 0 --steps "$REWARD_STEPS" --out "$W" --quiet \
+    2>&1 | tee "$WORK/reward.log"
+if ! grep -q '^wrote ' "$WORK/reward.log"; then
+    echo "make-weights: stage reward failed (log: $WORK/reward.log)" >&2
+    exit 1
+fi
+echo "reward $(($(now) - t0))" >> "$TIMES"
 T1=$(now)
 
 FILES="text_encoder.safetensors text_encoder.json clip.safetensors clip.json vae.safetensors vae.json
-unet.safetensors unet.json unet-b.safetensors unet-b.json scheduler.json"
+unet.safetensors unet.json unet-b.safetensors unet-b.json scheduler.json
+reward_net.safetensors reward_net.json"
 for f in $FILES; do cp "$W/$f" "$OUT/$f"; done
 (cd "$OUT" && sha256sum $FILES > SHA256SUMS)
 
