@@ -75,44 +75,13 @@ static int make_models(void)
     return da_pipeline_create(&g_pipe, g_text, g_vae, g_unet, NULL) == DA_OK ? 0 : -1;
 }
 
-static void find_cli(void)
-{
-    char self[400];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    g_bin[0] = '\0';
-    if (n <= 0) return;
-    self[n] = '\0';
-    char *slash = strrchr(self, '/');
-    if (!slash) return;
-    *slash = '\0';
-    snprintf(g_bin, sizeof g_bin, "%s/../dalign", self);
-    if (access(g_bin, X_OK)) g_bin[0] = '\0';
-}
-
 static int setup(void **state)
 {
     (void)state;
     snprintf(g_dir, sizeof g_dir, "/tmp/da_test_eval_XXXXXX");
     if (!mkdtemp(g_dir)) return -1;
-    find_cli();
+    snprintf(g_bin, sizeof g_bin, "%s", tu_cli_path());
     return make_models();
-}
-
-static void rm_tree(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat sb;
-        if (!lstat(p, &sb) && S_ISDIR(sb.st_mode)) rm_tree(p);
-        else unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
 }
 
 static int teardown(void **state)
@@ -122,7 +91,7 @@ static int teardown(void **state)
     da_text_encoder_free(g_text);
     da_vae_free(g_vae);
     da_unet_free(g_unet);
-    rm_tree(g_dir);
+    tu_rm_tree(g_dir);
     return 0;
 }
 

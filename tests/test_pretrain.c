@@ -9,7 +9,6 @@
 
 #include "train/pretrain.h"
 
-#include <dirent.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -539,24 +538,6 @@ static void test_cli_sigint(void **state)
 
 /* ------------------------------------------------------------------------ */
 
-static void rm_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (!d) {
-        unlink(path);
-        return;
-    }
-    struct dirent *e;
-    char sub[1024];
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-        rm_tree(sub);
-    }
-    closedir(d);
-    rmdir(path);
-}
-
 /* frozen tiny text encoder and VAE (random weights) for the UNet tests */
 static int write_frozen(void)
 {
@@ -586,25 +567,15 @@ static int group_setup(void **state)
     (void)state;
     snprintf(tmp_dir, sizeof tmp_dir, "/tmp/dalign_pretrain_XXXXXX");
     if (!mkdtemp(tmp_dir)) return -1;
-    /* the CLI next to this suite: build/<variant>/tests/test_pretrain -> build/<variant>/dalign */
-    char self[400];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n > 0) {
-        self[n] = '\0';
-        char *slash = strrchr(self, '/');
-        if (slash) {
-            *slash = '\0';
-            snprintf(dalign_bin, sizeof dalign_bin, "%s/../dalign", self);
-            if (access(dalign_bin, X_OK)) dalign_bin[0] = '\0';
-        }
-    }
+    /* the CLI next to this suite: build/<variant>/dalign */
+    snprintf(dalign_bin, sizeof dalign_bin, "%s", tu_cli_path());
     return write_frozen();
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    rm_tree(tmp_dir);
+    tu_rm_tree(tmp_dir);
     return 0;
 }
 

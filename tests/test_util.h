@@ -92,4 +92,19 @@ float tu_max_abs(const float *x, size_t n);
  * ratio with DA_TEST_VERBOSE set. */
 void tu_check_scaled(da_safetensors *st, const char *name, const float *got, size_t n, double rel,
                      double floor);
+
+/* ---- command-line fixtures ---------------------------------------------- */
+
+/* Write a complete weights directory of tiny randomly initialised models
+ * (seeded: the same bits every call) into dir, creating it: text_encoder,
+ * clip, vae, unet, reward_net, each NAME.json + NAME.safetensors. Fast
+ * enough for any test that only needs the plumbing, not image quality.
+ * 0 on success. */
+int tu_tiny_weights(const char *dir);
+/* The dalign binary of the variant this suite was built in
+ * (build/<variant>/dalign, next to build/<variant>/tests/), or "" when it is
+ * missing. */
+const char *tu_cli_path(void);
+/* rm -r dir (no symlinks followed); missing dir is fine */
+void tu_rm_tree(const char *dir);
 #endif
