@@ -1,5 +1,7 @@
 /* dalign sample: text -> image(s) with the pipeline (docs/pipeline.md).
- * Images are generated in chunks of CHUNK; image i uses seed + i. */
+ * --prompt may repeat: image p*n + k is prompt p with seed + k, so every
+ * prompt gets the same seeds and a grid has one row per prompt. Images are
+ * generated in chunks of CHUNK. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -14,36 +16,45 @@
 #define CHUNK 16          /* images per pipeline call: bounds the memory */
 #define MAX_N 4096
 #define MAX_SCALE 64
+#define MAX_PROMPTS 64
 
 typedef struct sample_args {
-    const char *prompt, *negative, *out, *weights, *unet, *latents;
+    const char *prompt[MAX_PROMPTS];
+    int n_prompts;
+    const char *negative, *out, *weights, *unet, *latents;
     uint64_t seed;
     da_sample_opts opts;
-    int n, grid, scale, verbose;
+    int n, grid, scale, verbose;   /* n: images per prompt */
 } sample_args;
+
+static int total_images(const sample_args *a) { return a->n_prompts * a->n; }
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: dalign sample --prompt TEXT -o OUT.png [options]\n"
+            "Usage: dalign sample --prompt TEXT [--prompt TEXT ...] -o OUT.png [options]\n"
             "\n"
             "Generate images from a text prompt with the latent diffusion pipeline.\n"
             "\n"
             "Options:\n"
-            "  --prompt TEXT      what to draw, in the shapes-world grammar (\"\" = unconditional)\n"
+            "  --prompt TEXT      what to draw, in the shapes-world grammar (\"\" = unconditional);\n"
+            "                     repeat it for several prompts (at most 64): each gets the\n"
+            "                     same K seeds, and a grid has one row per prompt\n"
             "  --negative TEXT    the uncond side of CFG (default: the empty prompt)\n"
-            "  --seed N           seed of image 0; image i uses N + i (default 0)\n"
+            "  --seed N           seed of image 0 of a prompt; image k uses N + k (default 0)\n"
             "  --steps N          sampler steps (default 20)\n"
             "  --cfg W            guidance weight; 1 = no guidance (default 3)\n"
             "  --sampler NAME     ddim, ddpm or euler (default ddim)\n"
             "  --eta E            DDIM eta: 0 deterministic, 1 DDPM-like (default 0)\n"
-            "  --n K              number of images (default 1); K > 1 writes OUT-0.png ..\n"
-            "                     OUT-(K-1).png, or one grid with --grid\n"
-            "  --grid             put the K images in one grid image (ceil(sqrt(K)) columns)\n"
+            "  --n K              images per prompt (default 1); more than one image in all\n"
+            "                     writes OUT-0.png, OUT-1.png, .. (prompt-major), or one grid\n"
+            "                     with --grid\n"
+            "  --grid             put the images in one grid image: one prompt -> ceil(sqrt(K))\n"
+            "                     columns; several -> one row per prompt, K columns\n"
             "  --scale S          upscale S times, nearest neighbour, for viewing (default 1)\n"
             "  --weights DIR      weights directory (default: $DALIGN_WEIGHTS, else ./weights)\n"
             "  --unet NAME        UNet files DIR/NAME.{json,safetensors} (default unet)\n"
-            "  --latents FILE     also save the final latents (K, 4, 8, 8) as safetensors\n"
+            "  --latents FILE     also save the final latents (P*K, 4, 8, 8) as safetensors\n"
             "  -o, --output PATH  output PNG (written atomically)\n"
             "  -v, --verbose      print the resolved options and timing on stderr\n"
             "  -h, --help         show this help and exit\n"
@@ -82,7 +93,13 @@ static int bad_value(const char *opt, const char *val, const char *want)
 /* One option with its value; returns 0, or the exit code of a usage error. */
 static int parse_option(sample_args *a, const char *opt, const char *val)
 {
-    if (!strcmp(opt, "--prompt")) a->prompt = val;
+    if (!strcmp(opt, "--prompt")) {
+        if (a->n_prompts == MAX_PROMPTS) {
+            fprintf(stderr, "dalign sample: at most %d --prompt options\n", MAX_PROMPTS);
+            return 2;
+        }
+        a->prompt[a->n_prompts++] = val;
+    }
     else if (!strcmp(opt, "--negative")) a->negative = val;
     else if (!strcmp(opt, "--weights")) a->weights = val;
     else if (!strcmp(opt, "--unet")) a->unet = val;
@@ -150,9 +167,13 @@ static int parse_args(sample_args *a, int argc, char **argv)
             return parse_option(a, o, NULL);   /* unknown option or stray argument */
         }
     }
-    if (!a->prompt || !a->out) {
-        fprintf(stderr, "dalign sample: %s is required\n\n", !a->prompt ? "--prompt" : "-o OUT.png");
+    if (!a->n_prompts || !a->out) {
+        fprintf(stderr, "dalign sample: %s is required\n\n", !a->n_prompts ? "--prompt" : "-o OUT.png");
         usage(stderr);
+        return 2;
+    }
+    if (total_images(a) > MAX_N) {
+        fprintf(stderr, "dalign sample: %d prompts x %d images is more than %d images\n", a->n_prompts, a->n, MAX_N);
         return 2;
     }
     if (a->opts.eta != 0.0f && a->opts.sampler != DA_SAMPLER_DDIM) {
@@ -190,31 +211,34 @@ static void print_resolved(const sample_args *a, const char *dir)
     const char *src = a->weights ? "--weights" : getenv("DALIGN_WEIGHTS") && *getenv("DALIGN_WEIGHTS") ? "$DALIGN_WEIGHTS"
                                                                                                        : "default";
     fprintf(stderr, "dalign sample:\n");
-    fprintf(stderr, "  prompt    \"%s\"%s\n", a->prompt, *a->prompt ? "" : " (unconditional)");
+    for (int p = 0; p < a->n_prompts; p++)
+        fprintf(stderr, "  prompt    \"%s\"%s\n", a->prompt[p], *a->prompt[p] ? "" : " (unconditional)");
     fprintf(stderr, "  negative  \"%s\"%s\n", a->negative ? a->negative : DA_UNCOND_PROMPT,
             a->opts.cfg == 1.0f ? " (unused: cfg 1)" : a->negative ? "" : " (the empty prompt)");
     fprintf(stderr, "  weights   %s (%s), unet %s\n", dir, src, a->unet);
     fprintf(stderr, "  sampler   %s, steps %d, cfg %g, eta %g\n", da_sampler_name(a->opts.sampler), a->opts.steps,
             (double)a->opts.cfg, (double)a->opts.eta);
-    fprintf(stderr, "  seeds     %llu..%llu (n %d)\n", (unsigned long long)a->seed,
+    fprintf(stderr, "  seeds     %llu..%llu (n %d per prompt)\n", (unsigned long long)a->seed,
             (unsigned long long)(a->seed + (uint64_t)a->n - 1), a->n);
-    fprintf(stderr, "  output    %s%s, scale %d%s%s\n", a->out, a->n > 1 ? (a->grid ? " (grid)" : " (one file per image)") : "",
+    fprintf(stderr, "  output    %s%s, scale %d%s%s\n", a->out,
+            total_images(a) > 1 ? (a->grid ? " (grid)" : " (one file per image)") : "",
             a->scale, a->latents ? ", latents " : "", a->latents ? a->latents : "");
     fprintf(stderr, "  threads   %d, gemm %s\n", da_get_threads(), da_gemm_backend());
 }
 
-/* all n images in chunks; images (n, 3, 32, 32), latents (n, C, h, w) */
+/* all P*n images in chunks; images (P*n, 3, 32, 32), latents (P*n, C, h, w) */
 static int generate_all(da_pipeline *pipe, const sample_args *a, float *images, float *latents)
 {
     const char *prompts[CHUNK];
     uint64_t seeds[CHUNK];
     size_t nl = (size_t)pipe->vae->cfg.latent_channels * pipe->latent_h * pipe->latent_w;
-    progress pr = {.tty = isatty(2), .total = a->n};
-    for (int i0 = 0; i0 < a->n; i0 += CHUNK) {
-        int k = a->n - i0 < CHUNK ? a->n - i0 : CHUNK;
+    int total = total_images(a);
+    progress pr = {.tty = isatty(2), .total = total};
+    for (int i0 = 0; i0 < total; i0 += CHUNK) {
+        int k = total - i0 < CHUNK ? total - i0 : CHUNK;
         for (int j = 0; j < k; j++) {
-            prompts[j] = a->prompt;
-            seeds[j] = a->seed + (uint64_t)(i0 + j);
+            prompts[j] = a->prompt[(i0 + j) / a->n];
+            seeds[j] = a->seed + (uint64_t)((i0 + j) % a->n);
         }
         pr.done = i0;
         pr.chunk = k;
@@ -233,11 +257,12 @@ static int generate_all(da_pipeline *pipe, const sample_args *a, float *images, 
 static int write_outputs(const da_pipeline *pipe, const sample_args *a, const float *images, const float *latents)
 {
     da_status s = DA_OK;
-    if (a->n == 1 || a->grid) {
-        s = da_png_save_images(a->out, images, a->n, 0, a->scale);
+    int total = total_images(a);
+    if (total == 1 || a->grid) {
+        s = da_png_save_images(a->out, images, total, a->n_prompts > 1 ? a->n : 0, a->scale);
         if (s == DA_OK && a->verbose) fprintf(stderr, "wrote %s\n", a->out);
     }
-    for (int i = 0; s == DA_OK && !(a->n == 1 || a->grid) && i < a->n; i++) {
+    for (int i = 0; s == DA_OK && !(total == 1 || a->grid) && i < total; i++) {
         char path[4096];
         indexed_path(path, sizeof path, a->out, i);
         s = da_png_save_images(path, images + (size_t)i * DA_IMG_FLOATS, 1, 1, a->scale);
@@ -245,7 +270,7 @@ static int write_outputs(const da_pipeline *pipe, const sample_args *a, const fl
     }
     if (s == DA_OK && a->latents) {
         da_st_entry e = {.name = "latents", .data = latents, .ndim = 4,
-                         .shape = {a->n, pipe->vae->cfg.latent_channels, pipe->latent_h, pipe->latent_w}};
+                         .shape = {total, pipe->vae->cfg.latent_channels, pipe->latent_h, pipe->latent_w}};
         s = da_st_write(a->latents, &e, 1, NULL, 0);
         if (s == DA_OK && a->verbose) fprintf(stderr, "wrote %s\n", a->latents);
     }
@@ -270,10 +295,11 @@ int cmd_sample(int argc, char **argv)
     if (rc >= 0) return rc;
     /* a bad prompt fails before any weights are read, with the parser's words */
     da_scene spec;
-    if (*a.prompt && da_parse_prompt(a.prompt, &spec) != DA_OK) {
-        fprintf(stderr, "dalign sample: bad prompt \"%s\": %s\n", a.prompt, da_last_error());
-        return 1;
-    }
+    for (int p = 0; p < a.n_prompts; p++)
+        if (*a.prompt[p] && da_parse_prompt(a.prompt[p], &spec) != DA_OK) {
+            fprintf(stderr, "dalign sample: bad prompt \"%s\": %s\n", a.prompt[p], da_last_error());
+            return 1;
+        }
     const char *dir = da_weights_dir(a.weights);
     if (a.verbose) print_resolved(&a, dir);
     double t0 = now_s();
@@ -288,8 +314,9 @@ int cmd_sample(int argc, char **argv)
         return 1;
     }
     size_t nl = (size_t)pipe->vae->cfg.latent_channels * pipe->latent_h * pipe->latent_w;
-    float *images = malloc((size_t)a.n * DA_IMG_FLOATS * sizeof(float));
-    float *latents = malloc((size_t)a.n * nl * sizeof(float));
+    size_t total = (size_t)total_images(&a);
+    float *images = malloc(total * DA_IMG_FLOATS * sizeof(float));
+    float *latents = malloc(total * nl * sizeof(float));
     if (!images || !latents) {
         fprintf(stderr, "dalign sample: out of memory\n");
         rc = 1;
@@ -298,7 +325,7 @@ int cmd_sample(int argc, char **argv)
         rc = generate_all(pipe, &a, images, latents);
         if (rc == 0 && a.verbose)
             fprintf(stderr, "  load %.2f s, sample %.2f s (%.2f images/s)\n", t1 - t0, now_s() - t1,
-                    a.n / fmax(now_s() - t1, 1e-9));
+                    (double)total / fmax(now_s() - t1, 1e-9));
         if (rc == 0) rc = write_outputs(pipe, &a, images, latents);
     }
     free(images);
