@@ -153,14 +153,15 @@ static void test_image_seeds(void **state)
     (void)state;
     assert_true(da_eval_image_seed(5, DA_SPLIT_TRAIN, 0, 0) == 5);
     assert_true(da_eval_image_seed(5, DA_SPLIT_TRAIN, 2, 3) == 5 + 2 * 256 + 3);
-    assert_true(da_eval_image_seed(5, DA_SPLIT_HELDOUT, 2, 3) == 5 + (1ull << 32) + 2 * 256 + 3);
-    /* no two images of a default-sized run share a seed (sorted, no equal neighbours) */
-    enum { P = 200, K = 4 };
+    assert_true(da_eval_image_seed(5, DA_SPLIT_HELDOUT, 2, 3) == 5 + (1ull << 28) + 2 * 256 + 3);
+    /* no two images of a run as large as allowed share a seed in the low 32
+     * bits, the part da_rng_seed keeps (increasing, so no equal neighbours) */
+    enum { P = DA_EVAL_MAX_PROMPTS, K = 2 };
     static uint64_t s[2 * P * K];
     int n = 0;
     for (int sp = 0; sp < 2; sp++)
         for (int p = 0; p < P; p++)
-            for (int k = 0; k < K; k++) s[n++] = da_eval_image_seed(0, (da_split)sp, p, k);
+            for (int k = 0; k < K; k++) s[n++] = da_eval_image_seed(0, (da_split)sp, p, k) & 0xffffffffu;
     for (int i = 1; i < n; i++)
         if (s[i] <= s[i - 1]) fail_msg("seeds %d and %d not increasing", i - 1, i);
 }

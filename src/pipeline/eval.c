@@ -116,7 +116,10 @@ da_status da_eval_prompts(uint64_t prompt_seed, da_split split, int n, char *tex
 
 uint64_t da_eval_image_seed(uint64_t image_seed, da_split split, int p, int k)
 {
-    return image_seed + ((uint64_t)split << 32) + 256u * (uint64_t)p + (uint64_t)k;
+    /* 2^28 per split, not 2^32: the generator keeps only the low 32 bits of
+     * a seed (as torch.manual_seed's mt19937 does), and 256 p + k stays
+     * below 2^28 for every allowed p (DA_EVAL_MAX_PROMPTS) */
+    return image_seed + ((uint64_t)split << 28) + 256u * (uint64_t)p + (uint64_t)k;
 }
 
 da_eval_stat da_eval_cluster_mean(const double *s, const double *n, int k)

@@ -68,7 +68,9 @@ const char *da_clause_type_name(int type);   /* "colour", "shape", ... */
  * texts: n rows of DA_CAPTION_MAX bytes; scenes (n) may be NULL. The first
  * n of a longer list are the same prompts. */
 da_status da_eval_prompts(uint64_t prompt_seed, da_split split, int n, char *texts, da_scene *scenes);
-/* seed of image k of prompt p: image_seed + 2^32 split + 256 p + k */
+/* seed of image k of prompt p: image_seed + 2^28 split + 256 p + k (distinct
+ * modulo 2^32, the part of a seed the generator uses, for image_seed <
+ * 2^32 - 2^29) */
 uint64_t da_eval_image_seed(uint64_t image_seed, da_split split, int p, int k);
 
 /* 95% interval of a ratio sum(s) / sum(n) over independent clusters
