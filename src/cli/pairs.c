@@ -1,0 +1,205 @@
+/* dalign pairs: preference pairs for Diffusion-DPO / Diffusion-RPO, sampled
+ * from the current model and labelled by the synthetic rater
+ * (src/pipeline/pairs.c, docs/pairs.md). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "dalign.h"
+#include "pipeline/pairs.h"
+
+typedef struct pairs_args {
+    const char *weights, *out;
+    int have_n;
+    da_pairs_config cfg;
+} pairs_args;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: dalign pairs --n N -o FILE [options]\n"
+            "\n"
+            "Sample two images per candidate from the model (same prompt, different seeds; with\n"
+            "--different-prompts F a share F of candidates gets another prompt for the second\n"
+            "image, for RPO), label each candidate with the synthetic rater, drop ties, and\n"
+            "write N pairs (winner first) as safetensors: latents, prompts, seeds, utilities.\n"
+            "\n"
+            "Options:\n"
+            "  --n N                 pairs to keep (required, >= 1)\n"
+            "  -o, --output FILE     the pairs file (required; written atomically)\n"
+            "  --weights DIR         weights directory (default: $DALIGN_WEIGHTS, else ./weights)\n"
+            "  --unet NAME           UNet files DIR/NAME.{json,safetensors} (default unet)\n"
+            "  --seed S              seed of every random choice (default 0)\n"
+            "  --split NAME          prompts of the train or heldout split (default train)\n"
+            "  --steps S             sampler steps (default 20)\n"
+            "  --cfg W               guidance weight (default 3)\n"
+            "  --sampler NAME        ddim, ddpm or euler (default ddim)\n"
+            "  --eta E               DDIM eta (default 0)\n"
+            "  --batch B             images per pipeline call (default 8; results depend on it\n"
+            "                        at rounding level with OpenBLAS, so keep it fixed)\n"
+            "  --different-prompts F share of candidates whose second image has another\n"
+            "                        prompt, in [0, 1] (default 0)\n"
+            "  --max-attempts K      give up after K * N candidates (default 10)\n"
+            "  -q, --quiet           no progress on stderr\n"
+            "  -h, --help            show this help and exit\n"
+            "\n"
+            "Prints a summary on stdout. Exit status: 0 ok, 1 failure, 2 usage error.\n");
+}
+
+static int bad_value(const char *opt, const char *val, const char *want)
+{
+    fprintf(stderr, "dalign pairs: %s needs %s, got '%s'\n", opt, want, val);
+    return 2;
+}
+
+static int parse_int_in(const char *opt, const char *val, int lo, int hi, int *out)
+{
+    char want[64];
+    snprintf(want, sizeof want, "an integer in [%d, %d]", lo, hi);
+    if (cli_parse_int(val, out) || *out < lo || *out > hi) return bad_value(opt, val, want);
+    return 0;
+}
+
+/* a finite number in [lo, hi] */
+static int parse_float_in(const char *opt, const char *val, float lo, float hi, float *out)
+{
+    char *end, want[80];
+    errno = 0;
+    float v = strtof(val, &end);
+    snprintf(want, sizeof want, "a number in [%g, %g]", (double)lo, (double)hi);
+    if (errno || end == val || *end || !isfinite(v) || v < lo || v > hi) return bad_value(opt, val, want);
+    *out = v;
+    return 0;
+}
+
+static int parse_seed(const char *opt, const char *val, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = val[0] >= '0' && val[0] <= '9' ? strtoull(val, &end, 10) : 0;
+    if (val[0] < '0' || val[0] > '9' || errno || *end) return bad_value(opt, val, "a non-negative integer");
+    *out = v;
+    return 0;
+}
+
+/* one option with its value: 0, or the exit code of a usage error */
+static int parse_option(pairs_args *a, const char *opt, const char *val)
+{
+    da_pairs_config *c = &a->cfg;
+    if (!strcmp(opt, "--weights")) a->weights = val;
+    else if (!strcmp(opt, "--unet")) c->unet_name = val;
+    else if (!strcmp(opt, "-o") || !strcmp(opt, "--output")) a->out = val;
+    else if (!strcmp(opt, "--n")) {
+        a->have_n = 1;
+        return parse_int_in(opt, val, 1, DA_PAIRS_MAX_N, &c->n);
+    } else if (!strcmp(opt, "--steps")) return parse_int_in(opt, val, 1, 1000, &c->opts.steps);
+    else if (!strcmp(opt, "--batch")) return parse_int_in(opt, val, 1, DA_PAIRS_MAX_BATCH, &c->batch);
+    else if (!strcmp(opt, "--max-attempts")) return parse_int_in(opt, val, 1, 1000, &c->max_attempts);
+    else if (!strcmp(opt, "--cfg")) return parse_float_in(opt, val, -1e6f, 1e6f, &c->opts.cfg);
+    else if (!strcmp(opt, "--eta")) return parse_float_in(opt, val, 0.0f, 1e6f, &c->opts.eta);
+    else if (!strcmp(opt, "--different-prompts"))
+        return parse_float_in(opt, val, 0.0f, 1.0f, &c->different_prompt_fraction);
+    else if (!strcmp(opt, "--seed")) return parse_seed(opt, val, &c->seed);
+    else if (!strcmp(opt, "--sampler")) {
+        if (da_sampler_parse(val, &c->opts.sampler) != DA_OK) return bad_value(opt, val, "ddim, ddpm or euler");
+    } else if (!strcmp(opt, "--split")) {
+        if (strcmp(val, "train") && strcmp(val, "heldout")) return bad_value(opt, val, "train or heldout");
+        c->split = strcmp(val, "train") ? DA_SPLIT_HELDOUT : DA_SPLIT_TRAIN;
+    } else {
+        fprintf(stderr, "dalign pairs: unknown option '%s' (see dalign pairs --help)\n", opt);
+        return 2;
+    }
+    return 0;
+}
+
+/* -1 to go on, else an exit code (0 after --help) */
+static int parse_args(pairs_args *a, int argc, char **argv)
+{
+    memset(a, 0, sizeof *a);
+    a->cfg = da_pairs_config_default();
+    a->cfg.progress = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!strcmp(o, "-q") || !strcmp(o, "--quiet")) {
+            a->cfg.progress = 0;
+            continue;
+        }
+        if (o[0] != '-' || i + 1 >= argc) {
+            if (o[0] == '-') fprintf(stderr, "dalign pairs: %s needs a value\n", o);
+            else fprintf(stderr, "dalign pairs: unexpected argument '%s'\n", o);
+            return 2;
+        }
+        int rc = parse_option(a, o, argv[++i]);
+        if (rc) return rc;
+    }
+    if (!a->have_n || !a->out) {
+        fprintf(stderr, "dalign pairs: %s is required (see dalign pairs --help)\n", !a->have_n ? "--n N" : "-o FILE");
+        return 2;
+    }
+    if (da_pairs_config_check(&a->cfg) != DA_OK) {
+        fprintf(stderr, "dalign pairs: %s\n", da_last_error());
+        return 2;
+    }
+    return -1;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void summary(const da_pairs *pr, const char *path, double seconds)
+{
+    double uw = 0.0, ul = 0.0;
+    int higher = 0;
+    for (int i = 0; i < pr->n; i++) {
+        uw += pr->utility_w[i];
+        ul += pr->utility_l[i];
+        higher += pr->utility_w[i] > pr->utility_l[i];
+    }
+    printf("pairs kept        %d (of %ld candidates; %ld ties dropped)\n", pr->n, pr->candidates, pr->ties_dropped);
+    printf("mean utility      winner %.4f, loser %.4f\n", uw / pr->n, ul / pr->n);
+    printf("winner's u higher %.3f (%d of %d; the others are the rater's label noise)\n", (double)higher / pr->n,
+           higher, pr->n);
+    printf("wall time         %.1f s\n", seconds);
+    printf("wrote             %s\n", path);
+}
+
+int cmd_pairs(int argc, char **argv)
+{
+    pairs_args a;
+    int rc = parse_args(&a, argc, argv);
+    if (rc >= 0) return rc;
+    const char *dir = da_weights_dir(a.weights);
+    double t0 = now_s();
+    da_pipeline *pipe;
+    if (da_pipeline_load(&pipe, dir, a.cfg.unet_name) != DA_OK) {
+        fprintf(stderr, "dalign pairs: %s\n", da_last_error());
+        return 1;
+    }
+    const da_pairs_config *c = &a.cfg;
+    if (c->progress)
+        fprintf(stderr, "pairs: weights %s (unet %s), %d pairs, split %s, %s %d steps, cfg %g, batch %d, "
+                        "different prompts %g, seed %llu, %d threads\n",
+                dir, c->unet_name, c->n, c->split == DA_SPLIT_TRAIN ? "train" : "heldout",
+                da_sampler_name(c->opts.sampler), c->opts.steps, (double)c->opts.cfg, c->batch,
+                (double)c->different_prompt_fraction, (unsigned long long)c->seed, da_get_threads());
+    da_pairs pr;
+    da_status s = da_pairs_generate(pipe, c, &pr);
+    if (s == DA_OK) s = da_pairs_save(&pr, a.out);
+    if (s == DA_OK) summary(&pr, a.out, now_s() - t0);
+    else fprintf(stderr, "dalign pairs: %s\n", da_last_error());
+    da_pairs_free(&pr);
+    da_pipeline_free(pipe);
+    return s == DA_OK ? 0 : 1;
+}
