@@ -16,6 +16,8 @@ int cmd_train(int argc, char **argv);
 int cmd_reward(int argc, char **argv);
 int cmd_eval_base(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+int cmd_pairs(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 /* Strict integer parse (whole string, no overflow); 0 on success. */
 int cli_parse_int(const char *s, int *out);

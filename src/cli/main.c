@@ -12,6 +12,8 @@ static const cli_command commands[] = {
     {"train", "pretrain clip, vae or unet, or train the preference model (reward)", cmd_train},
     {"reward", "score images with a reward (faithful, jpeg, colorful, clip, pref, ...)", cmd_reward},
     {"eval-base", "faithfulness of the base model on held-in/held-out prompts, VAE PSNR", cmd_eval_base},
+    {"pairs", "sample preference pairs from the model and label them with the rater", cmd_pairs},
+    {"eval", "evaluate a model: every reward, faithfulness, diversity; HTML report", cmd_eval},
     {"compare", "side-by-side table of two metrics.json files with deltas", cmd_compare},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])

@@ -1,0 +1,213 @@
+/* dalign eval: every reward, faithfulness per clause type, the rater and the
+ * diversity across seeds of a model's samples, with an HTML report
+ * (src/pipeline/report.c, docs/evaluation.md "dalign eval"). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "dalign.h"
+#include "pipeline/report.h"
+
+typedef struct eval_args {
+    const char *weights, *unet, *out;
+    da_report_config cfg;
+} eval_args;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: dalign eval [options] --prompts heldin|heldout|FILE -o DIR\n"
+            "\n"
+            "Sample K seeds of every prompt and report, each with a mean and a 95%% interval\n"
+            "clustered by prompt: every reward (" DA_REWARD_NAMES "),\n"
+            "faithfulness per clause type, the synthetic rater's utility (the held-back\n"
+            "judge, never optimised) and diversity (mean 1 - cos of CLIP image embeddings\n"
+            "over the seed pairs of a prompt). Same inputs, same numbers.\n"
+            "\n"
+            "Options:\n"
+            "  --weights DIR       weights directory (default: $DALIGN_WEIGHTS, else ./weights)\n"
+            "  --unet NAME|FILE    a UNet in DIR (NAME.{json,safetensors}, default unet) or a\n"
+            "                      FILE.safetensors with its config FILE.json beside it\n"
+            "  --refiner FILE      not available: the PromptLoop refiner is not part of dalign\n"
+            "                      yet (the option is refused)\n"
+            "  --prompts SRC       heldin or heldout (the evaluation prompts of that split) or a\n"
+            "                      file, one prompt per line, # comments (default heldout)\n"
+            "  --n-prompts N       prompts (default: %d of a split, every prompt of a file)\n"
+            "  --seeds K           images per prompt, 1..%d (default 4; K = 1: no diversity)\n"
+            "  --rewards LIST      comma-separated rewards to score (default: all)\n"
+            "  --steps S           sampler steps (default 20)\n"
+            "  --cfg W             guidance weight (default 3)\n"
+            "  --sampler NAME      ddim, ddpm or euler (default ddim)\n"
+            "  --eta E             DDIM eta (default 0)\n"
+            "  --batch B           images per pipeline call (default 8; results depend on it\n"
+            "                      at rounding level with OpenBLAS, so keep it fixed)\n"
+            "  --grid-prompts G    rows of grid.png (default 8)\n"
+            "  --seed S            image seed base (default %u)\n"
+            "  --prompt-seed P     prompt selection seed of heldin/heldout (default %u)\n"
+            "  -o, --output DIR    output directory (default out/eval)\n"
+            "  -q, --quiet         no progress on stderr\n"
+            "  -h, --help          show this help and exit\n"
+            "\n"
+            "Writes DIR/metrics.json, DIR/images.tsv, DIR/grid.png and DIR/index.html (open\n"
+            "it in a browser) and prints the metrics table on stdout. Compare two runs with\n"
+            "dalign compare A/metrics.json B/metrics.json.\n"
+            "Exit status: 0 ok, 1 failure, 2 usage error.\n",
+            DA_REPORT_SPLIT_PROMPTS, DA_EVAL_MAX_SEEDS, DA_EVAL_IMAGE_SEED, DA_EVAL_PROMPT_SEED);
+}
+
+static int bad_value(const char *opt, const char *val, const char *want)
+{
+    fprintf(stderr, "dalign eval: %s needs %s, got '%s'\n", opt, want, val);
+    return 2;
+}
+
+static int parse_int_in(const char *opt, const char *val, int lo, int hi, int *out)
+{
+    char want[64];
+    snprintf(want, sizeof want, "an integer in [%d, %d]", lo, hi);
+    if (cli_parse_int(val, out) || *out < lo || *out > hi) return bad_value(opt, val, want);
+    return 0;
+}
+
+static int parse_u64(const char *opt, const char *val, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = *val && *val != '-' && *val != '+' ? strtoull(val, &end, 10) : 0;
+    if (!*val || *val == '-' || *val == '+' || errno || *end) return bad_value(opt, val, "a non-negative integer");
+    *out = v;
+    return 0;
+}
+
+static int parse_float(const char *opt, const char *val, float lo, float *out)
+{
+    char *end;
+    errno = 0;
+    float v = strtof(val, &end);
+    if (errno || end == val || *end || !isfinite(v) || v < lo)
+        return bad_value(opt, val, lo > -INFINITY ? "a number >= 0" : "a number");
+    *out = v;
+    return 0;
+}
+
+/* heldin, heldout or a file that can be opened */
+static int parse_prompts(const char *val, const char **out)
+{
+    if (strcmp(val, "heldin") && strcmp(val, "heldout") && access(val, R_OK) != 0) {
+        fprintf(stderr, "dalign eval: --prompts '%s' is not heldin, heldout or a readable file (%s)\n", val,
+                strerror(errno));
+        return 2;
+    }
+    *out = val;
+    return 0;
+}
+
+/* one option with its value: 0, or the exit code of a usage error */
+static int parse_option(eval_args *a, const char *opt, const char *val)
+{
+    da_report_config *c = &a->cfg;
+    if (!strcmp(opt, "--weights")) a->weights = val;
+    else if (!strcmp(opt, "--unet")) a->unet = val;
+    else if (!strcmp(opt, "-o") || !strcmp(opt, "--output")) a->out = val;
+    else if (!strcmp(opt, "--prompts")) return parse_prompts(val, &c->prompts);
+    else if (!strcmp(opt, "--n-prompts")) return parse_int_in(opt, val, 1, DA_EVAL_MAX_PROMPTS, &c->n_prompts);
+    else if (!strcmp(opt, "--seeds")) return parse_int_in(opt, val, 1, DA_EVAL_MAX_SEEDS, &c->n_seeds);
+    else if (!strcmp(opt, "--steps")) return parse_int_in(opt, val, 1, 1000000, &c->opts.steps);
+    else if (!strcmp(opt, "--batch")) return parse_int_in(opt, val, 1, DA_EVAL_MAX_BATCH, &c->batch);
+    else if (!strcmp(opt, "--grid-prompts")) return parse_int_in(opt, val, 0, DA_REPORT_MAX_GRID, &c->grid_prompts);
+    else if (!strcmp(opt, "--cfg")) return parse_float(opt, val, -INFINITY, &c->opts.cfg);
+    else if (!strcmp(opt, "--eta")) return parse_float(opt, val, 0.0f, &c->opts.eta);
+    else if (!strcmp(opt, "--seed")) return parse_u64(opt, val, &c->image_seed);
+    else if (!strcmp(opt, "--prompt-seed")) return parse_u64(opt, val, &c->prompt_seed);
+    else if (!strcmp(opt, "--sampler")) {
+        if (da_sampler_parse(val, &c->opts.sampler) != DA_OK) return bad_value(opt, val, "ddim, ddpm or euler");
+    } else if (!strcmp(opt, "--rewards")) {
+        if (da_report_parse_rewards(val, &c->rewards) != DA_OK) {
+            fprintf(stderr, "dalign eval: --rewards: %s\n", da_last_error());
+            return 2;
+        }
+    } else if (!strcmp(opt, "--refiner")) {
+        fprintf(stderr, "dalign eval: --refiner %s: the PromptLoop refiner is not part of dalign yet\n", val);
+        return 2;
+    } else {
+        fprintf(stderr, "dalign eval: unknown option '%s' (see dalign eval --help)\n", opt);
+        return 2;
+    }
+    return 0;
+}
+
+/* -1 to go on, else an exit code (0 after --help) */
+static int parse_args(eval_args *a, int argc, char **argv)
+{
+    memset(a, 0, sizeof *a);
+    a->cfg = da_report_config_default();
+    a->cfg.progress = 1;
+    a->unet = "unet";
+    a->out = "out/eval";
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!strcmp(o, "-q") || !strcmp(o, "--quiet")) {
+            a->cfg.progress = 0;
+            continue;
+        }
+        if (o[0] != '-' || i + 1 >= argc) {
+            if (o[0] == '-') fprintf(stderr, "dalign eval: %s needs a value\n", o);
+            else fprintf(stderr, "dalign eval: unexpected argument '%s'\n", o);
+            return 2;
+        }
+        int rc = parse_option(a, o, argv[++i]);
+        if (rc) return rc;
+    }
+    return -1;
+}
+
+/* a failure after the options were accepted: exit 1 with the library's message */
+static int fail(void)
+{
+    fprintf(stderr, "dalign eval: %s\n", da_last_error());
+    return 1;
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    eval_args a;
+    int rc = parse_args(&a, argc, argv);
+    if (rc >= 0) return rc;
+    if (da_report_config_check(&a.cfg) != DA_OK) {
+        fprintf(stderr, "dalign eval: %s\n", da_last_error());
+        return 2;
+    }
+    const char *dir = da_weights_dir(a.weights);
+    da_report_result r;
+    da_report_models m;
+    memset(&m, 0, sizeof m);
+    /* the prompts first: a bad prompt file fails before the models load */
+    rc = 0;
+    if (da_report_init(&r, &a.cfg) != DA_OK) rc = fail();
+    if (!rc && da_report_models_load(&m, dir, a.unet, a.cfg.rewards) != DA_OK) rc = fail();
+    if (!rc && a.cfg.progress)
+        fprintf(stderr, "eval: weights %s (unet %s), %s: %d prompts x %d seeds, %s %d steps, cfg %g, batch %d, "
+                        "%d threads\n",
+                dir, a.unet, a.cfg.prompts, r.n_prompts, r.n_seeds, da_sampler_name(a.cfg.opts.sampler),
+                a.cfg.opts.steps, (double)a.cfg.opts.cfg, a.cfg.batch, da_get_threads());
+    if (!rc && da_report_run(&r, &m, &a.cfg) != DA_OK) rc = fail();
+    if (!rc && da_report_write(a.out, &a.cfg, &r, dir, a.unet) != DA_OK) rc = fail();
+    if (!rc) {
+        da_report_table(stdout, &r);
+        printf("\nreport: %s/index.html\n", a.out);
+        if (a.cfg.progress)
+            fprintf(stderr, "eval: %d images in %.1f s (%.2f images/s); wrote %s/\n", r.n_prompts * r.n_seeds,
+                    r.seconds, r.n_prompts * r.n_seeds / fmax(r.seconds, 1e-9), a.out);
+    }
+    da_report_models_free(&m);
+    da_report_result_free(&r);
+    return rc;
+}

@@ -1,0 +1,335 @@
+/* index.html of `dalign eval` (report.h): one self-contained page (only
+ * grid.png is referenced, by a relative path) with the run's settings, the
+ * sample grid with its prompts, the metrics table and two inline SVG charts:
+ * faithfulness per clause type on a shared 0..1 axis, and per metric the
+ * spread of per-prompt means on that metric's own axis, in its own units.
+ * Every number written depends on the inputs only, like metrics.json. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pipeline/report.h"
+
+#define SVG_W 760
+#define LABEL_W 230           /* left column of a chart: the row's name */
+#define PLOT_X0 (LABEL_W + 10)
+#define PLOT_W 380
+#define MAX_DOTS 2000         /* prompts drawn per spread row: keeps the page small */
+
+/* text with &, <, >, " and ' escaped: prompts and paths go into the page */
+static void esc(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '&': fputs("&amp;", f); break;
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '"': fputs("&quot;", f); break;
+        case '\'': fputs("&#39;", f); break;
+        default: fputc(*s, f);
+        }
+    }
+}
+
+/* a number for the page: never "-0" */
+static double tidy(double v) { return v == 0.0 ? 0.0 : v; }
+
+static void head(FILE *f, const da_report_config *c, const char *unet)
+{
+    fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>dalign eval: ");
+    esc(f, c->prompts);
+    fprintf(f, ", ");
+    esc(f, unet);
+    fprintf(f, "</title>\n<style>\n"
+               "body { font-family: sans-serif; max-width: 1150px; margin: 1.5em auto; padding: 0 1em; color: #222; }\n"
+               "table { border-collapse: collapse; margin: 0.5em 0; }\n"
+               "th, td { padding: 3px 10px; border-bottom: 1px solid #ddd; text-align: right; }\n"
+               "th:first-child, td:first-child { text-align: left; }\n"
+               ".samples { display: flex; gap: 1.5em; align-items: flex-start; overflow-x: auto; }\n"
+               ".samples img { image-rendering: pixelated; flex: none; }\n"
+               ".row { height: 132px; display: flex; flex-direction: column; justify-content: center; }\n"
+               ".small, .note { color: #666; font-size: 90%%; }\n"
+               ".judge { background: #fff6e0; }\n"
+               "svg text { font-family: sans-serif; font-size: 12px; }\n"
+               "</style>\n</head>\n<body>\n<h1>dalign eval</h1>\n");
+}
+
+static void setting(FILE *f, const char *name, const char *value)
+{
+    fprintf(f, "<tr><td>%s</td><td style=\"text-align:left\">", name);
+    esc(f, value);
+    fprintf(f, "</td></tr>\n");
+}
+
+static void settings(FILE *f, const da_report_config *c, const da_report_result *r, const char *weights,
+                     const char *unet)
+{
+    char buf[256];
+    fprintf(f, "<h2>Run</h2>\n<table>\n");
+    setting(f, "prompts", c->prompts);
+    snprintf(buf, sizeof buf, "%d prompts x %d seeds = %d images", r->n_prompts, r->n_seeds,
+             r->n_prompts * r->n_seeds);
+    setting(f, "images", buf);
+    snprintf(buf, sizeof buf, "%s, %d steps, cfg %g, eta %g, batch %d", da_sampler_name(c->opts.sampler),
+             c->opts.steps, (double)c->opts.cfg, (double)c->opts.eta, c->batch);
+    setting(f, "sampler", buf);
+    snprintf(buf, sizeof buf, "image seed %llu (%s split), prompt seed %llu", (unsigned long long)c->image_seed,
+             r->split == DA_SPLIT_HELDOUT ? "held-out" : "train", (unsigned long long)c->prompt_seed);
+    setting(f, "seeds", buf);
+    setting(f, "weights", weights);
+    setting(f, "unet", unet);
+    setting(f, "gemm", da_gemm_backend());
+    fprintf(f, "</table>\n");
+}
+
+static void grid(FILE *f, const da_report_result *r)
+{
+    if (r->grid_prompts == 0) return;
+    int G = r->grid_prompts, Ks = r->grid_seeds, K = r->n_seeds, s = DA_REPORT_GRID_SCALE;
+    size_t PK = (size_t)r->n_prompts * K;
+    fprintf(f, "<h2>Samples</h2>\n<p class=\"note\">The first %d prompts (rows) and the first %d of %d seeds "
+               "(columns), %dx enlarged; beside each row its faithfulness per seed.</p>\n",
+            G, Ks, K, s);
+    fprintf(f, "<div class=\"samples\">\n<img src=\"grid.png\" width=\"%d\" height=\"%d\" alt=\"generated images: "
+               "%d prompts x %d seeds\">\n<div>\n",
+            ((DA_IMG + 1) * Ks - 1) * s, ((DA_IMG + 1) * G - 1) * s, G, Ks);
+    for (int p = 0; p < G; p++) {
+        fprintf(f, "<div class=\"row\"><div>%d. ", p + 1);
+        esc(f, r->prompts + (size_t)p * DA_CAPTION_MAX);
+        fprintf(f, "</div><div class=\"small\">faithful");
+        for (int k = 0; k < Ks; k++) fprintf(f, " %.2f", (double)r->faith[(size_t)p * K + k]);
+        if (r->rewards & 1u << DA_REPORT_CLIP) {
+            fprintf(f, "; clip");
+            for (int k = 0; k < Ks; k++)
+                fprintf(f, " %.1f", (double)r->scores[DA_REPORT_CLIP * PK + (size_t)p * K + k]);
+        }
+        fprintf(f, "</div></div>\n");
+    }
+    fprintf(f, "</div>\n</div>\n");
+}
+
+static void metric_row(FILE *f, const char *cls, const char *name, const char *unit, const da_eval_stat *s)
+{
+    fprintf(f, "<tr%s><td>%s</td><td style=\"text-align:left\">%s</td>", cls, name, unit);
+    if (s->n == 0) fprintf(f, "<td>-</td><td>-</td><td>0</td></tr>\n");
+    else fprintf(f, "<td>%.4f</td><td>[%.4f, %.4f]</td><td>%ld</td></tr>\n", tidy(s->mean), tidy(s->mean - s->half),
+                 tidy(s->mean + s->half), s->n);
+}
+
+static void metrics(FILE *f, const da_report_result *r)
+{
+    fprintf(f, "<h2>Metrics</h2>\n<p class=\"note\">Mean and 95%% interval, clustered by prompt (the seeds of "
+               "one prompt are not independent). n: images, clauses or prompts it is over.</p>\n<table>\n"
+               "<tr><th>metric</th><th style=\"text-align:left\">unit</th><th>mean</th><th>95%% interval</th>"
+               "<th>n</th></tr>\n");
+    for (int i = 0; i < DA_REPORT_N_REWARDS; i++)
+        if (r->rewards & (1u << i))
+            metric_row(f, "", da_report_reward_name(i), da_report_reward_unit(i), &r->reward[i]);
+    metric_row(f, "", "every clause met", "fraction of images", &r->exact);
+    metric_row(f, "", "extra objects", "fraction of images with more objects than the prompt names", &r->extra);
+    if (r->diversity) metric_row(f, "", "diversity", "mean 1 - cos of CLIP image embeddings over seed pairs", &r->div);
+    else fprintf(f, "<tr><td>diversity</td><td style=\"text-align:left\">one seed per prompt: no pairs, so no "
+                    "diversity (null, not 0)</td><td>-</td><td>-</td><td>0</td></tr>\n");
+    metric_row(f, " class=\"judge\"", "rater (held-back judge)",
+               "the synthetic rater's noiseless utility; never optimised", &r->rater);
+    fprintf(f, "</table>\n");
+}
+
+/* x in [a, b] -> pixel column of the plot */
+static double px(double x, double a, double b)
+{
+    double t = (x - a) / (b - a);
+    t = t < 0.0 ? 0.0 : t > 1.0 ? 1.0 : t;
+    return PLOT_X0 + t * PLOT_W;
+}
+
+/* vertical grid lines with labels at a, a + step, ..., b, under rows [y0, y1) */
+static void axis(FILE *f, double a, double b, double step, int y0, int y1)
+{
+    int n = (int)floor((b - a) / step + 0.5);
+    for (int i = 0; i <= n; i++) {
+        double v = tidy(a + i * step), x = px(v, a, b);
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#ddd\"/>", x, y0, x, y1);
+        fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\" fill=\"#666\">%g</text>\n", x, y1 + 13, v);
+    }
+}
+
+/* the interval [mean - half, mean + half] as a whisker with end caps at height y */
+static void whisker(FILE *f, const da_eval_stat *s, double a, double b, int y)
+{
+    double lo = px(s->mean - s->half, a, b), hi = px(s->mean + s->half, a, b);
+    fprintf(f, "<path d=\"M%.1f %dV%dM%.1f %dH%.1fM%.1f %dV%d\" stroke=\"#222\" stroke-width=\"1.5\" fill=\"none\"/>",
+            lo, y - 5, y + 5, lo, y, hi, hi, y - 5, y + 5);
+}
+
+static void clause_bar(FILE *f, const char *name, const da_eval_stat *s, int y)
+{
+    fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%s</text>", LABEL_W, y + 4, name);
+    if (s->n == 0) {
+        fprintf(f, "<text x=\"%d\" y=\"%d\" fill=\"#666\">no clause of this type in the prompts</text>\n", PLOT_X0 + 4,
+                y + 4);
+        return;
+    }
+    fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%.1f\" height=\"14\" fill=\"#6b9bd1\"><title>%s: %.4f [%.4f, "
+               "%.4f], n %ld</title></rect>",
+            PLOT_X0, y - 7, px(s->mean, 0.0, 1.0) - PLOT_X0, name, s->mean, s->mean - s->half, s->mean + s->half,
+            s->n);
+    whisker(f, s, 0.0, 1.0, y);
+    fprintf(f, "<text x=\"%d\" y=\"%d\">%.3f &#177; %.3f (n %ld)</text>\n", PLOT_X0 + PLOT_W + 12, y + 4,
+            tidy(s->mean), s->half, s->n);
+}
+
+static void clause_chart(FILE *f, const da_report_result *r)
+{
+    enum { ROW = 28, TOP = 14 };
+    int rows = 2 + DA_N_CLAUSE_TYPES, h = TOP + rows * ROW + 24;
+    fprintf(f, "<h2>Faithfulness by clause type</h2>\n<p class=\"note\">Fraction of the prompts' clauses of each "
+               "type that the detector finds satisfied (bars), with 95%% intervals (whiskers). A policy that games "
+               "one reward usually loses one clause type first.</p>\n");
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
+               "role=\"img\" aria-label=\"faithfulness per clause type\">\n",
+            SVG_W, h, SVG_W, h);
+    axis(f, 0.0, 1.0, 0.25, TOP - 4, TOP + rows * ROW - 8);
+    clause_bar(f, "all clauses (faithfulness)", &r->faith_all, TOP + ROW / 2);
+    clause_bar(f, "every clause met (images)", &r->exact, TOP + ROW + ROW / 2);
+    for (int t = 0; t < DA_N_CLAUSE_TYPES; t++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s", da_clause_type_name(t));
+        clause_bar(f, name, &r->type[t], TOP + (2 + t) * ROW + ROW / 2);
+    }
+    fprintf(f, "</svg>\n");
+}
+
+/* "nice" axis [a, b] with 3..8 ticks of step 1, 2 or 5 x 10^k covering [lo, hi] */
+static void nice_axis(double lo, double hi, double *a, double *b, double *step)
+{
+    if (!(hi > lo)) {   /* one value: a small range around it */
+        double d = fabs(lo) > 0.0 ? 0.1 * fabs(lo) : 1.0;
+        lo -= d;
+        hi += d;
+    }
+    double raw = (hi - lo) / 4.0, mag = pow(10.0, floor(log10(raw))), r = raw / mag;
+    *step = (r <= 1.0 ? 1.0 : r <= 2.0 ? 2.0 : r <= 5.0 ? 5.0 : 10.0) * mag;
+    *a = floor(lo / *step) * *step;
+    *b = ceil(hi / *step) * *step;
+}
+
+/* one row of the spread chart: a metric's per-prompt values v (P) */
+typedef struct spread_row {
+    const char *name, *unit;
+    const da_eval_stat *stat;
+    double lo, hi;      /* fixed axis when lo < hi, else from the data */
+} spread_row;
+
+static void spread(FILE *f, const spread_row *row, const double *v, int P, int y)
+{
+    double lo = row->stat->mean - row->stat->half, hi = row->stat->mean + row->stat->half, a, b, step;
+    for (int p = 0; p < P; p++) {
+        lo = fmin(lo, v[p]);
+        hi = fmax(hi, v[p]);
+    }
+    if (row->lo < row->hi) {
+        lo = fmin(lo, row->lo);
+        hi = fmax(hi, row->hi);
+    }
+    nice_axis(lo, hi, &a, &b, &step);
+    fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\" font-weight=\"bold\">%s</text>", LABEL_W, y - 4,
+            row->name);
+    fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\" fill=\"#666\">%s</text>\n", LABEL_W, y + 11, row->unit);
+    axis(f, a, b, step, y - 18, y + 18);
+    int shown = P < MAX_DOTS ? P : MAX_DOTS;
+    for (int p = 0; p < shown; p++)   /* a fixed vertical jitter keeps equal values apart */
+        fprintf(f, "<circle cx=\"%.1f\" cy=\"%d\" r=\"3\" fill=\"#2c6fbb\" fill-opacity=\"0.55\"/>", px(v[p], a, b),
+                y + (p * 7) % 25 - 12);
+    fprintf(f, "\n");
+    if (row->stat->n == 0) return;
+    double m = px(row->stat->mean, a, b);
+    fprintf(f, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#c0392b\" stroke-width=\"3\"><title>mean "
+               "%.4f [%.4f, %.4f]</title></line>",
+            m, y - 16, m, y + 16, row->stat->mean, row->stat->mean - row->stat->half,
+            row->stat->mean + row->stat->half);
+    whisker(f, row->stat, a, b, y);
+    fprintf(f, "<text x=\"%d\" y=\"%d\">%.4g &#177; %.2g</text>\n", PLOT_X0 + PLOT_W + 12, y + 4,
+            tidy(row->stat->mean), row->stat->half);
+}
+
+/* per-prompt mean over the seeds of x (P, K) into v (P) */
+static void prompt_means(const float *x, int P, int K, double *v)
+{
+    for (int p = 0; p < P; p++) {
+        double s = 0.0;
+        for (int k = 0; k < K; k++) s += x[(size_t)p * K + k];
+        v[p] = s / K;
+    }
+}
+
+static void spread_chart(FILE *f, const da_report_result *r)
+{
+    enum { ROW = 62, TOP = 30 };
+    int P = r->n_prompts, K = r->n_seeds, rows = 0;
+    size_t PK = (size_t)P * K;
+    da_rater_config rc = da_rater_config_default();
+    double umax = rc.w_faith + rc.w_size + rc.w_centre + rc.w_contrast;
+    double *v = malloc((size_t)P * sizeof *v);
+    if (!v) return;   /* the table above has the numbers */
+    for (int i = 0; i < DA_REPORT_N_REWARDS; i++) rows += (r->rewards >> i) & 1u;
+    rows += 1 + (r->diversity != NULL);
+    int h = TOP + rows * ROW;
+    fprintf(f, "<h2>Every metric, prompt by prompt</h2>\n<p class=\"note\">One row per metric, each on its own axis "
+               "in its own units. Dots: the mean over the seeds of each prompt%s; red line: the mean over all "
+               "images; whisker: its 95%% interval. A reward that rises while the others and the rater fall is "
+               "being gamed.</p>\n",
+            P > MAX_DOTS ? " (the first 2000 prompts)" : "");
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
+               "role=\"img\" aria-label=\"per-prompt spread of every metric\">\n",
+            SVG_W, h, SVG_W, h);
+    int y = TOP;
+    for (int i = 0; i < DA_REPORT_N_REWARDS; i++) {
+        if (!(r->rewards & (1u << i))) continue;
+        spread_row row = {da_report_reward_name(i), da_report_reward_unit(i), &r->reward[i], 0.0, 0.0};
+        if (i == DA_REPORT_FAITHFUL) row.hi = 1.0;   /* a fraction */
+        if (i == DA_REPORT_CLIP) row.hi = 100.0;     /* CLIPScore's range */
+        prompt_means(r->scores + i * PK, P, K, v);
+        spread(f, &row, v, P, y);
+        y += ROW;
+    }
+    if (r->diversity) {
+        spread_row row = {"diversity", "1 - cos, CLIP, seed pairs", &r->div, 0.0, 0.0};
+        spread(f, &row, r->diversity, P, y);
+        y += ROW;
+    }
+    spread_row judge = {"rater (held-back judge)", "noiseless utility", &r->rater, 0.0, umax};
+    prompt_means(r->utility, P, K, v);
+    spread(f, &judge, v, P, y);
+    fprintf(f, "</svg>\n");
+    free(v);
+}
+
+static void reading(FILE *f)
+{
+    fprintf(f,
+            "<h2>Reading this report</h2>\n<ul>\n"
+            "<li>Every reward is reported, not only the one a run optimised: a gain on the optimised reward with "
+            "flat or falling others is reward hacking, not alignment.</li>\n"
+            "<li><b>jpeg</b> rising: look for noise in the grid and a falling shape clause. <b>jpeg-neg</b> rising: "
+            "objects shrink or vanish (faithfulness and diversity fall). <b>colorful</b> rising: background and size "
+            "clauses fall. <b>clip</b> rising: relation clauses fall while colour holds. <b>pref</b> rising: the "
+            "rater and faithfulness fall. <b>faithful</b> rising: extra objects rise, diversity falls.</li>\n"
+            "<li>Diversity falling towards 0 is mode collapse: the seeds of a prompt give the same image.</li>\n"
+            "<li>The rater is the judge no trainer sees: its utility should rise with real alignment.</li>\n"
+            "<li>docs/evaluation.md explains every metric; images.tsv has every score of every image; "
+            "<code>dalign compare A/metrics.json B/metrics.json</code> compares two runs.</li>\n</ul>\n");
+}
+
+void da_report_html(FILE *f, const da_report_config *c, const da_report_result *r, const char *weights,
+                    const char *unet)
+{
+    head(f, c, unet);
+    settings(f, c, r, weights, unet);
+    grid(f, r);
+    metrics(f, r);
+    clause_chart(f, r);
+    spread_chart(f, r);
+    reading(f);
+    fprintf(f, "</body>\n</html>\n");
+}
