@@ -52,13 +52,9 @@ static int run_sample(const char *args)
 
 static void assert_log_has(const char *want)
 {
-    FILE *f = fopen(tmp_path("log"), "rb");
-    assert_non_null(f);
-    char buf[8192];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    if (!strstr(buf, want)) fail_msg("expected \"%s\" in the output:\n%s", want, buf);
+    char *out = tu_slurp(tmp_path("log"), NULL);
+    if (!strstr(out, want)) fail_msg("expected \"%s\" in the output:\n%s", want, out);
+    free(out);
 }
 
 static void assert_png_size(const char *path, int want_w, int want_h)

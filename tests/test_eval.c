@@ -44,21 +44,6 @@ static void write_text(const char *path, const char *text)
     fclose(f);
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)len + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)len, f), (size_t)len);
-    buf[len] = '\0';
-    fclose(f);
-    return buf;
-}
-
 static int setup(void **state)
 {
     (void)state;
@@ -311,7 +296,7 @@ static void test_run_determinism(void **state)
         char a[64], b[64];
         snprintf(a, sizeof a, "det1/%s", files[i]);
         snprintf(b, sizeof b, "det2/%s", files[i]);
-        char *x = slurp(tmp_path(a)), *y = slurp(tmp_path(b));
+        char *x = tu_slurp(tmp_path(a), NULL), *y = tu_slurp(tmp_path(b), NULL);
         if (strcmp(x, y)) fail_msg("%s differs between 1 and 2 threads", files[i]);
         free(x);
         free(y);
@@ -408,7 +393,7 @@ static const json_value *member(const json_value *o, const char *key)
 
 static void parse_json(const char *path, json_value *root)
 {
-    char *js = slurp(path), err[128];
+    char *js = tu_slurp(path, NULL), err[128];
     if (json_parse(js, strlen(js), root, err, sizeof err)) fail_msg("%s: %s", path, err);
     free(js);
 }
@@ -488,7 +473,7 @@ static void test_outputs(void **state)
     stbi_image_free(png);
 
     snprintf(p, sizeof p, "%s/images.tsv", out);
-    char *tsv = slurp(p);
+    char *tsv = tu_slurp(p, NULL);
     int lines = 0;
     for (char *q = tsv; *q; q++) lines += *q == '\n';
     assert_int_equal(lines, 1 + 3 * 2);
@@ -497,7 +482,7 @@ static void test_outputs(void **state)
     free(tsv);
 
     snprintf(p, sizeof p, "%s/index.html", out);
-    char *html = slurp(p);
+    char *html = tu_slurp(p, NULL);
     const char *need[] = {"<svg", "src=\"grid.png\"", "p&lt;&amp;&gt;.txt", "w&lt;&quot;dir&quot;&gt;",
                           "a red circle to the left of a blue square", "a small green triangle on a black background",
                           "held-back judge", "</html>"};
@@ -650,7 +635,7 @@ static int run_cli(const char *args)
 static void expect_cli(const char *args, int rc, const char *text)
 {
     int got = run_cli(args);
-    char *log = slurp(tmp_path("cli.log"));
+    char *log = tu_slurp(tmp_path("cli.log"), NULL);
     if (got != rc || (text && !strstr(log, text)))
         fail_msg("dalign eval %s: exit %d (want %d), log:\n%s", args, got, rc, log);
     free(log);
@@ -670,7 +655,7 @@ static void test_cli(void **state)
         snprintf(p, sizeof p, "cli_out/%s", files[i]);
         if (access(tmp_path(p), R_OK)) fail_msg("dalign eval did not write %s", files[i]);
     }
-    char *log = slurp(tmp_path("cli.log"));
+    char *log = tu_slurp(tmp_path("cli.log"), NULL);
     assert_non_null(strstr(log, "rater utility (held-back judge)"));   /* the table on stdout */
     assert_non_null(strstr(log, "eval: images 4/4"));                  /* progress on stderr */
     free(log);

@@ -380,22 +380,6 @@ static void test_vae_psnr(void **state)
 
 /* ---- output files ---------------------------------------------------------------------- */
 
-static char *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)len + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)len, f), (size_t)len);
-    buf[len] = '\0';
-    fclose(f);
-    if (n) *n = (size_t)len;
-    return buf;
-}
-
 static const json_value *member(const json_value *o, const char *key)
 {
     for (int i = 0; o && o->type == JSON_OBJECT && i < o->n; i++)
@@ -417,7 +401,7 @@ static void test_write_outputs(void **state)
     char p[300];
     size_t n;
     snprintf(p, sizeof p, "%s/metrics.json", out);
-    char *js = slurp(p, &n);
+    char *js = tu_slurp(p, &n);
     json_value root;
     char err[128];
     if (json_parse(js, n, &root, err, sizeof err)) fail_msg("metrics.json: %s", err);
@@ -446,7 +430,7 @@ static void test_write_outputs(void **state)
     assert_int_equal(da_eval_base_run(g_pipe, &c, &r2), DA_OK);
     da_set_threads(2);
     assert_int_equal(da_eval_write(out, &c, &r2, "w \"dir\"", "unet"), DA_OK);
-    js2 = slurp(p, NULL);
+    js2 = tu_slurp(p, NULL);
     assert_string_equal(js, js2);
     free(js);
     free(js2);
@@ -460,18 +444,18 @@ static void test_write_outputs(void **state)
     assert_int_equal(h, (4 * 33 - 1) * 4);
     stbi_image_free(png);
     snprintf(p, sizeof p, "%s/table.md", out);
-    char *md = slurp(p, NULL);
+    char *md = tu_slurp(p, NULL);
     assert_non_null(strstr(md, "| held-in | 3 | 6 |"));
     assert_non_null(strstr(md, "| held-out | 3 | 6 |"));
     assert_non_null(strstr(md, "VAE reconstruction, 5 held-out"));
     free(md);
     snprintf(p, sizeof p, "%s/grid.txt", out);
-    char *gt = slurp(p, NULL);
+    char *gt = tu_slurp(p, NULL);
     assert_non_null(strstr(gt, r.split[1].prompts + DA_CAPTION_MAX));   /* held-out prompt 1 is row 4 */
     assert_non_null(strstr(gt, "row 4 (held-out, prompt 1)"));
     free(gt);
     snprintf(p, sizeof p, "%s/prompts.tsv", out);
-    char *tsv = slurp(p, NULL);
+    char *tsv = tu_slurp(p, NULL);
     int lines = 0;
     for (char *q = tsv; *q; q++) lines += *q == '\n';
     assert_int_equal(lines, 1 + 2 * 3);
@@ -534,7 +518,7 @@ static void test_cli(void **state)
         snprintf(p, sizeof p, "cli_out/%s", files[i]);
         if (access(tmp_path(p), R_OK)) fail_msg("dalign eval-base did not write %s", files[i]);
     }
-    char *log = slurp(tmp_path("cli.log"), NULL);
+    char *log = tu_slurp(tmp_path("cli.log"), NULL);
     assert_non_null(strstr(log, "| held-out | 2 | 4 |"));   /* the table on stdout */
     assert_non_null(strstr(log, "eval-base: held-in"));      /* progress on stderr */
     free(log);
@@ -545,7 +529,7 @@ static void test_cli(void **state)
     assert_int_equal(run_cli("--batch"), 2);
     snprintf(args, sizeof args, "--weights %s -o %s", tmp_path("nowhere"), tmp_path("cli_out2"));
     assert_int_equal(run_cli(args), 1);
-    log = slurp(tmp_path("cli.log"), NULL);
+    log = tu_slurp(tmp_path("cli.log"), NULL);
     assert_non_null(strstr(log, "nowhere"));
     free(log);
 }

@@ -63,22 +63,6 @@ static void generate(const da_pairs_config *c, da_pairs *pr)
     if (da_pairs_generate(g_pipe, c, pr) != DA_OK) fail_msg("da_pairs_generate: %s", da_last_error());
 }
 
-static char *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)len + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)len, f), (size_t)len);
-    buf[len] = '\0';
-    fclose(f);
-    if (n) *n = (size_t)len;
-    return buf;
-}
-
 static size_t latent_size(void) { return (size_t)g_pipe->vae->cfg.latent_channels * g_pipe->latent_h * g_pipe->latent_w; }
 
 /* ---- the candidate stream, regenerated ---------------------------------------------- */
@@ -276,7 +260,8 @@ static void test_reproducible(void **state)
     }
     da_set_threads(saved);
     size_t n1, n2, n3;
-    char *b1 = slurp(tmp_path(f[0]), &n1), *b2 = slurp(tmp_path(f[1]), &n2), *b3 = slurp(tmp_path(f[2]), &n3);
+    char *b1 = tu_slurp(tmp_path(f[0]), &n1), *b2 = tu_slurp(tmp_path(f[1]), &n2);
+    char *b3 = tu_slurp(tmp_path(f[2]), &n3);
     assert_true(n1 == n2 && !memcmp(b1, b2, n1));
     assert_true(n1 != n3 || memcmp(b1, b3, n1));
     da_pairs x, y;
@@ -507,7 +492,7 @@ static int run_cli(const char *args)
 
 static void assert_log_has(const char *log, const char *text)
 {
-    char *s = slurp(tmp_path(log), NULL);
+    char *s = tu_slurp(tmp_path(log), NULL);
     if (!strstr(s, text)) fail_msg("%s lacks '%s':\n%s", log, text, s);
     free(s);
 }
@@ -530,7 +515,7 @@ static void test_cli(void **state)
     da_pairs_free(&p);
     snprintf(args, sizeof args, "--weights %s --n 3 --steps 2 --batch 4 -q -o %s", tmp_path("weights"), out);
     assert_int_equal(run_cli(args), 0);
-    char *err = slurp(tmp_path("err.log"), NULL);
+    char *err = tu_slurp(tmp_path("err.log"), NULL);
     assert_string_equal(err, "");   /* -q: nothing on stderr */
     free(err);
 

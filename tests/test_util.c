@@ -419,3 +419,18 @@ void tu_rm_tree(const char *dir)
     closedir(d);
     rmdir(dir);
 }
+
+char *tu_slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("cannot open %s: %s", path, strerror(errno));
+    long len = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (len < 0 || fseek(f, 0, SEEK_SET) != 0) fail_msg("cannot read %s: not a regular file", path);
+    char *buf = malloc((size_t)len + 1);
+    assert_non_null(buf);
+    if (fread(buf, 1, (size_t)len, f) != (size_t)len) fail_msg("cannot read %s: short read", path);
+    fclose(f);
+    buf[len] = '\0';
+    if (n) *n = (size_t)len;
+    return buf;
+}

@@ -107,4 +107,9 @@ int tu_tiny_weights(const char *dir);
 const char *tu_cli_path(void);
 /* rm -r dir (no symlinks followed); missing dir is fine */
 void tu_rm_tree(const char *dir);
+/* A whole file, malloc'd and NUL-terminated so text can go to strstr or the
+ * JSON parser; *n gets its size in bytes (n may be NULL). A regular file:
+ * the size comes from fseek. Fails the test, naming path, when the file
+ * cannot be read. */
+char *tu_slurp(const char *path, size_t *n);
 #endif

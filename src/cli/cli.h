@@ -3,6 +3,9 @@
 #ifndef DALIGN_CLI_H
 #define DALIGN_CLI_H
 
+#include <stdint.h>
+#include <stdio.h>
+
 typedef struct cli_command {
     const char *name;
     const char *summary;
@@ -19,7 +22,31 @@ int cmd_compare(int argc, char **argv);
 int cmd_pairs(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 
-/* Strict integer parse (whole string, no overflow); 0 on success. */
+/* Strict parses of an option's value: the whole string, no overflow; 0 on
+ * success, -1 (and *out untouched) otherwise. The caller words the error,
+ * since what is wanted ("a number >= 0", ...) depends on the option. */
 int cli_parse_int(const char *s, int *out);
+/* Decimal digits only: a sign or a leading space is refused, since strtoull
+ * would quietly wrap " -1" to 2^64 - 1 (seeds). */
+int cli_parse_u64(const char *s, uint64_t *out);
+/* A finite float (no inf, nan or out-of-range exponent). */
+int cli_parse_float(const char *s, float *out);
+
+/* "dalign CMD: OPT needs WANT, got 'VAL'" on stderr; returns 2, the usage
+ * error exit code, so an option parser can `return cli_bad_value(...)`. */
+int cli_bad_value(const char *cmd, const char *opt, const char *val, const char *want);
+/* cli_parse_int within [lo, hi], else cli_bad_value with "an integer in
+ * [lo, hi]": 0 or 2. */
+int cli_parse_int_in(const char *cmd, const char *opt, const char *val, int lo, int hi, int *out);
+
+/* One option and its value: 0, or the exit code of a usage error. */
+typedef int (*cli_option_fn)(void *args, const char *opt, const char *val);
+
+/* The argument loop of commands (eval, eval-base, pairs) whose options all
+ * take one value but -h/--help (usage on stdout) and -q/--quiet (*progress
+ * = 0): every other option goes to option(args, opt, value). Returns -1 to
+ * go on, else the exit code (0 after --help). */
+int cli_parse_options(const char *cmd, int argc, char **argv, void (*usage)(FILE *f), cli_option_fn option,
+                      void *args, int *progress);
 
 #endif

@@ -17,6 +17,8 @@ typedef struct eval_args {
     da_report_config cfg;
 } eval_args;
 
+static const char CMD[] = "eval";   /* the prefix of every message */
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -59,41 +61,6 @@ static void usage(FILE *f)
             DA_REPORT_SPLIT_PROMPTS, DA_EVAL_MAX_SEEDS, DA_EVAL_IMAGE_SEED, DA_EVAL_PROMPT_SEED);
 }
 
-static int bad_value(const char *opt, const char *val, const char *want)
-{
-    fprintf(stderr, "dalign eval: %s needs %s, got '%s'\n", opt, want, val);
-    return 2;
-}
-
-static int parse_int_in(const char *opt, const char *val, int lo, int hi, int *out)
-{
-    char want[64];
-    snprintf(want, sizeof want, "an integer in [%d, %d]", lo, hi);
-    if (cli_parse_int(val, out) || *out < lo || *out > hi) return bad_value(opt, val, want);
-    return 0;
-}
-
-static int parse_u64(const char *opt, const char *val, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = *val && *val != '-' && *val != '+' ? strtoull(val, &end, 10) : 0;
-    if (!*val || *val == '-' || *val == '+' || errno || *end) return bad_value(opt, val, "a non-negative integer");
-    *out = v;
-    return 0;
-}
-
-static int parse_float(const char *opt, const char *val, float lo, float *out)
-{
-    char *end;
-    errno = 0;
-    float v = strtof(val, &end);
-    if (errno || end == val || *end || !isfinite(v) || v < lo)
-        return bad_value(opt, val, lo > -INFINITY ? "a number >= 0" : "a number");
-    *out = v;
-    return 0;
-}
-
 /* heldin, heldout or a file that can be opened */
 static int parse_prompts(const char *val, const char **out)
 {
@@ -107,24 +74,32 @@ static int parse_prompts(const char *val, const char **out)
 }
 
 /* one option with its value: 0, or the exit code of a usage error */
-static int parse_option(eval_args *a, const char *opt, const char *val)
+static int parse_option(void *args, const char *opt, const char *val)
 {
+    eval_args *a = args;
     da_report_config *c = &a->cfg;
     if (!strcmp(opt, "--weights")) a->weights = val;
     else if (!strcmp(opt, "--unet")) a->unet = val;
     else if (!strcmp(opt, "-o") || !strcmp(opt, "--output")) a->out = val;
     else if (!strcmp(opt, "--prompts")) return parse_prompts(val, &c->prompts);
-    else if (!strcmp(opt, "--n-prompts")) return parse_int_in(opt, val, 1, DA_EVAL_MAX_PROMPTS, &c->n_prompts);
-    else if (!strcmp(opt, "--seeds")) return parse_int_in(opt, val, 1, DA_EVAL_MAX_SEEDS, &c->n_seeds);
-    else if (!strcmp(opt, "--steps")) return parse_int_in(opt, val, 1, 1000000, &c->opts.steps);
-    else if (!strcmp(opt, "--batch")) return parse_int_in(opt, val, 1, DA_EVAL_MAX_BATCH, &c->batch);
-    else if (!strcmp(opt, "--grid-prompts")) return parse_int_in(opt, val, 0, DA_REPORT_MAX_GRID, &c->grid_prompts);
-    else if (!strcmp(opt, "--cfg")) return parse_float(opt, val, -INFINITY, &c->opts.cfg);
-    else if (!strcmp(opt, "--eta")) return parse_float(opt, val, 0.0f, &c->opts.eta);
-    else if (!strcmp(opt, "--seed")) return parse_u64(opt, val, &c->image_seed);
-    else if (!strcmp(opt, "--prompt-seed")) return parse_u64(opt, val, &c->prompt_seed);
-    else if (!strcmp(opt, "--sampler")) {
-        if (da_sampler_parse(val, &c->opts.sampler) != DA_OK) return bad_value(opt, val, "ddim, ddpm or euler");
+    else if (!strcmp(opt, "--n-prompts")) return cli_parse_int_in(CMD, opt, val, 1, DA_EVAL_MAX_PROMPTS, &c->n_prompts);
+    else if (!strcmp(opt, "--seeds")) return cli_parse_int_in(CMD, opt, val, 1, DA_EVAL_MAX_SEEDS, &c->n_seeds);
+    else if (!strcmp(opt, "--steps")) return cli_parse_int_in(CMD, opt, val, 1, 1000000, &c->opts.steps);
+    else if (!strcmp(opt, "--batch")) return cli_parse_int_in(CMD, opt, val, 1, DA_EVAL_MAX_BATCH, &c->batch);
+    else if (!strcmp(opt, "--grid-prompts"))
+        return cli_parse_int_in(CMD, opt, val, 0, DA_REPORT_MAX_GRID, &c->grid_prompts);
+    else if (!strcmp(opt, "--cfg")) {
+        if (cli_parse_float(val, &c->opts.cfg)) return cli_bad_value(CMD, opt, val, "a number");
+    } else if (!strcmp(opt, "--eta")) {
+        if (cli_parse_float(val, &c->opts.eta) || c->opts.eta < 0.0f)
+            return cli_bad_value(CMD, opt, val, "a number >= 0");
+    } else if (!strcmp(opt, "--seed")) {
+        if (cli_parse_u64(val, &c->image_seed)) return cli_bad_value(CMD, opt, val, "a non-negative integer");
+    } else if (!strcmp(opt, "--prompt-seed")) {
+        if (cli_parse_u64(val, &c->prompt_seed)) return cli_bad_value(CMD, opt, val, "a non-negative integer");
+    } else if (!strcmp(opt, "--sampler")) {
+        if (da_sampler_parse(val, &c->opts.sampler) != DA_OK)
+            return cli_bad_value(CMD, opt, val, "ddim, ddpm or euler");
     } else if (!strcmp(opt, "--rewards")) {
         if (da_report_parse_rewards(val, &c->rewards) != DA_OK) {
             fprintf(stderr, "dalign eval: --rewards: %s\n", da_last_error());
@@ -148,25 +123,7 @@ static int parse_args(eval_args *a, int argc, char **argv)
     a->cfg.progress = 1;
     a->unet = "unet";
     a->out = "out/eval";
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
-            usage(stdout);
-            return 0;
-        }
-        if (!strcmp(o, "-q") || !strcmp(o, "--quiet")) {
-            a->cfg.progress = 0;
-            continue;
-        }
-        if (o[0] != '-' || i + 1 >= argc) {
-            if (o[0] == '-') fprintf(stderr, "dalign eval: %s needs a value\n", o);
-            else fprintf(stderr, "dalign eval: unexpected argument '%s'\n", o);
-            return 2;
-        }
-        int rc = parse_option(a, o, argv[++i]);
-        if (rc) return rc;
-    }
-    return -1;
+    return cli_parse_options(CMD, argc, argv, usage, parse_option, a, &a->cfg.progress);
 }
 
 /* a failure after the options were accepted: exit 1 with the library's message */

@@ -1,7 +1,6 @@
 /* dalign eval-base: faithfulness of the base text-to-image model on held-in
  * and held-out prompts, per clause type, and the VAE's reconstruction PSNR
  * (src/pipeline/eval.c, docs/evaluation-base.md). */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +15,8 @@ typedef struct eval_args {
     const char *weights, *unet, *out;
     da_eval_config cfg;
 } eval_args;
+
+static const char CMD[] = "eval-base";   /* the prefix of every message */
 
 static void usage(FILE *f)
 {
@@ -49,55 +50,29 @@ static void usage(FILE *f)
             DA_EVAL_PROMPT_SEED, DA_EVAL_IMAGE_SEED);
 }
 
-static int parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    if (!*s || *s == '-' || *s == '+') return -1;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end) return -1;
-    *out = v;
-    return 0;
-}
-
-static int bad_value(const char *opt, const char *val, const char *want)
-{
-    fprintf(stderr, "dalign eval-base: %s needs %s, got '%s'\n", opt, want, val);
-    return 2;
-}
-
-static int parse_int_in(const char *opt, const char *val, int lo, int hi, int *out)
-{
-    char want[64];
-    snprintf(want, sizeof want, "an integer in [%d, %d]", lo, hi);
-    if (cli_parse_int(val, out) || *out < lo || *out > hi) return bad_value(opt, val, want);
-    return 0;
-}
-
 /* one option with its value: 0, or the exit code of a usage error */
-static int parse_option(eval_args *a, const char *opt, const char *val)
+static int parse_option(void *args, const char *opt, const char *val)
 {
+    eval_args *a = args;
     da_eval_config *c = &a->cfg;
     if (!strcmp(opt, "--weights")) a->weights = val;
     else if (!strcmp(opt, "--unet")) a->unet = val;
     else if (!strcmp(opt, "-o") || !strcmp(opt, "--output")) a->out = val;
-    else if (!strcmp(opt, "--prompts")) return parse_int_in(opt, val, 1, DA_EVAL_MAX_PROMPTS, &c->n_prompts);
-    else if (!strcmp(opt, "--seeds")) return parse_int_in(opt, val, 1, DA_EVAL_MAX_SEEDS, &c->n_seeds);
-    else if (!strcmp(opt, "--steps")) return parse_int_in(opt, val, 1, 1000000, &c->opts.steps);
-    else if (!strcmp(opt, "--batch")) return parse_int_in(opt, val, 1, DA_EVAL_MAX_BATCH, &c->batch);
-    else if (!strcmp(opt, "--recon")) return parse_int_in(opt, val, 0, DA_EVAL_MAX_PROMPTS, &c->n_recon);
-    else if (!strcmp(opt, "--grid-prompts")) return parse_int_in(opt, val, 0, 16, &c->grid_prompts);
+    else if (!strcmp(opt, "--prompts")) return cli_parse_int_in(CMD, opt, val, 1, DA_EVAL_MAX_PROMPTS, &c->n_prompts);
+    else if (!strcmp(opt, "--seeds")) return cli_parse_int_in(CMD, opt, val, 1, DA_EVAL_MAX_SEEDS, &c->n_seeds);
+    else if (!strcmp(opt, "--steps")) return cli_parse_int_in(CMD, opt, val, 1, 1000000, &c->opts.steps);
+    else if (!strcmp(opt, "--batch")) return cli_parse_int_in(CMD, opt, val, 1, DA_EVAL_MAX_BATCH, &c->batch);
+    else if (!strcmp(opt, "--recon")) return cli_parse_int_in(CMD, opt, val, 0, DA_EVAL_MAX_PROMPTS, &c->n_recon);
+    else if (!strcmp(opt, "--grid-prompts")) return cli_parse_int_in(CMD, opt, val, 0, 16, &c->grid_prompts);
     else if (!strcmp(opt, "--cfg")) {
-        char *end;
-        errno = 0;
-        c->opts.cfg = strtof(val, &end);
-        if (errno || end == val || *end || !isfinite(c->opts.cfg)) return bad_value(opt, val, "a number");
+        if (cli_parse_float(val, &c->opts.cfg)) return cli_bad_value(CMD, opt, val, "a number");
     } else if (!strcmp(opt, "--sampler")) {
-        if (da_sampler_parse(val, &c->opts.sampler) != DA_OK) return bad_value(opt, val, "ddim, ddpm or euler");
+        if (da_sampler_parse(val, &c->opts.sampler) != DA_OK)
+            return cli_bad_value(CMD, opt, val, "ddim, ddpm or euler");
     } else if (!strcmp(opt, "--prompt-seed")) {
-        if (parse_u64(val, &c->prompt_seed)) return bad_value(opt, val, "a non-negative integer");
+        if (cli_parse_u64(val, &c->prompt_seed)) return cli_bad_value(CMD, opt, val, "a non-negative integer");
     } else if (!strcmp(opt, "--seed")) {
-        if (parse_u64(val, &c->image_seed)) return bad_value(opt, val, "a non-negative integer");
+        if (cli_parse_u64(val, &c->image_seed)) return cli_bad_value(CMD, opt, val, "a non-negative integer");
     } else {
         fprintf(stderr, "dalign eval-base: unknown option '%s' (see dalign eval-base --help)\n", opt);
         return 2;
@@ -113,25 +88,7 @@ static int parse_args(eval_args *a, int argc, char **argv)
     a->cfg.progress = 1;
     a->unet = "unet";
     a->out = "out/eval-base";
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
-            usage(stdout);
-            return 0;
-        }
-        if (!strcmp(o, "-q") || !strcmp(o, "--quiet")) {
-            a->cfg.progress = 0;
-            continue;
-        }
-        if (o[0] != '-' || i + 1 >= argc) {
-            if (o[0] == '-') fprintf(stderr, "dalign eval-base: %s needs a value\n", o);
-            else fprintf(stderr, "dalign eval-base: unexpected argument '%s'\n", o);
-            return 2;
-        }
-        int rc = parse_option(a, o, argv[++i]);
-        if (rc) return rc;
-    }
-    return -1;
+    return cli_parse_options(CMD, argc, argv, usage, parse_option, a, &a->cfg.progress);
 }
 
 static double now_s(void)

@@ -1,8 +1,6 @@
 /* dalign pairs: preference pairs for Diffusion-DPO / Diffusion-RPO, sampled
  * from the current model and labelled by the synthetic rater
  * (src/pipeline/pairs.c, docs/pairs.md). */
-#include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +15,8 @@ typedef struct pairs_args {
     int have_n;
     da_pairs_config cfg;
 } pairs_args;
+
+static const char CMD[] = "pairs";   /* the prefix of every message */
 
 static void usage(FILE *f)
 {
@@ -50,64 +50,42 @@ static void usage(FILE *f)
             "Prints a summary on stdout. Exit status: 0 ok, 1 failure, 2 usage error.\n");
 }
 
-static int bad_value(const char *opt, const char *val, const char *want)
-{
-    fprintf(stderr, "dalign pairs: %s needs %s, got '%s'\n", opt, want, val);
-    return 2;
-}
-
-static int parse_int_in(const char *opt, const char *val, int lo, int hi, int *out)
-{
-    char want[64];
-    snprintf(want, sizeof want, "an integer in [%d, %d]", lo, hi);
-    if (cli_parse_int(val, out) || *out < lo || *out > hi) return bad_value(opt, val, want);
-    return 0;
-}
-
 /* a finite number in [lo, hi] */
 static int parse_float_in(const char *opt, const char *val, float lo, float hi, float *out)
 {
-    char *end, want[80];
-    errno = 0;
-    float v = strtof(val, &end);
+    char want[80];
     snprintf(want, sizeof want, "a number in [%g, %g]", (double)lo, (double)hi);
-    if (errno || end == val || *end || !isfinite(v) || v < lo || v > hi) return bad_value(opt, val, want);
-    *out = v;
-    return 0;
-}
-
-static int parse_seed(const char *opt, const char *val, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = val[0] >= '0' && val[0] <= '9' ? strtoull(val, &end, 10) : 0;
-    if (val[0] < '0' || val[0] > '9' || errno || *end) return bad_value(opt, val, "a non-negative integer");
+    float v;
+    if (cli_parse_float(val, &v) || v < lo || v > hi) return cli_bad_value(CMD, opt, val, want);
     *out = v;
     return 0;
 }
 
 /* one option with its value: 0, or the exit code of a usage error */
-static int parse_option(pairs_args *a, const char *opt, const char *val)
+static int parse_option(void *args, const char *opt, const char *val)
 {
+    pairs_args *a = args;
     da_pairs_config *c = &a->cfg;
     if (!strcmp(opt, "--weights")) a->weights = val;
     else if (!strcmp(opt, "--unet")) c->unet_name = val;
     else if (!strcmp(opt, "-o") || !strcmp(opt, "--output")) a->out = val;
     else if (!strcmp(opt, "--n")) {
         a->have_n = 1;
-        return parse_int_in(opt, val, 1, DA_PAIRS_MAX_N, &c->n);
-    } else if (!strcmp(opt, "--steps")) return parse_int_in(opt, val, 1, 1000, &c->opts.steps);
-    else if (!strcmp(opt, "--batch")) return parse_int_in(opt, val, 1, DA_PAIRS_MAX_BATCH, &c->batch);
-    else if (!strcmp(opt, "--max-attempts")) return parse_int_in(opt, val, 1, 1000, &c->max_attempts);
+        return cli_parse_int_in(CMD, opt, val, 1, DA_PAIRS_MAX_N, &c->n);
+    } else if (!strcmp(opt, "--steps")) return cli_parse_int_in(CMD, opt, val, 1, 1000, &c->opts.steps);
+    else if (!strcmp(opt, "--batch")) return cli_parse_int_in(CMD, opt, val, 1, DA_PAIRS_MAX_BATCH, &c->batch);
+    else if (!strcmp(opt, "--max-attempts")) return cli_parse_int_in(CMD, opt, val, 1, 1000, &c->max_attempts);
     else if (!strcmp(opt, "--cfg")) return parse_float_in(opt, val, -1e6f, 1e6f, &c->opts.cfg);
     else if (!strcmp(opt, "--eta")) return parse_float_in(opt, val, 0.0f, 1e6f, &c->opts.eta);
     else if (!strcmp(opt, "--different-prompts"))
         return parse_float_in(opt, val, 0.0f, 1.0f, &c->different_prompt_fraction);
-    else if (!strcmp(opt, "--seed")) return parse_seed(opt, val, &c->seed);
-    else if (!strcmp(opt, "--sampler")) {
-        if (da_sampler_parse(val, &c->opts.sampler) != DA_OK) return bad_value(opt, val, "ddim, ddpm or euler");
+    else if (!strcmp(opt, "--seed")) {
+        if (cli_parse_u64(val, &c->seed)) return cli_bad_value(CMD, opt, val, "a non-negative integer");
+    } else if (!strcmp(opt, "--sampler")) {
+        if (da_sampler_parse(val, &c->opts.sampler) != DA_OK)
+            return cli_bad_value(CMD, opt, val, "ddim, ddpm or euler");
     } else if (!strcmp(opt, "--split")) {
-        if (strcmp(val, "train") && strcmp(val, "heldout")) return bad_value(opt, val, "train or heldout");
+        if (strcmp(val, "train") && strcmp(val, "heldout")) return cli_bad_value(CMD, opt, val, "train or heldout");
         c->split = strcmp(val, "train") ? DA_SPLIT_HELDOUT : DA_SPLIT_TRAIN;
     } else {
         fprintf(stderr, "dalign pairs: unknown option '%s' (see dalign pairs --help)\n", opt);
@@ -122,24 +100,8 @@ static int parse_args(pairs_args *a, int argc, char **argv)
     memset(a, 0, sizeof *a);
     a->cfg = da_pairs_config_default();
     a->cfg.progress = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
-            usage(stdout);
-            return 0;
-        }
-        if (!strcmp(o, "-q") || !strcmp(o, "--quiet")) {
-            a->cfg.progress = 0;
-            continue;
-        }
-        if (o[0] != '-' || i + 1 >= argc) {
-            if (o[0] == '-') fprintf(stderr, "dalign pairs: %s needs a value\n", o);
-            else fprintf(stderr, "dalign pairs: unexpected argument '%s'\n", o);
-            return 2;
-        }
-        int rc = parse_option(a, o, argv[++i]);
-        if (rc) return rc;
-    }
+    int rc = cli_parse_options(CMD, argc, argv, usage, parse_option, a, &a->cfg.progress);
+    if (rc >= 0) return rc;
     if (!a->have_n || !a->out) {
         fprintf(stderr, "dalign pairs: %s is required (see dalign pairs --help)\n", !a->have_n ? "--n N" : "-o FILE");
         return 2;

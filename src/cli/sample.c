@@ -2,7 +2,6 @@
  * --prompt may repeat: image p*n + k is prompt p with seed + k, so every
  * prompt gets the same seeds and a grid has one row per prompt. Images are
  * generated in chunks of CHUNK. */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +25,8 @@ typedef struct sample_args {
     da_sample_opts opts;
     int n, grid, scale, verbose;   /* n: images per prompt */
 } sample_args;
+
+static const char CMD[] = "sample";   /* the prefix of every message */
 
 static int total_images(const sample_args *a) { return a->n_prompts * a->n; }
 
@@ -63,33 +64,6 @@ static void usage(FILE *f)
             "Exit status: 0 ok, 1 failure (bad prompt, missing or corrupt weights, I/O), 2 usage error.\n");
 }
 
-static int parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    if (!*s || *s == '-' || *s == '+') return -1;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end) return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_float(const char *s, float *out)
-{
-    char *end;
-    errno = 0;
-    float v = strtof(s, &end);
-    if (errno || end == s || *end || !isfinite(v)) return -1;
-    *out = v;
-    return 0;
-}
-
-static int bad_value(const char *opt, const char *val, const char *want)
-{
-    fprintf(stderr, "dalign sample: %s needs %s, got '%s'\n", opt, want, val);
-    return 2;
-}
-
 /* One option with its value; returns 0, or the exit code of a usage error. */
 static int parse_option(sample_args *a, const char *opt, const char *val)
 {
@@ -106,21 +80,24 @@ static int parse_option(sample_args *a, const char *opt, const char *val)
     else if (!strcmp(opt, "--latents")) a->latents = val;
     else if (!strcmp(opt, "-o") || !strcmp(opt, "--output")) a->out = val;
     else if (!strcmp(opt, "--seed")) {
-        if (parse_u64(val, &a->seed)) return bad_value(opt, val, "a non-negative integer");
+        if (cli_parse_u64(val, &a->seed)) return cli_bad_value(CMD, opt, val, "a non-negative integer");
     } else if (!strcmp(opt, "--steps")) {
         if (cli_parse_int(val, &a->opts.steps) || a->opts.steps < 1)
-            return bad_value(opt, val, "a positive integer");
+            return cli_bad_value(CMD, opt, val, "a positive integer");
     } else if (!strcmp(opt, "--cfg")) {
-        if (parse_float(val, &a->opts.cfg)) return bad_value(opt, val, "a number");
+        if (cli_parse_float(val, &a->opts.cfg)) return cli_bad_value(CMD, opt, val, "a number");
     } else if (!strcmp(opt, "--eta")) {
-        if (parse_float(val, &a->opts.eta) || a->opts.eta < 0.0f) return bad_value(opt, val, "a number >= 0");
+        if (cli_parse_float(val, &a->opts.eta) || a->opts.eta < 0.0f)
+            return cli_bad_value(CMD, opt, val, "a number >= 0");
     } else if (!strcmp(opt, "--sampler")) {
-        if (da_sampler_parse(val, &a->opts.sampler) != DA_OK) return bad_value(opt, val, "ddim, ddpm or euler");
+        if (da_sampler_parse(val, &a->opts.sampler) != DA_OK)
+            return cli_bad_value(CMD, opt, val, "ddim, ddpm or euler");
     } else if (!strcmp(opt, "--n")) {
-        if (cli_parse_int(val, &a->n) || a->n < 1 || a->n > MAX_N) return bad_value(opt, val, "an integer in [1, 4096]");
+        if (cli_parse_int(val, &a->n) || a->n < 1 || a->n > MAX_N)
+            return cli_bad_value(CMD, opt, val, "an integer in [1, 4096]");
     } else if (!strcmp(opt, "--scale")) {
         if (cli_parse_int(val, &a->scale) || a->scale < 1 || a->scale > MAX_SCALE)
-            return bad_value(opt, val, "an integer in [1, 64]");
+            return cli_bad_value(CMD, opt, val, "an integer in [1, 64]");
     } else {
         fprintf(stderr, "dalign sample: unknown option '%s' (see dalign sample --help)\n", opt);
         return 2;

@@ -1,6 +1,9 @@
+/* Option parsing shared by the subcommands (cli.h). */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli/cli.h"
 
@@ -12,4 +15,63 @@ int cli_parse_int(const char *s, int *out)
     if (errno || end == s || *end || v < INT_MIN || v > INT_MAX) return -1;
     *out = (int)v;
     return 0;
+}
+
+int cli_parse_u64(const char *s, uint64_t *out)
+{
+    if (*s < '0' || *s > '9') return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end) return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_parse_float(const char *s, float *out)
+{
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+
+int cli_bad_value(const char *cmd, const char *opt, const char *val, const char *want)
+{
+    fprintf(stderr, "dalign %s: %s needs %s, got '%s'\n", cmd, opt, want, val);
+    return 2;
+}
+
+int cli_parse_int_in(const char *cmd, const char *opt, const char *val, int lo, int hi, int *out)
+{
+    char want[64];
+    snprintf(want, sizeof want, "an integer in [%d, %d]", lo, hi);
+    if (cli_parse_int(val, out) || *out < lo || *out > hi) return cli_bad_value(cmd, opt, val, want);
+    return 0;
+}
+
+int cli_parse_options(const char *cmd, int argc, char **argv, void (*usage)(FILE *f), cli_option_fn option,
+                      void *args, int *progress)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        if (!strcmp(o, "-q") || !strcmp(o, "--quiet")) {
+            *progress = 0;
+            continue;
+        }
+        if (o[0] != '-' || i + 1 >= argc) {
+            if (o[0] == '-') fprintf(stderr, "dalign %s: %s needs a value\n", cmd, o);
+            else fprintf(stderr, "dalign %s: unexpected argument '%s'\n", cmd, o);
+            return 2;
+        }
+        int rc = option(args, o, argv[++i]);
+        if (rc) return rc;
+    }
+    return -1;
 }

@@ -1,6 +1,6 @@
 /* Strict JSON parser: recursive descent into a json_value tree. The input is
  * untrusted (a file header), so every read is bounds-checked against `end`
- * and nesting is limited to JSON_MAX_DEPTH. */
+ * and nesting is limited to JSON_MAX_DEPTH. At the end, the string writer. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -326,4 +326,17 @@ int json_to_u64(const json_value *v, uint64_t *out)
     }
     *out = x;
     return 0;
+}
+
+/* The other direction: our own strings out, so escape, do not validate. */
+void json_write_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputc('"', f);
 }

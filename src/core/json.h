@@ -2,12 +2,14 @@
  * headers. Strict means: no comments, no trailing commas, no leading zeros,
  * no control characters or invalid UTF-8 in strings, no lone surrogates in
  * \u escapes, nothing but whitespace after the top-level value, and a nesting
- * limit so a "[[[[..." header cannot exhaust the stack. */
+ * limit so a "[[[[..." header cannot exhaust the stack. Also the one string
+ * writer that the JSON outputs (metrics.json, pair metadata) share. */
 #ifndef DA_JSON_H
 #define DA_JSON_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define JSON_MAX_DEPTH 64
 
@@ -40,5 +42,11 @@ int json_to_u64(const json_value *v, uint64_t *out);
 
 /* 1 when s[0..n) is valid UTF-8 (no overlongs, surrogates or > U+10FFFF). */
 int json_utf8_valid(const char *s, size_t n);
+
+/* s as a JSON string literal, quotes included: '"' and '\\' get a backslash,
+ * control characters become \u00xx, every other byte (UTF-8 included) is
+ * copied as it is. Prompts are plain words, but paths and prompt files may
+ * hold anything, and a quote or a newline in one must not break the file. */
+void json_write_str(FILE *f, const char *s);
 
 #endif

@@ -13,13 +13,14 @@
  * numbers repeat exactly; they do not depend on the thread count. */
 #include "pipeline/eval.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "core/fileio.h"
+#include "core/json.h"
 
 #define Z95 1.959963984540054   /* two-sided 95% normal quantile */
 #define PATH_CAP 4096
@@ -410,57 +411,6 @@ da_status da_eval_vae_psnr(const da_vae *vae, int n, uint64_t seed, int batch, d
 
 /* ---- output files ---------------------------------------------------------------- */
 
-/* buf[0..n) to path via a temp file, fsync, rename */
-static da_status write_atomic(const char *path, const char *buf, size_t n)
-{
-    char tmp[PATH_CAP];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return da_fail(DA_ERR_INVALID, "path too long: %s", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return da_fail(DA_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
-    int bad = fwrite(buf, 1, n, f) != n;
-    bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        int e = errno;
-        remove(tmp);
-        return da_fail(DA_ERR_IO, "cannot write %s: %s", path, strerror(e));
-    }
-    return DA_OK;
-}
-
-typedef void (*writer_fn)(FILE *f, const void *ctx);
-
-/* run fn into memory, then write the bytes atomically to dir/name */
-static da_status write_file(const char *dir, const char *name, writer_fn fn, const void *ctx)
-{
-    char path[PATH_CAP];
-    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
-        return da_fail(DA_ERR_INVALID, "path too long: %s/%s", dir, name);
-    char *buf = NULL;
-    size_t n = 0;
-    FILE *f = open_memstream(&buf, &n);
-    if (!f) return da_fail(DA_ERR_NOMEM, "out of memory");
-    fn(f, ctx);
-    fclose(f);
-    da_status s = buf ? write_atomic(path, buf, n) : da_fail(DA_ERR_NOMEM, "out of memory");
-    free(buf);
-    return s;
-}
-
-/* a JSON string literal: the prompts are plain ASCII words, paths may be anything */
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 static void json_stat(FILE *f, const char *key, const da_eval_stat *s)
 {
     fprintf(f, "\"%s\": {\"mean\": %.6f, \"ci95\": [%.6f, %.6f], \"n\": %ld}", key, s->mean, s->mean - s->half,
@@ -504,9 +454,9 @@ static void write_json(FILE *f, const void *ctx)
     const da_eval_config *c = o->c;
     const da_eval_result *r = o->r;
     fprintf(f, "{\n  \"weights\": ");
-    json_str(f, o->weights);
+    json_write_str(f, o->weights);
     fprintf(f, ",\n  \"unet\": ");
-    json_str(f, o->unet);
+    json_write_str(f, o->unet);
     fprintf(f, ",\n  \"config\": {\"prompts\": %d, \"seeds\": %d, \"batch\": %d, \"sampler\": \"%s\", "
                "\"steps\": %d, \"cfg\": %g, \"eta\": %g, \"prompt_seed\": %llu, \"image_seed\": %llu, "
                "\"recon_images\": %d, \"recon_seed\": %u, \"gemm\": \"%s\"},\n",
@@ -617,36 +567,16 @@ static da_status write_grid(const char *dir, const da_eval_result *r)
     return s;
 }
 
-/* mkdir -p */
-static da_status make_dirs(const char *dir)
-{
-    char p[PATH_CAP];
-    if (!*dir || snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p)
-        return da_fail(DA_ERR_INVALID, "bad output directory '%s'", dir);
-    for (char *q = p + 1;; q++) {
-        int end = *q == '\0';
-        if (*q == '/' || end) {
-            *q = '\0';
-            struct stat sb;
-            if (mkdir(p, 0755) != 0 && (errno != EEXIST || stat(p, &sb) != 0 || !S_ISDIR(sb.st_mode)))
-                return da_fail(DA_ERR_IO, "cannot create directory %s: %s", p,
-                               errno == EEXIST ? "a file is in the way" : strerror(errno));
-            if (end) return DA_OK;
-            *q = '/';
-        }
-    }
-}
-
 da_status da_eval_write(const char *dir, const da_eval_config *c, const da_eval_result *r,
                         const char *weights_dir, const char *unet_name)
 {
-    da_status s = make_dirs(dir);
+    da_status s = da_make_dirs(dir);
     if (s != DA_OK) return s;
     out_ctx o = {c, r, weights_dir ? weights_dir : "", unet_name ? unet_name : "unet"};
-    s = write_file(dir, "metrics.json", write_json, &o);
-    if (s == DA_OK) s = write_file(dir, "table.md", write_table, &o);
-    if (s == DA_OK) s = write_file(dir, "prompts.tsv", write_tsv, &o);
-    if (s == DA_OK) s = write_file(dir, "grid.txt", write_grid_txt, &o);
+    s = da_write_with(dir, "metrics.json", write_json, &o);
+    if (s == DA_OK) s = da_write_with(dir, "table.md", write_table, &o);
+    if (s == DA_OK) s = da_write_with(dir, "prompts.tsv", write_tsv, &o);
+    if (s == DA_OK) s = da_write_with(dir, "grid.txt", write_grid_txt, &o);
     if (s == DA_OK) s = write_grid(dir, r);
     return s;
 }

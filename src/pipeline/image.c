@@ -2,16 +2,14 @@
  * stb_image_write (Debian's libstb ships the compiled implementation, so
  * only the header is included here). All buffers are 8-bit RGB interleaved
  * (H, W, 3), the layout PNG wants. */
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <stb/stb_image_write.h>
 
+#include "core/fileio.h"
 #include "dalign.h"
 
 #define MAX_SCALE 64
@@ -79,39 +77,13 @@ static void membuf_put(void *ctx, void *data, int size)
     m->len += (size_t)size;
 }
 
-/* bytes to path through a temp file in the same directory, fsync, rename */
-static da_status write_atomic(const char *path, const uint8_t *data, size_t n)
-{
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return da_fail(DA_ERR_INVALID, "path too long: %s", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (fd < 0) return da_fail(DA_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-    size_t done = 0;
-    while (done < n) {
-        ssize_t k = write(fd, data + done, n - done);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) break;
-        done += (size_t)k;
-    }
-    int e = done < n ? errno : 0;
-    if (!e && fsync(fd) != 0) e = errno;
-    if (close(fd) != 0 && !e) e = errno;
-    if (!e && rename(tmp, path) != 0) e = errno;
-    if (e) {
-        unlink(tmp);
-        return da_fail(DA_ERR_IO, "cannot write %s: %s", path, strerror(e ? e : EIO));
-    }
-    return DA_OK;
-}
-
 da_status da_png_write(const char *path, const uint8_t *rgb, int h, int w)
 {
     if (!path || !rgb || h < 1 || w < 1 || h > MAX_SIDE || w > MAX_SIDE)
         return da_fail(DA_ERR_INVALID, "png: bad image size %d x %d", h, w);
     membuf m = {0};
     int ok = stbi_write_png_to_func(membuf_put, &m, w, h, 3, rgb, 3 * w);
-    da_status s = ok && !m.failed ? write_atomic(path, m.data, m.len)
+    da_status s = ok && !m.failed ? da_write_atomic(path, m.data, m.len)
                                   : da_fail(DA_ERR_NOMEM, "png: cannot encode %s (out of memory)", path);
     free(m.data);
     return s;

@@ -423,19 +423,6 @@ static void meta_free(meta_list *ml)
     for (int i = 0; i < ml->n; i++) free(ml->m[i].value);
 }
 
-/* a JSON string literal; prompts are grammar words, but escape anyway */
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
-        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
-        else fputc(ch, f);
-    }
-    fputc('"', f);
-}
-
 typedef enum { ARR_STRINGS, ARR_SEEDS, ARR_LONGS } arr_kind;
 
 /* a JSON array of n items: strings, seeds as decimal strings, or integers */
@@ -448,7 +435,7 @@ static char *json_array(arr_kind kind, const void *items, int n)
     fputc('[', f);
     for (int i = 0; i < n; i++) {
         if (i) fputs(", ", f);
-        if (kind == ARR_STRINGS) json_str(f, ((char *const *)items)[i]);
+        if (kind == ARR_STRINGS) json_write_str(f, ((char *const *)items)[i]);
         else if (kind == ARR_SEEDS) fprintf(f, "\"%llu\"", (unsigned long long)((const uint64_t *)items)[i]);
         else fprintf(f, "%ld", ((const long *)items)[i]);
     }

@@ -10,6 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
+#include "core/json.h"
+
 #define PATH_CAP 4096
 #define EMBED_CHUNK 32     /* images per CLIP forward: the clip reward's chunk, bounds the tape */
 #define TAPE_BYTES ((size_t)1 << 22)
@@ -578,61 +581,11 @@ da_status da_report_run(da_report_result *r, const da_report_models *m, const da
 
 /* ---- output files ----------------------------------------------------------------------------- */
 
-/* buf[0..n) to path through a temp file, fsync and rename: never a half file */
-static da_status write_atomic(const char *path, const char *buf, size_t n)
-{
-    char tmp[PATH_CAP];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return da_fail(DA_ERR_INVALID, "path too long: %s", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return da_fail(DA_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
-    int bad = fwrite(buf, 1, n, f) != n;
-    bad |= fflush(f) != 0 || fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        int e = errno;
-        remove(tmp);
-        return da_fail(DA_ERR_IO, "cannot write %s: %s", path, strerror(e));
-    }
-    return DA_OK;
-}
-
 typedef struct out_ctx {
     const da_report_config *c;
     const da_report_result *r;
     const char *weights, *unet;
 } out_ctx;
-
-typedef void (*writer_fn)(FILE *f, const out_ctx *o);
-
-/* fn's output collected in memory, then written atomically to dir/name */
-static da_status write_file(const char *dir, const char *name, writer_fn fn, const out_ctx *o)
-{
-    char path[PATH_CAP];
-    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
-        return da_fail(DA_ERR_INVALID, "path too long: %s/%s", dir, name);
-    char *buf = NULL;
-    size_t n = 0;
-    FILE *f = open_memstream(&buf, &n);
-    if (!f) return da_fail(DA_ERR_NOMEM, "out of memory");
-    fn(f, o);
-    fclose(f);
-    da_status s = buf ? write_atomic(path, buf, n) : da_fail(DA_ERR_NOMEM, "out of memory");
-    free(buf);
-    return s;
-}
-
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') fprintf(f, "\\%c", ch);
-        else if (ch < 0x20) fprintf(f, "\\u%04x", ch);
-        else fputc(ch, f);
-    }
-    fputc('"', f);
-}
 
 /* "mean": m, "ci95": [lo, hi], "n": n  (null mean and interval over nothing) */
 static void json_stat_body(FILE *f, const da_eval_stat *s)
@@ -687,22 +640,23 @@ static void json_diversity(FILE *f, const da_report_result *r)
 
 /* Only what the inputs determine goes in: no timings, no thread count, so
  * the same inputs give the same bytes. */
-static void write_json(FILE *f, const out_ctx *o)
+static void write_json(FILE *f, const void *ctx)
 {
+    const out_ctx *o = ctx;
     const da_report_config *c = o->c;
     const da_report_result *r = o->r;
     da_rater_config rc = da_rater_config_default();
     fprintf(f, "{\n  \"format\": \"%s\",\n  \"prompts\": ", DA_REPORT_FORMAT);
-    json_str(f, c->prompts);
+    json_write_str(f, c->prompts);
     fprintf(f, ",\n  \"n_prompts\": %d,\n  \"seeds\": %d,\n  \"images\": %d,\n  \"sampler\": \"%s\",\n"
                "  \"steps\": %d,\n  \"cfg\": %g,\n  \"eta\": %g,\n  \"batch\": %d,\n  \"prompt_seed\": %llu,\n"
                "  \"image_seed\": %llu,\n  \"weights\": ",
             r->n_prompts, r->n_seeds, r->n_prompts * r->n_seeds, da_sampler_name(c->opts.sampler), c->opts.steps,
             (double)c->opts.cfg, (double)c->opts.eta, c->batch, (unsigned long long)c->prompt_seed,
             (unsigned long long)c->image_seed);
-    json_str(f, o->weights);
+    json_write_str(f, o->weights);
     fprintf(f, ",\n  \"unet\": ");
-    json_str(f, o->unet);
+    json_write_str(f, o->unet);
     fprintf(f, ",\n  \"gemm\": \"%s\",\n", da_gemm_backend());
     json_rewards(f, r);
     json_faithfulness(f, r);
@@ -714,8 +668,9 @@ static void write_json(FILE *f, const out_ctx *o)
 }
 
 /* one line per image: its prompt, seed and every score */
-static void write_tsv(FILE *f, const out_ctx *o)
+static void write_tsv(FILE *f, const void *ctx)
 {
+    const out_ctx *o = ctx;
     const da_report_result *r = o->r;
     size_t PK = (size_t)r->n_prompts * r->n_seeds;
     fprintf(f, "prompt_index\tk\tseed\tprompt");
@@ -733,32 +688,17 @@ static void write_tsv(FILE *f, const out_ctx *o)
     }
 }
 
-static void write_html(FILE *f, const out_ctx *o) { da_report_html(f, o->c, o->r, o->weights, o->unet); }
-
-/* mkdir -p */
-static da_status make_dirs(const char *dir)
+static void write_html(FILE *f, const void *ctx)
 {
-    char p[PATH_CAP];
-    if (!*dir || snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p)
-        return da_fail(DA_ERR_INVALID, "bad output directory '%s'", dir);
-    for (char *q = p + 1;; q++) {
-        int end = *q == '\0';
-        if (*q != '/' && !end) continue;
-        *q = '\0';
-        struct stat sb;
-        if (mkdir(p, 0755) != 0 && (errno != EEXIST || stat(p, &sb) != 0 || !S_ISDIR(sb.st_mode)))
-            return da_fail(DA_ERR_IO, "cannot create directory %s: %s", p,
-                           errno == EEXIST ? "a file is in the way" : strerror(errno));
-        if (end) return DA_OK;
-        *q = '/';
-    }
+    const out_ctx *o = ctx;
+    da_report_html(f, o->c, o->r, o->weights, o->unet);
 }
 
 da_status da_report_write(const char *dir, const da_report_config *c, const da_report_result *r,
                           const char *weights, const char *unet)
 {
     if (!dir || !c || !r || !r->prompts) return da_fail(DA_ERR_INVALID, "da_report_write: bad argument");
-    da_status s = make_dirs(dir);
+    da_status s = da_make_dirs(dir);
     out_ctx o = {c, r, weights ? weights : "", unet ? unet : "unet"};
     if (s == DA_OK && r->grid_prompts > 0) {
         char path[PATH_CAP];
@@ -766,9 +706,9 @@ da_status da_report_write(const char *dir, const da_report_config *c, const da_r
             return da_fail(DA_ERR_INVALID, "path too long: %s/grid.png", dir);
         s = da_png_save_images(path, r->grid, r->grid_prompts * r->grid_seeds, r->grid_seeds, DA_REPORT_GRID_SCALE);
     }
-    if (s == DA_OK) s = write_file(dir, "images.tsv", write_tsv, &o);
-    if (s == DA_OK) s = write_file(dir, "metrics.json", write_json, &o);
-    if (s == DA_OK) s = write_file(dir, "index.html", write_html, &o);
+    if (s == DA_OK) s = da_write_with(dir, "images.tsv", write_tsv, &o);
+    if (s == DA_OK) s = da_write_with(dir, "metrics.json", write_json, &o);
+    if (s == DA_OK) s = da_write_with(dir, "index.html", write_html, &o);
     return s;
 }
 

@@ -1,0 +1,32 @@
+/* Output files written whole or not at all. A run can be killed (Ctrl-C, a
+ * time limit, a full disk) at any moment; whoever reads its files next (a
+ * test, the next run, a person comparing reports) must see either the old
+ * file or the complete new one, never a half-written one. So every file goes
+ * to a temp file beside it, is fsync'd, and is renamed over the old one:
+ * rename within one directory is atomic. */
+#ifndef DA_FILEIO_H
+#define DA_FILEIO_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "dalign.h"
+
+/* buf[0..n) to path through path.tmp.PID (same directory, so the rename
+ * never crosses file systems), fsync, rename. On failure the temp file is
+ * removed, path is left as it was and the message names path. */
+da_status da_write_atomic(const char *path, const void *buf, size_t n);
+
+/* Prints one whole file to f; ctx is the writer's own data. */
+typedef void (*da_writer_fn)(FILE *f, const void *ctx);
+
+/* dir/name from what fn prints. The text is collected in memory first
+ * (open_memstream), so writers can use plain fprintf and nothing reaches the
+ * disk before the text is complete; then da_write_atomic. */
+da_status da_write_with(const char *dir, const char *name, da_writer_fn fn, const void *ctx);
+
+/* mkdir -p: dir and its missing parents, mode 0755. Directories that exist
+ * already are fine; a file in the way is an error. */
+da_status da_make_dirs(const char *dir);
+
+#endif
