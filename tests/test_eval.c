@@ -112,6 +112,8 @@ static void test_config(void **state)
         assert_int_equal(da_report_init(&r, &bad[i]), DA_ERR_INVALID);
         da_report_result_free(&r);
     }
+    da_report_config_check(&bad[3]);   /* 0 is valid (the default count): the range says so */
+    assert_non_null(strstr(da_last_error(), "prompts -1 not in [0, "));
 }
 
 static void test_reward_names(void **state)
@@ -454,7 +456,8 @@ static void test_outputs(void **state)
     assert_int_equal(rw->n, DA_REPORT_N_REWARDS - 1);
     for (int i = 0; i < DA_REPORT_N_REWARDS - 1; i++) {
         const json_value *x = member(rw, da_report_reward_name(i));
-        assert_true(fabs(strtod(member(x, "mean")->str, NULL) - r.reward[i].mean) < 1e-6);   /* %.6f */
+        double m = r.reward[i].mean;   /* %.9g: 9 significant digits */
+        assert_true(fabs(strtod(member(x, "mean")->str, NULL) - m) <= 1e-8 * fmax(1.0, fabs(m)));
         assert_int_equal(member(x, "ci95")->n, 2);
     }
     const json_value *cl = member(member(&root, "faithfulness"), "clauses");
@@ -504,6 +507,23 @@ static void test_outputs(void **state)
     closedir(d);
     write_text(tmp_path("blocker"), "x");   /* a file where the directory should be */
     assert_int_equal(da_report_write(tmp_path("blocker/x"), &c, &r, "w", "unet"), DA_ERR_IO);
+
+    /* numbers: %.9g (a tiny diversity is not 0.000000), null when not finite,
+     * and a non-UTF-8 path written so that the strict parser takes it */
+    r.div.mean = 4e-7;
+    r.div.half = 1e-7;
+    r.reward[DA_REPORT_CLIP].mean = NAN;
+    r.rater.half = INFINITY;
+    assert_int_equal(da_report_write(tmp_path("odd"), &c, &r, "w\xff\xc3\xa9", "unet"), DA_OK);
+    parse_json(tmp_path("odd/metrics.json"), &root);
+    const json_value *dv = member(&root, "diversity");
+    assert_string_equal(member(dv, "mean")->str, "4e-07");
+    assert_string_equal(member(dv, "ci95")->items[0].str, "3e-07");
+    assert_int_equal(member(member(member(&root, "rewards"), "clip"), "mean")->type, JSON_NULL);
+    const json_value *ci = member(member(&root, "rater"), "ci95");
+    assert_true(ci->items[0].type == JSON_NULL && ci->items[1].type == JSON_NULL);
+    assert_string_equal(member(&root, "weights")->str, "w\xc3\xbf\xc3\xa9");   /* 0xff as U+00FF, é kept */
+    json_free(&root);
     da_report_result_free(&r);
 }
 
@@ -619,6 +639,21 @@ static void test_load_errors(void **state)
     assert_int_not_equal(da_report_models_load(&m, tmp_path("w64"), "unet", 1u << DA_REPORT_PREF), DA_OK);
     assert_non_null(strstr(da_last_error(), "reward_net.json"));
     da_report_models_free(&m);
+    /* weights that are no safetensors file: the parser names nothing, the
+     * message gets the path in front; a missing file is named too */
+    assert_int_equal(tu_tiny_weights(tmp_path("w64")), 0);
+    char clip[512];
+    snprintf(clip, sizeof clip, "%s", tmp_path("w64/clip.safetensors"));
+    write_text(clip, "not weights");
+    assert_int_equal(da_report_models_load(&m, tmp_path("w64"), "unet", 0), DA_ERR_FORMAT);
+    if (strncmp(da_last_error(), clip, strlen(clip)) || !strstr(da_last_error(), "header length"))
+        fail_msg("message: %s", da_last_error());
+    da_report_models_free(&m);
+    remove(clip);
+    assert_int_equal(da_report_models_load(&m, tmp_path("w64"), "unet", 0), DA_ERR_IO);
+    assert_non_null(strstr(da_last_error(), "CLIP weights"));
+    assert_non_null(strstr(da_last_error(), clip));
+    da_report_models_free(&m);
 }
 
 /* ---- command line ---------------------------------------------------------------------------------- */
@@ -672,6 +707,15 @@ static void test_cli(void **state)
     expect_cli(args, 1, "nowhere");
     snprintf(args, sizeof args, "--weights %s --prompts %s", tmp_path("weights"), tmp_path("missing.txt"));
     expect_cli(args, 2, "missing.txt");
+    snprintf(args, sizeof args, "--weights %s --prompts %s", tmp_path("weights"), tmp_path("weights"));
+    expect_cli(args, 2, "is a directory, not a prompt file");
+    /* an -o that cannot be created fails before the weights are looked at */
+    write_text(tmp_path("in_the_way"), "x");
+    snprintf(args, sizeof args, "--weights %s -o %s", tmp_path("nowhere"), tmp_path("in_the_way/out"));
+    expect_cli(args, 1, "a file is in the way");
+    char *log2 = tu_slurp(tmp_path("cli.log"), NULL);
+    assert_null(strstr(log2, "nowhere"));
+    free(log2);
     write_text(tmp_path("bad_cli.txt"), "a red circle\na purpel circle\n");
     snprintf(args, sizeof args, "--weights %s --prompts %s", tmp_path("weights"), tmp_path("bad_cli.txt"));
     expect_cli(args, 1, "bad_cli.txt:2:");

@@ -5,6 +5,7 @@
  * the loader's checks and the command line. */
 #include "test_util.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,6 +174,8 @@ static void assert_same_pairs(const da_pairs *a, const da_pairs *b)
     assert_true(a->opts.sampler == b->opts.sampler && a->opts.steps == b->opts.steps);
     assert_true(a->opts.cfg == b->opts.cfg && a->opts.eta == b->opts.eta);
     assert_string_equal(a->unet, b->unet);
+    assert_string_equal(a->weights, b->weights);
+    assert_true(a->vae_scale_factor == b->vae_scale_factor);
     assert_true(a->different_prompt_fraction == b->different_prompt_fraction);
     assert_true(a->candidates == b->candidates && a->ties_dropped == b->ties_dropped);
     assert_memory_equal(&a->rater, &b->rater, sizeof a->rater);
@@ -189,8 +192,11 @@ static void test_round_trip(void **state)
     c.opts.cfg = 2.5f;
     c.split = DA_SPLIT_HELDOUT;
     c.unet_name = "unet";
+    c.weights = "some/weights";
     da_pairs a, b;
     generate(&c, &a);
+    assert_string_equal(a.weights, "some/weights");
+    assert_true(a.vae_scale_factor == g_pipe->vae->cfg.scale_factor);
     assert_int_equal(a.n, 4);
     assert_true(a.candidates >= 4 && a.ties_dropped == a.candidates - 4);
     assert_int_equal(da_pairs_save(&a, tmp_path("rt.safetensors")), DA_OK);
@@ -207,6 +213,10 @@ static void test_round_trip(void **state)
     assert_string_equal(da_st_meta_get(st, "format"), DA_PAIRS_FORMAT);
     assert_string_equal(da_st_meta_get(st, "split"), "heldout");
     assert_string_equal(da_st_meta_get(st, "seed"), "18364758544493064720");
+    assert_string_equal(da_st_meta_get(st, "weights"), "some/weights");
+    char scale[32];
+    snprintf(scale, sizeof scale, "%.9g", (double)g_pipe->vae->cfg.scale_factor);
+    assert_string_equal(da_st_meta_get(st, "vae_scale_factor"), scale);
     da_st_close(st);
     da_pairs_free(&a);
     da_pairs_free(&b);
@@ -366,11 +376,23 @@ static void test_different_prompts(void **state)
     assert_true(differ > 0 && differ < N / 2);
 }
 
+/* the image seeds of docs/pairs.md, computed there in Python: a
+ * reimplementation that follows the text gets these numbers */
+static void test_seed_formula(void **state)
+{
+    (void)state;
+    assert_true(da_pairs_image_seed(0, 0, 0) == 233698763u);
+    assert_true(da_pairs_image_seed(0, 5, 1) == 233698774u);
+    assert_true(da_pairs_image_seed(12345, 7, 0) == 4155381054u);
+}
+
 /* ---- the loader's checks ------------------------------------------------------------ */
 
-/* a copy of src with metadata `key` set to `value` (NULL: removed) and the
- * tensor `cut` (NULL: none) one row shorter */
-static void rewrite(const char *src, const char *dst, const char *key, const char *value, const char *cut)
+/* a copy of src with metadata `key` set to `value` (NULL: removed), the
+ * tensor `cut` (NULL: none) one row shorter and element `at` of tensor
+ * `poke` (NULL: none) set to x */
+static void rewrite_poke(const char *src, const char *dst, const char *key, const char *value, const char *cut,
+                         const char *poke, int at, float x)
 {
     da_safetensors *st;
     assert_int_equal(da_st_open(src, &st), DA_OK);
@@ -386,6 +408,7 @@ static void rewrite(const char *src, const char *dst, const char *key, const cha
         e[i].ndim = t->ndim;
         for (int d = 0; d < t->ndim; d++) e[i].shape[d] = (int)t->shape[d];
         if (cut && !strcmp(cut, t->name)) e[i].shape[0]--;
+        if (poke && !strcmp(poke, t->name)) data[i][at] = x;
     }
     da_st_meta m[32];
     int nm = 0, found = 0;
@@ -403,6 +426,11 @@ static void rewrite(const char *src, const char *dst, const char *key, const cha
     assert_int_equal(da_st_write(dst, e, st->n_tensors, m, nm), DA_OK);
     for (int i = 0; i < st->n_tensors; i++) free(data[i]);
     da_st_close(st);
+}
+
+static void rewrite(const char *src, const char *dst, const char *key, const char *value, const char *cut)
+{
+    rewrite_poke(src, dst, key, value, cut, NULL, 0, 0.0f);
 }
 
 /* load must fail with `status` and a message naming the file and `what` */
@@ -451,6 +479,57 @@ static void test_loader_rejects(void **state)
     expect_reject(bad, DA_ERR_FORMAT, "'steps' is missing");
     rewrite(good, bad, "ties_dropped", "12345", NULL);
     expect_reject(bad, DA_ERR_FORMAT, "ties_dropped");
+    /* the generator's own checks, run on the settings read back */
+    rewrite(good, bad, "eta", "-1", NULL);
+    expect_reject(bad, DA_ERR_FORMAT, "eta -1 must be >= 0");
+    const char *eta = tmp_path("eta.safetensors");
+    rewrite(good, eta, "eta", "0.5", NULL);   /* fine for DDIM, */
+    rewrite(eta, bad, "sampler", "euler", NULL);   /* not for Euler */
+    expect_reject(bad, DA_ERR_FORMAT, "eta is a DDIM option");
+    rewrite(good, bad, "cfg", "1e39", NULL);   /* strtof: inf */
+    expect_reject(bad, DA_ERR_FORMAT, "'cfg' = '1e39' is not a finite number");
+    const char *rater = "{\"w_faith\": 8, \"w_size\": 1, \"w_centre\": 1, \"w_contrast\": 0.5, "
+                        "\"temperature\": %s, \"tie_margin\": 0.05}";
+    char rv[256];
+    snprintf(rv, sizeof rv, rater, "0");
+    rewrite(good, bad, "rater", rv, NULL);
+    expect_reject(bad, DA_ERR_FORMAT, "rater temperature 0 must be > 0");
+    snprintf(rv, sizeof rv, rater, "1e39");
+    rewrite(good, bad, "rater", rv, NULL);
+    expect_reject(bad, DA_ERR_FORMAT, "'temperature' = 1e39 is not a finite float");
+    rewrite(good, bad, "candidate_index", "[0, 2, 1, 3]", NULL);
+    expect_reject(bad, DA_ERR_FORMAT, "candidate_index[2]");
+    rewrite(good, bad, "candidate_index", "[0, 1, 2, 100000]", NULL);
+    expect_reject(bad, DA_ERR_FORMAT, "candidate_index[3] = 100000 is not below candidates");
+    rewrite_poke(good, bad, NULL, NULL, NULL, "prob_w", 1, 1.5f);
+    expect_reject(bad, DA_ERR_FORMAT, "prob_w[1] = 1.5 is not a probability");
+    rewrite_poke(good, bad, NULL, NULL, NULL, "utility_l", 2, INFINITY);
+    expect_reject(bad, DA_ERR_FORMAT, "utility_l[2] = inf is not finite");
+    rewrite(good, bad, "vae_scale_factor", NULL, NULL);
+    expect_reject(bad, DA_ERR_FORMAT, "'vae_scale_factor' is missing");
+    rewrite(good, bad, "vae_scale_factor", "0", NULL);
+    expect_reject(bad, DA_ERR_FORMAT, "vae_scale_factor' 0 must be > 0");
+    rewrite(good, bad, "weights", NULL, NULL);
+    expect_reject(bad, DA_ERR_FORMAT, "'weights' is missing");
+    /* not a safetensors file: the parser's message gets the path in front */
+    FILE *f = fopen(bad, "w");
+    assert_non_null(f);
+    fputs("not a pairs file", f);
+    fclose(f);
+    expect_reject(bad, DA_ERR_FORMAT, "header length");
+    /* a path that is a word of the message ("a" is in almost every one)
+     * still gets named: the prefix depends on where the error came from */
+    char cwd[1024];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(g_dir), 0);
+    rewrite("good.safetensors", "a", "eta", "-1", NULL);
+    da_status s = da_pairs_load("a", &p);
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", da_last_error());
+    da_pairs_free(&p);
+    assert_int_equal(chdir(cwd), 0);
+    assert_int_equal(s, DA_ERR_FORMAT);
+    if (strncmp(msg, "a: ", 3)) fail_msg("message '%s' does not start with the path 'a'", msg);
     /* the untouched copy still loads: the rewriting itself is sound */
     rewrite(good, bad, NULL, NULL, NULL);
     assert_int_equal(da_pairs_load(bad, &p), DA_OK);
@@ -464,7 +543,7 @@ static void test_config_errors(void **state)
     assert_int_equal(da_pairs_config_check(&d), DA_OK);
     assert_true(d.split == DA_SPLIT_TRAIN && d.batch == 8 && d.opts.steps == 20 && d.opts.cfg == 3.0f &&
                 d.different_prompt_fraction == 0.0f);
-    da_pairs_config bad[6] = {d, d, d, d, d, d};
+    da_pairs_config bad[10] = {d, d, d, d, d, d, d, d, d, d};
     bad[0].n = 0;
     bad[1].batch = 0;
     bad[2].different_prompt_fraction = 1.5f;
@@ -472,12 +551,71 @@ static void test_config_errors(void **state)
     bad[4].opts.sampler = DA_SAMPLER_EULER;
     bad[4].opts.eta = 0.5f;   /* eta is DDIM's */
     bad[5].max_attempts = 0;
-    for (int i = 0; i < 6; i++) {
+    bad[6].rater.temperature = 0.0f;
+    bad[7].rater.w_size = INFINITY;
+    bad[8].n = DA_PAIRS_MAX_N + 1;
+    bad[9].weights = "w\xff";   /* not UTF-8: the metadata could not hold it */
+    for (int i = 0; i < 10; i++) {
         da_pairs p;
         assert_int_equal(da_pairs_config_check(&bad[i]), DA_ERR_INVALID);
         assert_int_equal(da_pairs_generate(g_pipe, &bad[i], &p), DA_ERR_INVALID);
         da_pairs_free(&p);
     }
+}
+
+/* DA_PAIRS_MAX_N pairs at their worst (longest prompts of bytes that need
+ * the most escaping, 20-digit seeds, the largest candidate indices, the
+ * longest weights path) stay within the bound pairs.h works out, well under
+ * Python safetensors' 100,000,000-byte header limit. */
+static void test_header_bound(void **state)
+{
+    (void)state;
+    enum { N = DA_PAIRS_MAX_N };
+    da_pairs pr;
+    memset(&pr, 0, sizeof pr);
+    pr.n = N;
+    pr.channels = pr.height = pr.width = 1;
+    pr.latents_w = calloc(N, sizeof(float));
+    pr.latents_l = calloc(N, sizeof(float));
+    pr.utility_w = calloc(N, sizeof(float));
+    pr.utility_l = calloc(N, sizeof(float));
+    pr.prob_w = calloc(N, sizeof(float));
+    pr.prompts_w = malloc(N * sizeof(char *));
+    pr.prompts_l = malloc(N * sizeof(char *));
+    pr.seeds_w = malloc(N * sizeof(uint64_t));
+    pr.seeds_l = malloc(N * sizeof(uint64_t));
+    pr.candidate = malloc(N * sizeof(long));
+    char *worst = malloc(DA_CAPTION_MAX);
+    assert_true(pr.latents_w && pr.latents_l && pr.utility_w && pr.utility_l && pr.prob_w && pr.prompts_w &&
+                pr.prompts_l && pr.seeds_w && pr.seeds_l && pr.candidate && worst);
+    for (int i = 0; i < DA_CAPTION_MAX - 1; i++) worst[i] = i % 2 ? '\x01' : '\xff';   /* \\u0001, \\u00ff */
+    worst[DA_CAPTION_MAX - 1] = '\0';
+    for (int i = 0; i < N; i++) {
+        pr.prompts_w[i] = pr.prompts_l[i] = worst;
+        pr.seeds_w[i] = pr.seeds_l[i] = UINT64_MAX;
+        pr.candidate[i] = 1000L * N - N + i;   /* the last of max_attempts 1000 */
+    }
+    memset(pr.weights, '\x01', sizeof pr.weights - 1);
+    snprintf(pr.unet, sizeof pr.unet, "unet");
+    pr.candidates = 1000L * N;
+    pr.ties_dropped = pr.candidates - N;
+    pr.vae_scale_factor = 1.0f;
+    pr.rater = da_rater_config_default();
+    pr.opts = da_sample_opts_default();
+    pr.batch = 8;
+    const char *path = tmp_path("worst.safetensors");
+    if (da_pairs_save(&pr, path) != DA_OK) fail_msg("%s", da_last_error());
+    FILE *f = fopen(path, "rb");
+    unsigned char b[8];
+    assert_true(f && fread(b, 1, 8, f) == 8);
+    fclose(f);
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | b[i];
+    if (hlen > (uint64_t)N * 2300 + 65536 || hlen >= 100000000u)
+        fail_msg("header of %llu bytes for %d worst-case pairs", (unsigned long long)hlen, N);
+    remove(path);
+    da_pairs_free(&pr);   /* pr.text is NULL: the prompts all point at `worst` */
+    free(worst);
 }
 
 /* ---- command line ---------------------------------------------------------------------- */
@@ -512,6 +650,8 @@ static void test_cli(void **state)
     da_pairs p;
     if (da_pairs_load(out, &p) != DA_OK) fail_msg("%s", da_last_error());
     assert_true(p.n == 3 && p.seed == 9 && p.batch == 4 && p.opts.steps == 2 && p.different_prompt_fraction == 0.5f);
+    assert_string_equal(p.weights, tmp_path("weights"));
+    assert_true(p.vae_scale_factor == g_pipe->vae->cfg.scale_factor);
     da_pairs_free(&p);
     snprintf(args, sizeof args, "--weights %s --n 3 --steps 2 --batch 4 -q -o %s", tmp_path("weights"), out);
     assert_int_equal(run_cli(args), 0);
@@ -526,6 +666,8 @@ static void test_cli(void **state)
     assert_int_equal(run_cli("-o x.safetensors"), 2);   /* no --n */
     assert_int_equal(run_cli("--n 0 -o x.safetensors"), 2);
     assert_log_has("err.log", "--n");
+    snprintf(args, sizeof args, "--n %d -o x.safetensors", DA_PAIRS_MAX_N + 1);
+    assert_int_equal(run_cli(args), 2);
     assert_int_equal(run_cli("--n x -o x.safetensors"), 2);
     assert_int_equal(run_cli("--n 2 --different-prompts 1.5 -o x.safetensors"), 2);
     assert_int_equal(run_cli("--n 2 --split test -o x.safetensors"), 2);
@@ -537,6 +679,19 @@ static void test_cli(void **state)
     assert_int_equal(run_cli(args), 1);
     assert_log_has("err.log", tmp_path("nowhere"));
     assert_int_equal(access(tmp_path("x.safetensors"), F_OK), -1);   /* no file from a failed run */
+    /* an unwritable -o is found before the weights are even looked at */
+    snprintf(args, sizeof args, "--weights %s --n 2 -o %s", tmp_path("nowhere"), tmp_path("nodir/x.safetensors"));
+    assert_int_equal(run_cli(args), 1);
+    assert_log_has("err.log", "cannot write -o ");
+    assert_log_has("err.log", tmp_path("nodir/x.safetensors"));
+    snprintf(args, sizeof args, "--weights %s --n 2 -o %s", tmp_path("nowhere"), g_dir);
+    assert_int_equal(run_cli(args), 1);
+    assert_log_has("err.log", "is a directory");
+    DIR *d = opendir(g_dir);   /* and the probe left nothing behind */
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d));)
+        if (strstr(e->d_name, ".tmp.")) fail_msg("left behind: %s", e->d_name);
+    closedir(d);
 }
 
 int main(void)
@@ -548,8 +703,10 @@ int main(void)
         cmocka_unit_test(test_reproducible),
         cmocka_unit_test(test_ties_dropped),
         cmocka_unit_test(test_different_prompts),
+        cmocka_unit_test(test_seed_formula),
         cmocka_unit_test(test_loader_rejects),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_header_bound),
         cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/fileio.h"
 #include "dalign.h"
 #include "pipeline/report.h"
 
@@ -61,15 +63,46 @@ static void usage(FILE *f)
             DA_REPORT_SPLIT_PROMPTS, DA_EVAL_MAX_SEEDS, DA_EVAL_IMAGE_SEED, DA_EVAL_PROMPT_SEED);
 }
 
-/* heldin, heldout or a file that can be opened */
+/* heldin, heldout or a regular file that can be opened (a directory passes
+ * access() but fails only later, when it is read) */
 static int parse_prompts(const char *val, const char **out)
 {
-    if (strcmp(val, "heldin") && strcmp(val, "heldout") && access(val, R_OK) != 0) {
+    *out = val;
+    if (!strcmp(val, "heldin") || !strcmp(val, "heldout")) return 0;
+    struct stat sb;
+    if (stat(val, &sb) != 0 || access(val, R_OK) != 0) {
         fprintf(stderr, "dalign eval: --prompts '%s' is not heldin, heldout or a readable file (%s)\n", val,
                 strerror(errno));
         return 2;
     }
-    *out = val;
+    if (!S_ISREG(sb.st_mode)) {
+        fprintf(stderr, "dalign eval: --prompts '%s' is a %s, not a prompt file (one prompt per line)\n", val,
+                S_ISDIR(sb.st_mode) ? "directory" : "special file");
+        return 2;
+    }
+    return 0;
+}
+
+/* -o DIR, created now and written to once, so that a directory that cannot
+ * be made or written is found before the sampling, not after it */
+static int prepare_output(const char *dir)
+{
+    char probe[4096];
+    if (da_make_dirs(dir) != DA_OK) {
+        fprintf(stderr, "dalign eval: -o %s: %s\n", dir, da_last_error());
+        return 1;
+    }
+    if (snprintf(probe, sizeof probe, "%s/metrics.json.tmp.%ld", dir, (long)getpid()) >= (int)sizeof probe) {
+        fprintf(stderr, "dalign eval: -o %s: path too long\n", dir);
+        return 1;
+    }
+    FILE *f = fopen(probe, "w");   /* the temp file da_write_with writes first */
+    if (!f) {
+        fprintf(stderr, "dalign eval: cannot write in -o %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    fclose(f);
+    remove(probe);
     return 0;
 }
 
@@ -146,9 +179,11 @@ int cmd_eval(int argc, char **argv)
     da_report_result r;
     da_report_models m;
     memset(&m, 0, sizeof m);
-    /* the prompts first: a bad prompt file fails before the models load */
+    /* the prompts and the output directory first: a bad prompt file or an
+     * unwritable -o fails before the models load and the sampling */
     rc = 0;
     if (da_report_init(&r, &a.cfg) != DA_OK) rc = fail();
+    if (!rc) rc = prepare_output(a.out);
     if (!rc && da_report_models_load(&m, dir, a.unet, a.cfg.rewards) != DA_OK) rc = fail();
     if (!rc && a.cfg.progress)
         fprintf(stderr, "eval: weights %s (unet %s), %s: %d prompts x %d seeds, %s %d steps, cfg %g, batch %d, "

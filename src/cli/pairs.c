@@ -1,10 +1,14 @@
 /* dalign pairs: preference pairs for Diffusion-DPO / Diffusion-RPO, sampled
  * from the current model and labelled by the synthetic rater
  * (src/pipeline/pairs.c, docs/pairs.md). */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "dalign.h"
@@ -29,7 +33,8 @@ static void usage(FILE *f)
             "write N pairs (winner first) as safetensors: latents, prompts, seeds, utilities.\n"
             "\n"
             "Options:\n"
-            "  --n N                 pairs to keep (required, >= 1)\n"
+            "  --n N                 pairs to keep (required, 1..%d: every pair's fields go\n"
+            "                        in the safetensors header, which readers cap)\n"
             "  -o, --output FILE     the pairs file (required; written atomically)\n"
             "  --weights DIR         weights directory (default: $DALIGN_WEIGHTS, else ./weights)\n"
             "  --unet NAME           UNet files DIR/NAME.{json,safetensors} (default unet)\n"
@@ -47,7 +52,8 @@ static void usage(FILE *f)
             "  -q, --quiet           no progress on stderr\n"
             "  -h, --help            show this help and exit\n"
             "\n"
-            "Prints a summary on stdout. Exit status: 0 ok, 1 failure, 2 usage error.\n");
+            "Prints a summary on stdout. Exit status: 0 ok, 1 failure, 2 usage error.\n",
+            DA_PAIRS_MAX_N);
 }
 
 /* a finite number in [lo, hi] */
@@ -106,11 +112,38 @@ static int parse_args(pairs_args *a, int argc, char **argv)
         fprintf(stderr, "dalign pairs: %s is required (see dalign pairs --help)\n", !a->have_n ? "--n N" : "-o FILE");
         return 2;
     }
+    a->cfg.weights = da_weights_dir(a->weights);   /* recorded in the file as given */
     if (da_pairs_config_check(&a->cfg) != DA_OK) {
         fprintf(stderr, "dalign pairs: %s\n", da_last_error());
         return 2;
     }
     return -1;
+}
+
+/* The file is written only after all the sampling, so find an unwritable
+ * -o now: da_st_write goes through FILE.tmp.<pid> beside FILE and renames
+ * it, so create and remove exactly that. 0, or exit status 1 after a
+ * message naming the path. */
+static int check_output(const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "dalign pairs: cannot write -o %s: it is a directory\n", path);
+        return 1;
+    }
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
+        fprintf(stderr, "dalign pairs: cannot write -o %s: path too long\n", path);
+        return 1;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        fprintf(stderr, "dalign pairs: cannot write -o %s: %s (checked before sampling)\n", path, strerror(errno));
+        return 1;
+    }
+    close(fd);
+    unlink(tmp);
+    return 0;
 }
 
 static double now_s(void)
@@ -142,7 +175,8 @@ int cmd_pairs(int argc, char **argv)
     pairs_args a;
     int rc = parse_args(&a, argc, argv);
     if (rc >= 0) return rc;
-    const char *dir = da_weights_dir(a.weights);
+    if (check_output(a.out)) return 1;
+    const char *dir = a.cfg.weights;
     double t0 = now_s();
     da_pipeline *pipe;
     if (da_pipeline_load(&pipe, dir, a.cfg.unet_name) != DA_OK) {

@@ -19,14 +19,16 @@ da_status da_write_atomic(const char *path, const void *buf, size_t n)
     if (fd < 0) return da_fail(DA_ERR_IO, "cannot write %s: %s", path, strerror(errno));
     const char *p = buf;
     size_t done = 0;
-    while (done < n) {
+    int e = 0;
+    while (done < n && !e) {
+        errno = 0;   /* so an errno below is this write's, not an earlier call's */
         ssize_t k = write(fd, p + done, n - done);
         if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) break;
-        done += (size_t)k;
+        /* a write that returns 0 sets no errno: still a short file, never renamed */
+        if (k == 0) e = EIO;
+        else if (k < 0) e = errno ? errno : EIO;
+        else done += (size_t)k;
     }
-    /* a write that returns 0 sets no errno: still a short file, never renamed */
-    int e = done < n ? (errno ? errno : EIO) : 0;
     if (!e && fsync(fd) != 0) e = errno;
     if (close(fd) != 0 && !e) e = errno;
     if (!e && rename(tmp, path) != 0) e = errno;
@@ -45,11 +47,11 @@ da_status da_write_with(const char *dir, const char *name, da_writer_fn fn, cons
     char *buf = NULL;
     size_t n = 0;
     FILE *f = open_memstream(&buf, &n);
-    if (!f) return da_fail(DA_ERR_NOMEM, "out of memory");
+    if (!f) return da_fail(DA_ERR_NOMEM, "out of memory writing %s", path);
     fn(f, ctx);
     /* a memstream fails only when it cannot grow: then the text is cut short */
     int bad = fclose(f) != 0 || !buf;
-    da_status s = bad ? da_fail(DA_ERR_NOMEM, "out of memory") : da_write_atomic(path, buf, n);
+    da_status s = bad ? da_fail(DA_ERR_NOMEM, "out of memory writing %s", path) : da_write_atomic(path, buf, n);
     free(buf);
     return s;
 }

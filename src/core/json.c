@@ -328,15 +328,19 @@ int json_to_u64(const json_value *v, uint64_t *out)
     return 0;
 }
 
-/* The other direction: our own strings out, so escape, do not validate. */
+/* The other direction: escape, and let no byte through that the parser
+ * above would reject (a path or prompt file may not be UTF-8). */
 void json_write_str(FILE *f, const char *s)
 {
+    const unsigned char *p = (const unsigned char *)s, *end = p + strlen(s);
     fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
+    while (p < end) {
+        unsigned char c = *p;
+        size_t k = c < 0x80 ? 1 : utf8_seq(p, end);
         if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
+        else if (c < 0x20 || !k) fprintf(f, "\\u%04x", c);   /* !k: a stray byte, kept as U+00XX */
+        else fwrite(p, 1, k, f);
+        p += k ? k : 1;
     }
     fputc('"', f);
 }

@@ -44,9 +44,11 @@ int json_to_u64(const json_value *v, uint64_t *out);
 int json_utf8_valid(const char *s, size_t n);
 
 /* s as a JSON string literal, quotes included: '"' and '\\' get a backslash,
- * control characters become \u00xx, every other byte (UTF-8 included) is
- * copied as it is. Prompts are plain words, but paths and prompt files may
- * hold anything, and a quote or a newline in one must not break the file. */
+ * control characters become \u00xx, valid UTF-8 sequences are copied as
+ * they are, and every byte >= 0x80 that does not start a valid sequence is
+ * written as \u00xx (the Latin-1 reading of that byte). Prompts are plain
+ * words, but paths and prompt files may hold anything: a quote, a newline or
+ * a Latin-1 file name must not give a file the strict parser rejects. */
 void json_write_str(FILE *f, const char *s);
 
 #endif

@@ -38,41 +38,73 @@ da_pairs_config da_pairs_config_default(void)
     da_pairs_config c = {
         .n = 1000, .seed = 0, .split = DA_SPLIT_TRAIN, .opts = da_sample_opts_default(), .batch = 8,
         .rater = da_rater_config_default(), .different_prompt_fraction = 0.0f, .max_attempts = 10,
-        .unet_name = "unet", .progress = 0,
+        .unet_name = "unet", .weights = NULL, .progress = 0,
     };
     return c;
+}
+
+/* The rater's numbers: finite, and a temperature that da_rater_prob can
+ * divide by (0 would turn every label into the noiseless one). */
+static da_status check_rater(const da_rater_config *r, da_status code, const char *who)
+{
+    const float v[6] = {r->w_faith, r->w_size, r->w_centre, r->w_contrast, r->temperature, r->tie_margin};
+    for (int i = 0; i < 6; i++)
+        if (!isfinite(v[i])) return da_fail(code, "%s: rater numbers must be finite", who);
+    if (!(r->temperature > 0.0f))
+        return da_fail(code, "%s: rater temperature %g must be > 0", who, (double)r->temperature);
+    if (!(r->tie_margin >= 0.0f))
+        return da_fail(code, "%s: rater tie margin %g must be >= 0", who, (double)r->tie_margin);
+    return DA_OK;
+}
+
+/* The checks of da_pairs_config_check, shared with the loader (which
+ * reports code DA_ERR_FORMAT and who "metadata"). */
+static da_status check_config(const da_pairs_config *c, da_status code, const char *who)
+{
+    if (c->n < 1 || c->n > DA_PAIRS_MAX_N)
+        return da_fail(code, "%s: n %d not in [1, %d]", who, c->n, DA_PAIRS_MAX_N);
+    if (c->batch < 1 || c->batch > DA_PAIRS_MAX_BATCH)
+        return da_fail(code, "%s: batch %d not in [1, %d]", who, c->batch, DA_PAIRS_MAX_BATCH);
+    if (c->split != DA_SPLIT_TRAIN && c->split != DA_SPLIT_HELDOUT)
+        return da_fail(code, "%s: unknown split %d", who, (int)c->split);
+    if (!(c->different_prompt_fraction >= 0.0f && c->different_prompt_fraction <= 1.0f))
+        return da_fail(code, "%s: different-prompt fraction %g not in [0, 1]", who,
+                       (double)c->different_prompt_fraction);
+    if (c->max_attempts < 1 || c->max_attempts > 1000)
+        return da_fail(code, "%s: max attempts %d not in [1, 1000]", who, c->max_attempts);
+    if (c->opts.steps < 1) return da_fail(code, "%s: steps %d must be >= 1", who, c->opts.steps);
+    if (!isfinite(c->opts.cfg)) return da_fail(code, "%s: guidance weight must be finite", who);
+    if (!(c->opts.eta >= 0.0f && c->opts.eta <= 1e6f))
+        return da_fail(code, "%s: eta %g must be >= 0", who, (double)c->opts.eta);
+    if (c->opts.eta != 0.0f && c->opts.sampler != DA_SAMPLER_DDIM)
+        return da_fail(code, "%s: eta is a DDIM option; the %s sampler has none", who,
+                       da_sampler_name(c->opts.sampler));
+    da_status s = check_rater(&c->rater, code, who);
+    if (s != DA_OK) return s;
+    /* both go into the safetensors metadata, which must be UTF-8: refused
+     * here, not when the file is written after all the sampling */
+    const char *u = c->unet_name ? c->unet_name : "unet";
+    if (!*u || strlen(u) >= DA_PAIRS_UNET_MAX || !json_utf8_valid(u, strlen(u)))
+        return da_fail(code, "%s: unet name '%s' empty, longer than %d bytes or not UTF-8", who, u,
+                       DA_PAIRS_UNET_MAX - 1);
+    const char *w = c->weights ? c->weights : "";
+    if (strlen(w) >= DA_PAIRS_WEIGHTS_MAX || !json_utf8_valid(w, strlen(w)))
+        return da_fail(code, "%s: weights path '%s' longer than %d bytes or not UTF-8", who, w,
+                       DA_PAIRS_WEIGHTS_MAX - 1);
+    return DA_OK;
 }
 
 da_status da_pairs_config_check(const da_pairs_config *c)
 {
     if (!c) return da_fail(DA_ERR_INVALID, "pairs: NULL config");
-    if (c->n < 1 || c->n > DA_PAIRS_MAX_N)
-        return da_fail(DA_ERR_INVALID, "pairs: n %d not in [1, %d]", c->n, DA_PAIRS_MAX_N);
-    if (c->batch < 1 || c->batch > DA_PAIRS_MAX_BATCH)
-        return da_fail(DA_ERR_INVALID, "pairs: batch %d not in [1, %d]", c->batch, DA_PAIRS_MAX_BATCH);
-    if (c->split != DA_SPLIT_TRAIN && c->split != DA_SPLIT_HELDOUT)
-        return da_fail(DA_ERR_INVALID, "pairs: unknown split %d", (int)c->split);
-    if (!(c->different_prompt_fraction >= 0.0f && c->different_prompt_fraction <= 1.0f))
-        return da_fail(DA_ERR_INVALID, "pairs: different-prompt fraction %g not in [0, 1]",
-                       (double)c->different_prompt_fraction);
-    if (c->max_attempts < 1 || c->max_attempts > 1000)
-        return da_fail(DA_ERR_INVALID, "pairs: max attempts %d not in [1, 1000]", c->max_attempts);
-    if (c->opts.steps < 1) return da_fail(DA_ERR_INVALID, "pairs: steps %d must be >= 1", c->opts.steps);
-    if (!isfinite(c->opts.cfg)) return da_fail(DA_ERR_INVALID, "pairs: guidance weight must be finite");
-    if (!(c->opts.eta >= 0.0f && c->opts.eta <= 1e6f))
-        return da_fail(DA_ERR_INVALID, "pairs: eta %g must be >= 0", (double)c->opts.eta);
-    if (c->opts.eta != 0.0f && c->opts.sampler != DA_SAMPLER_DDIM)
-        return da_fail(DA_ERR_INVALID, "pairs: eta is a DDIM option; the %s sampler has none",
-                       da_sampler_name(c->opts.sampler));
-    const char *u = c->unet_name ? c->unet_name : "unet";
-    if (!*u || strlen(u) >= DA_PAIRS_UNET_MAX)
-        return da_fail(DA_ERR_INVALID, "pairs: unet name '%s' empty or longer than %d bytes", u, DA_PAIRS_UNET_MAX - 1);
-    return DA_OK;
+    return check_config(c, DA_ERR_INVALID, "pairs");
 }
 
 /* ---- seeds and the candidate stream ---------------------------------------------- */
 
-/* splitmix64's finaliser: a bijection that spreads nearby seeds apart */
+/* one splitmix64 step: add its increment, then its finaliser (docs/pairs.md
+ * spells it out for a reimplementation); a bijection that spreads nearby
+ * seeds apart */
 static uint64_t mix64(uint64_t x)
 {
     x += 0x9e3779b97f4a7c15ull;
@@ -347,6 +379,7 @@ static void record_settings(da_pairs *o, const da_pairs_config *c)
     o->opts = c->opts;
     o->batch = c->batch;
     snprintf(o->unet, sizeof o->unet, "%s", c->unet_name ? c->unet_name : "unet");
+    snprintf(o->weights, sizeof o->weights, "%s", c->weights ? c->weights : "");
     o->different_prompt_fraction = c->different_prompt_fraction;
     o->rater = c->rater;
 }
@@ -365,6 +398,7 @@ da_status da_pairs_generate(da_pipeline *p, const da_pairs_config *c, da_pairs *
     lb.lat_a = malloc(lb.per * sizeof(float));
     if (st == DA_OK && !lb.lat_a) st = da_fail(DA_ERR_NOMEM, "pairs: out of memory");
     record_settings(out, c);   /* out->n (0) counts the kept pairs from here on */
+    out->vae_scale_factor = p->vae->cfg.scale_factor;
     planner pl;
     planner_init(&pl, c);
     da_rng_seed(&lb.labels, stream_seed(c->seed, STREAM_LABELS));
@@ -468,6 +502,8 @@ static void settings_meta(meta_list *ml, const da_pairs *pr)
              "\"temperature\": %.9g, \"tie_margin\": %.9g}",
              (double)r->w_faith, (double)r->w_size, (double)r->w_centre, (double)r->w_contrast,
              (double)r->temperature, (double)r->tie_margin);
+    meta_fmt(ml, "weights", "%s", pr->weights);
+    meta_fmt(ml, "vae_scale_factor", "%.9g", (double)pr->vae_scale_factor);
 }
 
 da_status da_pairs_save(const da_pairs *pr, const char *path)
@@ -475,6 +511,9 @@ da_status da_pairs_save(const da_pairs *pr, const char *path)
     if (!pr || !path || pr->n < 1 || !pr->latents_w)
         return da_fail(DA_ERR_INVALID, "da_pairs_save: no pairs to write to %s", path ? path : "(null)");
     if (!pr->unet[0]) return da_fail(DA_ERR_INVALID, "da_pairs_save: empty unet name");
+    if (!(pr->vae_scale_factor > 0.0f && isfinite(pr->vae_scale_factor)))   /* the loader would refuse it */
+        return da_fail(DA_ERR_INVALID, "da_pairs_save: VAE scale factor %g is not a positive number",
+                       (double)pr->vae_scale_factor);
     meta_list ml = {.n = 0, .nomem = 0};
     settings_meta(&ml, pr);
     meta_add(&ml, "prompts_w", json_array(ARR_STRINGS, pr->prompts_w, pr->n));
@@ -530,16 +569,22 @@ static da_status meta_long(const da_safetensors *st, const char *key, long lo, l
     return DA_OK;
 }
 
+/* the whole of s as a finite float: strtof turns an overflow into inf,
+ * which isfinite refuses (an underflow to 0 or a subnormal is a number) */
+static int parse_float(const char *s, float *out)
+{
+    char *end;
+    float x = strtof(s, &end);
+    if (end == s || *end || !isfinite(x)) return -1;
+    *out = x;
+    return 0;
+}
+
 static da_status meta_float(const da_safetensors *st, const char *key, float *out)
 {
     const char *v = meta_need(st, key);
     if (!v) return DA_ERR_FORMAT;
-    char *end;
-    errno = 0;
-    float x = strtof(v, &end);
-    if (errno || end == v || *end || !isfinite(x))
-        return da_fail(DA_ERR_FORMAT, "metadata '%s' = '%s' is not a finite number", key, v);
-    *out = x;
+    if (parse_float(v, out)) return da_fail(DA_ERR_FORMAT, "metadata '%s' = '%s' is not a finite number", key, v);
     return DA_OK;
 }
 
@@ -621,7 +666,8 @@ static da_status load_rater(const da_safetensors *st, da_rater_config *r)
         for (int i = 0; i < v.n && !m; i++)
             if (!strcmp(v.items[i].key, keys[k])) m = &v.items[i];
         if (!m || m->type != JSON_NUMBER) s = da_fail(DA_ERR_FORMAT, "metadata 'rater' has no number '%s'", keys[k]);
-        else *dst[k] = strtof(m->str, NULL);
+        else if (parse_float(m->str, dst[k]))
+            s = da_fail(DA_ERR_FORMAT, "metadata 'rater': '%s' = %s is not a finite float", keys[k], m->str);
     }
     json_free(&v);
     return s;
@@ -647,9 +693,6 @@ static da_status load_settings(const da_safetensors *st, da_pairs *o)
     if (s == DA_OK) s = meta_long(st, "batch", 1, DA_PAIRS_MAX_BATCH, &x);
     o->batch = (int)x;
     if (s == DA_OK) s = meta_float(st, "different_prompt_fraction", &o->different_prompt_fraction);
-    if (s == DA_OK && !(o->different_prompt_fraction >= 0.0f && o->different_prompt_fraction <= 1.0f))
-        s = da_fail(DA_ERR_FORMAT, "metadata 'different_prompt_fraction' %g not in [0, 1]",
-                    (double)o->different_prompt_fraction);
     if (s == DA_OK) s = meta_long(st, "candidates", o->n, (long)DA_PAIRS_MAX_N * 1000, &o->candidates);
     if (s == DA_OK) s = meta_long(st, "ties_dropped", o->candidates - o->n, o->candidates - o->n, &o->ties_dropped);
     if (s == DA_OK) s = load_rater(st, &o->rater);
@@ -658,7 +701,35 @@ static da_status load_settings(const da_safetensors *st, da_pairs *o)
     if (!*v || strlen(v) >= sizeof o->unet)
         return da_fail(DA_ERR_FORMAT, "metadata 'unet' empty or longer than %d bytes", (int)sizeof o->unet - 1);
     snprintf(o->unet, sizeof o->unet, "%s", v);
-    return DA_OK;
+    if (!(v = meta_need(st, "weights"))) return DA_ERR_FORMAT;
+    if (strlen(v) >= sizeof o->weights)
+        return da_fail(DA_ERR_FORMAT, "metadata 'weights' longer than %d bytes", (int)sizeof o->weights - 1);
+    snprintf(o->weights, sizeof o->weights, "%s", v);
+    s = meta_float(st, "vae_scale_factor", &o->vae_scale_factor);
+    if (s == DA_OK && !(o->vae_scale_factor > 0.0f))
+        s = da_fail(DA_ERR_FORMAT, "metadata 'vae_scale_factor' %g must be > 0", (double)o->vae_scale_factor);
+    return s;
+}
+
+/* what the generator would have refused is refused here too, and every
+ * pair comes from a labelled candidate */
+static da_status check_loaded(const da_pairs *o)
+{
+    da_pairs_config c = da_pairs_config_default();
+    c.n = o->n;
+    c.seed = o->seed;
+    c.split = o->split;
+    c.opts = o->opts;
+    c.batch = o->batch;
+    c.rater = o->rater;
+    c.different_prompt_fraction = o->different_prompt_fraction;
+    c.unet_name = o->unet;
+    c.weights = o->weights;
+    da_status s = check_config(&c, DA_ERR_FORMAT, "metadata");
+    if (s == DA_OK && o->candidate[o->n - 1] >= o->candidates)
+        s = da_fail(DA_ERR_FORMAT, "candidate_index[%d] = %ld is not below candidates = %ld", o->n - 1,
+                    o->candidate[o->n - 1], o->candidates);
+    return s;
 }
 
 /* check a latent tensor is (n, C, h, w) and return its shape */
@@ -694,9 +765,13 @@ static da_status load_tensors(const da_safetensors *st, da_pairs *o)
     s = da_st_read(st, "utility_w", o->utility_w, 1, &n);
     if (s == DA_OK) s = da_st_read(st, "utility_l", o->utility_l, 1, &n);
     if (s == DA_OK) s = da_st_read(st, "prob_w", o->prob_w, 1, &n);
-    for (int i = 0; i < n && s == DA_OK; i++)
-        if (!(o->prob_w[i] >= 0.0f && o->prob_w[i] <= 1.0f))
+    for (int i = 0; i < n && s == DA_OK; i++) {
+        if (!isfinite(o->utility_w[i]) || !isfinite(o->utility_l[i]))
+            s = da_fail(DA_ERR_FORMAT, "utility_w[%d] = %g or utility_l[%d] = %g is not finite", i,
+                        (double)o->utility_w[i], i, (double)o->utility_l[i]);
+        else if (!(o->prob_w[i] >= 0.0f && o->prob_w[i] <= 1.0f))   /* NaN fails too */
             s = da_fail(DA_ERR_FORMAT, "prob_w[%d] = %g is not a probability", i, (double)o->prob_w[i]);
+    }
     return s;
 }
 
@@ -716,15 +791,15 @@ static da_status load_all(const da_safetensors *st, da_pairs *o)
     if (s == DA_OK) s = load_seeds(st, "seeds_l", o->n, o->seeds_l);
     if (s == DA_OK) s = load_candidates(st, o->n, o->candidate);
     if (s == DA_OK) s = load_settings(st, o);
+    if (s == DA_OK) s = check_loaded(o);
     return s;
 }
 
-/* prefix the last error with the file name unless it already names it */
+/* the last error with the file name in front */
 static da_status with_path(const char *path, da_status s)
 {
-    char msg[512];
+    char msg[1024];
     snprintf(msg, sizeof msg, "%s", da_last_error());
-    if (strstr(msg, path)) return s;
     return da_fail(s, "%s: %s", path, msg);
 }
 
@@ -732,6 +807,12 @@ da_status da_pairs_load(const char *path, da_pairs *out)
 {
     memset(out, 0, sizeof *out);
     if (!path) return da_fail(DA_ERR_INVALID, "da_pairs_load: NULL path");
+    /* A file that cannot be opened gets a message of its own; after that
+     * every message gets the path in front: da_st_open names the file only
+     * when open() fails (its parser's messages name nothing), and the checks
+     * below never do. */
+    if (access(path, R_OK) != 0)
+        return da_fail(DA_ERR_IO, "cannot open pairs file %s: %s", path, strerror(errno));
     da_safetensors *st;
     da_status s = da_st_open(path, &st);
     if (s != DA_OK) return with_path(path, s);

@@ -28,6 +28,12 @@
  *   candidates                candidates labelled (kept + ties)
  *   ties_dropped              candidates that tied
  *   rater                     the rater config as a JSON object
+ *   weights                   the weights directory as given ("" when the
+ *                             caller named none)
+ *   vae_scale_factor          the pipeline VAE's scale factor ("%.9g"): the
+ *                             latents are VAE latents times it, so a trainer
+ *                             must decode them with the same VAE
+ * Floats are written "%.9g" (every float reads back exactly).
  * Pair i's preferred image is prompts_w[i] sampled with seeds_w[i]; its
  * other image is prompts_l[i] with seeds_l[i]. */
 #ifndef DA_PIPELINE_PAIRS_H
@@ -36,9 +42,24 @@
 #include "dalign.h"
 
 #define DA_PAIRS_FORMAT "dalign-pairs-1"
-#define DA_PAIRS_MAX_N 1000000
+/* Every per-pair field lives in the safetensors header (the metadata), and
+ * readers cap headers: ours at 100 MiB, Python's safetensors at 100,000,000
+ * bytes. A pair's worst case in the header, where each metadata value (a
+ * JSON array) is escaped a second time as a JSON string:
+ *   2 prompts  2 * (159 * 7 + 4 + 2) = 2238   159 bytes (DA_CAPTION_MAX - 1),
+ *              each at worst a control or non-UTF-8 byte: \u00xx (6), then
+ *              \\u00xx (7); the two quotes \"...\" (4); the ", " between items
+ *   2 seeds    2 * (20 + 4 + 2)      =   52   "18446744073709551615", quoted
+ *   candidate  8 + 2                 =   10   < 1000 * N = 3e7: 8 digits
+ *                                      2300 bytes a pair
+ * The rest (settings, a weights path of < 4096 bytes * 7, the tensor
+ * entries) stays under 64 KiB. 30000 pairs: 30000 * 2300 + 65536 =
+ * 69,065,536 bytes, 69% of Python's limit (generated captions need no
+ * escapes: 160 to 400 bytes a pair). For more pairs, write several files. */
+#define DA_PAIRS_MAX_N 30000
 #define DA_PAIRS_MAX_BATCH 256
 #define DA_PAIRS_UNET_MAX 128
+#define DA_PAIRS_WEIGHTS_MAX 4096   /* bytes of the recorded weights path, NUL included */
 
 typedef struct da_pairs_config {
     int n;                          /* pairs to keep: 1000 */
@@ -50,6 +71,7 @@ typedef struct da_pairs_config {
     float different_prompt_fraction;/* share of candidates whose second image has another prompt: 0 */
     int max_attempts;               /* give up after max_attempts * n candidates: 10 */
     const char *unet_name;          /* recorded in the file: "unet" */
+    const char *weights;            /* the weights directory, recorded as given: NULL (recorded as "") */
     int progress;                   /* 1: progress lines on stderr */
 } da_pairs_config;
 
@@ -70,6 +92,8 @@ typedef struct da_pairs {
     da_sample_opts opts;
     int batch;
     char unet[DA_PAIRS_UNET_MAX];
+    char weights[DA_PAIRS_WEIGHTS_MAX];   /* the weights directory as given; may be "" */
+    float vae_scale_factor;         /* the VAE the latents came from: decode with the same one */
     float different_prompt_fraction;
     long candidates, ties_dropped;
     da_rater_config rater;

@@ -44,7 +44,8 @@ da_status da_report_config_check(const da_report_config *c)
     if (!c->prompts || !*c->prompts)
         return da_fail(DA_ERR_INVALID, "eval: no prompts given (heldin, heldout or a file)");
     if (c->n_prompts < 0 || c->n_prompts > DA_EVAL_MAX_PROMPTS)
-        return da_fail(DA_ERR_INVALID, "eval: prompts %d not in [1, %d]", c->n_prompts, DA_EVAL_MAX_PROMPTS);
+        return da_fail(DA_ERR_INVALID, "eval: prompts %d not in [0, %d] (0: the default count)", c->n_prompts,
+                       DA_EVAL_MAX_PROMPTS);
     if (c->n_seeds < 1 || c->n_seeds > DA_EVAL_MAX_SEEDS)
         return da_fail(DA_ERR_INVALID, "eval: seeds %d not in [1, %d]", c->n_seeds, DA_EVAL_MAX_SEEDS);
     if (c->batch < 1 || c->batch > DA_EVAL_MAX_BATCH)
@@ -156,13 +157,40 @@ da_status da_report_read_prompts(const char *path, char **texts, int *n)
 
 /* ---- models ------------------------------------------------------------------------- */
 
-/* make sure a loader's message names the file it was reading */
+/* Every loader error must name its file. Whether the loader's message does
+ * depends on where it came from, so each kind of call has its own rule
+ * (never a search anywhere in the message for the path: a short path matches
+ * almost any message, and a message can hold a word that is a file name):
+ *   config_err   da_*_config_load: da_cfg_read names the file in each of
+ *                its messages; the config check after it (DA_ERR_INVALID)
+ *                never does
+ *   with_path    da_*_create returning NULL: its message never names it
+ *   weights_err  da_*_load of a .safetensors file, after readable() passed:
+ *                every message from past the parse starts with "FILE: "
+ *                (da_params_load, da_vae_load); the parser's own messages
+ *                (a truncated or foreign file) name nothing */
 static da_status with_path(da_status s, const char *path)
 {
-    if (s == DA_OK || strstr(da_last_error(), path)) return s;
     char why[1024];
     snprintf(why, sizeof why, "%s", da_last_error());
     return da_fail(s, "%s: %s", path, why);
+}
+
+static da_status config_err(da_status s, const char *path) { return s == DA_ERR_INVALID ? with_path(s, path) : s; }
+
+static da_status weights_err(da_status s, const char *path)
+{
+    size_t n = strlen(path);
+    const char *m = da_last_error();
+    if (s == DA_OK || (!strncmp(m, path, n) && m[n] == ':')) return s;
+    return with_path(s, path);
+}
+
+/* a weights file that cannot be opened, named before its loader runs */
+static da_status readable(const char *path, const char *what)
+{
+    if (access(path, R_OK) == 0) return DA_OK;
+    return da_fail(DA_ERR_IO, "%s %s: %s", what, path, strerror(errno));
 }
 
 static da_status join(char *out, const char *dir, const char *name)
@@ -178,9 +206,10 @@ static da_status load_text(const char *dir, da_text_encoder **out)
     da_text_config c = da_text_config_default();
     da_status s = join(js, dir, "text_encoder.json");
     if (s == DA_OK) s = join(st, dir, "text_encoder.safetensors");
-    if (s == DA_OK) s = with_path(da_text_config_load(&c, js), js);
+    if (s == DA_OK) s = config_err(da_text_config_load(&c, js), js);
     if (s == DA_OK && !(*out = da_text_encoder_create(&c, 0))) s = with_path(DA_ERR_INVALID, js);
-    if (s == DA_OK) s = with_path(da_text_encoder_load(*out, st), st);
+    if (s == DA_OK) s = readable(st, "text encoder weights");
+    if (s == DA_OK) s = weights_err(da_text_encoder_load(*out, st), st);
     return s;
 }
 
@@ -190,9 +219,10 @@ static da_status load_vae(const char *dir, da_vae **out)
     da_vae_config c = da_vae_config_default();
     da_status s = join(js, dir, "vae.json");
     if (s == DA_OK) s = join(st, dir, "vae.safetensors");
-    if (s == DA_OK) s = with_path(da_vae_config_load(&c, js), js);
+    if (s == DA_OK) s = config_err(da_vae_config_load(&c, js), js);
     if (s == DA_OK && !(*out = da_vae_create(&c, 0))) s = with_path(DA_ERR_INVALID, js);
-    if (s == DA_OK) s = with_path(da_vae_load(*out, st), st);
+    if (s == DA_OK) s = readable(st, "VAE weights");
+    if (s == DA_OK) s = weights_err(da_vae_load(*out, st), st);
     return s;
 }
 
@@ -214,9 +244,9 @@ static da_status load_unet_file(const char *st, da_unet **out)
     if (access(js, R_OK) != 0)
         return da_fail(DA_ERR_IO, "UNet config %s (expected beside %s): %s", js, st, strerror(errno));
     da_unet_config c = da_unet_config_default();
-    da_status s = with_path(da_unet_config_load(&c, js), js);
+    da_status s = config_err(da_unet_config_load(&c, js), js);
     if (s == DA_OK && !(*out = da_unet_create(&c, 0))) s = with_path(DA_ERR_INVALID, js);
-    if (s == DA_OK) s = with_path(da_unet_load(*out, st), st);
+    if (s == DA_OK) s = weights_err(da_unet_load(*out, st), st);   /* readable: checked above */
     return s;
 }
 
@@ -227,7 +257,7 @@ static da_status load_noise(const char *dir, da_noise_config *c)
     *c = da_noise_config_default();
     da_status s = join(path, dir, "scheduler.json");
     if (s != DA_OK || access(path, F_OK) != 0) return s;
-    return with_path(da_noise_config_load(c, path), path);
+    return da_noise_config_load(c, path);   /* each of its messages names the file */
 }
 
 /* text encoder and VAE of dir with a UNet from elsewhere: m owns all three */
@@ -251,13 +281,14 @@ static da_status load_clip(const char *dir, da_clip **out)
     da_clip_config c;
     da_status s = join(js, dir, "clip.json");
     if (s == DA_OK) s = join(st, dir, "clip.safetensors");
-    if (s == DA_OK) s = with_path(da_clip_config_load(&c, js), js);
+    if (s == DA_OK) s = config_err(da_clip_config_load(&c, js), js);
     if (s != DA_OK) return s;
     if (c.image_size != DA_IMG || c.in_channels != 3)
         return da_fail(DA_ERR_FORMAT, "%s: image_size %d, in_channels %d, but the evaluated images are %dx%d RGB", js,
                        c.image_size, c.in_channels, DA_IMG, DA_IMG);
     if (!(*out = da_clip_create(&c, 0))) return with_path(DA_ERR_INVALID, js);
-    return with_path(da_clip_load(*out, st), st);
+    s = readable(st, "CLIP weights");
+    return s == DA_OK ? weights_err(da_clip_load(*out, st), st) : s;
 }
 
 da_status da_report_models_load(da_report_models *m, const char *weights_dir, const char *unet, unsigned rewards)
@@ -587,12 +618,29 @@ typedef struct out_ctx {
     const char *weights, *unet;
 } out_ctx;
 
+/* A number of metrics.json: "%.9g", so that a diversity of 4e-7 is not
+ * printed as 0 (and cfg, eta read back as the same float); null when not
+ * finite (JSON has no inf or NaN, and `dalign compare` skips nulls). */
+static void json_num(FILE *f, double x)
+{
+    if (isfinite(x)) fprintf(f, "%.9g", x);
+    else fputs("null", f);
+}
+
 /* "mean": m, "ci95": [lo, hi], "n": n  (null mean and interval over nothing) */
 static void json_stat_body(FILE *f, const da_eval_stat *s)
 {
-    if (s->n == 0) fprintf(f, "\"mean\": null, \"ci95\": null, \"n\": 0");
-    else fprintf(f, "\"mean\": %.6f, \"ci95\": [%.6f, %.6f], \"n\": %ld", s->mean, s->mean - s->half,
-                 s->mean + s->half, s->n);
+    if (s->n == 0) {
+        fprintf(f, "\"mean\": null, \"ci95\": null, \"n\": 0");
+        return;
+    }
+    fputs("\"mean\": ", f);
+    json_num(f, s->mean);
+    fputs(", \"ci95\": [", f);
+    json_num(f, s->mean - s->half);
+    fputs(", ", f);
+    json_num(f, s->mean + s->half);
+    fprintf(f, "], \"n\": %ld", s->n);
 }
 
 static void json_rewards(FILE *f, const da_report_result *r)
@@ -649,11 +697,13 @@ static void write_json(FILE *f, const void *ctx)
     fprintf(f, "{\n  \"format\": \"%s\",\n  \"prompts\": ", DA_REPORT_FORMAT);
     json_write_str(f, c->prompts);
     fprintf(f, ",\n  \"n_prompts\": %d,\n  \"seeds\": %d,\n  \"images\": %d,\n  \"sampler\": \"%s\",\n"
-               "  \"steps\": %d,\n  \"cfg\": %g,\n  \"eta\": %g,\n  \"batch\": %d,\n  \"prompt_seed\": %llu,\n"
-               "  \"image_seed\": %llu,\n  \"weights\": ",
-            r->n_prompts, r->n_seeds, r->n_prompts * r->n_seeds, da_sampler_name(c->opts.sampler), c->opts.steps,
-            (double)c->opts.cfg, (double)c->opts.eta, c->batch, (unsigned long long)c->prompt_seed,
-            (unsigned long long)c->image_seed);
+               "  \"steps\": %d,\n  \"cfg\": ",
+            r->n_prompts, r->n_seeds, r->n_prompts * r->n_seeds, da_sampler_name(c->opts.sampler), c->opts.steps);
+    json_num(f, c->opts.cfg);
+    fputs(",\n  \"eta\": ", f);
+    json_num(f, c->opts.eta);
+    fprintf(f, ",\n  \"batch\": %d,\n  \"prompt_seed\": %llu,\n  \"image_seed\": %llu,\n  \"weights\": ", c->batch,
+            (unsigned long long)c->prompt_seed, (unsigned long long)c->image_seed);
     json_write_str(f, o->weights);
     fprintf(f, ",\n  \"unet\": ");
     json_write_str(f, o->unet);
@@ -664,7 +714,9 @@ static void write_json(FILE *f, const void *ctx)
     fprintf(f, "  \"rater\": {\"role\": \"held-back judge: the synthetic rater's noiseless utility "
                "(docs/rater.md); never an optimisation target\", ");
     json_stat_body(f, &r->rater);
-    fprintf(f, ", \"max\": %g}\n}\n", (double)(rc.w_faith + rc.w_size + rc.w_centre + rc.w_contrast));
+    fputs(", \"max\": ", f);
+    json_num(f, (double)(rc.w_faith + rc.w_size + rc.w_centre + rc.w_contrast));
+    fputs("}\n}\n", f);
 }
 
 /* one line per image: its prompt, seed and every score */

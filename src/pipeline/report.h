@@ -5,13 +5,15 @@
  * diversity of CLIP image embeddings across the seeds of a prompt. Output:
  * metrics.json (deterministic), grid.png, images.tsv and index.html.
  *
- *   for prompt p, seed k:  image = pipeline(prompt p, seed(p, k))   fixed chunks of `batch`
+ *   for prompt p, seed k:  image = pipeline(prompt p, seed(p, k))   in chunks of `batch`
  *                          every reward, faithfulness clauses, rater utility, CLIP embedding
  *   per reward:   mean + 95% interval clustered by prompt (da_eval_cluster_mean)
  *   diversity:    per prompt the mean over seed pairs of 1 - cos(e_i, e_j), then mean + 95% interval
  *
- * Images are generated in chunks of a fixed size in a fixed order (see
- * src/pipeline/eval.c): that makes the numbers repeat bit for bit and not
+ * Images are generated in the order (prompt, seed), `batch` per pipeline
+ * call except the last, which takes what is left (P*K mod batch images when
+ * that is not 0), as in eval-base (src/pipeline/eval.c). The chunks depend
+ * only on P, K and batch: that makes the numbers repeat bit for bit and not
  * depend on the thread count. */
 #ifndef DA_PIPELINE_REPORT_H
 #define DA_PIPELINE_REPORT_H
