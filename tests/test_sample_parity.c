@@ -4,11 +4,10 @@
  * the tokenizer's ids, x_T, the text features, the latent after every step,
  * the final latent (within 1e-3) and the decoded image.
  *
- * The reference names its weights directory. Until the shipped weights
- * exist it is tests/oracle/sample_parity_weights (tiny random models written
- * by the script with --random); after training, rerunning the script on
- * weights/ retargets this test without a code change. A reference whose
- * directory is missing is a failure, never a skip. */
+ * The reference names its weights directory: the shipped weights/ (the
+ * script's --random DIR retargets it to tiny random models without a code
+ * change). A reference whose directory is missing is a failure, never a
+ * skip. */
 #include "test_util.h"
 
 #include <math.h>

@@ -20,10 +20,10 @@ tests/test_sample_parity.c runs the C pipeline on the same directory.
     /usr/bin/python3 tests/oracle/sample_parity.py --weights DIR
     /usr/bin/python3 tests/oracle/sample_parity.py --random DIR     # write tiny random models to DIR first
 
-Without arguments it uses weights/ when weights/unet.safetensors exists, else
---random tests/oracle/sample_parity_weights (so `make oracle` works before
-the shipped weights do). The directory is recorded relative to the
-repository root (the C test runs from there).
+Without arguments it uses the shipped weights/. --random DIR writes tiny
+random models (F16 storage) to DIR first and uses them, e.g. to check the
+pipeline on models that are no eps predictors. The directory is recorded
+relative to the repository root (the C test runs from there).
 """
 import argparse
 import json
@@ -40,7 +40,6 @@ from st import load, save
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-RANDOM_DIR = os.path.join("tests", "oracle", "sample_parity_weights")
 
 PROMPTS = ["a large red circle to the left of a small blue square", "a green triangle on a black background"]
 SEEDS = [7, 1234]
@@ -207,7 +206,7 @@ def sample(wdir, prompts, seeds, steps, w):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--weights", help="weights directory (default: weights/, or random if absent)")
+    ap.add_argument("--weights", help="weights directory (default: weights/)")
     ap.add_argument("--random", metavar="DIR", help="write tiny random models to DIR and use them")
     ap.add_argument("--out", default=os.path.join(HERE, "sample_parity.safetensors"))
     a = ap.parse_args()
@@ -216,12 +215,10 @@ def main():
         write_random(wdir)
     elif a.weights:
         wdir = os.path.abspath(a.weights)
-    elif os.path.exists(os.path.join(ROOT, "weights", "unet.safetensors")):
-        wdir = os.path.join(ROOT, "weights")
     else:
-        wdir = os.path.join(ROOT, RANDOM_DIR)
-        print(f"sample_parity: weights/ has no models yet: using random models in {RANDOM_DIR}", file=sys.stderr)
-        write_random(wdir)
+        wdir = os.path.join(ROOT, "weights")
+        if not os.path.exists(os.path.join(wdir, "unet.safetensors")):
+            sys.exit("sample_parity: weights/ has no unet.safetensors: run make weights, or pass --weights/--random")
     out = sample(wdir, PROMPTS, SEEDS, STEPS, CFG)
     # the C test runs from the repository root: record the directory relative to it
     rel = os.path.relpath(wdir, ROOT)
