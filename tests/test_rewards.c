@@ -2,8 +2,8 @@
  * (colourfulness by hand, JPEG size growing with noise, faithfulness 1 on
  * ground truth and lower on a wrong caption, 0 for an unparsable prompt),
  * batched == one by one for every reward, clip and pref from small random
- * models in a temp directory (the CLIPScore ranking test needs the shipped
- * weights and is skipped until weights/clip.safetensors exists), PNG
+ * models in a temp directory (the CLIPScore ranking test uses the shipped
+ * CLIP towers in weights/), PNG
  * loading, the rater's terms, Bradley-Terry labels, ties and determinism,
  * and the errors (unknown reward, missing file or weights, wrong size). */
 #include "test_util.h"
