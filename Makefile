@@ -51,7 +51,7 @@ endif
 
 B := build/default$(VARIANT)
 
-LIB_SRC   := $(sort $(wildcard src/core/*.c src/models/*.c src/diffusion/*.c src/data/*.c src/pipeline/*.c src/rewards/*.c src/train/*.c))
+LIB_SRC   := $(sort $(wildcard src/core/*.c src/models/*.c src/diffusion/*.c src/data/*.c src/pipeline/*.c src/rewards/*.c src/eval/*.c src/train/*.c))
 CLI_SRC   := $(sort $(wildcard src/cli/*.c))
 TEST_SRC  := $(filter-out tests/test_util.c,$(sort $(wildcard tests/test_*.c)))
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))

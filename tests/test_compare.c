@@ -1,4 +1,4 @@
-/* `dalign compare` logic (src/pipeline/compare.c): flattening a metrics.json
+/* `dalign compare` logic (src/eval/compare.c): flattening a metrics.json
  * to dotted numeric keys, rejecting malformed files with clear messages, and
  * the side-by-side table (shared keys with B - A and the relative change,
  * then the keys only one file has). */
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "pipeline/compare.h"
+#include "eval/compare.h"
 
 /* shaped like eval-base's metrics.json */
 static const char *DOC_A =

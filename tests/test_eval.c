@@ -1,4 +1,4 @@
-/* The alignment evaluation (src/pipeline/report.c, `dalign eval`) over tiny
+/* The alignment evaluation (src/eval/report.c, `dalign eval`) over tiny
  * random models (tu_tiny_weights): configuration and reward lists, prompt
  * files, diversity on known answers, whole runs (the same bits for 1 and 2
  * threads and run after run; every score equal to the image regenerated and
@@ -19,8 +19,8 @@
 #include <stb/stb_image.h>
 
 #include "core/json.h"
-#include "pipeline/compare.h"
-#include "pipeline/report.h"
+#include "eval/compare.h"
+#include "eval/report.h"
 
 static char g_dir[64];            /* temp directory: weights/, prompt files, outputs */
 static da_report_models g_m;      /* loaded once from g_dir/weights */

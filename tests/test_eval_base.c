@@ -1,4 +1,4 @@
-/* Base-model evaluation (src/pipeline/eval.c, `dalign eval-base`) over tiny
+/* Base-model evaluation (src/eval/eval.c, `dalign eval-base`) over tiny
  * randomly initialised models: prompt selection (splits, prefix stability),
  * image seeds, the clustered 95% interval on known answers, the clause
  * accounting on ground-truth images, a whole run (its images are the
@@ -17,7 +17,7 @@
 #include <stb/stb_image.h>
 
 #include "core/json.h"
-#include "pipeline/eval.h"
+#include "eval/eval.h"
 
 static char g_dir[64];          /* temp directory: weights/ and outputs */
 static char g_bin[512];         /* build/<variant>/dalign, next to this suite */

@@ -1,4 +1,4 @@
-/* Preference pairs (src/pipeline/pairs.c, `dalign pairs`) over tiny random
+/* Preference pairs (src/eval/pairs.c, `dalign pairs`) over tiny random
  * models: the file round trip, the stored latents and utilities against a
  * regeneration of the documented candidate stream through the pipeline and
  * the rater, ties, reproducibility (seeds, threads), different-prompt pairs,
@@ -13,7 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "pipeline/pairs.h"
+#include "eval/pairs.h"
 
 static char g_dir[64];      /* temp directory: weights/ and outputs */
 static char g_bin[1024];    /* build/<variant>/dalign, next to this suite */

@@ -1,5 +1,5 @@
 /* `dalign train reward` through the function it calls
- * (da_reward_net_train_to_dir, src/rewards/reward_run.c): a 3-step run on
+ * (da_reward_net_train_to_dir, src/train/reward_run.c): a 3-step run on
  * the default network writes DIR/reward_net.{json,safetensors}; the files
  * load with the model API and through the `pref` reward, and hold exactly
  * the weights of the same training done in memory; bad arguments are
@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "rewards/reward_run.h"
+#include "train/reward_run.h"
 
 static char g_dir[] = "/tmp/dalign_train_reward_XXXXXX";
 

@@ -1,11 +1,11 @@
 /* dalign compare A/metrics.json B/metrics.json: a side-by-side table of every
- * numeric metric the two files share, with B - A (src/pipeline/compare.c). */
+ * numeric metric the two files share, with B - A (src/eval/compare.c). */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "dalign.h"
-#include "pipeline/compare.h"
+#include "eval/compare.h"
 
 static void usage(FILE *f)
 {

@@ -1,6 +1,6 @@
 /* dalign eval: every reward, faithfulness per clause type, the rater and the
  * diversity across seeds of a model's samples, with an HTML report
- * (src/pipeline/report.c, docs/evaluation.md "dalign eval"). */
+ * (src/eval/report.c, docs/evaluation.md "dalign eval"). */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,7 +12,7 @@
 #include "cli/cli.h"
 #include "core/fileio.h"
 #include "dalign.h"
-#include "pipeline/report.h"
+#include "eval/report.h"
 
 typedef struct eval_args {
     const char *weights, *unet, *out;

@@ -1,6 +1,6 @@
 /* dalign eval-base: faithfulness of the base text-to-image model on held-in
  * and held-out prompts, per clause type, and the VAE's reconstruction PSNR
- * (src/pipeline/eval.c, docs/evaluation-base.md). */
+ * (src/eval/eval.c, docs/evaluation-base.md). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +9,7 @@
 
 #include "cli/cli.h"
 #include "dalign.h"
-#include "pipeline/eval.h"
+#include "eval/eval.h"
 
 typedef struct eval_args {
     const char *weights, *unet, *out;

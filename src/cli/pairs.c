@@ -1,6 +1,6 @@
 /* dalign pairs: preference pairs for Diffusion-DPO / Diffusion-RPO, sampled
  * from the current model and labelled by the synthetic rater
- * (src/pipeline/pairs.c, docs/pairs.md). */
+ * (src/eval/pairs.c, docs/pairs.md). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -12,7 +12,7 @@
 
 #include "cli/cli.h"
 #include "dalign.h"
-#include "pipeline/pairs.h"
+#include "eval/pairs.h"
 
 typedef struct pairs_args {
     const char *weights, *out;

@@ -3,7 +3,7 @@
  * JSONL metrics, periodic atomic checkpoints, bit-identical --resume,
  * SIGINT/SIGTERM -> checkpoint and exit 130/143.
  * dalign train reward: the preference model on rater-labelled pairs
- * (src/rewards/reward_run.c), a plain loop with its own few options. */
+ * (src/train/reward_run.c), a plain loop with its own few options. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,7 +12,7 @@
 
 #include "cli/cli.h"
 #include "dalign.h"
-#include "rewards/reward_run.h"
+#include "train/reward_run.h"
 
 enum { FOR_CLIP = 1, FOR_VAE = 2, FOR_UNET = 4, FOR_ALL = 7 };
 typedef enum { OPT_INT, OPT_LONG, OPT_FLOAT, OPT_U64, OPT_STR, OPT_WIDTH, OPT_OFF, OPT_ON } opt_kind;

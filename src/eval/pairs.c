@@ -14,7 +14,7 @@
  * many pairs are still missing) is what makes a file repeat bit for bit.
  * Every random choice comes from the seed through separate streams, so the
  * prompts of A images do not depend on F and labels do not move prompts. */
-#include "pipeline/pairs.h"
+#include "eval/pairs.h"
 
 #include <errno.h>
 #include <math.h>

@@ -36,8 +36,8 @@
  * Floats are written "%.9g" (every float reads back exactly).
  * Pair i's preferred image is prompts_w[i] sampled with seeds_w[i]; its
  * other image is prompts_l[i] with seeds_l[i]. */
-#ifndef DA_PIPELINE_PAIRS_H
-#define DA_PIPELINE_PAIRS_H
+#ifndef DA_EVAL_PAIRS_H
+#define DA_EVAL_PAIRS_H
 
 #include "dalign.h"
 

@@ -1,5 +1,5 @@
 /* Flattening metrics.json files and comparing two of them (compare.h). */
-#include "pipeline/compare.h"
+#include "eval/compare.h"
 
 #include <errno.h>
 #include <math.h>

@@ -12,16 +12,16 @@
  *
  * Images are generated in the order (prompt, seed), `batch` per pipeline
  * call except the last, which takes what is left (P*K mod batch images when
- * that is not 0), as in eval-base (src/pipeline/eval.c). The chunks depend
+ * that is not 0), as in eval-base (src/eval/eval.c). The chunks depend
  * only on P, K and batch: that makes the numbers repeat bit for bit and not
  * depend on the thread count. */
-#ifndef DA_PIPELINE_REPORT_H
-#define DA_PIPELINE_REPORT_H
+#ifndef DA_EVAL_REPORT_H
+#define DA_EVAL_REPORT_H
 
 #include <stdio.h>
 
 #include "dalign.h"
-#include "pipeline/eval.h"
+#include "eval/eval.h"
 
 #define DA_REPORT_FORMAT "dalign-eval-1"
 #define DA_REPORT_N_REWARDS 6          /* the rewards of DA_REWARD_NAMES, in that order: */
@@ -131,7 +131,7 @@ da_status da_report_write(const char *dir, const da_report_config *c, const da_r
                           const char *weights, const char *unet);
 /* The metrics table printed by the CLI (plain text). */
 void da_report_table(FILE *f, const da_report_result *r);
-/* index.html (src/pipeline/report_html.c): self-contained but for grid.png. */
+/* index.html (src/eval/report_html.c): self-contained but for grid.png. */
 void da_report_html(FILE *f, const da_report_config *c, const da_report_result *r, const char *weights,
                     const char *unet);
 

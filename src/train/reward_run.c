@@ -1,5 +1,5 @@
 /* Train the preference model and save it for the `pref` reward (reward_run.h). */
-#include "rewards/reward_run.h"
+#include "train/reward_run.h"
 
 #include <stdio.h>
 

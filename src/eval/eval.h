@@ -2,8 +2,8 @@
  * shapes-world faithfulness of generated images on held-in (train split) and
  * held-out prompts, per clause type, and the VAE's reconstruction PSNR.
  * Used by `dalign eval-base` (src/cli/eval_base.c) and its tests. */
-#ifndef DA_PIPELINE_EVAL_H
-#define DA_PIPELINE_EVAL_H
+#ifndef DA_EVAL_EVAL_H
+#define DA_EVAL_EVAL_H
 
 #include <stdio.h>
 

@@ -3,8 +3,8 @@
  * dotted keys ("held_out.faithfulness.mean", "held_out.faithfulness.ci95.0"),
  * then a side-by-side table of the keys both files have, with B - A and the
  * relative change, and the keys only one file has. */
-#ifndef DA_PIPELINE_COMPARE_H
-#define DA_PIPELINE_COMPARE_H
+#ifndef DA_EVAL_COMPARE_H
+#define DA_EVAL_COMPARE_H
 
 #include <stdio.h>
 

@@ -1,6 +1,6 @@
 /* The alignment evaluation behind `dalign eval` (report.h). index.html is
  * written by report_html.c; everything else is here. */
-#include "pipeline/report.h"
+#include "eval/report.h"
 
 #include <errno.h>
 #include <math.h>

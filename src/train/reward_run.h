@@ -2,8 +2,8 @@
  * tests/test_train_reward.c): create the preference model, initialise it,
  * train it on rater pairs (da_reward_net_train) and save it where the `pref`
  * reward loads it: DIR/reward_net.json + DIR/reward_net.safetensors. */
-#ifndef DA_REWARDS_REWARD_RUN_H
-#define DA_REWARDS_REWARD_RUN_H
+#ifndef DA_TRAIN_REWARD_RUN_H
+#define DA_TRAIN_REWARD_RUN_H
 
 #include "dalign.h"
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pipeline/report.h"
+#include "eval/report.h"
 
 #define SVG_W 760
 #define LABEL_W 230           /* left column of a chart: the row's name */
