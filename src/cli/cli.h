@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "dalign.h"
+
 typedef struct cli_command {
     const char *name;
     const char *summary;
@@ -38,6 +40,13 @@ int cli_bad_value(const char *cmd, const char *opt, const char *val, const char 
 /* cli_parse_int within [lo, hi], else cli_bad_value with "an integer in
  * [lo, hi]": 0 or 2. */
 int cli_parse_int_in(const char *cmd, const char *opt, const char *val, int lo, int hi, int *out);
+/* The sampling options of every command that generates images: --steps N
+ * (1..DA_CLI_MAX_STEPS), --cfg W, --eta E (>= 0), --sampler ddim|ddpm|euler,
+ * into o. Returns 0 when it took opt, CLI_NOT_MINE when opt is another
+ * option, else the exit code of a usage error. */
+#define DA_CLI_MAX_STEPS 1000   /* the noise schedule's training steps: no sampler takes more */
+#define CLI_NOT_MINE (-1)
+int cli_parse_sample_option(const char *cmd, const char *opt, const char *val, da_sample_opts *o);
 
 /* One option and its value: 0, or the exit code of a usage error. */
 typedef int (*cli_option_fn)(void *args, const char *opt, const char *val);

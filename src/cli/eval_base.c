@@ -55,21 +55,17 @@ static int parse_option(void *args, const char *opt, const char *val)
 {
     eval_args *a = args;
     da_eval_config *c = &a->cfg;
+    int rc = cli_parse_sample_option(CMD, opt, val, &c->opts);
+    if (rc != CLI_NOT_MINE) return rc;
     if (!strcmp(opt, "--weights")) a->weights = val;
     else if (!strcmp(opt, "--unet")) a->unet = val;
     else if (!strcmp(opt, "-o") || !strcmp(opt, "--output")) a->out = val;
     else if (!strcmp(opt, "--prompts")) return cli_parse_int_in(CMD, opt, val, 1, DA_EVAL_MAX_PROMPTS, &c->n_prompts);
     else if (!strcmp(opt, "--seeds")) return cli_parse_int_in(CMD, opt, val, 1, DA_EVAL_MAX_SEEDS, &c->n_seeds);
-    else if (!strcmp(opt, "--steps")) return cli_parse_int_in(CMD, opt, val, 1, 1000000, &c->opts.steps);
     else if (!strcmp(opt, "--batch")) return cli_parse_int_in(CMD, opt, val, 1, DA_EVAL_MAX_BATCH, &c->batch);
     else if (!strcmp(opt, "--recon")) return cli_parse_int_in(CMD, opt, val, 0, DA_EVAL_MAX_PROMPTS, &c->n_recon);
     else if (!strcmp(opt, "--grid-prompts")) return cli_parse_int_in(CMD, opt, val, 0, 16, &c->grid_prompts);
-    else if (!strcmp(opt, "--cfg")) {
-        if (cli_parse_float(val, &c->opts.cfg)) return cli_bad_value(CMD, opt, val, "a number");
-    } else if (!strcmp(opt, "--sampler")) {
-        if (da_sampler_parse(val, &c->opts.sampler) != DA_OK)
-            return cli_bad_value(CMD, opt, val, "ddim, ddpm or euler");
-    } else if (!strcmp(opt, "--prompt-seed")) {
+    else if (!strcmp(opt, "--prompt-seed")) {
         if (cli_parse_u64(val, &c->prompt_seed)) return cli_bad_value(CMD, opt, val, "a non-negative integer");
     } else if (!strcmp(opt, "--seed")) {
         if (cli_parse_u64(val, &c->image_seed)) return cli_bad_value(CMD, opt, val, "a non-negative integer");

@@ -72,24 +72,20 @@ static int parse_option(void *args, const char *opt, const char *val)
 {
     pairs_args *a = args;
     da_pairs_config *c = &a->cfg;
+    int rc = cli_parse_sample_option(CMD, opt, val, &c->opts);
+    if (rc != CLI_NOT_MINE) return rc;
     if (!strcmp(opt, "--weights")) a->weights = val;
     else if (!strcmp(opt, "--unet")) c->unet_name = val;
     else if (!strcmp(opt, "-o") || !strcmp(opt, "--output")) a->out = val;
     else if (!strcmp(opt, "--n")) {
         a->have_n = 1;
         return cli_parse_int_in(CMD, opt, val, 1, DA_PAIRS_MAX_N, &c->n);
-    } else if (!strcmp(opt, "--steps")) return cli_parse_int_in(CMD, opt, val, 1, 1000, &c->opts.steps);
-    else if (!strcmp(opt, "--batch")) return cli_parse_int_in(CMD, opt, val, 1, DA_PAIRS_MAX_BATCH, &c->batch);
+    } else if (!strcmp(opt, "--batch")) return cli_parse_int_in(CMD, opt, val, 1, DA_PAIRS_MAX_BATCH, &c->batch);
     else if (!strcmp(opt, "--max-attempts")) return cli_parse_int_in(CMD, opt, val, 1, 1000, &c->max_attempts);
-    else if (!strcmp(opt, "--cfg")) return parse_float_in(opt, val, -1e6f, 1e6f, &c->opts.cfg);
-    else if (!strcmp(opt, "--eta")) return parse_float_in(opt, val, 0.0f, 1e6f, &c->opts.eta);
     else if (!strcmp(opt, "--different-prompts"))
         return parse_float_in(opt, val, 0.0f, 1.0f, &c->different_prompt_fraction);
     else if (!strcmp(opt, "--seed")) {
         if (cli_parse_u64(val, &c->seed)) return cli_bad_value(CMD, opt, val, "a non-negative integer");
-    } else if (!strcmp(opt, "--sampler")) {
-        if (da_sampler_parse(val, &c->opts.sampler) != DA_OK)
-            return cli_bad_value(CMD, opt, val, "ddim, ddpm or euler");
     } else if (!strcmp(opt, "--split")) {
         if (strcmp(val, "train") && strcmp(val, "heldout")) return cli_bad_value(CMD, opt, val, "train or heldout");
         c->split = strcmp(val, "train") ? DA_SPLIT_HELDOUT : DA_SPLIT_TRAIN;

@@ -67,6 +67,8 @@ static void usage(FILE *f)
 /* One option with its value; returns 0, or the exit code of a usage error. */
 static int parse_option(sample_args *a, const char *opt, const char *val)
 {
+    int rc = val ? cli_parse_sample_option(CMD, opt, val, &a->opts) : CLI_NOT_MINE;
+    if (rc != CLI_NOT_MINE) return rc;
     if (!strcmp(opt, "--prompt")) {
         if (a->n_prompts == MAX_PROMPTS) {
             fprintf(stderr, "dalign sample: at most %d --prompt options\n", MAX_PROMPTS);
@@ -81,17 +83,6 @@ static int parse_option(sample_args *a, const char *opt, const char *val)
     else if (!strcmp(opt, "-o") || !strcmp(opt, "--output")) a->out = val;
     else if (!strcmp(opt, "--seed")) {
         if (cli_parse_u64(val, &a->seed)) return cli_bad_value(CMD, opt, val, "a non-negative integer");
-    } else if (!strcmp(opt, "--steps")) {
-        if (cli_parse_int(val, &a->opts.steps) || a->opts.steps < 1)
-            return cli_bad_value(CMD, opt, val, "a positive integer");
-    } else if (!strcmp(opt, "--cfg")) {
-        if (cli_parse_float(val, &a->opts.cfg)) return cli_bad_value(CMD, opt, val, "a number");
-    } else if (!strcmp(opt, "--eta")) {
-        if (cli_parse_float(val, &a->opts.eta) || a->opts.eta < 0.0f)
-            return cli_bad_value(CMD, opt, val, "a number >= 0");
-    } else if (!strcmp(opt, "--sampler")) {
-        if (da_sampler_parse(val, &a->opts.sampler) != DA_OK)
-            return cli_bad_value(CMD, opt, val, "ddim, ddpm or euler");
     } else if (!strcmp(opt, "--n")) {
         if (cli_parse_int(val, &a->n) || a->n < 1 || a->n > MAX_N)
             return cli_bad_value(CMD, opt, val, "an integer in [1, 4096]");

@@ -75,3 +75,21 @@ int cli_parse_options(const char *cmd, int argc, char **argv, void (*usage)(FILE
     }
     return -1;
 }
+
+int cli_parse_sample_option(const char *cmd, const char *opt, const char *val, da_sample_opts *o)
+{
+    if (!strcmp(opt, "--steps")) return cli_parse_int_in(cmd, opt, val, 1, DA_CLI_MAX_STEPS, &o->steps);
+    if (!strcmp(opt, "--cfg")) {
+        if (cli_parse_float(val, &o->cfg)) return cli_bad_value(cmd, opt, val, "a number");
+        return 0;
+    }
+    if (!strcmp(opt, "--eta")) {
+        if (cli_parse_float(val, &o->eta) || o->eta < 0.0f) return cli_bad_value(cmd, opt, val, "a number >= 0");
+        return 0;
+    }
+    if (!strcmp(opt, "--sampler")) {
+        if (da_sampler_parse(val, &o->sampler) != DA_OK) return cli_bad_value(cmd, opt, val, "ddim, ddpm or euler");
+        return 0;
+    }
+    return CLI_NOT_MINE;
+}
