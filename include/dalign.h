@@ -55,7 +55,22 @@ da_status da_fail(da_status status, const char *fmt, ...)
  * independent outputs only and keep every reduction in a fixed order. */
 void da_set_threads(int n);
 int da_get_threads(void);
+/* Reads DA_THREADS and DA_GEMM (see da_gemm_set_backend) from the environment. */
 void da_threads_init(void);
+
+/* ------------------------------------------------------------------------ */
+/* Elementary functions with the same bits on every machine.                */
+/* glibc's erff, tanhf, log1pf (and, on x86-64, the FMA variants of expf    */
+/* and logf) round differently on different CPUs and architectures. These  */
+/* are written from + - * / in double (no libm, no FMA: -ffp-contract=off)  */
+/* and round once to float, so x86-64 and aarch64 agree bit for bit.        */
+/* ------------------------------------------------------------------------ */
+
+float da_expf(float x);
+float da_logf(float x);   /* x > 0; log(0) = -inf, log(x < 0) = NaN */
+float da_erff(float x);
+float da_tanhf(float x);
+float da_log1pf(float x); /* x > -1 */
 
 /* ------------------------------------------------------------------------ */
 /* Arena: bump allocator, reset per step so training loops never malloc.    */
@@ -138,29 +153,48 @@ size_t da_shape_size(int ndim, const int *shape);
 /* ------------------------------------------------------------------------ */
 /* GEMM: C = alpha * op(A) @ op(B) + beta * C, row-major.                   */
 /* op(A) is M x K, op(B) is K x N; trans_a/trans_b say A/B are stored       */
-/* transposed. OpenBLAS when built with it, else the portable kernel.       */
+/* transposed. Cut into pieces whose shape depends on the problem only,    */
+/* each single-threaded: the bits never depend on the thread count.        */
 /* ------------------------------------------------------------------------ */
 
 void da_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
              const float *A, int lda, const float *B, int ldb,
              float beta, float *C, int ldc);
+/* `items` independent GEMMs of one shape: item i reads A + i*stride_a,
+ * B + i*stride_b and writes C + i*stride_c (a stride of 0 shares the matrix,
+ * e.g. a weight). An item's bits never depend on the other items: use it
+ * for the images of a batch, so an image comes out the same alone or in
+ * any batch, at any position. */
+void da_gemm_items(int items, size_t stride_a, size_t stride_b, size_t stride_c,
+                   int trans_a, int trans_b, int M, int N, int K, float alpha,
+                   const float *A, int lda, const float *B, int ldb,
+                   float beta, float *C, int ldc);
 /* The portable blocked kernel, always compiled (tested against OpenBLAS). */
 void da_gemm_portable(int trans_a, int trans_b, int M, int N, int K, float alpha,
                       const float *A, int lda, const float *B, int ldb,
                       float beta, float *C, int ldc);
-const char *da_gemm_backend(void);  /* "openblas" or "portable" */
+/* The backend in use: "openblas" or "portable". Chosen at run time:
+ * da_gemm_set_backend("portable") (or DA_GEMM=portable, or `dalign --gemm
+ * portable`) gives bits that are the same on every machine and
+ * architecture; "openblas" (the default when built with it) is faster and
+ * matches them within rounding. DA_ERR_INVALID for an unknown name or
+ * "openblas" in a build without it. */
+const char *da_gemm_backend(void);
+da_status da_gemm_set_backend(const char *name);
 
 /* ------------------------------------------------------------------------ */
 /* Kernel pairs (raw float*) and their tape wrappers (da_tensor*).          */
 /* Shapes in PyTorch order. Every wrapper returns its output tensor.        */
 /* ------------------------------------------------------------------------ */
 
-/* linear: out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC); bias may be NULL */
+/* linear: out (B, T, OC) = inp (B, T, C) @ weight (OC, C)^T + bias (OC);
+ * bias may be NULL. Each of the B images is its own GEMM item (batch
+ * invariance); backward sums dweight and dbias over all B*T rows. */
 void da_linear_forward(float *out, const float *inp, const float *weight, const float *bias,
-                       int N, int C, int OC);
+                       int B, int T, int C, int OC);
 void da_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                        const float *inp, const float *weight, int N, int C, int OC);
-/* x (..., C), w (OC, C), b (OC) or NULL -> (..., OC) */
+                        const float *inp, const float *weight, int B, int T, int C, int OC);
+/* x (B, ..., C), w (OC, C), b (OC) or NULL -> (B, ..., OC); dim 0 is the batch */
 da_tensor *da_linear(da_tape *t, da_tensor *x, da_tensor *w, da_tensor *b);
 
 /* batched matmul: out (B, M, N) = a (B, M, K) @ b (B, K, N) */

@@ -1,40 +1,236 @@
-/* GEMM dispatch: OpenBLAS's cblas_sgemm when built with it, otherwise the
- * portable kernel in gemm_portable.c. */
+/* GEMM dispatch, and dalign's own parallel split of every GEMM.
+ *
+ * Why dalign splits the work itself: a threaded BLAS cuts a GEMM by the
+ * number of threads, and on some CPU kernels (OpenBLAS's Haswell, Zen,
+ * Prescott) the cut changes the summation order, so 1 and 2 threads gave
+ * different bits. Here a GEMM is cut into PIECES whose shape depends on the
+ * problem only (M, N, K: never the thread count), each piece is one
+ * single-threaded GEMM, and OpenMP hands whole pieces to threads. A piece's
+ * bits then depend only on its own inputs, whoever computes it.
+ *
+ * Batches: da_gemm_items runs `items` independent GEMMs of one shape (the
+ * images of a batch) and never puts two items in one piece, so an image's
+ * bits do not depend on how many images share its batch or on its position
+ * in it (OpenBLAS's summation order may depend on the call's shape, so an
+ * image must always be computed by calls of the same shape).
+ *
+ * Backends, chosen at run time (da_gemm_set_backend, DA_GEMM):
+ * - "openblas": cblas_sgemm per piece, pinned to one thread.
+ * - "portable": gemm_portable.c, whose every element is the naive k-ordered
+ *   sum whatever the blocking: bits identical on every machine and
+ *   architecture. Because of that it may take a whole batch as one wide GEMM
+ *   (faster) without changing any image's bits.
+ */
+#include <string.h>
+
 #include "dalign.h"
 
 #ifdef DA_USE_OPENBLAS
 #include <cblas.h>
 #endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#ifdef DA_USE_OPENBLAS
+static int use_portable = 0;
+#else
+static int use_portable = 1;
+#endif
+
+const char *da_gemm_backend(void) { return use_portable ? "portable" : "openblas"; }
+
+da_status da_gemm_set_backend(const char *name)
+{
+    if (name && !strcmp(name, "portable")) {
+        use_portable = 1;
+        return DA_OK;
+    }
+    if (name && !strcmp(name, "openblas")) {
+#ifdef DA_USE_OPENBLAS
+        use_portable = 0;
+        return DA_OK;
+#else
+        return da_fail(DA_ERR_INVALID, "gemm backend 'openblas': this build has no OpenBLAS (built with BLAS=none)");
+#endif
+    }
+    return da_fail(DA_ERR_INVALID, "unknown gemm backend '%s' (expected portable or openblas)", name ? name : "(null)");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Pieces                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* A piece gets at least PIECE_MNK multiply-adds (~25 us on one core), so a
+ * piece is worth waking a thread for; at most MAX_PIECES per item. Piece
+ * edges fall on multiples of PIECE_ALIGN rows/columns, so OpenBLAS's
+ * register tiles (at most 16 wide on every x86 and ARM kernel) stay whole. */
+#define PIECE_MNK (1 << 18)
+#define MAX_PIECES 16
+#define PIECE_ALIGN 16
+
+typedef struct gemm_problem {
+    int trans_a, trans_b, M, N, K;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+    int lda, ldb, ldc;
+} gemm_problem;
+
+typedef struct piece_plan {
+    int mc, nc;   /* rows, columns of a full piece */
+    int tm, tn;   /* pieces down and across one item */
+} piece_plan;
+
+static int ceil_div(int a, int b) { return (a + b - 1) / b; }
+static int round_up(int a, int b) { return ceil_div(a, b) * b; }
+
+/* Cut C (M, N) into tm x tn pieces: split the longer side while the pieces
+ * keep PIECE_MNK work and are at least 2 * PIECE_ALIGN long on that side. */
+static piece_plan plan_pieces(int M, int N, int K)
+{
+    double work = (double)M * N * K;
+    int want = work / PIECE_MNK < MAX_PIECES ? (int)(work / PIECE_MNK) : MAX_PIECES;
+    int tm = 1, tn = 1;
+    while (tm * tn < want) {
+        int rows = ceil_div(M, tm), cols = ceil_div(N, tn);
+        int can_m = rows >= 2 * PIECE_ALIGN, can_n = cols >= 2 * PIECE_ALIGN;
+        if (can_m && (!can_n || rows >= cols)) tm++;
+        else if (can_n) tn++;
+        else break;
+    }
+    piece_plan pp;
+    pp.mc = tm > 1 ? round_up(ceil_div(M, tm), PIECE_ALIGN) : M;
+    pp.nc = tn > 1 ? round_up(ceil_div(N, tn), PIECE_ALIGN) : N;
+    pp.tm = ceil_div(M, pp.mc);
+    pp.tn = ceil_div(N, pp.nc);
+    return pp;
+}
+
+#ifdef DA_USE_OPENBLAS
+/* C[i0 : i0+rows, j0 : j0+cols] of one problem, on the calling thread. */
+static void openblas_piece(const gemm_problem *g, int i0, int rows, int j0, int cols)
+{
+    const float *a = g->trans_a ? g->A + i0 : g->A + (size_t)i0 * g->lda;
+    const float *b = g->trans_b ? g->B + (size_t)j0 * g->ldb : g->B + j0;
+    cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,
+                g->trans_b ? CblasTrans : CblasNoTrans, rows, cols, g->K, g->alpha, a, g->lda,
+                b, g->ldb, g->beta, g->C + (size_t)i0 * g->ldc + j0, g->ldc);
+}
+#endif
+
+/* C = beta * C (K == 0 or alpha == 0: BLAS semantics leave A and B unread;
+ * OpenBLAS 0.3.21 reads them anyway and lets a NaN through) */
+static void scale_c(const gemm_problem *g)
+{
+    for (int i = 0; i < g->M; i++) {
+        float *c = g->C + (size_t)i * g->ldc;
+        for (int j = 0; j < g->N; j++) c[j] = g->beta == 0.0f ? 0.0f : g->beta * c[j];
+    }
+}
+
+/* The items of one call: item i is `g` with A, B, C moved by i strides. */
+typedef struct gemm_items {
+    gemm_problem g;
+    int items;
+    size_t stride_a, stride_b, stride_c;
+} gemm_items;
+
+static gemm_problem item_problem(const gemm_items *it, int i)
+{
+    gemm_problem g = it->g;
+    g.A += (size_t)i * it->stride_a;
+    g.B += (size_t)i * it->stride_b;
+    g.C += (size_t)i * it->stride_c;
+    return g;
+}
+
+/* OpenBLAS: every (item, piece) is one single-threaded cblas_sgemm. */
+static void run_openblas(const gemm_items *it)
+{
+#ifdef DA_USE_OPENBLAS
+    piece_plan pp = plan_pieces(it->g.M, it->g.N, it->g.K);
+    int per_item = pp.tm * pp.tn, n = it->items * per_item;
+    int nth = 1;
+#ifdef _OPENMP
+    /* inside an enclosing parallel region (a caller's loop over images) the
+     * pieces run on the calling thread */
+    if (omp_get_level() == 0) nth = da_get_threads() < n ? da_get_threads() : n;
+#endif
+#pragma omp parallel num_threads(nth)
+    {
+#ifdef _OPENMP
+        /* OpenBLAS's OpenMP build sizes its own team from this ICV (of this
+         * thread's task only): one thread per piece, whatever the caller set */
+        omp_set_num_threads(1);
+#endif
+#pragma omp for schedule(static)
+        for (int p = 0; p < n; p++) {
+            gemm_problem g = item_problem(it, p / per_item);
+            int q = p % per_item;
+            int i0 = (q / pp.tn) * pp.mc, j0 = (q % pp.tn) * pp.nc;
+            int rows = g.M - i0 < pp.mc ? g.M - i0 : pp.mc;
+            int cols = g.N - j0 < pp.nc ? g.N - j0 : pp.nc;
+            openblas_piece(&g, i0, rows, j0, cols);
+        }
+    }
+#else
+    (void)it;
+#endif
+}
+
+/* Portable: merge the items into one wide GEMM where the layout allows
+ * (rows of a shared-B problem stacked in A and C, or columns of a shared-A
+ * problem side by side in B and C); each element's bits are the same either
+ * way. Otherwise one call per item. */
+static void run_portable(const gemm_items *it)
+{
+    const gemm_problem *g = &it->g;
+    int n = it->items;
+    if (n > 1 && it->stride_b == 0 && !g->trans_a && it->stride_a == (size_t)g->M * g->lda &&
+        it->stride_c == (size_t)g->M * g->ldc) {
+        da_gemm_portable(0, g->trans_b, g->M * n, g->N, g->K, g->alpha, g->A, g->lda, g->B, g->ldb,
+                         g->beta, g->C, g->ldc);
+        return;
+    }
+    if (n > 1 && it->stride_a == 0 && it->stride_c == (size_t)g->N &&
+        it->stride_b == (g->trans_b ? (size_t)g->N * g->ldb : (size_t)g->N)) {
+        da_gemm_portable(g->trans_a, g->trans_b, g->M, g->N * n, g->K, g->alpha, g->A, g->lda, g->B,
+                         g->ldb, g->beta, g->C, g->ldc);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        gemm_problem p = item_problem(it, i);
+        da_gemm_portable(p.trans_a, p.trans_b, p.M, p.N, p.K, p.alpha, p.A, p.lda, p.B, p.ldb, p.beta,
+                         p.C, p.ldc);
+    }
+}
+
+void da_gemm_items(int items, size_t stride_a, size_t stride_b, size_t stride_c,
+                   int trans_a, int trans_b, int M, int N, int K, float alpha,
+                   const float *A, int lda, const float *B, int ldb,
+                   float beta, float *C, int ldc)
+{
+    if (items <= 0 || M <= 0 || N <= 0) return;
+    gemm_items it = {{trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc},
+                     items, stride_a, stride_b, stride_c};
+    if (use_portable) {
+        run_portable(&it);
+        return;
+    }
+    if (alpha == 0.0f || K <= 0) {
+        for (int i = 0; i < items; i++) {
+            gemm_problem g = item_problem(&it, i);
+            scale_c(&g);
+        }
+        return;
+    }
+    run_openblas(&it);
+}
 
 void da_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,
              const float *A, int lda, const float *B, int ldb,
              float beta, float *C, int ldc)
 {
-    if (M <= 0 || N <= 0) return;
-#ifdef DA_USE_OPENBLAS
-    /* BLAS semantics: with alpha == 0 or K == 0, A and B are not read
-     * (OpenBLAS 0.3.21 reads them anyway and lets a NaN through). */
-    if (alpha == 0.0f || K <= 0) {
-        for (int i = 0; i < M; i++)
-            for (int j = 0; j < N; j++) {
-                float *c = &C[(size_t)i * ldc + j];
-                *c = beta == 0.0f ? 0.0f : beta * *c;
-            }
-        return;
-    }
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B, ldb,
-                beta, C, ldc);
-#else
-    da_gemm_portable(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-#endif
-}
-
-const char *da_gemm_backend(void)
-{
-#ifdef DA_USE_OPENBLAS
-    return "openblas";
-#else
-    return "portable";
-#endif
+    da_gemm_items(1, 0, 0, 0, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

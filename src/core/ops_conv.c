@@ -10,7 +10,10 @@
  * the GEMM's speed or less. Backward gathers dout into the same
  * (O, G*OH*OW) layout: dW += dout_g @ col^T is one GEMM with K = G*OH*OW,
  * and dcol = W^T @ dout_g is scattered back into dinp (col2im). A group of
- * one image writes out directly and reads dout in place. All GEMMs run
+ * one image writes out directly and reads dout in place. The group's GEMMs
+ * that produce per-image values (out, dcol) keep each image's columns a
+ * separate GEMM item, so an image's bits do not depend on its group (with
+ * the portable GEMM they run as one wide GEMM all the same). All GEMMs run
  * outside OpenMP regions. */
 #include <assert.h>
 #include <string.h>
@@ -314,22 +317,25 @@ void da_conv2d_forward(float *out, const float *inp, const float *weight, const 
         const float *inp_g = inp + (size_t)n0 * C * H * W;
         float *out_g = out + (size_t)n0 * O * P;
         if (G == 1) {
-            /* one image: the GEMM writes straight into out, on top of the bias */
-            if (bias)
-                for (int o = 0; o < O; o++)
-                    for (int p = 0; p < P; p++) out_g[(size_t)o * P + p] = bias[o];
+            /* one image: the GEMM writes straight into out, then the bias is
+             * added as scatter_out adds it (sum + bias, never bias + partial
+             * sums), so an image alone has the bits it has in a group */
             const float *cols = inp_g;
             if (!pl.pointwise) {
                 im2col(col, inp_g, 1, C, H, W, k, stride, pad, pl.OH, pl.OW);
                 cols = col;
             }
-            da_gemm(0, 0, O, P, K, 1.0f, weight, K, cols, P, bias ? 1.0f : 0.0f, out_g, P);
+            da_gemm(0, 0, O, P, K, 1.0f, weight, K, cols, P, 0.0f, out_g, P);
+            if (bias)
+                for (int o = 0; o < O; o++)
+                    for (int p = 0; p < P; p++) out_g[(size_t)o * P + p] += bias[o];
             continue;
         }
         int GP = G * P;
         float *tmp = col + (size_t)K * GP;
         im2col(col, inp_g, G, C, H, W, k, stride, pad, pl.OH, pl.OW);
-        da_gemm(0, 0, O, GP, K, 1.0f, weight, K, col, GP, 0.0f, tmp, GP);
+        /* one GEMM item per image (its P columns): see gemm.c */
+        da_gemm_items(G, 0, P, P, 0, 0, O, P, K, 1.0f, weight, K, col, GP, 0.0f, tmp, GP);
         scatter_out(out_g, tmp, bias, G, O, P);
     }
 }
@@ -382,7 +388,7 @@ void da_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *
         }
         if (dinp_g) {
             /* col is free again: reuse it for dcol (C*k*k, G*P) = W^T @ dout_g */
-            da_gemm(1, 0, K, GP, O, 1.0f, weight, K, dy, GP, 0.0f, col, GP);
+            da_gemm_items(G, 0, P, P, 1, 0, K, P, O, 1.0f, weight, K, dy, GP, 0.0f, col, GP);
             col2im_add(dinp_g, col, G, C, H, W, k, stride, pad, pl.OH, pl.OW);
         }
     }

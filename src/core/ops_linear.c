@@ -5,21 +5,29 @@
 
 #include "dalign.h"
 
-/* out (N, OC) = inp (N, C) @ weight (OC, C)^T + bias (OC) */
+/* out (B, T, OC) = inp (B, T, C) @ weight (OC, C)^T + bias (OC). The B
+ * images are separate GEMM items, so an image's rows never share a piece
+ * with another image's (batch invariance, see gemm.c). */
 void da_linear_forward(float *out, const float *inp, const float *weight, const float *bias,
-                       int N, int C, int OC)
+                       int B, int T, int C, int OC)
 {
+    size_t N = (size_t)B * T;
     if (bias) {
-        for (int n = 0; n < N; n++) memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
+        for (size_t n = 0; n < N; n++) memcpy(out + n * OC, bias, (size_t)OC * sizeof(float));
     }
-    da_gemm(0, 1, N, OC, C, 1.0f, inp, C, weight, C, bias ? 1.0f : 0.0f, out, OC);
+    da_gemm_items(B, (size_t)T * C, 0, (size_t)T * OC, 0, 1, T, OC, C, 1.0f, inp, C, weight, C,
+                  bias ? 1.0f : 0.0f, out, OC);
 }
 
-/* dinp (N, C) += dout @ weight; dweight (OC, C) += dout^T @ inp; dbias (OC) += sum_n dout */
+/* dinp (B, T, C) += dout @ weight; dweight (OC, C) += dout^T @ inp over all
+ * B*T rows; dbias (OC) += sum over rows of dout */
 void da_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                        const float *inp, const float *weight, int N, int C, int OC)
+                        const float *inp, const float *weight, int B, int T, int C, int OC)
 {
-    if (dinp) da_gemm(0, 0, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
+    int N = B * T;
+    if (dinp)
+        da_gemm_items(B, (size_t)T * OC, 0, (size_t)T * C, 0, 0, T, C, OC, 1.0f, dout, OC, weight, C,
+                      1.0f, dinp, C);
     if (dweight) da_gemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
     if (dbias) {
         /* one thread per output channel, rows summed in order: deterministic */
@@ -36,7 +44,7 @@ static void linear_backward_node(const da_node *nd)
 {
     da_tensor *x = nd->in[0], *w = nd->in[1], *b = nd->in[2];
     da_linear_backward(x->grad, w->grad, b ? b->grad : NULL, nd->out->grad, x->data, w->data,
-                       nd->i[0], nd->i[1], nd->i[2]);
+                       nd->i[0], nd->i[1], nd->i[2], nd->i[3]);
 }
 
 da_tensor *da_linear(da_tape *t, da_tensor *x, da_tensor *w, da_tensor *b)
@@ -44,14 +52,17 @@ da_tensor *da_linear(da_tape *t, da_tensor *x, da_tensor *w, da_tensor *b)
     assert(x->ndim >= 1 && w->ndim == 2);
     int C = x->shape[x->ndim - 1], OC = w->shape[0];
     assert(w->shape[1] == C && (!b || (int)b->size == OC));
-    int N = (int)da_shape_size(x->ndim - 1, x->shape); /* rows: all leading dims */
+    /* dim 0 is the batch: B items of T rows (T: the other leading dims);
+     * a 1-D x is one row */
+    int B = x->ndim >= 2 ? x->shape[0] : 1;
+    int T = x->ndim >= 2 ? (int)da_shape_size(x->ndim - 2, x->shape + 1) : 1;
     int shape[DA_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = OC;
     da_tensor *in[3] = {x, w, b};
     da_tensor *out = da_tensor_for_op(t, x->ndim, shape, in, 3);
-    da_linear_forward(out->data, x->data, w->data, b ? b->data : NULL, N, C, OC);
-    da_node nd = {.backward = linear_backward_node, .out = out, .in = {x, w, b}, .i = {N, C, OC}};
+    da_linear_forward(out->data, x->data, w->data, b ? b->data : NULL, B, T, C, OC);
+    da_node nd = {.backward = linear_backward_node, .out = out, .in = {x, w, b}, .i = {B, T, C, OC}};
     da_tape_push(t, &nd);
     return out;
 }
@@ -59,22 +70,20 @@ da_tensor *da_linear(da_tape *t, da_tensor *x, da_tensor *w, da_tensor *b)
 /* out (B, M, N) = a (B, M, K) @ b (B, K, N) */
 void da_matmul_forward(float *out, const float *a, const float *b, int B, int M, int K, int N)
 {
-    for (int i = 0; i < B; i++)
-        da_gemm(0, 0, M, N, K, 1.0f, a + (size_t)i * M * K, K, b + (size_t)i * K * N, N, 0.0f,
-                out + (size_t)i * M * N, N);
+    da_gemm_items(B, (size_t)M * K, (size_t)K * N, (size_t)M * N, 0, 0, M, N, K, 1.0f, a, K, b, N,
+                  0.0f, out, N);
 }
 
 /* da (B, M, K) += dout @ b^T; db (B, K, N) += a^T @ dout */
 void da_matmul_backward(float *da, float *db, const float *dout, const float *a, const float *b,
                         int B, int M, int K, int N)
 {
-    for (int i = 0; i < B; i++) {
-        const float *dout_i = dout + (size_t)i * M * N;
-        if (da) da_gemm(0, 1, M, K, N, 1.0f, dout_i, N, b + (size_t)i * K * N, N, 1.0f,
-                        da + (size_t)i * M * K, K);
-        if (db) da_gemm(1, 0, K, N, M, 1.0f, a + (size_t)i * M * K, K, dout_i, N, 1.0f,
-                        db + (size_t)i * K * N, N);
-    }
+    if (da)
+        da_gemm_items(B, (size_t)M * N, (size_t)K * N, (size_t)M * K, 0, 1, M, K, N, 1.0f, dout, N, b, N,
+                      1.0f, da, K);
+    if (db)
+        da_gemm_items(B, (size_t)M * K, (size_t)M * N, (size_t)K * N, 1, 0, K, N, M, 1.0f, a, K, dout, N,
+                      1.0f, db, N);
 }
 
 static void matmul_backward_node(const da_node *nd)

@@ -1,8 +1,11 @@
-/* One thread count for OpenMP loops and OpenBLAS.
+/* One thread count for dalign's OpenMP loops, and the GEMM backend.
  *
- * OpenBLAS (Debian's pthread flavour) keeps its own pool. We never call sgemm
- * from inside an OpenMP region, so the two pools are never busy at the same
- * time; pinning both to the same count keeps the machine from oversubscribing. */
+ * OpenBLAS never threads on its own: dalign cuts every GEMM into pieces
+ * (gemm.c) and runs each piece as a single-threaded call. We still pin
+ * OpenBLAS to one thread here, for builds linked against its pthread
+ * flavour. In its OpenMP flavour openblas_set_num_threads also sets
+ * OpenMP's thread count, so it goes first and ours second. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -29,12 +32,12 @@ void da_set_threads(int n)
 #ifndef _OPENMP
     n = 1; /* built without OpenMP: everything runs on the calling thread */
 #endif
+#ifdef DA_USE_OPENBLAS
+    openblas_set_num_threads(1);
+#endif
     n_threads = n;
 #ifdef _OPENMP
     omp_set_num_threads(n);
-#endif
-#ifdef DA_USE_OPENBLAS
-    openblas_set_num_threads(n);
 #endif
 }
 
@@ -44,4 +47,7 @@ void da_threads_init(void)
 {
     const char *env = getenv("DA_THREADS");
     da_set_threads(env ? atoi(env) : 0);
+    const char *gemm = getenv("DA_GEMM");
+    if (gemm && *gemm && da_gemm_set_backend(gemm) != DA_OK)
+        fprintf(stderr, "dalign: ignoring DA_GEMM: %s\n", da_last_error());
 }
