@@ -320,6 +320,75 @@ static void test_gemm_threads(void **state)
     }
 }
 
+/* da_gemm_items: each item has exactly the bits of the same GEMM run alone
+ * on copies of its operands (other addresses), for 1 and 2 threads, in the
+ * three layouts the ops use: rows stacked over a shared B (linear), columns
+ * side by side under a shared A (conv groups), separate A, B, C (matmul).
+ * The shape gives several pieces per item. Both backends where built. */
+static float *filled(size_t n, uint32_t seed)
+{
+    float *p = malloc(n * sizeof(float));
+    da_rng g;
+    da_rng_seed(&g, seed);
+    da_randn(&g, p, n);
+    return p;
+}
+
+static void check_items_layout(int layout, int threads)
+{
+    enum { IT = 5, M = 64, N = 96, K = 200 };
+    float *A = filled((size_t)IT * M * K, 1), *B = filled((size_t)IT * K * N, 2);
+    float *C = filled((size_t)IT * M * N, 3), *C0 = malloc((size_t)IT * M * N * sizeof(float));
+    memcpy(C0, C, (size_t)IT * M * N * sizeof(float));
+    size_t sa, sb, sc;
+    int lda = K, ldb = N, ldc = N;
+    if (layout == 0) { sa = (size_t)M * K; sb = 0; sc = (size_t)M * N; }         /* linear */
+    else if (layout == 1) { sa = 0; sb = N; sc = N; ldb = IT * N; ldc = IT * N; } /* conv group */
+    else { sa = (size_t)M * K; sb = (size_t)K * N; sc = (size_t)M * N; }         /* matmul */
+    int saved = da_get_threads();
+    da_set_threads(threads);
+    da_gemm_items(IT, sa, sb, sc, 0, 0, M, N, K, 0.5f, A, lda, B, ldb, 1.0f, C, ldc);
+    for (int i = 0; i < IT; i++) {
+        /* item i alone, from contiguous copies */
+        float *a = malloc((size_t)M * K * sizeof(float)), *b = malloc((size_t)K * N * sizeof(float));
+        float *c = malloc((size_t)M * N * sizeof(float)), *got = malloc((size_t)M * N * sizeof(float));
+        for (int r = 0; r < M; r++) memcpy(a + (size_t)r * K, A + i * sa + (size_t)r * lda, K * sizeof(float));
+        for (int r = 0; r < K; r++) memcpy(b + (size_t)r * N, B + i * sb + (size_t)r * ldb, N * sizeof(float));
+        for (int r = 0; r < M; r++) {
+            memcpy(c + (size_t)r * N, C0 + i * sc + (size_t)r * ldc, N * sizeof(float));
+            memcpy(got + (size_t)r * N, C + i * sc + (size_t)r * ldc, N * sizeof(float));
+        }
+        da_gemm(0, 0, M, N, K, 0.5f, a, K, b, N, 1.0f, c, N);
+        char what[128];
+        snprintf(what, sizeof what, "%s, layout %d, %d thread(s): item %d vs alone", da_gemm_backend(), layout,
+                 threads, i);
+        tu_assert_bits(what, got, c, (size_t)M * N);
+        free(a);
+        free(b);
+        free(c);
+        free(got);
+    }
+    da_set_threads(saved);
+    free(A);
+    free(B);
+    free(C);
+    free(C0);
+}
+
+static void test_gemm_items(void **state)
+{
+    (void)state;
+    const char *saved = da_gemm_backend();
+    const char *backends[2] = {"portable", "openblas"};
+    for (int b = 0; b < 2; b++) {
+        if (da_gemm_set_backend(backends[b]) != DA_OK) continue; /* not built in */
+        for (int layout = 0; layout < 3; layout++)
+            for (int t = 1; t <= 2; t++) check_items_layout(layout, t);
+    }
+    assert_int_equal(da_gemm_set_backend(saved), DA_OK);
+    assert_int_equal(da_gemm_set_backend("cuda"), DA_ERR_INVALID);
+}
+
 int main(void)
 {
     da_threads_init();
@@ -328,6 +397,7 @@ int main(void)
         cmocka_unit_test(test_gemm_portable_vs_backend),
         cmocka_unit_test(test_gemm_corners),
         cmocka_unit_test(test_gemm_threads),
+        cmocka_unit_test(test_gemm_items),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
