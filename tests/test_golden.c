@@ -1,17 +1,20 @@
-/* Golden outputs (issue 3, item 9): fixed-seed samples of the shipped
- * weights, written by scripts/make-golden.sh (`make golden`) into
+/* Golden outputs (issue 3, item 9; issue 8): fixed-seed samples of the
+ * shipped weights, written by scripts/make-golden.sh (`make golden`) into
  * tests/golden/ (manifest.tsv, NAME.safetensors with the final latent,
- * NAME.png), regenerated here image by image as the script made them
- * (`dalign sample --n 1`: one image per pipeline call, since with OpenBLAS
- * an image's bits depend on its batch).
+ * NAME.png), made with the PORTABLE GEMM, whose bits are the same on every
+ * machine and architecture (gemm_portable.c; elementary functions in
+ * mathf.c).
  *
- * Checks, per golden: 1 and 2 threads give the same bits; the latent is
- * within 1e-5 of the file (times max(1, max |latent|)) and the PNG within
- * one 8-bit level. The goldens
- * were made on the dev machine with OpenBLAS; another BLAS or CPU (another
- * GEMM kernel, another summation order) may differ by rounding, and that
- * is what the 1e-5 allows; on the machine that made them they are
- * bit-identical (the test says which it saw).
+ * Checks, per golden:
+ *   - portable GEMM: 1 and 2 threads give the same bits, and the latent and
+ *     the PNG equal the files BIT FOR BIT, on any machine (x86-64 with or
+ *     without AVX2/AVX-512, aarch64 under qemu in CI);
+ *   - OpenBLAS (when built with it): 1 and 2 threads give the same bits;
+ *     against the files within 1e-5 of the latent's scale (another summation
+ *     order: OpenBLAS picks its kernel per CPU) and one 8-bit level;
+ *   - batch invariance, with each backend: the golden generated alone, as
+ *     image 3 of a batch of 3 and as image 6 of a batch of 8 (other prompts
+ *     and seeds around it) gives the same bits.
  *
  * When the weights are missing (weights/MODEL.safetensors; the weights are
  * trained by `make weights` and committed):
@@ -36,10 +39,14 @@
 
 #define MAX_GOLDEN 16
 #define LINE_CAP 512
-/* see the top of the file: rounding on another BLAS / CPU. Relative to the
- * latent's scale (max(1, max |golden|)), as rounding is: for the trained
- * weights' unit-scale latents that is 1e-5 absolute. */
-#define LATENT_TOL 1e-5
+/* OpenBLAS only (see the top of the file): its kernels round differently
+ * from the portable GEMM that made the goldens, and 20 DDIM steps with CFG 3
+ * amplify those last-bit differences. Relative to the latent's scale
+ * (max(1, max |golden|)), as rounding is. Measured on the Zen, Haswell and
+ * Prescott kernels: up to 1.1e-5 relative (2.6e-5 absolute); 1e-4 leaves
+ * ~10x margin for other kernels, and a real change (an op, the weights)
+ * moves latents by 1e-2 or more. */
+#define LATENT_TOL 1e-4
 
 typedef struct golden {
     char name[64];
@@ -117,19 +124,52 @@ static void read_manifest(const char *path)
     if (g_n == 0) fail_msg("%s lists no goldens", path);
 }
 
-/* one golden alone, as `dalign sample --n 1` made it */
-static void generate(const golden *g, float *lat, float *img)
+/* n images in one pipeline call, with the options of golden g */
+static void generate_batch(const golden *g, const char *const *prompts, const uint64_t *seeds, int n,
+                           float *lat, float *img)
 {
     da_sample_opts o = da_sample_opts_default();
     o.sampler = g->sampler;
     o.steps = g->steps;
     o.cfg = g->cfg;
-    const char *pr[1] = {g->prompt};
-    if (da_pipeline_generate(g_pipe, &o, pr, NULL, &g->seed, 1, NULL, NULL, img, lat) != DA_OK)
+    if (da_pipeline_generate(g_pipe, &o, prompts, NULL, seeds, n, NULL, NULL, img, lat) != DA_OK)
         fail_msg("%s: %s", g->name, da_last_error());
 }
 
-static void check_one(const golden *g, size_t nl)
+/* one golden alone, as `dalign sample --n 1` made it */
+static void generate(const golden *g, float *lat, float *img)
+{
+    const char *pr[1] = {g->prompt};
+    generate_batch(g, pr, &g->seed, 1, lat, img);
+}
+
+/* The golden as image `at` of a batch of n whose other images take the
+ * other goldens' prompts and other seeds: its latent must equal `alone`. */
+static void check_in_batch(const golden *g, int n, int at, const float *alone, size_t nl)
+{
+    const char *pr[8];
+    uint64_t seeds[8];
+    assert_true(n <= 8 && at < n);
+    for (int i = 0; i < n; i++) {
+        pr[i] = g_list[(i + 1) % g_n].prompt;
+        seeds[i] = 1000 + (uint64_t)i;
+    }
+    pr[at] = g->prompt;
+    seeds[at] = g->seed;
+    float *lat = malloc((size_t)n * nl * sizeof(float)), *img = malloc((size_t)n * DA_IMG_FLOATS * sizeof(float));
+    generate_batch(g, pr, seeds, n, lat, img);
+    char what[1024];
+    snprintf(what, sizeof what, "%.60s latent (%s GEMM): alone vs image %d of a batch of %d", g->name,
+             da_gemm_backend(), at + 1, n);
+    tu_assert_bits(what, alone, lat + (size_t)at * nl, nl);
+    free(lat);
+    free(img);
+}
+
+/* Generate g with the current backend at 1 and 2 threads (same bits), alone
+ * and inside batches (same bits); compare with the files: bit-identical
+ * (`exact`) or within LATENT_TOL and one 8-bit level. */
+static void check_one(const golden *g, size_t nl, int exact)
 {
     float *lat1 = malloc(nl * sizeof(float)), *lat2 = malloc(nl * sizeof(float));
     float *img1 = malloc(DA_IMG_FLOATS * sizeof(float)), *img2 = malloc(DA_IMG_FLOATS * sizeof(float));
@@ -138,11 +178,13 @@ static void check_one(const golden *g, size_t nl)
     generate(g, lat1, img1);
     da_set_threads(2);
     generate(g, lat2, img2);
+    check_in_batch(g, 3, 2, lat1, nl);
+    check_in_batch(g, 8, 5, lat1, nl);
     da_set_threads(saved);
     char what[1024];
-    snprintf(what, sizeof what, "%.60s latent, 1 vs 2 threads", g->name);
+    snprintf(what, sizeof what, "%.60s latent (%s GEMM), 1 vs 2 threads", g->name, da_gemm_backend());
     tu_assert_bits(what, lat1, lat2, nl);
-    snprintf(what, sizeof what, "%.60s image, 1 vs 2 threads", g->name);
+    snprintf(what, sizeof what, "%.60s image (%s GEMM), 1 vs 2 threads", g->name, da_gemm_backend());
     tu_assert_bits(what, img1, img2, DA_IMG_FLOATS);
 
     /* the stored latent */
@@ -156,11 +198,18 @@ static void check_one(const golden *g, size_t nl)
     da_st_close(st);
     double worst = 0.0;
     for (size_t i = 0; i < nl; i++) worst = fmax(worst, fabs((double)lat1[i] - want[i]));
-    int same = !memcmp(lat1, want, nl * sizeof(float));
-    snprintf(what, sizeof what, "%.60s latent vs %s (weights retrained? rerun make golden)", g->name, path);
-    double scale = 1.0;
-    for (size_t i = 0; i < nl; i++) scale = fmax(scale, fabs(want[i]));
-    tu_assert_close(what, lat1, want, nl, LATENT_TOL * scale, 0.0);
+    if (exact) {
+        snprintf(what, sizeof what,
+                 "%.60s latent (portable GEMM) vs %s: must be bit-identical on every machine "
+                 "(weights retrained or an op changed? rerun make golden)", g->name, path);
+        tu_assert_bits(what, lat1, want, nl);
+    } else {
+        snprintf(what, sizeof what, "%.60s latent (%s GEMM) vs %s (weights retrained? rerun make golden)", g->name,
+                 da_gemm_backend(), path);
+        double scale = 1.0;
+        for (size_t i = 0; i < nl; i++) scale = fmax(scale, fabs(want[i]));
+        tu_assert_close(what, lat1, want, nl, LATENT_TOL * scale, 0.0);
+    }
 
     /* the stored PNG: 8-bit, so a 1e-5 change can move a pixel across a rounding boundary */
     snprintf(path, sizeof path, "%.400s/%.60s.png", g_gdir, g->name);
@@ -174,12 +223,14 @@ static void check_one(const golden *g, size_t nl)
     int off = 0;
     for (int i = 0; i < DA_IMG * DA_IMG * 3; i++) {
         int d = abs((int)rgb[i] - (int)png[i]);
-        if (d > 1) fail_msg("%s: byte %d is %d, the golden PNG has %d", g->name, i, rgb[i], png[i]);
+        if (d > (exact ? 0 : 1)) fail_msg("%s: byte %d is %d, the golden PNG has %d", g->name, i, rgb[i], png[i]);
         off += d != 0;
     }
     stbi_image_free(png);
-    printf("golden %s: %s (max |latent - golden| %.3g, %d PNG bytes off by one) \"%s\"\n", g->name,
-           same ? "bit-identical" : "within tolerance", worst, off, g->prompt);
+    printf("golden %s, %s GEMM: %s (max |latent - golden| %.3g, %d PNG bytes off by one; same bits alone and "
+           "in batches of 3 and 8, 1 and 2 threads) \"%s\"\n",
+           g->name, da_gemm_backend(), !memcmp(lat1, want, nl * sizeof(float)) ? "bit-identical" : "within tolerance",
+           worst, off, g->prompt);
     free(want);
     free(lat1);
     free(lat2);
@@ -215,7 +266,15 @@ static void test_golden(void **state)
     read_manifest(manifest);
     if (da_pipeline_load(&g_pipe, g_wdir, "unet") != DA_OK) fail_msg("%s", da_last_error());
     size_t nl = (size_t)g_pipe->vae->cfg.latent_channels * g_pipe->latent_h * g_pipe->latent_w;
-    for (int i = 0; i < g_n; i++) check_one(&g_list[i], nl);
+    const char *saved = da_gemm_backend();
+    assert_int_equal(da_gemm_set_backend("portable"), DA_OK);
+    for (int i = 0; i < g_n; i++) check_one(&g_list[i], nl, 1);
+    /* DA_GOLDEN_PORTABLE_ONLY=1: skip the OpenBLAS pass (CI's aarch64 stage
+     * under qemu, where it would only repeat the x86 check ten times slower) */
+    const char *only = getenv("DA_GOLDEN_PORTABLE_ONLY");
+    if (da_gemm_set_backend("openblas") == DA_OK && !(only && !strcmp(only, "1")))
+        for (int i = 0; i < g_n; i++) check_one(&g_list[i], nl, 0);
+    assert_int_equal(da_gemm_set_backend(saved), DA_OK);
 }
 
 static int teardown(void **state)
