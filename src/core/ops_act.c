@@ -14,7 +14,7 @@
 /* sigmoid without overflow: exp is only taken of -|x| */
 static inline float sigmoidf_stable(float x)
 {
-    float e = expf(-fabsf(x));
+    float e = da_expf(-fabsf(x));
     return x >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
 }
 
@@ -45,7 +45,7 @@ void da_gelu_forward(float *out, const float *inp, size_t n)
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + erff(x * INV_SQRT2));
+        out[i] = 0.5f * x * (1.0f + da_erff(x * INV_SQRT2));
     }
 }
 
@@ -55,8 +55,8 @@ void da_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        float cdf = 0.5f * (1.0f + erff(x * INV_SQRT2));
-        float pdf = INV_SQRT_2PI * expf(-0.5f * x * x);
+        float cdf = 0.5f * (1.0f + da_erff(x * INV_SQRT2));
+        float pdf = INV_SQRT_2PI * da_expf(-0.5f * x * x);
         dinp[i] += dout[i] * (cdf + x * pdf);
     }
 }
@@ -70,7 +70,7 @@ void da_gelu_tanh_forward(float *out, const float *inp, size_t n)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         float u = SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x);
-        out[i] = 0.5f * x * (1.0f + tanhf(u));
+        out[i] = 0.5f * x * (1.0f + da_tanhf(u));
     }
 }
 
@@ -81,7 +81,7 @@ void da_gelu_tanh_backward(float *dinp, const float *dout, const float *inp, siz
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         float u = SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x);
-        float t = tanhf(u);
+        float t = da_tanhf(u);
         float du = SQRT_2_OVER_PI * (1.0f + 3.0f * GELU_CUBIC * x * x);
         dinp[i] += dout[i] * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du);
     }
@@ -96,7 +96,7 @@ void da_log_sigmoid_forward(float *out, const float *inp, size_t n)
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        out[i] = fminf(x, 0.0f) - log1pf(expf(-fabsf(x)));
+        out[i] = fminf(x, 0.0f) - da_log1pf(da_expf(-fabsf(x)));
     }
 }
 

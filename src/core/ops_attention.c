@@ -37,7 +37,7 @@ static void masked_softmax_row(float *s, int Tk, const uint8_t *keep, int n_vis)
     float sum = 0.0f;
     for (int j = 0; j < Tk; j++) {
         int visible = j < n_vis && (!keep || keep[j]);
-        s[j] = visible ? expf(s[j] - m) : 0.0f;
+        s[j] = visible ? da_expf(s[j] - m) : 0.0f;
         sum += s[j];
     }
     float inv = 1.0f / sum;

@@ -69,7 +69,7 @@ static int ce_forward(float *loss, float *lse, const float *logits, const int *t
         float m = x[0];
         for (int c = 1; c < C; c++) m = x[c] > m ? x[c] : m;
         double s = 0.0;
-        for (int c = 0; c < C; c++) s += (double)expf(x[c] - m);
+        for (int c = 0; c < C; c++) s += (double)da_expf(x[c] - m);
         lse[n] = (float)((double)m + log(s));
     }
     double acc = 0.0;
@@ -96,7 +96,7 @@ static void ce_backward(float *dlogits, const float *dloss, const float *logits,
         const float *x = logits + (size_t)n * C;
         float *dx = dlogits + (size_t)n * C;
         for (int c = 0; c < C; c++) {
-            float p = expf(x[c] - lse[n]);
+            float p = da_expf(x[c] - lse[n]);
             dx[c] += (p - (c == targets[n] ? 1.0f : 0.0f)) * scale;
         }
     }

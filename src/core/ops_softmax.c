@@ -25,7 +25,7 @@ void da_softmax_forward(float *out, const float *inp, int N, int C)
         float m = row_max(x, C);
         float sum = 0.0f;
         for (int c = 0; c < C; c++) {
-            y[c] = expf(x[c] - m);
+            y[c] = da_expf(x[c] - m);
             sum += y[c];
         }
         float inv = 1.0f / sum;
@@ -58,10 +58,10 @@ void da_log_softmax_forward(float *out, const float *inp, int N, int C)
         float *y = out + (size_t)n * C;
         float m = row_max(x, C);
         float sum = 0.0f;
-        for (int c = 0; c < C; c++) sum += expf(x[c] - m);
+        for (int c = 0; c < C; c++) sum += da_expf(x[c] - m);
         /* (x - m) - log(sum), not x - (m + log(sum)): rounding m + log(sum)
          * would cost an ulp of |m| even where the result is near 0 */
-        float ls = logf(sum);
+        float ls = da_logf(sum);
         for (int c = 0; c < C; c++) y[c] = (x[c] - m) - ls;
     }
 }
@@ -77,7 +77,7 @@ void da_log_softmax_backward(float *dinp, const float *dout, const float *out, i
         float *dx = dinp + (size_t)n * C;
         float sum = 0.0f;
         for (int c = 0; c < C; c++) sum += dy[c];
-        for (int c = 0; c < C; c++) dx[c] += dy[c] - expf(y[c]) * sum;
+        for (int c = 0; c < C; c++) dx[c] += dy[c] - da_expf(y[c]) * sum;
     }
 }
 

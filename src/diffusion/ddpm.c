@@ -83,7 +83,7 @@ float da_ddpm_variance(const da_ddpm *d, int t)
 static float ddpm_std(const da_ddpm *d, int t)
 {
     float var = da_ddpm_variance(d, t);
-    if (d->cfg.variance == DA_VAR_FIXED_SMALL_LOG) return expf(0.5f * logf(var));
+    if (d->cfg.variance == DA_VAR_FIXED_SMALL_LOG) return da_expf(0.5f * da_logf(var));
     return sqrtf(var);
 }
 

@@ -21,7 +21,7 @@
 void da_exp_scaled_forward(float *out, const float *inp, float s, size_t n)
 {
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) out[i] = expf(s * inp[i]);
+    for (size_t i = 0; i < n; i++) out[i] = da_expf(s * inp[i]);
 }
 
 /* dinp (n) += dout * s * out: the derivative of exp(s x) is s exp(s x) */
@@ -101,7 +101,7 @@ void da_timestep_embedding_forward(float *out, const float *timesteps, int B, in
         float *o = out + (size_t)b * dim;
         for (int i = 0; i < half; i++) {
             float e = neg_log_period * (float)i;
-            float f = expf(e / (float)half);
+            float f = da_expf(e / (float)half);
             double arg = (double)(timesteps[b] * f);
             o[i] = (float)cos(arg);
             o[half + i] = (float)sin(arg);

@@ -134,7 +134,7 @@ void da_clip_init(da_clip *m, da_rng *rng)
         float *x = p->data + p->offset[e];
         size_t n = da_shape_size(p->ndim[e], p->shape[e]);
         if (!strcmp(name, "logit_scale")) {
-            x[0] = logf(1.0f / 0.07f);
+            x[0] = da_logf(1.0f / 0.07f);
         } else if (strstr(name, "norm")) {
             int is_weight = !strcmp(name + strlen(name) - 7, ".weight");
             for (size_t i = 0; i < n; i++) x[i] = is_weight ? 1.0f : 0.0f;
@@ -239,7 +239,7 @@ da_tensor *da_clip_normalize(da_tape *t, da_tensor *x)
 /* Both InfoNCE logit matrices at once: [s * cos; s * cos^T], s = min(exp(ls), 100) */
 /* ------------------------------------------------------------------------ */
 
-static float clamped_scale(float ls) { return fminf(expf(ls), LOGIT_SCALE_MAX); }
+static float clamped_scale(float ls) { return fminf(da_expf(ls), LOGIT_SCALE_MAX); }
 
 /* out (2B, B) = [s * x; s * x^T] for x (B, B): rows 0..B-1 classify texts for
  * each image, rows B..2B-1 images for each text */
@@ -261,7 +261,7 @@ static void pair_logits_forward(float *out, const float *x, float ls, int B)
 static void pair_logits_backward(float *dx, float *dls, const float *dout, const float *x, float ls, int B)
 {
     float s = clamped_scale(ls);
-    int pass = expf(ls) <= LOGIT_SCALE_MAX;
+    int pass = da_expf(ls) <= LOGIT_SCALE_MAX;
     double acc = 0.0;
     for (int i = 0; i < B; i++)
         for (int j = 0; j < B; j++) {

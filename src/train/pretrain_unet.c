@@ -119,7 +119,7 @@ static da_status cache_fill(unet_job *j, const da_vae *vae, uint64_t seed)
         if (s != DA_OK) break;
         size_t off = (size_t)done * j->lat;
         memcpy(j->mean + off, mean->data, mean->size * sizeof(float));
-        for (size_t k = 0; k < logvar->size; k++) j->std[off + k] = expf(0.5f * logvar->data[k]);
+        for (size_t k = 0; k < logvar->size; k++) j->std[off + k] = da_expf(0.5f * logvar->data[k]);
     }
     da_tape_free(&t);
     free(img);
