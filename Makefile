@@ -3,31 +3,75 @@
 #   make NO_OMP=1       no OpenMP (single-threaded)
 #   make SANITIZE=1     AddressSanitizer + UndefinedBehaviorSanitizer
 # Targets: all (default), check, demo, bench, oracle, deps, install, uninstall, clean
+#
+# Distro and cross builds: CFLAGS, CPPFLAGS, LDFLAGS and LDLIBS are the user's
+# (optimisation, -mcpu, hardening); the flags dalign needs are in DA_CFLAGS,
+# DA_LDFLAGS and DA_LDLIBS and are always added. A cross compiler is
+# recognised by its multiarch triplet (`$(CC) -print-multiarch`): it gets its
+# own build directory, build/<triplet>[-variant] (BUILD=dir overrides), the
+# target's pkg-config (<triplet>-pkg-config, from Debian's pkgconf:<arch>) and
+# the target's OpenBLAS and libgomp. For aarch64 on a Debian amd64 machine:
+#   sh scripts/install-deps.sh gcc-aarch64-linux-gnu
+#   make check CC=aarch64-linux-gnu-gcc TEST_RUNNER=qemu-aarch64
+# make check then installs the :arm64 packages it needs (adding arm64 to dpkg)
+# and qemu-user. TEST_RUNNER prefixes every test suite, and DA_TEST_RUNNER
+# passes it to the suites that start the dalign binary. qemu-aarch64 needs no
+# option: with libc6:arm64 installed it finds the aarch64 loader at
+# /lib/ld-linux-aarch64.so.1 and the libraries in /usr/lib/aarch64-linux-gnu.
+# Do not add `-L /usr/aarch64-linux-gnu` (or QEMU_LD_PREFIX): it mixes that
+# cross glibc with the multiarch one and the suites hang (in pthread_create).
+# Under qemu a suite runs about 35x slower than natively (.ci/run).
 
-CC      ?= cc
-PREFIX  ?= /usr/local
-BLAS    ?= openblas
-PYTHON  ?= /usr/bin/python3
+CC         ?= cc
+PREFIX     ?= /usr/local
+BLAS       ?= openblas
+PYTHON     ?= /usr/bin/python3
+TEST_RUNNER ?=
 
+# The target's multiarch triplet (x86_64-linux-gnu, aarch64-linux-gnu, ...);
+# a compiler for another CPU than this machine's is a cross compiler.
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+HOST_MULTIARCH := $(shell dpkg-architecture -qDEB_BUILD_MULTIARCH 2>/dev/null || echo `uname -m`-linux-gnu)
+CROSS     := $(if $(MULTIARCH),$(if $(filter $(HOST_MULTIARCH),$(MULTIARCH)),,1))
+ifeq ($(CROSS),1)
+  PKG_CONFIG ?= $(MULTIARCH)-pkg-config
+  ifeq ($(origin AR),default)
+    AR := $(MULTIARCH)-ar
+  endif
+  # Debian architecture of the target (arm64) for the :arch packages
+  DEB_ARCH := $(shell dpkg-architecture -t$(MULTIARCH) -qDEB_HOST_ARCH 2>/dev/null)
+  PKG_SUFFIX := $(if $(DEB_ARCH),:$(DEB_ARCH))
+  # the target's pkg-config, C library (its loader is what qemu-user runs)
+  # and OpenMP runtime; the cross compiler itself: gcc-$(MULTIARCH)
+  CROSS_PKGS := pkgconf$(PKG_SUFFIX) libc6$(PKG_SUFFIX) $(if $(filter 1,$(NO_OMP)),,libgomp1$(PKG_SUFFIX))
+else
+  PKG_CONFIG ?= pkg-config
+endif
+
+# Optimisation is the user's; the rest is dalign's own and always applies.
 # -ffp-contract=off: never fuse a*b+c into an FMA behind our back; the same
 # source must give the same bits on x86 and ARM (golden outputs).
-CFLAGS  ?= -O2
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -ffp-contract=off -Iinclude -Isrc
-LDLIBS  := -lstb -lm
+CFLAGS     ?= -O2
+DA_CFLAGS  = -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -ffp-contract=off -Iinclude -Isrc
+DA_LDFLAGS =
+DA_LDLIBS  = -lstb -lm
 
 VARIANT :=
 # OpenBLAS: headers from libopenblas-dev. With OpenMP we link the OpenMP
 # flavour (libopenblas0-openmp) so sgemm runs on libgomp's own thread pool:
 # the pthread flavour's threads busy-wait after each call and starve our
 # OpenMP loops (a 3x3 conv ran 10x slower on 2 threads than on 1).
-MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+# pkg-config runs on first use, not when the Makefile is read: `make check`
+# installs the (target's) pkg-config and OpenBLAS first.
 OPENBLAS_OMP_DIR := /usr/lib/$(MULTIARCH)/openblas-openmp
+OPENBLAS_CFLAGS = $(eval OPENBLAS_CFLAGS := $(shell $(PKG_CONFIG) --cflags openblas 2>/dev/null))$(OPENBLAS_CFLAGS)
+OPENBLAS_LIBS = $(eval OPENBLAS_LIBS := $(shell $(PKG_CONFIG) --libs openblas 2>/dev/null || echo -lopenblas))$(OPENBLAS_LIBS)
 ifeq ($(BLAS),openblas)
-  CFLAGS += -DDA_USE_OPENBLAS $(shell pkg-config --cflags openblas 2>/dev/null)
+  DA_CFLAGS += -DDA_USE_OPENBLAS $(OPENBLAS_CFLAGS)
   ifeq ($(NO_OMP),1)
-    LDLIBS += $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+    DA_LDLIBS += $(OPENBLAS_LIBS)
   else
-    LDLIBS += -L$(OPENBLAS_OMP_DIR) -l:libopenblas.so.0 -Wl,-rpath,$(OPENBLAS_OMP_DIR)
+    DA_LDLIBS += -L$(OPENBLAS_OMP_DIR) -l:libopenblas.so.0 -Wl,-rpath,$(OPENBLAS_OMP_DIR)
     BLAS_PKGS := libopenblas0-openmp
   endif
   BLAS_PKGS += libopenblas-dev
@@ -38,18 +82,25 @@ else
 endif
 ifeq ($(NO_OMP),1)
   VARIANT := $(VARIANT)-noomp
-  CFLAGS += -Wno-unknown-pragmas
+  DA_CFLAGS += -Wno-unknown-pragmas
 else
-  CFLAGS += -fopenmp
-  LDFLAGS += -fopenmp
+  DA_CFLAGS += -fopenmp
+  DA_LDFLAGS += -fopenmp
 endif
 ifeq ($(SANITIZE),1)
   VARIANT := $(VARIANT)-sanitize
-  CFLAGS += -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-  LDFLAGS += -fsanitize=address,undefined
+  DA_CFLAGS += -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  DA_LDFLAGS += -fsanitize=address,undefined
 endif
 
-B := build/default$(VARIANT)
+BUILD ?= build/$(if $(CROSS),$(MULTIARCH),default)$(VARIANT)
+B := $(BUILD)
+
+# user flags first, dalign's after them (so -O1 of SANITIZE wins, and no
+# user flag can turn -ffp-contract=off back on by accident)
+COMPILE = $(CC) $(CPPFLAGS) $(CFLAGS) $(DA_CFLAGS)
+LINK    = $(CC) $(CFLAGS) $(LDFLAGS) $(DA_LDFLAGS)
+LIBS    = $(LDLIBS) $(DA_LDLIBS)
 
 LIB_SRC   := $(sort $(wildcard src/core/*.c src/models/*.c src/diffusion/*.c src/data/*.c src/pipeline/*.c src/rewards/*.c src/eval/*.c src/train/*.c))
 CLI_SRC   := $(sort $(wildcard src/cli/*.c))
@@ -62,44 +113,51 @@ BENCH_BIN := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 
 .PHONY: all check demo bench oracle deps deps-test install uninstall clean weights golden
 all: $(B)/libdalign.a $(B)/libdalign.so $(B)/dalign
+ifneq ($(CROSS),1)
 	@ln -sf $(B)/dalign dalign
+endif
 
 $(B)/%.o: %.c include/dalign.h $(wildcard src/*/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(COMPILE) -c $< -o $@
 
 $(B)/libdalign.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(AR) rcs $@ $^
 
 $(B)/libdalign.so: $(LIB_OBJ)
-	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(LINK) -shared -o $@ $^ $(LIBS)
 
 $(B)/dalign: $(CLI_OBJ) $(B)/libdalign.a
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(B)/libdalign.a $(LDLIBS)
+	$(LINK) -o $@ $(CLI_OBJ) $(B)/libdalign.a $(LIBS)
 
 $(B)/tests/%: tests/%.c $(B)/tests/test_util.o $(B)/libdalign.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests -o $@ $< $(B)/tests/test_util.o $(B)/libdalign.a $(LDFLAGS) $(LDLIBS) -lcmocka
+	$(COMPILE) -Itests -o $@ $< $(B)/tests/test_util.o $(B)/libdalign.a $(LDFLAGS) $(DA_LDFLAGS) $(LIBS) -lcmocka
 
 $(B)/tests/test_util.o: tests/test_util.c tests/test_util.h include/dalign.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests -c $< -o $@
+	$(COMPILE) -Itests -c $< -o $@
 
 $(B)/bench/%: bench/%.c $(B)/libdalign.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Ibench -o $@ $< $(B)/libdalign.a $(LDFLAGS) $(LDLIBS)
+	$(COMPILE) -Ibench -o $@ $< $(B)/libdalign.a $(LDFLAGS) $(DA_LDFLAGS) $(LIBS)
 
-# Test suites run from the repository root (they read tests/oracle/*.safetensors).
-# Each suite is a cmocka binary whose exit status is its number of failures.
+# Test suites run from the repository root (they read tests/oracle/*.safetensors),
+# each as `$(TEST_RUNNER) $(B)/tests/test_x` (scripts/check.sh). Each suite is a
+# cmocka binary whose exit status is its number of failures; the run ends with
+# the suites that failed and "check: N passed, N failed". From the environment
+# or the command line: TEST_JOBS=N suites at once, SKIP_SUITES="test_a ...",
+# TEST_TIMEOUT=S seconds per suite (scripts/check.sh).
 # OpenMP threads sleep when idle (OMP_WAIT_POLICY=passive): spinning threads
 # made 2-thread suites 5-70x slower whenever anything else used a core.
+# With OpenBLAS and OpenMP on this machine's CPU, the thread-determinism suites
+# run again under every OPENBLAS_CORETYPE the CPU can execute
+# (scripts/check-coretypes.sh; not with NO_OMP=1, one thread, nor SANITIZE=1,
+# where it would take minutes).
+CORETYPES := $(if $(and $(filter openblas,$(BLAS)),$(if $(CROSS)$(TEST_RUNNER)$(filter 1,$(NO_OMP) $(SANITIZE)),,1)),1,0)
 check: deps-test all $(TEST_BIN)
-	@fail=0; for t in $(TEST_BIN); do \
-	  echo "== $$t"; OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive} $$t || { echo "FAILED: $$t"; fail=1; }; \
-	done; \
-	if [ $$fail -ne 0 ]; then echo "make check: FAILURES"; exit 1; fi; \
-	echo "make check: all $(words $(TEST_BIN)) suites passed ($(B))"
+	@TEST_RUNNER='$(TEST_RUNNER)' CORETYPES=$(CORETYPES) sh scripts/check.sh $(B) $(TEST_BIN)
 
 demo: deps all
 	@sh scripts/demo.sh $(B)/dalign
@@ -121,10 +179,13 @@ oracle:
 	@for s in tests/oracle/*.py; do case $$s in */st.py) continue;; esac; \
 	  echo "== $$s"; $(PYTHON) $$s || exit 1; done
 
+# Debian packages (of the target's architecture when cross compiling:
+# libopenblas-dev:arm64 ...; the script adds the architecture to dpkg).
 deps:
-	@sh scripts/install-deps.sh $(BLAS_PKGS) libstb-dev pkg-config
+	@sh scripts/install-deps.sh $(addsuffix $(PKG_SUFFIX),$(BLAS_PKGS) libstb-dev) $(CROSS_PKGS) pkg-config
 deps-test:
-	@sh scripts/install-deps.sh $(BLAS_PKGS) libstb-dev libcmocka-dev pkg-config
+	@sh scripts/install-deps.sh $(addsuffix $(PKG_SUFFIX),$(BLAS_PKGS) libstb-dev libcmocka-dev) $(CROSS_PKGS) pkg-config \
+	  $(if $(filter qemu-%,$(notdir $(firstword $(TEST_RUNNER)))),qemu-user)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
@@ -133,7 +194,7 @@ install: all
 	install -m 755 $(B)/libdalign.so $(DESTDIR)$(PREFIX)/lib/libdalign.so
 	install -m 644 include/dalign.h $(DESTDIR)$(PREFIX)/include/dalign.h
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/^#define DA_VERSION "\(.*\)"/\1/p' include/dalign.h)|' \
-	    -e 's|@LIBS@|$(LDLIBS) $(if $(filter 1,$(NO_OMP)),,-fopenmp)|' dalign.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/dalign.pc
+	    -e 's|@LIBS@|$(DA_LDLIBS) $(if $(filter 1,$(NO_OMP)),,-fopenmp)|' dalign.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/dalign.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/dalign $(DESTDIR)$(PREFIX)/lib/libdalign.a \

@@ -45,7 +45,7 @@ static int teardown(void **state)
 static int run_sample(const char *args)
 {
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "%s sample %s > %s 2>&1", g_bin, args, tmp_path("log"));
+    snprintf(cmd, sizeof cmd, "%s sample %s > %s 2>&1", tu_cli_cmd(), args, tmp_path("log"));
     int rc = system(cmd);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }

@@ -661,7 +661,7 @@ static void test_load_errors(void **state)
 static int run_cli(const char *args)
 {
     char cmd[3000];
-    snprintf(cmd, sizeof cmd, "%s eval %s > %s 2>&1", tu_cli_path(), args, tmp_path("cli.log"));
+    snprintf(cmd, sizeof cmd, "%s eval %s > %s 2>&1", tu_cli_cmd(), args, tmp_path("cli.log"));
     int rc = system(cmd);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }

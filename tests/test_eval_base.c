@@ -499,7 +499,7 @@ static void test_config_errors(void **state)
 static int run_cli(const char *args)
 {
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s eval-base %s > %s 2>&1", g_bin, args, tmp_path("cli.log"));
+    snprintf(cmd, sizeof cmd, "%s eval-base %s > %s 2>&1", tu_cli_cmd(), args, tmp_path("cli.log"));
     int rc = system(cmd);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }

@@ -623,7 +623,7 @@ static void test_header_bound(void **state)
 static int run_cli(const char *args)
 {
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s pairs %s > %s 2> %s", g_bin, args, tmp_path("out.log"), tmp_path("err.log"));
+    snprintf(cmd, sizeof cmd, "%s pairs %s > %s 2> %s", tu_cli_cmd(), args, tmp_path("out.log"), tmp_path("err.log"));
     int rc = system(cmd);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }

@@ -435,12 +435,9 @@ static pid_t spawn(const char *const *args)
     if (pid == 0) {
         FILE *o = freopen(tmp_path("cli.out"), "w", stdout), *e = freopen(tmp_path("cli.err"), "w", stderr);
         (void)o; (void)e;
-        char *argv[32];
-        int n = 0;
-        argv[n++] = dalign_bin;
-        for (; args[n - 1] && n < 31; n++) argv[n] = (char *)args[n - 1];
-        argv[n] = NULL;
-        execv(dalign_bin, argv);
+        char *argv[40];   /* $DA_TEST_RUNNER's words, dalign_bin, args */
+        tu_cli_argv(argv, 40, args);
+        execvp(argv[0], argv);
         _exit(127);
     }
     return pid;

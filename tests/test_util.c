@@ -403,6 +403,29 @@ const char *tu_cli_path(void)
     return bin;
 }
 
+const char *tu_cli_cmd(void)
+{
+    static char cmd[2048];
+    const char *bin = tu_cli_path(), *runner = getenv("DA_TEST_RUNNER");
+    if (!bin[0] || !runner || !runner[0]) return bin;
+    snprintf(cmd, sizeof cmd, "%s %s", runner, bin);
+    return cmd;
+}
+
+int tu_cli_argv(char **argv, int cap, const char *const *args)
+{
+    static char words[1024];
+    const char *runner = getenv("DA_TEST_RUNNER");
+    int n = 0;
+    snprintf(words, sizeof words, "%s", runner ? runner : "");
+    for (char *save = NULL, *w = strtok_r(words, " \t", &save); w && n < cap - 2; w = strtok_r(NULL, " \t", &save))
+        argv[n++] = w;
+    argv[n++] = (char *)tu_cli_path();
+    for (int i = 0; args && args[i] && n < cap - 1; i++) argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    return n;
+}
+
 void tu_rm_tree(const char *dir)
 {
     DIR *d = opendir(dir);

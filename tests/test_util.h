@@ -105,6 +105,14 @@ int tu_tiny_weights(const char *dir);
  * (build/<variant>/dalign, next to build/<variant>/tests/), or "" when it is
  * missing. */
 const char *tu_cli_path(void);
+/* How to start that binary: $DA_TEST_RUNNER (`make check TEST_RUNNER=...`,
+ * e.g. qemu-aarch64 for a cross build) in front of tu_cli_path(), or the path
+ * alone. tu_cli_cmd is the command prefix for system() ("" when the binary is
+ * missing); tu_cli_argv fills argv (cap entries) with the runner's words, the
+ * binary and then args (NULL-terminated) for execvp(argv[0], argv), and
+ * returns the argument count. */
+const char *tu_cli_cmd(void);
+int tu_cli_argv(char **argv, int cap, const char *const *args);
 /* rm -r dir (no symlinks followed); missing dir is fine */
 void tu_rm_tree(const char *dir);
 /* A whole file, malloc'd and NUL-terminated so text can go to strstr or the
