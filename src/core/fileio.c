@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PATH_CAP 4096
@@ -37,6 +38,76 @@ da_status da_write_atomic(const char *path, const void *buf, size_t n)
         return da_fail(DA_ERR_IO, "cannot write %s: %s", path, strerror(e));
     }
     return DA_OK;
+}
+
+da_status da_read_file(const char *path, size_t max_bytes, char **out, size_t *out_n)
+{
+    *out = NULL;
+    *out_n = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        da_status s = da_fail(DA_ERR_IO, "cannot open %s: %s", path, strerror(e));
+        errno = e;
+        return s;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        close(fd);
+        return da_fail(DA_ERR_IO, "cannot read %s: it is a directory", path);
+    }
+    size_t cap = 1 << 16;
+    if (S_ISREG(sb.st_mode) && (uint64_t)sb.st_size < (uint64_t)max_bytes)
+        cap = (size_t)sb.st_size + 1;   /* +1: the read that sees end of file */
+    if (cap > max_bytes + 1) cap = max_bytes + 1;
+    char *buf = malloc(cap + 1);
+    size_t n = 0;
+    int e = 0;
+    while (buf) {
+        if (n == cap) {
+            if (n > max_bytes) break;
+            size_t ncap = cap > max_bytes / 2 ? max_bytes + 1 : cap * 2;
+            char *nb = realloc(buf, ncap + 1);
+            if (!nb) free(buf);
+            buf = nb;
+            cap = ncap;
+            continue;
+        }
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) { e = errno; break; }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    close(fd);
+    if (!buf) return da_fail(DA_ERR_NOMEM, "out of memory reading %s", path);
+    if (e || n > max_bytes) {
+        free(buf);
+        return e ? da_fail(DA_ERR_IO, "cannot read %s: %s", path, strerror(e))
+                 : da_fail(DA_ERR_RANGE, "%s is larger than %zu bytes", path, max_bytes);
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *out_n = n;
+    return DA_OK;
+}
+
+double da_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int da_parse_u64(const char *s, uint64_t *out)
+{
+    if (*s < '0' || *s > '9') return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end) return -1;
+    *out = v;
+    return 0;
 }
 
 da_status da_write_with(const char *dir, const char *name, da_writer_fn fn, const void *ctx)

@@ -8,6 +8,7 @@
 #define DA_FILEIO_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "dalign.h"
@@ -16,6 +17,14 @@
  * never crosses file systems), fsync, rename. On failure the temp file is
  * removed, path is left as it was and the message names path. */
 da_status da_write_atomic(const char *path, const void *buf, size_t n);
+
+/* The whole file at path into *out (malloc'd, with a NUL after the last
+ * byte so text can be parsed in place; free it), its size in *out_n. A file
+ * larger than max_bytes is refused (DA_ERR_RANGE) rather than read: every
+ * reader states its own cap. A missing file is DA_ERR_IO with errno ENOENT
+ * left set, for callers where "absent" is a normal answer. The size from
+ * fstat is only a first guess: a file that changes while read is handled. */
+da_status da_read_file(const char *path, size_t max_bytes, char **out, size_t *out_n);
 
 /* Prints one whole file to f; ctx is the writer's own data. */
 typedef void (*da_writer_fn)(FILE *f, const void *ctx);
@@ -28,5 +37,12 @@ da_status da_write_with(const char *dir, const char *name, da_writer_fn fn, cons
 /* mkdir -p: dir and its missing parents, mode 0755. Directories that exist
  * already are fine; a file in the way is an error. */
 da_status da_make_dirs(const char *dir);
+
+/* Seconds on the monotonic clock (for progress and wall times, never for
+ * results). */
+double da_now_s(void);
+
+/* Decimal digits only: no sign, no space, no overflow. 0 ok, -1 refused. */
+int da_parse_u64(const char *s, uint64_t *out);
 
 #endif
