@@ -385,18 +385,18 @@ static void test_run_by_hand(void **state)
     da_report_result_free(&r);
 }
 
-static const json_value *member(const json_value *o, const char *key)
+static const da_json_value *member(const da_json_value *o, const char *key)
 {
-    for (int i = 0; o && o->type == JSON_OBJECT && i < o->n; i++)
+    for (int i = 0; o && o->type == DA_JSON_OBJECT && i < o->n; i++)
         if (!strcmp(o->items[i].key, key)) return &o->items[i];
     fail_msg("metrics.json: no member '%s'", key);
     return NULL;
 }
 
-static void parse_json(const char *path, json_value *root)
+static void parse_json(const char *path, da_json_value *root)
 {
     char *js = tu_slurp(path, NULL), err[128];
-    if (json_parse(js, strlen(js), root, err, sizeof err)) fail_msg("%s: %s", path, err);
+    if (da_json_parse(js, strlen(js), root, err, sizeof err)) fail_msg("%s: %s", path, err);
     free(js);
 }
 
@@ -410,13 +410,13 @@ static void test_single_seed(void **state)
     run(&c, &r);
     assert_null(r.diversity);
     assert_int_equal(da_report_write(tmp_path("k1"), &c, &r, "w", "unet"), DA_OK);
-    json_value root;
+    da_json_value root;
     parse_json(tmp_path("k1/metrics.json"), &root);
-    const json_value *d = member(&root, "diversity");
-    assert_int_equal(member(d, "mean")->type, JSON_NULL);
-    assert_int_equal(member(d, "ci95")->type, JSON_NULL);
-    assert_int_equal(member(d, "note")->type, JSON_STRING);
-    json_free(&root);
+    const da_json_value *d = member(&root, "diversity");
+    assert_int_equal(member(d, "mean")->type, DA_JSON_NULL);
+    assert_int_equal(member(d, "ci95")->type, DA_JSON_NULL);
+    assert_int_equal(member(d, "note")->type, DA_JSON_STRING);
+    da_json_free(&root);
     da_flat_metrics fm;
     assert_int_equal(da_flat_metrics_load(tmp_path("k1/metrics.json"), &fm), DA_OK);
     assert_null(da_flat_metrics_find(&fm, "diversity.mean"));
@@ -444,7 +444,7 @@ static void test_outputs(void **state)
     char p[600];
 
     snprintf(p, sizeof p, "%s/metrics.json", out);
-    json_value root;
+    da_json_value root;
     parse_json(p, &root);
     assert_string_equal(member(&root, "format")->str, DA_REPORT_FORMAT);
     assert_string_equal(member(&root, "prompts")->str, pf);
@@ -452,19 +452,19 @@ static void test_outputs(void **state)
     assert_string_equal(member(&root, "n_prompts")->str, "3");
     assert_string_equal(member(&root, "seeds")->str, "2");
     assert_string_equal(member(&root, "batch")->str, "4");
-    const json_value *rw = member(&root, "rewards");
+    const da_json_value *rw = member(&root, "rewards");
     assert_int_equal(rw->n, DA_REPORT_N_REWARDS - 1);
     for (int i = 0; i < DA_REPORT_N_REWARDS - 1; i++) {
-        const json_value *x = member(rw, da_report_reward_name(i));
+        const da_json_value *x = member(rw, da_report_reward_name(i));
         double m = r.reward[i].mean;   /* %.9g: 9 significant digits */
         assert_true(fabs(strtod(member(x, "mean")->str, NULL) - m) <= 1e-8 * fmax(1.0, fabs(m)));
         assert_int_equal(member(x, "ci95")->n, 2);
     }
-    const json_value *cl = member(member(&root, "faithfulness"), "clauses");
+    const da_json_value *cl = member(member(&root, "faithfulness"), "clauses");
     for (int t = 0; t < DA_N_CLAUSE_TYPES; t++)
         assert_int_equal(strtol(member(member(cl, da_clause_type_name(t)), "n")->str, NULL, 10), r.type[t].n);
     assert_non_null(strstr(member(member(&root, "rater"), "role")->str, "held-back judge"));
-    json_free(&root);
+    da_json_free(&root);
 
     /* grid: 2 prompts x 2 seeds, 1-pixel gaps, 4x */
     snprintf(p, sizeof p, "%s/grid.png", out);
@@ -516,14 +516,14 @@ static void test_outputs(void **state)
     r.rater.half = INFINITY;
     assert_int_equal(da_report_write(tmp_path("odd"), &c, &r, "w\xff\xc3\xa9", "unet"), DA_OK);
     parse_json(tmp_path("odd/metrics.json"), &root);
-    const json_value *dv = member(&root, "diversity");
+    const da_json_value *dv = member(&root, "diversity");
     assert_string_equal(member(dv, "mean")->str, "4e-07");
     assert_string_equal(member(dv, "ci95")->items[0].str, "3e-07");
-    assert_int_equal(member(member(member(&root, "rewards"), "clip"), "mean")->type, JSON_NULL);
-    const json_value *ci = member(member(&root, "rater"), "ci95");
-    assert_true(ci->items[0].type == JSON_NULL && ci->items[1].type == JSON_NULL);
+    assert_int_equal(member(member(member(&root, "rewards"), "clip"), "mean")->type, DA_JSON_NULL);
+    const da_json_value *ci = member(member(&root, "rater"), "ci95");
+    assert_true(ci->items[0].type == DA_JSON_NULL && ci->items[1].type == DA_JSON_NULL);
     assert_string_equal(member(&root, "weights")->str, "w\xc3\xbf\xc3\xa9");   /* 0xff as U+00FF, é kept */
-    json_free(&root);
+    da_json_free(&root);
     da_report_result_free(&r);
 }
 

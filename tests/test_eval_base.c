@@ -380,15 +380,15 @@ static void test_vae_psnr(void **state)
 
 /* ---- output files ---------------------------------------------------------------------- */
 
-static const json_value *member(const json_value *o, const char *key)
+static const da_json_value *member(const da_json_value *o, const char *key)
 {
-    for (int i = 0; o && o->type == JSON_OBJECT && i < o->n; i++)
+    for (int i = 0; o && o->type == DA_JSON_OBJECT && i < o->n; i++)
         if (!strcmp(o->items[i].key, key)) return &o->items[i];
     fail_msg("metrics.json: no member '%s'", key);
     return NULL;
 }
 
-static double number(const json_value *v) { return strtod(v->str, NULL); }
+static double number(const da_json_value *v) { return strtod(v->str, NULL); }
 
 static void test_write_outputs(void **state)
 {
@@ -402,26 +402,26 @@ static void test_write_outputs(void **state)
     size_t n;
     snprintf(p, sizeof p, "%s/metrics.json", out);
     char *js = tu_slurp(p, &n);
-    json_value root;
+    da_json_value root;
     char err[128];
-    if (json_parse(js, n, &root, err, sizeof err)) fail_msg("metrics.json: %s", err);
+    if (da_json_parse(js, n, &root, err, sizeof err)) fail_msg("metrics.json: %s", err);
     assert_string_equal(member(&root, "weights")->str, "w \"dir\"");
-    const json_value *cfg = member(&root, "config");
+    const da_json_value *cfg = member(&root, "config");
     assert_int_equal((int)number(member(cfg, "prompts")), 3);
     assert_int_equal((int)number(member(cfg, "batch")), 4);
     const char *keys[2] = {"held_in", "held_out"};
     for (int sp = 0; sp < 2; sp++) {
-        const json_value *f = member(member(&root, keys[sp]), "faithfulness");
+        const da_json_value *f = member(member(&root, keys[sp]), "faithfulness");
         assert_true(fabs(number(member(f, "mean")) - r.split[sp].faith.mean) < 1e-6);
-        const json_value *ci = member(f, "ci95");
-        assert_true(ci->type == JSON_ARRAY && ci->n == 2);
+        const da_json_value *ci = member(f, "ci95");
+        assert_true(ci->type == DA_JSON_ARRAY && ci->n == 2);
         assert_true(fabs(number(&ci->items[1]) - number(&ci->items[0]) - 2.0 * r.split[sp].faith.half) < 1e-5);
-        const json_value *cl = member(member(&root, keys[sp]), "clauses");
+        const da_json_value *cl = member(member(&root, keys[sp]), "clauses");
         for (int t = 0; t < DA_N_CLAUSE_TYPES; t++)
             assert_int_equal((long)number(member(member(cl, da_clause_type_name(t)), "n")), r.split[sp].type[t].n);
     }
     assert_true(fabs(number(member(member(&root, "vae"), "psnr")) - r.psnr) < 1e-3);
-    json_free(&root);
+    da_json_free(&root);
 
     /* the same inputs, the same file (no timings or thread counts inside) */
     char *js2;

@@ -523,31 +523,31 @@ static void test_valid_edge_cases(void **state)
 static void test_json_limits(void **state)
 {
     (void)state;
-    char text[2 * JSON_MAX_DEPTH + 8], err[128];
-    json_value v;
-    /* exactly JSON_MAX_DEPTH nested arrays parse, one more does not */
-    for (int depth = JSON_MAX_DEPTH; depth <= JSON_MAX_DEPTH + 1; depth++) {
+    char text[2 * DA_JSON_MAX_DEPTH + 8], err[128];
+    da_json_value v;
+    /* exactly DA_JSON_MAX_DEPTH nested arrays parse, one more does not */
+    for (int depth = DA_JSON_MAX_DEPTH; depth <= DA_JSON_MAX_DEPTH + 1; depth++) {
         memset(text, '[', (size_t)depth);
         memset(text + depth, ']', (size_t)depth);
-        int rc = json_parse(text, 2 * (size_t)depth, &v, err, sizeof err);
-        assert_int_equal(rc, depth <= JSON_MAX_DEPTH ? 0 : -1);
-        json_free(&v);
+        int rc = da_json_parse(text, 2 * (size_t)depth, &v, err, sizeof err);
+        assert_int_equal(rc, depth <= DA_JSON_MAX_DEPTH ? 0 : -1);
+        da_json_free(&v);
     }
     static const struct { const char *num; int rc; uint64_t v; } nums[] = {
         {"0", 0, 0}, {"18446744073709551615", 0, UINT64_MAX}, {"18446744073709551616", -4, 0},
         {"-0", -2, 0}, {"-1", -2, 0}, {"1e2", -3, 0}, {"1.5", -3, 0}, {"1E+2", -3, 0},
     };
     for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
-        assert_int_equal(json_parse(nums[i].num, strlen(nums[i].num), &v, err, sizeof err), 0);
+        assert_int_equal(da_json_parse(nums[i].num, strlen(nums[i].num), &v, err, sizeof err), 0);
         uint64_t u = 12345;
-        assert_int_equal(json_to_u64(&v, &u), nums[i].rc);
+        assert_int_equal(da_json_to_u64(&v, &u), nums[i].rc);
         if (nums[i].rc == 0) assert_true(u == nums[i].v);
-        json_free(&v);
+        da_json_free(&v);
     }
     static const char *bad[] = {"", " ", "01", "1.", ".5", "1e", "+1", "[1,]", "[,1]", "{\"a\":1,}", "nul",
                                 "\"\\u D800\"", "[1] [2]", "\"a", "{\"a\"}", "tru", "--1", "1e+", "0x10"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        if (json_parse(bad[i], strlen(bad[i]), &v, err, sizeof err) == 0) fail_msg("accepted '%s'", bad[i]);
+        if (da_json_parse(bad[i], strlen(bad[i]), &v, err, sizeof err) == 0) fail_msg("accepted '%s'", bad[i]);
         assert_true(strstr(err, "at byte") != NULL);
     }
 }

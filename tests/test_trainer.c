@@ -654,7 +654,7 @@ static void test_config_invalid(void **state)
 /* Metrics log and progress bar                                             */
 /* ------------------------------------------------------------------------ */
 
-static const json_value *member(const json_value *o, const char *key)
+static const da_json_value *member(const da_json_value *o, const char *key)
 {
     for (int i = 0; i < o->n; i++)
         if (!strcmp(o->items[i].key, key)) return &o->items[i];
@@ -672,19 +672,19 @@ static void test_metrics_log(void **state)
     int lines = 0;
     da_trainer_config c = base_cfg();
     for (char *line = text, *nl; (nl = strchr(line, '\n')); line = nl + 1, lines++) {
-        json_value root;
+        da_json_value root;
         char err[128];
-        if (json_parse(line, (size_t)(nl - line), &root, err, sizeof err)) fail_msg("line %d: %s", lines + 1, err);
+        if (da_json_parse(line, (size_t)(nl - line), &root, err, sizeof err)) fail_msg("line %d: %s", lines + 1, err);
         const char *keys[] = {"step", "loss", "lr", "grad_norm", "time_s", "pred_mean"};
         for (int k = 0; k < 6; k++)
-            if (!member(&root, keys[k]) || member(&root, keys[k])->type != JSON_NUMBER)
+            if (!member(&root, keys[k]) || member(&root, keys[k])->type != DA_JSON_NUMBER)
                 fail_msg("line %d lacks number '%s'", lines + 1, keys[k]);
         assert_int_equal(atol(member(&root, "step")->str), lines + 1);
         float loss = strtof(member(&root, "loss")->str, NULL), lr = strtof(member(&root, "lr")->str, NULL);
         float want = (float)(((double)ref_ctx.micro_loss[lines][0] + ref_ctx.micro_loss[lines][1]) / 2);
         assert_true(loss == want);  /* %.9g round-trips a float exactly */
         assert_true(lr == da_lr_at(DA_LR_COSINE, c.lr, c.min_lr, lines, c.warmup, c.total_steps));
-        json_free(&root);
+        da_json_free(&root);
     }
     assert_int_equal(lines, STEPS);
     free(text);

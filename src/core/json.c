@@ -1,6 +1,6 @@
-/* Strict JSON parser: recursive descent into a json_value tree. The input is
+/* Strict JSON parser: recursive descent into a da_json_value tree. The input is
  * untrusted (a file header), so every read is bounds-checked against `end`
- * and nesting is limited to JSON_MAX_DEPTH. At the end, the string writer. */
+ * and nesting is limited to DA_JSON_MAX_DEPTH. At the end, the string writer. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +59,7 @@ static size_t utf8_seq(const unsigned char *s, const unsigned char *end)
     return n;
 }
 
-int json_utf8_valid(const char *s, size_t n)
+int da_json_utf8_valid(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
     while (p < end) {
@@ -174,7 +174,7 @@ static int is_digit(parser *ps) { return ps->p < ps->end && *ps->p >= '0' && *ps
 
 /* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?  kept as text so integers
  * up to 2^64-1 survive exactly (a double would round them). */
-static int parse_number(parser *ps, json_value *v)
+static int parse_number(parser *ps, da_json_value *v)
 {
     const unsigned char *s = ps->p;
     if (*ps->p == '-') ps->p++;
@@ -202,41 +202,41 @@ static int parse_number(parser *ps, json_value *v)
     memcpy(v->str, s, n);
     v->str[n] = '\0';
     v->len = n;
-    v->type = JSON_NUMBER;
+    v->type = DA_JSON_NUMBER;
     return 0;
 }
 
-static int parse_value(parser *ps, json_value *v, int depth);
+static int parse_value(parser *ps, da_json_value *v, int depth);
 
 /* Append a zeroed slot to v->items, growing by doubling. */
-static json_value *push_item(parser *ps, json_value *v, int *cap)
+static da_json_value *push_item(parser *ps, da_json_value *v, int *cap)
 {
     if (v->n == *cap) {
         if (*cap > (1 << 28)) { fail(ps, "too many items"); return NULL; }
         int nc = *cap ? *cap * 2 : 4;
-        json_value *it = realloc(v->items, (size_t)nc * sizeof *it);
+        da_json_value *it = realloc(v->items, (size_t)nc * sizeof *it);
         if (!it) { fail(ps, "out of memory"); return NULL; }
         v->items = it;
         *cap = nc;
     }
-    json_value *it = &v->items[v->n++];
+    da_json_value *it = &v->items[v->n++];
     memset(it, 0, sizeof *it);
     return it;
 }
 
 /* Arrays and objects share the loop: ps->p is at '[' or '{'. */
-static int parse_container(parser *ps, json_value *v, int depth)
+static int parse_container(parser *ps, da_json_value *v, int depth)
 {
     int is_obj = *ps->p == '{';
     char close = is_obj ? '}' : ']';
-    v->type = is_obj ? JSON_OBJECT : JSON_ARRAY;
-    if (depth >= JSON_MAX_DEPTH) return fail(ps, "nesting deeper than %d levels", JSON_MAX_DEPTH);
+    v->type = is_obj ? DA_JSON_OBJECT : DA_JSON_ARRAY;
+    if (depth >= DA_JSON_MAX_DEPTH) return fail(ps, "nesting deeper than %d levels", DA_JSON_MAX_DEPTH);
     ps->p++;
     skip_ws(ps);
     if (ps->p < ps->end && *ps->p == close) { ps->p++; return 0; }
     int cap = 0;
     for (;;) {
-        json_value *it = push_item(ps, v, &cap);
+        da_json_value *it = push_item(ps, v, &cap);
         if (!it) return -1;
         skip_ws(ps);
         if (is_obj) {
@@ -256,7 +256,7 @@ static int parse_container(parser *ps, json_value *v, int depth)
     }
 }
 
-static int parse_literal(parser *ps, json_value *v, const char *word, json_type type)
+static int parse_literal(parser *ps, da_json_value *v, const char *word, da_json_type type)
 {
     size_t n = strlen(word);
     if ((size_t)(ps->end - ps->p) < n || memcmp(ps->p, word, n) != 0) return fail(ps, "invalid literal");
@@ -265,25 +265,25 @@ static int parse_literal(parser *ps, json_value *v, const char *word, json_type 
     return 0;
 }
 
-/* Leaves partially parsed children in v on failure; json_free cleans up. */
-static int parse_value(parser *ps, json_value *v, int depth)
+/* Leaves partially parsed children in v on failure; da_json_free cleans up. */
+static int parse_value(parser *ps, da_json_value *v, int depth)
 {
     if (ps->p >= ps->end) return fail(ps, "unexpected end of input, value expected");
     switch (*ps->p) {
     case '{': case '[': return parse_container(ps, v, depth);
     case '"':
-        v->type = JSON_STRING;
+        v->type = DA_JSON_STRING;
         return parse_string(ps, &v->str, &v->len);
-    case 't': return parse_literal(ps, v, "true", JSON_TRUE);
-    case 'f': return parse_literal(ps, v, "false", JSON_FALSE);
-    case 'n': return parse_literal(ps, v, "null", JSON_NULL);
+    case 't': return parse_literal(ps, v, "true", DA_JSON_TRUE);
+    case 'f': return parse_literal(ps, v, "false", DA_JSON_FALSE);
+    case 'n': return parse_literal(ps, v, "null", DA_JSON_NULL);
     default:
         if (*ps->p == '-' || (*ps->p >= '0' && *ps->p <= '9')) return parse_number(ps, v);
         return fail(ps, "unexpected character 0x%02X, value expected", *ps->p);
     }
 }
 
-int json_parse(const char *text, size_t len, json_value *root, char *err, size_t errsz)
+int da_json_parse(const char *text, size_t len, da_json_value *root, char *err, size_t errsz)
 {
     parser ps = {(const unsigned char *)text, (const unsigned char *)text, (const unsigned char *)text + len,
                  err, errsz, 0};
@@ -296,25 +296,25 @@ int json_parse(const char *text, size_t len, json_value *root, char *err, size_t
         if (ps.p != ps.end) rc = fail(&ps, "trailing characters after the JSON value");
     }
     if (rc) {
-        json_free(root);
+        da_json_free(root);
         return -1;
     }
     return 0;
 }
 
-void json_free(json_value *v)
+void da_json_free(da_json_value *v)
 {
     if (!v) return;
-    for (int i = 0; i < v->n; i++) json_free(&v->items[i]);
+    for (int i = 0; i < v->n; i++) da_json_free(&v->items[i]);
     free(v->items);
     free(v->key);
     free(v->str);
     memset(v, 0, sizeof *v);
 }
 
-int json_to_u64(const json_value *v, uint64_t *out)
+int da_json_to_u64(const da_json_value *v, uint64_t *out)
 {
-    if (v->type != JSON_NUMBER) return -1;
+    if (v->type != DA_JSON_NUMBER) return -1;
     const char *s = v->str;
     if (s[0] == '-') return -2;
     if (strpbrk(s, ".eE")) return -3;
@@ -330,7 +330,7 @@ int json_to_u64(const json_value *v, uint64_t *out)
 
 /* The other direction: escape, and let no byte through that the parser
  * above would reject (a path or prompt file may not be UTF-8). */
-void json_write_str(FILE *f, const char *s)
+void da_json_write_str(FILE *f, const char *s)
 {
     const unsigned char *p = (const unsigned char *)s, *end = p + strlen(s);
     fputc('"', f);

@@ -11,17 +11,17 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define JSON_MAX_DEPTH 64
+#define DA_JSON_MAX_DEPTH 64
 
-typedef enum json_type {
-    JSON_NULL, JSON_FALSE, JSON_TRUE, JSON_NUMBER, JSON_STRING, JSON_ARRAY, JSON_OBJECT
-} json_type;
+typedef enum da_json_type {
+    DA_JSON_NULL, DA_JSON_FALSE, DA_JSON_TRUE, DA_JSON_NUMBER, DA_JSON_STRING, DA_JSON_ARRAY, DA_JSON_OBJECT
+} da_json_type;
 
-typedef struct json_value json_value;
-struct json_value {
-    json_type type;
+typedef struct da_json_value da_json_value;
+struct da_json_value {
+    da_json_type type;
     int n;              /* ARRAY / OBJECT: number of items */
-    json_value *items;  /* ARRAY / OBJECT: the items, in document order */
+    da_json_value *items;  /* ARRAY / OBJECT: the items, in document order */
     char *key;          /* set when this value is an object member: decoded, NUL-terminated */
     size_t key_len;     /* bytes in key (may contain a \u0000, so compare with strlen) */
     char *str;          /* STRING: decoded UTF-8; NUMBER: the literal as written */
@@ -29,19 +29,19 @@ struct json_value {
 };
 
 /* Parse text[0..len). On success returns 0 and fills *root (free with
- * json_free). On failure returns -1, *root is empty and err holds a message
+ * da_json_free). On failure returns -1, *root is empty and err holds a message
  * naming the problem and its byte offset. Allocation failure is reported the
  * same way ("out of memory"). */
-int json_parse(const char *text, size_t len, json_value *root, char *err, size_t errsz);
-void json_free(json_value *v);
+int da_json_parse(const char *text, size_t len, da_json_value *root, char *err, size_t errsz);
+void da_json_free(da_json_value *v);
 
 /* A NUMBER that is a plain non-negative integer (no sign, fraction or
  * exponent) fitting in uint64: returns 0 and sets *out. Otherwise returns
  * -1 (not a number), -2 (negative), -3 (not an integer), -4 (too large). */
-int json_to_u64(const json_value *v, uint64_t *out);
+int da_json_to_u64(const da_json_value *v, uint64_t *out);
 
 /* 1 when s[0..n) is valid UTF-8 (no overlongs, surrogates or > U+10FFFF). */
-int json_utf8_valid(const char *s, size_t n);
+int da_json_utf8_valid(const char *s, size_t n);
 
 /* s as a JSON string literal, quotes included: '"' and '\\' get a backslash,
  * control characters become \u00xx, valid UTF-8 sequences are copied as
@@ -49,6 +49,6 @@ int json_utf8_valid(const char *s, size_t n);
  * written as \u00xx (the Latin-1 reading of that byte). Prompts are plain
  * words, but paths and prompt files may hold anything: a quote, a newline or
  * a Latin-1 file name must not give a file the strict parser rejects. */
-void json_write_str(FILE *f, const char *s);
+void da_json_write_str(FILE *f, const char *s);
 
 #endif

@@ -133,18 +133,18 @@ void da_progress_finish(da_progress *p)
  * object with a non-negative integer "step". */
 static long line_step(const char *s, size_t n)
 {
-    json_value root;
+    da_json_value root;
     char err[160];
-    if (json_parse(s, n, &root, err, sizeof err) != 0) return -1;
+    if (da_json_parse(s, n, &root, err, sizeof err) != 0) return -1;
     long step = -1;
-    if (root.type == JSON_OBJECT) {
+    if (root.type == DA_JSON_OBJECT) {
         for (int i = 0; i < root.n; i++) {
             uint64_t u;
-            if (!strcmp(root.items[i].key, "step") && json_to_u64(&root.items[i], &u) == 0 && u < (uint64_t)LONG_MAX)
+            if (!strcmp(root.items[i].key, "step") && da_json_to_u64(&root.items[i], &u) == 0 && u < (uint64_t)LONG_MAX)
                 step = (long)u;
         }
     }
-    json_free(&root);
+    da_json_free(&root);
     return step;
 }
 

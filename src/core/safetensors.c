@@ -62,15 +62,15 @@ void da_st_close(da_safetensors *st)
     free(st);
 }
 
-static int is_key(const json_value *v, const char *key)
+static int is_key(const da_json_value *v, const char *key)
 {
     return v->key_len == strlen(key) && !strcmp(v->key, key);
 }
 
 /* A header integer (shape entry or data offset) as uint64 with a message. */
-static da_status get_u64(const json_value *v, const char *tname, const char *what, uint64_t *out)
+static da_status get_u64(const da_json_value *v, const char *tname, const char *what, uint64_t *out)
 {
-    switch (json_to_u64(v, out)) {
+    switch (da_json_to_u64(v, out)) {
     case 0: return DA_OK;
     case -2: return da_fail(DA_ERR_FORMAT, "tensor '%s': negative %s %s", tname, what, v->str);
     case -3: return da_fail(DA_ERR_FORMAT, "tensor '%s': %s %s is not an integer", tname, what, v->str);
@@ -79,9 +79,9 @@ static da_status get_u64(const json_value *v, const char *tname, const char *wha
     }
 }
 
-static da_status load_dtype(da_st_tensor *t, const json_value *v)
+static da_status load_dtype(da_st_tensor *t, const da_json_value *v)
 {
-    if (v->type != JSON_STRING) return da_fail(DA_ERR_FORMAT, "tensor '%s': dtype must be a string", t->name);
+    if (v->type != DA_JSON_STRING) return da_fail(DA_ERR_FORMAT, "tensor '%s': dtype must be a string", t->name);
     for (int d = 0; d < 3; d++) {
         if (v->len == strlen(dtype_names[d]) && !strcmp(v->str, dtype_names[d])) {
             t->dtype = (da_dtype)d;
@@ -91,9 +91,9 @@ static da_status load_dtype(da_st_tensor *t, const json_value *v)
     return da_fail(DA_ERR_FORMAT, "tensor '%s': unsupported dtype '%s' (only F32, F16, BF16)", t->name, v->str);
 }
 
-static da_status load_shape(da_st_tensor *t, const json_value *v)
+static da_status load_shape(da_st_tensor *t, const da_json_value *v)
 {
-    if (v->type != JSON_ARRAY) return da_fail(DA_ERR_FORMAT, "tensor '%s': shape must be an array", t->name);
+    if (v->type != DA_JSON_ARRAY) return da_fail(DA_ERR_FORMAT, "tensor '%s': shape must be an array", t->name);
     if (v->n > DA_MAX_DIMS)
         return da_fail(DA_ERR_FORMAT, "tensor '%s': shape has %d dims, more than DA_MAX_DIMS (%d)", t->name, v->n,
                        DA_MAX_DIMS);
@@ -112,9 +112,9 @@ static da_status load_shape(da_st_tensor *t, const json_value *v)
     return DA_OK;
 }
 
-static da_status load_offsets(da_st_tensor *t, const json_value *v, size_t data_bytes)
+static da_status load_offsets(da_st_tensor *t, const da_json_value *v, size_t data_bytes)
 {
-    if (v->type != JSON_ARRAY || v->n != 2)
+    if (v->type != DA_JSON_ARRAY || v->n != 2)
         return da_fail(DA_ERR_FORMAT, "tensor '%s': data_offsets must be an array [begin, end]", t->name);
     uint64_t begin, end;
     da_status s = get_u64(&v->items[0], t->name, "data_offsets entry", &begin);
@@ -143,17 +143,17 @@ static da_status load_offsets(da_st_tensor *t, const json_value *v, size_t data_
 /* One header member that is not __metadata__: its keys are exactly dtype,
  * shape and data_offsets. The dtype must be known before the byte count is
  * checked, so the members are found first and loaded in that order. */
-static da_status load_tensor(da_st_tensor *t, const json_value *m, size_t data_bytes)
+static da_status load_tensor(da_st_tensor *t, const da_json_value *m, size_t data_bytes)
 {
     if (m->key_len == 0) return da_fail(DA_ERR_FORMAT, "empty tensor name");
     if (m->key_len != strlen(m->key)) return da_fail(DA_ERR_FORMAT, "tensor name contains a NUL character");
     t->name = strdup(m->key);
     if (!t->name) return da_fail(DA_ERR_NOMEM, "out of memory");
-    if (m->type != JSON_OBJECT) return da_fail(DA_ERR_FORMAT, "tensor '%s': entry must be an object", t->name);
+    if (m->type != DA_JSON_OBJECT) return da_fail(DA_ERR_FORMAT, "tensor '%s': entry must be an object", t->name);
     static const char *const keys[3] = {"dtype", "shape", "data_offsets"};
-    const json_value *found[3] = {NULL, NULL, NULL};
+    const da_json_value *found[3] = {NULL, NULL, NULL};
     for (int i = 0; i < m->n; i++) {
-        const json_value *f = &m->items[i];
+        const da_json_value *f = &m->items[i];
         int k = 0;
         while (k < 3 && !is_key(f, keys[k])) k++;
         if (k == 3) return da_fail(DA_ERR_FORMAT, "tensor '%s': unknown key '%s'", t->name, f->key);
@@ -168,14 +168,14 @@ static da_status load_tensor(da_st_tensor *t, const json_value *m, size_t data_b
     return s;
 }
 
-static da_status load_meta(da_safetensors *st, const json_value *m)
+static da_status load_meta(da_safetensors *st, const da_json_value *m)
 {
-    if (m->type != JSON_OBJECT) return da_fail(DA_ERR_FORMAT, "__metadata__ must be an object");
+    if (m->type != DA_JSON_OBJECT) return da_fail(DA_ERR_FORMAT, "__metadata__ must be an object");
     st->meta = calloc((size_t)(m->n ? m->n : 1), sizeof *st->meta);
     if (!st->meta) return da_fail(DA_ERR_NOMEM, "out of memory");
     for (int i = 0; i < m->n; i++) {
-        const json_value *f = &m->items[i];
-        if (f->type != JSON_STRING)
+        const da_json_value *f = &m->items[i];
+        if (f->type != DA_JSON_STRING)
             return da_fail(DA_ERR_FORMAT, "__metadata__ value of '%s' must be a string", f->key);
         if (f->key_len != strlen(f->key) || f->len != strlen(f->str))
             return da_fail(DA_ERR_FORMAT, "__metadata__ entry '%s' contains a NUL character", f->key);
@@ -248,9 +248,9 @@ static da_status check_tiling(da_safetensors *st)
     return DA_OK;
 }
 
-static da_status load_header(da_safetensors *st, const json_value *root)
+static da_status load_header(da_safetensors *st, const da_json_value *root)
 {
-    if (root->type != JSON_OBJECT) return da_fail(DA_ERR_FORMAT, "header must be a JSON object");
+    if (root->type != DA_JSON_OBJECT) return da_fail(DA_ERR_FORMAT, "header must be a JSON object");
     int n_meta_keys = 0;
     for (int i = 0; i < root->n; i++) n_meta_keys += is_key(&root->items[i], "__metadata__");
     if (n_meta_keys > 1) return da_fail(DA_ERR_FORMAT, "duplicate __metadata__");
@@ -258,7 +258,7 @@ static da_status load_header(da_safetensors *st, const json_value *root)
     st->tensors = calloc((size_t)(n ? n : 1), sizeof *st->tensors);
     if (!st->tensors) return da_fail(DA_ERR_NOMEM, "out of memory");
     for (int i = 0; i < root->n; i++) {
-        const json_value *m = &root->items[i];
+        const da_json_value *m = &root->items[i];
         /* count before filling so da_st_close frees a half-filled entry */
         da_status s = is_key(m, "__metadata__") ? load_meta(st, m)
                                                 : load_tensor(&st->tensors[st->n_tensors++], m, st->data_bytes);
@@ -293,15 +293,15 @@ static da_status parse_owned(uint8_t *buf, size_t n, da_safetensors **out)
     st->file_buffer = buf;
     st->data = buf + 8 + hlen;
     st->data_bytes = n - 8 - (size_t)hlen;
-    json_value root;
+    da_json_value root;
     char err[256];
-    if (json_parse((const char *)buf + 8, (size_t)hlen, &root, err, sizeof err)) {
+    if (da_json_parse((const char *)buf + 8, (size_t)hlen, &root, err, sizeof err)) {
         da_st_close(st);
         return da_fail(strstr(err, "out of memory") ? DA_ERR_NOMEM : DA_ERR_FORMAT, "header is not valid JSON: %s",
                        err);
     }
     da_status s = load_header(st, &root);
-    json_free(&root);
+    da_json_free(&root);
     if (s) {
         da_st_close(st);
         return s;
@@ -513,7 +513,7 @@ static int cmp_meta_key(const void *a, const void *b)
 static da_status check_entry(const da_st_entry *e, size_t *nbytes)
 {
     if (!e->name || !e->name[0]) return da_fail(DA_ERR_INVALID, "da_st_write: empty tensor name");
-    if (!json_utf8_valid(e->name, strlen(e->name)))
+    if (!da_json_utf8_valid(e->name, strlen(e->name)))
         return da_fail(DA_ERR_INVALID, "da_st_write: tensor name is not valid UTF-8");
     if (!strcmp(e->name, "__metadata__"))
         return da_fail(DA_ERR_INVALID, "da_st_write: '__metadata__' is reserved, not a tensor name");
@@ -536,7 +536,7 @@ static da_status check_entry(const da_st_entry *e, size_t *nbytes)
 static da_status check_meta(const da_st_meta *m)
 {
     if (!m->key || !m->value) return da_fail(DA_ERR_INVALID, "da_st_write: NULL metadata key or value");
-    if (!json_utf8_valid(m->key, strlen(m->key)) || !json_utf8_valid(m->value, strlen(m->value)))
+    if (!da_json_utf8_valid(m->key, strlen(m->key)) || !da_json_utf8_valid(m->value, strlen(m->value)))
         return da_fail(DA_ERR_INVALID, "da_st_write: metadata '%s' is not valid UTF-8", m->key);
     return DA_OK;
 }

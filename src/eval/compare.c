@@ -42,7 +42,7 @@ static da_status push(da_flat_metrics *m, const char *key, double value)
 }
 
 /* the number literal as a finite double (the parser has checked its syntax) */
-static da_status number_value(const json_value *v, const char *key, double *out)
+static da_status number_value(const da_json_value *v, const char *key, double *out)
 {
     errno = 0;
     double x = strtod(v->str, NULL);
@@ -53,19 +53,19 @@ static da_status number_value(const json_value *v, const char *key, double *out)
 }
 
 /* v's numeric leaves under the prefix key[0..len) (len 0: the top level) */
-static da_status flatten(da_flat_metrics *m, const json_value *v, char *key, size_t len)
+static da_status flatten(da_flat_metrics *m, const da_json_value *v, char *key, size_t len)
 {
-    if (v->type == JSON_NUMBER) {
+    if (v->type == DA_JSON_NUMBER) {
         double x = 0.0;
         da_status s = number_value(v, key, &x);
         return s ? s : push(m, key, x);
     }
-    if (v->type != JSON_OBJECT && v->type != JSON_ARRAY) return DA_OK;   /* strings, booleans, null */
+    if (v->type != DA_JSON_OBJECT && v->type != DA_JSON_ARRAY) return DA_OK;   /* strings, booleans, null */
     for (int i = 0; i < v->n; i++) {
-        const json_value *c = &v->items[i];
+        const da_json_value *c = &v->items[i];
         char idx[24];
         const char *name = c->key;
-        if (v->type == JSON_ARRAY) {
+        if (v->type == DA_JSON_ARRAY) {
             snprintf(idx, sizeof idx, "%d", i);
             name = idx;
         } else if (strlen(c->key) != c->key_len) {
@@ -88,14 +88,14 @@ da_status da_flat_metrics_parse(const char *text, size_t len, da_flat_metrics *o
 {
     memset(out, 0, sizeof *out);
     if (!text) return da_fail(DA_ERR_INVALID, "da_flat_metrics_parse: NULL text");
-    json_value root;
+    da_json_value root;
     char err[256];
-    if (json_parse(text, len, &root, err, sizeof err) != 0) return da_fail(DA_ERR_FORMAT, "not valid JSON: %s", err);
+    if (da_json_parse(text, len, &root, err, sizeof err) != 0) return da_fail(DA_ERR_FORMAT, "not valid JSON: %s", err);
     da_status s = DA_OK;
-    if (root.type != JSON_OBJECT) s = da_fail(DA_ERR_FORMAT, "metrics: the top level is not a JSON object");
+    if (root.type != DA_JSON_OBJECT) s = da_fail(DA_ERR_FORMAT, "metrics: the top level is not a JSON object");
     char key[DA_METRIC_KEY_MAX] = "";
     if (!s) s = flatten(out, &root, key, 0);
-    json_free(&root);
+    da_json_free(&root);
     if (s) da_flat_metrics_free(out);
     return s;
 }

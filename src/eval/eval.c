@@ -454,9 +454,9 @@ static void write_json(FILE *f, const void *ctx)
     const da_eval_config *c = o->c;
     const da_eval_result *r = o->r;
     fprintf(f, "{\n  \"weights\": ");
-    json_write_str(f, o->weights);
+    da_json_write_str(f, o->weights);
     fprintf(f, ",\n  \"unet\": ");
-    json_write_str(f, o->unet);
+    da_json_write_str(f, o->unet);
     fprintf(f, ",\n  \"config\": {\"prompts\": %d, \"seeds\": %d, \"batch\": %d, \"sampler\": \"%s\", "
                "\"steps\": %d, \"cfg\": %g, \"eta\": %g, \"prompt_seed\": %llu, \"image_seed\": %llu, "
                "\"recon_images\": %d, \"recon_seed\": %u, \"gemm\": \"%s\"},\n",

@@ -84,11 +84,11 @@ static da_status check_config(const da_pairs_config *c, da_status code, const ch
     /* both go into the safetensors metadata, which must be UTF-8: refused
      * here, not when the file is written after all the sampling */
     const char *u = c->unet_name ? c->unet_name : "unet";
-    if (!*u || strlen(u) >= DA_PAIRS_UNET_MAX || !json_utf8_valid(u, strlen(u)))
+    if (!*u || strlen(u) >= DA_PAIRS_UNET_MAX || !da_json_utf8_valid(u, strlen(u)))
         return da_fail(code, "%s: unet name '%s' empty, longer than %d bytes or not UTF-8", who, u,
                        DA_PAIRS_UNET_MAX - 1);
     const char *w = c->weights ? c->weights : "";
-    if (strlen(w) >= DA_PAIRS_WEIGHTS_MAX || !json_utf8_valid(w, strlen(w)))
+    if (strlen(w) >= DA_PAIRS_WEIGHTS_MAX || !da_json_utf8_valid(w, strlen(w)))
         return da_fail(code, "%s: weights path '%s' longer than %d bytes or not UTF-8", who, w,
                        DA_PAIRS_WEIGHTS_MAX - 1);
     return DA_OK;
@@ -469,7 +469,7 @@ static char *json_array(arr_kind kind, const void *items, int n)
     fputc('[', f);
     for (int i = 0; i < n; i++) {
         if (i) fputs(", ", f);
-        if (kind == ARR_STRINGS) json_write_str(f, ((char *const *)items)[i]);
+        if (kind == ARR_STRINGS) da_json_write_str(f, ((char *const *)items)[i]);
         else if (kind == ARR_SEEDS) fprintf(f, "\"%llu\"", (unsigned long long)((const uint64_t *)items)[i]);
         else fprintf(f, "%ld", ((const long *)items)[i]);
     }
@@ -589,17 +589,17 @@ static da_status meta_float(const da_safetensors *st, const char *key, float *ou
 }
 
 /* parse a metadata value as JSON of the given type (and n items when n >= 0) */
-static da_status meta_json(const da_safetensors *st, const char *key, json_type type, int n, json_value *v)
+static da_status meta_json(const da_safetensors *st, const char *key, da_json_type type, int n, da_json_value *v)
 {
     memset(v, 0, sizeof *v);
     const char *s = meta_need(st, key);
     if (!s) return DA_ERR_FORMAT;
     char err[160];
-    if (json_parse(s, strlen(s), v, err, sizeof err)) return da_fail(DA_ERR_FORMAT, "metadata '%s': %s", key, err);
+    if (da_json_parse(s, strlen(s), v, err, sizeof err)) return da_fail(DA_ERR_FORMAT, "metadata '%s': %s", key, err);
     if (v->type == type && (n < 0 || v->n == n)) return DA_OK;
-    int items = v->type == JSON_ARRAY || v->type == JSON_OBJECT ? v->n : 0;
-    json_free(v);
-    if (type == JSON_ARRAY)
+    int items = v->type == DA_JSON_ARRAY || v->type == DA_JSON_OBJECT ? v->n : 0;
+    da_json_free(v);
+    if (type == DA_JSON_ARRAY)
         return da_fail(DA_ERR_FORMAT, "metadata '%s' must be a JSON array of %d items (n), has %d", key, n, items);
     return da_fail(DA_ERR_FORMAT, "metadata '%s' must be a JSON object", key);
 }
@@ -607,11 +607,11 @@ static da_status meta_json(const da_safetensors *st, const char *key, json_type 
 /* n prompts the text encoder can read, into rows[i] (DA_CAPTION_MAX bytes each) */
 static da_status load_prompts(const da_safetensors *st, const char *key, int n, char **rows)
 {
-    json_value v;
-    da_status s = meta_json(st, key, JSON_ARRAY, n, &v);
+    da_json_value v;
+    da_status s = meta_json(st, key, DA_JSON_ARRAY, n, &v);
     for (int i = 0; i < n && s == DA_OK; i++) {
-        const json_value *it = &v.items[i];
-        if (it->type != JSON_STRING || it->len >= DA_CAPTION_MAX || strlen(it->str) != it->len) {
+        const da_json_value *it = &v.items[i];
+        if (it->type != DA_JSON_STRING || it->len >= DA_CAPTION_MAX || strlen(it->str) != it->len) {
             s = da_fail(DA_ERR_FORMAT, "%s[%d] is not a prompt string of at most %d bytes", key, i, DA_CAPTION_MAX - 1);
             break;
         }
@@ -624,34 +624,34 @@ static da_status load_prompts(const da_safetensors *st, const char *key, int n, 
             s = da_fail(DA_ERR_FORMAT, "%s[%d] '%s': %s", key, i, rows[i], why);
         }
     }
-    json_free(&v);
+    da_json_free(&v);
     return s;
 }
 
 /* n seeds written as decimal strings */
 static da_status load_seeds(const da_safetensors *st, const char *key, int n, uint64_t *seeds)
 {
-    json_value v;
-    da_status s = meta_json(st, key, JSON_ARRAY, n, &v);
+    da_json_value v;
+    da_status s = meta_json(st, key, DA_JSON_ARRAY, n, &v);
     for (int i = 0; i < n && s == DA_OK; i++)
-        if (v.items[i].type != JSON_STRING || parse_u64(v.items[i].str, &seeds[i]))
+        if (v.items[i].type != DA_JSON_STRING || parse_u64(v.items[i].str, &seeds[i]))
             s = da_fail(DA_ERR_FORMAT, "%s[%d] is not a seed (a string of decimal digits)", key, i);
-    json_free(&v);
+    da_json_free(&v);
     return s;
 }
 
 /* n increasing candidate indices */
 static da_status load_candidates(const da_safetensors *st, int n, long *cand)
 {
-    json_value v;
-    da_status s = meta_json(st, "candidate_index", JSON_ARRAY, n, &v);
+    da_json_value v;
+    da_status s = meta_json(st, "candidate_index", DA_JSON_ARRAY, n, &v);
     for (int i = 0; i < n && s == DA_OK; i++) {
         uint64_t x;
-        if (json_to_u64(&v.items[i], &x) || x > (uint64_t)DA_PAIRS_MAX_N * 1000 || (i && (long)x <= cand[i - 1]))
+        if (da_json_to_u64(&v.items[i], &x) || x > (uint64_t)DA_PAIRS_MAX_N * 1000 || (i && (long)x <= cand[i - 1]))
             s = da_fail(DA_ERR_FORMAT, "candidate_index[%d] is not a candidate index above the previous one", i);
         else cand[i] = (long)x;
     }
-    json_free(&v);
+    da_json_free(&v);
     return s;
 }
 
@@ -659,17 +659,17 @@ static da_status load_rater(const da_safetensors *st, da_rater_config *r)
 {
     static const char *const keys[6] = {"w_faith", "w_size", "w_centre", "w_contrast", "temperature", "tie_margin"};
     float *dst[6] = {&r->w_faith, &r->w_size, &r->w_centre, &r->w_contrast, &r->temperature, &r->tie_margin};
-    json_value v;
-    da_status s = meta_json(st, "rater", JSON_OBJECT, -1, &v);
+    da_json_value v;
+    da_status s = meta_json(st, "rater", DA_JSON_OBJECT, -1, &v);
     for (int k = 0; k < 6 && s == DA_OK; k++) {
-        const json_value *m = NULL;
+        const da_json_value *m = NULL;
         for (int i = 0; i < v.n && !m; i++)
             if (!strcmp(v.items[i].key, keys[k])) m = &v.items[i];
-        if (!m || m->type != JSON_NUMBER) s = da_fail(DA_ERR_FORMAT, "metadata 'rater' has no number '%s'", keys[k]);
+        if (!m || m->type != DA_JSON_NUMBER) s = da_fail(DA_ERR_FORMAT, "metadata 'rater' has no number '%s'", keys[k]);
         else if (parse_float(m->str, dst[k]))
             s = da_fail(DA_ERR_FORMAT, "metadata 'rater': '%s' = %s is not a finite float", keys[k], m->str);
     }
-    json_free(&v);
+    da_json_free(&v);
     return s;
 }
 

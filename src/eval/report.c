@@ -695,7 +695,7 @@ static void write_json(FILE *f, const void *ctx)
     const da_report_result *r = o->r;
     da_rater_config rc = da_rater_config_default();
     fprintf(f, "{\n  \"format\": \"%s\",\n  \"prompts\": ", DA_REPORT_FORMAT);
-    json_write_str(f, c->prompts);
+    da_json_write_str(f, c->prompts);
     fprintf(f, ",\n  \"n_prompts\": %d,\n  \"seeds\": %d,\n  \"images\": %d,\n  \"sampler\": \"%s\",\n"
                "  \"steps\": %d,\n  \"cfg\": ",
             r->n_prompts, r->n_seeds, r->n_prompts * r->n_seeds, da_sampler_name(c->opts.sampler), c->opts.steps);
@@ -704,9 +704,9 @@ static void write_json(FILE *f, const void *ctx)
     json_num(f, c->opts.eta);
     fprintf(f, ",\n  \"batch\": %d,\n  \"prompt_seed\": %llu,\n  \"image_seed\": %llu,\n  \"weights\": ", c->batch,
             (unsigned long long)c->prompt_seed, (unsigned long long)c->image_seed);
-    json_write_str(f, o->weights);
+    da_json_write_str(f, o->weights);
     fprintf(f, ",\n  \"unet\": ");
-    json_write_str(f, o->unet);
+    da_json_write_str(f, o->unet);
     fprintf(f, ",\n  \"gemm\": \"%s\",\n", da_gemm_backend());
     json_rewards(f, r);
     json_faithfulness(f, r);

@@ -462,9 +462,9 @@ static char *read_text(const char *path, size_t *len)
 
 /* a JSON number literal as an int in [lo, hi]: no fraction or exponent, and
  * no minus sign at all when lo >= 0 (so "-0" is refused too) */
-static int json_int(const json_value *v, int lo, int hi, int *out)
+static int json_int(const da_json_value *v, int lo, int hi, int *out)
 {
-    if (v->type != JSON_NUMBER || strpbrk(v->str, ".eE") || (lo >= 0 && v->str[0] == '-')) return -1;
+    if (v->type != DA_JSON_NUMBER || strpbrk(v->str, ".eE") || (lo >= 0 && v->str[0] == '-')) return -1;
     errno = 0;
     char *end;
     long long x = strtoll(v->str, &end, 10);
@@ -473,9 +473,9 @@ static int json_int(const json_value *v, int lo, int hi, int *out)
     return 0;
 }
 
-static int json_float(const json_value *v, float *out)
+static int json_float(const da_json_value *v, float *out)
 {
-    if (v->type != JSON_NUMBER) return -1;
+    if (v->type != DA_JSON_NUMBER) return -1;
     char *end;
     double x = strtod(v->str, &end);
     if (*end || !isfinite((float)x)) return -1;
@@ -484,19 +484,19 @@ static int json_float(const json_value *v, float *out)
 }
 
 /* one field from its JSON value; ints must lie in [lo, hi] */
-static da_status cfg_set(const char *path, const da_cfg_field *f, const json_value *v, int lo, int hi)
+static da_status cfg_set(const char *path, const da_cfg_field *f, const da_json_value *v, int lo, int hi)
 {
     int n = f->count;
-    const json_value *items = v;
+    const da_json_value *items = v;
     void *dst = f->ptr;
     if (f->kind == DA_CFG_INT_LIST) {
-        if (v->type != JSON_ARRAY || v->n < 1 || v->n > n)
+        if (v->type != DA_JSON_ARRAY || v->n < 1 || v->n > n)
             return da_fail(DA_ERR_FORMAT, "%s: \"%s\" must be an array of 1 to %d integers", path, f->key, n);
         n = v->n;
         items = v->items;
         dst = ((const da_cfg_list *)f->ptr)->values;
     } else if (n > 1) {
-        if (v->type != JSON_ARRAY || v->n != n)
+        if (v->type != DA_JSON_ARRAY || v->n != n)
             return da_fail(DA_ERR_FORMAT, "%s: \"%s\" must be an array of %d numbers", path, f->key, n);
         items = v->items;
     }
@@ -517,17 +517,17 @@ static da_status cfg_read(const char *path, const da_cfg_field *f, int n, int st
     size_t len = 0;
     char *text = read_text(path, &len);
     if (!text) return da_fail(DA_ERR_IO, "cannot read config %s: %s", path, strerror(errno));
-    json_value root;
+    da_json_value root;
     char err[256];
-    int bad = json_parse(text, len, &root, err, sizeof err);
+    int bad = da_json_parse(text, len, &root, err, sizeof err);
     free(text);
     if (bad) return da_fail(DA_ERR_FORMAT, "%s: %s", path, err);
     da_status s = DA_OK;
     uint64_t seen = 0;  /* a bit per field (strict configs have < 64 fields) */
     assert(!strict || n < 64);
-    if (root.type != JSON_OBJECT) s = da_fail(DA_ERR_FORMAT, "%s: expected a JSON object", path);
+    if (root.type != DA_JSON_OBJECT) s = da_fail(DA_ERR_FORMAT, "%s: expected a JSON object", path);
     for (int i = 0; s == DA_OK && i < root.n; i++) {
-        const json_value *v = &root.items[i];
+        const da_json_value *v = &root.items[i];
         int k = 0;
         while (k < n && (strlen(f[k].key) != v->key_len || strcmp(f[k].key, v->key) != 0)) k++;
         if (k == n) s = da_fail(DA_ERR_FORMAT, "%s: unknown key \"%s\"", path, v->key);
@@ -537,7 +537,7 @@ static da_status cfg_read(const char *path, const da_cfg_field *f, int n, int st
     }
     for (int k = 0; s == DA_OK && strict && k < n; k++)
         if (!(seen >> k & 1)) s = da_fail(DA_ERR_FORMAT, "%s: missing key \"%s\"", path, f[k].key);
-    json_free(&root);
+    da_json_free(&root);
     return s;
 }
 

@@ -62,19 +62,19 @@ static da_status read_text(const char *path, char **out, size_t *n)
     return DA_OK;
 }
 
-static int key_is(const json_value *v, const char *k) { return v->key_len == strlen(k) && !strcmp(v->key, k); }
+static int key_is(const da_json_value *v, const char *k) { return v->key_len == strlen(k) && !strcmp(v->key, k); }
 
-static da_status get_number(const char *path, const json_value *v, double lo, double hi, double *out)
+static da_status get_number(const char *path, const da_json_value *v, double lo, double hi, double *out)
 {
     char *end;
-    double d = v->type == JSON_NUMBER ? strtod(v->str, &end) : 0.0;
-    if (v->type != JSON_NUMBER || *end || !(d >= lo && d <= hi))
+    double d = v->type == DA_JSON_NUMBER ? strtod(v->str, &end) : 0.0;
+    if (v->type != DA_JSON_NUMBER || *end || !(d >= lo && d <= hi))
         return da_fail(DA_ERR_FORMAT, "%s: '%s' must be a number in [%g, %g]", path, v->key, lo, hi);
     *out = d;
     return DA_OK;
 }
 
-static da_status get_int(const char *path, const json_value *v, int lo, int hi, int *out)
+static da_status get_int(const char *path, const da_json_value *v, int lo, int hi, int *out)
 {
     double d = 0.0;
     da_status s = get_number(path, v, lo, hi, &d);
@@ -83,18 +83,18 @@ static da_status get_int(const char *path, const json_value *v, int lo, int hi, 
     return s;
 }
 
-static da_status get_bool(const char *path, const json_value *v, int *out)
+static da_status get_bool(const char *path, const da_json_value *v, int *out)
 {
-    if (v->type != JSON_TRUE && v->type != JSON_FALSE)
+    if (v->type != DA_JSON_TRUE && v->type != DA_JSON_FALSE)
         return da_fail(DA_ERR_FORMAT, "%s: '%s' must be true or false", path, v->key);
-    *out = v->type == JSON_TRUE;
+    *out = v->type == DA_JSON_TRUE;
     return DA_OK;
 }
 
 /* the index of v's string in names[0..n), for the enums */
-static da_status get_enum(const char *path, const json_value *v, const char *const *names, int n, int *out)
+static da_status get_enum(const char *path, const da_json_value *v, const char *const *names, int n, int *out)
 {
-    for (int i = 0; v->type == JSON_STRING && i < n; i++)
+    for (int i = 0; v->type == DA_JSON_STRING && i < n; i++)
         if (!strcmp(v->str, names[i])) {
             *out = i;
             return DA_OK;
@@ -103,7 +103,7 @@ static da_status get_enum(const char *path, const json_value *v, const char *con
                    n > 2 ? ", \"" : "", n > 2 ? names[2] : "", n > 2 ? "\"" : "");
 }
 
-static da_status noise_member(const char *path, const json_value *v, da_noise_config *c)
+static da_status noise_member(const char *path, const da_json_value *v, da_noise_config *c)
 {
     double d = 0.0;
     int e = 0;
@@ -146,20 +146,20 @@ da_status da_noise_config_load(da_noise_config *cfg, const char *path)
     size_t n = 0;
     da_status s = read_text(path, &text, &n);
     if (s != DA_OK) return s;
-    json_value root;
+    da_json_value root;
     char err[256];
-    int bad = json_parse(text, n, &root, err, sizeof err);
+    int bad = da_json_parse(text, n, &root, err, sizeof err);
     free(text);
     if (bad) return da_fail(DA_ERR_FORMAT, "%s: %s", path, err);
     da_noise_config c = *cfg;
-    if (root.type != JSON_OBJECT) s = da_fail(DA_ERR_FORMAT, "%s: not a JSON object", path);
+    if (root.type != DA_JSON_OBJECT) s = da_fail(DA_ERR_FORMAT, "%s: not a JSON object", path);
     for (int i = 0; s == DA_OK && i < root.n; i++) {
         for (int j = 0; j < i && s == DA_OK; j++)
             if (key_is(&root.items[j], root.items[i].key))
                 s = da_fail(DA_ERR_FORMAT, "%s: duplicate key '%s'", path, root.items[i].key);
         if (s == DA_OK) s = noise_member(path, &root.items[i], &c);
     }
-    json_free(&root);
+    da_json_free(&root);
     if (s == DA_OK && !(c.beta_start < c.beta_end))
         s = da_fail(DA_ERR_FORMAT, "%s: beta_start must be below beta_end", path);
     if (s == DA_OK) *cfg = c;
