@@ -163,40 +163,47 @@ static void test_conv_kernel_contract(void **state)
         float *dy = tu_alloc_fill(ny, 3u, -1.0f, 1.0f);
         float *col = ncol ? malloc(ncol * sizeof(float)) : NULL;
         float *dx1 = calloc(nx, sizeof(float)), *dw1 = calloc(nw, sizeof(float)), *db1 = calloc(g->O, sizeof(float));
-        float *dx2 = calloc(nx, sizeof(float)), *dw2 = calloc(nw, sizeof(float)), *db2 = calloc(g->O, sizeof(float));
+        float *dx2 = malloc(nx * sizeof(float)), *dw2 = malloc(nw * sizeof(float)), *db2 = malloc(g->O * sizeof(float));
         da_conv2d_backward(dx1, dw1, db1, dy, x, w, col, g->N, g->C, g->H, g->W, g->O, g->k, g->stride, g->pad);
-        /* one gradient at a time, twice each: must equal 2x the first result */
+        /* one gradient at a time, twice each, onto start values that are
+         * neither zero nor constant: must equal start + 2x the first result */
+        tu_grad_pattern(dx2, nx, 5u, 1.0f);
+        tu_grad_pattern(dw2, nw, 6u, 1.0f);
+        tu_grad_pattern(db2, (size_t)g->O, 7u, 1.0f);
+        for (size_t j = 0; j < nx; j++) dx1[j] = dx2[j] + 2.0f * dx1[j];
+        for (size_t j = 0; j < nw; j++) dw1[j] = dw2[j] + 2.0f * dw1[j];
+        for (int j = 0; j < g->O; j++) db1[j] = db2[j] + 2.0f * db1[j];
         for (int rep = 0; rep < 2; rep++) {
             da_conv2d_backward(dx2, NULL, NULL, dy, x, w, col, g->N, g->C, g->H, g->W, g->O, g->k, g->stride, g->pad);
             da_conv2d_backward(NULL, dw2, NULL, dy, x, w, col, g->N, g->C, g->H, g->W, g->O, g->k, g->stride, g->pad);
             da_conv2d_backward(NULL, NULL, db2, dy, x, w, col, g->N, g->C, g->H, g->W, g->O, g->k, g->stride, g->pad);
         }
-        for (size_t j = 0; j < nx; j++) dx1[j] *= 2.0f;
-        for (size_t j = 0; j < nw; j++) dw1[j] *= 2.0f;
-        for (int j = 0; j < g->O; j++) db1[j] *= 2.0f;
-        /* the second pass adds term by term onto the first sum, so it rounds
-         * differently from doubling: a few ulp of values <~ 20 */
+        /* each pass adds term by term onto what is there, so it rounds
+         * differently from start + 2x: a few ulp of values <~ 20 */
         tu_assert_close("conv2d backward accumulates dinp", dx2, dx1, nx, 1e-5, 1e-5);
         tu_assert_close("conv2d backward accumulates dweight", dw2, dw1, nw, 1e-5, 1e-5);
         tu_assert_close("conv2d backward accumulates dbias", db2, db1, g->O, 1e-5, 1e-5);
         free(x); free(w); free(dy); free(col);
         free(dx1); free(dw1); free(db1); free(dx2); free(dw2); free(db2);
     }
-    /* resample backward kernels accumulate too: a second call doubles exactly
-     * (each element gets one addition of the same value) */
-    float x[2 * 2 * 4] = {0}, once[16], dy[64];
+    /* resample backward kernels accumulate too: each call gives each element
+     * one addition of the same value (`once`, from a zero start), so two calls
+     * onto start values round exactly like (start + once) + once */
+    float x[2 * 2 * 4], once[16] = {0}, want[16], dy[64];
     tu_fill(dy, 64, 4u, -1.0f, 1.0f);
+    da_upsample2x_backward(once, dy, 1, 2, 2, 4);
+    tu_grad_pattern(x, 16, 8u, 1.0f);
+    for (int j = 0; j < 16; j++) want[j] = (x[j] + once[j]) + once[j];
     da_upsample2x_backward(x, dy, 1, 2, 2, 4);
-    memcpy(once, x, sizeof once);
     da_upsample2x_backward(x, dy, 1, 2, 2, 4);
-    for (int j = 0; j < 16; j++) once[j] *= 2.0f;
-    tu_assert_bits("upsample2x backward accumulates", x, once, 16);
-    float dx[64] = {0}, once64[64];
+    tu_assert_bits("upsample2x backward accumulates", x, want, 16);
+    float dx[64], once64[64] = {0}, want64[64];
+    da_downsample2x_backward(once64, dy, 1, 1, 8, 8);
+    tu_grad_pattern(dx, 64, 9u, 1.0f);
+    for (int j = 0; j < 64; j++) want64[j] = (dx[j] + once64[j]) + once64[j];
     da_downsample2x_backward(dx, dy, 1, 1, 8, 8);
-    memcpy(once64, dx, sizeof once64);
     da_downsample2x_backward(dx, dy, 1, 1, 8, 8);
-    for (int j = 0; j < 64; j++) once64[j] *= 2.0f;
-    tu_assert_bits("downsample2x backward accumulates", dx, once64, 64);
+    tu_assert_bits("downsample2x backward accumulates", dx, want64, 64);
 }
 
 /* Direct convolution in double: out, and the gradients of sum(out * dy)
@@ -279,16 +286,18 @@ static void test_conv_groups(void **state)
         float *b = g->bias ? tu_alloc_fill(g->O, 60u + i, -1.0f, 1.0f) : NULL;
         float *dy = tu_alloc_fill(ny, 80u + i, -1.0f, 1.0f), *y = malloc(ny * sizeof *y);
         float *col = ncol ? malloc(ncol * sizeof(float)) : NULL;
-        /* gradients start at a known offset: backward must add onto it */
-        float *dx = tu_alloc_fill(nx, 1u, 0.5f, 0.5f), *dw = tu_alloc_fill(nw, 2u, 0.5f, 0.5f);
-        float *db = tu_alloc_fill(g->O, 3u, 0.5f, 0.5f);
+        /* gradients start at known, non-constant values: backward must add onto them */
+        float *dx = malloc(nx * sizeof *dx), *dw = malloc(nw * sizeof *dw), *db = malloc(g->O * sizeof *db);
+        tu_grad_pattern(dx, nx, 1u, 0.5f);
+        tu_grad_pattern(dw, nw, 2u, 0.5f);
+        tu_grad_pattern(db, (size_t)g->O, 3u, 0.5f);
         double *ry = malloc(ny * sizeof *ry), *rdx = malloc(nx * sizeof *rdx), *rdw = malloc(nw * sizeof *rdw);
         double *rdb = malloc(g->O * sizeof *rdb), *rb = malloc(g->O * sizeof *rb);
         for (int o = 0; o < g->O; o++) rb[o] = b ? b[o] : 0.0;
         conv_direct(g, x, w, b ? rb : NULL, dy, ry, rdx, rdw, rdb);
-        for (size_t j = 0; j < nx; j++) rdx[j] += 0.5;
-        for (size_t j = 0; j < nw; j++) rdw[j] += 0.5;
-        for (int j = 0; j < g->O; j++) rdb[j] += 0.5;
+        for (size_t j = 0; j < nx; j++) rdx[j] += dx[j];
+        for (size_t j = 0; j < nw; j++) rdw[j] += dw[j];
+        for (int j = 0; j < g->O; j++) rdb[j] += db[j];
         da_conv2d_forward(y, x, w, b, col, g->N, g->C, g->H, g->W, g->O, g->k, g->stride, g->pad);
         da_conv2d_backward(dx, dw, g->bias ? db : NULL, dy, x, w, col, g->N, g->C, g->H, g->W, g->O, g->k,
                            g->stride, g->pad);

@@ -53,8 +53,15 @@ void tu_assert_bits(const char *what, const float *got, const float *want, size_
     }
 }
 
+void tu_grad_pattern(float *g, size_t n, uint32_t seed, float scale)
+{
+    tu_fill(g, n, seed, -1.0f, 1.0f);
+    for (size_t i = 0; i < n; i++) g[i] = copysignf(0.5f + 0.5f * fabsf(g[i]), g[i]) * scale;
+}
+
 /* Runs the graph on a fresh tape. Inputs are copied so finite differences
- * can perturb them without touching the caller's arrays. */
+ * can perturb them without touching the caller's arrays. Gradient buffers
+ * start at grad_start[i], or at zero where grad_start is NULL. */
 typedef struct run_state {
     da_tape tape;
     float *x[TU_MAX_IN];
@@ -62,7 +69,8 @@ typedef struct run_state {
     da_tensor *out;
 } run_state;
 
-static void run_forward(run_state *s, tu_build_fn fn, void *ctx, const tu_case *c, int with_grad)
+static void run_forward(run_state *s, tu_build_fn fn, void *ctx, const tu_case *c, int with_grad,
+                        float *const *grad_start)
 {
     da_tape_init(&s->tape, 1 << 20);
     da_tape_set_grad(&s->tape, with_grad);
@@ -72,6 +80,7 @@ static void run_forward(run_state *s, tu_build_fn fn, void *ctx, const tu_case *
         s->x[i] = malloc((n ? n : 1) * sizeof(float));
         memcpy(s->x[i], c->data[i], n * sizeof(float));
         s->g[i] = (with_grad && c->needs_grad[i]) ? calloc(n ? n : 1, sizeof(float)) : NULL;
+        if (s->g[i] && grad_start) memcpy(s->g[i], grad_start[i], n * sizeof(float));
         in[i] = da_leaf(&s->tape, s->x[i], s->g[i], c->ndim[i], c->shape[i]);
     }
     s->out = fn(&s->tape, in, ctx);
@@ -88,13 +97,16 @@ static float *fixed_dout(size_t n)
     return tu_alloc_fill(n, 12345u, -1.0f, 1.0f);
 }
 
-tu_result tu_run(tu_build_fn fn, void *ctx, const tu_case *c, const float *dout)
+/* Forward, then backward from dout (NULL: the fixed one); the output and the
+ * final contents of the gradient buffers, which start at grad_start. */
+static tu_result run_backward(tu_build_fn fn, void *ctx, const tu_case *c, const float *dout,
+                              float *const *grad_start)
 {
     tu_result r;
     memset(&r, 0, sizeof r);
     run_state s;
     memset(&s, 0, sizeof s);
-    run_forward(&s, fn, ctx, c, 1);
+    run_forward(&s, fn, ctx, c, 1, grad_start);
     r.out_n = s.out->size;
     r.out_ndim = s.out->ndim;
     memcpy(r.out_shape, s.out->shape, sizeof r.out_shape);
@@ -113,6 +125,77 @@ tu_result tu_run(tu_build_fn fn, void *ctx, const tu_case *c, const float *dout)
     return r;
 }
 
+/* A power of two above max(1, max|g|) over the finite elements: the start
+ * pattern then dwarfs the rounding of the gradient's own additions. */
+static float pattern_scale(const float *g, size_t n)
+{
+    float m = 1.0f;
+    for (size_t i = 0; i < n; i++)
+        if (isfinite(g[i])) m = fmaxf(m, fabsf(g[i]));
+    int e;
+    frexpf(m, &e);
+    return ldexpf(1.0f, e < 100 ? e : 100);
+}
+
+/* got - start (in double, exact) must equal want, the gradient from a zero
+ * start, up to the rounding of the additions onto the start values:
+ * |err| <= 1e-4 * scale (observed worst over the op suites: 3.3e-7 * scale,
+ * conv2d's col2im adding k*k terms one by one), while |start| >= scale / 2,
+ * so a backward that overwrites misses by 5000x the tolerance on every element
+ * it writes. Non-finite gradients must stay the same non-finite value. */
+static void assert_added_onto(int input, const float *got, const float *start, const float *want,
+                              size_t n, float scale)
+{
+    for (size_t j = 0; j < n; j++) {
+        double rest = (double)got[j] - (double)start[j];
+        int ok = isfinite(want[j]) ? fabs(rest - want[j]) <= 1e-4 * scale
+                                   : (isnan(want[j]) ? isnan(got[j]) : got[j] == want[j]);
+        if (!ok)
+            fail_msg("backward does not add into the gradient of input %d: element %zu of %zu started at "
+                     "%.9g and ended at %.9g, i.e. %.9g added; from a zero start it is %.9g",
+                     input, j, n, start[j], got[j], rest, want[j]);
+    }
+}
+
+/* dalign's backward ADDS into gradient buffers (a tensor used twice gets both
+ * contributions), which a run from zero cannot tell from overwriting. So run
+ * the graph again with every gradient buffer starting at a pseudo-random
+ * pattern (not a constant, which a wrong formula could cancel) and check
+ * that subtracting it leaves the gradient from zero. */
+static void check_backward_adds(tu_build_fn fn, void *ctx, const tu_case *c, const float *dout,
+                                const tu_result *from_zero)
+{
+    int any = 0;
+    for (int i = 0; i < c->n_in; i++) any |= c->needs_grad[i];
+    if (!any) return;
+    float *start[TU_MAX_IN] = {0};
+    float scale[TU_MAX_IN] = {0};
+    for (int i = 0; i < c->n_in; i++) {
+        if (!c->needs_grad[i]) continue;
+        size_t n = da_shape_size(c->ndim[i], c->shape[i]);
+        scale[i] = pattern_scale(from_zero->grad[i], n);
+        start[i] = malloc((n ? n : 1) * sizeof(float));
+        tu_grad_pattern(start[i], n, 777u + (uint32_t)i, scale[i]);
+    }
+    tu_result r = run_backward(fn, ctx, c, dout, start);
+    for (int i = 0; i < c->n_in; i++) {
+        if (!c->needs_grad[i]) continue;
+        size_t n = da_shape_size(c->ndim[i], c->shape[i]);
+        assert_added_onto(i, r.grad[i], start[i], from_zero->grad[i], n, scale[i]);
+        free(start[i]);
+    }
+    tu_result_free(&r);
+}
+
+tu_result tu_run(tu_build_fn fn, void *ctx, const tu_case *c, const float *dout)
+{
+    /* the returned gradients come from a zero start: exact, so the suites can
+     * compare them bit for bit */
+    tu_result r = run_backward(fn, ctx, c, dout, NULL);
+    check_backward_adds(fn, ctx, c, dout, &r);
+    return r;
+}
+
 void tu_result_free(tu_result *r)
 {
     free(r->out);
@@ -125,7 +208,7 @@ static double loss_at(tu_build_fn fn, void *ctx, const tu_case *c, const float *
 {
     run_state s;
     memset(&s, 0, sizeof s);
-    run_forward(&s, fn, ctx, c, 0);
+    run_forward(&s, fn, ctx, c, 0, NULL);
     double L = 0.0;
     for (size_t i = 0; i < s.out->size; i++) L += (double)s.out->data[i] * (double)w[i];
     run_free(&s, c);

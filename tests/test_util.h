@@ -19,6 +19,10 @@
  * da_rng, so op tests do not depend on the RNG module). */
 void tu_fill(float *x, size_t n, uint32_t seed, float lo, float hi);
 float *tu_alloc_fill(size_t n, uint32_t seed, float lo, float hi); /* malloc'd */
+/* Start values for a gradient buffer, so that a backward which overwrites
+ * instead of adding shows: pseudo-random signs and magnitudes in
+ * [0.5, 1) * scale (never zero, never one constant). */
+void tu_grad_pattern(float *g, size_t n, uint32_t seed, float scale);
 
 /* Fail the test when any |got - want| > atol + rtol*|want|; the message names
  * `what`, the worst index, both values and the error. */
@@ -39,7 +43,13 @@ typedef struct tu_case {
 } tu_case;
 
 /* Forward + backward with upstream gradient dout (NULL: use a fixed
- * pseudo-random dout). Results are malloc'd; free with tu_result_free. */
+ * pseudo-random dout). Results are malloc'd; free with tu_result_free.
+ * grad holds the gradients from zero-filled buffers (exact, for bit-level
+ * comparisons). tu_run also runs the backward a second time with every
+ * gradient buffer starting at tu_grad_pattern values and fails the test
+ * unless final - start equals grad (up to the rounding of the additions):
+ * backward must ADD into gradient buffers. tu_gradcheck, tu_oracle_case and
+ * tu_check_threads all go through tu_run. */
 typedef struct tu_result {
     float *out;
     size_t out_n;
