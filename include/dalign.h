@@ -370,6 +370,14 @@ void da_rand(da_rng *r, float *out, size_t n);
 /* torch.randint(low, high, (n,)); DA_ERR_INVALID unless low < high */
 da_status da_randint(da_rng *r, int64_t *out, size_t n, int64_t low, int64_t high);
 /* torch.randperm(n) for n < 2^24 would need more state; not provided. */
+/* The whole state as text, exact and readable from Python (checkpoint
+ * metadata): "index has_normal normal_bits mt[0] .. mt[623]", the integers
+ * in lowercase hex of fixed width, the cached normal as the 16 hex digits of
+ * its double bits. buf holds DA_RNG_TEXT bytes (NUL included). from_text is
+ * its strict inverse: 0 ok, -1 (r unchanged) for NULL or any other text. */
+#define DA_RNG_TEXT (3 + 1 + 1 + 1 + 16 + 624 * 9 + 1)
+void da_rng_to_text(const da_rng *r, char buf[DA_RNG_TEXT]);
+int da_rng_from_text(da_rng *r, const char *s);
 
 /* ------------------------------------------------------------------------ */
 /* safetensors                                                              */
@@ -512,10 +520,13 @@ void da_vae_init(da_vae *m, da_rng *rng);
 da_status da_vae_load(da_vae *m, const char *path);
 da_status da_vae_save(const da_vae *m, const char *path);
 void da_vae_free(da_vae *m);
-/* x (B, 3, H, W) -> *mean, *logvar (B, 4, H/4, W/4); logvar clamped to [-30, 20] */
-void da_vae_encode(da_tape *t, const da_vae *m, da_tensor *x, da_tensor **mean, da_tensor **logvar);
+/* x (B, 3, H, W), H and W multiples of 4 -> *mean, *logvar (B, 4, H/4, W/4);
+ * logvar clamped to [-30, 20]. DA_ERR_INVALID (both NULL) when x does not
+ * fit the config. The functions below return NULL + da_last_error() on
+ * shapes that do not fit (a NULL input included): never an abort. */
+da_status da_vae_encode(da_tape *t, const da_vae *m, da_tensor *x, da_tensor **mean, da_tensor **logvar);
 /* z = mean + exp(0.5 logvar) * eps with eps = da_randn(rng) in mean's shape
- * (row-major), or eps given (same size as mean) */
+ * (row-major), or eps given (same size as mean); mean, logvar of one shape */
 da_tensor *da_vae_sample(da_tape *t, da_tensor *mean, da_tensor *logvar, da_rng *rng);
 da_tensor *da_vae_sample_eps(da_tape *t, da_tensor *mean, da_tensor *logvar, const float *eps);
 /* z (B, 4, h, w) -> x_hat (B, 3, 4h, 4w) */
@@ -557,7 +568,8 @@ da_status da_unet_save(const da_unet *m, const char *path);
 void da_unet_free(da_unet *m);
 /* x_t (B, 4, H, W) (H, W even), timesteps (B) (integer values as floats),
  * context (B, T, context_dim), context_keep (B, T) or NULL (0 = padding,
- * each row needs one kept token) -> eps (B, 4, H, W) */
+ * each row needs one kept token) -> eps (B, 4, H, W). NULL +
+ * da_last_error() when a shape does not fit the config (never an abort). */
 da_tensor *da_unet_forward(da_tape *t, const da_unet *m, da_tensor *x, const float *timesteps,
                            da_tensor *context, const uint8_t *context_keep);
 
@@ -600,7 +612,8 @@ da_tensor *da_text_encoder_forward(da_tape *t, const da_text_encoder *m, const i
                                    const uint8_t *keep, int B, int T);
 /* eos (B) = index of the last real token of each row; DA_ERR_INVALID for an empty row */
 da_status da_text_eos_positions(int *eos, const uint8_t *keep, int B, int T);
-/* x (B, T, D), pos (B) in [0, T) -> (B, D) = x[b, pos[b], :] */
+/* x (B, T, D), pos (B) in [0, T) -> (B, D) = x[b, pos[b], :]. This and pool:
+ * NULL + da_last_error() on a bad shape or position (never an abort). */
 da_tensor *da_text_gather(da_tape *t, da_tensor *x, const int *pos);
 /* features (B, T, d_model), eos (B) -> text_projection(features[b, eos[b]]) (B, proj_dim) */
 da_tensor *da_text_encoder_pool(da_tape *t, const da_text_encoder *m, da_tensor *features,
@@ -638,7 +651,8 @@ void da_clip_free(da_clip *m);
 da_tensor *da_clip_image_forward(da_tape *t, const da_clip *m, da_tensor *images);
 /* the logit_scale parameter as a tape leaf, shape () */
 da_tensor *da_clip_logit_scale(da_tape *t, const da_clip *m);
-/* x (N, D) -> x / max(||x||_2, 1e-12) per row (torch.nn.functional.normalize) */
+/* x (N, D) -> x / max(||x||_2, 1e-12) per row (torch.nn.functional.normalize);
+ * this and the loss: NULL + da_last_error() on other shapes */
 da_tensor *da_clip_normalize(da_tape *t, da_tensor *x);
 /* Symmetric InfoNCE: logits (B, B) = min(exp(logit_scale), 100) *
  * normalize(img) @ normalize(txt)^T; loss = (CE(logits, arange) + CE(logits^T,
@@ -910,6 +924,15 @@ da_status da_world_prompts(da_rng *rng, da_split split, int n, da_scene *scenes,
                            char *texts, size_t stride);
 /* (3, H, W) floats in [0, 1] -> H*W*3 interleaved bytes (clamped, rounded) */
 void da_image_to_rgb8(const float *img, int H, int W, uint8_t *rgb);
+/* Rendering styles of one scene (docs/shapes-world.md, "Styles"). OUTLINE
+ * adds a 1 px line of da_outline_rgb(background) on every background pixel
+ * 4-adjacent to an object; object pixels are those of PLAIN. */
+typedef enum { DA_STYLE_PLAIN = 0, DA_STYLE_OUTLINE = 1, DA_N_STYLES } da_style;
+const char *da_style_name(int style);                     /* "plain", "outline"; NULL out of range */
+da_status da_style_parse(const char *name, da_style *out); /* DA_ERR_INVALID naming the word */
+const uint8_t *da_outline_rgb(int background);            /* 3 bytes; NULL out of range */
+/* da_world_render in a style (PLAIN: the same bits as da_world_render) */
+da_status da_world_render_style(const da_scene *s, da_style style, float *img);
 
 /* Parse a prompt into its spec. Unknown or misplaced words give
  * DA_ERR_INVALID with a message naming the word and its position. */
@@ -957,6 +980,15 @@ typedef struct da_detect_result {
     da_detection obj[DA_MAX_DETECTIONS];
 } da_detect_result;
 da_status da_detect(const float *img, da_detect_result *out);
+/* Outline-style detector: for each detected object (largest 8) the share
+ * of its ring (the non-object pixels 4-adjacent to it) whose colour unmixes
+ * as at least half the outline colour of the detected background, against
+ * that background and the object's own colour; *score is the mean share
+ * over the objects it could judge, in [0, 1] (0: none, e.g. no object or
+ * an object of the outline's colour). >= DA_OUTLINE_THRESHOLD: in the
+ * style. n_judged (may be NULL) gets the number of objects judged. */
+#define DA_OUTLINE_THRESHOLD 0.5f
+da_status da_outline_score(const float *img, float *score, int *n_judged);
 
 /* faithfulness: the fraction of a prompt's clauses an image satisfies.
  * Clauses: per prompt object its colour, shape and size (each when stated),
@@ -1028,11 +1060,12 @@ da_status da_timesteps(int *out, int n_steps, int n_train, da_spacing spacing, i
 /* Training targets, per batch item b at timestep t[b] in [0, T), n_per
  * values each (a = alphas_cumprod[t[b]]):
  *   add_noise (q_sample): x_t = sqrt(a) x0 + sqrt(1 - a) eps
- *   velocity (v target):  v   = sqrt(a) eps - sqrt(1 - a) x0 */
-void da_add_noise(const da_schedule *s, float *xt, const float *x0, const float *eps,
-                  const int *t, int B, size_t n_per);
-void da_velocity(const da_schedule *s, float *v, const float *x0, const float *eps,
-                 const int *t, int B, size_t n_per);
+ *   velocity (v target):  v   = sqrt(a) eps - sqrt(1 - a) x0
+ * DA_ERR_RANGE, before writing anything, when a t[b] is outside [0, T). */
+da_status da_add_noise(const da_schedule *s, float *xt, const float *x0, const float *eps,
+                       const int *t, int B, size_t n_per);
+da_status da_velocity(const da_schedule *s, float *v, const float *x0, const float *eps,
+                      const int *t, int B, size_t n_per);
 /* Clean-sample and noise estimates from a model output at alphas_cumprod a:
  *   epsilon: x0 = (x - sqrt(1-a) m) / sqrt(a),  eps = m
  *   v:       x0 = sqrt(a) x - sqrt(1-a) m,      eps = sqrt(a) m + sqrt(1-a) x
@@ -1094,7 +1127,8 @@ void da_ddim_logprob_backward(float *dmodel_out, const float *dlogp, const float
                               const float *x_prev, const float *sample, const da_ddim *d, int t,
                               int B, size_t n_per);
 /* model_out, x_prev, sample (B, ...) -> logp (B); gradient flows to model_out
- * only; `d` must outlive the backward pass. NULL (da_last_error set) when std == 0. */
+ * only; `d` must outlive the backward pass. NULL (da_last_error set) when std == 0,
+ * t is out of range or the three differ in size. */
 da_tensor *da_ddim_logprob(da_tape *tp, const da_ddim *d, da_tensor *model_out, da_tensor *x_prev,
                            da_tensor *sample, int t);
 
@@ -1145,10 +1179,11 @@ typedef struct da_euler {
 da_status da_euler_init(da_euler *e, const da_schedule *s, da_prediction pred, int n_steps);
 void da_euler_free(da_euler *e);
 /* step index i in [0, n_steps): out = sample / sqrt(sigma_i^2 + 1) (the model's input) */
-void da_euler_scale_model_input(const da_euler *e, float *out, const float *sample, int i, size_t n);
-/* prev = x + (x - x0_hat)/sigma_i * (sigma_{i+1} - sigma_i) */
-void da_euler_step(const da_euler *e, float *prev, float *x0_pred, const float *model_out,
-                   int i, const float *sample, size_t n);
+da_status da_euler_scale_model_input(const da_euler *e, float *out, const float *sample, int i, size_t n);
+/* prev = x + (x - x0_hat)/sigma_i * (sigma_{i+1} - sigma_i). Both:
+ * DA_ERR_RANGE for i outside [0, n_steps), nothing written. */
+da_status da_euler_step(const da_euler *e, float *prev, float *x0_pred, const float *model_out,
+                        int i, const float *sample, size_t n);
 
 /* ------------------------------------------------------------------------ */
 /* Pipeline (src/pipeline): text -> latent -> image, PNG output             */
@@ -1384,29 +1419,43 @@ void da_reward_net_free(da_reward_net *m);
 da_tensor *da_reward_net_forward(da_tape *t, const da_reward_net *m, da_tensor *images, const int *ids,
                                  const uint8_t *keep, int T);
 /* Bradley-Terry loss: r_w, r_l (N) scores of the preferred and the other
- * image -> scalar mean -log sigmoid(r_w - r_l) */
+ * image -> scalar mean -log sigmoid(r_w - r_l); NULL + da_last_error() when
+ * their shapes differ */
 da_tensor *da_bt_loss(da_tape *t, da_tensor *r_w, da_tensor *r_l);
 
 /* Training on rater-labelled synthetic pairs (da_synth_pair, ties dropped),
- * drawn fresh each step, with AdamW; validation on fixed pairs of another
- * seed. (src/rewards/reward_train.c) */
+ * drawn fresh each step, with AdamW on the shared trainer (checkpoints,
+ * bit-exact resume, signals); validation on fixed pairs of another seed.
+ * (src/rewards/reward_train.c) */
 typedef struct da_reward_train_config {
-    int steps;            /* optimizer steps: 8000 */
+    int steps;            /* optimizer steps: 8000 (0: validation only) */
     int batch;            /* pairs per step: 32 */
     float lr, min_lr;     /* cosine from lr to min_lr after warmup: 1e-3, 1e-5 */
     int warmup;           /* 100 */
     float weight_decay;   /* 0.01 */
     int val_pairs;        /* labelled pairs per validation set: 1000 */
     uint64_t seed;        /* training data, noise, init */
-    int log_every;        /* a progress line on stderr every N steps; 0: quiet */
+    int log_every;        /* progress on stderr, a line every N steps; 0: quiet */
     da_rater_config rater;
+    /* the run, as in da_trainer_config (none of it changes the bits; the
+     * rater config is not in the checkpoint: resume with the same one): */
+    const char *ckpt_path;     /* NULL: no checkpoints */
+    long ckpt_every;           /* also every N steps (0: only at the end / on a signal) */
+    const char *resume;        /* checkpoint to continue from, or NULL */
+    const char *metrics_path;  /* JSONL log, a line every log_every steps (every step when 0) */
+    long stop_at;              /* 0: run all steps; else stop after this step */
+    int handle_signals;        /* 1: SIGINT/SIGTERM stop the run with a checkpoint */
 } da_reward_train_config;
 typedef struct da_reward_train_report {
-    float loss_first, loss_last;   /* mean BT loss over the first / last 10% of steps */
+    float loss_first, loss_last;   /* mean BT loss over the first / last 10% of steps
+                                      (NaN when some of them ran before a resume) */
     int n_val;                     /* non-tie pairs in each validation set */
     float acc, rater_acc;          /* train-split validation pairs: reward net and the
                                       noiseless rater against the rater's noisy labels */
     float heldout_acc, heldout_rater_acc;  /* the same on held-out-split scenes */
+    int stop_signal;               /* the signal that stopped the run, or 0 */
+    long steps_done;               /* optimizer steps completed; a run stopped before
+                                      `steps` (signal, stop_at) is not validated */
 } da_reward_train_report;
 da_reward_train_config da_reward_train_defaults(void);
 /* m trainable and initialised; rep may be NULL */

@@ -37,6 +37,8 @@
 
 #include <stb/stb_image.h>
 
+#include "core/fileio.h"
+
 #define MAX_GOLDEN 16
 #define LINE_CAP 512
 /* OpenBLAS only (see the top of the file): its kernels round differently
@@ -79,21 +81,12 @@ static int weights_present(const char *dir)
     return 1;
 }
 
+/* a whole (small) text file, or NULL when it cannot be read */
 static char *slurp(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) == (size_t)n) buf[n] = '\0';
-    else {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    return buf;
+    char *buf;
+    size_t n;
+    return da_read_file(path, 1 << 20, &buf, &n) == DA_OK ? buf : NULL;
 }
 
 /* manifest.tsv: "# header", then name \t seed \t steps \t cfg \t sampler \t prompt */

@@ -340,6 +340,18 @@ static void test_clip_files(void **state)
     int bad_shape[4] = {2, 3, 16, 16};
     assert_null(da_clip_image_forward(&t, a, da_leaf(&t, img, NULL, 4, bad_shape)));
     assert_non_null(strstr(da_last_error(), "32"));
+    assert_null(da_clip_image_forward(&t, a, NULL));
+    /* loss and normalize: embeddings of one shape (B, E), a scalar scale */
+    int e2[2] = {2, 8}, e3[2] = {3, 8}, e4[2] = {2, 4}, x3[3] = {2, 2, 4};
+    da_tensor *ls = da_clip_logit_scale(&t, a), *emb = da_leaf(&t, img, NULL, 2, e2);
+    assert_null(da_clip_loss(&t, emb, da_leaf(&t, img, NULL, 2, e3), ls));
+    assert_non_null(strstr(da_last_error(), "clip loss"));
+    assert_null(da_clip_loss(&t, emb, da_leaf(&t, img, NULL, 2, e4), ls));
+    assert_null(da_clip_loss(&t, emb, da_leaf(&t, img, NULL, 3, x3), ls));
+    assert_null(da_clip_loss(&t, emb, emb, emb));   /* logit_scale not a scalar */
+    assert_null(da_clip_loss(&t, emb, NULL, ls));
+    assert_null(da_clip_normalize(&t, da_leaf(&t, img, NULL, 3, x3)));
+    assert_non_null(da_clip_loss(&t, emb, emb, ls));
     da_tape_free(&t);
     da_clip_config wrong = small;
     wrong.channels[2] = 10;  /* not divisible by 4 groups */

@@ -220,17 +220,28 @@ static void test_text_causal_padding(void **state)
 
 /* ------------------------------------------------------------------------ */
 
+/* The suite's scratch directory, made on first use; the group teardown
+ * removes it with everything in it, also after a failed test. */
 static char tmpdir[64];
 
-static const char *tmp_path(const char *name)
+/* tmpdir/NAME into path (128 bytes): each path its own buffer, so a later
+ * call cannot change an earlier path under the caller */
+static const char *tmp_path(char *path, const char *name)
 {
-    static char path[128];
     if (!tmpdir[0]) {
         snprintf(tmpdir, sizeof tmpdir, "/tmp/dalign_text_XXXXXX");
         assert_non_null(mkdtemp(tmpdir));
     }
-    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    snprintf(path, 128, "%s/%s", tmpdir, name);
     return path;
+}
+
+static int remove_tmpdir(void **state)
+{
+    (void)state;
+    if (tmpdir[0]) tu_rm_tree(tmpdir);
+    tmpdir[0] = '\0';
+    return 0;
 }
 
 static void write_text(const char *path, const char *s)
@@ -247,7 +258,8 @@ static void test_text_files(void **state)
     /* config JSON round trip */
     da_text_config c = oracle_config(), back;
     memset(&back, 0, sizeof back);
-    const char *cp = tmp_path("text.json");
+    char cp[128], wp[128], missing[128];
+    tmp_path(cp, "text.json");
     assert_int_equal(da_text_config_save(&c, cp), DA_OK);
     assert_int_equal(da_text_config_load(&back, cp), DA_OK);
     assert_memory_equal(&c, &back, sizeof c);
@@ -266,14 +278,14 @@ static void test_text_files(void **state)
         if (s == DA_OK) fail_msg("config %zu accepted: %s", i, bad[i]);
         assert_memory_equal(&c, &back, sizeof c);  /* untouched on failure */
     }
-    assert_int_not_equal(da_text_config_load(&back, tmp_path("missing.json")), DA_OK);
+    assert_int_not_equal(da_text_config_load(&back, tmp_path(missing, "missing.json")), DA_OK);
 
     /* weights round trip, bit for bit */
     da_text_encoder *a = da_text_encoder_create(&c, 0), *b = da_text_encoder_create(&c, 0);
     da_rng rng;
     da_rng_seed(&rng, 9);
     da_text_encoder_init(a, &rng);
-    const char *wp = tmp_path("text.safetensors");
+    tmp_path(wp, "text.safetensors");
     assert_int_equal(da_text_encoder_save(a, wp), DA_OK);
     assert_int_equal(da_text_encoder_load(b, wp), DA_OK);
     tu_assert_bits("weights round trip", b->params.data, a->params.data, a->params.total);
@@ -301,15 +313,29 @@ static void test_text_files(void **state)
     int eos[2];
     uint8_t empty[6] = {1, 1, 0, 0, 0, 0};
     assert_int_equal(da_text_eos_positions(eos, empty, 2, 3), DA_ERR_INVALID);
+    assert_null(da_text_encoder_forward(&t, a, NULL, keep, 1, 3));
+    /* pooling: a position outside the row, features of another width */
+    ids[1] = 3;
+    da_tensor *f = da_text_encoder_forward(&t, a, ids, keep, 1, 3);   /* (1, 3, 32) */
+    assert_non_null(f);
+    eos[0] = 3;
+    assert_null(da_text_encoder_pool(&t, a, f, eos));
+    assert_non_null(strstr(da_last_error(), "position 3 of row 0"));
+    eos[0] = -1;
+    assert_null(da_text_gather(&t, f, eos));
+    eos[0] = 2;
+    assert_null(da_text_gather(&t, f, NULL));
+    assert_null(da_text_encoder_pool(&t, a, NULL, eos));
+    int f16[3] = {1, 3, 16}, f2d[2] = {3, 32};
+    assert_null(da_text_encoder_pool(&t, a, da_leaf(&t, f->data, NULL, 3, f16), eos));
+    assert_non_null(strstr(da_last_error(), "(B, T, 32)"));
+    assert_null(da_text_gather(&t, da_leaf(&t, f->data, NULL, 2, f2d), eos));
+    assert_non_null(da_text_encoder_pool(&t, a, f, eos));
     da_tape_free(&t);
     other = c;
     other.n_heads = 5;  /* 32 % 5 != 0 */
     assert_null(da_text_encoder_create(&other, 0));
     da_text_encoder_free(a);
-
-    remove(cp);
-    remove(wp);
-    rmdir(tmpdir);
 }
 
 /* Init follows the documented rules: layernorm weight 1 bias 0, embeddings
@@ -349,5 +375,5 @@ int main(void)
         cmocka_unit_test(test_text_files),
         cmocka_unit_test(test_text_init),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, NULL, remove_tmpdir);
 }

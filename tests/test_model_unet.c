@@ -340,6 +340,49 @@ static void test_unet_b(void **state)
     da_unet_free(m);
 }
 
+/* ---- inputs that do not fit ------------------------------------------------ */
+
+/* Every shape a caller can get wrong gives NULL and a message naming what
+ * was expected, never an abort; a fitting call still runs. */
+static void test_unet_bad_inputs(void **state)
+{
+    (void)state;
+    da_unet_config cfg = oracle_config();   /* in 4, context_dim 16 */
+    da_unet *m = da_unet_create(&cfg, 0);
+    assert_non_null(m);
+    static float x[2 * 5 * 8 * 8], ctx[2 * 3 * 32];   /* room for every shape below */
+    float ts[2] = {7.0f, 903.0f};
+    da_tape t;
+    da_tape_init(&t, 1 << 20);
+    struct { int x[4], ctx[3]; const char *says; } bad[] = {
+        {{2, 5, 8, 8}, {2, 3, 16}, "x must be (B, 4, H, W)"},    /* channels */
+        {{2, 4, 7, 8}, {2, 3, 16}, "H, W even"},                  /* odd height */
+        {{2, 4, 8, 0}, {2, 3, 16}, "H, W even"},                  /* empty width */
+        {{0, 4, 8, 8}, {0, 3, 16}, "B >= 1"},                     /* no batch */
+        {{2, 4, 8, 8}, {1, 3, 16}, "context must be (2, T, 16)"}, /* batch differs */
+        {{2, 4, 8, 8}, {2, 3, 32}, "context must be (2, T, 16)"}, /* width differs */
+        {{2, 4, 8, 8}, {2, 0, 16}, "T >= 1"},                     /* no tokens */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        da_tensor *xt = da_leaf(&t, x, NULL, 4, bad[i].x), *ct = da_leaf(&t, ctx, NULL, 3, bad[i].ctx);
+        if (da_unet_forward(&t, m, xt, ts, ct, NULL)) fail_msg("case %zu accepted", i);
+        if (!strstr(da_last_error(), bad[i].says)) fail_msg("case %zu: '%s'", i, da_last_error());
+    }
+    int xs[4] = {2, 4, 8, 8}, x3[3] = {2, 4, 64}, cs[3] = {2, 3, 16};
+    da_tensor *xt = da_leaf(&t, x, NULL, 4, xs), *ct = da_leaf(&t, ctx, NULL, 3, cs);
+    assert_null(da_unet_forward(&t, m, da_leaf(&t, x, NULL, 3, x3), ts, ct, NULL));   /* x not 4-D */
+    assert_null(da_unet_forward(&t, m, xt, ts, da_leaf(&t, x, NULL, 4, xs), NULL));   /* context not 3-D */
+    assert_null(da_unet_forward(&t, m, xt, ts, NULL, NULL));
+    assert_null(da_unet_forward(&t, m, NULL, ts, ct, NULL));
+    assert_null(da_unet_forward(&t, m, xt, NULL, ct, NULL));
+    assert_non_null(strstr(da_last_error(), "timesteps"));
+    da_tensor *eps = da_unet_forward(&t, m, xt, ts, ct, NULL);
+    assert_non_null(eps);
+    for (int d = 0; d < 4; d++) assert_int_equal(eps->shape[d], xs[d]);
+    da_tape_free(&t);
+    da_unet_free(m);
+}
+
 /* ---- files --------------------------------------------------------------- */
 
 static void test_unet_files(void **state)
@@ -399,6 +442,7 @@ int main(void)
         cmocka_unit_test(test_unet_default_threads),
         cmocka_unit_test(test_unet_padding_and_time),
         cmocka_unit_test(test_unet_b),
+        cmocka_unit_test(test_unet_bad_inputs),
         cmocka_unit_test(test_unet_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

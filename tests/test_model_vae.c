@@ -1,8 +1,9 @@
-/* VAE and the blocks it shares with the UNet: finite differences of the new
- * ops (exp(s x), clamp) and of a ResBlock with all its parameters, PyTorch
- * parity of encode -> sample -> decode -> loss (outputs and every parameter
- * gradient), thread determinism and shapes of the default config, weights
- * and config files and their error paths. */
+/* VAE and the blocks it shares with the UNet: finite differences of a
+ * ResBlock with all its parameters, PyTorch parity of encode -> sample ->
+ * decode -> loss (outputs and every parameter gradient), thread determinism
+ * and shapes of the default config, weights and config files and their
+ * error paths. The VAE's own ops, exp(s x) and clamp, are core ops now:
+ * tests/test_ops_unary.c. */
 #include "test_util.h"
 
 #include <math.h>
@@ -12,71 +13,6 @@
 #include <unistd.h>
 
 #include "models/blocks.h"
-
-/* ---- shared helpers --------------------------------------------------- */
-
-/* ---- exp and clamp ---------------------------------------------------- */
-
-static da_tensor *build_exp_half(da_tape *t, da_tensor **in, void *ctx)
-{
-    (void)ctx;
-    return da_exp_scaled(t, in[0], 0.5f);
-}
-
-static da_tensor *build_exp_one(da_tape *t, da_tensor **in, void *ctx)
-{
-    (void)ctx;
-    return da_exp_scaled(t, in[0], 1.0f);
-}
-
-static da_tensor *build_clamp(da_tape *t, da_tensor **in, void *ctx)
-{
-    (void)ctx;
-    return da_clamp(t, in[0], -0.5f, 0.7f);
-}
-
-static tu_case one_input(int n, uint32_t seed, float lo, float hi)
-{
-    tu_case c = {.n_in = 1, .ndim = {2}, .shape = {{3, n / 3}}, .needs_grad = {1}};
-    c.data[0] = tu_alloc_fill((size_t)n, seed, lo, hi);
-    return c;
-}
-
-/* exp is smooth: central differences with eps 1e-3 have truncation error
- * ~eps^2 f''' / 6 < 1e-6; the f32 rounding of the loss (~1e-7 |L| / eps,
- * |L| ~ 10) dominates: measured worst 3.5e-5. atol/rtol 2e-3 still fails a
- * 1% error in the derivative (checked by mutation).
- * clamp: inputs stay >= 0.05 away from the bounds (no kink inside the
- * difference step), where it is exactly linear; same tolerance. */
-static void test_exp_clamp_gradcheck(void **state)
-{
-    (void)state;
-    tu_case c = one_input(24, 1u, -2.0f, 2.0f);
-    tu_gradcheck("exp(0.5 x)", build_exp_half, NULL, &c, 1e-3, 2e-3, 2e-3);
-    tu_gradcheck("exp(x)", build_exp_one, NULL, &c, 1e-3, 2e-3, 2e-3);
-    tu_check_threads("exp(0.5 x)", build_exp_half, NULL, &c);
-    for (size_t i = 0; i < 24; i++) {
-        float *x = &c.data[0][i];
-        if (fabsf(*x + 0.5f) < 0.05f || fabsf(*x - 0.7f) < 0.05f) *x += 0.12f;
-    }
-    tu_gradcheck("clamp", build_clamp, NULL, &c, 1e-3, 2e-3, 2e-3);
-    tu_check_threads("clamp", build_clamp, NULL, &c);
-    /* forward values and the gradient mask, exactly */
-    tu_result r = tu_run(build_clamp, NULL, &c, NULL);
-    float *dout = tu_alloc_fill(24, 12345u, -1.0f, 1.0f);  /* tu_run's fixed dout */
-    for (size_t i = 0; i < 24; i++) {
-        float x = c.data[0][i], want = x < -0.5f ? -0.5f : (x > 0.7f ? 0.7f : x);
-        assert_true(r.out[i] == want);
-        assert_true(r.grad[0][i] == (x >= -0.5f && x <= 0.7f ? dout[i] : 0.0f));
-    }
-    /* boundary convention of torch.clamp: the gradient passes at x == bound */
-    float xb[2] = {-0.5f, 0.7f}, gb[2] = {0}, one[2] = {1.0f, 1.0f};
-    da_clamp_backward(gb, one, xb, -0.5f, 0.7f, 2);
-    assert_true(gb[0] == 1.0f && gb[1] == 1.0f);
-    free(dout);
-    tu_result_free(&r);
-    free(c.data[0]);
-}
 
 /* ---- ResBlock (no time embedding) by finite differences ---------------- */
 
@@ -317,6 +253,64 @@ static void test_vae_loss_terms(void **state)
     da_vae_free(m);
 }
 
+/* ---- inputs that do not fit ------------------------------------------------ */
+
+/* Every shape a caller can get wrong gives an error and a message, never an
+ * abort; NULL from one step makes the next fail the same way. */
+static void test_vae_bad_inputs(void **state)
+{
+    (void)state;
+    da_vae_config cfg = oracle_config();   /* in 3, latent 4 */
+    da_vae *m = da_vae_create(&cfg, 0);
+    assert_non_null(m);
+    static float x[2 * 4 * 16 * 16], eps[2 * 4 * 4 * 4];
+    da_tape t;
+    da_tape_init(&t, 1 << 20);
+    struct { int x[4]; const char *says; } bad[] = {
+        {{2, 4, 16, 16}, "x must be (B, 3, H, W)"},   /* channels */
+        {{2, 3, 18, 16}, "multiples of 4"},           /* height */
+        {{2, 3, 16, 0}, "multiples of 4"},            /* empty width */
+        {{0, 3, 16, 16}, "B >= 1"},                   /* no batch */
+    };
+    da_tensor *mean = NULL, *logvar = NULL;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        da_tensor *xt = da_leaf(&t, x, NULL, 4, bad[i].x);
+        mean = logvar = xt;   /* must come back NULL */
+        assert_int_equal(da_vae_encode(&t, m, xt, &mean, &logvar), DA_ERR_INVALID);
+        assert_null(mean);
+        assert_null(logvar);
+        if (!strstr(da_last_error(), bad[i].says)) fail_msg("case %zu: '%s'", i, da_last_error());
+    }
+    assert_int_equal(da_vae_encode(&t, m, NULL, &mean, &logvar), DA_ERR_INVALID);
+    /* the failed encode's NULLs go through sample, decode and loss as errors */
+    da_tensor *z = da_vae_sample_eps(&t, mean, logvar, eps);
+    assert_null(z);
+    da_rng rng;
+    da_rng_seed(&rng, 1);
+    assert_null(da_vae_sample(&t, mean, logvar, &rng));
+    assert_null(da_vae_decode(&t, m, z));
+    int xs[4] = {2, 3, 16, 16}, zs[4] = {2, 4, 4, 4}, z3[4] = {2, 3, 4, 4}, z5[4] = {2, 4, 4, 5};
+    da_tensor *xt = da_leaf(&t, x, NULL, 4, xs);
+    assert_null(da_vae_loss(&t, m, xt, NULL, mean, logvar, NULL, NULL));
+    /* decode: the latent's channels; sample: mean and logvar of one shape */
+    assert_null(da_vae_decode(&t, m, da_leaf(&t, eps, NULL, 4, z3)));
+    assert_non_null(strstr(da_last_error(), "z must be (B, 4, h, w)"));
+    da_tensor *a = da_leaf(&t, eps, NULL, 4, zs), *b = da_leaf(&t, x, NULL, 4, z5);
+    assert_null(da_vae_sample_eps(&t, a, b, eps));
+    assert_null(da_vae_sample_eps(&t, a, a, NULL));
+    assert_null(da_vae_sample(&t, a, b, &rng));
+    /* loss: x and x_hat of one shape, mean and logvar of one shape */
+    assert_null(da_vae_loss(&t, m, xt, a, a, a, NULL, NULL));
+    assert_null(da_vae_loss(&t, m, xt, xt, a, b, NULL, NULL));
+    /* a fitting x still runs the whole chain */
+    assert_int_equal(da_vae_encode(&t, m, xt, &mean, &logvar), DA_OK);
+    da_tensor *xh = da_vae_decode(&t, m, da_vae_sample_eps(&t, mean, logvar, eps));
+    assert_non_null(xh);
+    assert_non_null(da_vae_loss(&t, m, xt, xh, mean, logvar, NULL, NULL));
+    da_tape_free(&t);
+    da_vae_free(m);
+}
+
 /* ---- files --------------------------------------------------------------- */
 
 static void test_vae_files(void **state)
@@ -385,12 +379,12 @@ int main(void)
 {
     da_threads_init();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_exp_clamp_gradcheck),
         cmocka_unit_test(test_resblock_gradcheck),
         cmocka_unit_test(test_vae_vs_torch),
         cmocka_unit_test(test_vae_default_threads),
         cmocka_unit_test(test_vae_sample_matches_randn),
         cmocka_unit_test(test_vae_loss_terms),
+        cmocka_unit_test(test_vae_bad_inputs),
         cmocka_unit_test(test_vae_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

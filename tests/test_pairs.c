@@ -475,6 +475,8 @@ static void test_loader_rejects(void **state)
     assert_non_null(strstr(da_last_error(), "purpel"));
     rewrite(good, bad, "seeds_w", "[1, 2, 3, 4]", NULL);
     expect_reject(bad, DA_ERR_FORMAT, "seeds_w[0]");
+    rewrite(good, bad, "seed", "-1", NULL);
+    expect_reject(bad, DA_ERR_FORMAT, "metadata 'seed' = '-1'");
     rewrite(good, bad, "steps", NULL, NULL);
     expect_reject(bad, DA_ERR_FORMAT, "'steps' is missing");
     rewrite(good, bad, "ties_dropped", "12345", NULL);

@@ -625,10 +625,14 @@ static void test_errors_weights(void **state)
         copy_file(from, to, -1);
     }
     expect_load_error(dir, DA_ERR_IO, "unet.safetensors");           /* missing file */
+    assert_non_null(strstr(da_last_error(), "UNet weights"));          /* named before its loader runs */
     path_in(from, sizeof from, g_dir, "unet.safetensors");
     path_in(to, sizeof to, dir, "unet.safetensors");
     copy_file(from, to, 1000);                                       /* truncated: corrupt */
     expect_load_error(dir, DA_ERR_FORMAT, "unet.safetensors");
+    /* the parser names nothing: the path goes in front, once */
+    if (strncmp(da_last_error(), to, strlen(to)) || strstr(da_last_error() + strlen(to), to))
+        fail_msg("message '%s' does not start with '%s' (once)", da_last_error(), to);
     copy_file(from, to, -1);
     path_in(to, sizeof to, dir, "scheduler.json");
     FILE *f = fopen(to, "w");

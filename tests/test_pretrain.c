@@ -7,6 +7,7 @@
  * Losses are read back from the JSONL metrics log, the file a user reads. */
 #include "test_util.h"
 
+#include "core/fileio.h"
 #include "train/pretrain.h"
 
 #include <math.h>
@@ -428,11 +429,34 @@ static void test_bad_args(void **state)
 
 static char dalign_bin[512];
 
+#define WAIT_LIMIT_S 300.0   /* no child runs longer (a tiny config takes seconds) */
+
+/* SIGINT and SIGTERM as a fresh process has them: default action, not
+ * blocked. exec keeps an ignored disposition and the mask, and a suite run
+ * with SIGINT ignored (nohup, `make check &`, a script's background job)
+ * would hand that on: the SIGINT below would be lost and the run go on. */
+static void default_signals(void)
+{
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(SIGINT, &dfl, NULL);
+    sigaction(SIGTERM, &dfl, NULL);
+    sigset_t both;
+    sigemptyset(&both);
+    sigaddset(&both, SIGINT);
+    sigaddset(&both, SIGTERM);
+    sigprocmask(SIG_UNBLOCK, &both, NULL);
+}
+
 /* Start `dalign ARGS` with stdout/stderr into tmp files; returns the pid. */
 static pid_t spawn(const char *const *args)
 {
+    fflush(NULL);   /* the child must not write the parent's buffered output again */
     pid_t pid = fork();
     if (pid == 0) {
+        default_signals();
         FILE *o = freopen(tmp_path("cli.out"), "w", stdout), *e = freopen(tmp_path("cli.err"), "w", stderr);
         (void)o; (void)e;
         char *argv[40];   /* $DA_TEST_RUNNER's words, dalign_bin, args */
@@ -440,13 +464,24 @@ static pid_t spawn(const char *const *args)
         execvp(argv[0], argv);
         _exit(127);
     }
+    assert_true(pid > 0);
     return pid;
 }
 
+/* waitpid with a time limit: a child still running after WAIT_LIMIT_S is
+ * killed and the test fails, rather than the suite hanging */
 static int wait_exit(pid_t pid)
 {
     int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
+    double t0 = da_now_s();
+    pid_t w;
+    while ((w = waitpid(pid, &st, WNOHANG)) == 0 && da_now_s() - t0 < WAIT_LIMIT_S) usleep(10000);
+    if (w == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        fail_msg("dalign still running after %.0f s: killed", WAIT_LIMIT_S);
+    }
+    assert_int_equal(w, pid);
     if (!WIFEXITED(st)) fail_msg("dalign died from signal %d", WIFSIGNALED(st) ? WTERMSIG(st) : -1);
     return WEXITSTATUS(st);
 }

@@ -350,6 +350,13 @@ static void test_reward_net_files(void **state)
     ids[3] = 0;
     assert_null(da_reward_net_forward(&t, a, da_leaf(&t, img32, NULL, 4, ok_shape), ids, keep, 25));
     assert_null(da_reward_net_forward(&t, a, da_leaf(&t, img32, NULL, 4, ok_shape), ids, keep, 2));
+    assert_null(da_reward_net_forward(&t, a, da_leaf(&t, img32, NULL, 4, ok_shape), NULL, keep, 24));
+    assert_null(da_reward_net_forward(&t, a, NULL, ids, keep, 24));
+    /* Bradley-Terry: both reward vectors of one shape */
+    int n3[1] = {3}, n4[1] = {4};
+    assert_null(da_bt_loss(&t, da_leaf(&t, img, NULL, 1, n3), da_leaf(&t, img, NULL, 1, n4)));
+    assert_non_null(strstr(da_last_error(), "bt loss"));
+    assert_null(da_bt_loss(&t, NULL, da_leaf(&t, img, NULL, 1, n4)));
     /* a row with no real token beyond BOS/EOS has no trigram: finite score */
     keep[0] = keep[1] = 1;
     da_tensor *r = da_reward_net_forward(&t, a, da_leaf(&t, img32, NULL, 4, ok_shape), ids, keep, 24);

@@ -1,5 +1,6 @@
 /* Random numbers: mt19937 known values, PyTorch streams bit for bit
- * (tests/oracle/rng.py), the cached normal, randint ranges and errors. */
+ * (tests/oracle/rng.py), the cached normal, randint ranges and errors, the
+ * state as text (checkpoints) and back. */
 #include "test_util.h"
 
 #include <stdio.h>
@@ -297,6 +298,90 @@ static void test_randint_ranges(void **state)
     assert_true(x[0] == 42);
 }
 
+/* the same state, field by field (the double by its bits: NaN-safe) */
+static void assert_same_rng(const da_rng *a, const da_rng *b)
+{
+    assert_int_equal(a->index, b->index);
+    assert_int_equal(a->has_next_normal, b->has_next_normal);
+    assert_memory_equal(&a->next_normal, &b->next_normal, sizeof a->next_normal);
+    assert_memory_equal(a->mt, b->mt, sizeof a->mt);
+}
+
+/* Checkpoints store the RNG as text: text -> state -> text is the
+ * identity, and the restored generator continues with the same draws, in
+ * every kind of state (fresh, mid-stream, a cached normal pending). */
+static void test_text_round_trip(void **state)
+{
+    (void)state;
+    static char text[DA_RNG_TEXT], again[DA_RNG_TEXT];
+    float fa[40], fb[40];
+    for (int kind = 0; kind < 3; kind++) {
+        da_rng a, b;
+        da_rng_seed(&a, 1234 + (uint64_t)kind);
+        if (kind >= 1)
+            for (int i = 0; i < 700; i++) da_rng_u32(&a);   /* past one twist */
+        if (kind == 2) da_randn(&a, fa, 1);                   /* leaves a cached normal */
+        assert_int_equal(a.has_next_normal, kind == 2);
+        da_rng_to_text(&a, text);
+        assert_int_equal(strlen(text), DA_RNG_TEXT - 1);
+        memset(&b, 0xab, sizeof b);
+        assert_int_equal(da_rng_from_text(&b, text), 0);
+        assert_same_rng(&a, &b);
+        da_rng_to_text(&b, again);
+        assert_string_equal(text, again);
+        /* randn of 3 uses (and refills) the cached normal; 37 the fast path */
+        da_randn(&a, fa, 3);
+        da_randn(&b, fb, 3);
+        da_randn(&a, fa + 3, 37);
+        da_randn(&b, fb + 3, 37);
+        assert_memory_equal(fa, fb, sizeof fa);
+        assert_true(da_rng_u64(&a) == da_rng_u64(&b));
+    }
+}
+
+/* Anything but the exact text is refused, and the generator is untouched. */
+static void test_text_rejects(void **state)
+{
+    (void)state;
+    static char good[DA_RNG_TEXT], bad[DA_RNG_TEXT + 1];
+    da_rng a, r, before;
+    da_rng_seed(&a, 9);
+    da_rng_u32(&a);
+    da_rng_to_text(&a, good);
+    da_rng_seed(&r, 77);
+    before = r;
+    assert_int_equal(da_rng_from_text(&r, NULL), -1);
+    assert_int_equal(da_rng_from_text(&r, ""), -1);
+    const struct { int at; char c; } edits[] = {
+        {0, 'A'},                    /* uppercase hex in the index */
+        {3, '_'},                    /* separator */
+        {4, '2'},                    /* the has_normal flag is 0 or 1 */
+        {10, 'g'},                   /* normal bits */
+        {DA_RNG_TEXT - 2, 'F'},      /* the last word */
+        {DA_RNG_TEXT - 10, 'x'},     /* the separator before it */
+    };
+    for (size_t k = 0; k < sizeof edits / sizeof edits[0]; k++) {
+        memcpy(bad, good, DA_RNG_TEXT);
+        bad[edits[k].at] = edits[k].c;
+        if (da_rng_from_text(&r, bad) != -1) fail_msg("edit %zu was accepted", k);
+    }
+    memcpy(bad, good, DA_RNG_TEXT);
+    memcpy(bad, "271", 3);                            /* index 0x270 = 624 is the largest */
+    assert_int_equal(da_rng_from_text(&r, bad), -1);
+    memcpy(bad, good, DA_RNG_TEXT);
+    bad[DA_RNG_TEXT - 2] = '\0';                      /* one digit short */
+    assert_int_equal(da_rng_from_text(&r, bad), -1);
+    memcpy(bad, good, DA_RNG_TEXT - 1);
+    bad[DA_RNG_TEXT - 1] = '0';                        /* one digit long */
+    bad[DA_RNG_TEXT] = '\0';
+    assert_int_equal(da_rng_from_text(&r, bad), -1);
+    assert_same_rng(&r, &before);
+    memcpy(bad, good, DA_RNG_TEXT);
+    memcpy(bad, "270", 3);                            /* 624: twist before the next draw */
+    assert_int_equal(da_rng_from_text(&r, bad), 0);
+    assert_int_equal(r.index, 624);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -310,6 +395,8 @@ int main(void)
         cmocka_unit_test(test_randn_tail_redraw),
         cmocka_unit_test(test_streams),
         cmocka_unit_test(test_randint_ranges),
+        cmocka_unit_test(test_text_round_trip),
+        cmocka_unit_test(test_text_rejects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* safetensors: round trips, F16/BF16 decoding, a table of malformed files,
- * truncation/bit-flip fuzzing, atomic writes, and interop with files written
- * or checked by an independent Python implementation (tests/oracle/safetensors_io.py).
+ * truncation/bit-flip fuzzing, atomic writes, interop with files written
+ * or checked by an independent Python implementation (tests/oracle/safetensors_io.py),
+ * and the typed metadata reads (safetensors_meta.h).
  *
  * DA_ST_REGEN=1 ./build/default/tests/test_safetensors rewrites
  * tests/oracle/st_from_dalign.safetensors (then rerun the Python script). */
@@ -9,6 +10,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/json.h"
+#include "core/safetensors_meta.h"
 
 static char g_dir[64];   /* per-run temp directory */
 
@@ -789,6 +792,94 @@ static void test_fixture_bytes(void **state)
     da_st_close(st);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Typed metadata reads (src/core/safetensors_meta.c)                       */
+/* ------------------------------------------------------------------------ */
+
+/* the last error contains want */
+static void assert_error_has(const char *want)
+{
+    if (!strstr(da_last_error(), want)) fail_msg("error '%s' lacks '%s'", da_last_error(), want);
+}
+
+/* Each reader takes the whole value or refuses it, names the key (and the
+ * file when given) and leaves *out as it was on a refusal. */
+static void test_meta_helpers(void **state)
+{
+    (void)state;
+    da_st_meta meta[] = {
+        {"n", "42"},        {"neg", "-7"},        {"junk", "12x"},    {"huge", "99999999999999999999"},
+        {"seed", "18446744073709551615"},         {"signed", "+5"},   {"f", "0.25"},
+        {"inf", "1e39"},    {"tiny", "1e-45"},    {"arr", "[1,2,3]"}, {"obj", "{\"a\":1}"},
+        {"bad", "[1,"},     {"empty", ""},
+    };
+    float x = 1.0f;
+    da_st_entry e = {"x", &x, 0, {0}};
+    char path[300];
+    tmp_path(path, sizeof path, "meta.safetensors");
+    assert_int_equal(da_st_write(path, &e, 1, meta, (int)(sizeof meta / sizeof meta[0])), DA_OK);
+    da_safetensors *st;
+    assert_int_equal(da_st_open(path, &st), DA_OK);
+
+    long l = -1;
+    assert_int_equal(da_st_meta_long(st, NULL, "n", 0, 100, &l), DA_OK);
+    assert_int_equal(l, 42);
+    assert_int_equal(da_st_meta_long(st, NULL, "neg", -10, 0, &l), DA_OK);
+    assert_int_equal(l, -7);
+    l = 5;
+    assert_int_equal(da_st_meta_long(st, NULL, "n", 0, 41, &l), DA_ERR_FORMAT);
+    assert_error_has("metadata 'n' = '42' is not an integer in [0, 41]");
+    assert_int_equal(da_st_meta_long(st, NULL, "junk", 0, 100, &l), DA_ERR_FORMAT);
+    assert_int_equal(da_st_meta_long(st, NULL, "huge", 0, LONG_MAX, &l), DA_ERR_FORMAT);
+    assert_int_equal(da_st_meta_long(st, NULL, "empty", 0, 100, &l), DA_ERR_FORMAT);
+    assert_int_equal(l, 5);
+    /* a missing key, with and without the file name */
+    assert_int_equal(da_st_meta_long(st, NULL, "steps", 0, 100, &l), DA_ERR_FORMAT);
+    assert_string_equal(da_last_error(), "metadata 'steps' is missing");
+    assert_null(da_st_meta_need(st, "some.safetensors", "steps"));
+    assert_string_equal(da_last_error(), "some.safetensors: metadata 'steps' is missing");
+    assert_string_equal(da_st_meta_need(st, NULL, "f"), "0.25");
+
+    uint64_t u = 3;
+    assert_int_equal(da_st_meta_u64(st, NULL, "seed", &u), DA_OK);
+    assert_true(u == UINT64_MAX);
+    u = 3;
+    assert_int_equal(da_st_meta_u64(st, "f.st", "signed", &u), DA_ERR_FORMAT);
+    assert_error_has("f.st: metadata 'signed' = '+5'");
+    assert_int_equal(da_st_meta_u64(st, NULL, "neg", &u), DA_ERR_FORMAT);
+    assert_int_equal(da_st_meta_u64(st, NULL, "huge", &u), DA_ERR_FORMAT);
+    assert_true(u == 3);
+
+    float f = 9.0f;
+    assert_int_equal(da_st_meta_float(st, NULL, "f", &f), DA_OK);
+    assert_true(f == 0.25f);
+    assert_int_equal(da_st_meta_float(st, NULL, "tiny", &f), DA_OK);   /* a subnormal is a number */
+    assert_true(f > 0.0f && f < FLT_MIN);
+    f = 9.0f;
+    assert_int_equal(da_st_meta_float(st, NULL, "inf", &f), DA_ERR_FORMAT);
+    assert_error_has("metadata 'inf' = '1e39' is not a finite number");
+    assert_int_equal(da_st_meta_float(st, NULL, "junk", &f), DA_ERR_FORMAT);
+    assert_true(f == 9.0f);
+
+    da_json_value v;
+    assert_int_equal(da_st_meta_json(st, NULL, "arr", DA_JSON_ARRAY, 3, &v), DA_OK);
+    assert_int_equal(v.n, 3);
+    da_json_free(&v);
+    assert_int_equal(da_st_meta_json(st, NULL, "arr", DA_JSON_ARRAY, -1, &v), DA_OK);
+    da_json_free(&v);
+    assert_int_equal(da_st_meta_json(st, NULL, "obj", DA_JSON_OBJECT, -1, &v), DA_OK);
+    da_json_free(&v);
+    assert_int_equal(da_st_meta_json(st, NULL, "arr", DA_JSON_ARRAY, 4, &v), DA_ERR_FORMAT);
+    assert_error_has("metadata 'arr' must be a JSON array of 4 items (n), has 3");
+    assert_null(v.items);   /* nothing to free after a refusal */
+    assert_int_equal(da_st_meta_json(st, NULL, "arr", DA_JSON_OBJECT, -1, &v), DA_ERR_FORMAT);
+    assert_error_has("metadata 'arr' must be a JSON object");
+    assert_int_equal(da_st_meta_json(st, NULL, "bad", DA_JSON_ARRAY, -1, &v), DA_ERR_FORMAT);
+    assert_error_has("metadata 'bad': ");
+    da_st_close(st);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -803,6 +894,7 @@ int main(void)
         cmocka_unit_test(test_write_rejects),
         cmocka_unit_test(test_from_python),
         cmocka_unit_test(test_fixture_bytes),
+        cmocka_unit_test(test_meta_helpers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

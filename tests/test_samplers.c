@@ -211,6 +211,37 @@ static void test_bad_config(void **state)
     expect_fail(da_ddpm_step(&ddpm, out, NULL, m, 5, x, NULL, NS), DA_ERR_INVALID, "noise");
     assert_int_equal(da_ddpm_step(&ddpm, out, NULL, m, 0, x, NULL, NS), DA_OK);  /* t = 0 adds no noise */
     da_ddpm_free(&ddpm);
+
+    /* training targets and Euler: an index out of range is an error, and
+     * nothing is written (out keeps its sentinel) */
+    int ts[2] = {999, 1000};
+    out[0] = 42.0f;
+    expect_fail(da_add_noise(&s, out, x, m, ts, 2, NS / 2), DA_ERR_RANGE, "1000");
+    expect_fail(da_velocity(&s, out, x, m, ts, 2, NS / 2), DA_ERR_RANGE, "1000");
+    ts[1] = -1;
+    expect_fail(da_add_noise(&s, out, x, m, ts, 2, NS / 2), DA_ERR_RANGE, "-1");
+    assert_true(out[0] == 42.0f);
+    assert_int_equal(da_euler_init(&eu, &s, DA_PRED_EPSILON, 10), DA_OK);
+    expect_fail(da_euler_step(&eu, out, NULL, m, 10, x, NS), DA_ERR_RANGE, "10");
+    expect_fail(da_euler_scale_model_input(&eu, out, x, -1, NS), DA_ERR_RANGE, "-1");
+    assert_true(out[0] == 42.0f);
+    assert_int_equal(da_euler_step(&eu, out, NULL, m, 9, x, NS), DA_OK);
+    da_euler_free(&eu);
+
+    /* the logprob op: model_out, x_prev and sample of one size */
+    dc.eta = 0.5f;
+    assert_int_equal(da_ddim_init(&ddim, &s, &dc, 10), DA_OK);
+    da_tape tp;
+    da_tape_init(&tp, 1 << 16);
+    int s4[2] = {4, NS / 4}, s2[2] = {2, NS / 4};
+    da_tensor *mt = da_leaf(&tp, m, NULL, 2, s4), *xt = da_leaf(&tp, x, NULL, 2, s4);
+    assert_null(da_ddim_logprob(&tp, &ddim, mt, da_leaf(&tp, x, NULL, 2, s2), xt, 500));
+    assert_non_null(strstr(da_last_error(), "one size"));
+    assert_null(da_ddim_logprob(&tp, &ddim, mt, xt, NULL, 500));
+    assert_null(da_ddim_logprob(&tp, &ddim, mt, xt, xt, 1000));
+    assert_non_null(da_ddim_logprob(&tp, &ddim, mt, xt, xt, 500));
+    da_tape_free(&tp);
+    da_ddim_free(&ddim);
     da_schedule_free(&s);
 }
 

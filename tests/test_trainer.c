@@ -12,9 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
 #include "core/json.h"
 
 #define IN 4
@@ -719,13 +719,6 @@ static void test_metrics_log(void **state)
     free(text);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int count_char(const char *s, char c)
 {
     int n = 0;
@@ -758,9 +751,9 @@ static void test_progress(void **state)
     f = fopen(path, "w+");
     da_progress_init(&bar, fileno(f), "x", 0, 100000, 0);
     bar.tty = 1;
-    double t0 = now_s();
+    double t0 = da_now_s();
     for (long s = 1; s <= 100000; s++) da_progress_update(&bar, s, 0.5f);
-    double dt = now_s() - t0;
+    double dt = da_now_s() - t0;
     da_progress_finish(&bar);
     fclose(f);
     text = slurp(path);

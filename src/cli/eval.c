@@ -87,26 +87,16 @@ static int parse_prompts(const char *val, const char **out)
  * be made or written is found before the sampling, not after it */
 static int prepare_output(const char *dir)
 {
-    char probe[4096];
+    char metrics[4096];   /* the first file da_report_write writes */
     if (da_make_dirs(dir) != DA_OK) {
         fprintf(stderr, "dalign eval: -o %s: %s\n", dir, da_last_error());
         return 1;
     }
-    if (snprintf(probe, sizeof probe, "%s/metrics.json.tmp.%ld", dir, (long)getpid()) >= (int)sizeof probe) {
-        fprintf(stderr, "dalign eval: -o %s: path too long\n", dir);
-        return 1;
-    }
-    FILE *f = fopen(probe, "w");   /* the temp file da_write_with writes first */
-    if (!f) {
-        fprintf(stderr, "dalign eval: cannot write in -o %s: %s\n", dir, strerror(errno));
-        return 1;
-    }
-    fclose(f);
-    remove(probe);
-    return 0;
+    snprintf(metrics, sizeof metrics, "%s/metrics.json", dir);   /* too long: cli_check_writable says so */
+    return cli_check_writable(CMD, dir, metrics);
 }
 
-/* one option with its value: 0, or the exit code of a usage error */
+/* one option with its value: 0, CLI_NOT_MINE, or the exit code of a usage error */
 static int parse_option(void *args, const char *opt, const char *val)
 {
     eval_args *a = args;
@@ -122,11 +112,9 @@ static int parse_option(void *args, const char *opt, const char *val)
     else if (!strcmp(opt, "--batch")) return cli_parse_int_in(CMD, opt, val, 1, DA_EVAL_MAX_BATCH, &c->batch);
     else if (!strcmp(opt, "--grid-prompts"))
         return cli_parse_int_in(CMD, opt, val, 0, DA_REPORT_MAX_GRID, &c->grid_prompts);
-    else if (!strcmp(opt, "--seed")) {
-        if (cli_parse_u64(val, &c->image_seed)) return cli_bad_value(CMD, opt, val, "a non-negative integer");
-    } else if (!strcmp(opt, "--prompt-seed")) {
-        if (cli_parse_u64(val, &c->prompt_seed)) return cli_bad_value(CMD, opt, val, "a non-negative integer");
-    } else if (!strcmp(opt, "--rewards")) {
+    else if (!strcmp(opt, "--seed")) return cli_parse_seed(CMD, opt, val, &c->image_seed);
+    else if (!strcmp(opt, "--prompt-seed")) return cli_parse_seed(CMD, opt, val, &c->prompt_seed);
+    else if (!strcmp(opt, "--rewards")) {
         if (da_report_parse_rewards(val, &c->rewards) != DA_OK) {
             fprintf(stderr, "dalign eval: --rewards: %s\n", da_last_error());
             return 2;
@@ -135,8 +123,7 @@ static int parse_option(void *args, const char *opt, const char *val)
         fprintf(stderr, "dalign eval: --refiner %s: the PromptLoop refiner is not part of dalign yet\n", val);
         return 2;
     } else {
-        fprintf(stderr, "dalign eval: unknown option '%s' (see dalign eval --help)\n", opt);
-        return 2;
+        return CLI_NOT_MINE;
     }
     return 0;
 }

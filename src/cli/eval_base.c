@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli/cli.h"
+#include "core/fileio.h"
 #include "dalign.h"
 #include "eval/eval.h"
 
@@ -50,7 +50,7 @@ static void usage(FILE *f)
             DA_EVAL_PROMPT_SEED, DA_EVAL_IMAGE_SEED);
 }
 
-/* one option with its value: 0, or the exit code of a usage error */
+/* one option with its value: 0, CLI_NOT_MINE, or the exit code of a usage error */
 static int parse_option(void *args, const char *opt, const char *val)
 {
     eval_args *a = args;
@@ -65,14 +65,9 @@ static int parse_option(void *args, const char *opt, const char *val)
     else if (!strcmp(opt, "--batch")) return cli_parse_int_in(CMD, opt, val, 1, DA_EVAL_MAX_BATCH, &c->batch);
     else if (!strcmp(opt, "--recon")) return cli_parse_int_in(CMD, opt, val, 0, DA_EVAL_MAX_PROMPTS, &c->n_recon);
     else if (!strcmp(opt, "--grid-prompts")) return cli_parse_int_in(CMD, opt, val, 0, 16, &c->grid_prompts);
-    else if (!strcmp(opt, "--prompt-seed")) {
-        if (cli_parse_u64(val, &c->prompt_seed)) return cli_bad_value(CMD, opt, val, "a non-negative integer");
-    } else if (!strcmp(opt, "--seed")) {
-        if (cli_parse_u64(val, &c->image_seed)) return cli_bad_value(CMD, opt, val, "a non-negative integer");
-    } else {
-        fprintf(stderr, "dalign eval-base: unknown option '%s' (see dalign eval-base --help)\n", opt);
-        return 2;
-    }
+    else if (!strcmp(opt, "--prompt-seed")) return cli_parse_seed(CMD, opt, val, &c->prompt_seed);
+    else if (!strcmp(opt, "--seed")) return cli_parse_seed(CMD, opt, val, &c->image_seed);
+    else return CLI_NOT_MINE;
     return 0;
 }
 
@@ -87,13 +82,6 @@ static int parse_args(eval_args *a, int argc, char **argv)
     return cli_parse_options(CMD, argc, argv, usage, parse_option, a, &a->cfg.progress);
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 int cmd_eval_base(int argc, char **argv)
 {
     eval_args a;
@@ -104,7 +92,7 @@ int cmd_eval_base(int argc, char **argv)
         return 2;
     }
     const char *dir = da_weights_dir(a.weights);
-    double t0 = now_s();
+    double t0 = da_now_s();
     da_pipeline *pipe;
     if (da_pipeline_load(&pipe, dir, a.unet) != DA_OK) {
         fprintf(stderr, "dalign eval-base: %s\n", da_last_error());
@@ -124,7 +112,7 @@ int cmd_eval_base(int argc, char **argv)
         if (a.cfg.progress)
             fprintf(stderr, "eval-base: generation %.1f s (%.2f images/s), VAE %.1f s, total %.1f s; wrote %s/\n",
                     r.seconds_generate, 2.0 * a.cfg.n_prompts * a.cfg.n_seeds / fmax(r.seconds_generate, 1e-9),
-                    r.seconds_recon, now_s() - t0, a.out);
+                    r.seconds_recon, da_now_s() - t0, a.out);
     } else {
         fprintf(stderr, "dalign eval-base: %s\n", da_last_error());
     }

@@ -1,16 +1,13 @@
 /* dalign pairs: preference pairs for Diffusion-DPO / Diffusion-RPO, sampled
  * from the current model and labelled by the synthetic rater
  * (src/eval/pairs.c, docs/pairs.md). */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/fileio.h"
 #include "dalign.h"
 #include "eval/pairs.h"
 
@@ -67,7 +64,7 @@ static int parse_float_in(const char *opt, const char *val, float lo, float hi, 
     return 0;
 }
 
-/* one option with its value: 0, or the exit code of a usage error */
+/* one option with its value: 0, CLI_NOT_MINE, or the exit code of a usage error */
 static int parse_option(void *args, const char *opt, const char *val)
 {
     pairs_args *a = args;
@@ -84,14 +81,12 @@ static int parse_option(void *args, const char *opt, const char *val)
     else if (!strcmp(opt, "--max-attempts")) return cli_parse_int_in(CMD, opt, val, 1, 1000, &c->max_attempts);
     else if (!strcmp(opt, "--different-prompts"))
         return parse_float_in(opt, val, 0.0f, 1.0f, &c->different_prompt_fraction);
-    else if (!strcmp(opt, "--seed")) {
-        if (cli_parse_u64(val, &c->seed)) return cli_bad_value(CMD, opt, val, "a non-negative integer");
-    } else if (!strcmp(opt, "--split")) {
+    else if (!strcmp(opt, "--seed")) return cli_parse_seed(CMD, opt, val, &c->seed);
+    else if (!strcmp(opt, "--split")) {
         if (strcmp(val, "train") && strcmp(val, "heldout")) return cli_bad_value(CMD, opt, val, "train or heldout");
         c->split = strcmp(val, "train") ? DA_SPLIT_HELDOUT : DA_SPLIT_TRAIN;
     } else {
-        fprintf(stderr, "dalign pairs: unknown option '%s' (see dalign pairs --help)\n", opt);
-        return 2;
+        return CLI_NOT_MINE;
     }
     return 0;
 }
@@ -127,26 +122,7 @@ static int check_output(const char *path)
         fprintf(stderr, "dalign pairs: cannot write -o %s: it is a directory\n", path);
         return 1;
     }
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
-        fprintf(stderr, "dalign pairs: cannot write -o %s: path too long\n", path);
-        return 1;
-    }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        fprintf(stderr, "dalign pairs: cannot write -o %s: %s (checked before sampling)\n", path, strerror(errno));
-        return 1;
-    }
-    close(fd);
-    unlink(tmp);
-    return 0;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    return cli_check_writable(CMD, path, path);
 }
 
 static void summary(const da_pairs *pr, const char *path, double seconds)
@@ -173,7 +149,7 @@ int cmd_pairs(int argc, char **argv)
     if (rc >= 0) return rc;
     if (check_output(a.out)) return 1;
     const char *dir = a.cfg.weights;
-    double t0 = now_s();
+    double t0 = da_now_s();
     da_pipeline *pipe;
     if (da_pipeline_load(&pipe, dir, a.cfg.unet_name) != DA_OK) {
         fprintf(stderr, "dalign pairs: %s\n", da_last_error());
@@ -189,7 +165,7 @@ int cmd_pairs(int argc, char **argv)
     da_pairs pr;
     da_status s = da_pairs_generate(pipe, c, &pr);
     if (s == DA_OK) s = da_pairs_save(&pr, a.out);
-    if (s == DA_OK) summary(&pr, a.out, now_s() - t0);
+    if (s == DA_OK) summary(&pr, a.out, da_now_s() - t0);
     else fprintf(stderr, "dalign pairs: %s\n", da_last_error());
     da_pairs_free(&pr);
     da_pipeline_free(pipe);

@@ -6,10 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/fileio.h"
 #include "dalign.h"
 
 #define CHUNK 16          /* images per pipeline call: bounds the memory */
@@ -81,15 +81,10 @@ static int parse_option(sample_args *a, const char *opt, const char *val)
     else if (!strcmp(opt, "--unet")) a->unet = val;
     else if (!strcmp(opt, "--latents")) a->latents = val;
     else if (!strcmp(opt, "-o") || !strcmp(opt, "--output")) a->out = val;
-    else if (!strcmp(opt, "--seed")) {
-        if (cli_parse_u64(val, &a->seed)) return cli_bad_value(CMD, opt, val, "a non-negative integer");
-    } else if (!strcmp(opt, "--n")) {
-        if (cli_parse_int(val, &a->n) || a->n < 1 || a->n > MAX_N)
-            return cli_bad_value(CMD, opt, val, "an integer in [1, 4096]");
-    } else if (!strcmp(opt, "--scale")) {
-        if (cli_parse_int(val, &a->scale) || a->scale < 1 || a->scale > MAX_SCALE)
-            return cli_bad_value(CMD, opt, val, "an integer in [1, 64]");
-    } else {
+    else if (!strcmp(opt, "--seed")) return cli_parse_seed(CMD, opt, val, &a->seed);
+    else if (!strcmp(opt, "--n")) return cli_parse_int_in(CMD, opt, val, 1, MAX_N, &a->n);
+    else if (!strcmp(opt, "--scale")) return cli_parse_int_in(CMD, opt, val, 1, MAX_SCALE, &a->scale);
+    else {
         fprintf(stderr, "dalign sample: unknown option '%s' (see dalign sample --help)\n", opt);
         return 2;
     }
@@ -249,13 +244,6 @@ static int write_outputs(const da_pipeline *pipe, const sample_args *a, const fl
     return 0;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 int cmd_sample(int argc, char **argv)
 {
     sample_args a;
@@ -270,7 +258,7 @@ int cmd_sample(int argc, char **argv)
         }
     const char *dir = da_weights_dir(a.weights);
     if (a.verbose) print_resolved(&a, dir);
-    double t0 = now_s();
+    double t0 = da_now_s();
     da_pipeline *pipe;
     if (da_pipeline_load(&pipe, dir, a.unet) != DA_OK) {
         fprintf(stderr, "dalign sample: %s\n", da_last_error());
@@ -289,11 +277,11 @@ int cmd_sample(int argc, char **argv)
         fprintf(stderr, "dalign sample: out of memory\n");
         rc = 1;
     } else {
-        double t1 = now_s();
+        double t1 = da_now_s();
         rc = generate_all(pipe, &a, images, latents);
         if (rc == 0 && a.verbose)
-            fprintf(stderr, "  load %.2f s, sample %.2f s (%.2f images/s)\n", t1 - t0, now_s() - t1,
-                    (double)total / fmax(now_s() - t1, 1e-9));
+            fprintf(stderr, "  load %.2f s, sample %.2f s (%.2f images/s)\n", t1 - t0, da_now_s() - t1,
+                    (double)total / fmax(da_now_s() - t1, 1e-9));
         if (rc == 0) rc = write_outputs(pipe, &a, images, latents);
     }
     free(images);

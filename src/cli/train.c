@@ -3,7 +3,7 @@
  * JSONL metrics, periodic atomic checkpoints, bit-identical --resume,
  * SIGINT/SIGTERM -> checkpoint and exit 130/143.
  * dalign train reward: the preference model on rater-labelled pairs
- * (src/train/reward_run.c), a plain loop with its own few options. */
+ * (src/train/reward_run.c), on the same harness, with its own few options. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,7 +11,9 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/fileio.h"
 #include "dalign.h"
+#include "train/pref.h"
 #include "train/reward_run.h"
 
 enum { FOR_CLIP = 1, FOR_VAE = 2, FOR_UNET = 4, FOR_ALL = 7 };
@@ -79,6 +81,7 @@ static void usage(FILE *f, const char *model)
     fprintf(f,
             "Usage: dalign train clip|vae|unet [OPTIONS]\n"
             "       dalign train reward [OPTIONS]   (options: dalign train reward --help)\n"
+            "       dalign train dpo|sft|rpo|kto [OPTIONS]   (preference fine-tuning: dalign train dpo --help)\n"
             "\n"
             "Pretrain a model on shapes-world data generated on the fly, then write its\n"
             "weights (EMA when kept) and JSON config into --out:\n"
@@ -165,14 +168,8 @@ static int parse_value(const opt_def *d, const char *s)
         if (parse_double(s, &v) || v < d->min || fabs(v) > 3e38) return -1;
         *(float *)d->target = (float)v;
         return 0;
-    case OPT_U64: {
-        char *end;
-        errno = 0;
-        unsigned long long u = strtoull(s, &end, 10);
-        if (errno || end == s || *end || s[0] == '-') return -1;
-        *(uint64_t *)d->target = u;
-        return 0;
-    }
+    case OPT_U64:
+        return da_parse_u64(s, (uint64_t *)d->target);
     case OPT_STR:
         if (!*s) return -1;
         *(const char **)d->target = s;
@@ -297,6 +294,9 @@ static void print_done(const train_args *a, const da_pretrain_result *r, const c
 /* dalign train reward                                                      */
 /* ------------------------------------------------------------------------ */
 
+#define REWARD_LOG_EVERY 100     /* progress line and metrics period */
+#define REWARD_CKPT_EVERY 500
+
 static void reward_usage(FILE *f)
 {
     da_reward_train_config d = da_reward_train_defaults();
@@ -309,7 +309,9 @@ static void reward_usage(FILE *f)
             "At the end it reports the model's pair accuracy on validation pairs it never\n"
             "saw (train split and held-out split) next to the rater's own noiseless\n"
             "accuracy on the same noisy labels, and their ratio (target >= 0.90).\n"
-            "Same options, same bits. Exit status: 0 done, 1 failure, 2 usage error.\n"
+            "Same options, same bits. Ctrl-C or SIGTERM saves a checkpoint and exits\n"
+            "130 / 143; --resume continues bit for bit.\n"
+            "Exit status: 0 done, 1 failure, 2 usage error.\n"
             "\n"
             "Options:\n"
             "  --steps N       optimizer steps (default %d)\n"
@@ -318,14 +320,44 @@ static void reward_usage(FILE *f)
             "  --seed S        seed of the init, the pairs and the label noise (default %llu)\n"
             "  --val-pairs N   validation pairs per split (default %d; 0: no validation)\n"
             "  --out DIR       where the weights go (default weights)\n"
+            "  --ckpt PATH     checkpoint file (default: --resume's file, else OUT/%s.ckpt)\n"
+            "  --resume CKPT   continue a run from its checkpoint (same options)\n"
+            "  --ckpt-every N  also checkpoint every N steps (default %d; 0: end/signal only)\n"
+            "  --metrics FILE  JSONL metrics log, one line per %d steps (every step with --quiet)\n"
             "  --threads N     worker threads (results do not depend on it)\n"
             "  --quiet         no progress lines on stderr\n",
-            d.steps, d.batch, (double)d.lr, d.warmup, (double)d.min_lr, (unsigned long long)d.seed, d.val_pairs);
+            d.steps, d.batch, (double)d.lr, d.warmup, (double)d.min_lr, (unsigned long long)d.seed, d.val_pairs,
+            DA_REWARD_NET_NAME, REWARD_CKPT_EVERY, REWARD_LOG_EVERY);
+}
+
+/* everything `dalign train reward` can set */
+typedef struct reward_args {
+    da_reward_train_config c;
+    const char *out, *ckpt;
+    int threads, quiet;
+} reward_args;
+
+/* the option's opt_def, or one with a NULL target for an unknown option */
+static opt_def reward_option(const char *o, reward_args *a)
+{
+    da_reward_train_config *c = &a->c;
+    opt_def d = {o, OPT_INT, 0, NULL, 1};
+    if (!strcmp(o, "--steps")) d.target = &c->steps;
+    else if (!strcmp(o, "--batch")) d.target = &c->batch;
+    else if (!strcmp(o, "--val-pairs")) d = (opt_def){o, OPT_INT, 0, &c->val_pairs, 0};
+    else if (!strcmp(o, "--threads")) d.target = &a->threads;
+    else if (!strcmp(o, "--lr")) d = (opt_def){o, OPT_FLOAT, 0, &c->lr, 1e-30};
+    else if (!strcmp(o, "--seed")) d = (opt_def){o, OPT_U64, 0, &c->seed, 0};
+    else if (!strcmp(o, "--out")) d = (opt_def){o, OPT_STR, 0, &a->out, 0};
+    else if (!strcmp(o, "--ckpt")) d = (opt_def){o, OPT_STR, 0, &a->ckpt, 0};
+    else if (!strcmp(o, "--resume")) d = (opt_def){o, OPT_STR, 0, &c->resume, 0};
+    else if (!strcmp(o, "--ckpt-every")) d = (opt_def){o, OPT_LONG, 0, &c->ckpt_every, 0};
+    else if (!strcmp(o, "--metrics")) d = (opt_def){o, OPT_STR, 0, &c->metrics_path, 0};
+    return d;
 }
 
 /* 0 ok, 1 --help shown, 2 usage error */
-static int reward_parse(int argc, char **argv, da_reward_train_config *c, const char **out, int *threads,
-                        int *quiet)
+static int reward_parse(int argc, char **argv, reward_args *a)
 {
     for (int i = 2; i < argc; i++) {
         const char *o = argv[i];
@@ -334,18 +366,11 @@ static int reward_parse(int argc, char **argv, da_reward_train_config *c, const 
             return 1;
         }
         if (!strcmp(o, "--quiet")) {
-            *quiet = 1;
+            a->quiet = 1;
             continue;
         }
         /* every other option takes a value: reuse the generic parser */
-        opt_def d = {o, OPT_INT, 0, NULL, 1};
-        if (!strcmp(o, "--steps")) d.target = &c->steps;
-        else if (!strcmp(o, "--batch")) d.target = &c->batch;
-        else if (!strcmp(o, "--val-pairs")) d = (opt_def){o, OPT_INT, 0, &c->val_pairs, 0};
-        else if (!strcmp(o, "--threads")) d.target = threads;
-        else if (!strcmp(o, "--lr")) d = (opt_def){o, OPT_FLOAT, 0, &c->lr, 1e-30};
-        else if (!strcmp(o, "--seed")) d = (opt_def){o, OPT_U64, 0, &c->seed, 0};
-        else if (!strcmp(o, "--out")) d = (opt_def){o, OPT_STR, 0, out, 0};
+        opt_def d = reward_option(o, a);
         if (!d.target) {
             fprintf(stderr, "dalign train reward: unknown option '%s' (see dalign train reward --help)\n", o);
             return 2;
@@ -362,10 +387,40 @@ static int reward_parse(int argc, char **argv, da_reward_train_config *c, const 
     return 0;
 }
 
+/* settings that depend on several options: 0 ok, 2 usage error */
+static int reward_resolve(reward_args *a, char *ckpt_buf, size_t cap)
+{
+    da_reward_train_config *c = &a->c;
+    if (c->warmup >= c->steps) c->warmup = c->steps / 10;   /* short runs: keep the cosine part */
+    c->log_every = a->quiet ? 0 : REWARD_LOG_EVERY;
+    c->handle_signals = 1;
+    c->ckpt_path = a->ckpt ? a->ckpt : c->resume;
+    if (!c->ckpt_path) {
+        int w = snprintf(ckpt_buf, cap, "%s/%s.ckpt", a->out, DA_REWARD_NET_NAME);
+        if (w < 0 || (size_t)w >= cap) {
+            fprintf(stderr, "dalign train reward: --out path too long\n");
+            return 2;
+        }
+        c->ckpt_path = ckpt_buf;
+    }
+    if (a->threads > 0) da_set_threads(a->threads);
+    return 0;
+}
+
+/* "0.6650", or "?" for a mean whose steps were not all run in this session */
+static const char *loss_text(char *buf, size_t n, float loss)
+{
+    if (isnan(loss)) snprintf(buf, n, "?");
+    else snprintf(buf, n, "%.4f", (double)loss);
+    return buf;
+}
+
 static void reward_report(const da_reward_train_report *r, const da_reward_train_config *c, const char *out)
 {
-    printf("wrote %s/%s.{json,safetensors} (%d steps x %d pairs, BT loss %.4f -> %.4f)\n", out,
-           DA_REWARD_NET_NAME, c->steps, c->batch, (double)r->loss_first, (double)r->loss_last);
+    char first[32], last[32];
+    printf("wrote %s/%s.{json,safetensors} (%d steps x %d pairs, BT loss %s -> %s)\n", out, DA_REWARD_NET_NAME,
+           c->steps, c->batch, loss_text(first, sizeof first, r->loss_first),
+           loss_text(last, sizeof last, r->loss_last));
     if (c->val_pairs == 0) return;
     printf("pair accuracy on %d validation pairs per split (vs the rater's noisy labels):\n", r->n_val);
     printf("  %-10s %8s %16s %8s\n", "split", "model", "rater noiseless", "ratio");
@@ -378,24 +433,30 @@ static void reward_report(const da_reward_train_report *r, const da_reward_train
 
 static int train_reward(int argc, char **argv)
 {
-    da_reward_train_config c = da_reward_train_defaults();
-    const char *out = "weights";
-    int threads = 0, quiet = 0;
-    int rc = reward_parse(argc, argv, &c, &out, &threads, &quiet);
+    reward_args a = {.c = da_reward_train_defaults(), .out = "weights"};
+    a.c.ckpt_every = REWARD_CKPT_EVERY;
+    int rc = reward_parse(argc, argv, &a);
     if (rc) return rc == 1 ? 0 : rc;
-    if (c.warmup >= c.steps) c.warmup = c.steps / 10;   /* short runs: keep the cosine part */
-    c.log_every = quiet ? 0 : 100;
-    if (threads > 0) da_set_threads(threads);
+    char ckpt[4096];
+    rc = reward_resolve(&a, ckpt, sizeof ckpt);
+    if (rc) return rc;
+    const da_reward_train_config *c = &a.c;
     printf("dalign train reward: %d steps x %d pairs, lr %g -> %g (warmup %d, cosine), seed %llu, %d threads\n",
-           c.steps, c.batch, (double)c.lr, (double)c.min_lr, c.warmup, (unsigned long long)c.seed,
+           c->steps, c->batch, (double)c->lr, (double)c->min_lr, c->warmup, (unsigned long long)c->seed,
            da_get_threads());
+    printf("  checkpoint %s%s, weights -> %s/\n", c->ckpt_path, c->resume ? " (resuming)" : "", a.out);
     fflush(stdout);
     da_reward_train_report r;
-    if (da_reward_net_train_to_dir(NULL, &c, out, &r) != DA_OK) {
+    if (da_reward_net_train_to_dir(NULL, c, a.out, &r) != DA_OK) {
         fprintf(stderr, "dalign train reward: %s\n", da_last_error());
         return 1;
     }
-    reward_report(&r, &c, out);
+    if (r.stop_signal) {
+        printf("stopped at step %ld of %d; continue with: dalign train reward --resume %s (same options)\n",
+               r.steps_done, c->steps, c->ckpt_path);
+        return 128 + r.stop_signal;
+    }
+    reward_report(&r, c, a.out);
     return 0;
 }
 
@@ -407,6 +468,8 @@ int cmd_train(int argc, char **argv)
     }
     const char *model = argv[1];
     if (!strcmp(model, "reward")) return train_reward(argc, argv);
+    da_pref_method method;
+    if (da_pref_method_parse(model, &method) == DA_OK) return cmd_train_pref(argc - 1, argv + 1);
     train_args a;
     memset(&a, 0, sizeof a);
     if (da_pretrain_defaults(model, &a.tc, &a.o) != DA_OK) {

@@ -1,11 +1,14 @@
-/* Option parsing shared by the subcommands (cli.h). */
+/* Option parsing and checks shared by the subcommands (cli.h). */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/fileio.h"
 
 int cli_parse_int(const char *s, int *out)
 {
@@ -17,16 +20,7 @@ int cli_parse_int(const char *s, int *out)
     return 0;
 }
 
-int cli_parse_u64(const char *s, uint64_t *out)
-{
-    if (*s < '0' || *s > '9') return -1;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end) return -1;
-    *out = v;
-    return 0;
-}
+int cli_parse_u64(const char *s, uint64_t *out) { return da_parse_u64(s, out); }
 
 int cli_parse_float(const char *s, float *out)
 {
@@ -52,6 +46,11 @@ int cli_parse_int_in(const char *cmd, const char *opt, const char *val, int lo, 
     return 0;
 }
 
+int cli_parse_seed(const char *cmd, const char *opt, const char *val, uint64_t *out)
+{
+    return cli_parse_u64(val, out) ? cli_bad_value(cmd, opt, val, "a non-negative integer") : 0;
+}
+
 int cli_parse_options(const char *cmd, int argc, char **argv, void (*usage)(FILE *f), cli_option_fn option,
                       void *args, int *progress)
 {
@@ -71,6 +70,10 @@ int cli_parse_options(const char *cmd, int argc, char **argv, void (*usage)(FILE
             return 2;
         }
         int rc = option(args, o, argv[++i]);
+        if (rc == CLI_NOT_MINE) {
+            fprintf(stderr, "dalign %s: unknown option '%s' (see dalign %s --help)\n", cmd, o, cmd);
+            return 2;
+        }
         if (rc) return rc;
     }
     return -1;
@@ -92,4 +95,21 @@ int cli_parse_sample_option(const char *cmd, const char *opt, const char *val, d
         return 0;
     }
     return CLI_NOT_MINE;
+}
+
+int cli_check_writable(const char *cmd, const char *shown, const char *path)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
+        fprintf(stderr, "dalign %s: cannot write -o %s: path too long\n", cmd, shown);
+        return 1;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        fprintf(stderr, "dalign %s: cannot write -o %s: %s (checked before sampling)\n", cmd, shown, strerror(errno));
+        return 1;
+    }
+    close(fd);
+    unlink(tmp);
+    return 0;
 }

@@ -1,4 +1,5 @@
-/* Atomic output files (fileio.h): temp file, fsync, rename. */
+/* Whole-file reads and atomic output files (fileio.h): temp file, fsync,
+ * rename. */
 #include "core/fileio.h"
 
 #include <errno.h>
@@ -11,33 +12,61 @@
 
 #define PATH_CAP 4096
 
-da_status da_write_atomic(const char *path, const void *buf, size_t n)
+da_status da_atomic_begin(da_atomic_file *f, const char *path)
 {
-    char tmp[PATH_CAP];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+    f->fd = -1;
+    f->err = 0;
+    f->path = path;
+    if (snprintf(f->tmp, sizeof f->tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof f->tmp)
         return da_fail(DA_ERR_INVALID, "path too long: %s", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (fd < 0) return da_fail(DA_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (f->fd < 0) return da_fail(DA_ERR_IO, "cannot write %s (create failed): %s", path, strerror(errno));
+    return DA_OK;
+}
+
+void da_atomic_put(da_atomic_file *f, const void *buf, size_t n)
+{
     const char *p = buf;
     size_t done = 0;
-    int e = 0;
-    while (done < n && !e) {
+    while (done < n && !f->err) {
         errno = 0;   /* so an errno below is this write's, not an earlier call's */
-        ssize_t k = write(fd, p + done, n - done);
+        ssize_t k = write(f->fd, p + done, n - done);
         if (k < 0 && errno == EINTR) continue;
         /* a write that returns 0 sets no errno: still a short file, never renamed */
-        if (k == 0) e = EIO;
-        else if (k < 0) e = errno ? errno : EIO;
+        if (k == 0) f->err = EIO;
+        else if (k < 0) f->err = errno ? errno : EIO;
         else done += (size_t)k;
     }
-    if (!e && fsync(fd) != 0) e = errno;
-    if (close(fd) != 0 && !e) e = errno;
-    if (!e && rename(tmp, path) != 0) e = errno;
-    if (e) {
-        unlink(tmp);
-        return da_fail(DA_ERR_IO, "cannot write %s: %s", path, strerror(e));
-    }
-    return DA_OK;
+}
+
+da_status da_atomic_commit(da_atomic_file *f)
+{
+    const char *step = f->err ? "write" : NULL;
+    int e = f->err;
+    if (!step && fsync(f->fd) != 0) { step = "fsync"; e = errno; }
+    if (close(f->fd) != 0 && !step) { step = "close"; e = errno; }
+    f->fd = -1;
+    if (!step && rename(f->tmp, f->path) != 0) { step = "rename"; e = errno; }
+    if (!step) return DA_OK;
+    unlink(f->tmp);
+    return da_fail(DA_ERR_IO, "cannot write %s (%s failed): %s", f->path, step, strerror(e));
+}
+
+void da_atomic_abort(da_atomic_file *f)
+{
+    if (f->fd < 0) return;
+    close(f->fd);
+    f->fd = -1;
+    unlink(f->tmp);
+}
+
+da_status da_write_atomic(const char *path, const void *buf, size_t n)
+{
+    da_atomic_file f;
+    da_status s = da_atomic_begin(&f, path);
+    if (s != DA_OK) return s;
+    da_atomic_put(&f, buf, n);
+    return da_atomic_commit(&f);
 }
 
 da_status da_read_file(const char *path, size_t max_bytes, char **out, size_t *out_n)

@@ -15,8 +15,33 @@
 
 /* buf[0..n) to path through path.tmp.PID (same directory, so the rename
  * never crosses file systems), fsync, rename. On failure the temp file is
- * removed, path is left as it was and the message names path. */
+ * removed, path is left as it was and the message names path and the step
+ * that failed. */
 da_status da_write_atomic(const char *path, const void *buf, size_t n);
+
+/* The same, for a file too large to build in memory first (checkpoints):
+ *
+ *     da_atomic_file f;
+ *     if (da_atomic_begin(&f, path) == DA_OK) {      creates path.tmp.PID
+ *         da_atomic_put(&f, bytes, n); ...           any number of pieces
+ *         s = da_atomic_commit(&f);                  fsync, close, rename
+ *     }
+ *
+ * put remembers the first failure and ignores what follows, so a writer
+ * checks once, at commit. commit always ends f: on any failure (a put
+ * before, or its own steps) the temp file is removed and path is left as it
+ * was. da_atomic_abort ends f without renaming (the writer's own error). */
+typedef struct da_atomic_file {
+    int fd;
+    int err;                 /* errno of the first failed put, 0 while all is well */
+    const char *path;        /* the caller's: must outlive f */
+    char tmp[4096];          /* path.tmp.PID */
+} da_atomic_file;
+
+da_status da_atomic_begin(da_atomic_file *f, const char *path);
+void da_atomic_put(da_atomic_file *f, const void *buf, size_t n);
+da_status da_atomic_commit(da_atomic_file *f);
+void da_atomic_abort(da_atomic_file *f);
 
 /* The whole file at path into *out (malloc'd, with a NUL after the last
  * byte so text can be parsed in place; free it), its size in *out_n. A file

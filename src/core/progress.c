@@ -10,22 +10,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
 #include "core/json.h"
 #include "dalign.h"
 
 /* ------------------------------------------------------------------------ */
 /* Progress bar                                                             */
 /* ------------------------------------------------------------------------ */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void write_str(int fd, const char *s, size_t n)
 {
@@ -48,7 +41,7 @@ void da_progress_init(da_progress *p, int fd, const char *label, long start, lon
     p->total = total;
     p->plain_every = plain_every > 0 ? plain_every : (total >= 10 ? total / 10 : 1);
     p->min_interval = 0.1;
-    p->t_start = now_s();
+    p->t_start = da_now_s();
     p->t_last_draw = -1e30;
 }
 
@@ -110,10 +103,10 @@ void da_progress_update(da_progress *p, long step, float loss)
     }
     if (p->fd < 0) return;
     if (p->tty) {
-        double now = now_s();
+        double now = da_now_s();
         if (now - p->t_last_draw >= p->min_interval) draw(p, now, 0);
     } else if (step % p->plain_every == 0 && step < p->total) {
-        draw(p, now_s(), 0);  /* the last step is drawn by finish */
+        draw(p, da_now_s(), 0);  /* the last step is drawn by finish */
     }
 }
 
@@ -122,7 +115,7 @@ void da_progress_finish(da_progress *p)
     if (p->fd < 0 || p->finished) return;
     p->finished = 1;
     /* non-TTY: the final line only when steps were made since the last one */
-    if (p->tty || p->drawn_step != p->step || p->step == p->start) draw(p, now_s(), 1);
+    if (p->tty || p->drawn_step != p->step || p->step == p->start) draw(p, da_now_s(), 1);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -148,36 +141,10 @@ static long line_step(const char *s, size_t n)
     return step;
 }
 
-static da_status read_file(const char *path, char **out, size_t *out_n)
-{
-    *out = NULL;
-    *out_n = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return errno == ENOENT ? DA_OK : da_fail(DA_ERR_IO, "%s: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (!buf) {
-            fclose(f);
-            return da_fail(DA_ERR_NOMEM, "%s: out of memory", path);
-        }
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap) break;
-        char *nb = realloc(buf, cap * 2);
-        if (!nb) free(buf);
-        buf = nb;
-        cap *= 2;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return da_fail(DA_ERR_IO, "%s: read error", path);
-    }
-    *out = buf;
-    *out_n = n;
-    return DA_OK;
-}
+/* A resumed run reads its whole log into memory once. A line per step for
+ * a million steps is some 200 MB; a log over 1 GiB is refused as corrupt or
+ * not ours, rather than read. */
+#define METRICS_LOG_MAX ((size_t)1 << 30)
 
 /* Rewrite `path` atomically with the complete lines whose step is at most
  * `keep_upto`: the lines a resumed run will write again are dropped, and so
@@ -186,8 +153,9 @@ static da_status truncate_log(const char *path, long keep_upto)
 {
     char *buf;
     size_t n;
-    da_status s = read_file(path, &buf, &n);
-    if (s != DA_OK || !buf) return s;
+    da_status s = da_read_file(path, METRICS_LOG_MAX, &buf, &n);
+    if (s == DA_ERR_IO && errno == ENOENT) return DA_OK;   /* no log yet: nothing to keep */
+    if (s != DA_OK) return s;
     size_t kept = 0;
     for (size_t i = 0; i < n;) {
         char *nl = memchr(buf + i, '\n', n - i);
@@ -204,31 +172,7 @@ static da_status truncate_log(const char *path, long keep_upto)
         free(buf);
         return DA_OK;
     }
-    size_t plen = strlen(path) + 32;
-    char *tmp = malloc(plen);
-    if (!tmp) {
-        free(buf);
-        return da_fail(DA_ERR_NOMEM, "out of memory");
-    }
-    snprintf(tmp, plen, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    int ok = fd >= 0;
-    if (ok) {
-        for (size_t off = 0; ok && off < kept;) {
-            ssize_t w = write(fd, buf + off, kept - off);
-            if (w < 0 && errno == EINTR) continue;
-            ok = w > 0;
-            if (ok) off += (size_t)w;
-        }
-        ok = ok && fsync(fd) == 0;
-        ok = close(fd) == 0 && ok;
-    }
-    ok = ok && rename(tmp, path) == 0;
-    if (!ok) {
-        s = da_fail(DA_ERR_IO, "cannot rewrite metrics log %s: %s", path, strerror(errno));
-        unlink(tmp);
-    }
-    free(tmp);
+    s = da_write_atomic(path, buf, kept);
     free(buf);
     return s;
 }

@@ -9,6 +9,7 @@
  * Every quirk below was checked bit for bit against torch 1.13.1 (Debian,
  * "CPU capability usage: AVX2"); tests/oracle/rng.py writes the references. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "dalign.h"
@@ -244,4 +245,51 @@ da_status da_randint(da_rng *r, int64_t *out, size_t n, int64_t low, int64_t hig
         out[i] = (int64_t)(v % range + (uint64_t)low);
     }
     return DA_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The state as text (checkpoint metadata): fixed widths, lowercase hex.    */
+/* ------------------------------------------------------------------------ */
+
+void da_rng_to_text(const da_rng *r, char buf[DA_RNG_TEXT])
+{
+    uint64_t bits;
+    memcpy(&bits, &r->next_normal, sizeof bits);
+    int k = sprintf(buf, "%03x %d %016llx", (unsigned)r->index, r->has_next_normal ? 1 : 0, (unsigned long long)bits);
+    for (int i = 0; i < MT_N; i++) k += sprintf(buf + k, " %08x", (unsigned)r->mt[i]);
+}
+
+/* width lowercase hex digits at s, nothing else */
+static int hex_field(const char *s, int width, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < width; i++) {
+        char c = s[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0) return -1;
+        v = v << 4 | (uint64_t)d;
+    }
+    *out = v;
+    return 0;
+}
+
+int da_rng_from_text(da_rng *r, const char *s)
+{
+    if (!s || strlen(s) != DA_RNG_TEXT - 1) return -1;
+    uint64_t idx, bits, w;
+    if (hex_field(s, 3, &idx) || s[3] != ' ' || (s[4] != '0' && s[4] != '1') || s[5] != ' ' ||
+        hex_field(s + 6, 16, &bits) || idx > MT_N)
+        return -1;
+    da_rng tmp;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.index = (int)idx;
+    tmp.has_next_normal = s[4] == '1';
+    memcpy(&tmp.next_normal, &bits, sizeof bits);
+    const char *p = s + 22;   /* "iii h nnnnnnnnnnnnnnnn" */
+    for (int i = 0; i < MT_N; i++, p += 9) {
+        if (p[0] != ' ' || hex_field(p + 1, 8, &w)) return -1;
+        tmp.mt[i] = (uint32_t)w;
+    }
+    *r = tmp;   /* only a fully valid text changes r */
+    return 0;
 }

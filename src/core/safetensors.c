@@ -9,22 +9,25 @@
  * overflow-checked, the ranges must tile the data section exactly, and the
  * data section may start at any byte offset, so values are assembled byte by
  * byte and never read through a cast float pointer. */
-#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
 #include "core/json.h"
 #include "dalign.h"
 
 /* Real headers are a few KB (a few hundred bytes per tensor); anything
  * beyond this is a corrupt length field, not a model. */
 #define ST_MAX_HEADER ((uint64_t)100 * 1024 * 1024)
+/* The whole file is read into memory, so the file itself has no cap of its
+ * own: a model is as large as it is, memory is the limit (half the address
+ * space keeps da_read_file's size arithmetic clear of overflow). */
+#define ST_MAX_FILE (SIZE_MAX / 2)
 
 static const char *const dtype_names[] = {"F32", "F16", "BF16"};
 static size_t dtype_size(da_dtype d) { return d == DA_F32 ? 4 : 2; }
@@ -320,55 +323,14 @@ da_status da_st_parse(const void *bytes, size_t n, da_safetensors **out)
     return parse_owned(buf, n, out);
 }
 
-/* Whole file into memory; the size from fstat is only a first guess, so a
- * file that grows or shrinks while being read is still handled. */
-static da_status read_file(const char *path, uint8_t **out, size_t *out_n)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return da_fail(DA_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    struct stat sb;
-    size_t cap = 1 << 16;
-    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size < SIZE_MAX - 1)
-        cap = (size_t)sb.st_size + 1;
-    uint8_t *buf = malloc(cap);
-    size_t n = 0;
-    for (;;) {
-        if (!buf) {
-            close(fd);
-            return da_fail(DA_ERR_NOMEM, "out of memory reading the file");
-        }
-        if (n == cap) {
-            uint8_t *nb = cap < SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
-            if (!nb) free(buf);
-            buf = nb;
-            cap *= 2;
-            continue;
-        }
-        ssize_t r = read(fd, buf + n, cap - n);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) {
-            int e = errno;
-            free(buf);
-            close(fd);
-            return da_fail(DA_ERR_IO, "read failed: %s", strerror(e));
-        }
-        if (r == 0) break;
-        n += (size_t)r;
-    }
-    close(fd);
-    *out = buf;
-    *out_n = n;
-    return DA_OK;
-}
-
 da_status da_st_open(const char *path, da_safetensors **out)
 {
     *out = NULL;
     if (!path) return da_fail(DA_ERR_INVALID, "da_st_open: NULL path");
-    uint8_t *buf = NULL;
+    char *buf = NULL;
     size_t n = 0;
-    da_status s = read_file(path, &buf, &n);
-    return s ? s : parse_owned(buf, n, out);
+    da_status s = da_read_file(path, ST_MAX_FILE, &buf, &n);
+    return s ? s : parse_owned((uint8_t *)buf, n, out);
 }
 
 const da_st_tensor *da_st_find(const da_safetensors *st, const char *name)
@@ -578,39 +540,26 @@ static da_status build_header(sbuf *h, const da_st_entry *const *order, int n, c
     return DA_OK;
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    while (n) {
-        ssize_t w = write(fd, b, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) return -1;
-        b += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* f32 values as little-endian bytes, in chunks */
-static int write_f32(int fd, const float *x, size_t n)
+static void put_f32(da_atomic_file *f, const float *x, size_t n)
 {
     uint8_t buf[4096];
-    while (n) {
+    while (n && !f->err) {
         size_t k = n < sizeof buf / 4 ? n : sizeof buf / 4;
         for (size_t i = 0; i < k; i++) {
             uint32_t u;
             memcpy(&u, &x[i], 4);
             for (int j = 0; j < 4; j++) buf[4 * i + (size_t)j] = (uint8_t)(u >> (8 * j));
         }
-        if (write_all(fd, buf, 4 * k)) return -1;
+        da_atomic_put(f, buf, 4 * k);
         x += k;
         n -= k;
     }
-    return 0;
 }
 
-/* Best effort: make the rename itself durable. The file is already in
- * place, so a failure here is not reported. */
+/* Best effort: make the rename itself durable (a resumed run relies on the
+ * checkpoint being there after a crash). The file is already in place, so a
+ * failure here is not reported. */
 static void fsync_dir_of(const char *path)
 {
     const char *slash = strrchr(path, '/');
@@ -625,36 +574,20 @@ static void fsync_dir_of(const char *path)
     }
 }
 
+/* Streamed, not built in memory: a trainer checkpoint is four copies of
+ * the model (params, AdamW m and v, EMA). */
 static da_status write_file(const char *path, const sbuf *h, const da_st_entry *const *order, int n)
 {
-    size_t plen = strlen(path) + 32;
-    char *tmp = malloc(plen);
-    if (!tmp) return da_fail(DA_ERR_NOMEM, "da_st_write: out of memory");
-    snprintf(tmp, plen, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        da_status s = da_fail(DA_ERR_IO, "cannot create '%s': %s", tmp, strerror(errno));
-        free(tmp);
-        return s;
-    }
+    da_atomic_file f;
+    da_status s = da_atomic_begin(&f, path);
+    if (s != DA_OK) return s;
     uint8_t len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)h->n >> (8 * i));
-    int bad = write_all(fd, len8, 8) || write_all(fd, h->p, h->n);
-    for (int i = 0; !bad && i < n; i++)
-        bad = write_f32(fd, order[i]->data, da_shape_size(order[i]->ndim, order[i]->shape));
-    const char *step = bad ? "write" : NULL;
-    if (!step && fsync(fd)) step = "fsync";
-    int e = errno;
-    if (close(fd) && !step) { step = "close"; e = errno; }
-    if (!step && rename(tmp, path)) { step = "rename"; e = errno; }
-    da_status s = DA_OK;
-    if (step) {
-        unlink(tmp);
-        s = da_fail(DA_ERR_IO, "cannot write '%s' (%s of '%s' failed): %s", path, step, tmp, strerror(e));
-    } else {
-        fsync_dir_of(path);
-    }
-    free(tmp);
+    da_atomic_put(&f, len8, 8);
+    da_atomic_put(&f, h->p, h->n);
+    for (int i = 0; i < n; i++) put_f32(&f, order[i]->data, da_shape_size(order[i]->ndim, order[i]->shape));
+    s = da_atomic_commit(&f);
+    if (s == DA_OK) fsync_dir_of(path);
     return s;
 }
 

@@ -14,6 +14,8 @@
 #include <string.h>
 
 #include "dalign.h"
+#include "diffusion/predict.h"
+#include "diffusion/schedule.h"
 
 da_ddim_config da_ddim_config_default(void)
 {
@@ -33,13 +35,9 @@ da_status da_ddim_init(da_ddim *d, const da_schedule *s, const da_ddim_config *c
                        (double)cfg->eta, (double)cfg->clip_sample_range);
     if ((unsigned)cfg->prediction > DA_PRED_SAMPLE)
         return da_fail(DA_ERR_INVALID, "ddim: unknown prediction type %d", (int)cfg->prediction);
-    int *ts = malloc((size_t)(n_steps > 0 ? n_steps : 1) * sizeof(int));
-    if (!ts) return da_fail(DA_ERR_NOMEM, "ddim: out of memory");
-    da_status st = da_timesteps(ts, n_steps, s->n_train, cfg->spacing, cfg->steps_offset);
-    if (st != DA_OK) {
-        free(ts);
-        return st;
-    }
+    int *ts;
+    da_status st = da_timesteps_new(&ts, s, n_steps, cfg->spacing, cfg->steps_offset, "ddim");
+    if (st != DA_OK) return st;
     d->sched = s;
     d->cfg = *cfg;
     d->n_steps = n_steps;
@@ -98,31 +96,17 @@ static void ddim_predict(const da_ddim *d, const ddim_coef *c, float m, float x,
 {
     const da_ddim_config *g = &d->cfg;
     float p0, pe;
-    if (g->prediction == DA_PRED_EPSILON) {
-        p0 = (x - c->sb * m) / c->sa;
-        pe = m;
-    } else if (g->prediction == DA_PRED_V) {
-        p0 = c->sa * x - c->sb * m;
-        pe = c->sa * m + c->sb * x;
-    } else {
-        p0 = m;
-        pe = (x - c->sa * p0) / c->sb;
-    }
+    da_pred_x0_eps(g->prediction, c->sa, c->sb, m, x, &p0, &pe);
     if (g->clip_sample) {
         float r = g->clip_sample_range;
         p0 = p0 < -r ? -r : (p0 > r ? r : p0);
     }
-    if (g->use_clipped_model_output) pe = (x - c->sa * p0) / c->sb;
+    if (g->use_clipped_model_output) pe = da_pred_eps_from_x0(c->sa, c->sb, x, p0);
     *x0 = p0;
     *eps = pe;
 }
 
-static da_status check_t(const da_ddim *d, int t)
-{
-    if (t < 0 || t >= d->sched->n_train)
-        return da_fail(DA_ERR_RANGE, "ddim: timestep %d outside [0, %d)", t, d->sched->n_train);
-    return DA_OK;
-}
+static da_status check_t(const da_ddim *d, int t) { return da_check_timestep(d->sched, "ddim", t); }
 
 /* prev, x0_pred (n) from model_out, sample, noise (n); elementwise, so
  * outputs may alias inputs (each element is read before it is written). */
@@ -204,14 +188,9 @@ da_status da_ddim_logprob_forward(float *logp, const float *model_out, const flo
 static float dmean_dm(const da_ddim *d, const ddim_coef *c, float m, float x)
 {
     const da_ddim_config *g = &d->cfg;
-    float dx0, deps, raw;
-    if (g->prediction == DA_PRED_EPSILON) {
-        dx0 = -c->sb / c->sa; deps = 1.0f; raw = (x - c->sb * m) / c->sa;
-    } else if (g->prediction == DA_PRED_V) {
-        dx0 = -c->sb; deps = c->sa; raw = c->sa * x - c->sb * m;
-    } else {
-        dx0 = 1.0f; deps = -c->sa / c->sb; raw = m;
-    }
+    float dx0, deps, raw, raw_eps;
+    da_pred_x0_eps(g->prediction, c->sa, c->sb, m, x, &raw, &raw_eps);
+    da_pred_x0_eps_grad(g->prediction, c->sa, c->sb, &dx0, &deps);
     float r = g->clip_sample_range;
     if (g->clip_sample && (raw < -r || raw > r)) dx0 = 0.0f;
     if (g->use_clipped_model_output) deps = -c->sa / c->sb * dx0;
@@ -250,10 +229,17 @@ static void logprob_backward_node(const da_node *nd)
 da_tensor *da_ddim_logprob(da_tape *tp, const da_ddim *d, da_tensor *model_out, da_tensor *x_prev,
                            da_tensor *sample, int t)
 {
-    assert(model_out->ndim >= 1 && model_out->size == x_prev->size && model_out->size == sample->size);
+    if (!model_out || !x_prev || !sample || model_out->ndim < 1 || model_out->shape[0] < 1 ||
+        model_out->size != x_prev->size || model_out->size != sample->size) {
+        da_fail(DA_ERR_INVALID, "ddim logprob: model_out, x_prev and sample must be (B, ...) of one size");
+        return NULL;
+    }
     int B = model_out->shape[0];
     size_t n_per = model_out->size / (size_t)B;
-    assert(n_per <= INT_MAX);   /* kept in the node's int slots */
+    if (n_per > INT_MAX) {   /* kept in the node's int slots */
+        da_fail(DA_ERR_RANGE, "ddim logprob: %zu values per item (at most %d)", n_per, INT_MAX);
+        return NULL;
+    }
     da_tensor *in[1] = {model_out};   /* x_prev and sample are constants */
     int shape[1] = {B};
     da_tensor *out = da_tensor_for_op(tp, 1, shape, in, 1);

@@ -12,14 +12,17 @@
 #include <string.h>
 
 #include "dalign.h"
+#include "diffusion/predict.h"
+#include "diffusion/schedule.h"
 
+/* the table in the enum's order */
 da_status da_variance_type_parse(const char *name, da_variance_type *out)
 {
-    if (name && strcmp(name, "fixed_small") == 0) { *out = DA_VAR_FIXED_SMALL; return DA_OK; }
-    if (name && strcmp(name, "fixed_small_log") == 0) { *out = DA_VAR_FIXED_SMALL_LOG; return DA_OK; }
-    if (name && strcmp(name, "fixed_large") == 0) { *out = DA_VAR_FIXED_LARGE; return DA_OK; }
-    return da_fail(DA_ERR_INVALID, "unknown variance type '%s' (expected fixed_small, fixed_small_log or fixed_large)",
-                   name ? name : "(null)");
+    static const char *const names[] = {"fixed_small", "fixed_small_log", "fixed_large"};
+    int i;
+    da_status s = da_parse_choice(name, names, 3, &i, "variance type");
+    if (s == DA_OK) *out = (da_variance_type)i;
+    return s;
 }
 
 da_ddpm_config da_ddpm_config_default(void)
@@ -39,13 +42,9 @@ da_status da_ddpm_init(da_ddpm *d, const da_schedule *s, const da_ddpm_config *c
     if ((unsigned)cfg->prediction > DA_PRED_SAMPLE || (unsigned)cfg->variance > DA_VAR_FIXED_LARGE)
         return da_fail(DA_ERR_INVALID, "ddpm: unknown prediction (%d) or variance type (%d)",
                        (int)cfg->prediction, (int)cfg->variance);
-    int *ts = malloc((size_t)(n_steps > 0 ? n_steps : 1) * sizeof(int));
-    if (!ts) return da_fail(DA_ERR_NOMEM, "ddpm: out of memory");
-    da_status st = da_timesteps(ts, n_steps, s->n_train, cfg->spacing, cfg->steps_offset);
-    if (st != DA_OK) {
-        free(ts);
-        return st;
-    }
+    int *ts;
+    da_status st = da_timesteps_new(&ts, s, n_steps, cfg->spacing, cfg->steps_offset, "ddpm");
+    if (st != DA_OK) return st;
     d->sched = s;
     d->cfg = *cfg;
     d->n_steps = n_steps;
@@ -87,19 +86,12 @@ static float ddpm_std(const da_ddpm *d, int t)
     return sqrtf(var);
 }
 
-static da_status check_t(const da_ddpm *d, int t)
-{
-    if (t < 0 || t >= d->sched->n_train)
-        return da_fail(DA_ERR_RANGE, "ddpm: timestep %d outside [0, %d)", t, d->sched->n_train);
-    return DA_OK;
-}
-
 /* prev, x0_pred (n) from model_out, sample, noise (n); elementwise, outputs
  * may alias inputs. diffusers adds noise only for t > 0. */
 da_status da_ddpm_step(const da_ddpm *d, float *prev, float *x0_pred, const float *model_out,
                        int t, const float *sample, const float *noise, size_t n)
 {
-    da_status st = check_t(d, t);
+    da_status st = da_check_timestep(d->sched, "ddpm", t);
     if (st != DA_OK) return st;
     int noisy = t > 0;
     if (noisy && !noise) return da_fail(DA_ERR_INVALID, "ddpm: t = %d > 0 needs a noise buffer", t);
@@ -113,10 +105,8 @@ da_status da_ddpm_step(const da_ddpm *d, float *prev, float *x0_pred, const floa
     float std = noisy ? ddpm_std(d, t) : 0.0f;
     float r = g->clip_sample_range;
     for (size_t i = 0; i < n; i++) {
-        float m = model_out[i], x = sample[i], x0;
-        if (g->prediction == DA_PRED_EPSILON) x0 = (x - sb * m) / sa;
-        else if (g->prediction == DA_PRED_V) x0 = sa * x - sb * m;
-        else x0 = m;
+        float x = sample[i], x0, eps;   /* the step needs x0 only */
+        da_pred_x0_eps(g->prediction, sa, sb, model_out[i], x, &x0, &eps);
         if (g->clip_sample) x0 = x0 < -r ? -r : (x0 > r ? r : x0);
         float p = c0 * x0 + c1 * x;
         if (noisy) p = p + std * noise[i];
@@ -129,7 +119,7 @@ da_status da_ddpm_step(const da_ddpm *d, float *prev, float *x0_pred, const floa
 da_status da_ddpm_step_rng(const da_ddpm *d, float *prev, float *x0_pred, const float *model_out,
                            int t, const float *sample, da_rng *rng, float *noise, size_t n)
 {
-    da_status st = check_t(d, t);
+    da_status st = da_check_timestep(d->sched, "ddpm", t);
     if (st != DA_OK) return st;
     if (t > 0) {
         if (!rng || !noise) return da_fail(DA_ERR_INVALID, "ddpm: t > 0 needs a generator and a noise buffer");

@@ -8,7 +8,6 @@
  *   x_{i+1}   = x + (x - x0_hat)/sigma_i * (sigma_{i+1} - sigma_i)
  * diffusers draws (and with s_churn = 0 discards) a randn per step; this
  * sampler is deterministic and draws nothing. */
-#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,21 +75,31 @@ void da_euler_free(da_euler *e)
     memset(e, 0, sizeof *e);
 }
 
-/* out (n) = sample / sqrt(sigma_i^2 + 1); may alias sample */
-void da_euler_scale_model_input(const da_euler *e, float *out, const float *sample, int i, size_t n)
+static da_status check_step(const da_euler *e, int i)
 {
-    assert(i >= 0 && i < e->n_steps);
+    if (i < 0 || i >= e->n_steps)
+        return da_fail(DA_ERR_RANGE, "euler: step index %d outside [0, %d)", i, e->n_steps);
+    return DA_OK;
+}
+
+/* out (n) = sample / sqrt(sigma_i^2 + 1); may alias sample */
+da_status da_euler_scale_model_input(const da_euler *e, float *out, const float *sample, int i, size_t n)
+{
+    da_status st = check_step(e, i);
+    if (st != DA_OK) return st;
     float sigma = e->sigmas[i];
     float scale = sqrtf(sigma * sigma + 1.0f);
     for (size_t k = 0; k < n; k++) out[k] = sample[k] / scale;
+    return DA_OK;
 }
 
 /* prev, x0_pred (n) from model_out, sample (n) at step index i; elementwise,
  * outputs may alias inputs. */
-void da_euler_step(const da_euler *e, float *prev, float *x0_pred, const float *model_out,
-                   int i, const float *sample, size_t n)
+da_status da_euler_step(const da_euler *e, float *prev, float *x0_pred, const float *model_out,
+                        int i, const float *sample, size_t n)
 {
-    assert(i >= 0 && i < e->n_steps);
+    da_status st = check_step(e, i);
+    if (st != DA_OK) return st;
     float sigma = e->sigmas[i];
     float dt = e->sigmas[i + 1] - sigma;
     float s2p1 = sigma * sigma + 1.0f;
@@ -104,4 +113,5 @@ void da_euler_step(const da_euler *e, float *prev, float *x0_pred, const float *
         if (x0_pred) x0_pred[k] = x0;
         prev[k] = x + deriv * dt;
     }
+    return DA_OK;
 }

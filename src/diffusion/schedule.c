@@ -7,38 +7,66 @@
  *    start + i*step (see da_linspace_f32);
  *  - torch.cumprod on CPU keeps its running product in double and rounds
  *    only what it stores. */
-#include <assert.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dalign.h"
+#include "diffusion/predict.h"
+#include "diffusion/schedule.h"
 
+/* ------------------------------------------------------------------------ */
+/* Option names (diffusers' spellings)                                      */
+/* ------------------------------------------------------------------------ */
+
+da_status da_parse_choice(const char *name, const char *const *names, int n, int *out, const char *what)
+{
+    for (int i = 0; name && i < n; i++)
+        if (strcmp(name, names[i]) == 0) {
+            *out = i;
+            return DA_OK;
+        }
+    char expected[256] = "";   /* "a, b or c" */
+    for (int i = 0; i < n; i++) {
+        size_t used = strlen(expected);
+        snprintf(expected + used, sizeof expected - used, "%s%s", i == 0 ? "" : (i + 1 < n ? ", " : " or "),
+                 names[i]);
+    }
+    return da_fail(DA_ERR_INVALID, "unknown %s '%s' (expected %s)", what, name ? name : "(null)", expected);
+}
+
+/* each table in the enum's order */
 da_status da_beta_schedule_parse(const char *name, da_beta_schedule *out)
 {
-    if (name && strcmp(name, "linear") == 0) { *out = DA_BETA_LINEAR; return DA_OK; }
-    if (name && strcmp(name, "scaled_linear") == 0) { *out = DA_BETA_SCALED_LINEAR; return DA_OK; }
-    return da_fail(DA_ERR_INVALID, "unknown beta schedule '%s' (expected linear or scaled_linear)",
-                   name ? name : "(null)");
+    static const char *const names[] = {"linear", "scaled_linear"};
+    int i;
+    da_status s = da_parse_choice(name, names, 2, &i, "beta schedule");
+    if (s == DA_OK) *out = (da_beta_schedule)i;
+    return s;
 }
 
 da_status da_prediction_parse(const char *name, da_prediction *out)
 {
-    if (name && strcmp(name, "epsilon") == 0) { *out = DA_PRED_EPSILON; return DA_OK; }
-    if (name && strcmp(name, "v_prediction") == 0) { *out = DA_PRED_V; return DA_OK; }
-    if (name && strcmp(name, "sample") == 0) { *out = DA_PRED_SAMPLE; return DA_OK; }
-    return da_fail(DA_ERR_INVALID, "unknown prediction type '%s' (expected epsilon, v_prediction or sample)",
-                   name ? name : "(null)");
+    static const char *const names[] = {"epsilon", "v_prediction", "sample"};
+    int i;
+    da_status s = da_parse_choice(name, names, 3, &i, "prediction type");
+    if (s == DA_OK) *out = (da_prediction)i;
+    return s;
 }
 
 da_status da_spacing_parse(const char *name, da_spacing *out)
 {
-    if (name && strcmp(name, "leading") == 0) { *out = DA_SPACING_LEADING; return DA_OK; }
-    if (name && strcmp(name, "trailing") == 0) { *out = DA_SPACING_TRAILING; return DA_OK; }
-    if (name && strcmp(name, "linspace") == 0) { *out = DA_SPACING_LINSPACE; return DA_OK; }
-    return da_fail(DA_ERR_INVALID, "unknown timestep spacing '%s' (expected leading, trailing or linspace)",
-                   name ? name : "(null)");
+    static const char *const names[] = {"leading", "trailing", "linspace"};
+    int i;
+    da_status s = da_parse_choice(name, names, 3, &i, "timestep spacing");
+    if (s == DA_OK) *out = (da_spacing)i;
+    return s;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Schedule                                                                 */
+/* ------------------------------------------------------------------------ */
 
 /* out (n) = torch.linspace(start, end, n) in float32, as torch 1.13's CPU
  * kernel computes it (AVX2 build):
@@ -150,50 +178,80 @@ da_status da_timesteps(int *out, int n_steps, int n_train, da_spacing spacing, i
     return DA_OK;
 }
 
-/* xt (B, n_per) = sqrt(a) x0 + sqrt(1 - a) eps with a = alphas_cumprod[t[b]] */
-void da_add_noise(const da_schedule *s, float *xt, const float *x0, const float *eps,
-                  const int *t, int B, size_t n_per)
+da_status da_timesteps_new(int **out, const da_schedule *s, int n_steps, da_spacing spacing, int steps_offset,
+                           const char *who)
 {
+    *out = NULL;
+    int *ts = malloc((size_t)(n_steps > 0 ? n_steps : 1) * sizeof(int));
+    if (!ts) return da_fail(DA_ERR_NOMEM, "%s: out of memory", who);
+    da_status st = da_timesteps(ts, n_steps, s->n_train, spacing, steps_offset);
+    if (st != DA_OK) {
+        free(ts);
+        return st;
+    }
+    *out = ts;
+    return DA_OK;
+}
+
+da_status da_check_timestep(const da_schedule *s, const char *who, int t)
+{
+    if (t < 0 || t >= s->n_train)
+        return da_fail(DA_ERR_RANGE, "%s: timestep %d outside [0, %d)", who, t, s->n_train);
+    return DA_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Training side                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* every t[b] in [0, n_train), checked before anything is written */
+static da_status check_timesteps(const da_schedule *s, const int *t, int B)
+{
+    for (int b = 0; b < B; b++)
+        if (t[b] < 0 || t[b] >= s->n_train)
+            return da_fail(DA_ERR_RANGE, "timestep %d of item %d outside [0, %d)", t[b], b, s->n_train);
+    return DA_OK;
+}
+
+/* xt (B, n_per) = sqrt(a) x0 + sqrt(1 - a) eps with a = alphas_cumprod[t[b]] */
+da_status da_add_noise(const da_schedule *s, float *xt, const float *x0, const float *eps,
+                       const int *t, int B, size_t n_per)
+{
+    da_status st = check_timesteps(s, t, B);
+    if (st != DA_OK) return st;
     for (int b = 0; b < B; b++) {
-        assert(t[b] >= 0 && t[b] < s->n_train);
         float a = s->alphas_cumprod[t[b]];
         float sa = sqrtf(a), sb = sqrtf(1.0f - a);
         size_t o = (size_t)b * n_per;
         for (size_t i = 0; i < n_per; i++) xt[o + i] = sa * x0[o + i] + sb * eps[o + i];
     }
+    return DA_OK;
 }
 
 /* v (B, n_per) = sqrt(a) eps - sqrt(1 - a) x0 (diffusers get_velocity) */
-void da_velocity(const da_schedule *s, float *v, const float *x0, const float *eps,
-                 const int *t, int B, size_t n_per)
+da_status da_velocity(const da_schedule *s, float *v, const float *x0, const float *eps,
+                      const int *t, int B, size_t n_per)
 {
+    da_status st = check_timesteps(s, t, B);
+    if (st != DA_OK) return st;
     for (int b = 0; b < B; b++) {
-        assert(t[b] >= 0 && t[b] < s->n_train);
         float a = s->alphas_cumprod[t[b]];
         float sa = sqrtf(a), sb = sqrtf(1.0f - a);
         size_t o = (size_t)b * n_per;
         for (size_t i = 0; i < n_per; i++) v[o + i] = sa * eps[o + i] - sb * x0[o + i];
     }
+    return DA_OK;
 }
 
-/* x0, eps (n) from model_out, sample (n); each element reads its inputs
- * before writing, so the outputs may alias them. */
+/* x0, eps (n) from model_out, sample (n) (diffusion/predict.h); each
+ * element reads its inputs before writing, so the outputs may alias them. */
 void da_predict_x0_eps(float *x0, float *eps, const float *model_out, const float *sample,
                        size_t n, float alpha_cumprod, da_prediction pred)
 {
     float sa = sqrtf(alpha_cumprod), sb = sqrtf(1.0f - alpha_cumprod);
     for (size_t i = 0; i < n; i++) {
-        float m = model_out[i], x = sample[i], p0, pe;
-        if (pred == DA_PRED_EPSILON) {
-            p0 = (x - sb * m) / sa;
-            pe = m;
-        } else if (pred == DA_PRED_V) {
-            p0 = sa * x - sb * m;
-            pe = sa * m + sb * x;
-        } else {
-            p0 = m;
-            pe = (x - sa * p0) / sb;
-        }
+        float p0, pe;
+        da_pred_x0_eps(pred, sa, sb, model_out[i], sample[i], &p0, &pe);
         x0[i] = p0;
         if (eps) eps[i] = pe;
     }

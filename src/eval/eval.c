@@ -16,11 +16,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "core/fileio.h"
 #include "core/json.h"
+#include "eval/chunks.h"
 
 #define Z95 1.959963984540054   /* two-sided 95% normal quantile */
 #define PATH_CAP 4096
@@ -211,13 +210,6 @@ void da_eval_split_stats(da_eval_split *s)
 
 /* ---- generation ------------------------------------------------------------- */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void split_free(da_eval_split *s)
 {
     free(s->prompts);
@@ -254,64 +246,59 @@ static da_status split_alloc(da_eval_split *s, const da_eval_config *c)
     return DA_OK;
 }
 
-typedef struct chunk {
-    const char *prompts[DA_EVAL_MAX_BATCH];
-    uint64_t seeds[DA_EVAL_MAX_BATCH];
-    float score[DA_EVAL_MAX_BATCH];
+/* one split's images as the chunk stream's scorer sees them */
+typedef struct split_run {
+    da_eval_split *s;
+    long done;                /* images scored */
+    double faith_sum;         /* their faithfulness, summed in image order */
+    char tag[32];             /* "eval-base: held-in ": the progress line's */
     int n_type[DA_EVAL_MAX_BATCH * DA_N_CLAUSE_TYPES], sat_type[DA_EVAL_MAX_BATCH * DA_N_CLAUSE_TYPES];
-    float *images;   /* (batch, 3, 32, 32) */
-} chunk;
+} split_run;
 
-/* the results of images [j0, j0 + B) (image j = prompt j / K, seed j % K) into the split */
-static void chunk_store(da_eval_split *s, const chunk *ch, int j0, int B)
+/* faithfulness and clause counts of a chunk (image j = prompt j / K, seed
+ * j % K) into the split; the images of its first prompts into its grid */
+static da_status score_chunk(void *user, const da_chunk *ch, int *stop)
 {
-    int K = s->n_seeds;
-    for (int b = 0; b < B; b++) {
-        int j = j0 + b, p = j / K;
-        s->scores[j] = ch->score[b];
+    (void)stop;
+    split_run *sr = user;
+    da_eval_split *s = sr->s;
+    float *score = s->scores + ch->first;
+    da_status st = da_eval_score(ch->images, ch->prompts, ch->n, score, sr->n_type, sr->sat_type);
+    if (st != DA_OK) return st;
+    for (int b = 0; b < ch->n; b++) {
+        long j = ch->first + b;
+        int p = (int)(j / s->n_seeds);
         for (int t = 0; t < DA_N_CLAUSE_TYPES; t++) {
-            s->n_type[p * DA_N_CLAUSE_TYPES + t] += ch->n_type[b * DA_N_CLAUSE_TYPES + t];
-            s->sat_type[p * DA_N_CLAUSE_TYPES + t] += ch->sat_type[b * DA_N_CLAUSE_TYPES + t];
+            s->n_type[p * DA_N_CLAUSE_TYPES + t] += sr->n_type[b * DA_N_CLAUSE_TYPES + t];
+            s->sat_type[p * DA_N_CLAUSE_TYPES + t] += sr->sat_type[b * DA_N_CLAUSE_TYPES + t];
         }
         if (p < s->grid_prompts)
             memcpy(s->grid + (size_t)j * DA_IMG_FLOATS, ch->images + (size_t)b * DA_IMG_FLOATS,
                    DA_IMG_FLOATS * sizeof(float));
+        sr->faith_sum += score[b];
     }
+    sr->done = ch->first + ch->n;
+    return DA_OK;
 }
 
-/* after each chunk: redrawn on a terminal, else about ten lines per split */
-static void progress_line(const da_eval_config *c, int split, int done, int total, double sum, double t0,
-                          int *next)
+static void split_progress(void *user, da_ticker *t)
 {
-    int tty = isatty(2), last = done == total;
-    if (!c->progress || (!tty && !last && done < *next)) return;
-    *next = done + (total / 10 > 0 ? total / 10 : 1);
-    double el = now_s() - t0, eta = done ? el * (total - done) / done : 0.0;
-    fprintf(stderr, "%seval-base: %-8s images %d/%d  faithfulness %.3f  %.0f s  ETA %d:%02d%s", tty ? "\r" : "",
-            split_names[split], done, total, done ? sum / done : 0.0, el, (int)eta / 60, (int)eta % 60,
-            tty && !last ? "" : "\n");
+    const split_run *sr = user;
+    da_ticker_faith(t, sr->tag, sr->done, (long)sr->s->n_prompts * sr->s->n_seeds, sr->faith_sum);
 }
 
-static da_status run_split(da_pipeline *pipe, const da_eval_config *c, da_split split, da_eval_split *s, chunk *ch)
+static da_status run_split(da_pipeline *pipe, const da_eval_config *c, da_split split, da_eval_split *s)
 {
     da_status st = split_alloc(s, c);
     if (st == DA_OK) st = da_eval_prompts(c->prompt_seed, split, c->n_prompts, s->prompts, s->scenes);
-    int K = c->n_seeds, total = c->n_prompts * K, next = 0;
-    double t0 = now_s(), sum = 0.0;
-    for (int j0 = 0; j0 < total && st == DA_OK; j0 += c->batch) {
-        int B = total - j0 < c->batch ? total - j0 : c->batch;
-        for (int b = 0; b < B; b++) {
-            int p = (j0 + b) / K, k = (j0 + b) % K;
-            ch->prompts[b] = s->prompts + (size_t)p * DA_CAPTION_MAX;
-            ch->seeds[b] = da_eval_image_seed(c->image_seed, split, p, k);
-        }
-        st = da_pipeline_generate(pipe, &c->opts, ch->prompts, NULL, ch->seeds, B, NULL, NULL, ch->images, NULL);
-        if (st == DA_OK) st = da_eval_score(ch->images, ch->prompts, B, ch->score, ch->n_type, ch->sat_type);
-        if (st != DA_OK) break;
-        chunk_store(s, ch, j0, B);
-        for (int b = 0; b < B; b++) sum += ch->score[b];
-        progress_line(c, split, j0 + B, total, sum, t0, &next);
-    }
+    if (st != DA_OK) return st;
+    split_run sr = {.s = s};
+    snprintf(sr.tag, sizeof sr.tag, "eval-base: %-8s", split_names[split]);
+    da_chunk_grid grid = {s->prompts, c->n_seeds, c->image_seed, split};
+    da_chunks d = {.pipe = pipe, .opts = &c->opts, .batch = c->batch, .total = (long)c->n_prompts * c->n_seeds,
+                   .plan = da_chunks_plan_grid, .plan_user = &grid, .score = score_chunk,
+                   .progress = c->progress ? split_progress : NULL, .user = &sr};
+    st = da_chunks_run(&d);
     if (st == DA_OK) da_eval_split_stats(s);
     return st;
 }
@@ -322,24 +309,16 @@ da_status da_eval_base_run(da_pipeline *p, const da_eval_config *c, da_eval_resu
     if (!p || !c) return da_fail(DA_ERR_INVALID, "da_eval_base_run: NULL argument");
     da_status st = da_eval_config_check(c);
     if (st != DA_OK) return st;
-    chunk *ch = calloc(1, sizeof *ch);
-    float *images = malloc((size_t)c->batch * DA_IMG_FLOATS * sizeof(float));
-    if (!ch || !images) st = da_fail(DA_ERR_NOMEM, "eval: out of memory");
-    double t0 = now_s();
-    for (int sp = 0; sp < 2 && st == DA_OK; sp++) {
-        ch->images = images;
-        st = run_split(p, c, (da_split)sp, &r->split[sp], ch);
-    }
-    r->seconds_generate = now_s() - t0;
-    free(ch);
-    free(images);
+    double t0 = da_now_s();
+    for (int sp = 0; sp < 2 && st == DA_OK; sp++) st = run_split(p, c, (da_split)sp, &r->split[sp]);
+    r->seconds_generate = da_now_s() - t0;
     if (st == DA_OK && c->n_recon > 0) {
-        double t1 = now_s();
+        double t1 = da_now_s();
         if (c->progress) fprintf(stderr, "eval-base: VAE reconstruction of %d held-out images\n", c->n_recon);
         st = da_eval_vae_psnr(p->vae, c->n_recon, DA_EVAL_RECON_SEED, c->batch, &r->psnr, &r->psnr_image,
                               &r->psnr_min);
         r->n_recon = c->n_recon;
-        r->seconds_recon = now_s() - t1;
+        r->seconds_recon = da_now_s() - t1;
     }
     return st;
 }

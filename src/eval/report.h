@@ -53,10 +53,7 @@ typedef struct da_report_config {
 /* The models an evaluation reads: the pipeline, the CLIP image tower for the
  * diversity embeddings, and one scorer per selected reward. */
 typedef struct da_report_models {
-    da_pipeline *pipe;
-    da_text_encoder *text;    /* owned here when the UNet came from a file path */
-    da_vae *vae;              /* (pipe does not own them then) */
-    da_unet *unet;
+    da_pipeline *pipe;        /* owns its models */
     da_clip *clip;
     da_reward *reward[DA_REPORT_N_REWARDS];   /* NULL where not selected */
 } da_report_models;
@@ -105,9 +102,10 @@ da_status da_report_read_prompts(const char *path, char **texts, int *n);
 
 /* DIR/text_encoder, DIR/vae (+ DIR/scheduler.json) and the UNet: unet is
  * either a name in DIR ("unet", "unet-b": DIR/NAME.{json,safetensors}) or a
- * path ending in .safetensors whose config is the same path with .json;
- * DIR/clip for the embeddings and the selected rewards. m is zeroed first;
- * free it with da_report_models_free (also after an error). */
+ * path ending in .safetensors whose config is the same path with .json
+ * (da_weights_load_pipeline); DIR/clip for the embeddings and the selected
+ * rewards. m is zeroed first; free it with da_report_models_free (also after
+ * an error). */
 da_status da_report_models_load(da_report_models *m, const char *weights_dir, const char *unet, unsigned rewards);
 void da_report_models_free(da_report_models *m);
 
@@ -126,7 +124,8 @@ da_status da_report_embed(const da_clip *clip, const float *images, int n, float
 double da_report_diversity(const float *emb, int K, int E);
 
 /* Into dir (created if missing), atomically: metrics.json, images.tsv,
- * grid.png and index.html. weights and unet are recorded as given. */
+ * grid.png and index.html (src/eval/report_write.c). weights and unet are
+ * recorded as given. */
 da_status da_report_write(const char *dir, const da_report_config *c, const da_report_result *r,
                           const char *weights, const char *unet);
 /* The metrics table printed by the CLI (plain text). */

@@ -1,88 +1,14 @@
-/* Building blocks shared by the VAE and the UNet: ResBlock (optionally with
- * a time embedding), SpatialTransformer (self + cross attention),
- * down/upsampling convs, the sinusoidal timestep embedding, exp/clamp ops,
- * the default init and the JSON config reader/writer. See blocks.h. */
+/* Building blocks shared by the models: ResBlock (optionally with a time
+ * embedding), SpatialTransformer (self + cross attention), the CNN tower,
+ * down/upsampling convs and the sinusoidal timestep embedding; each with the
+ * function that registers its parameters and the forward that uses them.
+ * See blocks.h; docs/models.md says how to go from a tensor name to the
+ * line that uses it. */
 #include <assert.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 
-#include "core/json.h"
 #include "models/blocks.h"
-
-/* ------------------------------------------------------------------------ */
-/* exp(s * x)                                                               */
-/* ------------------------------------------------------------------------ */
-
-/* out (n) = exp(s * inp (n)) */
-void da_exp_scaled_forward(float *out, const float *inp, float s, size_t n)
-{
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) out[i] = da_expf(s * inp[i]);
-}
-
-/* dinp (n) += dout * s * out: the derivative of exp(s x) is s exp(s x) */
-void da_exp_scaled_backward(float *dinp, const float *dout, const float *out, float s, size_t n)
-{
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * (s * out[i]);
-}
-
-static void exp_scaled_backward_node(const da_node *nd)
-{
-    da_tensor *x = nd->in[0];
-    if (x->grad) da_exp_scaled_backward(x->grad, nd->out->grad, nd->out->data, nd->f[0], x->size);
-}
-
-da_tensor *da_exp_scaled(da_tape *t, da_tensor *x, float s)
-{
-    da_tensor *out = da_tensor_for_op(t, x->ndim, x->shape, &x, 1);
-    da_exp_scaled_forward(out->data, x->data, s, x->size);
-    da_node nd = {.backward = exp_scaled_backward_node, .out = out, .in = {x}, .f = {s}};
-    da_tape_push(t, &nd);
-    return out;
-}
-
-/* ------------------------------------------------------------------------ */
-/* clamp                                                                    */
-/* ------------------------------------------------------------------------ */
-
-/* out (n) = min(max(inp (n), lo), hi) */
-void da_clamp_forward(float *out, const float *inp, float lo, float hi, size_t n)
-{
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        out[i] = x < lo ? lo : (x > hi ? hi : x);
-    }
-}
-
-/* dinp (n) += dout where lo <= inp <= hi (as torch.clamp), else nothing */
-void da_clamp_backward(float *dinp, const float *dout, const float *inp, float lo, float hi, size_t n)
-{
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++)
-        if (inp[i] >= lo && inp[i] <= hi) dinp[i] += dout[i];
-}
-
-static void clamp_backward_node(const da_node *nd)
-{
-    da_tensor *x = nd->in[0];
-    if (x->grad) da_clamp_backward(x->grad, nd->out->grad, x->data, nd->f[0], nd->f[1], x->size);
-}
-
-da_tensor *da_clamp(da_tape *t, da_tensor *x, float lo, float hi)
-{
-    assert(lo <= hi);
-    da_tensor *out = da_tensor_for_op(t, x->ndim, x->shape, &x, 1);
-    da_clamp_forward(out->data, x->data, lo, hi, x->size);
-    da_node nd = {.backward = clamp_backward_node, .out = out, .in = {x}, .f = {lo, hi}};
-    da_tape_push(t, &nd);
-    return out;
-}
 
 /* ------------------------------------------------------------------------ */
 /* timestep embedding                                                       */
@@ -219,38 +145,6 @@ void da_blk_add_transformer(da_params *p, const char *prefix, int C, int ctx_dim
     add_conv_sub(p, prefix, "proj_out", C, C, 1);
 }
 
-/* index of the weight that goes with a 1-D entry "X.bias" / "X.weight", or -1 */
-static int sibling_weight(const da_params *p, int e)
-{
-    const char *name = p->names[e];
-    size_t n = strlen(name);
-    if (n < 5 || strcmp(name + n - 5, ".bias") != 0) return -1;
-    char w[256];
-    if (n - 5 + 8 >= sizeof w) return -1;
-    memcpy(w, name, n - 5);
-    strcpy(w + n - 5, ".weight");
-    return da_params_find(p, w);
-}
-
-void da_blk_init_params(da_params *p, da_rng *rng)
-{
-    for (int e = 0; e < p->n; e++) {
-        float *x = p->data + p->offset[e];
-        size_t n = da_shape_size(p->ndim[e], p->shape[e]);
-        int wi = p->ndim[e] >= 2 ? e : (p->ndim[e] == 1 ? sibling_weight(p, e) : -1);
-        if (wi >= 0 && p->ndim[wi] >= 2) {
-            /* Linear / Conv weight or its bias: fan_in = in * kh * kw */
-            size_t fan_in = da_shape_size(p->ndim[wi] - 1, p->shape[wi] + 1);
-            da_init_uniform(rng, x, n, 1.0f / sqrtf((float)fan_in));
-        } else {
-            size_t len = strlen(p->names[e]);
-            int is_weight = len >= 7 && !strcmp(p->names[e] + len - 7, ".weight");
-            /* norm affine: identity; anything else starts at zero */
-            for (size_t i = 0; i < n; i++) x[i] = is_weight && p->ndim[e] == 1 ? 1.0f : 0.0f;
-        }
-    }
-}
-
 /* ------------------------------------------------------------------------ */
 /* forward blocks                                                           */
 /* ------------------------------------------------------------------------ */
@@ -333,21 +227,21 @@ da_tensor *da_blk_resblock(da_tape *t, const da_params *p, const char *prefix, d
     return da_add(t, skip, h);
 }
 
-/* Attention with projections: xq (B, Tq, C), xkv (B, Tk, Ckv) -> (B, Tq, C).
- * to_q/to_k/to_v carry no bias, to_out does. */
-static da_tensor *attention_sub(da_tape *t, const da_params *p, const char *prefix, const char *sub,
+/* the sub-names of one attention's projections: to_q, to_k, to_v (no
+ * bias) and to_out (with bias) */
+typedef struct attn_names {
+    const char *to_q, *to_k, *to_v, *to_out;
+} attn_names;
+
+/* Attention with projections: xq (B, Tq, C), xkv (B, Tk, Ckv) -> (B, Tq, C) */
+static da_tensor *attention_sub(da_tape *t, const da_params *p, const char *prefix, const attn_names *n,
                                 da_tensor *xq, da_tensor *xkv, const uint8_t *keep, int n_heads)
 {
-    char s[64];
-    snprintf(s, sizeof s, "%s.to_q", sub);
-    da_tensor *q = linear_sub(t, p, prefix, s, xq);
-    snprintf(s, sizeof s, "%s.to_k", sub);
-    da_tensor *k = linear_sub(t, p, prefix, s, xkv);
-    snprintf(s, sizeof s, "%s.to_v", sub);
-    da_tensor *v = linear_sub(t, p, prefix, s, xkv);
+    da_tensor *q = linear_sub(t, p, prefix, n->to_q, xq);    /* W_q: (C, C) */
+    da_tensor *k = linear_sub(t, p, prefix, n->to_k, xkv);   /* W_k: (C, Ckv) */
+    da_tensor *v = linear_sub(t, p, prefix, n->to_v, xkv);   /* W_v: (C, Ckv) */
     da_tensor *o = da_attention(t, q, k, v, n_heads, 0, keep);
-    snprintf(s, sizeof s, "%s.to_out", sub);
-    return linear_sub(t, p, prefix, s, o);
+    return linear_sub(t, p, prefix, n->to_out, o);
 }
 
 static da_tensor *layernorm_sub(da_tape *t, const da_params *p, const char *prefix, const char *sub,
@@ -370,10 +264,13 @@ da_tensor *da_blk_transformer(da_tape *t, const da_params *p, const char *prefix
     static const int to_tokens[4] = {0, 2, 3, 1}, to_image[4] = {0, 3, 1, 2};
     int seq[3] = {B, H * W, C}, img[4] = {B, H, W, C};
     h = da_reshape(t, da_permute(t, h, to_tokens), 3, seq);
+    /* the full sub-names as literals, so grep finds the line that uses a weight */
+    static const attn_names self_attn = {"attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out"};
+    static const attn_names cross_attn = {"attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out"};
     da_tensor *a = layernorm_sub(t, p, prefix, "ln1", h, bc->ln_eps);
-    h = da_add(t, h, attention_sub(t, p, prefix, "attn1", a, a, NULL, bc->n_heads));
-    a = layernorm_sub(t, p, prefix, "ln2", h, bc->ln_eps);
-    h = da_add(t, h, attention_sub(t, p, prefix, "attn2", a, context, context_keep, bc->n_heads));
+    h = da_add(t, h, attention_sub(t, p, prefix, &self_attn, a, a, NULL, bc->n_heads));
+    a = layernorm_sub(t, p, prefix, "ln2", h, bc->ln_eps);   /* queries from the pixels, keys/values from the text */
+    h = da_add(t, h, attention_sub(t, p, prefix, &cross_attn, a, context, context_keep, bc->n_heads));
     a = layernorm_sub(t, p, prefix, "ln3", h, bc->ln_eps);
     a = linear_sub(t, p, prefix, "ff.fc2", da_gelu(t, linear_sub(t, p, prefix, "ff.fc1", a)));
     h = da_add(t, h, a);
@@ -422,174 +319,4 @@ da_tensor *da_blk_downsample(da_tape *t, const da_params *p, const char *prefix,
 da_tensor *da_blk_upsample(da_tape *t, const da_params *p, const char *prefix, da_tensor *x)
 {
     return conv_sub(t, p, prefix, NULL, da_upsample2x(t, x), 1, 1);
-}
-
-/* ------------------------------------------------------------------------ */
-/* JSON configs                                                             */
-/* ------------------------------------------------------------------------ */
-
-static char *read_text(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n == cap) {
-            cap = cap ? 2 * cap : 4096;
-            if (cap > (64u << 20)) {        /* a config is tiny: refuse huge files */
-                errno = EFBIG;
-                break;
-            }
-            char *nb = realloc(buf, cap);
-            if (!nb) break;
-            buf = nb;
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (r == 0) {
-            int bad = ferror(f);
-            fclose(f);
-            if (bad) { free(buf); return NULL; }
-            *len = n;
-            return buf ? buf : calloc(1, 1);
-        }
-    }
-    fclose(f);
-    free(buf);
-    return NULL;
-}
-
-/* a JSON number literal as an int in [lo, hi]: no fraction or exponent, and
- * no minus sign at all when lo >= 0 (so "-0" is refused too) */
-static int json_int(const da_json_value *v, int lo, int hi, int *out)
-{
-    if (v->type != DA_JSON_NUMBER || strpbrk(v->str, ".eE") || (lo >= 0 && v->str[0] == '-')) return -1;
-    errno = 0;
-    char *end;
-    long long x = strtoll(v->str, &end, 10);
-    if (errno || *end || x < lo || x > hi) return -1;
-    *out = (int)x;
-    return 0;
-}
-
-static int json_float(const da_json_value *v, float *out)
-{
-    if (v->type != DA_JSON_NUMBER) return -1;
-    char *end;
-    double x = strtod(v->str, &end);
-    if (*end || !isfinite((float)x)) return -1;
-    *out = (float)x;
-    return 0;
-}
-
-/* one field from its JSON value; ints must lie in [lo, hi] */
-static da_status cfg_set(const char *path, const da_cfg_field *f, const da_json_value *v, int lo, int hi)
-{
-    int n = f->count;
-    const da_json_value *items = v;
-    void *dst = f->ptr;
-    if (f->kind == DA_CFG_INT_LIST) {
-        if (v->type != DA_JSON_ARRAY || v->n < 1 || v->n > n)
-            return da_fail(DA_ERR_FORMAT, "%s: \"%s\" must be an array of 1 to %d integers", path, f->key, n);
-        n = v->n;
-        items = v->items;
-        dst = ((const da_cfg_list *)f->ptr)->values;
-    } else if (n > 1) {
-        if (v->type != DA_JSON_ARRAY || v->n != n)
-            return da_fail(DA_ERR_FORMAT, "%s: \"%s\" must be an array of %d numbers", path, f->key, n);
-        items = v->items;
-    }
-    for (int i = 0; i < n; i++) {
-        int bad = f->kind == DA_CFG_FLOAT ? json_float(&items[i], (float *)dst + i)
-                                          : json_int(&items[i], lo, hi, (int *)dst + i);
-        if (bad && f->kind == DA_CFG_FLOAT)
-            return da_fail(DA_ERR_FORMAT, "%s: \"%s\" must be a finite number", path, f->key);
-        if (bad) return da_fail(DA_ERR_FORMAT, "%s: \"%s\" must hold integers in [%d, %d]", path, f->key, lo, hi);
-    }
-    if (f->kind == DA_CFG_INT_LIST) *((const da_cfg_list *)f->ptr)->len = n;
-    return DA_OK;
-}
-
-/* strict: every field exactly once */
-static da_status cfg_read(const char *path, const da_cfg_field *f, int n, int strict, int lo, int hi)
-{
-    size_t len = 0;
-    char *text = read_text(path, &len);
-    if (!text) return da_fail(DA_ERR_IO, "cannot read config %s: %s", path, strerror(errno));
-    da_json_value root;
-    char err[256];
-    int bad = da_json_parse(text, len, &root, err, sizeof err);
-    free(text);
-    if (bad) return da_fail(DA_ERR_FORMAT, "%s: %s", path, err);
-    da_status s = DA_OK;
-    uint64_t seen = 0;  /* a bit per field (strict configs have < 64 fields) */
-    assert(!strict || n < 64);
-    if (root.type != DA_JSON_OBJECT) s = da_fail(DA_ERR_FORMAT, "%s: expected a JSON object", path);
-    for (int i = 0; s == DA_OK && i < root.n; i++) {
-        const da_json_value *v = &root.items[i];
-        int k = 0;
-        while (k < n && (strlen(f[k].key) != v->key_len || strcmp(f[k].key, v->key) != 0)) k++;
-        if (k == n) s = da_fail(DA_ERR_FORMAT, "%s: unknown key \"%s\"", path, v->key);
-        else if (strict && (seen >> k & 1)) s = da_fail(DA_ERR_FORMAT, "%s: duplicate key \"%s\"", path, v->key);
-        else s = cfg_set(path, &f[k], v, lo, hi);
-        if (k < n && strict) seen |= (uint64_t)1 << k;
-    }
-    for (int k = 0; s == DA_OK && strict && k < n; k++)
-        if (!(seen >> k & 1)) s = da_fail(DA_ERR_FORMAT, "%s: missing key \"%s\"", path, f[k].key);
-    da_json_free(&root);
-    return s;
-}
-
-da_status da_cfg_read(const char *path, const da_cfg_field *f, int n)
-{
-    return cfg_read(path, f, n, 0, -2147483647, 2147483647);
-}
-
-da_status da_cfg_read_strict(const char *path, const da_cfg_field *f, int n, int int_max)
-{
-    return cfg_read(path, f, n, 1, 0, int_max);
-}
-
-static void write_value(FILE *fp, const da_cfg_field *f, int i)
-{
-    if (f->kind == DA_CFG_INT_LIST) fprintf(fp, "%d", ((const da_cfg_list *)f->ptr)->values[i]);
-    else if (f->kind == DA_CFG_INT) fprintf(fp, "%d", ((const int *)f->ptr)[i]);
-    else fprintf(fp, "%.9g", (double)((const float *)f->ptr)[i]);  /* 9 digits: f32 round-trips */
-}
-
-da_status da_cfg_write(const char *path, const da_cfg_field *f, int n)
-{
-    for (int k = 0; k < n; k++)
-        for (int i = 0; f[k].kind == DA_CFG_FLOAT && i < f[k].count; i++)
-            if (!isfinite(((const float *)f[k].ptr)[i]))
-                return da_fail(DA_ERR_INVALID, "config value \"%s\" is not finite", f[k].key);
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return da_fail(DA_ERR_INVALID, "path too long: %s", path);
-    FILE *fp = fopen(tmp, "wb");
-    if (!fp) return da_fail(DA_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
-    fprintf(fp, "{\n");
-    for (int k = 0; k < n; k++) {
-        int list = f[k].kind == DA_CFG_INT_LIST, array = list || f[k].count > 1;
-        int count = list ? *((const da_cfg_list *)f[k].ptr)->len : f[k].count;
-        fprintf(fp, "  \"%s\": ", f[k].key);
-        if (array) fputc('[', fp);
-        for (int i = 0; i < count; i++) {
-            if (i) fprintf(fp, ", ");
-            write_value(fp, &f[k], i);
-        }
-        if (array) fputc(']', fp);
-        fprintf(fp, k + 1 < n ? ",\n" : "\n");
-    }
-    fprintf(fp, "}\n");
-    int bad = fflush(fp) != 0 || ferror(fp) || fsync(fileno(fp)) != 0;
-    int e = errno;
-    bad |= fclose(fp) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        if (!bad) e = errno;
-        remove(tmp);
-        return da_fail(DA_ERR_IO, "cannot write %s: %s", path, strerror(e));
-    }
-    return DA_OK;
 }

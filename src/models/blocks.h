@@ -1,4 +1,4 @@
-/* Building blocks shared by the VAE and the UNet (src/models/blocks.c).
+/* Building blocks shared by the models (src/models/blocks.c).
  *
  * A block is forward code over the core ops. Its parameters live in the
  * model's da_params table under a prefix ("down.0.res"), with the names a
@@ -7,26 +7,16 @@
  * Optional parts are discovered from the table (a ResBlock has a
  * nin_shortcut iff "PREFIX.nin_shortcut.weight" exists).
  *
- * Also here: two small elementwise ops the models need (exp(s*x), clamp),
- * the sinusoidal timestep embedding, the default parameter init and a tiny
- * table-driven reader/writer for the models' JSON configs. */
+ * Also here: the sinusoidal timestep embedding. Elsewhere: the ops exp(s*x)
+ * and clamp (core/ops_unary.h), the default parameter init
+ * (models/init.c, declared in models/params.h) and the JSON config
+ * reader/writer (core/config.h). */
 #ifndef DA_MODELS_BLOCKS_H
 #define DA_MODELS_BLOCKS_H
 
 #include "dalign.h"
 
-/* ---- ops ------------------------------------------------------------------ */
-
-/* out (n) = exp(s * inp (n)); dinp += dout * s * out */
-void da_exp_scaled_forward(float *out, const float *inp, float s, size_t n);
-void da_exp_scaled_backward(float *dinp, const float *dout, const float *out, float s, size_t n);
-da_tensor *da_exp_scaled(da_tape *t, da_tensor *x, float s);
-
-/* out (n) = min(max(inp, lo), hi); the gradient passes where lo <= x <= hi
- * (torch.clamp's convention at the boundaries) */
-void da_clamp_forward(float *out, const float *inp, float lo, float hi, size_t n);
-void da_clamp_backward(float *dinp, const float *dout, const float *inp, float lo, float hi, size_t n);
-da_tensor *da_clamp(da_tape *t, da_tensor *x, float lo, float hi);
+/* ---- timestep embedding -------------------------------------------------- */
 
 /* Sinusoidal timestep embedding, diffusers' get_timestep_embedding with
  * flip_sin_to_cos=True, downscale_freq_shift=0, max_period 10000:
@@ -36,6 +26,9 @@ void da_timestep_embedding_forward(float *out, const float *timesteps, int B, in
 da_tensor *da_timestep_embedding(da_tape *t, const float *timesteps, int B, int dim);
 
 /* ---- parameters ---------------------------------------------------------- */
+
+/* Every model registers its tensors through these (and da_params_add for a
+ * lone tensor such as an embedding table), in forward order. */
 
 /* PREFIX.weight (cout, cin, k, k), PREFIX.bias (cout) */
 void da_blk_add_conv(da_params *p, const char *prefix, int cin, int cout, int k);
@@ -56,12 +49,6 @@ void da_blk_add_transformer(da_params *p, const char *prefix, int C, int ctx_dim
  * film_dim -> 2 ch[i])], PREFIX.blocks.I.conv (3x3, ch[i] -> ch[i+1]), then
  * PREFIX.norm_out, [PREFIX.film_out]; the films iff film_dim > 0. */
 void da_blk_add_tower(da_params *p, const char *prefix, int cin, const int *ch, int n_blocks, int film_dim);
-
-/* PyTorch-default-like init in table order: a tensor of 2+ dims is a
- * Linear/Conv weight, U(-1/sqrt(fan_in), +) with fan_in = prod(shape[1:]);
- * a 1-D "X.bias" whose "X.weight" has 2+ dims gets the same bound; a 1-D
- * "X.weight" / "X.bias" pair is a norm: 1 and 0. Anything else: zeros. */
-void da_blk_init_params(da_params *p, da_rng *rng);
 
 /* ---- forward blocks ----------------------------------------------------- */
 
@@ -111,32 +98,5 @@ da_tensor *da_blk_tower(da_tape *t, const da_params *p, const char *prefix, da_t
 da_tensor *da_blk_downsample(da_tape *t, const da_params *p, const char *prefix, da_tensor *x);
 /* Upsample: nearest x2 then conv k3 p1 named PREFIX: (B, C, H, W) -> (B, C, 2H, 2W) */
 da_tensor *da_blk_upsample(da_tape *t, const da_params *p, const char *prefix, da_tensor *x);
-
-/* ---- JSON configs -------------------------------------------------------- */
-
-/* A config is a flat JSON object; each field is an int, an int array or a
- * float, stored at `ptr` (count values for arrays, 1 otherwise), or an int
- * list of 1 .. count values (always written as an array). */
-typedef enum { DA_CFG_INT, DA_CFG_FLOAT, DA_CFG_INT_LIST } da_cfg_kind;
-typedef struct da_cfg_field {
-    const char *key;
-    da_cfg_kind kind;
-    int count;       /* 1: a scalar; > 1: an array of exactly count values; a list's capacity */
-    void *ptr;       /* int*, float*, or da_cfg_list* for DA_CFG_INT_LIST */
-} da_cfg_field;
-/* a variable-length int list: its values and where its length lives */
-typedef struct da_cfg_list {
-    int *values;
-    int *len;
-} da_cfg_list;
-
-/* Read `path`: every key must be a known field (fields absent from the file
- * keep their current values). Errors name the file and the key. */
-da_status da_cfg_read(const char *path, const da_cfg_field *f, int n);
-/* Strict: also every field exactly once (no duplicates, none missing) and
- * every integer in [0, int_max]. */
-da_status da_cfg_read_strict(const char *path, const da_cfg_field *f, int n, int int_max);
-/* Write every field, atomically (temp file, fsync, rename). */
-da_status da_cfg_write(const char *path, const da_cfg_field *f, int n);
 
 #endif

@@ -21,7 +21,9 @@
 #include <string.h>
 
 #include "dalign.h"
+#include "core/config.h"
 #include "models/blocks.h"
+#include "models/params.h"
 
 #define GN_EPS 1e-5f
 #define NORM_EPS 1e-12     /* F.normalize's eps: a zero row stays zero */
@@ -55,10 +57,11 @@ da_status da_clip_config_check(const da_clip_config *c)
 }
 
 /* one table drives the JSON reader and writer, in the order keys are written;
- * "channels" is a list of n_blocks + 1 integers, its length goes to *len */
-static int clip_cfg_fields(da_clip_config *c, da_cfg_list *ch, int *len, da_cfg_field *f)
+ * "channels" is a list of n_blocks + 1 integers */
+static int clip_cfg_fields(void *cfg, da_cfg_list *ch, da_cfg_field *f)
 {
-    *ch = (da_cfg_list){c->channels, len};
+    da_clip_config *c = cfg;
+    *ch = (da_cfg_list){c->channels, &c->n_blocks, 1};
     da_cfg_field t[] = {
         {"image_size", DA_CFG_INT, 1, &c->image_size},
         {"in_channels", DA_CFG_INT, 1, &c->in_channels},
@@ -70,34 +73,21 @@ static int clip_cfg_fields(da_clip_config *c, da_cfg_list *ch, int *len, da_cfg_
     return (int)(sizeof t / sizeof t[0]);
 }
 
-/* temp file, fsync, rename: a crash never leaves a half-written config */
-da_status da_clip_config_save(const da_clip_config *cfg, const char *path)
-{
-    da_status s = da_clip_config_check(cfg);
-    if (s) return s;
-    da_clip_config c = *cfg;
-    da_cfg_list ch;
-    da_cfg_field f[5];
-    int len = c.n_blocks + 1;
-    return da_cfg_write(path, f, clip_cfg_fields(&c, &ch, &len, f));
-}
+static da_status clip_cfg_check_any(const void *c) { return da_clip_config_check(c); }
 
 /* Strict: an object with exactly the known keys, integers in [0, CFG_MAX];
  * "channels" an array of 1 .. DA_CLIP_MAX_BLOCKS + 1 integers (n_blocks =
  * its length - 1). */
-da_status da_clip_config_load(da_clip_config *cfg, const char *path)
+static const da_cfg_type CLIP_CFG = {sizeof(da_clip_config), clip_cfg_fields, clip_cfg_check_any, CFG_MAX};
+
+/* temp file, fsync, rename: a crash never leaves a half-written config */
+da_status da_clip_config_save(const da_clip_config *cfg, const char *path)
 {
-    da_clip_config c;
-    memset(&c, 0, sizeof c);  /* channels past the list stay 0 */
-    da_cfg_list ch;
-    da_cfg_field f[5];
-    int len = 0;
-    da_status s = da_cfg_read_strict(path, f, clip_cfg_fields(&c, &ch, &len, f), CFG_MAX);
-    c.n_blocks = len - 1;
-    if (!s) s = da_clip_config_check(&c);
-    if (!s) *cfg = c;
-    return s;
+    da_status s = da_clip_config_check(cfg);
+    return s ? s : da_cfg_save(&CLIP_CFG, cfg, path);
 }
+
+da_status da_clip_config_load(da_clip_config *cfg, const char *path) { return da_cfg_load(&CLIP_CFG, cfg, path); }
 
 /* ------------------------------------------------------------------------ */
 /* Create / init / load / save                                              */
@@ -122,27 +112,13 @@ da_clip *da_clip_create(const da_clip_config *cfg, int trainable)
     return m;
 }
 
-/* In table order: conv and Linear weights and biases U(-1/sqrt(fan_in),
- * 1/sqrt(fan_in)) with fan_in = I*k*k of the weight (PyTorch's default);
- * GroupNorm weight 1 bias 0; logit_scale log(1/0.07) (CLIP's init). */
+/* PyTorch's defaults (conv and Linear U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+ * GroupNorm weight 1 bias 0; models/init.c) and CLIP's own temperature:
+ * logit_scale = log(1/0.07). */
 void da_clip_init(da_clip *m, da_rng *rng)
 {
-    const da_params *p = &m->params;
-    int fan_in = 1;
-    for (int e = 0; e < p->n; e++) {
-        const char *name = p->names[e];
-        float *x = p->data + p->offset[e];
-        size_t n = da_shape_size(p->ndim[e], p->shape[e]);
-        if (!strcmp(name, "logit_scale")) {
-            x[0] = da_logf(1.0f / 0.07f);
-        } else if (strstr(name, "norm")) {
-            int is_weight = !strcmp(name + strlen(name) - 7, ".weight");
-            for (size_t i = 0; i < n; i++) x[i] = is_weight ? 1.0f : 0.0f;
-        } else {
-            if (p->ndim[e] >= 2) fan_in = (int)(n / (size_t)p->shape[e][0]);  /* a bias follows its weight */
-            da_init_uniform(rng, x, n, 1.0f / sqrtf((float)fan_in));
-        }
-    }
+    const da_init_rule own[] = {{"logit_scale", DA_INIT_CONST, da_logf(1.0f / 0.07f)}};
+    da_init_params(&m->params, rng, own, 1);
 }
 
 da_status da_clip_load(da_clip *m, const char *path) { return da_params_load(&m->params, path); }
@@ -167,7 +143,7 @@ void da_clip_free(da_clip *m)
 da_tensor *da_clip_image_forward(da_tape *t, const da_clip *m, da_tensor *images)
 {
     const da_clip_config *c = &m->cfg;
-    if (images->ndim != 4 || images->shape[0] < 1 || images->shape[1] != c->in_channels ||
+    if (!images || images->ndim != 4 || images->shape[0] < 1 || images->shape[1] != c->in_channels ||
         images->shape[2] != c->image_size || images->shape[3] != c->image_size) {
         da_fail(DA_ERR_INVALID, "clip: images must be (B, %d, %d, %d)", c->in_channels, c->image_size,
                 c->image_size);
@@ -225,7 +201,10 @@ static void normalize_backward_node(const da_node *nd)
 
 da_tensor *da_clip_normalize(da_tape *t, da_tensor *x)
 {
-    assert(x->ndim == 2);
+    if (!x || x->ndim != 2) {
+        da_fail(DA_ERR_INVALID, "clip normalize: x must be (N, D)");
+        return NULL;
+    }
     int N = x->shape[0], D = x->shape[1];
     da_tensor *out = da_tensor_for_op(t, 2, x->shape, &x, 1);
     float *norm = da_arena_alloc(&t->arena, (size_t)(N ? N : 1) * sizeof(float));
@@ -295,11 +274,16 @@ static da_tensor *pair_logits(da_tape *t, da_tensor *cos, da_tensor *ls)
 /* InfoNCE and CLIPScore                                                    */
 /* ------------------------------------------------------------------------ */
 
-/* img_emb, txt_emb (B, E), logit_scale () -> scalar */
+/* img_emb, txt_emb (B, E), logit_scale () -> scalar; NULL + da_last_error()
+ * on other shapes */
 da_tensor *da_clip_loss(da_tape *t, da_tensor *img_emb, da_tensor *txt_emb, da_tensor *logit_scale)
 {
-    assert(img_emb->ndim == 2 && txt_emb->ndim == 2);
-    assert(img_emb->shape[0] == txt_emb->shape[0] && img_emb->shape[1] == txt_emb->shape[1]);
+    if (!img_emb || !txt_emb || img_emb->ndim != 2 || txt_emb->ndim != 2 || img_emb->shape[0] < 1 ||
+        img_emb->shape[0] != txt_emb->shape[0] || img_emb->shape[1] != txt_emb->shape[1] || !logit_scale ||
+        logit_scale->size != 1) {
+        da_fail(DA_ERR_INVALID, "clip loss: needs image and text embeddings of one shape (B, E) and a scalar logit_scale");
+        return NULL;
+    }
     int B = img_emb->shape[0];
     da_tensor *img = da_clip_normalize(t, img_emb), *txt = da_clip_normalize(t, txt_emb);
     /* cos (B, B) = img @ txt^T: a Linear with txt as its weight */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "dalign.h"
+#include "models/params.h"
 
 typedef struct name_index {
     int cap;      /* power of two, > 2 * n */
@@ -161,12 +162,13 @@ da_status da_params_load_st(da_params *p, const da_safetensors *st)
     return DA_OK;
 }
 
-da_status da_params_load(da_params *p, const char *path)
+da_status da_params_load_with(da_params *p, const char *path, da_params_extra_fn extra, void *ctx)
 {
     da_safetensors *st = NULL;
     da_status s = da_st_open(path, &st);
     if (s != DA_OK) return s;
     s = da_params_load_st(p, st);
+    if (s == DA_OK && extra) s = extra(st, ctx);
     da_st_close(st);
     if (s != DA_OK) {
         char msg[512];
@@ -175,6 +177,8 @@ da_status da_params_load(da_params *p, const char *path)
     }
     return DA_OK;
 }
+
+da_status da_params_load(da_params *p, const char *path) { return da_params_load_with(p, path, NULL, NULL); }
 
 void da_params_free(da_params *p)
 {

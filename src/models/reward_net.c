@@ -24,14 +24,14 @@
  * ("circle left of"), which a bag of words cannot. The word table is the
  * model's own over the tokenizer's vocabulary, so it trains on the rater's
  * pairs alone and needs no trained text encoder. */
-#include <assert.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dalign.h"
+#include "core/config.h"
 #include "models/blocks.h"
+#include "models/params.h"
 
 #define GN_EPS 1e-5f
 #define CFG_MAX 100000
@@ -71,10 +71,11 @@ da_status da_reward_net_config_check(const da_reward_net_config *c)
 }
 
 /* one table drives the JSON reader and writer, in the order keys are written;
- * "channels" is a list of n_blocks + 1 integers, its length goes to *len */
-static int reward_net_cfg_fields(da_reward_net_config *c, da_cfg_list *ch, int *len, da_cfg_field *f)
+ * "channels" is a list of n_blocks + 1 integers */
+static int reward_net_cfg_fields(void *cfg, da_cfg_list *ch, da_cfg_field *f)
 {
-    *ch = (da_cfg_list){c->channels, len};
+    da_reward_net_config *c = cfg;
+    *ch = (da_cfg_list){c->channels, &c->n_blocks, 1};
     da_cfg_field t[] = {
         {"image_size", DA_CFG_INT, 1, &c->image_size},
         {"channels", DA_CFG_INT_LIST, DA_REWARD_NET_MAX_BLOCKS + 1, ch},
@@ -89,33 +90,24 @@ static int reward_net_cfg_fields(da_reward_net_config *c, da_cfg_list *ch, int *
     return (int)(sizeof t / sizeof t[0]);
 }
 
-/* temp file, fsync, rename: a crash never leaves a half-written config */
-da_status da_reward_net_config_save(const da_reward_net_config *cfg, const char *path)
-{
-    da_status s = da_reward_net_config_check(cfg);
-    if (s) return s;
-    da_reward_net_config c = *cfg;
-    da_cfg_list ch;
-    da_cfg_field f[8];
-    int len = c.n_blocks + 1;
-    return da_cfg_write(path, f, reward_net_cfg_fields(&c, &ch, &len, f));
-}
+static da_status reward_net_cfg_check_any(const void *c) { return da_reward_net_config_check(c); }
 
 /* Strict: exactly the known keys, each once, integers in [0, CFG_MAX];
  * "channels" holds 1 .. DA_REWARD_NET_MAX_BLOCKS + 1 integers (n_blocks =
  * its length - 1). */
+static const da_cfg_type REWARD_NET_CFG = {sizeof(da_reward_net_config), reward_net_cfg_fields,
+                                           reward_net_cfg_check_any, CFG_MAX};
+
+/* temp file, fsync, rename: a crash never leaves a half-written config */
+da_status da_reward_net_config_save(const da_reward_net_config *cfg, const char *path)
+{
+    da_status s = da_reward_net_config_check(cfg);
+    return s ? s : da_cfg_save(&REWARD_NET_CFG, cfg, path);
+}
+
 da_status da_reward_net_config_load(da_reward_net_config *cfg, const char *path)
 {
-    da_reward_net_config c;
-    memset(&c, 0, sizeof c);  /* channels past the list stay 0 */
-    da_cfg_list ch;
-    da_cfg_field f[8];
-    int len = 0;
-    da_status s = da_cfg_read_strict(path, f, reward_net_cfg_fields(&c, &ch, &len, f), CFG_MAX);
-    c.n_blocks = len - 1;
-    if (!s) s = da_reward_net_config_check(&c);
-    if (!s) *cfg = c;
-    return s;
+    return da_cfg_load(&REWARD_NET_CFG, cfg, path);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -144,33 +136,14 @@ da_reward_net *da_reward_net_create(const da_reward_net_config *cfg, int trainab
     return m;
 }
 
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && !strcmp(s + n - k, suffix);
-}
-
-/* In table order: the word embedding N(0, 1) (nn.Embedding's default: the
- * trigram layer then starts with O(1) inputs); GroupNorm weight 1, bias 0;
- * conv and Linear weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
- * fan_in = I*k*k of the weight (PyTorch's default). */
+/* PyTorch's defaults throughout (models/init.c): the word embedding N(0, 1)
+ * (nn.Embedding's: the trigram layer then starts with O(1) inputs);
+ * GroupNorm weight 1, bias 0; conv and Linear U(-1/sqrt(fan_in),
+ * 1/sqrt(fan_in)), fan_in = I*k*k of the weight. */
 void da_reward_net_init(da_reward_net *m, da_rng *rng)
 {
-    const da_params *p = &m->params;
-    int fan_in = 1;
-    for (int e = 0; e < p->n; e++) {
-        const char *name = p->names[e];
-        float *x = p->data + p->offset[e];
-        size_t n = da_shape_size(p->ndim[e], p->shape[e]);
-        if (strstr(name, "embedding")) {
-            da_randn(rng, x, n);
-        } else if (strstr(name, "norm")) {
-            for (size_t i = 0; i < n; i++) x[i] = ends_with(name, ".weight") ? 1.0f : 0.0f;
-        } else {
-            if (p->ndim[e] >= 2) fan_in = (int)(n / (size_t)p->shape[e][0]);  /* a bias follows its weight */
-            da_init_uniform(rng, x, n, 1.0f / sqrtf((float)fan_in));
-        }
-    }
+    const da_init_rule own[] = {{"embedding.weight", DA_INIT_NORMAL, 1.0f}};
+    da_init_params(&m->params, rng, own, 1);
 }
 
 da_status da_reward_net_load(da_reward_net *m, const char *path) { return da_params_load(&m->params, path); }
@@ -249,13 +222,13 @@ da_tensor *da_reward_net_forward(da_tape *t, const da_reward_net *m, da_tensor *
                                  const uint8_t *keep, int T)
 {
     const da_reward_net_config *c = &m->cfg;
-    if (images->ndim != 4 || images->shape[0] < 1 || images->shape[1] != 3 ||
+    if (!images || images->ndim != 4 || images->shape[0] < 1 || images->shape[1] != 3 ||
         images->shape[2] != c->image_size || images->shape[3] != c->image_size) {
         da_fail(DA_ERR_INVALID, "reward net: images must be (B, 3, %d, %d)", c->image_size, c->image_size);
         return NULL;
     }
     int B = images->shape[0];
-    if (T < 3 || T > c->context) {
+    if (!ids || !keep || T < 3 || T > c->context) {
         da_fail(DA_ERR_INVALID, "reward net: %d tokens per row, need 3 .. %d", T, c->context);
         return NULL;
     }
@@ -278,9 +251,13 @@ da_tensor *da_reward_net_forward(da_tape *t, const da_reward_net *m, da_tensor *
 /* Bradley-Terry loss                                                       */
 /* ------------------------------------------------------------------------ */
 
-/* r_w, r_l (N) -> mean_i -log sigmoid(r_w[i] - r_l[i]) */
+/* r_w, r_l (N) -> mean_i -log sigmoid(r_w[i] - r_l[i]); NULL + da_last_error()
+ * when the two differ in shape */
 da_tensor *da_bt_loss(da_tape *t, da_tensor *r_w, da_tensor *r_l)
 {
-    assert(r_w->size == r_l->size && r_w->ndim == r_l->ndim);
+    if (!r_w || !r_l || r_w->size != r_l->size || r_w->ndim != r_l->ndim) {
+        da_fail(DA_ERR_INVALID, "bt loss: winners' and losers' rewards must have one shape");
+        return NULL;
+    }
     return da_scale(t, da_mean(t, da_log_sigmoid(t, da_sub(t, r_w, r_l)), 0), -1.0f);
 }

@@ -9,14 +9,14 @@
  * Pre-LN like OpenAI CLIP; LayerNorm eps 1e-5 (PyTorch's default and CLIP's).
  * The only op of its own is the EOS gather (a row selection with a scatter-add
  * backward); everything else is core ops. */
-#include <assert.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dalign.h"
+#include "core/config.h"
 #include "models/blocks.h"
+#include "models/params.h"
 
 #define LN_EPS 1e-5f
 #define CFG_MAX 1000000   /* sanity bound on every config integer: no int overflow downstream */
@@ -47,8 +47,10 @@ da_status da_text_config_check(const da_text_config *c)
 }
 
 /* one table drives the JSON reader and writer, in the order keys are written */
-static int text_cfg_fields(da_text_config *c, da_cfg_field *f)
+static int text_cfg_fields(void *cfg, da_cfg_list *list, da_cfg_field *f)
 {
+    (void)list;
+    da_text_config *c = cfg;
     da_cfg_field t[] = {
         {"vocab_size", DA_CFG_INT, 1, &c->vocab_size}, {"context", DA_CFG_INT, 1, &c->context},
         {"d_model", DA_CFG_INT, 1, &c->d_model},       {"n_layers", DA_CFG_INT, 1, &c->n_layers},
@@ -59,47 +61,43 @@ static int text_cfg_fields(da_text_config *c, da_cfg_field *f)
     return (int)(sizeof t / sizeof t[0]);
 }
 
+static da_status text_cfg_check_any(const void *c) { return da_text_config_check(c); }
+
+/* Strict: an object with exactly the known keys, each an integer in [0, CFG_MAX]. */
+static const da_cfg_type TEXT_CFG = {sizeof(da_text_config), text_cfg_fields, text_cfg_check_any, CFG_MAX};
+
 /* temp file, fsync, rename: a crash never leaves a half-written config */
 da_status da_text_config_save(const da_text_config *cfg, const char *path)
 {
     da_status s = da_text_config_check(cfg);
-    if (s) return s;
-    da_text_config c = *cfg;
-    da_cfg_field f[7];
-    return da_cfg_write(path, f, text_cfg_fields(&c, f));
+    return s ? s : da_cfg_save(&TEXT_CFG, cfg, path);
 }
 
-/* Strict: an object with exactly the known keys, each an integer in [0, CFG_MAX]. */
-da_status da_text_config_load(da_text_config *cfg, const char *path)
-{
-    da_text_config c;
-    da_cfg_field f[7];
-    da_status s = da_cfg_read_strict(path, f, text_cfg_fields(&c, f), CFG_MAX);
-    if (!s) s = da_text_config_check(&c);
-    if (!s) *cfg = c;
-    return s;
-}
+da_status da_text_config_load(da_text_config *cfg, const char *path) { return da_cfg_load(&TEXT_CFG, cfg, path); }
 
 /* ------------------------------------------------------------------------ */
 /* Create / init / load / save                                              */
 /* ------------------------------------------------------------------------ */
 
-static void add2(da_params *p, int a, int b, const char *fmt, int i)
+/* "layers.L.SUB" into buf (64 bytes) */
+static const char *layer_name(char *buf, int l, const char *sub)
 {
-    char name[128];
-    snprintf(name, sizeof name, fmt, i);
-    int shape[2] = {a, b};
-    da_params_add(p, name, b ? 2 : 1, shape);
+    snprintf(buf, 64, "layers.%d.%s", l, sub);
+    return buf;
 }
 
-/* Linear (out, in) with bias: "<prefix>.weight" and "<prefix>.bias" */
-static void add_linear(da_params *p, const char *prefix, int layer, int out, int in)
+/* layer l's tensors in forward order: pre-LN attention, then the MLP */
+static void add_layer(da_params *p, int l, int D, int H)
 {
-    char fmt[128];
-    snprintf(fmt, sizeof fmt, "%s.weight", prefix);
-    add2(p, out, in, fmt, layer);
-    snprintf(fmt, sizeof fmt, "%s.bias", prefix);
-    add2(p, out, 0, fmt, layer);
+    char n[64];
+    da_blk_add_norm(p, layer_name(n, l, "ln1"), D);
+    da_blk_add_linear(p, layer_name(n, l, "attn.q_proj"), D, D, 1);
+    da_blk_add_linear(p, layer_name(n, l, "attn.k_proj"), D, D, 1);
+    da_blk_add_linear(p, layer_name(n, l, "attn.v_proj"), D, D, 1);
+    da_blk_add_linear(p, layer_name(n, l, "attn.out_proj"), D, D, 1);
+    da_blk_add_norm(p, layer_name(n, l, "ln2"), D);
+    da_blk_add_linear(p, layer_name(n, l, "mlp.fc1"), D, H, 1);
+    da_blk_add_linear(p, layer_name(n, l, "mlp.fc2"), H, D, 1);
 }
 
 da_text_encoder *da_text_encoder_create(const da_text_config *cfg, int trainable)
@@ -111,23 +109,12 @@ da_text_encoder *da_text_encoder_create(const da_text_config *cfg, int trainable
     int D = cfg->d_model, H = cfg->mlp_ratio * cfg->d_model;
     da_params *p = &m->params;
     da_params_init(p);
-    add2(p, cfg->vocab_size, D, "token_embedding.weight", 0);
-    add2(p, cfg->context, D, "position_embedding.weight", 0);
-    for (int l = 0; l < cfg->n_layers; l++) {
-        add2(p, D, 0, "layers.%d.ln1.weight", l);
-        add2(p, D, 0, "layers.%d.ln1.bias", l);
-        add_linear(p, "layers.%d.attn.q_proj", l, D, D);
-        add_linear(p, "layers.%d.attn.k_proj", l, D, D);
-        add_linear(p, "layers.%d.attn.v_proj", l, D, D);
-        add_linear(p, "layers.%d.attn.out_proj", l, D, D);
-        add2(p, D, 0, "layers.%d.ln2.weight", l);
-        add2(p, D, 0, "layers.%d.ln2.bias", l);
-        add_linear(p, "layers.%d.mlp.fc1", l, H, D);
-        add_linear(p, "layers.%d.mlp.fc2", l, D, H);
-    }
-    add2(p, D, 0, "final_ln.weight", 0);
-    add2(p, D, 0, "final_ln.bias", 0);
-    add2(p, cfg->proj_dim, D, "text_projection.weight", 0);
+    int tok[2] = {cfg->vocab_size, D}, pos[2] = {cfg->context, D};
+    da_params_add(p, "token_embedding.weight", 2, tok);
+    da_params_add(p, "position_embedding.weight", 2, pos);
+    for (int l = 0; l < cfg->n_layers; l++) add_layer(p, l, D, H);
+    da_blk_add_norm(p, "final_ln", D);
+    da_blk_add_linear(p, "text_projection", D, cfg->proj_dim, 0);
     if (da_params_alloc(p, trainable)) {
         da_text_encoder_free(m);
         return NULL;
@@ -135,33 +122,13 @@ da_text_encoder *da_text_encoder_create(const da_text_config *cfg, int trainable
     return m;
 }
 
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && !strcmp(s + n - k, suffix);
-}
-
-/* In table order: embeddings N(0, 0.02) (CLIP's token init); layernorms
- * weight 1 bias 0; Linear weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in))
- * (PyTorch's default), fan_in = the weight's input width. */
+/* CLIP's token init, embeddings N(0, 0.02); the rest PyTorch's defaults
+ * (models/init.c): layernorms weight 1 bias 0, Linear weight and bias
+ * U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = the weight's input width. */
 void da_text_encoder_init(da_text_encoder *m, da_rng *rng)
 {
-    const da_params *p = &m->params;
-    int fan_in = 1;
-    for (int e = 0; e < p->n; e++) {
-        const char *name = p->names[e];
-        float *x = p->data + p->offset[e];
-        size_t n = da_shape_size(p->ndim[e], p->shape[e]);
-        if (strstr(name, "embedding")) {
-            da_randn(rng, x, n);
-            for (size_t i = 0; i < n; i++) x[i] *= 0.02f;
-        } else if (strstr(name, ".ln1.") || strstr(name, ".ln2.") || !strncmp(name, "final_ln.", 9)) {
-            for (size_t i = 0; i < n; i++) x[i] = ends_with(name, ".weight") ? 1.0f : 0.0f;
-        } else {
-            if (p->ndim[e] == 2) fan_in = p->shape[e][1];  /* a bias follows its weight */
-            da_init_uniform(rng, x, n, 1.0f / sqrtf((float)fan_in));
-        }
-    }
+    const da_init_rule own[] = {{"embedding.weight", DA_INIT_NORMAL, 0.02f}};
+    da_init_params(&m->params, rng, own, 1);
 }
 
 da_status da_text_encoder_load(da_text_encoder *m, const char *path)
@@ -211,11 +178,19 @@ static void gather_backward_node(const da_node *nd)
     if (x->grad) gather_backward(x->grad, nd->out->grad, nd->saved, nd->i[0], nd->i[1], nd->i[2]);
 }
 
+/* x (B, T, D), pos (B) in [0, T) -> (B, D); NULL + da_last_error() otherwise */
 da_tensor *da_text_gather(da_tape *t, da_tensor *x, const int *pos)
 {
-    assert(x->ndim == 3);
+    if (!x || x->ndim != 3 || !pos) {
+        da_fail(DA_ERR_INVALID, "text gather: needs features (B, T, D) and positions (B)");
+        return NULL;
+    }
     int B = x->shape[0], T = x->shape[1], D = x->shape[2];
-    for (int b = 0; b < B; b++) assert(pos[b] >= 0 && pos[b] < T);
+    for (int b = 0; b < B; b++)
+        if (pos[b] < 0 || pos[b] >= T) {
+            da_fail(DA_ERR_INVALID, "text gather: position %d of row %d not in [0, %d)", pos[b], b, T);
+            return NULL;
+        }
     int shape[2] = {B, D};
     da_tensor *out = da_tensor_for_op(t, 2, shape, &x, 1);
     gather_forward(out->data, x->data, pos, B, T, D);
@@ -285,7 +260,7 @@ da_tensor *da_text_encoder_forward(da_tape *t, const da_text_encoder *m, const i
                                    const uint8_t *keep, int B, int T)
 {
     const da_text_config *c = &m->cfg;
-    if (B < 1 || T < 1 || T > c->context) {
+    if (!ids || B < 1 || T < 1 || T > c->context) {
         da_fail(DA_ERR_INVALID, "text encoder: batch %d x %d tokens (need B >= 1, 1 <= T <= %d)", B, T,
                 c->context);
         return NULL;
@@ -313,6 +288,11 @@ da_tensor *da_text_encoder_forward(da_tape *t, const da_text_encoder *m, const i
 /* features (B, T, D), eos (B) -> text_projection(features[b, eos[b]]) (B, proj_dim) */
 da_tensor *da_text_encoder_pool(da_tape *t, const da_text_encoder *m, da_tensor *features, const int *eos)
 {
+    if (features && (features->ndim != 3 || features->shape[2] != m->cfg.d_model)) {
+        da_fail(DA_ERR_INVALID, "text encoder pool: features must be (B, T, %d)", m->cfg.d_model);
+        return NULL;
+    }
     da_tensor *pooled = da_text_gather(t, features, eos);
+    if (!pooled) return NULL;
     return da_linear(t, pooled, da_params_leaf(t, &m->params, "text_projection.weight"), NULL);
 }

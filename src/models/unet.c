@@ -11,12 +11,13 @@
  *
  * Every ResBlock adds time_proj(silu(temb)); every transformer block
  * cross-attends to the text context. docs/models.md has the long form. */
-#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/config.h"
 #include "models/blocks.h"
+#include "models/params.h"
 
 da_unet_config da_unet_config_default(void)
 {
@@ -28,8 +29,11 @@ da_unet_config da_unet_config_default(void)
     return c;
 }
 
-static int unet_cfg_fields(da_unet_config *c, da_cfg_field *f)
+/* one table drives the JSON reader and writer, in the order keys are written */
+static int unet_cfg_fields(void *cfg, da_cfg_list *list, da_cfg_field *f)
 {
+    (void)list;
+    da_unet_config *c = cfg;
     da_cfg_field t[] = {
         {"in_channels", DA_CFG_INT, 1, &c->in_channels},
         {"out_channels", DA_CFG_INT, 1, &c->out_channels},
@@ -64,23 +68,16 @@ static da_status unet_cfg_check(const da_unet_config *c)
     return DA_OK;
 }
 
-da_status da_unet_config_load(da_unet_config *cfg, const char *path)
-{
-    da_unet_config c = *cfg;
-    da_cfg_field f[12];
-    int n = unet_cfg_fields(&c, f);
-    da_status s = da_cfg_read(path, f, n);
-    if (s == DA_OK) s = unet_cfg_check(&c);
-    if (s == DA_OK) *cfg = c;
-    return s;
-}
+static da_status unet_cfg_check_any(const void *c) { return unet_cfg_check(c); }
+
+/* lenient: keys absent from the file keep the caller's values */
+static const da_cfg_type UNET_CFG = {sizeof(da_unet_config), unet_cfg_fields, unet_cfg_check_any, 0};
+
+da_status da_unet_config_load(da_unet_config *cfg, const char *path) { return da_cfg_load(&UNET_CFG, cfg, path); }
 
 da_status da_unet_config_save(const da_unet_config *cfg, const char *path)
 {
-    da_unet_config c = *cfg;
-    da_cfg_field f[12];
-    int n = unet_cfg_fields(&c, f);
-    return da_cfg_write(path, f, n);
+    return da_cfg_save(&UNET_CFG, cfg, path);
 }
 
 /* the parameter table, in forward order */
@@ -125,7 +122,8 @@ da_unet *da_unet_create(const da_unet_config *cfg, int trainable)
     return m;
 }
 
-void da_unet_init(da_unet *m, da_rng *rng) { da_blk_init_params(&m->params, rng); }
+/* PyTorch's defaults throughout (models/init.c) */
+void da_unet_init(da_unet *m, da_rng *rng) { da_init_params(&m->params, rng, NULL, 0); }
 
 void da_unet_free(da_unet *m)
 {
@@ -152,15 +150,30 @@ static da_tensor *unet_time_embedding(da_tape *t, const da_unet *m, const float 
     return da_silu(t, e);
 }
 
+/* What a caller passes, against the config: an error, never an abort (the
+ * blocks below assert only what these checks already guarantee). */
+static da_status unet_check_inputs(const da_unet_config *c, const da_tensor *x, const float *timesteps,
+                                   const da_tensor *context)
+{
+    if (!x || x->ndim != 4 || x->shape[0] < 1 || x->shape[1] != c->in_channels || x->shape[2] < 2 ||
+        x->shape[3] < 2 || x->shape[2] % 2 || x->shape[3] % 2)
+        return da_fail(DA_ERR_INVALID, "unet: x must be (B, %d, H, W) with B >= 1 and H, W even", c->in_channels);
+    if (!timesteps) return da_fail(DA_ERR_INVALID, "unet: no timesteps");
+    if (!context || context->ndim != 3 || context->shape[0] != x->shape[0] || context->shape[1] < 1 ||
+        context->shape[2] != c->context_dim)
+        return da_fail(DA_ERR_INVALID, "unet: context must be (%d, T, %d) with T >= 1 (x's batch, context_dim)",
+                       x->shape[0], c->context_dim);
+    return DA_OK;
+}
+
 /* x (B, in_channels, H, W) with H, W even, timesteps (B), context (B, T,
- * context_dim), context_keep (B, T) or NULL -> eps (B, out_channels, H, W) */
+ * context_dim), context_keep (B, T) or NULL -> eps (B, out_channels, H, W);
+ * NULL + da_last_error() on inputs that do not fit the config */
 da_tensor *da_unet_forward(da_tape *t, const da_unet *m, da_tensor *x, const float *timesteps,
                            da_tensor *context, const uint8_t *context_keep)
 {
     const da_unet_config *c = &m->cfg;
-    assert(x->ndim == 4 && x->shape[1] == c->in_channels);
-    assert(x->shape[2] % 2 == 0 && x->shape[3] % 2 == 0);
-    assert(context->ndim == 3 && context->shape[0] == x->shape[0] && context->shape[2] == c->context_dim);
+    if (unet_check_inputs(c, x, timesteps, context) != DA_OK) return NULL;
     const da_params *p = &m->params;
     da_blk_cfg bc = {.groups = c->groups, .gn_eps = c->gn_eps, .ln_eps = c->ln_eps, .n_heads = c->n_heads};
     da_tensor *temb = unet_time_embedding(t, m, timesteps, x->shape[0]);

@@ -9,12 +9,14 @@
  * SD's 1x1 quant_conv / post_quant_conv are left out: a 1x1 conv right after
  * conv_out (or before conv_in) adds no expressive power. docs/models.md has
  * the long form. */
-#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/config.h"
+#include "core/ops_unary.h"
 #include "models/blocks.h"
+#include "models/params.h"
 
 #define VAE_LOGVAR_MIN -30.0f
 #define VAE_LOGVAR_MAX 20.0f
@@ -29,8 +31,10 @@ da_vae_config da_vae_config_default(void)
 }
 
 /* one table drives the JSON reader and writer */
-static int vae_cfg_fields(da_vae_config *c, da_cfg_field *f)
+static int vae_cfg_fields(void *cfg, da_cfg_list *list, da_cfg_field *f)
 {
+    (void)list;
+    da_vae_config *c = cfg;
     da_cfg_field t[] = {
         {"in_channels", DA_CFG_INT, 1, &c->in_channels},
         {"latent_channels", DA_CFG_INT, 1, &c->latent_channels},
@@ -57,24 +61,14 @@ static da_status vae_cfg_check(const da_vae_config *c)
     return DA_OK;
 }
 
-da_status da_vae_config_load(da_vae_config *cfg, const char *path)
-{
-    da_vae_config c = *cfg;
-    da_cfg_field f[8];
-    int n = vae_cfg_fields(&c, f);
-    da_status s = da_cfg_read(path, f, n);
-    if (s == DA_OK) s = vae_cfg_check(&c);
-    if (s == DA_OK) *cfg = c;
-    return s;
-}
+static da_status vae_cfg_check_any(const void *c) { return vae_cfg_check(c); }
 
-da_status da_vae_config_save(const da_vae_config *cfg, const char *path)
-{
-    da_vae_config c = *cfg;
-    da_cfg_field f[8];
-    int n = vae_cfg_fields(&c, f);
-    return da_cfg_write(path, f, n);
-}
+/* lenient: keys absent from the file keep the caller's values */
+static const da_cfg_type VAE_CFG = {sizeof(da_vae_config), vae_cfg_fields, vae_cfg_check_any, 0};
+
+da_status da_vae_config_load(da_vae_config *cfg, const char *path) { return da_cfg_load(&VAE_CFG, cfg, path); }
+
+da_status da_vae_config_save(const da_vae_config *cfg, const char *path) { return da_cfg_save(&VAE_CFG, cfg, path); }
 
 /* the parameter table, in forward order */
 static void vae_build_table(da_params *p, const da_vae_config *c)
@@ -119,7 +113,8 @@ da_vae *da_vae_create(const da_vae_config *cfg, int trainable)
     return m;
 }
 
-void da_vae_init(da_vae *m, da_rng *rng) { da_blk_init_params(&m->params, rng); }
+/* PyTorch's defaults throughout (models/init.c) */
+void da_vae_init(da_vae *m, da_rng *rng) { da_init_params(&m->params, rng, NULL, 0); }
 
 void da_vae_free(da_vae *m)
 {
@@ -136,30 +131,24 @@ da_status da_vae_save(const da_vae *m, const char *path)
     return da_params_save(&m->params, path, meta, 2);
 }
 
-/* Strict by name and shape (da_params_load_st); a "scale_factor" metadata
- * entry, when present, replaces the config's value. */
+/* da_params_extra_fn: a "scale_factor" metadata entry, when present,
+ * replaces the config's value */
+static da_status read_scale_factor(const da_safetensors *st, void *ctx)
+{
+    da_vae *m = ctx;
+    const char *sf = da_st_meta_get(st, "scale_factor");
+    if (!sf) return DA_OK;
+    char *end;
+    float v = strtof(sf, &end);
+    if (*end || !(v > 0.0f) || v != v) return da_fail(DA_ERR_FORMAT, "bad scale_factor metadata '%s'", sf);
+    m->cfg.scale_factor = v;
+    return DA_OK;
+}
+
+/* Strict by name and shape (da_params_load_st), then the scale factor */
 da_status da_vae_load(da_vae *m, const char *path)
 {
-    da_safetensors *st = NULL;
-    da_status s = da_st_open(path, &st);
-    if (s != DA_OK) return s;
-    s = da_params_load_st(&m->params, st);
-    const char *sf = s == DA_OK ? da_st_meta_get(st, "scale_factor") : NULL;
-    if (sf) {
-        char *end;
-        float v = strtof(sf, &end);
-        if (*end || !(v > 0.0f) || v != v)
-            s = da_fail(DA_ERR_FORMAT, "bad scale_factor metadata '%s'", sf);
-        else
-            m->cfg.scale_factor = v;
-    }
-    da_st_close(st);
-    if (s != DA_OK) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", da_last_error());
-        return da_fail(s, "%s: %s", path, msg);
-    }
-    return DA_OK;
+    return da_params_load_with(&m->params, path, read_scale_factor, m);
 }
 
 static da_blk_cfg vae_blk(const da_vae *m)
@@ -168,11 +157,29 @@ static da_blk_cfg vae_blk(const da_vae *m)
     return bc;
 }
 
-/* x (B, in_channels, H, W) -> mean, logvar (B, latent, H/4, W/4) */
-void da_vae_encode(da_tape *t, const da_vae *m, da_tensor *x, da_tensor **mean, da_tensor **logvar)
+/* 1 when x is (B, C, H, W) with B >= 1 and H, W positive multiples of f */
+static int is_image(const da_tensor *x, int C, int f)
 {
-    assert(x->ndim == 4 && x->shape[1] == m->cfg.in_channels);
-    assert(x->shape[2] % 4 == 0 && x->shape[3] % 4 == 0);
+    return x && x->ndim == 4 && x->shape[0] >= 1 && x->shape[1] == C && x->shape[2] >= f &&
+           x->shape[3] >= f && x->shape[2] % f == 0 && x->shape[3] % f == 0;
+}
+
+static int same_shape(const da_tensor *a, const da_tensor *b)
+{
+    if (!a || !b || a->ndim != b->ndim) return 0;
+    for (int d = 0; d < a->ndim; d++)
+        if (a->shape[d] != b->shape[d]) return 0;
+    return 1;
+}
+
+/* x (B, in_channels, H, W), H and W multiples of 4 -> mean, logvar
+ * (B, latent, H/4, W/4); on a bad x both are NULL and the status says why */
+da_status da_vae_encode(da_tape *t, const da_vae *m, da_tensor *x, da_tensor **mean, da_tensor **logvar)
+{
+    *mean = *logvar = NULL;
+    if (!is_image(x, m->cfg.in_channels, 4))
+        return da_fail(DA_ERR_INVALID, "vae encode: x must be (B, %d, H, W) with B >= 1 and H, W multiples of 4",
+                       m->cfg.in_channels);
     const da_params *p = &m->params;
     da_blk_cfg bc = vae_blk(m);
     da_tensor *h = da_blk_conv(t, p, "encoder.conv_in", x, 1, 1);
@@ -188,12 +195,16 @@ void da_vae_encode(da_tape *t, const da_vae *m, da_tensor *x, da_tensor **mean, 
     int L = m->cfg.latent_channels;
     *mean = da_narrow(t, h, 1, 0, L);
     *logvar = da_clamp(t, da_narrow(t, h, 1, L, L), VAE_LOGVAR_MIN, VAE_LOGVAR_MAX);
+    return DA_OK;
 }
 
 /* z = mean + exp(0.5 logvar) * eps; eps (mean's shape) is caller memory */
 da_tensor *da_vae_sample_eps(da_tape *t, da_tensor *mean, da_tensor *logvar, const float *eps)
 {
-    assert(mean->size == logvar->size);
+    if (!same_shape(mean, logvar) || !eps) {
+        da_fail(DA_ERR_INVALID, "vae sample: mean and logvar must have one shape, and eps its size");
+        return NULL;
+    }
     da_tensor *e = da_tensor_new(t, mean->ndim, mean->shape, 0);
     memcpy(e->data, eps, mean->size * sizeof(float));
     return da_add(t, mean, da_mul(t, da_exp_scaled(t, logvar, 0.5f), e));
@@ -202,15 +213,19 @@ da_tensor *da_vae_sample_eps(da_tape *t, da_tensor *mean, da_tensor *logvar, con
 /* the same with eps = da_randn(rng) (mean's shape, row-major order) */
 da_tensor *da_vae_sample(da_tape *t, da_tensor *mean, da_tensor *logvar, da_rng *rng)
 {
+    if (!same_shape(mean, logvar)) return da_vae_sample_eps(t, mean, logvar, NULL);  /* its error */
     float *eps = da_arena_alloc(&t->arena, mean->size * sizeof(float));
     da_randn(rng, eps, mean->size);
     return da_vae_sample_eps(t, mean, logvar, eps);
 }
 
-/* z (B, latent, h, w) -> x_hat (B, in_channels, 4h, 4w) */
+/* z (B, latent, h, w) -> x_hat (B, in_channels, 4h, 4w); NULL on a bad z */
 da_tensor *da_vae_decode(da_tape *t, const da_vae *m, da_tensor *z)
 {
-    assert(z->ndim == 4 && z->shape[1] == m->cfg.latent_channels);
+    if (!is_image(z, m->cfg.latent_channels, 1)) {
+        da_fail(DA_ERR_INVALID, "vae decode: z must be (B, %d, h, w) with B, h, w >= 1", m->cfg.latent_channels);
+        return NULL;
+    }
     const da_params *p = &m->params;
     da_blk_cfg bc = vae_blk(m);
     da_tensor *h = da_blk_conv(t, p, "decoder.conv_in", z, 1, 1);
@@ -229,6 +244,10 @@ da_tensor *da_vae_decode(da_tape *t, const da_vae *m, da_tensor *z)
 da_tensor *da_vae_loss(da_tape *t, const da_vae *m, da_tensor *x, da_tensor *x_hat,
                        da_tensor *mean, da_tensor *logvar, float *recon, float *kl)
 {
+    if (!same_shape(x, x_hat) || !same_shape(mean, logvar)) {
+        da_fail(DA_ERR_INVALID, "vae loss: x and x_hat, and mean and logvar, must have one shape each");
+        return NULL;
+    }
     da_tensor *rec = da_mse(t, x_hat, x);
     da_tensor *k = da_sub(t, da_add(t, da_mul(t, mean, mean), da_exp_scaled(t, logvar, 1.0f)), logvar);
     k = da_scale(t, da_add_scalar(t, da_mean(t, k, 0), -1.0f), 0.5f);

@@ -1,12 +1,16 @@
-/* The weights directory: where it is, the scheduler config, and loading the
- * three models of the pipeline from it.
+/* The weights directory: where it is, the scheduler config, and the one
+ * loader of the models in it (weights.h):
  *
  *   DIR/text_encoder.json  DIR/text_encoder.safetensors
  *   DIR/vae.json           DIR/vae.safetensors      (scale_factor in both)
- *   DIR/unet.json          DIR/unet.safetensors     (or another name: unet-b)
+ *   DIR/unet.json          DIR/unet.safetensors     (or another name: unet-b,
+ *                                                    or FILE.safetensors + FILE.json anywhere)
  *   DIR/scheduler.json     optional: the noise process the UNet was trained with
+ *   DIR/clip.json          DIR/clip.safetensors     (the evaluation's image embeddings)
  *
  * docs/pipeline.md has the layout. */
+#include "pipeline/weights.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,10 +18,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
 #include "core/json.h"
-#include "dalign.h"
 
 #define PATH_CAP 4096
+#define CONFIG_MAX 65535   /* bytes of scheduler.json at most */
 
 const char *da_weights_dir(const char *override)
 {
@@ -41,26 +46,6 @@ da_noise_config da_noise_config_default(void)
 static const char *const beta_names[] = {"linear", "scaled_linear"};
 static const char *const pred_names[] = {"epsilon", "v_prediction", "sample"};
 static const char *const spacing_names[] = {"leading", "trailing", "linspace"};
-
-static da_status read_text(const char *path, char **out, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return da_fail(DA_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    size_t cap = 1 << 16;   /* a config is tiny; anything longer is not one */
-    char *buf = malloc(cap);
-    size_t len = buf ? fread(buf, 1, cap, f) : 0;
-    int err = ferror(f);
-    fclose(f);
-    if (!buf) return da_fail(DA_ERR_NOMEM, "out of memory reading %s", path);
-    if (err || len == cap) {
-        free(buf);
-        return err ? da_fail(DA_ERR_IO, "cannot read %s", path)
-                   : da_fail(DA_ERR_FORMAT, "%s: larger than %zu bytes", path, cap);
-    }
-    *out = buf;
-    *n = len;
-    return DA_OK;
-}
 
 static int key_is(const da_json_value *v, const char *k) { return v->key_len == strlen(k) && !strcmp(v->key, k); }
 
@@ -144,7 +129,7 @@ da_status da_noise_config_load(da_noise_config *cfg, const char *path)
 {
     char *text = NULL;
     size_t n = 0;
-    da_status s = read_text(path, &text, &n);
+    da_status s = da_read_file(path, CONFIG_MAX, &text, &n);   /* a config is tiny; anything longer is not one */
     if (s != DA_OK) return s;
     da_json_value root;
     char err[256];
@@ -168,12 +153,8 @@ da_status da_noise_config_load(da_noise_config *cfg, const char *path)
 
 da_status da_noise_config_save(const da_noise_config *c, const char *path)
 {
-    char tmp[PATH_CAP];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return da_fail(DA_ERR_INVALID, "path too long: %s", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return da_fail(DA_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
-    fprintf(f,
+    char text[1024];   /* the ten keys with their longest values fit in a third of it */
+    int n = snprintf(text, sizeof text,
             "{\n  \"num_train_timesteps\": %d,\n  \"beta_schedule\": \"%s\",\n  \"beta_start\": %.9g,\n"
             "  \"beta_end\": %.9g,\n  \"prediction_type\": \"%s\",\n  \"timestep_spacing\": \"%s\",\n"
             "  \"steps_offset\": %d,\n  \"clip_sample\": %s,\n  \"clip_sample_range\": %.9g,\n"
@@ -182,80 +163,102 @@ da_status da_noise_config_save(const da_noise_config *c, const char *path)
             pred_names[c->prediction], spacing_names[c->spacing], c->steps_offset,
             c->clip_sample ? "true" : "false", (double)c->clip_sample_range,
             c->set_alpha_to_one ? "true" : "false");
-    /* temp file, fsync, rename: never a half-written config */
-    int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
-    bad |= fclose(f) != 0;
-    if (bad || rename(tmp, path) != 0) {
-        int e = errno;
-        remove(tmp);
-        return da_fail(DA_ERR_IO, "cannot write %s: %s", path, strerror(e));
-    }
-    return DA_OK;
+    return da_write_atomic(path, text, (size_t)n);   /* never a half-written config */
 }
 
 /* ---- loading the models --------------------------------------------------- */
 
-/* Messages of the model loaders do not always name the file: make sure they do. */
-static da_status with_path(da_status s, const char *path)
+/* Every loader error names its file, by one rule. A file that cannot be read
+ * is found before its loader runs: "<what> FILE: <why>". After that every
+ * message starts with "FILE: ": the loader's own when it already does
+ * (da_cfg_read, da_params_load once the file parsed), else with "FILE: "
+ * put in front (a config's checks, the safetensors parser, a create that
+ * returns NULL). The path is never searched for anywhere in a message: a
+ * short path matches almost any message. */
+da_status da_error_named(da_status s, const char *path)
 {
-    if (s == DA_OK || strstr(da_last_error(), path)) return s;
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", da_last_error());
-    return da_fail(s, "%s: %s", path, msg);
+    size_t n = strlen(path);
+    const char *m = da_last_error();
+    if (s == DA_OK || (!strncmp(m, path, n) && m[n] == ':')) return s;
+    char why[1024];   /* da_fail overwrites the message it is given */
+    snprintf(why, sizeof why, "%s", m);
+    return da_fail(s, "%s: %s", path, why);
 }
 
-static da_status join(char *out, const char *dir, const char *name, const char *ext)
+static da_status readable(const char *what, const char *path)
 {
-    if (snprintf(out, PATH_CAP, "%s/%s%s", dir, name, ext) >= PATH_CAP)
-        return da_fail(DA_ERR_INVALID, "path too long: %s/%s%s", dir, name, ext);
+    if (access(path, R_OK) == 0) return DA_OK;
+    return da_fail(DA_ERR_IO, "%s %s: %s", what, path, strerror(errno));
+}
+
+/* a model's two files: its config (.json) and its weights (.safetensors) */
+typedef struct model_files {
+    char json[PATH_CAP], st[PATH_CAP];
+} model_files;
+
+/* DIR/NAME.json and DIR/NAME.safetensors */
+static da_status files_in(model_files *f, const char *dir, const char *name)
+{
+    if (snprintf(f->json, PATH_CAP, "%s/%s.json", dir, name) >= PATH_CAP ||
+        snprintf(f->st, PATH_CAP, "%s/%s.safetensors", dir, name) >= PATH_CAP)
+        return da_fail(DA_ERR_INVALID, "path too long: %s/%s.safetensors", dir, name);
     return DA_OK;
 }
 
-static da_status load_text(const char *dir, da_text_encoder **out)
+static int is_weights_file(const char *path)
 {
-    char cpath[PATH_CAP], wpath[PATH_CAP];
-    da_status s = join(cpath, dir, "text_encoder", ".json");
-    if (s == DA_OK) s = join(wpath, dir, "text_encoder", ".safetensors");
+    size_t n = strlen(path), e = strlen(".safetensors");
+    return n > e && !strcmp(path + n - e, ".safetensors");
+}
+
+/* FILE.safetensors and FILE.json beside it, both readable: a path the user
+ * typed is checked before anything loads */
+static da_status files_at(model_files *f, const char *st)
+{
+    size_t stem = strlen(st) - strlen(".safetensors");   /* FILE.json is the shorter of the two */
+    if (stem + sizeof ".safetensors" > PATH_CAP) return da_fail(DA_ERR_INVALID, "path too long: %s", st);
+    memcpy(f->st, st, stem + sizeof ".safetensors");
+    memcpy(f->json, st, stem);
+    memcpy(f->json + stem, ".json", sizeof ".json");
+    if (access(f->st, R_OK) != 0) return da_fail(DA_ERR_IO, "UNet file %s: %s", f->st, strerror(errno));
+    if (access(f->json, R_OK) != 0)
+        return da_fail(DA_ERR_IO, "UNet config %s (expected beside %s): %s", f->json, f->st, strerror(errno));
+    return DA_OK;
+}
+
+/* The loaders below: config, create, weights, each step named by the rule
+ * above. On an error *out may hold the model: the caller frees it. */
+
+static da_status load_text(const model_files *f, da_text_encoder **out)
+{
     da_text_config c = da_text_config_default();
-    if (s == DA_OK) s = with_path(da_text_config_load(&c, cpath), cpath);
-    if (s != DA_OK) return s;
-    da_text_encoder *m = da_text_encoder_create(&c, 0);
-    if (!m) return with_path(DA_ERR_INVALID, cpath);
-    s = with_path(da_text_encoder_load(m, wpath), wpath);
-    if (s != DA_OK) da_text_encoder_free(m);
-    else *out = m;
+    da_status s = readable("text encoder config", f->json);
+    if (s == DA_OK) s = da_error_named(da_text_config_load(&c, f->json), f->json);
+    if (s == DA_OK && !(*out = da_text_encoder_create(&c, 0))) s = da_error_named(DA_ERR_INVALID, f->json);
+    if (s == DA_OK) s = readable("text encoder weights", f->st);
+    if (s == DA_OK) s = da_error_named(da_text_encoder_load(*out, f->st), f->st);
     return s;
 }
 
-static da_status load_vae(const char *dir, da_vae **out)
+static da_status load_vae(const model_files *f, da_vae **out)
 {
-    char cpath[PATH_CAP], wpath[PATH_CAP];
-    da_status s = join(cpath, dir, "vae", ".json");
-    if (s == DA_OK) s = join(wpath, dir, "vae", ".safetensors");
     da_vae_config c = da_vae_config_default();
-    if (s == DA_OK) s = with_path(da_vae_config_load(&c, cpath), cpath);
-    if (s != DA_OK) return s;
-    da_vae *m = da_vae_create(&c, 0);
-    if (!m) return with_path(DA_ERR_INVALID, cpath);
-    s = with_path(da_vae_load(m, wpath), wpath);
-    if (s != DA_OK) da_vae_free(m);
-    else *out = m;
+    da_status s = readable("VAE config", f->json);
+    if (s == DA_OK) s = da_error_named(da_vae_config_load(&c, f->json), f->json);
+    if (s == DA_OK && !(*out = da_vae_create(&c, 0))) s = da_error_named(DA_ERR_INVALID, f->json);
+    if (s == DA_OK) s = readable("VAE weights", f->st);
+    if (s == DA_OK) s = da_error_named(da_vae_load(*out, f->st), f->st);
     return s;
 }
 
-static da_status load_unet(const char *dir, const char *name, da_unet **out)
+static da_status load_unet(const model_files *f, da_unet **out)
 {
-    char cpath[PATH_CAP], wpath[PATH_CAP];
-    da_status s = join(cpath, dir, name, ".json");
-    if (s == DA_OK) s = join(wpath, dir, name, ".safetensors");
     da_unet_config c = da_unet_config_default();
-    if (s == DA_OK) s = with_path(da_unet_config_load(&c, cpath), cpath);
-    if (s != DA_OK) return s;
-    da_unet *m = da_unet_create(&c, 0);
-    if (!m) return with_path(DA_ERR_INVALID, cpath);
-    s = with_path(da_unet_load(m, wpath), wpath);
-    if (s != DA_OK) da_unet_free(m);
-    else *out = m;
+    da_status s = readable("UNet config", f->json);
+    if (s == DA_OK) s = da_error_named(da_unet_config_load(&c, f->json), f->json);
+    if (s == DA_OK && !(*out = da_unet_create(&c, 0))) s = da_error_named(DA_ERR_INVALID, f->json);
+    if (s == DA_OK) s = readable("UNet weights", f->st);
+    if (s == DA_OK) s = da_error_named(da_unet_load(*out, f->st), f->st);
     return s;
 }
 
@@ -264,26 +267,34 @@ static da_status load_noise(const char *dir, da_noise_config *c)
 {
     char path[PATH_CAP];
     *c = da_noise_config_default();
-    da_status s = join(path, dir, "scheduler", ".json");
-    if (s != DA_OK || access(path, F_OK) != 0) return s;
-    return da_noise_config_load(c, path);
+    if (snprintf(path, sizeof path, "%s/scheduler.json", dir) >= (int)sizeof path)
+        return da_fail(DA_ERR_INVALID, "path too long: %s/scheduler.json", dir);
+    if (access(path, F_OK) != 0) return DA_OK;
+    return da_noise_config_load(c, path);   /* each of its messages names the file */
 }
 
-da_status da_pipeline_load(da_pipeline **out, const char *dir, const char *unet_name)
+static da_status check_dir(const char *dir)
 {
-    *out = NULL;
-    if (!dir) return da_fail(DA_ERR_INVALID, "da_pipeline_load: NULL directory");
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
         return da_fail(DA_ERR_IO, "weights directory '%s' not found (use --weights DIR or set DALIGN_WEIGHTS)",
                        dir);
+    return DA_OK;
+}
+
+/* text encoder and VAE of dir, the UNet of unet_files: a pipeline that owns all three */
+static da_status load_pipeline(da_pipeline **out, const char *dir, const model_files *unet_files)
+{
+    model_files text_files, vae_files;
     da_text_encoder *text = NULL;
     da_vae *vae = NULL;
     da_unet *unet = NULL;
     da_noise_config noise;
-    da_status s = load_text(dir, &text);
-    if (s == DA_OK) s = load_vae(dir, &vae);
-    if (s == DA_OK) s = load_unet(dir, unet_name ? unet_name : "unet", &unet);
+    da_status s = files_in(&text_files, dir, "text_encoder");
+    if (s == DA_OK) s = files_in(&vae_files, dir, "vae");
+    if (s == DA_OK) s = load_text(&text_files, &text);
+    if (s == DA_OK) s = load_vae(&vae_files, &vae);
+    if (s == DA_OK) s = load_unet(unet_files, &unet);
     if (s == DA_OK) s = load_noise(dir, &noise);
     if (s == DA_OK) s = da_pipeline_create(out, text, vae, unet, &noise);
     if (s != DA_OK) {
@@ -294,4 +305,46 @@ da_status da_pipeline_load(da_pipeline **out, const char *dir, const char *unet_
     }
     (*out)->owns_models = 1;
     return DA_OK;
+}
+
+da_status da_pipeline_load(da_pipeline **out, const char *dir, const char *unet_name)
+{
+    *out = NULL;
+    if (!dir) return da_fail(DA_ERR_INVALID, "da_pipeline_load: NULL directory");
+    model_files unet;
+    da_status s = check_dir(dir);
+    if (s == DA_OK) s = files_in(&unet, dir, unet_name ? unet_name : "unet");
+    return s == DA_OK ? load_pipeline(out, dir, &unet) : s;
+}
+
+da_status da_weights_load_pipeline(da_pipeline **out, const char *dir, const char *unet)
+{
+    *out = NULL;
+    if (!dir) return da_fail(DA_ERR_INVALID, "da_weights_load_pipeline: NULL directory");
+    if (!unet) unet = "unet";
+    model_files f;
+    da_status s = check_dir(dir);
+    if (s == DA_OK) s = is_weights_file(unet) ? files_at(&f, unet) : files_in(&f, dir, unet);
+    return s == DA_OK ? load_pipeline(out, dir, &f) : s;
+}
+
+da_status da_weights_load_clip(da_clip **out, const char *dir)
+{
+    *out = NULL;
+    model_files f;
+    da_clip_config c = da_clip_config_default();
+    da_status s = files_in(&f, dir, "clip");
+    if (s == DA_OK) s = readable("CLIP config", f.json);
+    if (s == DA_OK) s = da_error_named(da_clip_config_load(&c, f.json), f.json);
+    if (s == DA_OK && (c.image_size != DA_IMG || c.in_channels != 3))
+        s = da_fail(DA_ERR_FORMAT, "%s: image_size %d, in_channels %d, but the pipeline's images are %dx%d RGB",
+                    f.json, c.image_size, c.in_channels, DA_IMG, DA_IMG);
+    if (s == DA_OK && !(*out = da_clip_create(&c, 0))) s = da_error_named(DA_ERR_INVALID, f.json);
+    if (s == DA_OK) s = readable("CLIP weights", f.st);
+    if (s == DA_OK) s = da_error_named(da_clip_load(*out, f.st), f.st);
+    if (s != DA_OK) {
+        da_clip_free(*out);
+        *out = NULL;
+    }
+    return s;
 }

@@ -158,6 +158,7 @@ static da_status score_clip(const da_reward *r, da_tape *t, const float *images,
     da_tensor *feat = da_text_encoder_forward(t, r->text, ids, keep, n, DA_MAX_TOKENS);
     if (!feat) return DA_ERR_INVALID;
     da_tensor *txt = da_text_encoder_pool(t, r->text, feat, eos);
+    if (!txt) return DA_ERR_INVALID;
     int shape[4] = {n, 3, DA_IMG, DA_IMG};
     da_tensor *x = da_tensor_new(t, 4, shape, 0);
     for (size_t i = 0; i < x->size; i++) x->data[i] = 2.0f * images[i] - 1.0f;  /* CLIP reads [-1, 1] */

@@ -19,8 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/fileio.h"
 #include "train/pretrain.h"
 
 #define INIT_SEED_XOR 0x5eed0e7u    /* init draws its own stream, not the data's */
@@ -214,13 +214,6 @@ static da_status unet_step(da_trainer *tr, da_tape *t, int micro, void *user, fl
 /* The run                                                                  */
 /* ------------------------------------------------------------------------ */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static da_status job_init(unet_job *j, const da_trainer_config *tc, const da_pretrain_opts *o)
 {
     memset(j, 0, sizeof *j);
@@ -245,7 +238,7 @@ static da_status job_init(unet_job *j, const da_trainer_config *tc, const da_pre
     if (s == DA_OK && !(j->scenes = malloc((size_t)j->n_cache * sizeof *j->scenes)))
         s = da_fail(DA_ERR_NOMEM, "out of memory");
     if (s == DA_OK) {
-        double t0 = now_s();
+        double t0 = da_now_s();
         if (tc->progress)
             fprintf(stderr, "%s: encoding %d training images with the frozen VAE (latent cache)\n", tc->name,
                     j->n_cache);
@@ -253,7 +246,7 @@ static da_status job_init(unet_job *j, const da_trainer_config *tc, const da_pre
         j->scale = vae->cfg.scale_factor;
         if (s == DA_OK && tc->progress)
             fprintf(stderr, "%s: cache ready in %.1f s (latent %dx%dx%d, scale factor %.4f)\n", tc->name,
-                    now_s() - t0, j->lat_shape[0], j->lat_shape[1], j->lat_shape[2], (double)j->scale);
+                    da_now_s() - t0, j->lat_shape[0], j->lat_shape[1], j->lat_shape[2], (double)j->scale);
     }
     da_vae_free(vae);
     if (s != DA_OK) return s;

@@ -29,12 +29,17 @@ da_status da_reward_net_train_to_dir(const da_reward_net_config *cfg, const da_r
     if (s) return s;
     da_reward_net *m = da_reward_net_create(&c, 1);
     if (!m) return DA_ERR_NOMEM;   /* the config passed its check: only memory is left (message set) */
+    /* a resumed run overwrites these with the checkpoint's weights */
     da_rng rng;
     da_rng_seed(&rng, tc->seed);
     da_reward_net_init(m, &rng);
-    s = da_reward_net_train(m, tc, rep);
-    if (!s) s = da_reward_net_config_save(&c, json);
-    if (!s) s = da_reward_net_save(m, st);
+    da_reward_train_report r;
+    s = da_reward_net_train(m, tc, &r);
+    /* stopped early (a signal, stop_at): its checkpoint is the output */
+    int finished = !s && !r.stop_signal && r.steps_done == tc->steps;
+    if (finished) s = da_reward_net_config_save(&c, json);
+    if (finished && !s) s = da_reward_net_save(m, st);
+    if (!s && rep) *rep = r;
     da_reward_net_free(m);
     return s;
 }

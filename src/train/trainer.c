@@ -14,14 +14,14 @@
  * The complete state of a run is: params, AdamW m and v, EMA, step, and the
  * two RNGs. Checkpoints store all of it bit for bit, so a resumed run
  * continues with exactly the bits of an uninterrupted one. */
-#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/fileio.h"
+#include "core/safetensors_meta.h"
 #include "dalign.h"
 
 #define CKPT_FORMAT "dalign.trainer.v1"
@@ -192,58 +192,6 @@ void da_trainer_free(da_trainer *tr)
 }
 
 /* ------------------------------------------------------------------------ */
-/* RNG state as text: "index has_normal normal_bits mt[0] .. mt[623]", the  */
-/* integers in hex, the cached normal as the 16 hex digits of its double    */
-/* bits. Text in the metadata keeps it exact and readable from Python.      */
-/* ------------------------------------------------------------------------ */
-
-#define RNG_WORDS 624
-#define RNG_TEXT (3 + 1 + 1 + 1 + 16 + RNG_WORDS * 9 + 1)
-
-static void rng_to_text(const da_rng *r, char *buf)
-{
-    uint64_t bits;
-    memcpy(&bits, &r->next_normal, sizeof bits);
-    int k = sprintf(buf, "%03x %d %016llx", (unsigned)r->index, r->has_next_normal ? 1 : 0, (unsigned long long)bits);
-    for (int i = 0; i < RNG_WORDS; i++) k += sprintf(buf + k, " %08x", (unsigned)r->mt[i]);
-}
-
-/* Strict inverse of rng_to_text: exact widths and lowercase hex. */
-static int hex_field(const char *s, int width, uint64_t *out)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < width; i++) {
-        char c = s[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-        if (d < 0) return -1;
-        v = v << 4 | (uint64_t)d;
-    }
-    *out = v;
-    return 0;
-}
-
-static int rng_from_text(da_rng *r, const char *s)
-{
-    if (!s || strlen(s) != RNG_TEXT - 1) return -1;
-    uint64_t idx, bits, w;
-    if (hex_field(s, 3, &idx) || s[3] != ' ' || (s[4] != '0' && s[4] != '1') || s[5] != ' ' ||
-        hex_field(s + 6, 16, &bits) || idx > RNG_WORDS)
-        return -1;
-    da_rng tmp;
-    memset(&tmp, 0, sizeof tmp);
-    tmp.index = (int)idx;
-    tmp.has_next_normal = s[4] == '1';
-    memcpy(&tmp.next_normal, &bits, sizeof bits);
-    const char *p = s + 22;
-    for (int i = 0; i < RNG_WORDS; i++, p += 9) {
-        if (p[0] != ' ' || hex_field(p + 1, 8, &w)) return -1;
-        tmp.mt[i] = (uint32_t)w;
-    }
-    *r = tmp;
-    return 0;
-}
-
-/* ------------------------------------------------------------------------ */
 /* Checkpoints                                                              */
 /* ------------------------------------------------------------------------ */
 
@@ -285,13 +233,13 @@ da_status da_trainer_save(const da_trainer *tr, const char *path)
     cfg_field f[N_CFG_FIELDS];
     config_fields(&tr->cfg, f);
     char step[32], time_s[32];
-    char *rng_data = malloc(RNG_TEXT), *rng_noise = malloc(RNG_TEXT);
+    char *rng_data = malloc(DA_RNG_TEXT), *rng_noise = malloc(DA_RNG_TEXT);
     if (!rng_data || !rng_noise) s = da_fail(DA_ERR_NOMEM, "out of memory");
     if (s == DA_OK) {
         snprintf(step, sizeof step, "%ld", tr->step);
         snprintf(time_s, sizeof time_s, "%.3f", tr->elapsed_s);
-        rng_to_text(&tr->data_rng, rng_data);
-        rng_to_text(&tr->noise_rng, rng_noise);
+        da_rng_to_text(&tr->data_rng, rng_data);
+        da_rng_to_text(&tr->noise_rng, rng_noise);
         da_st_meta meta[6 + N_CFG_FIELDS] = {
             {"format", CKPT_FORMAT}, {"name", (char *)tr->cfg.name}, {"step", step},
             {"time_s", time_s},      {"rng.data", rng_data},         {"rng.noise", rng_noise},
@@ -365,14 +313,11 @@ static da_status check_meta(const da_trainer *tr, const da_safetensors *st, long
             return da_fail(DA_ERR_INVALID, "%s is %s in the checkpoint but %s in this run (resuming needs the same config)",
                            f[i].key, v ? v : "(missing)", f[i].value);
     }
-    const char *s = da_st_meta_get(st, "step");
-    char *end = NULL;
-    errno = 0;
-    long v = s ? strtol(s, &end, 10) : -1;
-    if (!s || errno || *end || end == s || v < 0 || v > tr->cfg.total_steps)
-        return da_fail(DA_ERR_FORMAT, "bad step '%s'", s ? s : "(missing)");
-    *step = v;
-    if (rng_from_text(rd, da_st_meta_get(st, "rng.data")) || rng_from_text(rn, da_st_meta_get(st, "rng.noise")))
+    /* the caller puts the file name in front */
+    da_status s = da_st_meta_long(st, NULL, "step", 0, tr->cfg.total_steps, step);
+    if (s != DA_OK) return s;
+    if (da_rng_from_text(rd, da_st_meta_get(st, "rng.data")) ||
+        da_rng_from_text(rn, da_st_meta_get(st, "rng.noise")))
         return da_fail(DA_ERR_FORMAT, "bad RNG state in the metadata");
     return DA_OK;
 }
@@ -495,13 +440,6 @@ static da_status log_step(da_trainer *tr, da_metrics_log *log)
     return da_metrics_write(log, tr->step, f, n);
 }
 
-static double wall_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static da_status checkpoint(da_trainer *tr, da_metrics_log *log)
 {
     da_status s = da_trainer_save(tr, tr->cfg.ckpt_path);
@@ -524,11 +462,11 @@ da_status da_trainer_run(da_trainer *tr, da_step_fn fn, void *user)
     saved_handlers sh = {0};
     if (c->handle_signals) signals_install(&sh);
     tr->stop_signal = 0;
-    double t0 = wall_s(), elapsed0 = tr->elapsed_s;
+    double t0 = da_now_s(), elapsed0 = tr->elapsed_s;
     while (tr->step < stop && s == DA_OK) {
         s = train_step(tr, fn, user);
         if (s != DA_OK) break;
-        tr->elapsed_s = elapsed0 + (wall_s() - t0);
+        tr->elapsed_s = elapsed0 + (da_now_s() - t0);
         int sig = c->handle_signals ? stop_signal : 0;
         int last = tr->step == stop || sig;
         if (tr->step % c->log_every == 0 || last) s = log_step(tr, &log);

@@ -1,0 +1,78 @@
+/* Elementwise ops with a scalar parameter: exp(s * x) and clamp. Kernel
+ * pairs over n values, then the tape wrappers. Each output element depends
+ * on one input element only, so any thread count gives the same bits. */
+#include <assert.h>
+
+#include "core/ops_unary.h"
+
+/* ------------------------------------------------------------------------ */
+/* exp(s * x)                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* out (n) = exp(s * inp (n)) */
+void da_exp_scaled_forward(float *out, const float *inp, float s, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = da_expf(s * inp[i]);
+}
+
+/* dinp (n) += dout * s * out: the derivative of exp(s x) is s exp(s x) */
+void da_exp_scaled_backward(float *dinp, const float *dout, const float *out, float s, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * (s * out[i]);
+}
+
+static void exp_scaled_backward_node(const da_node *nd)
+{
+    da_tensor *x = nd->in[0];
+    if (x->grad) da_exp_scaled_backward(x->grad, nd->out->grad, nd->out->data, nd->f[0], x->size);
+}
+
+da_tensor *da_exp_scaled(da_tape *t, da_tensor *x, float s)
+{
+    da_tensor *out = da_tensor_for_op(t, x->ndim, x->shape, &x, 1);
+    da_exp_scaled_forward(out->data, x->data, s, x->size);
+    da_node nd = {.backward = exp_scaled_backward_node, .out = out, .in = {x}, .f = {s}};
+    da_tape_push(t, &nd);
+    return out;
+}
+
+/* ------------------------------------------------------------------------ */
+/* clamp                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* out (n) = min(max(inp (n), lo), hi) */
+void da_clamp_forward(float *out, const float *inp, float lo, float hi, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        out[i] = x < lo ? lo : (x > hi ? hi : x);
+    }
+}
+
+/* dinp (n) += dout where lo <= inp <= hi (as torch.clamp), else nothing */
+void da_clamp_backward(float *dinp, const float *dout, const float *inp, float lo, float hi, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++)
+        if (inp[i] >= lo && inp[i] <= hi) dinp[i] += dout[i];
+}
+
+static void clamp_backward_node(const da_node *nd)
+{
+    da_tensor *x = nd->in[0];
+    if (x->grad) da_clamp_backward(x->grad, nd->out->grad, x->data, nd->f[0], nd->f[1], x->size);
+}
+
+/* lo > hi is a programming error, as a bad shape is for the other core ops */
+da_tensor *da_clamp(da_tape *t, da_tensor *x, float lo, float hi)
+{
+    assert(lo <= hi);
+    da_tensor *out = da_tensor_for_op(t, x->ndim, x->shape, &x, 1);
+    da_clamp_forward(out->data, x->data, lo, hi, x->size);
+    da_node nd = {.backward = clamp_backward_node, .out = out, .in = {x}, .f = {lo, hi}};
+    da_tape_push(t, &nd);
+    return out;
+}
