@@ -18,6 +18,9 @@ static const cli_command commands[] = {
     {"pairs", "sample preference pairs from the model and label them with the rater", cmd_pairs},
     {"eval", "evaluate a model: every reward, faithfulness, diversity; HTML report", cmd_eval},
     {"compare", "side-by-side table of two metrics.json files with deltas", cmd_compare},
+    {"winrate", "win-rate of a model against the base on the same prompts and seeds", cmd_winrate},
+    {"table", "Markdown table of chosen metrics (mean [95% interval]) across runs", cmd_table},
+    {"plot", "training curves from JSONL metric logs as an SVG chart", cmd_plot},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 

@@ -1,0 +1,132 @@
+/* dalign winrate BASE_DIR MODEL_DIR: the share of images where the model
+ * beats the base on the same prompt and seed, with a 95% interval clustered
+ * by prompt (src/eval/winrate.c). */
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "core/fileio.h"
+#include "dalign.h"
+#include "eval/winrate.h"
+
+#define PATH_CAP 4096
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: dalign winrate BASE_DIR MODEL_DIR [--column NAME] [--json FILE]\n"
+            "\n"
+            "The win-rate of a model against the base on the same prompt and seed (the\n"
+            "headline form of the preference-tuning papers): the share of images where\n"
+            "MODEL's value in the column is greater than BASE's (a tie counts 1/2), and the\n"
+            "mean difference MODEL - BASE, each with a 95%% interval clustered by prompt.\n"
+            "BASE_DIR and MODEL_DIR are output directories of 'dalign eval' run with the\n"
+            "same prompts and seeds (or their images.tsv files); their rows must be the\n"
+            "same images in the same order, else the first differing one is named.\n"
+            "\n"
+            "Options:\n"
+            "  --column NAME   the images.tsv column to compare (default rater, the held-back\n"
+            "                  judge's utility; also faithful, pref, clip, jpeg, colorful, ...)\n"
+            "  --json FILE     also write the result as JSON (written whole or not at all)\n"
+            "  -h, --help      show this help and exit\n"
+            "\n"
+            "Exit status: 0 ok, 1 a file is missing or malformed or the two runs' images\n"
+            "differ, 2 usage error.\n");
+}
+
+typedef struct winrate_args {
+    const char *dir[2];   /* base, model */
+    const char *column, *json;
+} winrate_args;
+
+/* 0 with a filled args, else the exit code (0 after --help) */
+static int parse_args(int argc, char **argv, winrate_args *a)
+{
+    int n_dirs = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
+            usage(stdout);
+            return -1;
+        }
+        if (!strcmp(o, "--column") || !strcmp(o, "--json")) {
+            if (i + 1 >= argc || !argv[i + 1][0]) {
+                fprintf(stderr, "dalign winrate: %s needs a value\n", o);
+                return 2;
+            }
+            *(!strcmp(o, "--column") ? &a->column : &a->json) = argv[++i];
+        } else if (o[0] == '-' && o[1]) {
+            fprintf(stderr, "dalign winrate: unknown option '%s' (see dalign winrate --help)\n", o);
+            return 2;
+        } else if (n_dirs < 2) {
+            a->dir[n_dirs++] = o;
+        } else {
+            fprintf(stderr, "dalign winrate: unexpected argument '%s'\n", o);
+            return 2;
+        }
+    }
+    if (n_dirs == 2) return 0;
+    fprintf(stderr, "dalign winrate: expected BASE_DIR and MODEL_DIR, got %d\n\n", n_dirs);
+    usage(stderr);
+    return 2;
+}
+
+/* DIR/images.tsv for a directory, the path itself otherwise */
+static int tsv_path(const char *dir, char *out, size_t cap)
+{
+    struct stat sb;
+    int is_dir = stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode);
+    return snprintf(out, cap, is_dir ? "%s/images.tsv" : "%s", dir) < (int)cap ? 0 : -1;
+}
+
+typedef struct json_ctx {
+    const da_winrate *w;
+    const winrate_args *a;
+} json_ctx;
+
+static void write_json(FILE *f, const void *ctx)
+{
+    const json_ctx *j = ctx;
+    da_winrate_json(f, j->w, j->a->column, j->a->dir[0], j->a->dir[1]);
+}
+
+/* path through da_write_with: the directory part and the name */
+static da_status write_path(const char *path, da_writer_fn fn, const void *ctx)
+{
+    char dir[PATH_CAP];
+    const char *slash = strrchr(path, '/');
+    if (!slash) return da_write_with(".", path, fn, ctx);
+    if (slash - path >= PATH_CAP) return da_fail(DA_ERR_INVALID, "path too long: %s", path);
+    memcpy(dir, path, (size_t)(slash - path));
+    dir[slash - path] = '\0';   /* "/x.json": dir "" and the write goes to "/x.json" */
+    return da_write_with(dir, slash + 1, fn, ctx);
+}
+
+int cmd_winrate(int argc, char **argv)
+{
+    winrate_args a = {{NULL, NULL}, "rater", NULL};
+    int rc = parse_args(argc, argv, &a);
+    if (rc) return rc < 0 ? 0 : rc;
+    char path[2][PATH_CAP];
+    for (int k = 0; k < 2; k++)
+        if (tsv_path(a.dir[k], path[k], sizeof path[k])) {
+            fprintf(stderr, "dalign winrate: path too long: %s\n", a.dir[k]);
+            return 2;
+        }
+    da_winrate w;
+    if (da_winrate_compute(path[0], path[1], a.column, &w) != DA_OK) {
+        fprintf(stderr, "dalign winrate: %s\n", da_last_error());
+        return 1;
+    }
+    printf("%s win-rate of %s against %s: %.4f [%.4f, %.4f]; mean difference %+.4g [%+.4g, %+.4g]; "
+           "%d images, %d prompts\n",
+           a.column, a.dir[1], a.dir[0], w.win.mean, w.win.mean - w.win.half, w.win.mean + w.win.half, w.diff.mean,
+           w.diff.mean - w.diff.half, w.diff.mean + w.diff.half, w.n_images, w.n_prompts);
+    json_ctx j = {&w, &a};
+    if (a.json && write_path(a.json, write_json, &j) != DA_OK) {
+        fprintf(stderr, "dalign winrate: %s\n", da_last_error());
+        return 1;
+    }
+    return 0;
+}
