@@ -111,7 +111,7 @@ CLI_OBJ   := $(CLI_SRC:%.c=$(B)/%.o)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 
-.PHONY: all check demo bench oracle deps deps-test install uninstall clean weights golden
+.PHONY: all check demo bench oracle deps deps-test install uninstall clean weights golden experiment-preference
 all: $(B)/libdalign.a $(B)/libdalign.so $(B)/dalign
 ifneq ($(CROSS),1)
 	@ln -sf $(B)/dalign dalign
@@ -169,6 +169,12 @@ bench: deps all $(BENCH_BIN)
 # step counts are env vars (scripts/make-weights.sh), SMOKE=1 for a quick run.
 weights: deps all
 	@sh scripts/make-weights.sh $(B)/dalign
+
+# The preference-trainer experiment (docs/alignment-preference.md): pairs,
+# sweep, SFT/DPO/RPO/KTO, evaluation; every stage cached in
+# out/experiments/preference and resumable (SMOKE=1: toy sizes).
+experiment-preference: deps all
+	@DALIGN=$(B)/dalign sh scripts/experiment-preference.sh
 
 # Fixed-seed samples of weights/ into tests/golden/ (checked by tests/test_golden.c).
 golden: all

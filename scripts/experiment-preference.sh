@@ -1,34 +1,155 @@
 #!/bin/sh
-# The preference-trainer experiment (issue 10, docs/alignment-preference.md).
+# The preference-trainer experiment (issue 10; the report is
+# docs/alignment-preference.md). `make experiment-preference` runs it;
+# SMOKE=1 runs every stage at toy size.
+#
 # Every stage writes its result under $OUT (default out/experiments/preference)
-# and is skipped when that result exists, so a stopped run continues where it
-# stopped. Stage 1: preference pairs from the shipped base UNet on train-split
-# prompts, rater-labelled, in chunks of $CHUNK pairs (one seed each: a killed
-# run loses at most one chunk); the last chunk is the held-back validation set.
+# and is skipped when that result exists; a training run stopped half-way
+# continues from its checkpoint. So a killed run is restarted with the same
+# command and loses at most one pairs chunk.
+#
+#   1 pairs    from the shipped base UNet on train-split prompts, rater-labelled,
+#              in chunks of $CHUNK pairs (one seed each); the last chunk is the
+#              held-back validation set (never trained on)
+#   2 sweep    DPO beta x lr, KTO beta and RPO tau at a short budget, each scored
+#              by its implicit accuracy on the validation pairs (the choice is
+#              made on those alone: never on evaluation prompts)
+#   3 train    SFT, DPO, RPO, KTO from the base UNet at the same budget with the
+#              chosen settings
+# UNTIL=pairs|sweep|train stops after that stage.
+#   4 eval     base and the four with `dalign eval` on held-in and held-out
+#              prompts ($EVAL_PROMPTS prompts x $EVAL_SEEDS seeds, the same for all)
 set -eu
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/experiments/preference}
 DALIGN=${DALIGN:-./dalign}
 THREADS=${THREADS:-2}
+WEIGHTS=${WEIGHTS:-weights}
+if [ "${SMOKE:-0}" = 1 ]; then
+    OUT=${OUT}-smoke
+    TRAIN_CHUNKS=1 CHUNK=16 PAIR_STEPS=4
+    SWEEP_STEPS=4 STEPS=6 BATCH=4 EVAL_PROMPTS=4 EVAL_SEEDS=2 VAL_DRAWS=1
+    BETAS="500 2000" LRS="1e-5" KTO_BETAS="500" TAUS="0.5"
+fi
 TRAIN_CHUNKS=${TRAIN_CHUNKS:-8}
 CHUNK=${CHUNK:-500}
-mkdir -p "$OUT/pairs"
+PAIR_STEPS=${PAIR_STEPS:-20}
+SWEEP_STEPS=${SWEEP_STEPS:-300}
+STEPS=${STEPS:-1000}
+BATCH=${BATCH:-16}
+EVAL_PROMPTS=${EVAL_PROMPTS:-200}
+EVAL_SEEDS=${EVAL_SEEDS:-4}
+VAL_DRAWS=${VAL_DRAWS:-4}
+BETAS=${BETAS:-500 2000 5000}
+LRS=${LRS:-2e-5 1e-4}
+KTO_BETAS=${KTO_BETAS:-500 2000 5000}
+TAUS=${TAUS:-0.1 0.5 2}
+mkdir -p "$OUT/pairs" "$OUT/models" "$OUT/eval"
+TIMES=$OUT/stage-times.tsv
 
 stage() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+# run NAME CMD...: time a finished step into $TIMES (wall seconds on $THREADS threads)
+timed() {
+    name=$1; shift
+    t0=$(date +%s)
+    "$@"
+    printf '%s\t%s\n' "$name" "$(( $(date +%s) - t0 ))" >> "$TIMES"
+}
 
+# ---- 1 pairs ---------------------------------------------------------------
 pairs_chunk() { # $1 = name, $2 = seed
     f="$OUT/pairs/$1.safetensors"
     [ -f "$f" ] && { stage "pairs $1: cached"; return 0; }
     stage "pairs $1 (seed $2, $CHUNK pairs)"
-    t0=$(date +%s)
-    "$DALIGN" --threads "$THREADS" pairs --n "$CHUNK" --seed "$2" --split train \
-        -o "$f" -q > "$OUT/pairs/$1.txt"
-    stage "pairs $1: $(( $(date +%s) - t0 )) s"
+    timed "pairs-$1" "$DALIGN" --threads "$THREADS" pairs --weights "$WEIGHTS" --n "$CHUNK" --seed "$2" \
+        --split train --steps "$PAIR_STEPS" -o "$f" -q > "$OUT/pairs/$1.txt"
 }
-
 i=1
+TRAIN_PAIRS=""
 while [ "$i" -le "$TRAIN_CHUNKS" ]; do
     pairs_chunk "train-$i" "$i"
+    TRAIN_PAIRS="$TRAIN_PAIRS --pairs $OUT/pairs/train-$i.safetensors"
     i=$((i + 1))
 done
 pairs_chunk val 1000
+VAL=$OUT/pairs/val.safetensors
+[ "${UNTIL:-}" = pairs ] && exit 0
+
+# ---- training (stages 2 and 3) --------------------------------------------
+# train METHOD NAME STEPS ARGS...: OUT/models/NAME.* with its validation;
+# skipped when NAME.val.json exists, resumed when its checkpoint does
+train() {
+    method=$1 name=$2 steps=$3; shift 3
+    d=$OUT/models
+    [ -f "$d/$name.val.json" ] && { stage "train $name: cached"; return 0; }
+    resume=""
+    [ -f "$d/$name.ckpt" ] && resume="--resume $d/$name.ckpt"
+    stage "train $name ($method, $steps steps $*)"
+    # shellcheck disable=SC2086
+    timed "train-$name" "$DALIGN" --threads "$THREADS" train "$method" --weights "$WEIGHTS" --out "$d" \
+        --name "$name" --force $TRAIN_PAIRS --val "$VAL" --val-draws "$VAL_DRAWS" --steps "$steps" \
+        --batch "$BATCH" --seed 1 -q $resume "$@" > "$d/$name.txt"
+}
+# the sweep entry with the highest validation accuracy: prints its NAME
+best_of() {
+    best="" best_acc=-1
+    for n in "$@"; do
+        acc=$(sed -n 's/^  "acc": \(.*\),$/\1/p' "$OUT/models/$n.val.json")
+        if awk -v a="$acc" -v b="$best_acc" 'BEGIN { exit !(a > b) }'; then best=$n best_acc=$acc; fi
+    done
+    echo "$best"
+}
+setting() { sed -n "s/^  \"$2\": \(.*\),\$/\1/p" "$OUT/models/$1.val.json"; }
+
+# ---- 2 sweep ---------------------------------------------------------------
+names=""
+for lr in $LRS; do
+    for beta in $BETAS; do
+        train dpo "sweep-dpo-b$beta-lr$lr" "$SWEEP_STEPS" --beta "$beta" --lr "$lr" --min-lr "$lr"
+        names="$names sweep-dpo-b$beta-lr$lr"
+    done
+done
+# shellcheck disable=SC2086
+best=$(best_of $names)
+BETA=$(setting "$best" beta)
+LR=${best##*-lr}
+stage "sweep: DPO's best is $best (beta $BETA, lr $LR)"
+names=""
+for beta in $KTO_BETAS; do
+    train kto "sweep-kto-b$beta" "$SWEEP_STEPS" --beta "$beta" --lr "$LR" --min-lr "$LR"
+    names="$names sweep-kto-b$beta"
+done
+# shellcheck disable=SC2086
+KTO_BETA=$(setting "$(best_of $names)" beta)
+names=""
+for tau in $TAUS; do
+    train rpo "sweep-rpo-t$tau" "$SWEEP_STEPS" --beta "$BETA" --tau "$tau" --lr "$LR" --min-lr "$LR"
+    names="$names sweep-rpo-t$tau"
+done
+# shellcheck disable=SC2086
+TAU=$(setting "$(best_of $names)" tau)
+printf 'beta\t%s\nlr\t%s\nkto_beta\t%s\ntau\t%s\n' "$BETA" "$LR" "$KTO_BETA" "$TAU" > "$OUT/chosen.tsv"
+stage "chosen: beta $BETA, lr $LR, KTO beta $KTO_BETA, tau $TAU"
+[ "${UNTIL:-}" = sweep ] && exit 0
+
+# ---- 3 train ---------------------------------------------------------------
+train sft sft "$STEPS" --lr "$LR" --min-lr "$LR" --beta "$BETA"
+train dpo dpo "$STEPS" --lr "$LR" --min-lr "$LR" --beta "$BETA"
+train rpo rpo "$STEPS" --lr "$LR" --min-lr "$LR" --beta "$BETA" --tau "$TAU"
+train kto kto "$STEPS" --lr "$LR" --min-lr "$LR" --beta "$KTO_BETA"
+[ "${UNTIL:-}" = train ] && exit 0
+
+# ---- 4 eval ----------------------------------------------------------------
+# eval NAME UNET SPLIT: OUT/eval/NAME-SPLIT/ (skipped when its metrics.json exists)
+evaluate() {
+    name=$1 unet=$2 split=$3 dir=$OUT/eval/$1-$3
+    [ -f "$dir/metrics.json" ] && { stage "eval $name $split: cached"; return 0; }
+    stage "eval $name on $split prompts"
+    timed "eval-$name-$split" "$DALIGN" --threads "$THREADS" eval --weights "$WEIGHTS" --unet "$unet" \
+        --prompts "$split" --n-prompts "$EVAL_PROMPTS" --seeds "$EVAL_SEEDS" -o "$dir" -q > "$dir.txt"
+}
+for split in heldin heldout; do
+    evaluate base unet "$split"
+    for m in sft dpo rpo kto; do evaluate "$m" "$OUT/models/$m.safetensors" "$split"; done
+done
+stage "done: results in $OUT"

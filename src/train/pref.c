@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/fileio.h"
 #include "eval/pairs.h"
 #include "train/pref.h"
 #include "train/pretrain.h"
@@ -115,6 +116,7 @@ void da_pref_defaults(da_pref_method m, da_trainer_config *tc, da_pref_opts *o)
     o->tau = 0.5f;
     o->embed = DA_RPO_EMBED_BOTH;
     o->empty_prompt = 0.2f;
+    o->val_draws = 4;
     *tc = c;
 }
 
@@ -129,6 +131,7 @@ da_status da_pref_check(const da_trainer_config *tc, const da_pref_opts *o)
     if (!(o->tau > 0.0f) || !isfinite(o->tau)) return da_fail(DA_ERR_INVALID, "--tau must be > 0, got %g", (double)o->tau);
     if (!(o->empty_prompt >= 0.0f && o->empty_prompt <= 1.0f))
         return da_fail(DA_ERR_INVALID, "--empty-prompt must be in [0, 1], got %g", (double)o->empty_prompt);
+    if (o->val_pairs && o->val_draws < 1) return da_fail(DA_ERR_INVALID, "validation needs >= 1 draw per pair");
     if ((unsigned)o->embed > DA_RPO_EMBED_IMAGE) return da_fail(DA_ERR_INVALID, "unknown RPO embedding %d", (int)o->embed);
     /* RPO compares every pair with every other of its batch, KTO centres on
      * the batch mean: a micro-batch would change the loss, not just its cost */
@@ -245,6 +248,7 @@ static da_status embed_text(pref_job *j, const int *ids, const uint8_t *keep, in
         da_status s = f ? da_text_eos_positions(eos, kp, B, T_TOK) : DA_ERR_INVALID;
         if (s != DA_OK) return s;
         da_tensor *e = da_text_encoder_pool(t, j->pipe->text, f, eos);
+        if (!e) return DA_ERR_INVALID;   /* the pool set the message */
         memcpy(out + (size_t)i0 * j->d.E, e->data, e->size * sizeof(float));
     }
     normalize_rows(out, n, j->d.E);
@@ -357,7 +361,8 @@ static da_status draw_batch(da_trainer *tr, pref_job *j, int B)
         memcpy(keep, empty ? j->empty_keep : (win ? d->keep_w : d->keep_l) + p * T_TOK, T_TOK);
         j->y[k] = win ? 1.0f : -1.0f;
     }
-    da_add_noise(&j->pipe->sched, j->xt, j->xt, j->eps, j->t, N, d->lat);
+    s = da_add_noise(&j->pipe->sched, j->xt, j->xt, j->eps, j->t, N, d->lat);
+    if (s != DA_OK) return s;
     if (j->o.method == DA_PREF_RPO) {
         for (int b = 0; b < B; b++) {
             memcpy(j->ew + (size_t)b * d->E, d->e_w + (size_t)j->idx[b] * d->E, (size_t)d->E * sizeof(float));
@@ -426,6 +431,116 @@ static da_status pref_step(da_trainer *tr, da_tape *t, int micro, void *user, fl
     *loss = l->data[0];
     log_health(tr, j, B, &j->loss.st);
     return DA_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Validation on held-back pairs                                            */
+/* ------------------------------------------------------------------------ */
+
+#define VAL_SEED 0x7a11da7eu   /* the draws depend on the pair index only */
+#define VAL_CHUNK 32           /* pairs per forward */
+
+/* m (N) of one UNet on the N images of x (no gradients) */
+static da_status unet_mse(pref_job *j, const da_unet *u, da_tensor *ctx, const float *x, const float *ts,
+                          const uint8_t *keep, const float *eps, int N, float *m)
+{
+    da_tape *t = &j->ref_tape;
+    da_tape_reset(t);
+    int shape[4] = {N, j->d.C, j->d.h, j->d.w};
+    da_tensor *pred = da_unet_forward(t, u, da_leaf(t, (float *)x, NULL, 4, shape), ts, ctx, keep);
+    if (!pred) return DA_ERR_INVALID;
+    pref_mse_forward(m, pred->data, eps, N, j->d.lat);
+    return DA_OK;
+}
+
+/* one chunk of B validation pairs, draw k: rows [0, B) winners, [B, 2B) losers */
+static da_status val_chunk(pref_job *j, const pref_data *v, int i0, int B, int k, double *acc)
+{
+    const int N = 2 * B;
+    for (int b = 0; b < B; b++) {
+        /* a generator per (pair, draw): the same draws whatever the chunking */
+        da_rng rng;
+        da_rng_seed(&rng, VAL_SEED ^ ((uint64_t)(i0 + b) << 8) ^ (uint64_t)k);
+        int64_t t;
+        da_status s = da_randint(&rng, &t, 1, 0, j->pipe->sched.n_train);
+        if (s != DA_OK) return s;
+        j->t[b] = j->t[B + b] = (int)t;
+        j->tsteps[b] = j->tsteps[B + b] = (float)t;
+        da_randn(&rng, j->eps + (size_t)b * v->lat, v->lat);
+        memcpy(j->eps + (size_t)(B + b) * v->lat, j->eps + (size_t)b * v->lat, v->lat * sizeof(float));
+        for (int side = 0; side < 2; side++) {
+            int row = side * B + b;
+            memcpy(j->xt + (size_t)row * v->lat, (side ? v->z_l : v->z_w) + (size_t)(i0 + b) * v->lat,
+                   v->lat * sizeof(float));
+            memcpy(j->ids + (size_t)row * T_TOK, (side ? v->ids_l : v->ids_w) + (size_t)(i0 + b) * T_TOK,
+                   T_TOK * sizeof(int));
+            memcpy(j->keep + (size_t)row * T_TOK, (side ? v->keep_l : v->keep_w) + (size_t)(i0 + b) * T_TOK, T_TOK);
+        }
+    }
+    da_status s = da_add_noise(&j->pipe->sched, j->xt, j->xt, j->eps, j->t, N, v->lat);
+    if (s != DA_OK) return s;
+    da_tape ctx_tape;
+    da_tape_init(&ctx_tape, (size_t)1 << 20);
+    da_tape_set_grad(&ctx_tape, 0);
+    da_tensor *ctx = da_text_encoder_forward(&ctx_tape, j->pipe->text, j->ids, j->keep, N, T_TOK);
+    s = ctx ? unet_mse(j, j->policy, ctx, j->xt, j->tsteps, j->keep, j->eps, N, j->m) : DA_ERR_INVALID;
+    if (s == DA_OK) s = unet_mse(j, j->pipe->unet, ctx, j->xt, j->tsteps, j->keep, j->eps, N, j->r);
+    da_tape_free(&ctx_tape);
+    if (s != DA_OK) return s;
+    for (int b = 0; b < B; b++) {
+        float d_w = j->m[b] - j->r[b], d_l = j->m[B + b] - j->r[B + b], margin = -(d_w - d_l) / 2.0f;
+        acc[0] += d_w < d_l;
+        acc[1] += margin;
+        acc[2] += -(double)(fminf(j->o.beta * margin, 0.0f) - da_log1pf(da_expf(-fabsf(j->o.beta * margin))));
+        acc[3] += j->m[b], acc[4] += j->m[B + b], acc[5] += j->r[b], acc[6] += j->r[B + b];
+    }
+    return DA_OK;
+}
+
+/* the policy as trained (its EMA when kept) against the reference on the
+ * validation pairs */
+static da_status validate(pref_job *j, const da_trainer *tr, int micro, da_pref_val *out)
+{
+    pref_job vj = *j;   /* the same models and scratch, other data */
+    memset(&vj.d, 0, sizeof vj.d);
+    vj.o.n_pairs = 1;
+    vj.o.pairs[0] = j->o.val_pairs;
+    da_status s = data_load(&vj);
+    float *live = j->policy->params.data;
+    if (tr->ema) j->policy->params.data = tr->ema;
+    double acc[7] = {0};
+    int K = j->o.val_draws;
+    for (int i0 = 0; s == DA_OK && i0 < vj.d.n; i0 += micro)
+        for (int k = 0; s == DA_OK && k < K; k++)
+            s = val_chunk(&vj, &vj.d, i0, vj.d.n - i0 < micro ? vj.d.n - i0 : micro, k, acc);
+    j->policy->params.data = live;
+    double n = (double)vj.d.n * K;
+    *out = (da_pref_val){.pairs = vj.d.n, .draws = K, .acc = (float)(acc[0] / n), .margin = (float)(acc[1] / n),
+                         .dpo_loss = (float)(acc[2] / n), .mse_w = (float)(acc[3] / n), .mse_l = (float)(acc[4] / n),
+                         .ref_mse_w = (float)(acc[5] / n), .ref_mse_l = (float)(acc[6] / n)};
+    pref_data *d = &vj.d;
+    free(d->z_w); free(d->z_l); free(d->ids_w); free(d->ids_l); free(d->keep_w); free(d->keep_l);
+    return s;
+}
+
+typedef struct val_doc {
+    const da_pref_val *v;
+    const pref_job *j;
+    long steps;
+} val_doc;
+
+static void write_val_json(FILE *f, const void *ctx)
+{
+    const val_doc *d = ctx;
+    const da_pref_val *v = d->v;
+    fprintf(f, "{\n  \"format\": \"dalign-pref-val-1\",\n  \"method\": \"%s\",\n  \"steps\": %ld,\n",
+            da_pref_method_name(d->j->o.method), d->steps);
+    fprintf(f, "  \"beta\": %.9g,\n  \"tau\": %.9g,\n  \"pairs\": %d,\n  \"draws\": %d,\n", (double)d->j->o.beta,
+            (double)d->j->o.tau, v->pairs, v->draws);
+    fprintf(f, "  \"acc\": %.9g,\n  \"margin\": %.9g,\n  \"dpo_loss\": %.9g,\n", (double)v->acc, (double)v->margin,
+            (double)v->dpo_loss);
+    fprintf(f, "  \"mse_w\": %.9g,\n  \"mse_l\": %.9g,\n  \"ref_mse_w\": %.9g,\n  \"ref_mse_l\": %.9g\n}\n",
+            (double)v->mse_w, (double)v->mse_l, (double)v->ref_mse_w, (double)v->ref_mse_l);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -556,7 +671,20 @@ da_status da_pref_run(const da_trainer_config *tc, const da_pref_opts *o, da_pre
     da_pretrain_opts po = {.out_dir = out_dir, .resume = o->resume};
     da_pretrain_result pr = {.exit_code = 1};
     if (s == DA_OK) s = dp_train(tc, &po, &j.policy->params, pref_step, &j, &tr, &pr);
-    if (s == DA_OK && !tr->stop_signal && tr->step >= tc->total_steps) s = save_outputs(&j, tr, tc, out_dir);
+    int done = s == DA_OK && !tr->stop_signal && tr->step >= tc->total_steps;
+    if (done) s = save_outputs(&j, tr, tc, out_dir);
+    if (done && s == DA_OK && o->val_pairs) {
+        s = validate(&j, tr, tc->batch / tc->micro_batches, &r.val);
+        char name[DP_PATH_MAX];
+        if (s == DA_OK && snprintf(name, sizeof name, "%s.val.json", o->name) >= (int)sizeof name)
+            s = da_fail(DA_ERR_RANGE, "name too long: %s", o->name);
+        val_doc doc = {&r.val, &j, tr->step};
+        if (s == DA_OK) s = da_write_with(out_dir, name, write_val_json, &doc);
+        r.validated = s == DA_OK;
+        if (s == DA_OK && tc->progress)
+            fprintf(stderr, "%s: validation on %d pairs x %d draws: implicit accuracy %.4f, margin %.3g\n", tc->name,
+                    r.val.pairs, r.val.draws, (double)r.val.acc, (double)r.val.margin);
+    }
     r.steps = pr.steps, r.loss = pr.loss, r.stop_signal = pr.stop_signal;
     r.exit_code = s == DA_OK ? pr.exit_code : 1;
     r.n_pairs = j.d.n;

@@ -85,7 +85,21 @@ typedef struct da_pref_opts {
     int weight_outside;        /* RPO: w_ij multiplies -log sigmoid, not the logit */
     da_rpo_embed embed;        /* RPO: the similarity's embedding */
     float empty_prompt;        /* share of pairs trained on the empty prompt (0.2) */
+    const char *val_pairs;     /* held-back pairs: implicit accuracy at the end, OUT/NAME.val.json */
+    int val_draws;             /* (t, eps) draws per validation pair (4) */
 } da_pref_opts;
+
+/* The implicit preference of the tuned UNet on held-back pairs, for any
+ * method: with d = m - r (policy minus reference MSE), a pair is ranked
+ * right when d_w < d_l, i.e. when the fine-tuning improved the winner more
+ * than the loser; K draws of (t, eps) per pair, fixed by the pair's index. */
+typedef struct da_pref_val {
+    int pairs, draws;
+    float acc;                 /* share of (pair, draw) with d_w < d_l */
+    float margin;              /* mean of -(d_w - d_l) / 2 (DPO's margin / beta) */
+    float dpo_loss;            /* mean -log sigmoid(beta * margin) at the run's beta */
+    float mse_w, mse_l, ref_mse_w, ref_mse_l;
+} da_pref_val;
 
 typedef struct da_pref_result {
     long steps;
@@ -93,6 +107,8 @@ typedef struct da_pref_result {
     int stop_signal;
     int exit_code;             /* da_trainer_exit_code: 0, 1, 130, 143 */
     int n_pairs;               /* pairs read */
+    int validated;             /* 1: val holds the validation (val_pairs given) */
+    da_pref_val val;
 } da_pref_result;
 
 /* "dpo" | "sft" | "rpo" | "kto" */
