@@ -479,7 +479,8 @@ static void test_metrics_logged(void **state)
     assert_int_equal(run_pref(DA_PREF_RPO, "metrics", 1, 0, NULL), DA_OK);
     char *log = tu_slurp(tmp_path("metrics.jsonl"), NULL);
     const char *keys[] = {"\"loss\"", "\"acc\"", "\"margin\"", "\"mse_w\"", "\"mse_l\"", "\"ref_mse_w\"",
-                          "\"ref_mse_l\"", "\"grad_norm\"", "\"w_offdiag\"", "\"w_entropy\""};
+                          "\"ref_mse_l\"", "\"gain_w\"", "\"gain_l\"", "\"grad_norm\"", "\"w_offdiag\"",
+                          "\"w_entropy\""};
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
         if (!strstr(log, keys[k])) fail_msg("metrics log lacks %s", keys[k]);
     int lines = 0;

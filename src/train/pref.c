@@ -401,6 +401,12 @@ static void log_health(da_trainer *tr, const pref_job *j, int B, const pref_stat
     da_trainer_metric(tr, "mse_l", mean_of(j->m + B, B));
     da_trainer_metric(tr, "ref_mse_w", mean_of(j->r, B));
     da_trainer_metric(tr, "ref_mse_l", mean_of(j->r + B, B));
+    /* how much better than the reference the policy denoises each side:
+     * DPO can "win" by gain_l < 0 alone (the loser pushed away) */
+    double gw = 0.0, gl = 0.0;
+    for (int b = 0; b < B; b++) gw += j->r[b] - j->m[b], gl += j->r[B + b] - j->m[B + b];
+    da_trainer_metric(tr, "gain_w", gw / B);
+    da_trainer_metric(tr, "gain_l", gl / B);
     if (j->o.method == DA_PREF_RPO) {
         float off, ent;
         pref_rpo_weight_stats(j->w, B, &off, &ent);
