@@ -2,7 +2,8 @@
 #   make BLAS=none      portable GEMM, no OpenBLAS
 #   make NO_OMP=1       no OpenMP (single-threaded)
 #   make SANITIZE=1     AddressSanitizer + UndefinedBehaviorSanitizer
-# Targets: all (default), check, demo, bench, oracle, deps, install, uninstall, clean
+# Targets: all (default), check, check-layers, demo, bench, oracle, deps, install,
+#          uninstall, clean
 #
 # Distro and cross builds: CFLAGS, CPPFLAGS, LDFLAGS and LDLIBS are the user's
 # (optimisation, -mcpu, hardening); the flags dalign needs are in DA_CFLAGS,
@@ -35,6 +36,7 @@ HOST_MULTIARCH := $(shell dpkg-architecture -qDEB_BUILD_MULTIARCH 2>/dev/null ||
 CROSS     := $(if $(MULTIARCH),$(if $(filter $(HOST_MULTIARCH),$(MULTIARCH)),,1))
 ifeq ($(CROSS),1)
   PKG_CONFIG ?= $(MULTIARCH)-pkg-config
+  NM ?= $(MULTIARCH)-nm
   ifeq ($(origin AR),default)
     AR := $(MULTIARCH)-ar
   endif
@@ -47,12 +49,16 @@ ifeq ($(CROSS),1)
 else
   PKG_CONFIG ?= pkg-config
 endif
+NM ?= nm
 
 # Optimisation is the user's; the rest is dalign's own and always applies.
 # -ffp-contract=off: never fuse a*b+c into an FMA behind our back; the same
 # source must give the same bits on x86 and ARM (golden outputs).
+# -fvisibility=hidden: libdalign.so exports only the functions marked DA_API
+# in include/dalign/*.h (the public API); libdalign.a, which the CLI, the
+# tests and the benchmarks link, keeps every function usable.
 CFLAGS     ?= -O2
-DA_CFLAGS  = -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -ffp-contract=off -Iinclude -Isrc
+DA_CFLAGS  = -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC -ffp-contract=off -fvisibility=hidden -Iinclude -Isrc
 DA_LDFLAGS =
 DA_LDLIBS  = -lstb -lm
 
@@ -89,7 +95,8 @@ else
 endif
 ifeq ($(SANITIZE),1)
   VARIANT := $(VARIANT)-sanitize
-  DA_CFLAGS += -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  SANITIZE_CFLAGS := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  DA_CFLAGS += $(SANITIZE_CFLAGS)
   DA_LDFLAGS += -fsanitize=address,undefined
 endif
 
@@ -102,6 +109,18 @@ COMPILE = $(CC) $(CPPFLAGS) $(CFLAGS) $(DA_CFLAGS)
 LINK    = $(CC) $(CFLAGS) $(LDFLAGS) $(DA_LDFLAGS)
 LIBS    = $(LDLIBS) $(DA_LDLIBS)
 
+# The version, from the macros in include/dalign/core.h (no '#' here: make
+# would read it as a comment). The shared library is the file
+# libdalign.so.MAJOR.MINOR.PATCH with SONAME libdalign.so.MAJOR, and the
+# links libdalign.so.MAJOR and libdalign.so (what -ldalign finds) to it.
+version_macro = $(shell sed -n 's/^.define DA_VERSION_$(1) \([0-9]*\)$$/\1/p' include/dalign/core.h)
+VERSION_MAJOR := $(call version_macro,MAJOR)
+VERSION := $(VERSION_MAJOR).$(call version_macro,MINOR).$(call version_macro,PATCH)
+SONAME  := libdalign.so.$(VERSION_MAJOR)
+SO_FILE := libdalign.so.$(VERSION)
+
+PUBLIC_HEADERS := $(sort $(wildcard include/dalign/*.h))
+HEADERS   := include/dalign.h $(PUBLIC_HEADERS) $(wildcard src/*/*.h)
 LIB_SRC   := $(sort $(wildcard src/core/*.c src/models/*.c src/diffusion/*.c src/data/*.c src/pipeline/*.c src/rewards/*.c src/eval/*.c src/train/*.c))
 CLI_SRC   := $(sort $(wildcard src/cli/*.c))
 TEST_SRC  := $(filter-out tests/test_util.c,$(sort $(wildcard tests/test_*.c)))
@@ -111,13 +130,13 @@ CLI_OBJ   := $(CLI_SRC:%.c=$(B)/%.o)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 
-.PHONY: all check demo bench oracle deps deps-test install uninstall clean weights golden experiment-preference
+.PHONY: all check check-layers demo bench oracle deps deps-test install uninstall clean weights golden experiment-preference
 all: $(B)/libdalign.a $(B)/libdalign.so $(B)/dalign
 ifneq ($(CROSS),1)
 	@ln -sf $(B)/dalign dalign
 endif
 
-$(B)/%.o: %.c include/dalign.h $(wildcard src/*/*.h)
+$(B)/%.o: %.c $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(COMPILE) -c $< -o $@
 
@@ -125,21 +144,35 @@ $(B)/libdalign.a: $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(B)/libdalign.so: $(LIB_OBJ)
-	$(LINK) -shared -o $@ $^ $(LIBS)
+$(B)/$(SO_FILE): $(LIB_OBJ)
+	$(LINK) -shared -Wl,-soname,$(SONAME) -o $@ $^ $(LIBS)
+
+$(B)/$(SONAME): $(B)/$(SO_FILE)
+	ln -sf $(SO_FILE) $@
+
+$(B)/libdalign.so: $(B)/$(SONAME)
+	ln -sf $(SONAME) $@
 
 $(B)/dalign: $(CLI_OBJ) $(B)/libdalign.a
 	$(LINK) -o $@ $(CLI_OBJ) $(B)/libdalign.a $(LIBS)
 
-$(B)/tests/%: tests/%.c $(B)/tests/test_util.o $(B)/libdalign.a
+$(B)/tests/%: tests/%.c $(B)/tests/test_util.o $(B)/libdalign.a $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(COMPILE) -Itests -o $@ $< $(B)/tests/test_util.o $(B)/libdalign.a $(LDFLAGS) $(DA_LDFLAGS) $(LIBS) -lcmocka
 
-$(B)/tests/test_util.o: tests/test_util.c tests/test_util.h include/dalign.h
+$(B)/tests/test_util.o: tests/test_util.c tests/test_util.h $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(COMPILE) -Itests -c $< -o $@
 
-$(B)/bench/%: bench/%.c $(B)/libdalign.a
+# A user's program: the public headers only (no -Isrc, pedantic C99),
+# linked against libdalign.so, not the .a, and run from the build directory
+# (RUNPATH $ORIGIN/..), so it sees what the shared library exports.
+$(B)/tests/test_public_api: tests/test_public_api.c include/dalign.h $(PUBLIC_HEADERS) $(B)/libdalign.so
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -std=c99 -pedantic -Wall -Wextra -Werror $(SANITIZE_CFLAGS) -Iinclude -o $@ $< \
+	  $(LDFLAGS) $(DA_LDFLAGS) $(B)/libdalign.so -Wl,-rpath,'$$ORIGIN/..'
+
+$(B)/bench/%: bench/%.c $(B)/libdalign.a $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(COMPILE) -Ibench -o $@ $< $(B)/libdalign.a $(LDFLAGS) $(DA_LDFLAGS) $(LIBS)
 
@@ -155,9 +188,16 @@ $(B)/bench/%: bench/%.c $(B)/libdalign.a
 # run again under every OPENBLAS_CORETYPE the CPU can execute
 # (scripts/check-coretypes.sh; not with NO_OMP=1, one thread, nor SANITIZE=1,
 # where it would take minutes).
+# Before the suites: the layering check (scripts/check-layers.sh: no file
+# includes a header of a higher layer) and the exports check
+# (scripts/check-exports.sh: libdalign.so exports exactly the DA_API functions).
 CORETYPES := $(if $(and $(filter openblas,$(BLAS)),$(if $(CROSS)$(TEST_RUNNER)$(filter 1,$(NO_OMP) $(SANITIZE)),,1)),1,0)
-check: deps-test all $(TEST_BIN)
+check: check-layers deps-test all $(TEST_BIN)
+	@sh scripts/check-exports.sh '$(NM)' $(B)/$(SO_FILE)
 	@TEST_RUNNER='$(TEST_RUNNER)' CORETYPES=$(CORETYPES) sh scripts/check.sh $(B) $(TEST_BIN)
+
+check-layers:
+	@sh scripts/check-layers.sh
 
 demo: deps all
 	@sh scripts/demo.sh $(B)/dalign
@@ -193,19 +233,27 @@ deps-test:
 	@sh scripts/install-deps.sh $(addsuffix $(PKG_SUFFIX),$(BLAS_PKGS) libstb-dev libcmocka-dev) $(CROSS_PKGS) pkg-config \
 	  $(if $(filter qemu-%,$(notdir $(firstword $(TEST_RUNNER)))),qemu-user)
 
+# The shared library as in the build directory: the file, its SONAME link
+# and the development link; dalign.h and the layer headers in include/dalign/.
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/dalign \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 755 $(B)/dalign $(DESTDIR)$(PREFIX)/bin/dalign
 	install -m 644 $(B)/libdalign.a $(DESTDIR)$(PREFIX)/lib/libdalign.a
-	install -m 755 $(B)/libdalign.so $(DESTDIR)$(PREFIX)/lib/libdalign.so
+	install -m 755 $(B)/$(SO_FILE) $(DESTDIR)$(PREFIX)/lib/$(SO_FILE)
+	ln -sf $(SO_FILE) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libdalign.so
 	install -m 644 include/dalign.h $(DESTDIR)$(PREFIX)/include/dalign.h
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(shell sed -n 's/^#define DA_VERSION "\(.*\)"/\1/p' include/dalign.h)|' \
+	install -m 644 $(PUBLIC_HEADERS) $(DESTDIR)$(PREFIX)/include/dalign/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
 	    -e 's|@LIBS@|$(DA_LDLIBS) $(if $(filter 1,$(NO_OMP)),,-fopenmp)|' dalign.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/dalign.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/dalign $(DESTDIR)$(PREFIX)/lib/libdalign.a \
+	      $(DESTDIR)$(PREFIX)/lib/$(SO_FILE) $(DESTDIR)$(PREFIX)/lib/$(SONAME) \
 	      $(DESTDIR)$(PREFIX)/lib/libdalign.so $(DESTDIR)$(PREFIX)/include/dalign.h \
-	      $(DESTDIR)$(PREFIX)/lib/pkgconfig/dalign.pc
+	      $(addprefix $(DESTDIR)$(PREFIX)/,$(PUBLIC_HEADERS)) $(DESTDIR)$(PREFIX)/lib/pkgconfig/dalign.pc
+	-rmdir $(DESTDIR)$(PREFIX)/include/dalign
 
 clean:
 	rm -rf build dalign

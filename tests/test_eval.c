@@ -20,7 +20,7 @@
 
 #include "core/json.h"
 #include "eval/compare.h"
-#include "eval/report.h"
+#include "dalign.h"
 
 static char g_dir[64];            /* temp directory: weights/, prompt files, outputs */
 static da_report_models g_m;      /* loaded once from g_dir/weights */

@@ -17,7 +17,7 @@
 #include <stb/stb_image.h>
 
 #include "core/json.h"
-#include "eval/eval.h"
+#include "dalign.h"
 
 static char g_dir[64];          /* temp directory: weights/ and outputs */
 static char g_bin[512];         /* build/<variant>/dalign, next to this suite */

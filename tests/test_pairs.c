@@ -13,7 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "eval/pairs.h"
+#include "dalign.h"
 
 static char g_dir[64];      /* temp directory: weights/ and outputs */
 static char g_bin[1024];    /* build/<variant>/dalign, next to this suite */

@@ -15,7 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "eval/pairs.h"
+#include "dalign.h"
 #include "train/pref.h"
 
 static char g_dir[64];   /* temp directory: tiny weights, pairs, outputs */

@@ -16,8 +16,7 @@
 
 #include "core/json.h"
 #include "eval/compare.h"
-#include "eval/eval.h"
-#include "eval/winrate.h"
+#include "dalign.h"
 
 #define Z95 1.959963984540054
 

@@ -12,7 +12,6 @@
 #include "cli/cli.h"
 #include "core/fileio.h"
 #include "dalign.h"
-#include "eval/report.h"
 
 typedef struct eval_args {
     const char *weights, *unet, *out;

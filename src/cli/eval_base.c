@@ -9,7 +9,6 @@
 #include "cli/cli.h"
 #include "core/fileio.h"
 #include "dalign.h"
-#include "eval/eval.h"
 
 typedef struct eval_args {
     const char *weights, *unet, *out;

@@ -97,7 +97,7 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         } else if (!strcmp(argv[i], "--version")) {
-            printf("dalign %s (gemm: %s)\n", DA_VERSION, da_gemm_backend());
+            printf("dalign %s (gemm: %s)\n", da_version(), da_gemm_backend());
             return 0;
         } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             int n;

@@ -9,7 +9,6 @@
 #include "cli/cli.h"
 #include "core/fileio.h"
 #include "dalign.h"
-#include "eval/pairs.h"
 
 typedef struct pairs_args {
     const char *weights, *out;

@@ -8,7 +8,6 @@
 #include "cli/cli.h"
 #include "core/fileio.h"
 #include "dalign.h"
-#include "eval/winrate.h"
 
 #define PATH_CAP 4096
 

@@ -7,7 +7,7 @@
 #ifndef DA_CORE_CONFIG_H
 #define DA_CORE_CONFIG_H
 
-#include "dalign.h"
+#include "dalign/core.h"
 
 typedef enum { DA_CFG_INT, DA_CFG_FLOAT, DA_CFG_INT_LIST } da_cfg_kind;
 typedef struct da_cfg_field {

@@ -2,7 +2,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "dalign.h"
+#include "dalign/core.h"
 
 static _Thread_local char last_error[512] = "no error";
 

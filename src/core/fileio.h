@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "dalign.h"
+#include "dalign/core.h"
 
 /* buf[0..n) to path through path.tmp.PID (same directory, so the rename
  * never crosses file systems), fsync, rename. On failure the temp file is

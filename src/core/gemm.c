@@ -23,7 +23,7 @@
  */
 #include <string.h>
 
-#include "dalign.h"
+#include "dalign/core.h"
 
 #ifdef DA_USE_OPENBLAS
 #include <cblas.h>
@@ -77,6 +77,7 @@ typedef struct gemm_problem {
     int lda, ldb, ldc;
 } gemm_problem;
 
+#ifdef DA_USE_OPENBLAS   /* the portable kernel runs each item whole, with its own blocking */
 typedef struct piece_plan {
     int mc, nc;   /* rows, columns of a full piece */
     int tm, tn;   /* pieces down and across one item */
@@ -107,7 +108,6 @@ static piece_plan plan_pieces(int M, int N, int K)
     return pp;
 }
 
-#ifdef DA_USE_OPENBLAS
 /* C[i0 : i0+rows, j0 : j0+cols] of one problem, on the calling thread. */
 static void openblas_piece(const gemm_problem *g, int i0, int rows, int j0, int cols)
 {

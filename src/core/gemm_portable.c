@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dalign.h"
+#include "dalign/core.h"
 
 #ifdef _OPENMP
 #include <omp.h>

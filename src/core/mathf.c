@@ -30,7 +30,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "dalign.h"
+#include "dalign/core.h"
 
 /* ---- tables printed by tests/oracle/mathf_fit.py ------------------------- */
 

@@ -4,7 +4,7 @@
  * split over elements and the result is the same for any thread count. */
 #include <math.h>
 
-#include "dalign.h"
+#include "dalign/core.h"
 
 #define INV_SQRT2      0.70710678118654752440f  /* 1/sqrt(2) */
 #define INV_SQRT_2PI   0.39894228040143267794f  /* 1/sqrt(2 pi) */

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dalign.h"
+#include "dalign/core.h"
 
 /* One row of probabilities in place: s (Tk) holds scaled scores; keys at
  * j >= n_vis or with keep[j] == 0 are masked. Max-subtracted for stability. */

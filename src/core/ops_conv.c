@@ -18,7 +18,7 @@
 #include <assert.h>
 #include <string.h>
 
-#include "dalign.h"
+#include "dalign/core.h"
 
 /* Group size: add images until the GEMM is CONV_COLS columns wide or col +
  * tmp would pass CONV_SCRATCH_CAP bytes. Measured on the UNet/VAE shapes (N

@@ -12,7 +12,7 @@
 #include <assert.h>
 #include <string.h>
 
-#include "dalign.h"
+#include "dalign/core.h"
 
 typedef enum { OP_ADD, OP_SUB, OP_MUL } elem_op;
 

@@ -5,7 +5,7 @@
 #include <assert.h>
 #include <string.h>
 
-#include "dalign.h"
+#include "dalign/core.h"
 
 /* columns per parallel work item: 16 floats = one 64-byte cache line, so
  * two threads never write the same line of dtable */

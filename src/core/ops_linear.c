@@ -3,7 +3,7 @@
 #include <assert.h>
 #include <string.h>
 
-#include "dalign.h"
+#include "dalign/core.h"
 
 /* out (B, T, OC) = inp (B, T, C) @ weight (OC, C)^T + bias (OC). The B
  * images are separate GEMM items, so an image's rows never share a piece

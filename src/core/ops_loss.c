@@ -5,7 +5,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "dalign.h"
+#include "dalign/core.h"
 
 /* ---- mse ------------------------------------------------------------------ */
 

@@ -11,7 +11,7 @@
 #include <assert.h>
 #include <math.h>
 
-#include "dalign.h"
+#include "dalign/core.h"
 
 /* out (N, C, S) = (inp - mean[n,g]) * rstd[n,g] * gamma (C) + beta (C),
  * G groups of C/G consecutive channels; mean/rstd (N, G) are written */

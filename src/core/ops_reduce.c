@@ -7,7 +7,7 @@
  * PyTorch's float cascade sum, so the two agree to about one float ulp. */
 #include <assert.h>
 
-#include "dalign.h"
+#include "dalign/core.h"
 
 /* out (outer) = sum_j inp (outer, inner)[o, j] / div  (div = 1: sum, inner: mean) */
 static void reduce_forward(float *out, const float *inp, int outer, int inner, double div)

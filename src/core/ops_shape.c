@@ -6,7 +6,7 @@
 #include <assert.h>
 #include <string.h>
 
-#include "dalign.h"
+#include "dalign/core.h"
 
 static int norm_dim(int dim, int ndim)
 {

@@ -4,7 +4,7 @@
 #include <assert.h>
 #include <math.h>
 
-#include "dalign.h"
+#include "dalign/core.h"
 
 /* Max of one row: subtracting it before exp keeps every exponent <= 0, so
  * nothing overflows and the largest term is exactly 1. */

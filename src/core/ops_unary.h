@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "dalign.h"
+#include "dalign/core.h"
 
 /* out (n) = exp(s * inp (n)); dinp += dout * s * out */
 void da_exp_scaled_forward(float *out, const float *inp, float s, size_t n);

@@ -7,7 +7,7 @@
 #include <assert.h>
 #include <math.h>
 
-#include "dalign.h"
+#include "dalign/core.h"
 
 /* AdamW, float for float as torch 1.13's _single_tensor_adamw on its
  * portable CPU kernels (ATEN_CPU_CAPABILITY=default). Scalars are computed in

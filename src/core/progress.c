@@ -14,7 +14,7 @@
 
 #include "core/fileio.h"
 #include "core/json.h"
-#include "dalign.h"
+#include "dalign/core.h"
 
 /* ------------------------------------------------------------------------ */
 /* Progress bar                                                             */

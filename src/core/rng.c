@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "dalign.h"
+#include "dalign/core.h"
 
 #define MT_N 624
 #define MT_M 397

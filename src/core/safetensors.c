@@ -19,7 +19,7 @@
 
 #include "core/fileio.h"
 #include "core/json.h"
-#include "dalign.h"
+#include "dalign/core.h"
 
 /* Real headers are a few KB (a few hundred bytes per tensor); anything
  * beyond this is a corrupt length field, not a model. */

@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #include "core/json.h"
-#include "dalign.h"
+#include "dalign/core.h"
 
 /* The value of key, or NULL with the error set when it is missing. */
 const char *da_st_meta_need(const da_safetensors *st, const char *file, const char *key);

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dalign.h"
+#include "dalign/core.h"
 
 void da_tape_init(da_tape *t, size_t arena_block_bytes)
 {

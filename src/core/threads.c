@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "dalign.h"
+#include "dalign/core.h"
 
 #ifdef _OPENMP
 #include <omp.h>

@@ -14,6 +14,7 @@
  * Thresholds come from the rendered shapes (docs/shapes-world.md, table). */
 #include <assert.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "data/world.h"
@@ -145,6 +146,7 @@ static int border_majority(const uint8_t *cls)
 }
 
 typedef struct component {
+    int id;          /* its label in the label map */
     int cls, area, core, x0, y0, x1, y1;
     double sx, sy;   /* sums of pixel centres */
 } component;
@@ -152,7 +154,7 @@ typedef struct component {
 /* Flood-fill the 4-connected component of `seed` (label it `id`). */
 static component flood(const uint8_t *cls, int *label, int *stack, int seed, int id)
 {
-    component c = {cls[seed], 0, 0, DA_IMG, DA_IMG, -1, -1, 0.0, 0.0};
+    component c = {id, cls[seed], 0, 0, DA_IMG, DA_IMG, -1, -1, 0.0, 0.0};
     int top = 0;
     stack[top++] = seed;
     label[seed] = id;
@@ -220,11 +222,12 @@ static int classify(const float *img, uint8_t *cls)
 }
 
 /* Components of object colours that pass the noise filters, largest first
- * (insertion sort: scan order among equal areas). Returns how many. */
-static int find_components(const uint8_t *cls, int bg, component *cand)
+ * (insertion sort: scan order among equal areas). Returns how many; label
+ * (HW) gets each object-colour pixel's component id (-1: not one). */
+static int find_components(const uint8_t *cls, int bg, component *cand, int *label)
 {
     enum { HW = DA_IMG * DA_IMG };
-    int label[HW], stack[HW];
+    int stack[HW];
     for (int p = 0; p < HW; p++) label[p] = -1;
     int n = 0, id = 0;
     for (int p = 0; p < HW; p++) {
@@ -247,13 +250,200 @@ da_status da_detect(const float *img, da_detect_result *out)
 {
     if (!img || !out) return da_fail(DA_ERR_INVALID, "da_detect: NULL argument");
     uint8_t cls[DA_IMG * DA_IMG];
+    int label[DA_IMG * DA_IMG];
     int bg = classify(img, cls);
     component cand[MAX_CANDIDATES];
-    int n = find_components(cls, bg, cand);
+    int n = find_components(cls, bg, cand, label);
     memset(out, 0, sizeof *out);
     out->background = bg >= DA_N_COLOURS ? bg - DA_N_COLOURS : DA_ANY;
     out->n = n < DA_MAX_DETECTIONS ? n : DA_MAX_DETECTIONS;
     for (int i = 0; i < out->n; i++) out->obj[i] = describe(&cand[i]);
+    return DA_OK;
+}
+
+/* ---- outline style -------------------------------------------------------- */
+
+/* A pixel next to an object is, in any image, a mix of three colours: the
+ * background b, the object's colour o (a blurred edge) and, in the outline
+ * style, the outline colour O. Unmixing it by least squares,
+ *   p - O = a (b - O) + c (o - O),   outline share g = 1 - a - c,
+ * gives 1 on an outline pixel and 0 on a plain one, whatever b and o are;
+ * a blend of object and background (a soft plain edge) stays at 0. The
+ * unmixing is affine, so a blur (any convex mix of neighbours) keeps the sum
+ * of g over the pixels it mixes: an object's outline mass, the sum of g over
+ * a band of its rim, its ring and the ring outside that, divided by the
+ * ring's size, is 1 for a rendered outline however much it was blurred
+ * within the band, and 0 for a plain render.
+ *
+ * The unmixing needs the three colours apart. An object of the outline's
+ * own colour (a near-black object on white) cannot show an outline and is
+ * not judged. A black object on a black background is not an object for the
+ * detector at all (black is a background class, objects are the 8 palette
+ * colours), so it is not judged either; an image with no judged object
+ * scores 0, no evidence of the style. */
+#define OUTLINE_MIN_SEP2 0.04f  /* squared RGB distance in [0, 1] units: colours closer than 0.2 are one */
+#define OUTLINE_MIN_SIN2 0.05f  /* sin^2 of the angle at O between b and o: below, the three are in a line */
+
+enum { BAND_NONE, BAND_RIM, BAND_RING, BAND_RING2 };
+
+typedef struct unmixer {
+    float O[3], u[3], v[3];     /* outline colour; u = b - O, v = o - O */
+    float uu, uv, vv, det;
+} unmixer;
+
+static float dot3(const float *a, const float *b) { return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]; }
+
+/* 0 when the three colours cannot be told apart */
+static int unmixer_init(unmixer *m, const float O[3], const float b[3], const float o[3])
+{
+    for (int c = 0; c < 3; c++) {
+        m->O[c] = O[c];
+        m->u[c] = b[c] - O[c];
+        m->v[c] = o[c] - O[c];
+    }
+    m->uu = dot3(m->u, m->u);
+    m->uv = dot3(m->u, m->v);
+    m->vv = dot3(m->v, m->v);
+    m->det = m->uu * m->vv - m->uv * m->uv;
+    return m->uu >= OUTLINE_MIN_SEP2 && m->vv >= OUTLINE_MIN_SEP2 && m->det >= OUTLINE_MIN_SIN2 * m->uu * m->vv;
+}
+
+/* the outline's share g of pixel p (2x2 normal equations, Cramer's rule);
+ * not clamped, so noise averages out over a band */
+static float outline_share(const unmixer *m, const float p[3])
+{
+    float w[3] = {p[0] - m->O[0], p[1] - m->O[1], p[2] - m->O[2]};
+    float uw = dot3(m->u, w), vw = dot3(m->v, w);
+    float a = (uw * m->vv - vw * m->uv) / m->det;
+    float c = (vw * m->uu - uw * m->uv) / m->det;
+    return 1.0f - a - c;
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* The background as the image shows it: the per-channel median of the 124
+ * border pixels (an outline takes at most 56 of them). */
+static void border_colour(const float *img, float b[3])
+{
+    enum { N = 4 * DA_IMG - 4 };
+    for (int c = 0; c < 3; c++) {
+        const float *ch = img + c * DA_IMG * DA_IMG;
+        float v[N];
+        int n = 0;
+        for (int i = 0; i < DA_IMG; i++) {
+            v[n++] = ch[i];
+            v[n++] = ch[(DA_IMG - 1) * DA_IMG + i];
+            if (i > 0 && i < DA_IMG - 1) {
+                v[n++] = ch[i * DA_IMG];
+                v[n++] = ch[i * DA_IMG + DA_IMG - 1];
+            }
+        }
+        qsort(v, N, sizeof v[0], cmp_float);
+        b[c] = 0.5f * (v[N / 2 - 1] + v[N / 2]);
+    }
+}
+
+/* 1 when pixel p has a 4-neighbour q with map[q] == want */
+static int touches(const int *map, int p, int want)
+{
+    int x = p % DA_IMG, y = p / DA_IMG;
+    return (x > 0 && map[p - 1] == want) || (x < DA_IMG - 1 && map[p + 1] == want) ||
+           (y > 0 && map[p - DA_IMG] == want) || (y < DA_IMG - 1 && map[p + DA_IMG] == want);
+}
+
+/* 1 when all 4 neighbours of p are in the image and owned by object i */
+static int interior(const int *owner, int p, int i)
+{
+    int x = p % DA_IMG, y = p / DA_IMG;
+    if (x == 0 || y == 0 || x == DA_IMG - 1 || y == DA_IMG - 1) return 0;
+    return owner[p - 1] == i && owner[p + 1] == i && owner[p - DA_IMG] == i && owner[p + DA_IMG] == i;
+}
+
+/* The object's own colour away from its edge (where a blur mixes in the
+ * background): the mean of its interior pixels (kept objects have >= 3). */
+static void object_colour(const float *img, const int *owner, int i, float o[3])
+{
+    double sum[3] = {0.0, 0.0, 0.0};
+    int n = 0;
+    for (int p = 0; p < DA_IMG * DA_IMG; p++) {
+        if (owner[p] != i || !interior(owner, p, i)) continue;
+        for (int c = 0; c < 3; c++) sum[c] += img[c * DA_IMG * DA_IMG + p];
+        n++;
+    }
+    for (int c = 0; c < 3; c++) o[c] = n ? (float)(sum[c] / n) : 0.0f;
+}
+
+/* band (HW) around object i: its rim (pixels with a neighbour not its
+ * own), its ring (pixels of no kept object 4-adjacent to it) and the ring
+ * outside that (pixels of no kept object 4-adjacent to the ring). Returns
+ * the ring's size. */
+static int object_band(const int *owner, int i, int *band)
+{
+    enum { HW = DA_IMG * DA_IMG };
+    int n_ring = 0;
+    for (int p = 0; p < HW; p++) {
+        band[p] = BAND_NONE;
+        if (owner[p] == i && !interior(owner, p, i)) band[p] = BAND_RIM;
+        if (owner[p] < 0 && touches(owner, p, i)) band[p] = BAND_RING, n_ring++;
+    }
+    for (int p = 0; p < HW; p++)
+        if (owner[p] < 0 && band[p] == BAND_NONE && touches(band, p, BAND_RING)) band[p] = BAND_RING2;
+    return n_ring;
+}
+
+/* Object i's outline mass over its ring size, clamped to [0, 1]. */
+static float outline_mass(const float *img, const int *owner, int i, const unmixer *m)
+{
+    int band[DA_IMG * DA_IMG];
+    int n_ring = object_band(owner, i, band);
+    float mass = 0.0f;
+    for (int p = 0; p < DA_IMG * DA_IMG; p++) {
+        if (band[p] == BAND_NONE) continue;
+        float rgb[3];
+        pixel_rgb(img, p, rgb);
+        mass += outline_share(m, rgb);
+    }
+    float r = n_ring ? mass / (float)n_ring : 0.0f;
+    return r > 0.0f ? (r < 1.0f ? r : 1.0f) : 0.0f;   /* NaN -> 0 */
+}
+
+da_status da_outline_score(const float *img, float *score, int *n_judged)
+{
+    if (!img || !score) return da_fail(DA_ERR_INVALID, "da_outline_score: NULL argument");
+    enum { HW = DA_IMG * DA_IMG };
+    uint8_t cls[HW];
+    int label[HW], owner[HW];
+    int bg = classify(img, cls);
+    component cand[MAX_CANDIDATES];
+    int n = find_components(cls, bg, cand, label);
+    n = n < DA_MAX_DETECTIONS ? n : DA_MAX_DETECTIONS;   /* the objects da_detect reports */
+    *score = 0.0f;
+    if (n_judged) *n_judged = 0;
+    if (bg < DA_N_COLOURS) return DA_OK;   /* no background, so no outline colour to look for */
+    for (int p = 0; p < HW; p++) {         /* owner[p]: the kept object pixel p belongs to, -1 none */
+        owner[p] = -1;
+        for (int i = 0; i < n && owner[p] < 0; i++)
+            if (label[p] == cand[i].id) owner[p] = i;
+    }
+    float O[3], b[3], sum = 0.0f;
+    const uint8_t *rgb = da_outline_rgb(bg - DA_N_COLOURS);
+    for (int c = 0; c < 3; c++) O[c] = (float)rgb[c] / 255.0f;
+    border_colour(img, b);
+    int judged = 0;
+    for (int i = 0; i < n; i++) {
+        float o[3];
+        unmixer m;
+        object_colour(img, owner, i, o);
+        if (!unmixer_init(&m, O, b, o)) continue;
+        sum += outline_mass(img, owner, i, &m);
+        judged++;
+    }
+    if (judged) *score = sum / (float)judged;
+    if (n_judged) *n_judged = judged;
     return DA_OK;
 }
 

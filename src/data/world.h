@@ -2,7 +2,7 @@
 #ifndef DA_DATA_WORLD_H
 #define DA_DATA_WORLD_H
 
-#include "dalign.h"
+#include "dalign/data.h"
 
 /* Word splitting shared by the tokenizer and the parser: ASCII lower-case,
  * whitespace, commas and periods separate words and are dropped. Words

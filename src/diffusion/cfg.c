@@ -2,7 +2,7 @@
  * and conditional noise predictions. */
 #include <string.h>
 
-#include "dalign.h"
+#include "dalign/diffusion.h"
 
 /* out (n) = eps_u + w (eps_c - eps_u), diffusers' order of operations.
  * w == 1 means no guidance: return eps_c exactly instead of

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dalign.h"
+#include "dalign/diffusion.h"
 #include "diffusion/predict.h"
 #include "diffusion/schedule.h"
 

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dalign.h"
+#include "dalign/diffusion.h"
 
 /* np.interp(x, arange(T), fp) in double: x is inside [0, T-1] here */
 static double interp_index(double x, const float *fp, int T)

@@ -12,7 +12,7 @@
 #ifndef DA_DIFFUSION_PREDICT_H
 #define DA_DIFFUSION_PREDICT_H
 
-#include "dalign.h"
+#include "dalign/diffusion.h"
 
 /* eps implied by x0 at x: x = sa x0 + sb eps solved for eps */
 static inline float da_pred_eps_from_x0(float sa, float sb, float x, float x0)

@@ -4,7 +4,7 @@
 #ifndef DA_DIFFUSION_SCHEDULE_H
 #define DA_DIFFUSION_SCHEDULE_H
 
-#include "dalign.h"
+#include "dalign/diffusion.h"
 
 /* name -> its index in names[0 .. n) into *out; otherwise DA_ERR_INVALID,
  * "unknown WHAT 'name' (expected a, b or c)" */

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "core/fileio.h"
-#include "eval/eval.h"
+#include "dalign/eval.h"
 
 static void chunk_free(da_chunk *ch)
 {

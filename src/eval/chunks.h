@@ -16,7 +16,7 @@
 
 #include <stdint.h>
 
-#include "dalign.h"
+#include "dalign/eval.h"
 
 /* One pipeline call's images. */
 typedef struct da_chunk {

@@ -8,7 +8,7 @@
 
 #include <stdio.h>
 
-#include "dalign.h"
+#include "dalign/eval.h"
 
 #define DA_METRIC_KEY_MAX 512   /* bytes of a flattened key, NUL included */
 

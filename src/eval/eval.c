@@ -11,7 +11,7 @@
  * order: with OpenBLAS the bits of an image depend on how many rows its
  * GEMMs had (docs/pipeline.md), so a fixed chunking is what makes the
  * numbers repeat exactly; they do not depend on the thread count. */
-#include "eval/eval.h"
+#include "dalign/eval.h"
 
 #include <math.h>
 #include <stdlib.h>

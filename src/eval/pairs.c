@@ -15,7 +15,7 @@
  * Every random choice comes from the seed through separate streams, so the
  * prompts of A images do not depend on F and labels do not move prompts.
  * The file (writer and loader) is pairs_io.c. */
-#include "eval/pairs.h"
+#include "dalign/eval.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -2,7 +2,7 @@
 #ifndef DA_EVAL_PAIRS_INTERNAL_H
 #define DA_EVAL_PAIRS_INTERNAL_H
 
-#include "eval/pairs.h"
+#include "dalign/eval.h"
 
 /* The checks of da_pairs_config_check, shared with the loader, which
  * reports code DA_ERR_FORMAT and who "metadata" for settings read back. */

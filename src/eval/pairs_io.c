@@ -1,6 +1,6 @@
 /* The pairs file (pairs.h has the layout): da_pairs_save writes it,
  * da_pairs_load reads and validates it; the storage both share. */
-#include "eval/pairs.h"
+#include "dalign/eval.h"
 
 #include <errno.h>
 #include <math.h>

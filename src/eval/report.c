@@ -1,7 +1,7 @@
 /* The alignment evaluation behind `dalign eval` (report.h): configuration,
  * prompts, models, generation and scoring, statistics. Its files and the
  * table are written by report_write.c, index.html by report_html.c. */
-#include "eval/report.h"
+#include "dalign/eval.h"
 
 #include <errno.h>
 #include <math.h>

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "eval/report.h"
+#include "dalign/eval.h"
 
 #define SVG_W 760
 #define LABEL_W 230           /* left column of a chart: the row's name */

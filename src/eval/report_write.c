@@ -1,7 +1,7 @@
 /* The files and the table of `dalign eval` (report.h): metrics.json,
  * images.tsv, grid.png, index.html (through report_html.c) and the metrics
  * table on stdout. Only what the inputs determine goes into the files. */
-#include "eval/report.h"
+#include "dalign/eval.h"
 
 #include <math.h>
 #include <string.h>

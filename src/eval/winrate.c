@@ -1,5 +1,5 @@
 /* Win-rate of a model against the base, image by image (winrate.h). */
-#include "eval/winrate.h"
+#include "dalign/eval.h"
 
 #include <math.h>
 #include <stdint.h>

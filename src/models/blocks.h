@@ -14,7 +14,7 @@
 #ifndef DA_MODELS_BLOCKS_H
 #define DA_MODELS_BLOCKS_H
 
-#include "dalign.h"
+#include "dalign/models.h"
 
 /* ---- timestep embedding -------------------------------------------------- */
 

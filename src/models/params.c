@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dalign.h"
+#include "dalign/models.h"
 #include "models/params.h"
 
 typedef struct name_index {

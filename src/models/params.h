@@ -4,7 +4,7 @@
 #ifndef DA_MODELS_PARAMS_H
 #define DA_MODELS_PARAMS_H
 
-#include "dalign.h"
+#include "dalign/models.h"
 
 /* ---- init (init.c): PyTorch's defaults by name and shape, plus a few
  * per-model rules ---------------------------------------------------------- */

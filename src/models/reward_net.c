@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dalign.h"
+#include "dalign/models.h"
 #include "core/config.h"
 #include "models/blocks.h"
 #include "models/params.h"

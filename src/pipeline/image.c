@@ -10,7 +10,7 @@
 #include <stb/stb_image_write.h>
 
 #include "core/fileio.h"
-#include "dalign.h"
+#include "dalign/pipeline.h"
 
 #define MAX_SCALE 64
 #define MAX_SIDE 32768   /* pixels per side of a written image */

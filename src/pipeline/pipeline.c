@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dalign.h"
+#include "dalign/pipeline.h"
 
 #define TAPE_BLOCK (4u << 20)
 #define MAX_IMAGES 65536

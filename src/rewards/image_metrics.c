@@ -12,7 +12,7 @@
 #include <stb/stb_image.h>
 #include <stb/stb_image_write.h>
 
-#include "dalign.h"
+#include "dalign/rewards.h"
 
 #define JPEG_QUALITY 95
 

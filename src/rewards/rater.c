@@ -10,7 +10,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "dalign.h"
+#include "dalign/rewards.h"
 
 #define TASTE_OBJECTS 2       /* the largest detected objects that count for taste */
 #define SIZE_REF 16.0         /* extent sqrt(area) in px at which size saturates */

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dalign.h"
+#include "dalign/rewards.h"
 
 #define CHUNK 32              /* images per network forward: bounds the tape's memory */
 #define ARENA_BYTES (8u << 20)

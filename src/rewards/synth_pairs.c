@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dalign.h"
+#include "dalign/rewards.h"
 
 #define MARGIN 1   /* free pixels to the border, as the generator keeps */
 #define GAP 2      /* free pixels between two objects */

@@ -25,7 +25,7 @@
 #include <sys/stat.h>
 
 #include "core/fileio.h"
-#include "eval/pairs.h"
+#include "dalign/train.h"
 #include "train/pref.h"
 #include "train/pretrain.h"
 

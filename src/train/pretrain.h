@@ -4,7 +4,7 @@
 #ifndef DA_TRAIN_PRETRAIN_H
 #define DA_TRAIN_PRETRAIN_H
 
-#include "dalign.h"
+#include "dalign/train.h"
 
 #define DP_PATH_MAX 4096
 

@@ -5,7 +5,7 @@
 #ifndef DA_TRAIN_REWARD_RUN_H
 #define DA_TRAIN_REWARD_RUN_H
 
-#include "dalign.h"
+#include "dalign/train.h"
 
 #define DA_REWARD_NET_NAME "reward_net"   /* the basename rewards.c loads for `pref` */
 

@@ -22,7 +22,7 @@
 
 #include "core/fileio.h"
 #include "core/safetensors_meta.h"
-#include "dalign.h"
+#include "dalign/train.h"
 
 #define CKPT_FORMAT "dalign.trainer.v1"
 #define NOISE_SEED_XOR 0x9e3779b9u

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dalign.h"
+#include "dalign/train.h"
 
 #define EVAL_CHUNK 32          /* pairs per forward in evaluation */
 #define CLIP_NORM 1.0f
