@@ -130,7 +130,7 @@ CLI_OBJ   := $(CLI_SRC:%.c=$(B)/%.o)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 
-.PHONY: all check check-layers demo bench oracle deps deps-test install uninstall clean weights golden experiment-preference
+.PHONY: all check check-layers demo bench oracle deps deps-test install uninstall clean weights golden experiment-preference unet-dpo
 all: $(B)/libdalign.a $(B)/libdalign.so $(B)/dalign
 ifneq ($(CROSS),1)
 	@ln -sf $(B)/dalign dalign
@@ -215,6 +215,11 @@ weights: deps all
 # out/experiments/preference and resumable (SMOKE=1: toy sizes).
 experiment-preference: deps all
 	@DALIGN=$(B)/dalign sh scripts/experiment-preference.sh
+
+# weights/unet-dpo: the experiment's Diffusion-DPO UNet (its stages up to
+# training, cached as above), with its SHA256SUMS lines
+unet-dpo: deps all
+	@DALIGN=$(B)/dalign SHIP=dpo UNTIL=train sh scripts/experiment-preference.sh
 
 # Fixed-seed samples of weights/ into tests/golden/ (checked by tests/test_golden.c).
 golden: all

@@ -18,7 +18,8 @@
 #              chosen settings
 #   5 report   win-rates against the base, tables, curves, grids, stage times
 #              -> $DOC/results.md (DOC=docs/alignment-preference for the shipped report)
-# UNTIL=pairs|sweep|train|eval stops after that stage.
+# UNTIL=pairs|sweep|train|eval stops after that stage. SHIP=dpo (make unet-dpo)
+# copies the DPO model to weights/unet-dpo.* with its SHA256SUMS lines.
 #   4 eval     base and the four with `dalign eval` on held-in and held-out
 #              prompts ($EVAL_PROMPTS prompts x $EVAL_SEEDS seeds, the same for all)
 set -eu
@@ -139,6 +140,18 @@ train sft sft "$STEPS" --lr "$LR" --min-lr "$LR" --beta "$BETA"
 train dpo dpo "$STEPS" --lr "$LR" --min-lr "$LR" --beta "$BETA"
 train rpo rpo "$STEPS" --lr "$LR" --min-lr "$LR" --beta "$BETA" --tau "$TAU"
 train kto kto "$STEPS" --lr "$LR" --min-lr "$LR" --beta "$KTO_BETA"
+
+# ---- ship (SHIP=METHOD: make unet-dpo) ------------------------------------
+# weights/unet-METHOD.{safetensors,json} from this run's model, and their
+# SHA256SUMS lines (replacing older ones of the same names)
+if [ -n "${SHIP:-}" ]; then
+    [ "${SMOKE:-0}" = 1 ] && { echo "SHIP with SMOKE=1: refusing to ship a toy model" >&2; exit 1; }
+    for ext in safetensors json; do cp "$OUT/models/$SHIP.$ext" "$WEIGHTS/unet-$SHIP.$ext.tmp"; done
+    for ext in safetensors json; do mv "$WEIGHTS/unet-$SHIP.$ext.tmp" "$WEIGHTS/unet-$SHIP.$ext"; done
+    (cd "$WEIGHTS" && grep -v " unet-$SHIP\.\(safetensors\|json\)\$" SHA256SUMS > SHA256SUMS.tmp &&
+        sha256sum "unet-$SHIP.safetensors" "unet-$SHIP.json" >> SHA256SUMS.tmp && mv SHA256SUMS.tmp SHA256SUMS)
+    stage "shipped $WEIGHTS/unet-$SHIP.{safetensors,json}"
+fi
 [ "${UNTIL:-}" = train ] && exit 0
 
 # ---- 4 eval ----------------------------------------------------------------
