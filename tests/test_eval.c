@@ -119,13 +119,13 @@ static void test_config(void **state)
 static void test_reward_names(void **state)
 {
     (void)state;
-    const char *want[DA_REPORT_N_REWARDS] = {"faithful", "jpeg", "jpeg-neg", "colorful", "clip", "pref"};
+    const char *want[DA_REPORT_N_REWARDS] = {"faithful", "jpeg", "jpeg-neg", "colorful", "clip", "pref", "outline"};
     for (int i = 0; i < DA_REPORT_N_REWARDS; i++) assert_string_equal(da_report_reward_name(i), want[i]);
     assert_null(da_report_reward_name(DA_REPORT_N_REWARDS));
     unsigned m;
     assert_int_equal(da_report_parse_rewards("clip,faithful", &m), DA_OK);
     assert_int_equal(m, (1u << DA_REPORT_CLIP) | (1u << DA_REPORT_FAITHFUL));
-    assert_int_equal(da_report_parse_rewards("faithful,jpeg,jpeg-neg,colorful,clip,pref", &m), DA_OK);
+    assert_int_equal(da_report_parse_rewards("faithful,jpeg,jpeg-neg,colorful,clip,pref,outline", &m), DA_OK);
     assert_int_equal(m, DA_REPORT_ALL_REWARDS);
     assert_int_equal(da_report_parse_rewards("jpeg,bogus", &m), DA_ERR_INVALID);
     assert_non_null(strstr(da_last_error(), "'bogus'"));
@@ -340,6 +340,11 @@ static void test_run_by_hand(void **state)
         assert_int_equal(r.reward[i].n, (long)PK);
     }
     tu_assert_bits("faithful reward = faithfulness", r.scores, r.faith, PK);
+    /* the style share: images whose outline reward reaches the threshold, counted by hand */
+    int in_style = 0;
+    for (size_t j = 0; j < PK; j++) in_style += r.scores[DA_REPORT_OUTLINE * PK + j] >= DA_REPORT_STYLE_THRESHOLD;
+    assert_true(fabs(r.style_share.mean - (double)in_style / PK) < 1e-12);
+    assert_int_equal(r.style_share.n, (long)PK);
     for (int j = 0; j < 4; j++) {
         da_rater_config rc = da_rater_config_default();
         da_rater_terms t;
@@ -454,7 +459,8 @@ static void test_outputs(void **state)
     assert_string_equal(member(&root, "batch")->str, "4");
     const da_json_value *rw = member(&root, "rewards");
     assert_int_equal(rw->n, DA_REPORT_N_REWARDS - 1);
-    for (int i = 0; i < DA_REPORT_N_REWARDS - 1; i++) {
+    for (int i = 0; i < DA_REPORT_N_REWARDS; i++) {
+        if (i == DA_REPORT_PREF) continue;
         const da_json_value *x = member(rw, da_report_reward_name(i));
         double m = r.reward[i].mean;   /* %.9g: 9 significant digits */
         assert_true(fabs(strtod(member(x, "mean")->str, NULL) - m) <= 1e-8 * fmax(1.0, fabs(m)));
@@ -464,6 +470,11 @@ static void test_outputs(void **state)
     for (int t = 0; t < DA_N_CLAUSE_TYPES; t++)
         assert_int_equal(strtol(member(member(cl, da_clause_type_name(t)), "n")->str, NULL, 10), r.type[t].n);
     assert_non_null(strstr(member(member(&root, "rater"), "role")->str, "held-back judge"));
+    const da_json_value *ss = member(&root, "style_share");   /* outline scored: its share in the style */
+    assert_string_equal(member(ss, "threshold")->str, "0.06");
+    assert_true(fabs(strtod(member(ss, "mean")->str, NULL) - r.style_share.mean) <= 1e-8);
+    assert_int_equal(strtol(member(ss, "n")->str, NULL, 10), r.style_share.n);
+    assert_int_equal(member(ss, "ci95")->n, 2);
     da_json_free(&root);
 
     /* grid: 2 prompts x 2 seeds, 1-pixel gaps, 4x */
@@ -480,7 +491,7 @@ static void test_outputs(void **state)
     int lines = 0;
     for (char *q = tsv; *q; q++) lines += *q == '\n';
     assert_int_equal(lines, 1 + 3 * 2);
-    assert_non_null(strstr(tsv, "\tclip\trater\tobjects\n"));
+    assert_non_null(strstr(tsv, "\tclip\toutline\trater\tobjects\n"));
     assert_null(strstr(tsv, "pref"));
     free(tsv);
 
@@ -491,7 +502,8 @@ static void test_outputs(void **state)
                           "held-back judge", "</html>"};
     for (size_t i = 0; i < sizeof need / sizeof *need; i++)
         if (!strstr(html, need[i])) fail_msg("index.html lacks %s", need[i]);
-    for (int i = 0; i < DA_REPORT_N_REWARDS - 1; i++) {
+    for (int i = 0; i < DA_REPORT_N_REWARDS; i++) {
+        if (i == DA_REPORT_PREF) continue;
         char cell[64];
         snprintf(cell, sizeof cell, "<td>%s</td>", da_report_reward_name(i));
         if (!strstr(html, cell)) fail_msg("index.html has no row for %s", da_report_reward_name(i));
@@ -505,6 +517,18 @@ static void test_outputs(void **state)
     while ((e = readdir(d)))
         if (strstr(e->d_name, ".tmp")) fail_msg("temp file %s left in %s", e->d_name, out);
     closedir(d);
+    /* without the outline reward: no style share, no outline column */
+    unsigned scored = r.rewards;
+    r.rewards &= ~(1u << DA_REPORT_OUTLINE);
+    assert_int_equal(da_report_write(tmp_path("nostyle"), &c, &r, "w", "unet"), DA_OK);
+    r.rewards = scored;
+    char *js = tu_slurp(tmp_path("nostyle/metrics.json"), NULL);
+    tsv = tu_slurp(tmp_path("nostyle/images.tsv"), NULL);
+    assert_null(strstr(js, "style_share"));
+    assert_null(strstr(js, "outline"));
+    assert_non_null(strstr(tsv, "\tclip\trater\tobjects\n"));
+    free(js);
+    free(tsv);
     write_text(tmp_path("blocker"), "x");   /* a file where the directory should be */
     assert_int_equal(da_report_write(tmp_path("blocker/x"), &c, &r, "w", "unet"), DA_ERR_IO);
 
@@ -693,9 +717,11 @@ static void test_cli(void **state)
     char *log = tu_slurp(tmp_path("cli.log"), NULL);
     assert_non_null(strstr(log, "rater utility (held-back judge)"));   /* the table on stdout */
     assert_non_null(strstr(log, "eval: images 4/4"));                  /* progress on stderr */
+    assert_non_null(strstr(log, "in the outline style (>= 0.06)"));    /* the style share's row */
     free(log);
 
     expect_cli("--help", 0, "--refiner");
+    expect_cli("--help", 0, "(outline >= 0.06,");
     expect_cli("--seeds 0", 2, "--seeds");
     expect_cli("--seeds 257", 2, "--seeds");
     expect_cli("--bogus 1", 2, "unknown option");

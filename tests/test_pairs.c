@@ -2,7 +2,8 @@
  * models: the file round trip, the stored latents and utilities against a
  * regeneration of the documented candidate stream through the pipeline and
  * the rater, ties, reproducibility (seeds, threads), different-prompt pairs,
- * the loader's checks and the command line. */
+ * the optional "style" key, the loader's checks and the command line
+ * (--style included). */
 #include "test_util.h"
 
 #include <dirent.h>
@@ -179,6 +180,7 @@ static void assert_same_pairs(const da_pairs *a, const da_pairs *b)
     assert_true(a->different_prompt_fraction == b->different_prompt_fraction);
     assert_true(a->candidates == b->candidates && a->ties_dropped == b->ties_dropped);
     assert_memory_equal(&a->rater, &b->rater, sizeof a->rater);
+    assert_string_equal(a->style, b->style);
 }
 
 /* (a) write, read back: every tensor, prompt, seed and setting */
@@ -538,6 +540,59 @@ static void test_loader_rejects(void **state)
     da_pairs_free(&p);
 }
 
+static int same_bytes(const char *a, const char *b)
+{
+    size_t na, nb;
+    char *x = tu_slurp(a, &na), *y = tu_slurp(b, &nb);
+    int same = na == nb && !memcmp(x, y, na);
+    free(x);
+    free(y);
+    return same;
+}
+
+/* The "style" key: written only for style pairs and read back; a file
+ * without it (every rater-labelled file, also those from before the key)
+ * loads with style "" and saves to the same bytes; an unknown style is
+ * refused on both sides. */
+static void test_style_key(void **state)
+{
+    (void)state;
+    da_pairs_config c = small_config();
+    da_pairs a, b;
+    generate(&c, &a);
+    assert_string_equal(a.style, "");   /* rater-labelled */
+    const char *old = tmp_path("old.safetensors"), *again = tmp_path("again.safetensors");
+    assert_int_equal(da_pairs_save(&a, old), DA_OK);
+    da_safetensors *st;
+    assert_int_equal(da_st_open(old, &st), DA_OK);
+    assert_null(da_st_meta_get(st, "style"));   /* the old layout: no key */
+    da_st_close(st);
+    if (da_pairs_load(old, &b) != DA_OK) fail_msg("%s", da_last_error());
+    assert_string_equal(b.style, "");
+    assert_int_equal(da_pairs_save(&b, again), DA_OK);
+    if (!same_bytes(old, again)) fail_msg("an old-layout file saved again changed its bytes");
+    da_pairs_free(&b);
+
+    snprintf(a.style, sizeof a.style, "outline");   /* style pairs record their style */
+    const char *styled = tmp_path("styled.safetensors");
+    assert_int_equal(da_pairs_save(&a, styled), DA_OK);
+    assert_int_equal(da_st_open(styled, &st), DA_OK);
+    assert_string_equal(da_st_meta_get(st, "style"), "outline");
+    da_st_close(st);
+    if (da_pairs_load(styled, &b) != DA_OK) fail_msg("%s", da_last_error());
+    assert_same_pairs(&a, &b);
+    assert_string_equal(b.style, "outline");
+    da_pairs_free(&b);
+
+    const char *bad = tmp_path("bad_style.safetensors");
+    rewrite(styled, bad, "style", "sketch", NULL);
+    expect_reject(bad, DA_ERR_FORMAT, "metadata 'style' = 'sketch': expected plain or outline");
+    snprintf(a.style, sizeof a.style, "sketch");
+    assert_int_equal(da_pairs_save(&a, bad), DA_ERR_INVALID);
+    assert_non_null(strstr(da_last_error(), "sketch"));
+    da_pairs_free(&a);
+}
+
 static void test_config_errors(void **state)
 {
     (void)state;
@@ -661,8 +716,27 @@ static void test_cli(void **state)
     assert_string_equal(err, "");   /* -q: nothing on stderr */
     free(err);
 
+    /* --style: style pairs, every candidate kept, both images of a pair under one prompt */
+    snprintf(args, sizeof args, "--weights %s --n 3 --steps 2 --batch 2 --seed 4 --style outline -o %s",
+             tmp_path("weights"), out);
+    assert_int_equal(run_cli(args), 0);
+    assert_log_has("out.log", "style pairs       3 (style outline");
+    assert_log_has("out.log", "outline score     winner ");
+    assert_log_has("err.log", "style pairs  3/3");
+    assert_log_has("err.log", "style outline");
+    if (da_pairs_load(out, &p) != DA_OK) fail_msg("%s", da_last_error());
+    assert_string_equal(p.style, "outline");
+    assert_true(p.n == 3 && p.candidates == 3 && p.ties_dropped == 0 && p.seed == 4 && p.batch == 2);
+    for (int i = 0; i < p.n; i++) assert_string_equal(p.prompts_w[i], p.prompts_l[i]);
+    da_pairs_free(&p);
+    assert_int_equal(run_cli("--n 2 --style outline --different-prompts 0.5 -o x.safetensors"), 2);
+    assert_log_has("err.log", "--different-prompts must be 0");
+    assert_int_equal(run_cli("--n 2 --style sketch -o x.safetensors"), 2);
+    assert_log_has("err.log", "sketch");
+
     assert_int_equal(run_cli("--help"), 0);
     assert_log_has("out.log", "Usage: dalign pairs");
+    assert_log_has("out.log", "--style NAME");
     assert_int_equal(run_cli("--n 3"), 2);   /* no -o */
     assert_log_has("err.log", "-o FILE is required");
     assert_int_equal(run_cli("-o x.safetensors"), 2);   /* no --n */
@@ -707,6 +781,7 @@ int main(void)
         cmocka_unit_test(test_different_prompts),
         cmocka_unit_test(test_seed_formula),
         cmocka_unit_test(test_loader_rejects),
+        cmocka_unit_test(test_style_key),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_header_bound),
         cmocka_unit_test(test_cli),

@@ -1,6 +1,7 @@
 /* Rewards, the synthetic rater and the synthetic pairs: known answers
  * (colourfulness by hand, JPEG size growing with noise, faithfulness 1 on
- * ground truth and lower on a wrong caption, 0 for an unparsable prompt),
+ * ground truth and lower on a wrong caption, 0 for an unparsable prompt,
+ * outline 1 on outline renders and 0 on plain ones and on empty images),
  * batched == one by one for every reward, clip and pref from small random
  * models in a temp directory (the CLIPScore ranking test uses the shipped
  * CLIP towers in weights/), PNG
@@ -286,8 +287,8 @@ static void test_batched_equals_single(void **state)
                                        DA_CAPTION_MAX), DA_OK);
         p[i] = caps[i];
     }
-    const char *names[] = {"faithful", "jpeg", "jpeg-neg", "colorful", "clip", "pref"};
-    for (int k = 0; k < 6; k++) {
+    const char *names[] = {"faithful", "jpeg", "jpeg-neg", "colorful", "clip", "pref", "outline"};
+    for (int k = 0; k < 7; k++) {
         da_reward *r = make_reward(names[k], dir);
         float all[N], one[N];
         assert_int_equal(da_reward_score(r, imgs, p, N, all), DA_OK);
@@ -295,7 +296,7 @@ static void test_batched_equals_single(void **state)
             assert_int_equal(da_reward_score(r, imgs + (size_t)i * DA_IMG_FLOATS, p + i, 1, &one[i]), DA_OK);
         char what[64];
         snprintf(what, sizeof what, "reward %s, batched vs one by one", names[k]);
-        if (k < 4) {
+        if (k < 4 || k == 6) {   /* the image-only rewards and faithfulness */
             tu_assert_bits(what, all, one, N);
         } else {
             float scale = fmaxf(1.0f, fabsf(all[0]));
@@ -365,6 +366,51 @@ static void test_clip_ranks_captions(void **state)
     if (better < (int)(0.8 * N)) fail_msg("CLIPScore preferred the right caption on %d of %d images", better, N);
     if (getenv("DA_TEST_VERBOSE")) fprintf(stderr, "clip ranking: right caption first on %d of %d images\n", better, N);
     da_reward_free(r);
+}
+
+/* The outline reward is the outline detector's score: every scene drawn in
+ * the outline style scores 1 and drawn plain 0 (as da_outline_score, bit
+ * for bit), an image with no object 0; it needs no prompt. Values outside
+ * [0, 1] are clamped first, as saving the image would. */
+static void test_outline_reward(void **state)
+{
+    (void)state;
+    enum { N = 24 };
+    da_rng rng;
+    da_rng_seed(&rng, 11);
+    float *imgs = malloc((size_t)2 * N * DA_IMG_FLOATS * sizeof(float)), scores[2 * N];   /* N outline, N plain */
+    assert_non_null(imgs);
+    for (int i = 0; i < N; i++) {
+        da_scene s;
+        assert_int_equal(da_world_sample(&rng, i % 2 ? DA_SPLIT_HELDOUT : DA_SPLIT_TRAIN, &s), DA_OK);
+        assert_int_equal(da_world_render_style(&s, DA_STYLE_OUTLINE, imgs + (size_t)i * DA_IMG_FLOATS), DA_OK);
+        assert_int_equal(da_world_render_style(&s, DA_STYLE_PLAIN, imgs + (size_t)(N + i) * DA_IMG_FLOATS), DA_OK);
+    }
+    da_reward *r = make_reward("outline", "/nonexistent/weights");   /* no weights needed */
+    assert_string_equal(da_reward_name(r), "outline");
+    assert_false(da_reward_needs_prompt(r));
+    assert_int_equal(da_reward_score(r, imgs, NULL, 2 * N, scores), DA_OK);
+    for (int i = 0; i < 2 * N; i++) {
+        float want;
+        assert_int_equal(da_outline_score(imgs + (size_t)i * DA_IMG_FLOATS, &want, NULL), DA_OK);
+        tu_assert_bits("outline reward = da_outline_score", &scores[i], &want, 1);
+        if (scores[i] != (i < N ? 1.0f : 0.0f)) fail_msg("%s render %d scores %g", i < N ? "outline" : "plain", i % N,
+                                                        (double)scores[i]);
+    }
+    float img[DA_IMG_FLOATS], s = -1.0f;
+    flat(img, 1.0f, 1.0f, 1.0f);   /* white: no object, nothing judged */
+    assert_int_equal(da_reward_score(r, img, NULL, 1, &s), DA_OK);
+    assert_true(s == 0.0f);
+    /* an outline render pushed past [0, 1] scores as the saved image does */
+    memcpy(img, imgs, sizeof img);
+    for (int i = 0; i < DA_IMG_FLOATS; i++) img[i] = img[i] > 0.5f ? img[i] + 0.5f : img[i] - 0.5f;
+    float saved[DA_IMG_FLOATS], want;
+    for (int i = 0; i < DA_IMG_FLOATS; i++) saved[i] = img[i] > 1.0f ? 1.0f : img[i] < 0.0f ? 0.0f : img[i];
+    assert_int_equal(da_reward_score(r, img, NULL, 1, &s), DA_OK);
+    assert_int_equal(da_outline_score(saved, &want, NULL), DA_OK);
+    tu_assert_bits("outline reward of a clamped image", &s, &want, 1);
+    da_reward_free(r);
+    free(imgs);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -593,6 +639,7 @@ int main(void)
         cmocka_unit_test(test_faithful_reward),
         cmocka_unit_test(test_batched_equals_single),
         cmocka_unit_test(test_clip_ranks_captions),
+        cmocka_unit_test(test_outline_reward),
         cmocka_unit_test(test_reward_errors),
         cmocka_unit_test(test_image_load),
         cmocka_unit_test(test_rater_terms),

@@ -533,10 +533,12 @@ static void assert_same_pairs(const da_pairs *a, const da_pairs *b)
     assert_string_equal(a->unet, b->unet);
     assert_string_equal(a->weights, b->weights);
     assert_true(a->vae_scale_factor == b->vae_scale_factor);
+    assert_string_equal(a->style, b->style);
 }
 
 /* The file loads back with da_pairs_load, equal in every field; sizes,
- * settings and the "every candidate kept" counts are as documented. */
+ * settings and the "every candidate kept" counts are as documented; the
+ * metadata key "style" names the style and round-trips. */
 static void test_style_pairs_file(void **state)
 {
     (void)state;
@@ -553,11 +555,17 @@ static void test_style_pairs_file(void **state)
     assert_true(pr.vae_scale_factor == 1.5f);   /* the tiny VAE's */
     assert_string_equal(pr.unet, "unet");
     assert_string_equal(pr.weights, "tiny");
+    assert_string_equal(pr.style, "outline");
     char path[128];
     snprintf(path, sizeof path, "%s/style.pairs", g_dir);
     assert_int_equal(da_pairs_save(&pr, path), DA_OK);
+    da_safetensors *st;
+    assert_int_equal(da_st_open(path, &st), DA_OK);
+    assert_string_equal(da_st_meta_get(st, "style"), "outline");
+    da_st_close(st);
     if (da_pairs_load(path, &back) != DA_OK) fail_msg("da_pairs_load: %s", da_last_error());
     assert_same_pairs(&pr, &back);
+    assert_string_equal(back.style, "outline");
     da_pairs_free(&pr);
     da_pairs_free(&back);
 }

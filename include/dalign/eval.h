@@ -143,13 +143,20 @@ DA_API void da_eval_table(FILE *f, const da_eval_result *r);
  * depend on the thread count. */
 
 #define DA_REPORT_FORMAT "dalign-eval-1"
-#define DA_REPORT_N_REWARDS 6          /* the rewards of DA_REWARD_NAMES, in that order: */
-enum { DA_REPORT_FAITHFUL, DA_REPORT_JPEG, DA_REPORT_JPEG_NEG, DA_REPORT_COLORFUL, DA_REPORT_CLIP, DA_REPORT_PREF };
+#define DA_REPORT_N_REWARDS 7          /* the rewards of DA_REWARD_NAMES, in that order: */
+enum { DA_REPORT_FAITHFUL, DA_REPORT_JPEG, DA_REPORT_JPEG_NEG, DA_REPORT_COLORFUL, DA_REPORT_CLIP, DA_REPORT_PREF,
+       DA_REPORT_OUTLINE };
 #define DA_REPORT_ALL_REWARDS ((1u << DA_REPORT_N_REWARDS) - 1)
 #define DA_REPORT_SPLIT_PROMPTS 200    /* heldin / heldout prompts when n_prompts is 0 */
 #define DA_REPORT_MAX_GRID 64          /* rows of grid.png at most */
 #define DA_REPORT_GRID_SEEDS 16        /* columns of grid.png at most (the first seeds) */
 #define DA_REPORT_GRID_SCALE 4         /* grid.png upscaling: 32 px tiles shown as 128 px */
+/* An image is in the outline style when its outline reward is >= this: not
+ * DA_OUTLINE_THRESHOLD (0.5, for renders) but the threshold that best tells
+ * shipped-VAE round trips of outline renders (score ~0.18) from those of
+ * plain ones (~0.02), at accuracy 0.94 (tests/test_style.c): a generated
+ * image comes out of that VAE too (docs/evaluation.md, "style_share"). */
+#define DA_REPORT_STYLE_THRESHOLD 0.06f
 
 typedef struct da_report_config {
     const char *prompts;      /* "heldin", "heldout" (da_eval_prompts) or a prompt file */
@@ -194,6 +201,8 @@ typedef struct da_report_result {
     int grid_prompts, grid_seeds;
     float *grid;              /* (grid_prompts, grid_seeds, 3, 32, 32) */
     da_eval_stat reward[DA_REPORT_N_REWARDS];
+    da_eval_stat style_share; /* fraction of images with outline >= DA_REPORT_STYLE_THRESHOLD;
+                               * n = 0 when the outline reward was not scored */
     da_eval_stat rater;
     da_eval_stat faith_all;   /* mean faithfulness over images */
     da_eval_stat exact;       /* fraction of images satisfying every clause */
@@ -206,7 +215,7 @@ typedef struct da_report_result {
 DA_API da_report_config da_report_config_default(void);
 /* DA_ERR_INVALID naming the bad field */
 DA_API da_status da_report_config_check(const da_report_config *c);
-DA_API const char *da_report_reward_name(int i);   /* "faithful", ..., "pref"; NULL out of range */
+DA_API const char *da_report_reward_name(int i);   /* "faithful", ..., "outline"; NULL out of range */
 DA_API const char *da_report_reward_unit(int i);   /* "fraction of clauses", "kB", ... */
 /* "faithful,clip" -> the bits of those rewards. DA_ERR_INVALID (listing the
  * valid names) for an unknown or empty name. */
@@ -334,6 +343,10 @@ DA_API void da_winrate_json(FILE *f, const da_winrate *w, const char *column, co
  *   vae_scale_factor          the pipeline VAE's scale factor ("%.9g"): the
  *                             latents are VAE latents times it, so a trainer
  *                             must decode them with the same VAE
+ *   style                     only in style pairs (src/eval/style_pairs.h):
+ *                             the style of the preferred images ("outline");
+ *                             absent from rater-labelled files, and read as ""
+ *                             when absent, so older files load unchanged
  * Floats are written "%.9g" (every float reads back exactly).
  * Pair i's preferred image is prompts_w[i] sampled with seeds_w[i]; its
  * other image is prompts_l[i] with seeds_l[i]. */
@@ -391,6 +404,7 @@ typedef struct da_pairs {
     char unet[DA_PAIRS_UNET_MAX];
     char weights[DA_PAIRS_WEIGHTS_MAX];   /* the weights directory as given; may be "" */
     float vae_scale_factor;         /* the VAE the latents came from: decode with the same one */
+    char style[16];                 /* style pairs: the winners' style (da_style_name); "" rater-labelled */
     float different_prompt_fraction;
     long candidates, ties_dropped;
     da_rater_config rater;

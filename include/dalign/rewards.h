@@ -39,10 +39,12 @@ DA_API da_status da_image_load(const char *path, float *img);
  *   colorful   Hasler-Suesstrunk colourfulness
  *   clip       CLIPScore, 100 max(cos, 0), of the CLIP towers in weights_dir
  *   pref       the learned preference model in weights_dir
+ *   outline    the outline-style detector's score (da_outline_score) in [0, 1];
+ *              an image with no judged object scores 0
  * weights_dir (NULL: da_weights_dir(NULL)) holds, each as NAME.json (config)
  * + NAME.safetensors, clip and text_encoder for clip, reward_net for pref;
  * the other rewards ignore it. */
-#define DA_REWARD_NAMES "faithful, jpeg, jpeg-neg, colorful, clip, pref"
+#define DA_REWARD_NAMES "faithful, jpeg, jpeg-neg, colorful, clip, pref, outline"
 typedef struct da_reward da_reward;
 /* DA_ERR_INVALID (listing the valid names) for an unknown name; load errors
  * name the file. */

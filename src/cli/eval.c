@@ -26,10 +26,13 @@ static void usage(FILE *f)
             "Usage: dalign eval [options] --prompts heldin|heldout|FILE -o DIR\n"
             "\n"
             "Sample K seeds of every prompt and report, each with a mean and a 95%% interval\n"
-            "clustered by prompt: every reward (" DA_REWARD_NAMES "),\n"
-            "faithfulness per clause type, the synthetic rater's utility (the held-back\n"
-            "judge, never optimised) and diversity (mean 1 - cos of CLIP image embeddings\n"
-            "over the seed pairs of a prompt). Same inputs, same numbers.\n"
+            "clustered by prompt: every reward\n"
+            "(" DA_REWARD_NAMES "),\n"
+            "the share of images in the outline style (outline >= %g, the threshold that\n"
+            "tells VAE round trips of outline renders from plain ones), faithfulness per\n"
+            "clause type, the synthetic rater's utility (the held-back judge, never\n"
+            "optimised) and diversity (mean 1 - cos of CLIP image embeddings over the seed\n"
+            "pairs of a prompt). Same inputs, same numbers.\n"
             "\n"
             "Options:\n"
             "  --weights DIR       weights directory (default: $DALIGN_WEIGHTS, else ./weights)\n"
@@ -41,7 +44,8 @@ static void usage(FILE *f)
             "                      file, one prompt per line, # comments (default heldout)\n"
             "  --n-prompts N       prompts (default: %d of a split, every prompt of a file)\n"
             "  --seeds K           images per prompt, 1..%d (default 4; K = 1: no diversity)\n"
-            "  --rewards LIST      comma-separated rewards to score (default: all)\n"
+            "  --rewards LIST      comma-separated rewards to score (default: all; the style\n"
+            "                      share is reported when outline is among them)\n"
             "  --steps S           sampler steps (default 20)\n"
             "  --cfg W             guidance weight (default 3)\n"
             "  --sampler NAME      ddim, ddpm or euler (default ddim)\n"
@@ -59,7 +63,8 @@ static void usage(FILE *f)
             "it in a browser) and prints the metrics table on stdout. Compare two runs with\n"
             "dalign compare A/metrics.json B/metrics.json.\n"
             "Exit status: 0 ok, 1 failure, 2 usage error.\n",
-            DA_REPORT_SPLIT_PROMPTS, DA_EVAL_MAX_SEEDS, DA_EVAL_IMAGE_SEED, DA_EVAL_PROMPT_SEED);
+            (double)DA_REPORT_STYLE_THRESHOLD, DA_REPORT_SPLIT_PROMPTS, DA_EVAL_MAX_SEEDS, DA_EVAL_IMAGE_SEED,
+            DA_EVAL_PROMPT_SEED);
 }
 
 /* heldin, heldout or a regular file that can be opened (a directory passes

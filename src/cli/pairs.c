@@ -1,6 +1,8 @@
 /* dalign pairs: preference pairs for Diffusion-DPO / Diffusion-RPO, sampled
  * from the current model and labelled by the synthetic rater
- * (src/eval/pairs.c, docs/pairs.md). */
+ * (src/eval/pairs.c, docs/pairs.md); with --style, style pairs: the prompt's
+ * own scene rendered in a style against a base sample
+ * (src/eval/style_pairs.c, docs/shapes-world.md "Style pairs"). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,10 +11,13 @@
 #include "cli/cli.h"
 #include "core/fileio.h"
 #include "dalign.h"
+#include "eval/style_pairs.h"
 
 typedef struct pairs_args {
     const char *weights, *out;
     int have_n;
+    int have_style;   /* --style: style pairs instead of rater-labelled ones */
+    da_style style;
     da_pairs_config cfg;
 } pairs_args;
 
@@ -45,10 +50,18 @@ static void usage(FILE *f)
             "  --different-prompts F share of candidates whose second image has another\n"
             "                        prompt, in [0, 1] (default 0)\n"
             "  --max-attempts K      give up after K * N candidates (default 10)\n"
+            "  --style NAME          style pairs instead (NAME: outline): per candidate the\n"
+            "                        prompt's own scene (a scene of --split) rendered in the\n"
+            "                        style and VAE-encoded is preferred to the model's sample\n"
+            "                        for that prompt; every candidate is kept, the rater only\n"
+            "                        records its utilities; the file's metadata 'style' says\n"
+            "                        NAME. Not with --different-prompts > 0 (both images\n"
+            "                        answer one prompt); --max-attempts is not used\n"
             "  -q, --quiet           no progress on stderr\n"
             "  -h, --help            show this help and exit\n"
             "\n"
-            "Prints a summary on stdout. Exit status: 0 ok, 1 failure, 2 usage error.\n",
+            "Prints a summary on stdout (with --style: the outline score of the decoded\n"
+            "winners and samples). Exit status: 0 ok, 1 failure, 2 usage error.\n",
             DA_PAIRS_MAX_N);
 }
 
@@ -81,6 +94,10 @@ static int parse_option(void *args, const char *opt, const char *val)
     else if (!strcmp(opt, "--different-prompts"))
         return parse_float_in(opt, val, 0.0f, 1.0f, &c->different_prompt_fraction);
     else if (!strcmp(opt, "--seed")) return cli_parse_seed(CMD, opt, val, &c->seed);
+    else if (!strcmp(opt, "--style")) {
+        if (da_style_parse(val, &a->style) != DA_OK) return cli_bad_value(CMD, opt, val, "outline or plain");
+        a->have_style = 1;
+    }
     else if (!strcmp(opt, "--split")) {
         if (strcmp(val, "train") && strcmp(val, "heldout")) return cli_bad_value(CMD, opt, val, "train or heldout");
         c->split = strcmp(val, "train") ? DA_SPLIT_HELDOUT : DA_SPLIT_TRAIN;
@@ -100,6 +117,11 @@ static int parse_args(pairs_args *a, int argc, char **argv)
     if (rc >= 0) return rc;
     if (!a->have_n || !a->out) {
         fprintf(stderr, "dalign pairs: %s is required (see dalign pairs --help)\n", !a->have_n ? "--n N" : "-o FILE");
+        return 2;
+    }
+    if (a->have_style && a->cfg.different_prompt_fraction > 0.0f) {
+        fprintf(stderr, "dalign pairs: --style pairs a render with a sample of the same prompt: "
+                        "--different-prompts must be 0, not %g\n", (double)a->cfg.different_prompt_fraction);
         return 2;
     }
     a->cfg.weights = da_weights_dir(a->weights);   /* recorded in the file as given */
@@ -141,6 +163,78 @@ static void summary(const da_pairs *pr, const char *path, double seconds)
     printf("wrote             %s\n", path);
 }
 
+/* mean outline reward of the images the latents (n, C, h, w) decode to and
+ * how many reach DA_REPORT_STYLE_THRESHOLD; decoded `batch` at a time */
+static da_status outline_of_latents(da_pipeline *p, const da_reward *outline, const float *latents, int n,
+                                    int batch, double *mean, int *in_style)
+{
+    size_t per = (size_t)p->vae->cfg.latent_channels * p->latent_h * p->latent_w;
+    float *img = malloc((size_t)batch * DA_IMG_FLOATS * sizeof(float)), *score = malloc((size_t)batch * sizeof(float));
+    da_status s = img && score ? DA_OK : da_fail(DA_ERR_NOMEM, "out of memory");
+    double sum = 0.0;
+    *in_style = 0;
+    for (int i0 = 0; i0 < n && s == DA_OK; i0 += batch) {
+        int b = n - i0 < batch ? n - i0 : batch;
+        s = da_pipeline_decode(p, latents + (size_t)i0 * per, b, img);
+        if (s == DA_OK) s = da_reward_score(outline, img, NULL, b, score);
+        for (int k = 0; k < b && s == DA_OK; k++) {
+            sum += score[k];
+            *in_style += score[k] >= DA_REPORT_STYLE_THRESHOLD;
+        }
+    }
+    *mean = n ? sum / n : 0.0;
+    free(img);
+    free(score);
+    return s;
+}
+
+/* what style pairs teach: the outline of decoded winners against the samples, and what the rater says */
+static da_status style_summary(da_pipeline *p, const da_pairs *pr, int batch, const char *path, double seconds)
+{
+    da_reward *outline;
+    double ow = 0.0, ol = 0.0, uw = 0.0, ul = 0.0;
+    int sw = 0, sl = 0, higher = 0;
+    da_status s = da_reward_create(&outline, "outline", NULL);
+    if (s == DA_OK) s = outline_of_latents(p, outline, pr->latents_w, pr->n, batch, &ow, &sw);
+    if (s == DA_OK) s = outline_of_latents(p, outline, pr->latents_l, pr->n, batch, &ol, &sl);
+    da_reward_free(outline);
+    if (s != DA_OK) return s;
+    for (int i = 0; i < pr->n; i++) {
+        uw += pr->utility_w[i];
+        ul += pr->utility_l[i];
+        higher += pr->utility_w[i] > pr->utility_l[i];
+    }
+    printf("style pairs       %d (style %s; every candidate kept)\n", pr->n, pr->style);
+    printf("outline score     winner %.4f, sample %.4f (decoded; >= %g: %d vs %d of %d)\n", ow, ol,
+           (double)DA_REPORT_STYLE_THRESHOLD, sw, sl, pr->n);
+    printf("mean utility      winner %.4f, sample %.4f\n", uw / pr->n, ul / pr->n);
+    printf("rater agrees      %.3f (%d of %d: the winner's u is higher; the rest is what the style costs)\n",
+           (double)higher / pr->n, higher, pr->n);
+    printf("wall time         %.1f s\n", seconds);
+    printf("wrote             %s\n", path);
+    return DA_OK;
+}
+
+/* the rater-labelled pairs or, with --style, the style pairs; written to a->out */
+static da_status make_pairs(da_pipeline *pipe, const pairs_args *a, da_pairs *pr)
+{
+    da_status s = a->have_style ? da_style_pairs_generate(pipe, &a->cfg, a->style, pr)
+                                : da_pairs_generate(pipe, &a->cfg, pr);
+    return s == DA_OK ? da_pairs_save(pr, a->out) : s;
+}
+
+static void announce(const pairs_args *a, const char *dir)
+{
+    const da_pairs_config *c = &a->cfg;
+    char kind[64];
+    if (a->have_style) snprintf(kind, sizeof kind, "style %s", da_style_name(a->style));
+    else snprintf(kind, sizeof kind, "different prompts %g", (double)c->different_prompt_fraction);
+    fprintf(stderr, "pairs: weights %s (unet %s), %d pairs, split %s, %s %d steps, cfg %g, batch %d, %s, seed %llu, "
+                    "%d threads\n",
+            dir, c->unet_name, c->n, c->split == DA_SPLIT_TRAIN ? "train" : "heldout", da_sampler_name(c->opts.sampler),
+            c->opts.steps, (double)c->opts.cfg, c->batch, kind, (unsigned long long)c->seed, da_get_threads());
+}
+
 int cmd_pairs(int argc, char **argv)
 {
     pairs_args a;
@@ -154,18 +248,12 @@ int cmd_pairs(int argc, char **argv)
         fprintf(stderr, "dalign pairs: %s\n", da_last_error());
         return 1;
     }
-    const da_pairs_config *c = &a.cfg;
-    if (c->progress)
-        fprintf(stderr, "pairs: weights %s (unet %s), %d pairs, split %s, %s %d steps, cfg %g, batch %d, "
-                        "different prompts %g, seed %llu, %d threads\n",
-                dir, c->unet_name, c->n, c->split == DA_SPLIT_TRAIN ? "train" : "heldout",
-                da_sampler_name(c->opts.sampler), c->opts.steps, (double)c->opts.cfg, c->batch,
-                (double)c->different_prompt_fraction, (unsigned long long)c->seed, da_get_threads());
+    if (a.cfg.progress) announce(&a, dir);
     da_pairs pr;
-    da_status s = da_pairs_generate(pipe, c, &pr);
-    if (s == DA_OK) s = da_pairs_save(&pr, a.out);
-    if (s == DA_OK) summary(&pr, a.out, da_now_s() - t0);
-    else fprintf(stderr, "dalign pairs: %s\n", da_last_error());
+    da_status s = make_pairs(pipe, &a, &pr);
+    if (s == DA_OK && a.have_style) s = style_summary(pipe, &pr, a.cfg.batch, a.out, da_now_s() - t0);
+    else if (s == DA_OK) summary(&pr, a.out, da_now_s() - t0);
+    if (s != DA_OK) fprintf(stderr, "dalign pairs: %s\n", da_last_error());
     da_pairs_free(&pr);
     da_pipeline_free(pipe);
     return s == DA_OK ? 0 : 1;

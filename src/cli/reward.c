@@ -23,6 +23,8 @@ static void usage(FILE *f)
             "  colorful   Hasler-Suesstrunk colourfulness\n"
             "  clip       CLIPScore of DIR/clip + DIR/text_encoder\n"
             "  pref       the learned preference model DIR/reward_net\n"
+            "  outline    the outline-style detector's score in [0, 1] (0 when no object\n"
+            "             is judged; >= 0.06 after the shipped VAE: in the style)\n"
             "faithful, clip and pref need --prompt.\n"
             "\n"
             "Options:\n"

@@ -151,6 +151,8 @@ static void settings_meta(meta_list *ml, const da_pairs *pr)
              (double)r->temperature, (double)r->tie_margin);
     meta_fmt(ml, "weights", "%s", pr->weights);
     meta_fmt(ml, "vae_scale_factor", "%.9g", (double)pr->vae_scale_factor);
+    /* only style pairs carry it: a rater-labelled file keeps the bytes it had before the key existed */
+    if (pr->style[0]) meta_fmt(ml, "style", "%s", pr->style);
 }
 
 da_status da_pairs_save(const da_pairs *pr, const char *path)
@@ -158,6 +160,10 @@ da_status da_pairs_save(const da_pairs *pr, const char *path)
     if (!pr || !path || pr->n < 1 || !pr->latents_w)
         return da_fail(DA_ERR_INVALID, "da_pairs_save: no pairs to write to %s", path ? path : "(null)");
     if (!pr->unet[0]) return da_fail(DA_ERR_INVALID, "da_pairs_save: empty unet name");
+    da_style style;
+    if (pr->style[0] && (memchr(pr->style, 0, sizeof pr->style) == NULL || da_style_parse(pr->style, &style)))
+        return da_fail(DA_ERR_INVALID, "da_pairs_save: style '%.*s' is not a style name (plain, outline)",
+                       (int)sizeof pr->style, pr->style);
     if (!(pr->vae_scale_factor > 0.0f && isfinite(pr->vae_scale_factor)))   /* the loader would refuse it */
         return da_fail(DA_ERR_INVALID, "da_pairs_save: VAE scale factor %g is not a positive number",
                        (double)pr->vae_scale_factor);
@@ -318,6 +324,19 @@ static da_status load_models(const da_safetensors *st, da_pairs *o)
     return s;
 }
 
+/* the winners' style of style pairs; absent (every rater-labelled file): "" */
+static da_status load_style(const da_safetensors *st, da_pairs *o)
+{
+    const char *v = da_st_meta_get(st, "style");
+    da_style style;
+    o->style[0] = '\0';
+    if (!v) return DA_OK;
+    if (strlen(v) >= sizeof o->style || da_style_parse(v, &style) != DA_OK)
+        return da_fail(DA_ERR_FORMAT, "metadata 'style' = '%.40s': expected plain or outline", v);
+    snprintf(o->style, sizeof o->style, "%s", v);
+    return DA_OK;
+}
+
 /* what the generator would have refused is refused here too, and every
  * pair comes from a labelled candidate */
 static da_status check_loaded(const da_pairs *o)
@@ -400,6 +419,7 @@ static da_status load_all(const da_safetensors *st, da_pairs *o)
     if (s == DA_OK) s = load_sampling(st, o);
     if (s == DA_OK) s = load_labelling(st, o);
     if (s == DA_OK) s = load_models(st, o);
+    if (s == DA_OK) s = load_style(st, o);
     if (s == DA_OK) s = check_loaded(o);
     return s;
 }

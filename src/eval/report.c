@@ -15,10 +15,11 @@
 #define EMBED_CHUNK 32     /* images per CLIP forward: the clip reward's chunk, bounds the tape */
 #define TAPE_BYTES ((size_t)1 << 22)
 
-static const char *const REWARD_NAMES[DA_REPORT_N_REWARDS] = {"faithful", "jpeg", "jpeg-neg",
-                                                              "colorful", "clip", "pref"};
+static const char *const REWARD_NAMES[DA_REPORT_N_REWARDS] = {"faithful", "jpeg", "jpeg-neg", "colorful",
+                                                              "clip", "pref", "outline"};
 static const char *const REWARD_UNITS[DA_REPORT_N_REWARDS] = {
-    "fraction of clauses", "kB", "minus kB", "Hasler-Suesstrunk M", "CLIPScore, 0-100", "preference-model score"};
+    "fraction of clauses", "kB", "minus kB", "Hasler-Suesstrunk M", "CLIPScore, 0-100", "preference-model score",
+    "outline-style score, 0-1"};
 
 const char *da_report_reward_name(int i) { return i >= 0 && i < DA_REPORT_N_REWARDS ? REWARD_NAMES[i] : NULL; }
 
@@ -390,12 +391,29 @@ static da_eval_stat image_stat(const float *x, int P, int K, double *s, double *
     return da_eval_cluster_mean(s, n, P);
 }
 
+/* the share of images in the outline style (outline >= DA_REPORT_STYLE_THRESHOLD),
+ * clustered by prompt; n = 0 when the outline reward was not scored */
+static da_eval_stat style_share(const da_report_result *r, double *s, double *n)
+{
+    da_eval_stat none = {0.0, 0.0, 0};
+    if (!(r->rewards & (1u << DA_REPORT_OUTLINE))) return none;
+    int P = r->n_prompts, K = r->n_seeds;
+    const float *outline = r->scores + (size_t)DA_REPORT_OUTLINE * P * K;   /* (P, K) */
+    for (int p = 0; p < P; p++) {
+        s[p] = 0.0;
+        n[p] = K;
+        for (int k = 0; k < K; k++) s[p] += outline[(size_t)p * K + k] >= DA_REPORT_STYLE_THRESHOLD;
+    }
+    return da_eval_cluster_mean(s, n, P);
+}
+
 static void summarise(da_report_result *r, double *s, double *n)
 {
     int P = r->n_prompts, K = r->n_seeds;
     size_t PK = (size_t)P * K;
     for (int i = 0; i < DA_REPORT_N_REWARDS; i++)
         if (r->rewards & (1u << i)) r->reward[i] = image_stat(r->scores + i * PK, P, K, s, n);
+    r->style_share = style_share(r, s, n);
     r->rater = image_stat(r->utility, P, K, s, n);
     r->faith_all = image_stat(r->faith, P, K, s, n);
     double *exact = s, *extra = s + P, *seeds = n;   /* s and n hold 2P doubles each */

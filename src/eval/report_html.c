@@ -125,6 +125,11 @@ static void metrics(FILE *f, const da_report_result *r)
     for (int i = 0; i < DA_REPORT_N_REWARDS; i++)
         if (r->rewards & (1u << i))
             metric_row(f, "", da_report_reward_name(i), da_report_reward_unit(i), &r->reward[i]);
+    if (r->rewards & (1u << DA_REPORT_OUTLINE)) {
+        char unit[96];
+        snprintf(unit, sizeof unit, "fraction of images with outline &gt;= %g", (double)DA_REPORT_STYLE_THRESHOLD);
+        metric_row(f, "", "style share", unit, &r->style_share);
+    }
     metric_row(f, "", "every clause met", "fraction of images", &r->exact);
     metric_row(f, "", "extra objects", "fraction of images with more objects than the prompt names", &r->extra);
     if (r->diversity) metric_row(f, "", "diversity", "mean 1 - cos of CLIP image embeddings over seed pairs", &r->div);
@@ -287,7 +292,7 @@ static void spread_chart(FILE *f, const da_report_result *r)
     for (int i = 0; i < DA_REPORT_N_REWARDS; i++) {
         if (!(r->rewards & (1u << i))) continue;
         spread_row row = {da_report_reward_name(i), da_report_reward_unit(i), &r->reward[i], 0.0, 0.0};
-        if (i == DA_REPORT_FAITHFUL) row.hi = 1.0;   /* a fraction */
+        if (i == DA_REPORT_FAITHFUL || i == DA_REPORT_OUTLINE) row.hi = 1.0;   /* both in [0, 1] */
         if (i == DA_REPORT_CLIP) row.hi = 100.0;     /* CLIPScore's range */
         prompt_means(r->scores + i * PK, P, K, v);
         spread(f, &row, v, P, y);
@@ -315,10 +320,16 @@ static void reading(FILE *f)
             "objects shrink or vanish (faithfulness and diversity fall). <b>colorful</b> rising: background and size "
             "clauses fall. <b>clip</b> rising: relation clauses fall while colour holds. <b>pref</b> rising: the "
             "rater and faithfulness fall. <b>faithful</b> rising: extra objects rise, diversity falls.</li>\n"
+            "<li><b>outline</b>: the outline-style detector's score (0 to 1; 0 when no object is judged). Through "
+            "the shipped VAE a true outline render keeps only about 0.18 and a plain one 0.02, so <b>style share"
+            "</b> counts images at or above %g, the threshold that tells those round trips apart (0.94 "
+            "accuracy), and 0.18, not 1, is the ceiling. A style gained while faithfulness falls cost the "
+            "content.</li>\n"
             "<li>Diversity falling towards 0 is mode collapse: the seeds of a prompt give the same image.</li>\n"
             "<li>The rater is the judge no trainer sees: its utility should rise with real alignment.</li>\n"
             "<li>docs/evaluation.md explains every metric; images.tsv has every score of every image; "
-            "<code>dalign compare A/metrics.json B/metrics.json</code> compares two runs.</li>\n</ul>\n");
+            "<code>dalign compare A/metrics.json B/metrics.json</code> compares two runs.</li>\n</ul>\n",
+            (double)DA_REPORT_STYLE_THRESHOLD);
 }
 
 void da_report_html(FILE *f, const da_report_config *c, const da_report_result *r, const char *weights,

@@ -56,6 +56,17 @@ static void json_rewards(FILE *f, const da_report_result *r)
     fprintf(f, "\n  },\n");
 }
 
+/* the share of images in the outline style; only when the outline reward was scored */
+static void json_style_share(FILE *f, const da_report_result *r)
+{
+    if (!(r->rewards & (1u << DA_REPORT_OUTLINE))) return;
+    fprintf(f, "  \"style_share\": {\"measure\": \"share of images whose outline reward is >= threshold (the "
+               "threshold that tells VAE round trips of outline renders from plain ones)\", \"threshold\": %g, ",
+            (double)DA_REPORT_STYLE_THRESHOLD);
+    json_stat_body(f, &r->style_share);
+    fputs("},\n", f);
+}
+
 static void json_faithfulness(FILE *f, const da_report_result *r)
 {
     fprintf(f, "  \"faithfulness\": {");
@@ -108,6 +119,7 @@ static void write_json(FILE *f, const void *ctx)
     da_json_write_str(f, o->unet);
     fprintf(f, ",\n  \"gemm\": \"%s\",\n", da_gemm_backend());
     json_rewards(f, r);
+    json_style_share(f, r);
     json_faithfulness(f, r);
     json_diversity(f, r);
     fprintf(f, "  \"rater\": {\"role\": \"held-back judge: the synthetic rater's noiseless utility "
@@ -179,6 +191,10 @@ void da_report_table(FILE *f, const da_report_result *r)
         if (!(r->rewards & (1u << i))) continue;
         snprintf(name, sizeof name, "%s (%s)", da_report_reward_name(i), da_report_reward_unit(i));
         table_row(f, name, &r->reward[i]);
+    }
+    if (r->rewards & (1u << DA_REPORT_OUTLINE)) {
+        snprintf(name, sizeof name, "in the outline style (>= %g)", (double)DA_REPORT_STYLE_THRESHOLD);
+        table_row(f, name, &r->style_share);
     }
     if (!(r->rewards & (1u << DA_REPORT_FAITHFUL))) table_row(f, "faithfulness: all clauses", &r->faith_all);
     table_row(f, "faithfulness: every clause met", &r->exact);

@@ -32,9 +32,8 @@
  *                       images under prompt_k; prob_w = da_rater_prob
  * Renders are encoded and samples generated in calls of exactly `batch`
  * images, so a file repeats bit for bit. The file records the usual
- * settings; it has no field that says "style pairs" (pairs.h has a fixed
- * set of keys): such a file is told apart by prompts_w == prompts_l,
- * candidates == n and no ties. */
+ * settings and the metadata key "style" (the style's name, e.g. "outline"),
+ * which rater-labelled files do not have (da_pairs.style ""). */
 #include "eval/style_pairs.h"
 
 #include <stdio.h>
@@ -150,8 +149,9 @@ static void style_progress(void *user, da_ticker *t)
                     da_now_s() - t->t0);
 }
 
-static void record_settings(da_pairs *o, const da_pairs_config *c, const da_pipeline *p)
+static void record_settings(da_pairs *o, const da_pairs_config *c, const da_pipeline *p, da_style style)
 {
+    snprintf(o->style, sizeof o->style, "%s", da_style_name(style));
     o->seed = c->seed;
     o->split = c->split;
     o->opts = c->opts;
@@ -182,7 +182,7 @@ da_status da_style_pairs_generate(da_pipeline *p, const da_pairs_config *c, da_s
     sy.renders = malloc((size_t)c->batch * DA_IMG_FLOATS * sizeof(float));
     sy.decoded = malloc((size_t)c->batch * DA_IMG_FLOATS * sizeof(float));
     if (st == DA_OK && (!sy.renders || !sy.decoded)) st = da_fail(DA_ERR_NOMEM, "style pairs: out of memory");
-    record_settings(out, c, p);   /* out->n (0) counts the pairs made from here on */
+    record_settings(out, c, p, style);   /* out->n (0) counts the pairs made from here on */
     da_chunks d = {.pipe = p, .opts = &c->opts, .batch = c->batch, .total = c->n, .keep_latents = 1,
                    .plan = plan_chunk, .plan_user = &sy, .score = score_chunk,
                    .progress = c->progress ? style_progress : NULL, .user = &sy};

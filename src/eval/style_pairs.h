@@ -25,7 +25,8 @@ da_status da_style_candidate(uint64_t scene_seed, da_split split, da_style style
 /* c->n pairs, every candidate kept (candidates = n, no ties). Reads from c:
  * n, seed, split, opts (the sample's), batch (renders encoded and samples
  * generated in calls of exactly `batch`: the bits depend on it), rater,
- * unet_name, weights, progress. different_prompt_fraction must be 0 (the
+ * unet_name, weights, progress. out->style gets da_style_name(style) (the
+ * file's "style" key). different_prompt_fraction must be 0 (the
  * two images share the prompt); max_attempts is not used. out is zeroed
  * first; free it with da_pairs_free (also after an error). */
 da_status da_style_pairs_generate(da_pipeline *p, const da_pairs_config *c, da_style style, da_pairs *out);

@@ -14,10 +14,10 @@
 #define CHUNK 32              /* images per network forward: bounds the tape's memory */
 #define ARENA_BYTES (8u << 20)
 
-typedef enum { R_FAITHFUL, R_JPEG, R_JPEG_NEG, R_COLORFUL, R_CLIP, R_PREF, N_REWARDS } reward_kind;
+typedef enum { R_FAITHFUL, R_JPEG, R_JPEG_NEG, R_COLORFUL, R_CLIP, R_PREF, R_OUTLINE, N_REWARDS } reward_kind;
 
-static const char *const NAMES[N_REWARDS] = {"faithful", "jpeg", "jpeg-neg", "colorful", "clip", "pref"};
-static const int NEEDS_PROMPT[N_REWARDS] = {1, 0, 0, 0, 1, 1};
+static const char *const NAMES[N_REWARDS] = {"faithful", "jpeg", "jpeg-neg", "colorful", "clip", "pref", "outline"};
+static const int NEEDS_PROMPT[N_REWARDS] = {1, 0, 0, 0, 1, 1, 0};
 
 struct da_reward {
     reward_kind kind;
@@ -113,6 +113,18 @@ void da_reward_free(da_reward *r)
 /* Scoring                                                                  */
 /* ------------------------------------------------------------------------ */
 
+/* The outline detector's score of the image as saved: clamped to [0, 1]
+ * first, like the other image-only rewards (the detector itself reads raw
+ * values). No judged object: 0. */
+static float outline_reward(const float *img)
+{
+    float x[DA_IMG_FLOATS];   /* (3, 32, 32) */
+    for (int i = 0; i < DA_IMG_FLOATS; i++) x[i] = img[i] < 0.0f ? 0.0f : img[i] > 1.0f ? 1.0f : img[i];
+    float v = 0.0f;
+    (void)da_outline_score(x, &v, NULL);   /* fails only on NULL pointers */
+    return v;
+}
+
 /* per image, independent outputs: safe to split over threads */
 static da_status score_per_image(reward_kind kind, const float *images, const char *const *prompts, int B,
                                  float *scores)
@@ -127,6 +139,8 @@ static da_status score_per_image(reward_kind kind, const float *images, const ch
             if (da_faithfulness(img, prompts[b], NULL, &v) != DA_OK) v = 0.0f;
         } else if (kind == R_COLORFUL) {
             v = da_colorfulness(img, DA_IMG, DA_IMG);
+        } else if (kind == R_OUTLINE) {
+            v = outline_reward(img);
         } else if (da_jpeg_kb(img, DA_IMG, DA_IMG, &v) != DA_OK) {
 #pragma omp critical
             bad = b;
