@@ -15,13 +15,15 @@
 #              by its implicit accuracy on the validation pairs (the choice is
 #              made on those alone: never on evaluation prompts)
 #   3 train    SFT, DPO, RPO, KTO from the base UNet at the same budget with the
-#              chosen settings
-#   5 report   win-rates against the base, tables, curves, grids, stage times
-#              -> $DOC/results.md (DOC=docs/alignment-preference for the shipped report)
-# UNTIL=pairs|sweep|train|eval stops after that stage. SHIP=dpo (make unet-dpo)
-# copies the DPO model to weights/unet-dpo.* with its SHA256SUMS lines.
+#              chosen settings (SHIP=dpo, as `make unet-dpo` does, then copies
+#              the DPO model to weights/unet-dpo.* with its SHA256SUMS lines)
 #   4 eval     base and the four with `dalign eval` on held-in and held-out
 #              prompts ($EVAL_PROMPTS prompts x $EVAL_SEEDS seeds, the same for all)
+#   5 style    outline-style pairs, DPO and RPO on them, style share and
+#              faithfulness on held-out prompts
+#   6 report   win-rates against the base, tables, curves, grids, stage times
+#              -> $DOC/results.md (DOC=docs/alignment-preference for the shipped report)
+# UNTIL=pairs|sweep|train|eval|style stops after that stage.
 set -eu
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/experiments/preference}
@@ -30,11 +32,13 @@ THREADS=${THREADS:-2}
 WEIGHTS=${WEIGHTS:-weights}
 if [ "${SMOKE:-0}" = 1 ]; then
     OUT=${OUT}-smoke
-    TRAIN_CHUNKS=1 CHUNK=16 PAIR_STEPS=4
+    TRAIN_CHUNKS=1 CHUNK=16 PAIR_STEPS=4 STYLE_CHUNKS=1 STYLE_STEPS=4
     SWEEP_STEPS=4 STEPS=6 BATCH=4 EVAL_PROMPTS=4 EVAL_SEEDS=2 VAL_DRAWS=1
     BETAS="500 2000" LRS="1e-5" KTO_BETAS="500" TAUS="0.5"
 fi
 TRAIN_CHUNKS=${TRAIN_CHUNKS:-8}
+STYLE_CHUNKS=${STYLE_CHUNKS:-4}
+STYLE_STEPS=${STYLE_STEPS:-500}
 CHUNK=${CHUNK:-500}
 PAIR_STEPS=${PAIR_STEPS:-20}
 SWEEP_STEPS=${SWEEP_STEPS:-300}
@@ -169,7 +173,54 @@ for split in heldin heldout; do
 done
 [ "${UNTIL:-}" = eval ] && exit 0
 
-# ---- 5 report --------------------------------------------------------------
+# ---- 5 style (issue 10 item 6, Diffusion-RPO's own evaluation) -------------
+# Preferred: the prompt's own scene rendered in the outline style (VAE-encoded);
+# dispreferred: a base sample. DPO and RPO at the chosen settings; the share of
+# held-out images in the style (outline score >= 0.06) and their faithfulness
+# against the base's.
+S=$OUT/style
+mkdir -p "$S/pairs" "$S/models" "$S/eval"
+style_chunk() { # $1 = name, $2 = seed, $3 = pairs
+    f="$S/pairs/$1.safetensors"
+    [ -f "$f" ] && { stage "style pairs $1: cached"; return 0; }
+    stage "style pairs $1 (seed $2, $3 pairs)"
+    timed "style-pairs-$1" "$DALIGN" --threads "$THREADS" pairs --style outline --weights "$WEIGHTS" --n "$3" \
+        --seed "$2" --split train --steps "$PAIR_STEPS" -o "$f" -q > "$S/pairs/$1.txt"
+}
+STYLE_PAIRS=""
+i=1
+while [ "$i" -le "$STYLE_CHUNKS" ]; do
+    style_chunk "train-$i" "$((100 + i))" "$CHUNK"
+    STYLE_PAIRS="$STYLE_PAIRS --pairs $S/pairs/train-$i.safetensors"
+    i=$((i + 1))
+done
+style_chunk val 2000 "$((CHUNK / 2))"
+style_train() { # $1 = method, $2 = name, ARGS...
+    method=$1 name=$2; shift 2
+    [ -f "$S/models/$name.val.json" ] && { stage "style train $name: cached"; return 0; }
+    resume=""
+    [ -f "$S/models/$name.ckpt" ] && resume="--resume $S/models/$name.ckpt"
+    stage "style train $name"
+    # shellcheck disable=SC2086
+    timed "style-train-$name" "$DALIGN" --threads "$THREADS" train "$method" --weights "$WEIGHTS" \
+        --out "$S/models" --name "$name" --force $STYLE_PAIRS --val "$S/pairs/val.safetensors" \
+        --val-draws "$VAL_DRAWS" --steps "$STYLE_STEPS" --batch "$BATCH" --seed 2 -q $resume "$@" > "$S/models/$name.txt"
+}
+style_train dpo dpo --lr "$LR" --min-lr "$LR" --beta "$BETA"
+style_train rpo rpo --lr "$LR" --min-lr "$LR" --beta "$BETA" --tau "$TAU"
+style_eval() { # $1 = name, $2 = unet
+    dir=$S/eval/$1-heldout
+    [ -f "$dir/metrics.json" ] && { stage "style eval $1: cached"; return 0; }
+    stage "style eval $1 on heldout prompts"
+    timed "style-eval-$1" "$DALIGN" --threads "$THREADS" eval --weights "$WEIGHTS" --unet "$2" \
+        --prompts heldout --n-prompts "$EVAL_PROMPTS" --seeds "$EVAL_SEEDS" -o "$dir" -q > "$dir.txt"
+}
+style_eval base unet
+style_eval dpo "$S/models/dpo.safetensors"
+style_eval rpo "$S/models/rpo.safetensors"
+[ "${UNTIL:-}" = style ] && exit 0
+
+# ---- 6 report --------------------------------------------------------------
 # Win-rates against the base on the same prompt and seed (the judge: the
 # rater's noiseless utility, and the learned pref model as a second opinion),
 # the metric tables, the training curves, the grids; all into $DOC
@@ -223,6 +274,11 @@ ci() {
     done
     echo
     echo "Chosen: beta $BETA, lr $LR, KTO beta $KTO_BETA, tau $TAU."
+    echo
+    echo "## Style alignment (outline style, held-out prompts)"
+    echo
+    "$DALIGN" table --keys style_share,rewards.outline,faithfulness,faithfulness.clauses.shape,faithfulness.clauses.relation,rater,diversity \
+        --labels base,dpo-style,rpo-style "$S/eval/base-heldout" "$S/eval/dpo-heldout" "$S/eval/rpo-heldout"
     echo
     echo "## Training curves"
     echo
