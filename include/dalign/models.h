@@ -239,6 +239,85 @@ DA_API void da_clip_cosine(float *cos, const float *a, const float *b, int N, in
 DA_API void da_clip_score(float *score, const float *img_emb, const float *txt_emb, int N, int E);
 
 /* ------------------------------------------------------------------------ */
+/* The PromptLoop refiner (src/models/refiner.c, docs/promptloop.md)         */
+/* ------------------------------------------------------------------------ */
+
+/* A small decoder-only transformer that reads the predicted clean latent of
+ * a sampling step, the timestep, the user's query and the current prompt,
+ * and writes the next prompt token by token. One sequence per row:
+ *   [n_patches latent patch tokens][1 timestep token]
+ *   [query: max_tokens][prompt: max_tokens][output so far: T_out]
+ * token/patch/time embedding + learned position (over the whole sequence) +
+ * segment embedding (5 segments); pre-LN blocks as the text encoder (causal
+ * attention with key padding: PAD query/prompt tokens are invisible keys);
+ * final_ln; lm_head (untied, no bias) on the output segment.
+ * Token ids follow the tokenizer (dalign/data.h): PAD 0, BOS 1, EOS 2; the
+ * models layer does not include the tokenizer, so vocab_size and max_tokens
+ * are stored in the config (set them from da_vocab_size() and DA_MAX_TOKENS;
+ * a refiner whose vocab_size differs from the tokenizer's must be refused by
+ * its user). Parameters "patch_embed.weight", "time_mlp.0.weight",
+ * "token_embedding.weight", "position_embedding.weight",
+ * "segment_embedding.weight", "layers.0.attn.q_proj.weight", ...,
+ * "final_ln.weight", "lm_head.weight". */
+#define DA_REFINER_SEGMENTS 5   /* latent, time, query, prompt, output */
+typedef struct da_refiner_config {
+    int vocab_size;       /* the tokenizer's (da_vocab_size(): 34) */
+    int max_tokens;       /* ids per text segment = DA_MAX_TOKENS (24) */
+    int d_model;          /* 128 */
+    int n_layers;         /* 3 */
+    int n_heads;          /* 4 */
+    int mlp_ratio;        /* MLP hidden width = mlp_ratio * d_model (4) */
+    int latent_channels;  /* 4 */
+    int latent_size;      /* latent height = width: 8 */
+    int patch;            /* patch side: 2 -> (8/2)^2 = 16 patch tokens of 2x2x4 */
+    int time_freq_dim;    /* sinusoidal timestep features, even: 64 */
+} da_refiner_config;
+
+typedef struct da_refiner {
+    da_refiner_config cfg;
+    da_params params;
+} da_refiner;
+
+DA_API da_refiner_config da_refiner_config_default(void);
+DA_API da_status da_refiner_config_check(const da_refiner_config *cfg);
+DA_API da_status da_refiner_config_save(const da_refiner_config *cfg, const char *path);  /* atomic */
+DA_API da_status da_refiner_config_load(da_refiner_config *cfg, const char *path);        /* strict */
+/* tokens in the whole input sequence for T_out output tokens */
+DA_API int da_refiner_seq_len(const da_refiner_config *cfg, int T_out);
+DA_API da_refiner *da_refiner_create(const da_refiner_config *cfg, int trainable);   /* NULL on error */
+/* embeddings N(0, 0.02), the rest PyTorch's defaults (docs/promptloop.md) */
+DA_API void da_refiner_init(da_refiner *m, da_rng *rng);
+DA_API da_status da_refiner_load(da_refiner *m, const char *path);
+DA_API da_status da_refiner_save(const da_refiner *m, const char *path);
+DA_API void da_refiner_free(da_refiner *m);
+/* Teacher forcing. x0 (B, latent_channels, latent_size, latent_size) the
+ * predicted clean latent; timesteps (B) (integer values as floats);
+ * query_ids, prompt_ids (B, max_tokens) in [0, V) with keep (B, max_tokens)
+ * (1 = real token, 0 = PAD: masked out as a key); out_ids (B, T_out) the
+ * output so far, BOS first, 1 <= T_out <= max_tokens -> logits
+ * (B, T_out, V): row j predicts output token j + 1. The latent is a
+ * constant (no gradient). NULL + da_last_error() on a bad id, size or NULL. */
+DA_API da_tensor *da_refiner_forward(da_tape *t, const da_refiner *m, const float *x0, const float *timesteps,
+                                     const int *query_ids, const uint8_t *query_keep, const int *prompt_ids,
+                                     const uint8_t *prompt_keep, const int *out_ids, int B, int T_out);
+/* Autoregressive sampling: out_ids (B, max_tokens) = BOS t1 .. EOS PAD...
+ * Each step runs the teacher-forced forward on the output so far and picks
+ * the next token of every unfinished row from softmax(logits / temperature)
+ * over the tokens other than PAD and BOS (temperature 0: argmax, ties to the
+ * lower id); EOS ends a row, and is forced at slot max_tokens - 1.
+ * Randomness: the generator gives one seed per row (B da_rng_u64 draws, in
+ * row order, whatever the temperature); row b's generator draws one
+ * da_rand per sampled token. So a row's tokens depend only on its inputs and
+ * its seed, not on the batch or the thread count. logprobs (B) or NULL: the
+ * sum over sampled tokens (the forced EOS excluded) of log softmax(logits /
+ * temperature) at the chosen token (temperature 0: log softmax(logits)).
+ * DA_ERR_INVALID on bad ids or sizes, temperature < 0 or not finite. */
+DA_API da_status da_refiner_generate(const da_refiner *m, const float *x0, const float *timesteps,
+                                     const int *query_ids, const uint8_t *query_keep, const int *prompt_ids,
+                                     const uint8_t *prompt_keep, int B, float temperature, da_rng *rng,
+                                     int *out_ids, float *logprobs);
+
+/* ------------------------------------------------------------------------ */
 /* The preference model (src/models/reward_net.c): the learned reward       */
 /* behind the "pref" reward of dalign/rewards.h; its training is in         */
 /* dalign/train.h.                                                          */
