@@ -8,6 +8,11 @@
  *   qemu-aarch64), and the same for the libm functions the project relies on
  *   agreeing across machines (double exp, log, sin, cos, sqrt, pow as rng.c,
  *   optim.c, blocks.c and the samplers use them, and sqrtf).
+ * - the array versions (da_expf_n, ...: src/core/mathf_vec.c) give the
+ *   scalar functions' bits on every input of a sweep over all float bit
+ *   patterns (every 997th by default; DA_MATHF_STRIDE=1 visits all 2^32),
+ *   the floats next to every threshold, NaNs with payloads, any length and
+ *   in place.
  * Inputs come from integer arithmetic and exact or IEEE-rounded double
  * operations only, so every machine sweeps the same values. */
 #include "test_util.h"
@@ -432,6 +437,116 @@ static void test_libm_hashes(void **state)
                  "gets glibc's non-FMA exp, log, sin, cos, pow)", bad);
 }
 
+/* ---- array versions ------------------------------------------------------- */
+
+typedef void (*fn_n)(float *out, const float *in, size_t n);
+static const fn_n OWNED_N[N_OWNED] = {da_expf_n, da_logf_n, da_erff_n, da_tanhf_n, da_log1pf_n};
+
+/* in (n) through the array function and the scalar one: the number of
+ * inputs whose bits differ (the first few are printed) */
+static size_t count_differences(int k, const float *in, float *out, size_t n)
+{
+    size_t bad = 0;
+    OWNED_N[k](out, in, n);
+    for (size_t i = 0; i < n; i++) {
+        float want = OWNED[k].da(in[i]);
+        if (f2u(out[i]) == f2u(want)) continue;
+        if (bad++ < 5)
+            print_message("  %s_n(%a = 0x%08x): 0x%08x, scalar 0x%08x\n", OWNED[k].name, (double)in[i],
+                          f2u(in[i]), f2u(out[i]), f2u(want));
+    }
+    return bad;
+}
+
+/* Every STRIDE-th float bit pattern from 0 (the stride is odd: every
+ * exponent, sign and NaN class gets 2^23 / STRIDE of them), in chunks. */
+static void test_arrays_sweep(void **state)
+{
+    (void)state;
+    const char *env = getenv("DA_MATHF_STRIDE");
+    uint64_t stride = env ? strtoull(env, NULL, 10) : 997;
+    if (stride == 0) stride = 997;
+    enum { CHUNK = 1 << 16 };
+    float *in = malloc(CHUNK * sizeof *in), *out = malloc(CHUNK * sizeof *out);
+    assert_non_null(in);
+    assert_non_null(out);
+    size_t bad = 0;
+    for (int k = 0; k < N_OWNED; k++) {
+        size_t n_k = 0, bad_k = 0;
+        for (uint64_t u = 0; u < (1ull << 32);) {
+            size_t m = 0;
+            for (; m < CHUNK && u < (1ull << 32); m++, u += stride) in[m] = u2f((uint32_t)u);
+            bad_k += count_differences(k, in, out, m);
+            n_k += m;
+        }
+        print_message("  %-7s array = scalar on %zu inputs (every %llu-th bit pattern): %zu differ\n",
+                      OWNED[k].name, n_k, (unsigned long long)stride, bad_k);
+        bad += bad_k;
+    }
+    free(in);
+    free(out);
+    if (bad) fail_msg("%zu inputs where an array version differs from its scalar function", bad);
+}
+
+/* the floats where a method, a range or the result's class changes */
+static const float EDGES[] = {
+    0.0f, 0x1p-149f, FLT_MIN, 0x1p-54f, 0x1p-53f, 0x1p-30f, 0.5f, 1.0f, 1.4142135f, 1.5f, 2.0f, 2.5f,
+    3.0f, 3.5f, 4.0f, 10.0f, 20.0f, 89.0f, 88.72283935546875f, 87.33654022216797f, 103.97207641601562f,
+    104.0f, 110.0f, FLT_MAX, INFINITY,
+};
+#define N_EDGES N_OF(EDGES)
+#define EDGE_SIDE 512   /* floats on each side of each edge, both signs */
+
+/* NaNs: quiet and signalling, both signs, payloads */
+static const uint32_t NANS[] = {0x7fc00000u, 0xffc00000u, 0x7f800001u, 0xff800001u, 0x7fffffffu,
+                                0xffffffffu, 0x7fa5a5a5u, 0xffd00001u};
+
+static void test_arrays_edges(void **state)
+{
+    (void)state;
+    size_t cap = 2 * N_EDGES * (2 * EDGE_SIDE + 1) + N_OF(NANS), n = 0;
+    float *in = malloc(cap * sizeof *in), *out = malloc(cap * sizeof *out);
+    assert_non_null(in);
+    assert_non_null(out);
+    for (int e = 0; e < N_EDGES; e++)
+        for (int sign = 0; sign < 2; sign++) {
+            int64_t c = order_key(sign ? -EDGES[e] : EDGES[e]);
+            for (int64_t d = -EDGE_SIDE; d <= EDGE_SIDE; d++) {
+                int64_t key = c + d;
+                if (key > 0x7f800000 || key < -0x7f800000) continue;   /* past +-inf */
+                in[n++] = from_key(key);
+            }
+        }
+    for (int i = 0; i < N_OF(NANS); i++) in[n++] = u2f(NANS[i]);
+    size_t bad = 0;
+    for (int k = 0; k < N_OWNED; k++) bad += count_differences(k, in, out, n);
+    free(in);
+    free(out);
+    if (bad) fail_msg("%zu edge inputs where an array version differs from its scalar function", bad);
+}
+
+/* lengths around the block size, and out == in */
+static void test_arrays_lengths(void **state)
+{
+    (void)state;
+    static const size_t LENGTHS[] = {0, 1, 2, 3, 63, 64, 65, 127, 128, 129, 1000};
+    float in[1000], out[1000 + 1], ref[1000];
+    for (int i = 0; i < 1000; i++) in[i] = (float)(i - 500) * 0.0231f;
+    for (int k = 0; k < N_OWNED; k++)
+        for (int l = 0; l < N_OF(LENGTHS); l++) {
+            size_t n = LENGTHS[l];
+            for (size_t i = 0; i < n; i++) ref[i] = OWNED[k].da(in[i]);
+            out[n] = 12345.0f;   /* must stay: nothing is written past n */
+            OWNED_N[k](out, in, n);
+            tu_assert_bits(OWNED[k].name, out, ref, n);
+            assert_true(out[n] == 12345.0f);
+            float io[1000];
+            memcpy(io, in, n * sizeof(float));
+            OWNED_N[k](io, io, n);   /* in place */
+            tu_assert_bits(OWNED[k].name, io, ref, n);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -439,6 +554,9 @@ int main(void)
         cmocka_unit_test(test_accuracy),
         cmocka_unit_test(test_owned_hashes),
         cmocka_unit_test(test_libm_hashes),
+        cmocka_unit_test(test_arrays_edges),
+        cmocka_unit_test(test_arrays_lengths),
+        cmocka_unit_test(test_arrays_sweep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,9 +1,12 @@
 /* groupnorm and layernorm: finite differences, PyTorch reference, statistics
- * against a double-precision recomputation, threads. */
+ * against a double-precision recomputation, threads; the kernels bit for bit
+ * against the plain sequential loops they replaced, and the fused
+ * groupnorm + SiLU against the two ops. */
 #include "test_util.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define EPS 1e-5f /* the eps of tests/oracle/ops_norm.py */
 
@@ -133,6 +136,194 @@ static void test_norm_threads(void **state)
     free_case(&c);
 }
 
+/* ---- bits: the kernels against the plain loops of before -------------------- */
+
+/* The kernels as they were before the lanes and chunks: the reference. */
+static void ref_groupnorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *gamma,
+                                  const float *beta, int N, int C, int S, int G, float eps)
+{
+    int Cg = C / G;
+    size_t count = (size_t)Cg * S;
+    for (int ng = 0; ng < N * G; ng++) {
+        const float *x = inp + (size_t)ng * count;
+        float *y = out + (size_t)ng * count;
+        float sum = 0.0f;
+        for (size_t i = 0; i < count; i++) sum += x[i];
+        float m = sum / (float)count;
+        float ss = 0.0f;
+        for (size_t i = 0; i < count; i++) {
+            float d = x[i] - m;
+            ss += d * d;
+        }
+        float r = 1.0f / sqrtf(ss / (float)count + eps);
+        mean[ng] = m;
+        rstd[ng] = r;
+        int c0 = (ng % G) * Cg;
+        for (int cg = 0; cg < Cg; cg++) {
+            float gm = gamma ? gamma[c0 + cg] : 1.0f;
+            float bt = beta ? beta[c0 + cg] : 0.0f;
+            for (int s = 0; s < S; s++) {
+                size_t i = (size_t)cg * S + s;
+                y[i] = (x[i] - m) * r * gm + bt;
+            }
+        }
+    }
+}
+
+static void ref_groupnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                                   const float *gamma, const float *mean, const float *rstd, int N, int C,
+                                   int S, int G)
+{
+    int Cg = C / G;
+    size_t count = (size_t)Cg * S;
+    for (int ng = 0; ng < N * G; ng++) {
+        size_t off = (size_t)ng * count;
+        float *dx = dinp + off;
+        const float *dy = dout + off, *x = inp + off;
+        float m = mean[ng], r = rstd[ng];
+        int c0 = (ng % G) * Cg;
+        float sum_g = 0.0f, sum_gx = 0.0f;
+        for (int cg = 0; cg < Cg; cg++) {
+            float gm = gamma ? gamma[c0 + cg] : 1.0f;
+            for (int s = 0; s < S; s++) {
+                size_t i = (size_t)cg * S + s;
+                float g = dy[i] * gm;
+                sum_g += g;
+                sum_gx += g * (x[i] - m) * r;
+            }
+        }
+        float mean_g = sum_g / (float)count, mean_gx = sum_gx / (float)count;
+        for (int cg = 0; cg < Cg; cg++) {
+            float gm = gamma ? gamma[c0 + cg] : 1.0f;
+            for (int s = 0; s < S; s++) {
+                size_t i = (size_t)cg * S + s;
+                float xhat = (x[i] - m) * r;
+                dx[i] += r * (dy[i] * gm - mean_g - xhat * mean_gx);
+            }
+        }
+    }
+    for (int c = 0; c < C; c++) {
+        float sg = 0.0f, sb = 0.0f;
+        for (int n = 0; n < N; n++) {
+            int ng = n * G + c / Cg;
+            float m = mean[ng], r = rstd[ng];
+            const float *x = inp + ((size_t)n * C + c) * S;
+            const float *dy = dout + ((size_t)n * C + c) * S;
+            for (int s = 0; s < S; s++) {
+                sg += dy[s] * (x[s] - m) * r;
+                sb += dy[s];
+            }
+        }
+        dgamma[c] += sg;
+        dbeta[c] += sb;
+    }
+}
+
+typedef struct norm_shape { int N, C, S, G, affine; } norm_shape;
+
+/* UNet-like groups (16 groups of 4 or 8 channels on 8x8 and 4x4), layernorm
+ * rows (S = 1, G = 1), sizes that are no multiple of the chunk (16) or of
+ * the lanes (8 groups or channels), no affine, one group */
+static const norm_shape SHAPES[] = {
+    {4, 64, 64, 16, 1},  {3, 128, 16, 16, 1}, {2, 256, 16, 16, 1}, {37, 64, 1, 1, 1}, {5, 130, 1, 1, 1},
+    {3, 16, 35, 4, 1},   {2, 6, 4, 3, 1},     {3, 8, 1, 2, 1},     {3, 9, 24, 3, 0},  {1, 5, 7, 1, 1},
+    {11, 12, 3, 6, 1},   {2, 24, 17, 8, 0},   {9, 64, 1, 1, 0},
+};
+
+static void check_norm_shape(const norm_shape *sh, uint32_t seed)
+{
+    int N = sh->N, C = sh->C, S = sh->S, G = sh->G, NG = sh->N * sh->G;
+    size_t n = (size_t)N * C * S;
+    char what[96];
+    float *x = tu_alloc_fill(n, seed, -1.0f, 3.0f);
+    float *gamma = sh->affine ? tu_alloc_fill((size_t)C, seed + 1, 0.5f, 1.5f) : NULL;
+    float *beta = sh->affine ? tu_alloc_fill((size_t)C, seed + 2, -0.5f, 0.5f) : NULL;
+    float *dy = tu_alloc_fill(n, seed + 3, -1.0f, 1.0f);
+    float *y = malloc(n * sizeof *y), *y_ref = malloc(n * sizeof *y_ref);
+    float *st = malloc(4 * (size_t)NG * sizeof *st);   /* mean, rstd; reference mean, rstd */
+    float *dx = malloc(n * sizeof *dx), *dx_ref = malloc(n * sizeof *dx_ref);
+    float *dp = malloc(4 * (size_t)C * sizeof *dp);      /* dgamma, dbeta; reference dgamma, dbeta */
+    assert_true(y && y_ref && st && dx && dx_ref && dp);
+
+    da_groupnorm_forward(y, st, st + NG, x, gamma, beta, N, C, S, G, EPS);
+    ref_groupnorm_forward(y_ref, st + 2 * NG, st + 3 * NG, x, gamma, beta, N, C, S, G, EPS);
+    snprintf(what, sizeof what, "groupnorm (%d,%d,%d) G=%d affine=%d", N, C, S, G, sh->affine);
+    tu_assert_bits(what, y, y_ref, n);
+    tu_assert_bits(what, st, st + 2 * NG, 2 * (size_t)NG);
+
+    /* gradients add into buffers that start at a pattern */
+    tu_grad_pattern(dx, n, seed + 4, 1.0f);
+    memcpy(dx_ref, dx, n * sizeof *dx);
+    tu_grad_pattern(dp, 2 * (size_t)C, seed + 5, 1.0f);
+    memcpy(dp + 2 * C, dp, 2 * (size_t)C * sizeof *dp);
+    da_groupnorm_backward(dx, dp, dp + C, dy, x, gamma, st, st + NG, N, C, S, G);
+    ref_groupnorm_backward(dx_ref, dp + 2 * C, dp + 3 * C, dy, x, gamma, st, st + NG, N, C, S, G);
+    tu_assert_bits(what, dx, dx_ref, n);
+    tu_assert_bits(what, dp, dp + 2 * C, 2 * (size_t)C);
+
+    /* fused: silu of the groupnorm output, with and without keeping it */
+    float *z = malloc(n * sizeof *z), *normed = malloc(n * sizeof *normed);
+    assert_true(z && normed);
+    da_silu_forward(y_ref, y_ref, n);
+    da_groupnorm_silu_forward(z, normed, st, st + NG, x, gamma, beta, N, C, S, G, EPS);
+    tu_assert_bits(what, z, y_ref, n);
+    tu_assert_bits(what, normed, y, n);
+    da_groupnorm_silu_forward(z, NULL, st, st + NG, x, gamma, beta, N, C, S, G, EPS);
+    tu_assert_bits(what, z, y_ref, n);
+    free(z);
+    free(normed);
+
+    free(x);
+    free(gamma);
+    free(beta);
+    free(dy);
+    free(y);
+    free(y_ref);
+    free(st);
+    free(dx);
+    free(dx_ref);
+    free(dp);
+}
+
+static void test_norm_bits_vs_plain_loops(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k < sizeof SHAPES / sizeof SHAPES[0]; k++) check_norm_shape(&SHAPES[k], 300u + 10u * (uint32_t)k);
+}
+
+/* da_groupnorm_silu against da_silu(da_groupnorm(...)) on the tape:
+ * output and every gradient, bit for bit */
+static da_tensor *build_gn_silu_fused(da_tape *t, da_tensor **in, void *ctx)
+{
+    return da_groupnorm_silu(t, in[0], in[1], in[2], *(const int *)ctx, EPS);
+}
+
+static da_tensor *build_gn_silu_separate(da_tape *t, da_tensor **in, void *ctx)
+{
+    return da_silu(t, da_groupnorm(t, in[0], in[1], in[2], *(const int *)ctx, EPS));
+}
+
+static void test_groupnorm_silu_fused(void **state)
+{
+    (void)state;
+    static const struct { int shape[4], G, n_in; } CASES[] = {
+        {{3, 64, 8, 8}, 16, 3}, {{2, 12, 5, 3}, 4, 3}, {{2, 8, 4, 4}, 2, 1},
+    };
+    for (size_t k = 0; k < sizeof CASES / sizeof CASES[0]; k++) {
+        int G = CASES[k].G;
+        tu_case c = norm_case(4, CASES[k].shape, 1, CASES[k].n_in, 400u + (uint32_t)k);
+        tu_result a = tu_run(build_gn_silu_fused, &G, &c, NULL);
+        tu_result b = tu_run(build_gn_silu_separate, &G, &c, NULL);
+        tu_assert_bits("groupnorm_silu output", a.out, b.out, a.out_n);
+        for (int i = 0; i < c.n_in; i++)
+            tu_assert_bits("groupnorm_silu gradient", a.grad[i], b.grad[i], da_shape_size(c.ndim[i], c.shape[i]));
+        tu_result_free(&a);
+        tu_result_free(&b);
+        tu_check_threads("groupnorm_silu", build_gn_silu_fused, &G, &c);
+        free_case(&c);
+    }
+}
+
 int main(void)
 {
     da_threads_init();
@@ -141,6 +332,8 @@ int main(void)
         cmocka_unit_test(test_norm_vs_torch),
         cmocka_unit_test(test_groupnorm_stats),
         cmocka_unit_test(test_norm_threads),
+        cmocka_unit_test(test_norm_bits_vs_plain_loops),
+        cmocka_unit_test(test_groupnorm_silu_fused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -96,6 +96,15 @@ DA_API float da_erff(float x);
 DA_API float da_tanhf(float x);
 DA_API float da_log1pf(float x); /* x > -1 */
 
+/* Array versions: out[i] = da_expf(in[i]) etc. for i < n, the same bits as
+ * the scalar functions for every input and on every machine, vectorised
+ * (src/core/mathf_vec.c). out may be in; one thread. */
+DA_API void da_expf_n(float *out, const float *in, size_t n);
+DA_API void da_logf_n(float *out, const float *in, size_t n);
+DA_API void da_erff_n(float *out, const float *in, size_t n);
+DA_API void da_tanhf_n(float *out, const float *in, size_t n);
+DA_API void da_log1pf_n(float *out, const float *in, size_t n);
+
 /* ------------------------------------------------------------------------ */
 /* Arena: bump allocator, reset per step so training loops never malloc.    */
 /* ------------------------------------------------------------------------ */
@@ -264,6 +273,14 @@ DA_API void da_groupnorm_backward(float *dinp, float *dgamma, float *dbeta, cons
 /* x (N, C, ...) */
 DA_API da_tensor *da_groupnorm(da_tape *t, da_tensor *x, da_tensor *gamma, da_tensor *beta, int groups,
                                float eps);
+/* silu(groupnorm(x)) fused, bit for bit da_silu(da_groupnorm(...)) forward
+ * and backward. The kernel writes normed (the groupnorm output, which the
+ * backward needs) unless it is NULL. */
+DA_API void da_groupnorm_silu_forward(float *out, float *normed, float *mean, float *rstd, const float *inp,
+                                      const float *gamma, const float *beta, int N, int C, int S, int G,
+                                      float eps);
+DA_API da_tensor *da_groupnorm_silu(da_tape *t, da_tensor *x, da_tensor *gamma, da_tensor *beta, int groups,
+                                    float eps);
 
 /* layernorm over the last dim: inp (N, C); mean/rstd (N) */
 DA_API void da_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,

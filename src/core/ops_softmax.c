@@ -1,10 +1,19 @@
 /* softmax and log-softmax over the last dim: kernel pairs over float*, then
  * the tape wrappers. Rows are independent, so every loop is parallel over
- * rows and each row's reductions run in index order (deterministic). */
+ * rows and each row's reductions run in index order (deterministic).
+ *
+ * The exponentials are taken BLK at a time with core/mathf.h's expf_lane (a
+ * vectorised loop with da_expf's bits); the sums over a row stay one
+ * sequential float sum in index order, as before: any other order would
+ * round differently. */
 #include <assert.h>
 #include <math.h>
+#include <string.h>
 
+#include "core/mathf.h"
 #include "dalign/core.h"
+
+#define BLK MATHF_BLK
 
 /* Max of one row: subtracting it before exp keeps every exponent <= 0, so
  * nothing overflows and the largest term is exactly 1. */
@@ -15,6 +24,40 @@ static float row_max(const float *x, int C)
     return m;
 }
 
+/* e (K) = exp(x (m <= K values) - mx), K a constant after inlining (the
+ * loop vectorises); e past m is exp(0 - mx), unused */
+DA_LANE void exp_shifted_k(float *e, const float *x, int m, float mx, int K)
+{
+    float t[BLK];
+    memcpy(t, x, (size_t)m * sizeof(float));
+    memset(t + m, 0, (size_t)(K - m) * sizeof(float));
+    for (int i = 0; i < K; i++) e[i] = expf_lane(t[i] - mx);
+}
+
+/* e (m <= BLK) as above, over the smallest of 8, 16, 32, 64 lanes that
+ * holds m: short rows (24 keys of cross-attention) waste little */
+static void exp_shifted_block(float *e, const float *x, int m, float mx)
+{
+    if (m <= 8) exp_shifted_k(e, x, m, mx, 8);
+    else if (m <= 16) exp_shifted_k(e, x, m, mx, 16);
+    else if (m <= 32) exp_shifted_k(e, x, m, mx, 32);
+    else exp_shifted_k(e, x, m, mx, BLK);
+}
+
+/* y (C) = exp(x (C) - mx), y may be NULL; returns sum_c exp(x_c - mx),
+ * added in index order */
+static float exp_shifted_sum(float *y, const float *x, int C, float mx)
+{
+    float sum = 0.0f, e[BLK];
+    for (int c0 = 0; c0 < C; c0 += BLK) {
+        int m = C - c0 < BLK ? C - c0 : BLK;
+        exp_shifted_block(e, x + c0, m, mx);
+        for (int i = 0; i < m; i++) sum += e[i];
+        if (y) memcpy(y + c0, e, (size_t)m * sizeof(float));
+    }
+    return sum;
+}
+
 /* out (N, C) = softmax(inp (N, C)) over C */
 void da_softmax_forward(float *out, const float *inp, int N, int C)
 {
@@ -22,12 +65,7 @@ void da_softmax_forward(float *out, const float *inp, int N, int C)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *y = out + (size_t)n * C;
-        float m = row_max(x, C);
-        float sum = 0.0f;
-        for (int c = 0; c < C; c++) {
-            y[c] = da_expf(x[c] - m);
-            sum += y[c];
-        }
+        float sum = exp_shifted_sum(y, x, C, row_max(x, C));
         float inv = 1.0f / sum;
         for (int c = 0; c < C; c++) y[c] *= inv;
     }
@@ -57,8 +95,7 @@ void da_log_softmax_forward(float *out, const float *inp, int N, int C)
         const float *x = inp + (size_t)n * C;
         float *y = out + (size_t)n * C;
         float m = row_max(x, C);
-        float sum = 0.0f;
-        for (int c = 0; c < C; c++) sum += da_expf(x[c] - m);
+        float sum = exp_shifted_sum(NULL, x, C, m);
         /* (x - m) - log(sum), not x - (m + log(sum)): rounding m + log(sum)
          * would cost an ulp of |m| even where the result is near 0 */
         float ls = da_logf(sum);
@@ -77,7 +114,12 @@ void da_log_softmax_backward(float *dinp, const float *dout, const float *out, i
         float *dx = dinp + (size_t)n * C;
         float sum = 0.0f;
         for (int c = 0; c < C; c++) sum += dy[c];
-        for (int c = 0; c < C; c++) dx[c] += dy[c] - da_expf(y[c]) * sum;
+        for (int c0 = 0; c0 < C; c0 += BLK) {
+            int m = C - c0 < BLK ? C - c0 : BLK;
+            float p[BLK];
+            exp_shifted_block(p, y + c0, m, 0.0f);   /* exp(y - 0): y - 0 is y, -0 too */
+            for (int i = 0; i < m; i++) dx[c0 + i] += dy[c0 + i] - p[i] * sum;
+        }
     }
 }
 

@@ -1,0 +1,375 @@
+/* Internal to src/core: the tables of the elementary functions and their
+ * branch-free forms, one value ("lane") at a time.
+ *
+ * src/core/mathf.c holds the scalar functions (da_expf, ...: the reference,
+ * with branches). The *_lane functions below perform, for every input, the
+ * same double operations in the same order as those, but choose between the
+ * ranges with selects (sel_f: bit masks over values computed for every
+ * input) instead of branches, and look up tables with 64-bit indices. A loop over them has
+ * no control flow, so GCC vectorises it (-O2, SSE2 up, NEON), and since each
+ * IEEE-754 operation is exact per lane, every vector width gives the bits of
+ * the scalar function. Inputs that a range's formula must not see (NaN, inf,
+ * values that would overflow an int conversion) are replaced by a harmless
+ * value before that formula, and its result is then discarded by the select.
+ *
+ * Used by src/core/mathf_vec.c (da_expf_n, ...: the array versions) and by
+ * the ops that inline them into their own loops (ops_act.c, ops_softmax.c,
+ * ops_unary.c, ops_norm.c). tests/test_mathf.c checks array against scalar
+ * bit for bit.
+ *
+ * No multiply-add may be fused (the Makefile passes -ffp-contract=off, and
+ * GCC in ISO C mode, -std=c11, does not fuse anyway); this keeps clang so. */
+#ifndef DA_CORE_MATHF_H
+#define DA_CORE_MATHF_H
+
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+#include <math.h>     /* INFINITY, NAN only */
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__GNUC__)
+#define DA_LANE static inline __attribute__((always_inline))
+#else
+#define DA_LANE static inline
+#endif
+
+/* ---- tables printed by tests/oracle/mathf_fit.py ------------------------- */
+
+/* exp(r), |r| <= 0.0055; max relative error of the double evaluation 1.11e-16 */
+static const double EXP_C[6] = {
+    1.0, 1.0, 0.4999999999992851,
+    0.16666666666656454, 0.0416667296875383, 0.00833334233631378,
+};
+/* 2^(j/64), j = 0..63, each the nearest double */
+static const double EXP2_TABLE[64] = {
+    1.0, 1.0108892860517005, 1.0218971486541166,
+    1.0330248790212284, 1.0442737824274138, 1.0556451783605572,
+    1.0671404006768237, 1.0787607977571199, 1.0905077326652577,
+    1.102382583307841, 1.1143867425958924, 1.1265216186082418,
+    1.1387886347566916, 1.1511892299529827, 1.1637248587775775,
+    1.1763969916502812, 1.189207115002721, 1.202156731452703,
+    1.215247359980469, 1.22848053610687, 1.241857812073484,
+    1.255380757024691, 1.2690509571917332, 1.2828700160787783,
+    1.2968395546510096, 1.3109612115247644, 1.3252366431597413,
+    1.339667524053303, 1.3542555469368927, 1.3690024229745905,
+    1.383909881963832, 1.3989796725383112, 1.4142135623730951,
+    1.42961333839197, 1.4451808069770467, 1.460917794180647,
+    1.4768261459394993, 1.4929077282912648, 1.5091644275934228,
+    1.5255981507445384, 1.5422108254079407, 1.559004400237837,
+    1.5759808451078865, 1.593142151342267, 1.6104903319492543,
+    1.6280274218573478, 1.645755478153965, 1.6636765803267364,
+    1.681792830507429, 1.7001063537185235, 1.718619298122478,
+    1.7373338352737062, 1.7562521603732995, 1.7753764925265212,
+    1.7947090750031072, 1.8142521755003989, 1.8340080864093424,
+    1.8539791250833855, 1.8741676341103, 1.8945759815869656,
+    1.9152065613971474, 1.9360617934922943, 1.9571441241754002,
+    1.978456026387951,
+};
+#define LN2_64_HI 0.010830424696905538  /* ln2/64 rounded to a multiple of 2^-38 */
+#define LN2_64_LO -6.563929801064195e-13  /* ln2/64 - LN2_64_HI */
+#define INV_LN2_64 92.33248261689366  /* 64/ln2 */
+#define LN2_HI 0.6931471806019545  /* ln 2 rounded to a multiple of 2^-32 */
+#define LN2_LO -4.2009150726810846e-11  /* ln 2 - LN2_HI */
+/* atanh(s)/s as a polynomial in z = s^2, 0 <= z <= 0.029440; max relative error of the double evaluation 1.12e-16 */
+static const double LOG_C[8] = {
+    1.0, 0.33333333333333826, 0.19999999999650955,
+    0.1428571438036914, 0.11111098523202137, 0.09091816120808513,
+    0.0765625655736915, 0.07404933786156531,
+};
+/* tanh(x)/x as a polynomial in z = x^2, |x| < 0.5; max relative error of the double evaluation 7.13e-17 */
+static const double TANH_C[11] = {
+    1.0, -0.3333333333333308, 0.13333333333292816,
+    -0.05396825394287032, 0.021869487718845705, -0.008863220134250503,
+    0.0035919465020130574, -0.0014544509176344551, 0.0005831792400007558,
+    -0.00021761442156422375, 5.663500915911181e-05,
+};
+/* erf(x)/x as a polynomial in z = x^2, |x| < 1; max relative error of the double evaluation 1.64e-16 */
+static const double ERF_SMALL[12] = {
+    1.1283791670955126, -0.37612638903183543, 0.11283791670945006,
+    -0.02686617064323777, 0.0052239776071164225, -0.0008548325975389692,
+    0.00012055294904839707, -1.492473690741966e-05, 1.6447424703317362e-06,
+    -1.6208483801871705e-07, 1.3720064546777686e-08, -7.795898827002142e-10,
+};
+/* erf(c + t), |t| <= 1/4, c = 1.25 + 0.5 i: row i */
+/* max relative error of the double evaluation 1.23e-16 */
+static const double ERF_PIECE[6][14] = {
+    {
+        0.9229001282564582, 0.2365211224472908, -0.29565140305911153,
+        0.16753579506683547, -0.006159404230896534, -0.04718103640600039,
+        0.02130127301145005, 0.0036259827199190244, -0.0056976802634647146,
+        0.0008776311203165393, 0.0007935637760477615, -0.0003238378954372589,
+        -5.3358854084741746e-05, 5.444072496071499e-05,
+    },
+    {
+        0.9866716712191824, 0.05277499593015038, -0.09235624287775983,
+        0.09015728471400461, -0.04810220983301914, 0.006624361468900602,
+        0.008963045180389002, -0.006058751526573601, 0.0007300475155067315,
+        0.0008941843166397162, -0.0004426629932340801, -5.505955216685546e-06,
+        6.765497805692175e-05, -1.701393213048856e-05,
+    },
+    {
+        0.9985372834133188, 0.007142319022017982, -0.016070217799542874,
+        0.02172455369197196, -0.01908338363633625, 0.010657679165515582,
+        -0.00290435713041379, -0.000670455955356343, 0.0009994964272719107,
+        -0.000369381086164474, -1.153034958136253e-05, 6.51506823581935e-05,
+        -2.194472164632137e-05, -1.51649993594491e-06,
+    },
+    {
+        0.9998993780778803, 0.0005862772470937923, -0.0016122624295072932,
+        0.002760388705066609, -0.003258113659793406, 0.0027558084140728244,
+        -0.0016573273880252134, 0.0006460409567512276, -8.901228719214331e-05,
+        -7.122311801431493e-05, 5.5013835286284066e-05, -1.5843740679499495e-05,
+        -1.2681253092432668e-06, 2.6871314689526557e-06,
+    },
+    {
+        0.9999956972205363, 2.9189025383581733e-05, -9.486433249663875e-05,
+        0.0001958097119481461, -0.00028656933775070937, 0.00031379722550312924,
+        -0.0002635285041757942, 0.0001699914133368133, -8.164763207712718e-05,
+        2.5913900673472375e-05, -2.328840480316741e-06, -2.865557704931699e-06,
+        1.9043111846332243e-06, -5.336244331841553e-07,
+    },
+    {
+        0.9999998862727434, 8.814321912317976e-07, -3.305370717149894e-06,
+        7.969616062397557e-06, -1.384123987009681e-05, 1.8370974995629414e-05,
+        -1.927272219942407e-05, 1.6275302987042403e-05, -1.1128193054255004e-05,
+        6.108869420026458e-06, -2.6041152154208356e-06, 7.756125867485207e-07,
+        -8.078525577335848e-08, -6.041585276859998e-08,
+    },
+};
+
+/* ---- pieces ----------------------------------------------------------------- */
+
+/* c[0] + t (c[1] + t (c[2] + ...)): mathf.c's horner, unrolled (n is a
+ * constant wherever it is called) so that the loop around it vectorises */
+DA_LANE double horner_lane(const double *c, int n, double t)
+{
+    double r = c[n - 1];
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 16
+#endif
+    for (int i = n - 2; i >= 0; i--) r = r * t + c[i];
+    return r;
+}
+
+DA_LANE double bits_to_double(uint64_t b)
+{
+    double d;
+    memcpy(&d, &b, sizeof d);
+    return d;
+}
+
+DA_LANE uint64_t double_to_bits(double d)
+{
+    uint64_t b;
+    memcpy(&b, &d, sizeof b);
+    return b;
+}
+
+DA_LANE float bits_to_float(uint32_t b)
+{
+    float f;
+    memcpy(&f, &b, sizeof f);
+    return f;
+}
+
+DA_LANE uint32_t float_to_bits(float f)
+{
+    uint32_t b;
+    memcpy(&b, &f, sizeof b);
+    return b;
+}
+
+/* c ? a : b (c is 0 or 1) through a bit mask. Written as ?:, GCC threads
+ * the computation into both arms wherever one arm is a constant (a
+ * sanitised input makes the whole formula a constant there), which leaves
+ * branches in the loop and stops the vectoriser; and with trapping math it
+ * will not speculate a floating-point operation out of one arm.
+ * Every condition is a comparison of the float input: SSE2 has masks of
+ * 32-bit lanes, but no 64-bit integer select (GCC wants SSE4.2 for that),
+ * so nothing selects between doubles on a condition (|x| of a float is
+ * exact in double, so |x| < 0.5 and x < 0.5f && x > -0.5f are one test). */
+DA_LANE float sel_f(int c, float a, float b)
+{
+    uint32_t m = (uint32_t)0 - (uint32_t)c;
+    return bits_to_float((float_to_bits(a) & m) | (float_to_bits(b) & ~m));
+}
+
+/* |x| < a, |x| <= a, |x| >= a for a float x and a > 0, without fabsf */
+DA_LANE int abs_lt(float x, float a) { return (x < a) & (x > -a); }
+DA_LANE int abs_le(float x, float a) { return (x <= a) & (x >= -a); }
+DA_LANE int abs_ge(float x, float a) { return (x >= a) | (x <= -a); }
+
+/* |x| by clearing the sign bit (mathf.c's x < 0 ? -x : x wherever it is
+ * used: there x != 0, and -0 and +0 give the same results anyway) */
+DA_LANE double abs_d(double x) { return bits_to_double(double_to_bits(x) & 0x7fffffffffffffffull); }
+
+/* mathf.c's exp_core for |x| <= 110 (finite). k = nearest integer to
+ * x 64/ln2 (halves away from 0) by the same add and truncation: kd < 0 ?
+ * -0.5 : 0.5 is 0.5 with the sign bit of kd (for kd = -0 both give k = 0).
+ * 2^m is built in the exponent bits as pow2i does, from k - j = 64 m. */
+DA_LANE double exp_core_lane(double x)
+{
+    double kd = x * INV_LN2_64;
+    double half = bits_to_double(0x3fe0000000000000ull | (double_to_bits(kd) & 0x8000000000000000ull));
+    int k = (int)(kd + half);
+    int64_t j = k & 63;
+    double r = (x - k * LN2_64_HI) - k * LN2_64_LO;
+    uint64_t scale = ((uint64_t)((int64_t)k - j) << 46) + (1023ull << 52);  /* (m + 1023) << 52 */
+    return EXP2_TABLE[j] * horner_lane(EXP_C, 6, r) * bits_to_double(scale);
+}
+
+/* mathf.c's log_core for a finite normal double x > 0. The exponent is
+ * taken to double through the bits (2^52 + e' - 2^52, exact), which needs no
+ * 64-bit integer to double conversion (SSE2 has none). Where m > sqrt 2,
+ * m is halved and e incremented: here m is multiplied by 1 or 1/2 and e
+ * gets 0 or 1 added, the same values without a select (both exact). */
+DA_LANE double log_core_lane(double x)
+{
+    uint64_t b = double_to_bits(x);
+    double e = bits_to_double((b >> 52) | 0x4330000000000000ull) - 0x1p52 - 1023.0;
+    uint64_t mb = (b & 0x000fffffffffffffull) | 0x3ff0000000000000ull;   /* m in [1, 2) */
+    uint64_t big = (0x3ff6a09e667f3bcdull - mb) >> 63;  /* m > sqrt(2): positive doubles order as integers */
+    double m = bits_to_double(mb) * bits_to_double(0x3ff0000000000000ull - (big << 52));  /* 1 or 1/2 */
+    e = e + bits_to_double(big * 0x3ff0000000000000ull);                              /* 0 or 1 */
+    double s = (m - 1.0) / (m + 1.0);
+    double lm = 2.0 * s * horner_lane(LOG_C, 8, s * s);
+    return e * LN2_HI + (e * LN2_LO + lm);
+}
+
+/* ---- the functions, one lane each (same results as mathf.c's) ------------- */
+/* Conditions are combined with & and | (&& and || would be branches). An
+ * input outside a formula's range is replaced by a harmless one before it
+ * (sanitised), and the formula's result is then not selected. A sign is
+ * applied after the rounding to float: rounding to nearest is symmetric,
+ * so (float)-t = -(float)t. */
+
+DA_LANE float expf_lane(float x)
+{
+    int in_range = (x >= -104.0f) & (x <= 89.0f);   /* false for NaN */
+    float y = (float)exp_core_lane(sel_f(in_range, x, 0.0f));
+    y = sel_f(x > 89.0f, INFINITY, y);
+    y = sel_f(x < -104.0f, 0.0f, y);
+    return sel_f(x != x, x + x, y);
+}
+
+DA_LANE float logf_lane(float x)
+{
+    int in_range = (x > 0.0f) & (x < INFINITY);
+    float y = (float)log_core_lane(sel_f(in_range, x, 1.0f));
+    y = sel_f(x == INFINITY, x, y);
+    y = sel_f(x == 0.0f, -INFINITY, y);
+    y = sel_f(x < 0.0f, NAN, y);
+    return sel_f(x != x, x + x, y);
+}
+
+/* u = 1 + x rounds to 1 exactly for -2^-54 <= x <= 2^-53 (ties to even);
+ * there mathf.c returns x, and this lane's formula (log 1 * x / 0) is not
+ * selected. */
+DA_LANE float log1pf_lane(float x)
+{
+    int in_range = (x > -1.0f) & (x < INFINITY);
+    double xs = sel_f(in_range, x, 1.0f);
+    double u = 1.0 + xs;
+    float y = (float)(log_core_lane(u) * (xs / (u - 1.0)));
+    int u_is_1 = (x >= -0x1p-54f) & (x <= 0x1p-53f);
+    y = sel_f((x == INFINITY) | u_is_1, x, y);
+    y = sel_f(x == -1.0f, -INFINITY, y);
+    y = sel_f(x < -1.0f, NAN, y);
+    return sel_f(x != x, x + x, y);
+}
+
+/* below 1/2: x H(x^2); to 10: 1 - 2 / (exp(2|x|) + 1); past: +-1 */
+DA_LANE float tanhf_lane(float x)
+{
+    double xd = x;
+    float small = (float)(xd * horner_lane(TANH_C, 11, xd * xd));
+    double ax = abs_d(sel_f(abs_le(x, 10.0f), x, 0.5f));   /* NaN, past 10: harmless */
+    float big = (float)(1.0 - 2.0 / (exp_core_lane(2.0 * ax) + 1.0));
+    big = sel_f(abs_le(x, 10.0f), big, 1.0f);
+    big = sel_f(x < 0.0f, -big, big);
+    float y = sel_f(abs_lt(x, 0.5f), small, big);
+    return sel_f(x != x, x + x, y);
+}
+
+/* horner(ERF_PIECE[i], 14, t) with the coefficients gathered by a 64-bit
+ * index (GCC gathers ERF_PIECE[i][k] per lane, not through a pointer) */
+DA_LANE double erf_piece_lane(int i, double t)
+{
+    int64_t p = i;
+    double r = ERF_PIECE[p][13];
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 16
+#endif
+    for (int k = 12; k >= 0; k--) r = r * t + ERF_PIECE[p][k];
+    return r;
+}
+
+/* 1 <= |x| < 4, the lanes that need erf's pieces */
+DA_LANE int erf_in_pieces(float x) { return abs_ge(x, 1.0f) & abs_lt(x, 4.0f); }
+
+/* erf on [1, 4) with the sign of x: the piece i = (int)((|x| - 1) 2), its
+ * 14 coefficients gathered per lane (any other x: a value to drop) */
+DA_LANE float erff_piece_lane(float x)
+{
+    double ax = abs_d(sel_f(erf_in_pieces(x), x, 1.0f));
+    int i = (int)((ax - 1.0) * 2.0);
+    float big = (float)erf_piece_lane(i, ax - (1.25 + 0.5 * i));
+    return sel_f(x < 0.0f, -big, big);
+}
+
+/* erf given piece = erff_piece_lane(x) (used where 1 <= |x| < 4): below 1,
+ * x E(x^2); from 4, +-1 */
+DA_LANE float erff_rest_lane(float x, float piece)
+{
+    double xd = x;
+    float small = (float)(xd * horner_lane(ERF_SMALL, 12, xd * xd));
+    float big = sel_f(abs_lt(x, 4.0f), piece, sel_f(x < 0.0f, -1.0f, 1.0f));
+    float y = sel_f(abs_lt(x, 1.0f), small, big);
+    return sel_f(x != x, x + x, y);
+}
+
+DA_LANE float erff_lane(float x) { return erff_rest_lane(x, erff_piece_lane(x)); }
+
+/* ---- blocks ------------------------------------------------------------------ */
+
+#define MATHF_BLK 64   /* values per block of the array functions and the ops */
+#define ERF_PACK 8     /* lanes per vectorised loop over the packed inputs */
+
+/* y (MATHF_BLK) = erf(x (MATHF_BLK)), with erff_lane's bits. The piece
+ * polynomial is most of erff_lane's cost and GELU's inputs need it only in
+ * 1 <= |x| < 4 (about a sixth of N(0, 1) values), so those are packed first (in
+ * order, branch-free) and the pieces computed only for them, ERF_PACK at a
+ * time; every lane then gets erff_rest_lane. Each lane still performs the
+ * same operations on the same value. y may be x. */
+static inline void erff_block(float *y, const float *x)
+{
+    float xb[MATHF_BLK], piece[MATHF_BLK] = {0}, packed[MATHF_BLK];
+    int where[MATHF_BLK], n = 0;
+    memcpy(xb, x, sizeof xb);
+    for (int i = 0; i < MATHF_BLK; i++) {   /* slot n is written always, kept when in the pieces */
+        where[n] = i;
+        packed[n] = xb[i];
+        n += erf_in_pieces(xb[i]);
+    }
+    for (int k = n; k % ERF_PACK; k++) packed[k] = 1.0f;   /* MATHF_BLK is a multiple of ERF_PACK */
+    for (int k0 = 0; k0 < n; k0 += ERF_PACK)
+        for (int k = 0; k < ERF_PACK; k++) packed[k0 + k] = erff_piece_lane(packed[k0 + k]);
+    for (int k = 0; k < n; k++) piece[where[k]] = packed[k];
+    for (int i = 0; i < MATHF_BLK; i++) y[i] = erff_rest_lane(xb[i], piece[i]);
+}
+
+/* ---- composed --------------------------------------------------------------- */
+
+/* sigmoid without overflow, as SiLU's kernels compute it (ops_act.c, and
+ * the fused GroupNorm + SiLU of ops_norm.c, which must give the same bits):
+ * e = exp(-|x|); x >= 0 ? 1 / (1 + e) : e / (1 + e) */
+DA_LANE float sigmoidf_lane(float x)
+{
+    float e = expf_lane(-fabsf(x));
+    return sel_f(x >= 0.0f, 1.0f, e) / (1.0f + e);
+}
+
+#endif
