@@ -34,10 +34,14 @@ static void masked_softmax_row(float *s, int Tk, const uint8_t *keep, int n_vis)
         memset(s, 0, (size_t)Tk * sizeof(float));
         return;
     }
+    /* exp of every entry in one vectorised call (da_expf_n has da_expf's
+     * bits); the hidden ones are zeroed after */
+    for (int j = 0; j < Tk; j++) s[j] -= m;
+    da_expf_n(s, s, (size_t)Tk);
     float sum = 0.0f;
     for (int j = 0; j < Tk; j++) {
         int visible = j < n_vis && (!keep || keep[j]);
-        s[j] = visible ? da_expf(s[j] - m) : 0.0f;
+        s[j] = visible ? s[j] : 0.0f;
         sum += s[j];
     }
     float inv = 1.0f / sum;

@@ -188,9 +188,9 @@ static da_tensor *linear_sub(da_tape *t, const da_params *p, const char *prefix,
 static da_tensor *norm_silu_sub(da_tape *t, const da_params *p, const char *prefix, const char *sub,
                                 da_tensor *x, const da_blk_cfg *bc)
 {
-    da_tensor *h = da_groupnorm(t, x, leaf(t, p, prefix, sub, "weight"),
-                                leaf(t, p, prefix, sub, "bias"), bc->groups, bc->gn_eps);
-    return da_silu(t, h);
+    /* one fused op, the same bits as da_silu(da_groupnorm(...)) */
+    return da_groupnorm_silu(t, x, leaf(t, p, prefix, sub, "weight"), leaf(t, p, prefix, sub, "bias"), bc->groups,
+                             bc->gn_eps);
 }
 
 da_tensor *da_blk_conv(da_tape *t, const da_params *p, const char *prefix, da_tensor *x,
