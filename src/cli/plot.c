@@ -252,18 +252,6 @@ static void write_svg(FILE *f, const void *chart)
     da_svg_plot(f, chart);
 }
 
-/* path through da_write_with: the directory part and the name */
-static da_status write_path(const char *path, da_writer_fn fn, const void *ctx)
-{
-    char dir[PATH_CAP];
-    const char *slash = strrchr(path, '/');
-    if (!slash) return da_write_with(".", path, fn, ctx);
-    if (slash - path >= PATH_CAP) return da_fail(DA_ERR_INVALID, "path too long: %s", path);
-    memcpy(dir, path, (size_t)(slash - path));
-    dir[slash - path] = '\0';   /* "/x.svg": dir "" and the write goes to "/x.svg" */
-    return da_write_with(dir, slash + 1, fn, ctx);
-}
-
 /* each y column replaced by its moving average over a->smooth points */
 static da_status smooth_logs(const plot_args *a, run_log *logs)
 {
@@ -297,7 +285,7 @@ static da_status plot(const plot_args *a, const run_log *logs)
         for (int k = 0; k < a->n_y; k++) lines[k * a->n_files + l] = (da_svg_line){(int)n, col, col + (1 + k) * n};
     }
     da_svg_chart chart = {a->title, a->x, a->n_y, a->n_files, a->y, label, lines};
-    return write_path(a->out, write_svg, &chart);
+    return da_write_path_with(a->out, write_svg, &chart);
 }
 
 int cmd_plot(int argc, char **argv)

@@ -90,18 +90,6 @@ static void write_json(FILE *f, const void *ctx)
     da_winrate_json(f, j->w, j->a->column, j->a->dir[0], j->a->dir[1]);
 }
 
-/* path through da_write_with: the directory part and the name */
-static da_status write_path(const char *path, da_writer_fn fn, const void *ctx)
-{
-    char dir[PATH_CAP];
-    const char *slash = strrchr(path, '/');
-    if (!slash) return da_write_with(".", path, fn, ctx);
-    if (slash - path >= PATH_CAP) return da_fail(DA_ERR_INVALID, "path too long: %s", path);
-    memcpy(dir, path, (size_t)(slash - path));
-    dir[slash - path] = '\0';   /* "/x.json": dir "" and the write goes to "/x.json" */
-    return da_write_with(dir, slash + 1, fn, ctx);
-}
-
 int cmd_winrate(int argc, char **argv)
 {
     winrate_args a = {{NULL, NULL}, "rater", NULL};
@@ -123,7 +111,7 @@ int cmd_winrate(int argc, char **argv)
            a.column, a.dir[1], a.dir[0], w.win.mean, w.win.mean - w.win.half, w.win.mean + w.win.half, w.diff.mean,
            w.diff.mean - w.diff.half, w.diff.mean + w.diff.half, w.n_images, w.n_prompts);
     json_ctx j = {&w, &a};
-    if (a.json && write_path(a.json, write_json, &j) != DA_OK) {
+    if (a.json && da_write_path_with(a.json, write_json, &j) != DA_OK) {
         fprintf(stderr, "dalign winrate: %s\n", da_last_error());
         return 1;
     }

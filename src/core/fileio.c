@@ -139,11 +139,8 @@ int da_parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
-da_status da_write_with(const char *dir, const char *name, da_writer_fn fn, const void *ctx)
+da_status da_write_path_with(const char *path, da_writer_fn fn, const void *ctx)
 {
-    char path[PATH_CAP];
-    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
-        return da_fail(DA_ERR_INVALID, "path too long: %s/%s", dir, name);
     char *buf = NULL;
     size_t n = 0;
     FILE *f = open_memstream(&buf, &n);
@@ -154,6 +151,14 @@ da_status da_write_with(const char *dir, const char *name, da_writer_fn fn, cons
     da_status s = bad ? da_fail(DA_ERR_NOMEM, "out of memory writing %s", path) : da_write_atomic(path, buf, n);
     free(buf);
     return s;
+}
+
+da_status da_write_with(const char *dir, const char *name, da_writer_fn fn, const void *ctx)
+{
+    char path[PATH_CAP];
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
+        return da_fail(DA_ERR_INVALID, "path too long: %s/%s", dir, name);
+    return da_write_path_with(path, fn, ctx);
 }
 
 da_status da_make_dirs(const char *dir)

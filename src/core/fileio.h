@@ -58,6 +58,8 @@ typedef void (*da_writer_fn)(FILE *f, const void *ctx);
  * (open_memstream), so writers can use plain fprintf and nothing reaches the
  * disk before the text is complete; then da_write_atomic. */
 da_status da_write_with(const char *dir, const char *name, da_writer_fn fn, const void *ctx);
+/* The same to a whole path (PATH itself, through PATH.tmp.PID). */
+da_status da_write_path_with(const char *path, da_writer_fn fn, const void *ctx);
 
 /* mkdir -p: dir and its missing parents, mode 0755. Directories that exist
  * already are fine; a file in the way is an error. */

@@ -320,3 +320,56 @@ da_tensor *da_blk_upsample(da_tape *t, const da_params *p, const char *prefix, d
 {
     return conv_sub(t, p, prefix, NULL, da_upsample2x(t, x), 1, 1);
 }
+
+/* ------------------------------------------------------------------------ */
+/* Pre-LN transformer layer (text encoder, refiner)                         */
+/* ------------------------------------------------------------------------ */
+
+/* "layers.L.SUB" into buf (64 bytes) */
+static const char *layer_name(char *buf, int l, const char *sub)
+{
+    snprintf(buf, 64, "layers.%d.%s", l, sub);
+    return buf;
+}
+
+void da_blk_add_decoder_layer(da_params *p, int l, int D, int H)
+{
+    char n[64];
+    da_blk_add_norm(p, layer_name(n, l, "ln1"), D);
+    da_blk_add_linear(p, layer_name(n, l, "attn.q_proj"), D, D, 1);
+    da_blk_add_linear(p, layer_name(n, l, "attn.k_proj"), D, D, 1);
+    da_blk_add_linear(p, layer_name(n, l, "attn.v_proj"), D, D, 1);
+    da_blk_add_linear(p, layer_name(n, l, "attn.out_proj"), D, D, 1);
+    da_blk_add_norm(p, layer_name(n, l, "ln2"), D);
+    da_blk_add_linear(p, layer_name(n, l, "mlp.fc1"), D, H, 1);
+    da_blk_add_linear(p, layer_name(n, l, "mlp.fc2"), H, D, 1);
+}
+
+/* Linear with the "layers.L.<sub>.weight"/".bias" */
+static da_tensor *layer_linear(da_tape *t, const da_params *p, da_tensor *x, int l, const char *sub)
+{
+    return da_linear(t, x, da_params_leaf(t, p, "layers.%d.%s.weight", l, sub),
+                     da_params_leaf(t, p, "layers.%d.%s.bias", l, sub));
+}
+
+static da_tensor *layer_norm(da_tape *t, const da_params *p, da_tensor *x, int l, const char *sub, float eps)
+{
+    return da_layernorm(t, x, da_params_leaf(t, p, "layers.%d.%s.weight", l, sub),
+                        da_params_leaf(t, p, "layers.%d.%s.bias", l, sub), eps);
+}
+
+da_tensor *da_blk_decoder_layer(da_tape *t, const da_params *p, da_tensor *x, int l, int n_heads, float ln_eps,
+                                const uint8_t *keep)
+{
+    /* x + out_proj(attention(ln1(x))), causal with key padding */
+    da_tensor *h = layer_norm(t, p, x, l, "ln1", ln_eps);
+    da_tensor *q = layer_linear(t, p, h, l, "attn.q_proj");
+    da_tensor *k = layer_linear(t, p, h, l, "attn.k_proj");
+    da_tensor *v = layer_linear(t, p, h, l, "attn.v_proj");
+    h = da_attention(t, q, k, v, n_heads, 1, keep);
+    x = da_add(t, x, layer_linear(t, p, h, l, "attn.out_proj"));
+    /* x + fc2(gelu(fc1(ln2(x)))) */
+    h = layer_norm(t, p, x, l, "ln2", ln_eps);
+    h = da_gelu(t, layer_linear(t, p, h, l, "mlp.fc1"));
+    return da_add(t, x, layer_linear(t, p, h, l, "mlp.fc2"));
+}

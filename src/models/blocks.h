@@ -99,4 +99,14 @@ da_tensor *da_blk_downsample(da_tape *t, const da_params *p, const char *prefix,
 /* Upsample: nearest x2 then conv k3 p1 named PREFIX: (B, C, H, W) -> (B, C, 2H, 2W) */
 da_tensor *da_blk_upsample(da_tape *t, const da_params *p, const char *prefix, da_tensor *x);
 
+/* The pre-LN transformer layer of the text encoder and the refiner:
+ * "layers.L.ln1", "layers.L.attn.{q,k,v,out}_proj", "layers.L.ln2",
+ * "layers.L.mlp.fc1" (D -> H), "layers.L.mlp.fc2" (H -> D), registered in
+ * forward order; the layer maps x (B, T, D) to
+ *   x += out_proj(causal_attention(ln1(x), keys masked by keep (B, T) or NULL))
+ *   x += fc2(gelu(fc1(ln2(x)))) */
+void da_blk_add_decoder_layer(da_params *p, int l, int D, int H);
+da_tensor *da_blk_decoder_layer(da_tape *t, const da_params *p, da_tensor *x, int l, int n_heads, float ln_eps,
+                                const uint8_t *keep);
+
 #endif

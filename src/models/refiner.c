@@ -124,26 +124,6 @@ int da_refiner_seq_len(const da_refiner_config *c, int T_out) { return output_st
 /* Create / init / load / save                                              */
 /* ------------------------------------------------------------------------ */
 
-static const char *layer_name(char *buf, int l, const char *sub)
-{
-    snprintf(buf, 64, "layers.%d.%s", l, sub);
-    return buf;
-}
-
-/* layer l's tensors in forward order (the text encoder's layer) */
-static void add_layer(da_params *p, int l, int D, int H)
-{
-    char n[64];
-    da_blk_add_norm(p, layer_name(n, l, "ln1"), D);
-    da_blk_add_linear(p, layer_name(n, l, "attn.q_proj"), D, D, 1);
-    da_blk_add_linear(p, layer_name(n, l, "attn.k_proj"), D, D, 1);
-    da_blk_add_linear(p, layer_name(n, l, "attn.v_proj"), D, D, 1);
-    da_blk_add_linear(p, layer_name(n, l, "attn.out_proj"), D, D, 1);
-    da_blk_add_norm(p, layer_name(n, l, "ln2"), D);
-    da_blk_add_linear(p, layer_name(n, l, "mlp.fc1"), D, H, 1);
-    da_blk_add_linear(p, layer_name(n, l, "mlp.fc2"), H, D, 1);
-}
-
 /* the inputs' embeddings, in sequence order */
 static void add_embeddings(da_params *p, const da_refiner_config *c)
 {
@@ -168,7 +148,8 @@ da_refiner *da_refiner_create(const da_refiner_config *cfg, int trainable)
     da_params *p = &m->params;
     da_params_init(p);
     add_embeddings(p, cfg);
-    for (int l = 0; l < cfg->n_layers; l++) add_layer(p, l, cfg->d_model, cfg->mlp_ratio * cfg->d_model);
+    for (int l = 0; l < cfg->n_layers; l++)
+        da_blk_add_decoder_layer(p, l, cfg->d_model, cfg->mlp_ratio * cfg->d_model);
     da_blk_add_norm(p, "final_ln", cfg->d_model);
     da_blk_add_linear(p, "lm_head", cfg->d_model, cfg->vocab_size, 0);
     if (da_params_alloc(p, trainable)) {
@@ -203,39 +184,6 @@ void da_refiner_free(da_refiner *m)
 /* ------------------------------------------------------------------------ */
 /* Forward                                                                  */
 /* ------------------------------------------------------------------------ */
-
-static da_tensor *lin(da_tape *t, const da_params *p, da_tensor *x, int l, const char *prefix)
-{
-    return da_linear(t, x, da_params_leaf(t, p, "layers.%d.%s.weight", l, prefix),
-                     da_params_leaf(t, p, "layers.%d.%s.bias", l, prefix));
-}
-
-static da_tensor *ln(da_tape *t, const da_params *p, da_tensor *x, int l, const char *which)
-{
-    return da_layernorm(t, x, da_params_leaf(t, p, "layers.%d.%s.weight", l, which),
-                        da_params_leaf(t, p, "layers.%d.%s.bias", l, which), LN_EPS);
-}
-
-/* x (B, L, D) -> x + out_proj(attention(ln1(x))), causal with key padding keep (B, L) */
-static da_tensor *attn_block(da_tape *t, const da_refiner *m, da_tensor *x, int l, const uint8_t *keep)
-{
-    const da_params *p = &m->params;
-    da_tensor *h = ln(t, p, x, l, "ln1");
-    da_tensor *q = lin(t, p, h, l, "attn.q_proj");
-    da_tensor *k = lin(t, p, h, l, "attn.k_proj");
-    da_tensor *v = lin(t, p, h, l, "attn.v_proj");
-    h = da_attention(t, q, k, v, m->cfg.n_heads, 1, keep);
-    return da_add(t, x, lin(t, p, h, l, "attn.out_proj"));
-}
-
-/* x (B, L, D) -> x + fc2(gelu(fc1(ln2(x)))) */
-static da_tensor *mlp_block(da_tape *t, const da_refiner *m, da_tensor *x, int l)
-{
-    const da_params *p = &m->params;
-    da_tensor *h = ln(t, p, x, l, "ln2");
-    h = da_gelu(t, lin(t, p, h, l, "mlp.fc1"));
-    return da_add(t, x, lin(t, p, h, l, "mlp.fc2"));
-}
 
 /* x0 (B, C, S, S) -> patch tokens (B, P, D): a Conv2d with kernel = stride =
  * patch is the linear map of each patch's C*patch*patch values (ViT's
@@ -353,10 +301,7 @@ da_tensor *da_refiner_forward(da_tape *t, const da_refiner *m, const float *x0, 
     const da_params *p = &m->params;
     da_tensor *x = embed_sequence(t, m, x0, timesteps, query_ids, prompt_ids, out_ids, B, T_out);
     const uint8_t *keep = sequence_keep(t, c, query_keep, prompt_keep, B, T_out);
-    for (int l = 0; l < c->n_layers; l++) {
-        x = attn_block(t, m, x, l, keep);
-        x = mlp_block(t, m, x, l);
-    }
+    for (int l = 0; l < c->n_layers; l++) x = da_blk_decoder_layer(t, p, x, l, c->n_heads, LN_EPS, keep);
     /* only the output segment is read: norm and project those rows alone */
     x = da_narrow(t, x, 1, output_start(c), T_out);
     x = da_layernorm(t, x, da_params_leaf(t, p, "final_ln.weight"), da_params_leaf(t, p, "final_ln.bias"),

@@ -79,27 +79,6 @@ da_status da_text_config_load(da_text_config *cfg, const char *path) { return da
 /* Create / init / load / save                                              */
 /* ------------------------------------------------------------------------ */
 
-/* "layers.L.SUB" into buf (64 bytes) */
-static const char *layer_name(char *buf, int l, const char *sub)
-{
-    snprintf(buf, 64, "layers.%d.%s", l, sub);
-    return buf;
-}
-
-/* layer l's tensors in forward order: pre-LN attention, then the MLP */
-static void add_layer(da_params *p, int l, int D, int H)
-{
-    char n[64];
-    da_blk_add_norm(p, layer_name(n, l, "ln1"), D);
-    da_blk_add_linear(p, layer_name(n, l, "attn.q_proj"), D, D, 1);
-    da_blk_add_linear(p, layer_name(n, l, "attn.k_proj"), D, D, 1);
-    da_blk_add_linear(p, layer_name(n, l, "attn.v_proj"), D, D, 1);
-    da_blk_add_linear(p, layer_name(n, l, "attn.out_proj"), D, D, 1);
-    da_blk_add_norm(p, layer_name(n, l, "ln2"), D);
-    da_blk_add_linear(p, layer_name(n, l, "mlp.fc1"), D, H, 1);
-    da_blk_add_linear(p, layer_name(n, l, "mlp.fc2"), H, D, 1);
-}
-
 da_text_encoder *da_text_encoder_create(const da_text_config *cfg, int trainable)
 {
     if (da_text_config_check(cfg)) return NULL;
@@ -112,7 +91,7 @@ da_text_encoder *da_text_encoder_create(const da_text_config *cfg, int trainable
     int tok[2] = {cfg->vocab_size, D}, pos[2] = {cfg->context, D};
     da_params_add(p, "token_embedding.weight", 2, tok);
     da_params_add(p, "position_embedding.weight", 2, pos);
-    for (int l = 0; l < cfg->n_layers; l++) add_layer(p, l, D, H);
+    for (int l = 0; l < cfg->n_layers; l++) da_blk_add_decoder_layer(p, l, D, H);
     da_blk_add_norm(p, "final_ln", D);
     da_blk_add_linear(p, "text_projection", D, cfg->proj_dim, 0);
     if (da_params_alloc(p, trainable)) {
@@ -220,41 +199,6 @@ da_status da_text_eos_positions(int *eos, const uint8_t *keep, int B, int T)
 /* Forward                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* Linear with the "<prefix>.weight"/"<prefix>.bias" of layer l */
-static da_tensor *lin(da_tape *t, const da_params *p, da_tensor *x, int l, const char *prefix)
-{
-    return da_linear(t, x, da_params_leaf(t, p, "layers.%d.%s.weight", l, prefix),
-                     da_params_leaf(t, p, "layers.%d.%s.bias", l, prefix));
-}
-
-static da_tensor *ln(da_tape *t, const da_params *p, da_tensor *x, int l, const char *which)
-{
-    return da_layernorm(t, x, da_params_leaf(t, p, "layers.%d.%s.weight", l, which),
-                        da_params_leaf(t, p, "layers.%d.%s.bias", l, which), LN_EPS);
-}
-
-/* x (B, T, D) -> x + out_proj(attention(ln1(x))), causal with key padding */
-static da_tensor *attn_block(da_tape *t, const da_text_encoder *m, da_tensor *x, int l,
-                             const uint8_t *keep)
-{
-    const da_params *p = &m->params;
-    da_tensor *h = ln(t, p, x, l, "ln1");
-    da_tensor *q = lin(t, p, h, l, "attn.q_proj");
-    da_tensor *k = lin(t, p, h, l, "attn.k_proj");
-    da_tensor *v = lin(t, p, h, l, "attn.v_proj");
-    h = da_attention(t, q, k, v, m->cfg.n_heads, 1, keep);
-    return da_add(t, x, lin(t, p, h, l, "attn.out_proj"));
-}
-
-/* x (B, T, D) -> x + fc2(gelu(fc1(ln2(x)))) */
-static da_tensor *mlp_block(da_tape *t, const da_text_encoder *m, da_tensor *x, int l)
-{
-    const da_params *p = &m->params;
-    da_tensor *h = ln(t, p, x, l, "ln2");
-    h = da_gelu(t, lin(t, p, h, l, "mlp.fc1"));
-    return da_add(t, x, lin(t, p, h, l, "mlp.fc2"));
-}
-
 /* ids (B, T), keep (B, T) -> features (B, T, d_model) */
 da_tensor *da_text_encoder_forward(da_tape *t, const da_text_encoder *m, const int *ids,
                                    const uint8_t *keep, int B, int T)
@@ -277,10 +221,7 @@ da_tensor *da_text_encoder_forward(da_tape *t, const da_text_encoder *m, const i
     da_tensor *pos_full = da_params_leaf(t, p, "position_embedding.weight");
     int pos_shape[2] = {T, c->d_model};
     x = da_add(t, x, da_leaf(t, pos_full->data, pos_full->grad, 2, pos_shape));
-    for (int l = 0; l < c->n_layers; l++) {
-        x = attn_block(t, m, x, l, keep);
-        x = mlp_block(t, m, x, l);
-    }
+    for (int l = 0; l < c->n_layers; l++) x = da_blk_decoder_layer(t, p, x, l, c->n_heads, LN_EPS, keep);
     return da_layernorm(t, x, da_params_leaf(t, p, "final_ln.weight"),
                         da_params_leaf(t, p, "final_ln.bias"), LN_EPS);
 }
