@@ -283,7 +283,9 @@ static void test_losses_vs_torch(void **state)
     (void)state;
     oracle_case c;
     oracle_open(&c);
-    float beta = *tu_ref(c.st, "beta", 1);
+    float *beta_ref = tu_ref(c.st, "beta", 1);
+    float beta = beta_ref[0];
+    free(beta_ref);
     struct { const char *name; da_pref_method m; int outside; } cases[] = {
         {"dpo", DA_PREF_DPO, 0}, {"sft", DA_PREF_SFT, 0}, {"rpo", DA_PREF_RPO, 0},
         {"rpo_outside", DA_PREF_RPO, 1}, {"kto", DA_PREF_KTO, 0},
