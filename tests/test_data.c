@@ -379,6 +379,81 @@ static void test_captions_parse(void **state)
     for (int k = 0; k < 4; k++) assert_true(bg_forms[k] > 200);
 }
 
+/* Paraphrases (the PromptLoop reference refiner's targets): for specs parsed
+ * from sampled captions (sizes and backgrounds sometimes unstated), every
+ * paraphrase parses and means the spec (this file's same_meaning, an
+ * independent oracle; the library's da_spec_same_meaning agrees with it);
+ * each free choice occurs; NULL is one fixed phrasing; a changed attribute
+ * or a relation reversed without its objects is another meaning. */
+static void test_paraphrase(void **state)
+{
+    (void)state;
+    da_rng r;
+    da_rng_seed(&r, 11);
+    int seen_swap = 0, seen_big = 0, seen_to_the = 0, seen_with = 0, changed = 0, total = 0;
+    for (int i = 0; i < 1000; i++) {
+        da_scene s, spec;
+        char cap[DA_CAPTION_MAX], para[DA_CAPTION_MAX], canon[DA_CAPTION_MAX], canon2[DA_CAPTION_MAX];
+        assert_int_equal(da_world_example(&r, (da_split)(i % 2), &s, NULL, cap, sizeof cap), DA_OK);
+        assert_int_equal(da_parse_prompt(cap, &spec), DA_OK);
+        assert_int_equal(da_world_paraphrase(NULL, &spec, canon, sizeof canon), DA_OK);
+        assert_int_equal(da_world_paraphrase(NULL, &spec, canon2, sizeof canon2), DA_OK);
+        assert_string_equal(canon, canon2);
+        for (int k = 0; k < 4; k++) {
+            assert_int_equal(da_world_paraphrase(&r, &spec, para, sizeof para), DA_OK);
+            da_scene back;
+            if (da_parse_prompt(para, &back) != DA_OK) fail_msg("'%s' -> '%s': %s", cap, para, da_last_error());
+            if (!same_meaning(&spec, &back)) fail_msg("'%s' -> '%s' changes the meaning", cap, para);
+            assert_true(da_spec_same_meaning(&spec, &back));
+            assert_true(da_spec_same_meaning(&back, &spec));
+            int ids[DA_MAX_TOKENS];
+            uint8_t keep[DA_MAX_TOKENS];
+            da_tok_report rep;
+            assert_int_equal(da_tokenize(para, ids, keep, &rep), DA_OK);
+            assert_true(rep.n_unknown == 0 && rep.n_truncated == 0);
+            seen_swap += spec.n_objects == 2 && back.relation != spec.relation;
+            seen_big += strstr(para, "big") != NULL;
+            seen_to_the += strstr(para, "to the") != NULL;
+            seen_with += strstr(para, "with a") != NULL;
+            changed += strcmp(para, cap) != 0;
+            total++;
+        }
+        /* another meaning: one attribute changed, or the relation reversed in place */
+        da_scene other = spec;
+        other.obj[0].shape = (other.obj[0].shape + 1) % DA_N_SHAPES;
+        assert_false(da_spec_same_meaning(&spec, &other));
+        assert_int_equal(same_meaning(&spec, &other), 0);
+        if (spec.n_objects == 2 && memcmp(&spec.obj[0], &spec.obj[1], 3 * sizeof(int)) != 0) {
+            other = spec;
+            other.relation = converse(spec.relation);
+            assert_false(da_spec_same_meaning(&spec, &other));
+            other.obj[0] = spec.obj[1];
+            other.obj[1] = spec.obj[0];
+            assert_true(da_spec_same_meaning(&spec, &other));
+        }
+    }
+    printf("[ data     ] paraphrases: %d of %d differ from the caption; swapped %d, big %d, 'to the' %d, "
+           "'with a' %d\n", changed, total, seen_swap, seen_big, seen_to_the, seen_with);
+    fflush(stdout);
+    assert_true(seen_swap > 300 && seen_big > 100 && seen_to_the > 300 && seen_with > 100);
+    assert_true(changed > total / 2);
+
+    /* what the parser cannot produce is refused */
+    da_scene bad;
+    memset(&bad, 0, sizeof bad);
+    bad.n_objects = 1;
+    bad.obj[0] = (da_object){DA_RED, DA_ANY, DA_ANY, 0, 0, 0};
+    bad.relation = bad.background = DA_ANY;
+    char buf[DA_CAPTION_MAX];
+    assert_int_equal(da_world_paraphrase(&r, &bad, buf, sizeof buf), DA_ERR_INVALID);
+    bad.obj[0].shape = DA_SQUARE;
+    assert_int_equal(da_world_paraphrase(NULL, &bad, buf, sizeof buf), DA_OK);
+    assert_string_equal(buf, "a red square");
+    assert_int_equal(da_world_paraphrase(NULL, &bad, buf, 5), DA_ERR_RANGE);
+    bad.n_objects = 2;
+    assert_int_equal(da_world_paraphrase(NULL, &bad, buf, sizeof buf), DA_ERR_INVALID);  /* no relation */
+}
+
 static void test_tokenizer(void **state)
 {
     (void)state;
@@ -827,6 +902,7 @@ int main(void)
         cmocka_unit_test(test_prompts),
         cmocka_unit_test(test_caption_canonical),
         cmocka_unit_test(test_captions_parse),
+        cmocka_unit_test(test_paraphrase),
         cmocka_unit_test(test_tokenizer),
         cmocka_unit_test(test_parser),
         cmocka_unit_test(test_detector_ground_truth),

@@ -75,6 +75,15 @@ DA_API da_status da_world_render(const da_scene *s, float *img);
 /* A caption for the scene with a phrasing drawn from rng (NULL: the
  * canonical phrasing, every attribute stated). DA_ERR_RANGE if cap is short. */
 DA_API da_status da_world_caption(da_rng *rng, const da_scene *s, char *buf, size_t cap);
+/* Another phrasing of a prompt's spec with exactly its meaning: the clauses
+ * it states (DA_ANY: left unstated), the grammar's synonyms, optional words
+ * and a relation stated from either object ("A left of B" = "B right of A"),
+ * drawn from rng (NULL: the canonical phrasing). The targets of the PromptLoop
+ * reference refiner. DA_ERR_INVALID for a spec the parser cannot produce. */
+DA_API da_status da_world_paraphrase(da_rng *rng, const da_scene *spec, char *buf, size_t cap);
+/* 1 when two specs mean the same: equal attributes (placement ignored),
+ * background and relation, "A REL B" being "B converse(REL) A" */
+DA_API int da_spec_same_meaning(const da_scene *a, const da_scene *b);
 /* sample + render + caption: one training example. img and caption may be NULL. */
 DA_API da_status da_world_example(da_rng *rng, da_split split, da_scene *s, float *img,
                                   char *caption, size_t cap);

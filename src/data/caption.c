@@ -76,17 +76,23 @@ static void put(text_buf *b, const char *w)
 /* uniform in [0, n); NULL rng (canonical phrasing) always picks 0 */
 static int pick(da_rng *r, int n) { return r ? (int)(da_rng_u32(r) % (uint32_t)n) : 0; }
 
-static void put_object(da_rng *r, text_buf *b, const da_object *o)
+/* "a [size] [colour] shape": the size when say_size ("big" for a third of
+ * the large ones), the colour unless DA_ANY (a parsed prompt's) */
+static void put_object_words(da_rng *r, text_buf *b, const da_object *o, int say_size)
 {
     const char *words[3];
     int n = 0;
-    /* canonical: always the size; otherwise half of the time, "big" for a
-     * third of the large ones */
-    if (!r || pick(r, 2)) words[n++] = o->size == DA_SMALL ? "small" : (pick(r, 3) == 2 ? "big" : "large");
-    words[n++] = da_colour_name(o->colour);
+    if (say_size) words[n++] = o->size == DA_SMALL ? "small" : (pick(r, 3) == 2 ? "big" : "large");
+    if (o->colour != DA_ANY) words[n++] = da_colour_name(o->colour);
     words[n++] = da_shape_name(o->shape);
     put(b, strchr("aeiou", words[0][0]) ? "an" : "a");
     for (int i = 0; i < n; i++) put(b, words[i]);
+}
+
+/* canonical: always the size; otherwise half of the time */
+static void put_object(da_rng *r, text_buf *b, const da_object *o)
+{
+    put_object_words(r, b, o, !r || pick(r, 2));
 }
 
 static void put_relation(da_rng *r, text_buf *b, int rel)
@@ -100,16 +106,22 @@ static void put_relation(da_rng *r, text_buf *b, int rel)
     put(b, "of");
 }
 
-static void put_background(da_rng *r, text_buf *b, int bg)
+/* "on a X background" | "on X" | "with a X background" (canonical: the first) */
+static void put_background_words(da_rng *r, text_buf *b, int bg)
 {
-    /* canonical: "on a X background"; sampled: omitted half of the time */
-    if (r && pick(r, 2) == 0) return;
     int form = pick(r, 3);
     const char *name = da_background_name(bg);
     if (bg == DA_BG_GRAY && pick(r, 2)) name = "grey";
     if (form == 0) { put(b, "on"); put(b, "a"); put(b, name); put(b, "background"); }
     if (form == 1) { put(b, "on"); put(b, name); }
     if (form == 2) { put(b, "with"); put(b, "a"); put(b, name); put(b, "background"); }
+}
+
+/* canonical: stated; sampled: omitted half of the time */
+static void put_background(da_rng *r, text_buf *b, int bg)
+{
+    if (r && pick(r, 2) == 0) return;
+    put_background_words(r, b, bg);
 }
 
 static int converse(int rel)
@@ -134,6 +146,63 @@ da_status da_world_caption(da_rng *rng, const da_scene *s, char *buf, size_t cap
     put_background(rng, &b, s->background);
     if (b.overflow) return da_fail(DA_ERR_RANGE, "da_world_caption: buffer of %zu bytes is too small", cap);
     return DA_OK;
+}
+
+/* ---- paraphrases ---------------------------------------------------------- */
+
+static int attr_ok(int v, int n) { return v == DA_ANY || (v >= 0 && v < n); }
+
+/* a spec the parser could have produced: shapes stated, the rest in range or DA_ANY */
+static int spec_valid(const da_scene *s)
+{
+    if (s->n_objects < 1 || s->n_objects > DA_MAX_OBJECTS) return 0;
+    for (int i = 0; i < s->n_objects; i++) {
+        const da_object *o = &s->obj[i];
+        if (o->shape < 0 || o->shape >= DA_N_SHAPES) return 0;
+        if (!attr_ok(o->colour, DA_N_COLOURS) || !attr_ok(o->size, DA_N_SIZES)) return 0;
+    }
+    if (s->n_objects == 2 && (s->relation < 0 || s->relation >= DA_N_RELATIONS)) return 0;
+    return attr_ok(s->background, DA_N_BACKGROUNDS);
+}
+
+/* The PromptLoop reference refiner's targets (docs/promptloop.md): the
+ * caption generator's free choices (big/large, grey/gray, "to the", the
+ * background's form, which object comes first) over exactly the clauses the
+ * spec states. Draw order: swap, then per object the size word, then the
+ * relation's form, then the background's. */
+da_status da_world_paraphrase(da_rng *rng, const da_scene *spec, char *buf, size_t cap)
+{
+    if (!spec || !buf || cap == 0) return da_fail(DA_ERR_INVALID, "da_world_paraphrase: bad argument");
+    if (!spec_valid(spec)) return da_fail(DA_ERR_INVALID, "da_world_paraphrase: invalid spec");
+    text_buf b = {buf, cap, 0, 0};
+    buf[0] = '\0';
+    int swap = spec->n_objects == 2 && pick(rng, 2);
+    const da_object *first = &spec->obj[swap ? 1 : 0];
+    put_object_words(rng, &b, first, first->size != DA_ANY);
+    if (spec->n_objects == 2) {
+        const da_object *second = &spec->obj[swap ? 0 : 1];
+        put_relation(rng, &b, swap ? converse(spec->relation) : spec->relation);
+        put_object_words(rng, &b, second, second->size != DA_ANY);
+    }
+    if (spec->background != DA_ANY) put_background_words(rng, &b, spec->background);
+    if (b.overflow) return da_fail(DA_ERR_RANGE, "da_world_paraphrase: buffer of %zu bytes is too small", cap);
+    return DA_OK;
+}
+
+static int same_object(const da_object *a, const da_object *b)
+{
+    return a->colour == b->colour && a->shape == b->shape && a->size == b->size;
+}
+
+int da_spec_same_meaning(const da_scene *a, const da_scene *b)
+{
+    if (!a || !b || a->n_objects != b->n_objects || a->background != b->background) return 0;
+    if (a->n_objects == 1) return same_object(&a->obj[0], &b->obj[0]);
+    int as_said = a->relation == b->relation && same_object(&a->obj[0], &b->obj[0]) &&
+                  same_object(&a->obj[1], &b->obj[1]);
+    int converse_said = a->relation >= 0 && a->relation < DA_N_RELATIONS && b->relation == converse(a->relation) &&
+                        same_object(&a->obj[0], &b->obj[1]) && same_object(&a->obj[1], &b->obj[0]);
+    return as_said || converse_said;
 }
 
 /* ---- parser --------------------------------------------------------------- */
