@@ -454,6 +454,100 @@ static void test_resume_refused(void **state)
 }
 
 /* The weights alone: the EMA under plain names, loadable by da_params_load. */
+/* Trainer state (an RL trainer's rollout buffer): a step function that
+ * keeps a running state across steps, stopped after step 7 and resumed into
+ * a trainer whose buffer starts as garbage, ends with the uninterrupted
+ * run's state and parameters; checkpoints with state the run does not keep,
+ * or without state it keeps, or of another size, are refused by name. */
+typedef struct state_ctx {
+    run_ctx run;
+    float buf[3];
+} state_ctx;
+
+static da_status state_step(da_trainer *tr, da_tape *t, int micro, void *user, float *loss)
+{
+    state_ctx *c = user;
+    da_status s = mlp_step(tr, t, micro, &c->run, loss);
+    /* depends on the state carried in: a lost buffer changes everything after */
+    c->buf[0] = c->buf[0] * 0.5f + *loss;
+    c->buf[1] += 1.0f;
+    c->buf[2] = (float)tr->step;
+    return s;
+}
+
+static da_trainer *state_trainer(state_ctx *c, da_params **p, long stop_at, const char *ckpt, float fill)
+{
+    da_trainer_config cfg = base_cfg();
+    cfg.stop_at = stop_at;
+    cfg.ckpt_path = ckpt;
+    *p = mlp_create(HIDDEN, stop_at ? 1 : 999);
+    memset(c, 0, sizeof *c);
+    for (int i = 0; i < 3; i++) c->buf[i] = fill;
+    da_trainer *tr;
+    assert_int_equal(da_trainer_create(&tr, &cfg, *p), DA_OK);
+    assert_int_equal(da_trainer_add_state(tr, "buffer", c->buf, 3), DA_OK);
+    return tr;
+}
+
+static void test_state_resume(void **state)
+{
+    (void)state;
+    state_ctx full, part, rest;
+    da_params *p1, *p2, *p3;
+    /* the uninterrupted run, from the init of seed 1 as the stopped one below;
+     * the resumed trainer starts from seed 999 and a buffer of 123s */
+    da_trainer_config cfg = base_cfg();
+    memset(&full, 0, sizeof full);
+    p1 = mlp_create(HIDDEN, 1);
+    da_trainer *a;
+    assert_int_equal(da_trainer_create(&a, &cfg, p1), DA_OK);
+    assert_int_equal(da_trainer_add_state(a, "buffer", full.buf, 3), DA_OK);
+    assert_int_equal(da_trainer_run(a, state_step, &full), DA_OK);
+
+    const char *ckpt = tmp_path("state.ckpt");
+    da_trainer *b = state_trainer(&part, &p2, 7, ckpt, 0.0f);
+    assert_int_equal(da_trainer_run(b, state_step, &part), DA_OK);
+    assert_int_equal(b->step, 7);
+    da_trainer *c = state_trainer(&rest, &p3, 0, ckpt, 123.0f);
+    if (da_trainer_resume(c, ckpt) != DA_OK) fail_msg("resume: %s", da_last_error());
+    tu_assert_bits("state after resume", rest.buf, part.buf, 3);
+    assert_int_equal(da_trainer_run(c, state_step, &rest), DA_OK);
+    tu_assert_bits("final state", rest.buf, full.buf, 3);
+    tu_assert_bits("final params", p3->data, p1->data, p1->total);
+
+    /* refusals, each naming what differs */
+    da_params *p4 = mlp_create(HIDDEN, 1);
+    da_trainer *d;
+    assert_int_equal(da_trainer_create(&d, &cfg, p4), DA_OK);
+    assert_int_not_equal(da_trainer_resume(d, ckpt), DA_OK);
+    assert_non_null(strstr(da_last_error(), "state.buffer"));
+    float other[4];
+    assert_int_equal(da_trainer_add_state(d, "buffer", other, 4), DA_OK);
+    assert_int_not_equal(da_trainer_resume(d, ckpt), DA_OK);
+    assert_non_null(strstr(da_last_error(), "has 3 values"));
+    assert_int_equal(da_trainer_add_state(d, "buffer", other, 3), DA_ERR_INVALID);   /* twice */
+    da_trainer_free(d);
+    mlp_free(p4);
+    const char *plain = tmp_path("plain.ckpt");
+    assert_int_equal(da_trainer_save(a, plain), DA_OK);   /* a has state: save then drop it below */
+    float mine[3];
+    da_params *p5 = mlp_create(HIDDEN, 1);
+    da_trainer *e;
+    assert_int_equal(da_trainer_create(&e, &cfg, p5), DA_OK);
+    assert_int_equal(da_trainer_add_state(e, "other", mine, 3), DA_OK);
+    assert_int_not_equal(da_trainer_resume(e, plain), DA_OK);
+    assert_non_null(strstr(da_last_error(), "state.other"));
+    da_trainer_free(e);
+    mlp_free(p5);
+
+    da_trainer_free(a);
+    da_trainer_free(b);
+    da_trainer_free(c);
+    mlp_free(p1);
+    mlp_free(p2);
+    mlp_free(p3);
+}
+
 static void test_save_weights(void **state)
 {
     (void)state;
@@ -773,6 +867,7 @@ int main(void)
         cmocka_unit_test(test_resume_bit_identical),
         cmocka_unit_test(test_signal_resume),
         cmocka_unit_test(test_resume_refused),
+        cmocka_unit_test(test_state_resume),
         cmocka_unit_test(test_save_weights),
         cmocka_unit_test(test_grad_accumulation),
         cmocka_unit_test(test_step_by_hand),

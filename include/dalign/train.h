@@ -54,6 +54,7 @@ typedef struct da_trainer_config {
 DA_API da_trainer_config da_trainer_defaults(void);
 
 #define DA_TRAINER_MAX_METRICS 16
+#define DA_TRAINER_MAX_STATE 16
 
 typedef struct da_trainer da_trainer;
 /* One micro-batch: build the forward on `tape` (already reset), call
@@ -82,8 +83,16 @@ struct da_trainer {
     char metric_name[DA_TRAINER_MAX_METRICS][32];
     double metric_sum[DA_TRAINER_MAX_METRICS];
     int metric_count[DA_TRAINER_MAX_METRICS];
+    int n_state;             /* da_trainer_add_state buffers */
+    struct { char name[48]; float *data; size_t n; } state[DA_TRAINER_MAX_STATE];
 };
 
+/* State a trainer keeps across steps (an RL trainer's rollout buffer): n
+ * floats at data (owned by the caller, alive as long as the trainer) saved
+ * in every checkpoint as "state.NAME" and restored by da_trainer_resume, so
+ * a run stopped between two steps of one batch of rollouts resumes bit for
+ * bit. Register before resuming; at most DA_TRAINER_MAX_STATE. */
+DA_API da_status da_trainer_add_state(da_trainer *tr, const char *name, float *data, size_t n);
 /* Validates cfg; params must be allocated with gradients and initialised
  * (the EMA starts as a copy). */
 DA_API da_status da_trainer_create(da_trainer **out, const da_trainer_config *cfg, da_params *params);

@@ -213,10 +213,29 @@ static char *prefixed(const char *prefix, const char *name)
     return s;
 }
 
+#define STATE_PREFIX "state."
+
+da_status da_trainer_add_state(da_trainer *tr, const char *name, float *data, size_t n)
+{
+    if (!tr || !name || !data || n == 0 || n > (size_t)INT32_MAX)
+        return da_fail(DA_ERR_INVALID, "da_trainer_add_state: bad arguments");
+    if (tr->n_state == DA_TRAINER_MAX_STATE)
+        return da_fail(DA_ERR_RANGE, "da_trainer_add_state: at most %d state buffers", DA_TRAINER_MAX_STATE);
+    if (strlen(name) >= sizeof tr->state[0].name)
+        return da_fail(DA_ERR_INVALID, "da_trainer_add_state: name '%s' too long", name);
+    for (int i = 0; i < tr->n_state; i++)
+        if (!strcmp(tr->state[i].name, name)) return da_fail(DA_ERR_INVALID, "state '%s' registered twice", name);
+    snprintf(tr->state[tr->n_state].name, sizeof tr->state[0].name, "%s", name);
+    tr->state[tr->n_state].data = data;
+    tr->state[tr->n_state].n = n;
+    tr->n_state++;
+    return DA_OK;
+}
+
 da_status da_trainer_save(const da_trainer *tr, const char *path)
 {
     const da_params *p = tr->params;
-    int nb = n_buffers(tr), n = nb * p->n;
+    int nb = n_buffers(tr), np = nb * p->n, n = np + tr->n_state;
     da_st_entry *e = calloc((size_t)(n ? n : 1), sizeof *e);
     if (!e) return da_fail(DA_ERR_NOMEM, "out of memory");
     da_status s = DA_OK;
@@ -229,6 +248,14 @@ da_status da_trainer_save(const da_trainer *tr, const char *path)
             x->ndim = p->ndim[i];
             memcpy(x->shape, p->shape[i], sizeof x->shape);
         }
+    }
+    for (int k = 0; k < tr->n_state; k++) {
+        da_st_entry *x = &e[np + k];
+        x->name = prefixed(STATE_PREFIX, tr->state[k].name);
+        if (!x->name) s = da_fail(DA_ERR_NOMEM, "out of memory");
+        x->data = tr->state[k].data;
+        x->ndim = 1;
+        x->shape[0] = (int)tr->state[k].n;
     }
     cfg_field f[N_CFG_FIELDS];
     config_fields(&tr->cfg, f);
@@ -284,13 +311,24 @@ static da_status check_tensors(const da_trainer *tr, const da_safetensors *st)
             }
         }
     }
-    if (st->n_tensors != nb * p->n) {
+    for (int k = 0; k < tr->n_state; k++) {
+        snprintf(name, sizeof name, STATE_PREFIX "%s", tr->state[k].name);
+        const da_st_tensor *t = da_st_find(st, name);
+        if (!t) return da_fail(DA_ERR_FORMAT, "trainer state '%s' is missing", name);
+        if (t->ndim != 1 || (size_t)t->shape[0] != tr->state[k].n)
+            return da_fail(DA_ERR_FORMAT, "trainer state '%s' has %lld values, this run keeps %zu", name,
+                           (long long)t->numel, tr->state[k].n);
+    }
+    if (st->n_tensors != nb * p->n + tr->n_state) {
         for (int i = 0; i < st->n_tensors; i++) {
             const char *nm = st->tensors[i].name, *dot = strchr(nm, '.');
+            if (!strncmp(nm, STATE_PREFIX, strlen(STATE_PREFIX)))
+                return da_fail(DA_ERR_FORMAT, "trainer state '%s' is not kept by this run", nm);
             if (!dot || da_params_find(p, dot + 1) < 0)
                 return da_fail(DA_ERR_FORMAT, "tensor '%s' is not part of this model", nm);
         }
-        return da_fail(DA_ERR_FORMAT, "holds %d tensors, this model needs %d", st->n_tensors, nb * p->n);
+        return da_fail(DA_ERR_FORMAT, "holds %d tensors, this model needs %d", st->n_tensors,
+                       nb * p->n + tr->n_state);
     }
     return DA_OK;
 }
@@ -346,6 +384,10 @@ da_status da_trainer_resume(da_trainer *tr, const char *path)
             snprintf(name, sizeof name, "%s%s", BUF_PREFIX[b], p->names[i]);
             da_st_to_f32(st, da_st_find(st, name), dst[b] + p->offset[i]);
         }
+    }
+    for (int k = 0; k < tr->n_state; k++) {
+        snprintf(name, sizeof name, STATE_PREFIX "%s", tr->state[k].name);
+        da_st_to_f32(st, da_st_find(st, name), tr->state[k].data);
     }
     const char *t = da_st_meta_get(st, "time_s");
     tr->elapsed_s = t ? strtod(t, NULL) : 0.0;
