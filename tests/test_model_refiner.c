@@ -1,10 +1,12 @@
 /* The PromptLoop refiner: PyTorch parity (logits and every parameter
- * gradient), causality and padding invariances, generation (greedy = argmax
- * of the teacher-forced logits, determinism over seeds, threads and batch
+ * gradient), causality and padding invariances, generation (its key/value
+ * cache against the teacher-forced forward, greedy = argmax, log-probs =
+ * teacher forcing's, determinism over seeds, threads and batch
  * composition, the BOS .. EOS PAD... format), config/weights files, errors,
  * and the default config's size and cost. */
 #include "test_util.h"
-#include "core/fileio.h"   /* da_now_s */
+#include "core/fileio.h"              /* da_now_s */
+#include "models/refiner_internal.h"  /* da_refiner_cached_logits */
 
 #include <math.h>
 #include <stdio.h>
@@ -199,12 +201,16 @@ static void test_refiner_causal_padding(void **state)
 
 /* out (M): BOS, then tokens other than PAD/BOS up to an EOS, then PAD;
  * returns the index of the EOS */
+/* what generation may write: the tokenizer's words and EOS (this file's
+ * own rule, from dalign/data.h's ids; da_refiner_token_allowed must agree) */
+static int writable(int v) { return v != DA_TOK_PAD && v != DA_TOK_BOS && v != DA_TOK_UNK; }
+
 static int assert_format(const int *out, int M, int V)
 {
     assert_int_equal(out[0], DA_TOK_BOS);
     int j = 1;
     while (j < M && out[j] != DA_TOK_EOS) {
-        if (out[j] == DA_TOK_PAD || out[j] == DA_TOK_BOS || out[j] < 0 || out[j] >= V)
+        if (!writable(out[j]) || out[j] < 0 || out[j] >= V)
             fail_msg("token %d at slot %d inside a written prompt", out[j], j);
         j++;
     }
@@ -222,25 +228,132 @@ static da_status generate(const da_refiner *m, const batch *b, float temperature
                                b->B, temperature, &rng, out, logprobs);
 }
 
-/* the argmax over tokens other than PAD and BOS, and its log-probability
- * under the softmax over those tokens (the sampler's distribution) */
-static int allowed_argmax(const float *logits, int V, double *logprob)
+/* The cache against teacher forcing. With the portable GEMM every element
+ * of every product is the k-ordered sum whatever the shape, so the cached
+ * logits are the teacher-forced ones bit for bit. With OpenBLAS a GEMM of
+ * one slot (or of the 66 of the first pass) may sum in another order than
+ * the teacher-forced GEMM of all slots: f32 noise of a few ulp carried
+ * through the layers, the same as the PyTorch parity's, hence its
+ * tolerance, 2e-5 of the logits' scale (a wrong term, a missed mask or a
+ * stale cache row shows up at 1e-2 or more; measured: under 1e-6). */
+#define CACHE_TOL 2e-5
+
+static int portable_gemm(void) { return strcmp(da_gemm_backend(), "portable") == 0; }
+
+/* row r of b alone, its output out (T_out) */
+static batch one_row(const batch *b, const da_refiner_config *c, int r, int *out, int T_out)
+{
+    batch one = *b;
+    size_t M = (size_t)b->M;
+    one.B = 1;
+    one.x0 = b->x0 + (size_t)r * c->latent_channels * c->latent_size * c->latent_size;
+    one.timesteps = b->timesteps + r;
+    one.query = b->query + r * M; one.query_keep = b->query_keep + r * M;
+    one.prompt = b->prompt + r * M; one.prompt_keep = b->prompt_keep + r * M;
+    one.out = out;
+    one.T_out = T_out;
+    return one;
+}
+
+/* logits (T_out, V) of a one-row batch through the cache */
+static void cached_logits(const da_refiner *m, const batch *one, float *logits)
+{
+    assert_int_equal(da_refiner_cached_logits(m, one->x0, one->timesteps[0], one->query, one->query_keep,
+                                              one->prompt, one->prompt_keep, one->out, one->T_out, logits),
+                     DA_OK);
+}
+
+/* |cached - teacher-forced| / scale over n logits, failing past CACHE_TOL
+ * (or at any bit with the portable GEMM); returns the tolerance used */
+static double check_cache(const char *what, const float *cached, const float *forced, size_t n)
+{
+    if (portable_gemm()) {
+        tu_assert_bits(what, cached, forced, n);
+        return 0.0;
+    }
+    double atol = CACHE_TOL * tu_max_abs(forced, n);
+    tu_assert_close(what, cached, forced, n, atol, 0.0);
+    return atol;
+}
+
+/* The cached logits of every prefix of random outputs (all M slots, padded
+ * query and prompt rows) against da_refiner_forward, on the reduced config
+ * and on the default (3 layers, the 89-slot sequence); a row alone in the
+ * teacher-forced batch and in a batch of B give the same comparison. */
+static void cache_vs_forward(const da_refiner_config *cfg, int B, uint32_t seed)
+{
+    da_refiner *m = random_refiner(cfg, 0, seed);
+    batch b;
+    random_batch(&b, cfg, B, cfg->max_tokens, seed + 1);
+    int M = b.M, V = cfg->vocab_size;
+    da_tape t;
+    da_tape_init(&t, 1 << 22);
+    da_tensor *forced = forward(&t, m, &b);
+    assert_non_null(forced);
+    float *cached = malloc((size_t)M * V * sizeof(float));
+    double worst = 0.0;
+    for (int r = 0; r < B; r++) {
+        batch one = one_row(&b, cfg, r, b.out + r * M, M);
+        cached_logits(m, &one, cached);
+        const float *f = forced->data + (size_t)r * M * V;
+        check_cache("cached logits vs teacher forcing", cached, f, (size_t)M * V);
+        double scale = tu_max_abs(f, (size_t)M * V);
+        for (size_t i = 0; i < (size_t)M * V; i++) worst = fmax(worst, fabs((double)cached[i] - f[i]) / scale);
+    }
+    printf("# cache vs teacher forcing (d %d, %d layers, %s GEMM): max |diff| / scale %.2g\n", cfg->d_model,
+           cfg->n_layers, da_gemm_backend(), worst);
+    free(cached);
+    da_tape_free(&t);
+    batch_free(&b);
+    da_refiner_free(m);
+}
+
+static void test_refiner_cache(void **state)
+{
+    (void)state;
+    da_refiner_config small = oracle_config(), def = da_refiner_config_default();
+    cache_vs_forward(&small, 3, 81u);
+    cache_vs_forward(&def, 2, 83u);
+}
+
+/* the argmax over the writable tokens, its log-probability under
+ * the softmax over those tokens at temperature temp (the sampler's
+ * distribution), and the gap between the two largest of them */
+static int allowed_argmax(const float *logits, int V, double temp, double *logprob, double *margin)
 {
     int best = DA_TOK_EOS;
-    double mx = -INFINITY, z = 0.0;
+    double mx = -INFINITY, second = -INFINITY, z = 0.0;
     for (int v = DA_TOK_EOS; v < V; v++) {
+        if (!writable(v)) continue;
         if (logits[v] > logits[best]) best = v;
-        if (logits[v] > mx) mx = logits[v];
+        if (logits[v] > mx) second = mx, mx = logits[v];
+        else if (logits[v] > second) second = logits[v];
     }
-    for (int v = DA_TOK_EOS; v < V; v++) z += exp(logits[v] - mx);
-    *logprob = logits[best] - mx - log(z);
+    for (int v = DA_TOK_EOS; v < V; v++)
+        if (writable(v)) z += exp((logits[v] - mx) / temp);
+    *logprob = (logits[best] - mx) / temp - log(z);
+    *margin = mx - second;
     return best;
 }
 
-/* Greedy: each written token is the argmax of the teacher-forced logits on
- * the prefix before it, the forced EOS aside; the log-prob is the sum of the
- * chosen tokens' log-probs. Also: the format and a forced EOS at the last slot
- * for rows that never stop by themselves. */
+/* log-probability of token v under the sampler's distribution at temp */
+static double allowed_logprob(const float *logits, int V, double temp, int v)
+{
+    double mx = -INFINITY, z = 0.0;
+    for (int u = DA_TOK_EOS; u < V; u++)
+        if (writable(u)) mx = fmax(mx, logits[u]);
+    for (int u = DA_TOK_EOS; u < V; u++)
+        if (writable(u)) z += exp((logits[u] - mx) / temp);
+    return (logits[v] - mx) / temp - log(z);
+}
+
+/* Greedy: each written token is the argmax of the cached logits on the
+ * prefix before it (exactly: generation computes those same logits), and
+ * the argmax of the teacher-forced logits wherever their top two are
+ * further apart than the cache tolerance (everywhere with the portable
+ * GEMM); the forced EOS aside. The log-prob is the sum of the chosen
+ * tokens' log-probs. Also: the format and a forced EOS at the last slot for
+ * rows that never stop by themselves. */
 static void test_refiner_greedy(void **state)
 {
     (void)state;
@@ -249,31 +362,74 @@ static void test_refiner_greedy(void **state)
     batch b;
     random_batch(&b, &cfg, 3, 1, 31u);
     int M = b.M, V = cfg.vocab_size;
-    int out[3 * 8];
-    float lp[3];
+    int out[3 * 8], checked = 0;
+    float lp[3], cached[8 * 20];
     assert_int_equal(generate(m, &b, 0.0f, 1, out, lp), DA_OK);
     da_tape t;
     da_tape_init(&t, 1 << 20);
     for (int r = 0; r < b.B; r++) {
         int eos = assert_format(out + r * M, M, V);
-        batch one = b;   /* row r alone, teacher-forced on its own output */
-        one.B = 1;
-        one.x0 = b.x0 + (size_t)r * 4 * 8 * 8;
-        one.timesteps = b.timesteps + r;
-        one.query = b.query + r * M; one.query_keep = b.query_keep + r * M;
-        one.prompt = b.prompt + r * M; one.prompt_keep = b.prompt_keep + r * M;
-        one.out = out + r * M;
-        one.T_out = eos;
+        batch one = one_row(&b, &cfg, r, out + r * M, eos);   /* teacher-forced on its own output */
         da_tensor *logits = forward(&t, m, &one);
         assert_non_null(logits);
-        double sum = 0.0;
+        cached_logits(m, &one, cached);
+        double atol = check_cache("greedy: cached vs teacher-forced logits", cached, logits->data, logits->size);
+        double sum = 0.0, l, gap;
         for (int j = 1; j <= eos && j < M - 1; j++) {
-            double l;
-            assert_int_equal(allowed_argmax(logits->data + (size_t)(j - 1) * V, V, &l), out[r * M + j]);
+            int want = allowed_argmax(cached + (size_t)(j - 1) * V, V, 1.0, &l, &gap);
+            assert_int_equal(want, out[r * M + j]);
             sum += l;
+            int forced = allowed_argmax(logits->data + (size_t)(j - 1) * V, V, 1.0, &l, &gap);
+            if (gap > 2.0 * atol) {
+                assert_int_equal(forced, out[r * M + j]);
+                checked++;
+            }
         }
         assert_float_equal(lp[r], sum, 1e-4 * (1.0 + fabs(sum)));
     }
+    assert_true(checked >= b.B);   /* the teacher-forced argmax was checked somewhere in every row */
+    da_tape_free(&t);
+    batch_free(&b);
+    da_refiner_free(m);
+}
+
+/* Sampling's log-probs are what a trainer recomputes by teacher forcing
+ * (docs/promptloop.md): per row, the sum over the sampled tokens (the
+ * forced EOS aside) of log-softmax over ids >= 2 of the teacher-forced
+ * logits / temperature. Default config, temperatures 1 and 0.5. Tolerance
+ * 1e-5 (1 + |sum|): a float sum of up to 22 terms (its rounding ~1e-7 of
+ * the sum), each off by the cache's few ulp of the logits' scale and
+ * da_expf/da_logf's last ulp against libm's doubles; measured: ~1e-7. */
+static void test_refiner_logprobs(void **state)
+{
+    (void)state;
+    da_refiner_config cfg = da_refiner_config_default();
+    da_refiner *m = random_refiner(&cfg, 0, 15);
+    batch b;
+    random_batch(&b, &cfg, 4, 1, 91u);
+    int M = b.M, V = cfg.vocab_size;
+    int out[4 * 24];
+    float lp[4];
+    const float temps[2] = {1.0f, 0.5f};
+    da_tape t;
+    da_tape_init(&t, 1 << 22);
+    double worst = 0.0;
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(generate(m, &b, temps[k], 17 + k, out, lp), DA_OK);
+        for (int r = 0; r < b.B; r++) {
+            int eos = assert_format(out + r * M, M, V);
+            batch one = one_row(&b, &cfg, r, out + r * M, eos);
+            da_tensor *logits = forward(&t, m, &one);
+            assert_non_null(logits);
+            double sum = 0.0;
+            for (int j = 1; j <= eos && j < M - 1; j++)
+                sum += allowed_logprob(logits->data + (size_t)(j - 1) * V, V, temps[k], out[r * M + j]);
+            assert_true(sum < 0.0);
+            assert_float_equal(lp[r], sum, 1e-5 * (1.0 + fabs(sum)));
+            worst = fmax(worst, fabs(lp[r] - sum) / (1.0 + fabs(sum)));
+        }
+    }
+    printf("# log-probs vs teacher forcing: max |diff| / (1 + |sum|) %.2g\n", worst);
     da_tape_free(&t);
     batch_free(&b);
     da_refiner_free(m);
@@ -314,8 +470,8 @@ static void test_refiner_sampling(void **state)
                                              1.0f, &rng, one_out, &lp_one),
                          DA_OK);
         assert_memory_equal(one_out, out + r * M, sizeof one_out);
-        /* a batch of 1 may block the GEMMs differently: close, not bits */
-        assert_float_equal(lp_one, lp[r], 1e-4 * (1.0 + fabs(lp[r])));
+        /* every piece of a row is computed from that row alone: bits */
+        tu_assert_bits("log-prob, row alone vs in a batch of 3", &lp_one, &lp[r], 1);
     }
     batch_free(&b);
     da_refiner_free(m);
@@ -323,9 +479,8 @@ static void test_refiner_sampling(void **state)
 
 /* 1 vs 2 threads: the teacher-forced logits and every parameter gradient
  * of the default config are bit-identical; so are the tokens and log-probs
- * that sampling (temperature 1) writes, on the reduced config (generation
- * is that forward run again and again: the small config keeps the suite
- * fast). */
+ * that sampling (temperature 1) writes, default config, 5 rows (one group
+ * of 5 rows on 1 thread, groups of 3 and 2 on 2 threads). */
 static void test_refiner_threads(void **state)
 {
     (void)state;
@@ -361,19 +516,18 @@ static void test_refiner_threads(void **state)
     batch_free(&b);
     da_refiner_free(m);
 
-    da_refiner_config small = oracle_config();
-    m = random_refiner(&small, 0, 13);
-    random_batch(&b, &small, 3, 1, 53u);
-    int out1[3 * 8], out2[3 * 8];
-    float lp1[3], lp2[3];
+    m = random_refiner(&cfg, 0, 13);
+    random_batch(&b, &cfg, 5, 1, 53u);
+    int out1[5 * 24], out2[5 * 24];
+    float lp1[5], lp2[5];
     da_set_threads(1);
     assert_int_equal(generate(m, &b, 1.0f, 5, out1, lp1), DA_OK);
     da_set_threads(2);
     assert_int_equal(generate(m, &b, 1.0f, 5, out2, lp2), DA_OK);
     da_set_threads(saved);
     assert_memory_equal(out1, out2, sizeof out1);
-    tu_assert_bits("log-probs, 1 vs 2 threads", lp2, lp1, 3);
-    for (int r = 0; r < 3; r++) assert_format(out1 + r * 8, 8, small.vocab_size);
+    tu_assert_bits("log-probs, 1 vs 2 threads", lp2, lp1, 5);
+    for (int r = 0; r < 5; r++) assert_format(out1 + r * 24, 24, cfg.vocab_size);
     batch_free(&b);
     da_refiner_free(m);
 }
@@ -512,6 +666,16 @@ static void test_refiner_errors(void **state)
                                          2, 1.0f, NULL, out, NULL),
                      DA_ERR_INVALID);
     assert_int_equal(generate(m, &b, 0.5f, 1, out, NULL), DA_OK);
+    float logits[8 * 20];
+    assert_int_equal(da_refiner_cached_logits(m, b.x0, b.timesteps[0], b.query, b.query_keep, b.prompt,
+                                              b.prompt_keep, b.out, 0, logits),
+                     DA_ERR_INVALID);
+    assert_non_null(strstr(da_last_error(), "T_out 0"));
+    b.out[1] = 20;
+    assert_int_equal(da_refiner_cached_logits(m, b.x0, b.timesteps[0], b.query, b.query_keep, b.prompt,
+                                              b.prompt_keep, b.out, 4, logits),
+                     DA_ERR_INVALID);
+    assert_non_null(strstr(da_last_error(), "output token id 20"));
     da_tape_free(&t);
     batch_free(&b);
     da_refiner_free(m);
@@ -526,6 +690,7 @@ static void test_refiner_default(void **state)
     da_refiner_config cfg = da_refiner_config_default();
     assert_int_equal(cfg.vocab_size, da_vocab_size());
     assert_int_equal(cfg.max_tokens, DA_MAX_TOKENS);
+    for (int v = 0; v < cfg.vocab_size; v++) assert_int_equal(da_refiner_token_allowed(v), writable(v));
     assert_int_equal(da_refiner_seq_len(&cfg, DA_MAX_TOKENS), 16 + 1 + 3 * DA_MAX_TOKENS);
     da_refiner *m = random_refiner(&cfg, 1, 1);
     assert_int_equal(m->params.total, 642816);
@@ -561,7 +726,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refiner_vs_torch),
         cmocka_unit_test(test_refiner_causal_padding),
+        cmocka_unit_test(test_refiner_cache),
         cmocka_unit_test(test_refiner_greedy),
+        cmocka_unit_test(test_refiner_logprobs),
         cmocka_unit_test(test_refiner_sampling),
         cmocka_unit_test(test_refiner_threads),
         cmocka_unit_test(test_refiner_files),

@@ -300,18 +300,28 @@ DA_API void da_refiner_free(da_refiner *m);
 DA_API da_tensor *da_refiner_forward(da_tape *t, const da_refiner *m, const float *x0, const float *timesteps,
                                      const int *query_ids, const uint8_t *query_keep, const int *prompt_ids,
                                      const uint8_t *prompt_keep, const int *out_ids, int B, int T_out);
+/* 1 for the ids generation may write: every id but PAD, BOS and UNK (they
+ * never occur inside a prompt; the pipeline refuses a prompt holding them).
+ * A trainer's teacher-forced log-probs use the same set. */
+DA_API int da_refiner_token_allowed(int id);
 /* Autoregressive sampling: out_ids (B, max_tokens) = BOS t1 .. EOS PAD...
- * Each step runs the teacher-forced forward on the output so far and picks
- * the next token of every unfinished row from softmax(logits / temperature)
- * over the tokens other than PAD and BOS (temperature 0: argmax, ties to the
- * lower id); EOS ends a row, and is forced at slot max_tokens - 1.
+ * With a key/value cache: each row's observation and BOS go through the
+ * layers once, then each new token as one slot over the cached keys and
+ * values; the logits are da_refiner_forward's on the output so far (bit for
+ * bit with the portable GEMM, within rounding with OpenBLAS). The next token
+ * of every unfinished row comes from softmax(logits / temperature) over the
+ * writable tokens, da_refiner_token_allowed (temperature 0: argmax, ties
+ * to the lower id), computed with da_expf/da_logf; EOS ends a row, and is forced at slot
+ * max_tokens - 1.
  * Randomness: the generator gives one seed per row (B da_rng_u64 draws, in
  * row order, whatever the temperature); row b's generator draws one
- * da_rand per sampled token. So a row's tokens depend only on its inputs and
- * its seed, not on the batch or the thread count. logprobs (B) or NULL: the
- * sum over sampled tokens (the forced EOS excluded) of log softmax(logits /
- * temperature) at the chosen token (temperature 0: log softmax(logits)).
- * DA_ERR_INVALID on bad ids or sizes, temperature < 0 or not finite. */
+ * da_rand per sampled token. A row's tokens and log-probs depend only on its
+ * inputs and its seed, bit for bit: not on the batch, the row's position or
+ * the thread count (with the portable GEMM, not on the CPU either).
+ * logprobs (B) or NULL: the sum over sampled tokens (the forced EOS
+ * excluded) of log softmax(logits / temperature) at the chosen token
+ * (temperature 0: log softmax(logits)). DA_ERR_INVALID on bad ids or sizes,
+ * temperature < 0 or not finite; DA_ERR_NOMEM. */
 DA_API da_status da_refiner_generate(const da_refiner *m, const float *x0, const float *timesteps,
                                      const int *query_ids, const uint8_t *query_keep, const int *prompt_ids,
                                      const uint8_t *prompt_keep, int B, float temperature, da_rng *rng,

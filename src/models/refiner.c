@@ -13,9 +13,8 @@
  *
  * The layer is the text encoder's (same names, same pre-LN order); the
  * output segment comes last, so causal attention makes the output
- * autoregressive while every output token sees the whole observation. */
-#include <math.h>
-#include <stdio.h>
+ * autoregressive while every output token sees the whole observation.
+ * Generation (a key/value cache over this forward) is in refiner_generate.c. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,14 +22,10 @@
 #include "core/config.h"
 #include "models/blocks.h"
 #include "models/params.h"
+#include "models/refiner_internal.h"
 
-#define LN_EPS 1e-5f
-#define CFG_MAX 1000000   /* sanity bound on every config integer: no int overflow downstream */
-
-/* the tokenizer's special ids (dalign/data.h, a higher layer: tests check they agree) */
-enum { TOK_PAD = 0, TOK_BOS = 1, TOK_EOS = 2 };
-/* segment ids, in sequence order */
-enum { SEG_LATENT, SEG_TIME, SEG_QUERY, SEG_PROMPT, SEG_OUTPUT };
+#define LN_EPS REFINER_LN_EPS
+#define CFG_MAX REFINER_CFG_MAX   /* no int overflow downstream */
 
 /* ------------------------------------------------------------------------ */
 /* Config                                                                   */
@@ -109,14 +104,23 @@ da_status da_refiner_config_load(da_refiner_config *cfg, const char *path)
     return da_cfg_load(&REFINER_CFG, cfg, path);
 }
 
-static int n_patches(const da_refiner_config *c)
+int da_refiner_n_patches(const da_refiner_config *c)
 {
     int side = c->latent_size / c->patch;
     return side * side;
 }
 
+static int n_patches(const da_refiner_config *c) { return da_refiner_n_patches(c); }
+
 /* slot of the first output token: after patches, timestep, query and prompt */
 static int output_start(const da_refiner_config *c) { return n_patches(c) + 1 + 2 * c->max_tokens; }
+
+int da_refiner_segment(const da_refiner_config *c, int slot)
+{
+    int P = n_patches(c), M = c->max_tokens;
+    return slot < P ? SEG_LATENT : slot == P ? SEG_TIME : slot < P + 1 + M ? SEG_QUERY
+         : slot < P + 1 + 2 * M ? SEG_PROMPT : SEG_OUTPUT;
+}
 
 int da_refiner_seq_len(const da_refiner_config *c, int T_out) { return output_start(c) + T_out; }
 
@@ -233,10 +237,7 @@ static da_tensor *embed_sequence(da_tape *t, const da_refiner *m, const float *x
     x = da_add(t, x, da_leaf(t, pos_full->data, pos_full->grad, 2, pos_shape));
     /* segment of each slot, then its row of the table, broadcast over the batch */
     int *seg = da_arena_alloc(&t->arena, (size_t)L * sizeof(int));
-    int P = n_patches(c);
-    for (int j = 0; j < L; j++)
-        seg[j] = j < P ? SEG_LATENT : j == P ? SEG_TIME : j < P + 1 + M ? SEG_QUERY
-               : j < P + 1 + 2 * M ? SEG_PROMPT : SEG_OUTPUT;
+    for (int j = 0; j < L; j++) seg[j] = da_refiner_segment(c, j);
     da_tensor *segs = da_embedding(t, da_params_leaf(t, p, "segment_embedding.weight"), seg, 1, L);
     return da_add(t, x, da_reshape(t, segs, 2, pos_shape));
 }
@@ -268,9 +269,9 @@ static da_status check_ids(const int *ids, size_t n, int V, const char *what)
     return DA_OK;
 }
 
-static da_status check_inputs(const da_refiner_config *c, const float *x0, const float *timesteps,
-                              const int *query_ids, const uint8_t *query_keep, const int *prompt_ids,
-                              const uint8_t *prompt_keep, int B)
+da_status da_refiner_check_inputs(const da_refiner_config *c, const float *x0, const float *timesteps,
+                                  const int *query_ids, const uint8_t *query_keep, const int *prompt_ids,
+                                  const uint8_t *prompt_keep, int B)
 {
     if (!x0 || !timesteps || !query_ids || !query_keep || !prompt_ids || !prompt_keep)
         return da_fail(DA_ERR_INVALID, "refiner: NULL input (latent, timesteps, query or prompt)");
@@ -290,7 +291,8 @@ da_tensor *da_refiner_forward(da_tape *t, const da_refiner *m, const float *x0, 
         return NULL;
     }
     const da_refiner_config *c = &m->cfg;
-    if (check_inputs(c, x0, timesteps, query_ids, query_keep, prompt_ids, prompt_keep, B)) return NULL;
+    if (da_refiner_check_inputs(c, x0, timesteps, query_ids, query_keep, prompt_ids, prompt_keep, B))
+        return NULL;
     if (!out_ids || T_out < 1 || T_out > c->max_tokens) {
         da_fail(DA_ERR_INVALID, "refiner: %d output tokens (need output ids, 1 <= T_out <= %d)", T_out,
                 c->max_tokens);
@@ -307,141 +309,4 @@ da_tensor *da_refiner_forward(da_tape *t, const da_refiner *m, const float *x0, 
     x = da_layernorm(t, x, da_params_leaf(t, p, "final_ln.weight"), da_params_leaf(t, p, "final_ln.bias"),
                      LN_EPS);
     return da_linear(t, x, da_params_leaf(t, p, "lm_head.weight"), NULL);   /* (B, T_out, V) */
-}
-
-/* ------------------------------------------------------------------------ */
-/* Generation                                                               */
-/* ------------------------------------------------------------------------ */
-
-/* PAD and BOS are never written inside a prompt */
-static int token_allowed(int id) { return id != TOK_PAD && id != TOK_BOS; }
-
-/* argmax over the allowed tokens of logits (V); ties to the lower id */
-static int pick_greedy(const float *logits, int V)
-{
-    int best = TOK_EOS;
-    for (int v = 0; v < V; v++)
-        if (token_allowed(v) && logits[v] > logits[best]) best = v;
-    return best;
-}
-
-/* the largest allowed logit divided by temperature: the shift of the softmax */
-static double scaled_max(const float *logits, int V, double inv_temp)
-{
-    double mx = -INFINITY;
-    for (int v = 0; v < V; v++)
-        if (token_allowed(v) && logits[v] * inv_temp > mx) mx = logits[v] * inv_temp;
-    return mx;
-}
-
-/* log sum over allowed v of exp(logits[v] * inv_temp - mx), in double, fixed order */
-static double log_partition(const float *logits, int V, double inv_temp, double mx)
-{
-    double z = 0.0;
-    for (int v = 0; v < V; v++)
-        if (token_allowed(v)) z += exp(logits[v] * inv_temp - mx);
-    return log(z);
-}
-
-/* inverse CDF: the first allowed v whose cumulative probability exceeds u */
-static int pick_sampled(const float *logits, int V, double inv_temp, double mx, double logz, float u)
-{
-    double acc = 0.0;
-    int last = TOK_EOS;
-    for (int v = 0; v < V; v++) {
-        if (!token_allowed(v)) continue;
-        acc += exp(logits[v] * inv_temp - mx - logz);
-        last = v;
-        if ((double)u < acc) return v;
-    }
-    return last;   /* u beyond the rounded total: the last allowed token */
-}
-
-/* One row's choice from its logits (V); adds the chosen token's log-prob */
-static int choose_token(const float *logits, int V, float temperature, da_rng *row_rng, float *logprob)
-{
-    double inv_temp = temperature > 0.0f ? 1.0 / temperature : 1.0;
-    double mx = scaled_max(logits, V, inv_temp);
-    double logz = log_partition(logits, V, inv_temp, mx);
-    int v;
-    if (temperature > 0.0f) {
-        float u;
-        da_rand(row_rng, &u, 1);
-        v = pick_sampled(logits, V, inv_temp, mx, logz, u);
-    } else {
-        v = pick_greedy(logits, V);
-    }
-    *logprob += (float)(logits[v] * inv_temp - mx - logz);
-    return v;
-}
-
-/* out_ids (B, M) = BOS then PAD; done (B) = 0; per-row generators seeded
- * from rng in row order */
-static void start_rows(int *out_ids, uint8_t *done, da_rng *rows, da_rng *rng, int B, int M)
-{
-    for (int b = 0; b < B; b++) {
-        for (int j = 0; j < M; j++) out_ids[(size_t)b * M + j] = j == 0 ? TOK_BOS : TOK_PAD;
-        done[b] = 0;
-        da_rng_seed(&rows[b], da_rng_u64(rng));
-    }
-}
-
-/* tokens 0..s-1 of each row of out_ids (B, M) into prefix (B, s) */
-static void copy_prefix(int *prefix, const int *out_ids, int B, int M, int s)
-{
-    for (int b = 0; b < B; b++) memcpy(prefix + (size_t)b * s, out_ids + (size_t)b * M, (size_t)s * sizeof(int));
-}
-
-static da_status check_generate(const da_refiner *m, float temperature, const da_rng *rng, const int *out_ids)
-{
-    if (!m || !rng || !out_ids) return da_fail(DA_ERR_INVALID, "refiner generate: NULL model, generator or output");
-    if (!(temperature >= 0.0f) || !isfinite(temperature))
-        return da_fail(DA_ERR_INVALID, "refiner generate: temperature %g must be finite and >= 0",
-                       (double)temperature);
-    return DA_OK;
-}
-
-da_status da_refiner_generate(const da_refiner *m, const float *x0, const float *timesteps,
-                              const int *query_ids, const uint8_t *query_keep, const int *prompt_ids,
-                              const uint8_t *prompt_keep, int B, float temperature, da_rng *rng,
-                              int *out_ids, float *logprobs)
-{
-    da_status s = check_generate(m, temperature, rng, out_ids);
-    if (s) return s;
-    const da_refiner_config *c = &m->cfg;
-    s = check_inputs(c, x0, timesteps, query_ids, query_keep, prompt_ids, prompt_keep, B);
-    if (s) return s;
-    int M = c->max_tokens, V = c->vocab_size;
-    da_rng *rows = malloc((size_t)B * sizeof *rows);
-    uint8_t *done = malloc((size_t)B);
-    int *prefix = malloc((size_t)B * M * sizeof(int));
-    float *lp = calloc((size_t)B, sizeof(float));
-    if (!rows || !done || !prefix || !lp) {
-        free(rows); free(done); free(prefix); free(lp);
-        return da_fail(DA_ERR_NOMEM, "refiner generate: out of memory");
-    }
-    start_rows(out_ids, done, rows, rng, B, M);
-    da_tape t;
-    da_tape_init(&t, 1 << 20);
-    da_tape_set_grad(&t, 0);
-    int n_done = 0;
-    /* step j writes slot j from the logits at slot j - 1; the last slot is EOS */
-    for (int j = 1; j < M && n_done < B && !s; j++) {
-        da_tape_reset(&t);
-        copy_prefix(prefix, out_ids, B, M, j);
-        da_tensor *logits = da_refiner_forward(&t, m, x0, timesteps, query_ids, query_keep, prompt_ids,
-                                               prompt_keep, prefix, B, j);
-        if (!logits) { s = DA_ERR_INVALID; break; }
-        for (int b = 0; b < B; b++) {
-            if (done[b]) continue;
-            int *slot = out_ids + (size_t)b * M + j;
-            if (j == M - 1) *slot = TOK_EOS;
-            else *slot = choose_token(logits->data + ((size_t)b * j + j - 1) * V, V, temperature, &rows[b], &lp[b]);
-            if (*slot == TOK_EOS) { done[b] = 1; n_done++; }
-        }
-    }
-    if (!s && logprobs) memcpy(logprobs, lp, (size_t)B * sizeof(float));
-    da_tape_free(&t);
-    free(rows); free(done); free(prefix); free(lp);
-    return s;
 }
