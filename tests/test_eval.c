@@ -308,6 +308,65 @@ static void test_run_determinism(void **state)
     da_report_result_free(&r3);
 }
 
+/* A random tiny refiner saved as weights/refiner-t.{json,safetensors} */
+static da_refiner *tiny_refiner(void)
+{
+    da_refiner_config rc = da_refiner_config_default();
+    rc.d_model = 16;
+    rc.n_layers = 1;
+    rc.n_heads = 2;
+    rc.time_freq_dim = 8;
+    da_refiner *ref = da_refiner_create(&rc, 0);
+    assert_non_null(ref);
+    da_rng rng;
+    da_rng_seed(&rng, 5);
+    da_refiner_init(ref, &rng);
+    assert_int_equal(da_refiner_config_save(&rc, tmp_path("weights/refiner-t.json")), DA_OK);
+    assert_int_equal(da_refiner_save(ref, tmp_path("weights/refiner-t.safetensors")), DA_OK);
+    return ref;
+}
+
+/* With a refiner in the loop (a random one, sampling at temperature 1):
+ * the images change, the numbers do not depend on the batch (each image's
+ * writer seed follows its image seed), and metrics.json names the refiner
+ * and its mode (a run without one keeps its bytes: test_outputs). */
+static void test_run_with_refiner(void **state)
+{
+    (void)state;
+    da_refiner *ref = tiny_refiner();
+    da_report_config c = small_config();
+    da_report_result base, r4, r3;
+    run(&c, &base);
+    c.refiner = ref;
+    c.refiner_name = "refiner-t";
+    c.loop.n_refine = 2;
+    c.loop.temperature = 1.0f;
+    run(&c, &r4);
+    c.batch = 3;
+    run(&c, &r3);
+    assert_same_run(&r4, &r3);
+    size_t grid = (size_t)base.grid_prompts * base.grid_seeds * DA_IMG_FLOATS;
+    assert_true(memcmp(base.grid, r4.grid, grid * sizeof(float)) != 0);
+    assert_int_equal(da_report_write(tmp_path("with_refiner"), &c, &r4, "w", "unet"), DA_OK);
+    char *json = tu_slurp(tmp_path("with_refiner/metrics.json"), NULL);
+    assert_non_null(strstr(json, "\"refiner\": \"refiner-t\""));
+    assert_non_null(strstr(json, "\"refine_mode\": \"loop\""));
+    assert_non_null(strstr(json, "\"refine_steps\": 2"));
+    free(json);
+    /* refinements that do not fit the trajectory, or a refiner with a callback */
+    c.loop.n_refine = 3;
+    assert_int_equal(da_report_config_check(&c), DA_ERR_INVALID);
+    c.loop.n_refine = 2;
+    int calls = 0;
+    c.step_cb = count_steps;
+    c.step_user = &calls;
+    assert_int_equal(da_report_config_check(&c), DA_ERR_INVALID);
+    da_report_result_free(&base);
+    da_report_result_free(&r4);
+    da_report_result_free(&r3);
+    da_refiner_free(ref);
+}
+
 /* chunk 0 (prompts 0, 0, 1, 1; seeds k = 0, 1) regenerated and scored by hand */
 static void test_run_by_hand(void **state)
 {
@@ -726,7 +785,16 @@ static void test_cli(void **state)
     expect_cli("--seeds 257", 2, "--seeds");
     expect_cli("--bogus 1", 2, "unknown option");
     expect_cli("--batch", 2, "needs a value");
-    expect_cli("--refiner r.safetensors", 2, "the PromptLoop refiner is not part of dalign yet");
+    expect_cli("--refine-mode apriori", 2, "need --refiner");
+    expect_cli("--refiner r --refine-mode closed", 2, "loop, apriori or once");
+    expect_cli("--refiner r --refine-steps 21", 2, "more refinements than the 20 sampler steps");
+    snprintf(args, sizeof args, "--weights %s --refiner %s -o %s", tmp_path("weights"), tmp_path("none.safetensors"),
+             tmp_path("cli_out3"));
+    expect_cli(args, 1, "refiner file");
+    da_refiner_free(tiny_refiner());
+    snprintf(args, sizeof args, "--weights %s --refiner refiner-t --refine-steps 1 --n-prompts 1 --seeds 1 --steps 1 "
+             "-o %s", tmp_path("weights"), tmp_path("cli_out4"));
+    expect_cli(args, 0, "eval: refiner refiner-t, mode loop, 1 refinement(s), temperature 0");
     expect_cli("--rewards clip,bogus", 2, "'bogus'");
     expect_cli("--sampler ddpm --eta 0.5", 2, "eta");
     snprintf(args, sizeof args, "--weights %s -o %s", tmp_path("nowhere"), tmp_path("cli_out2"));
@@ -757,6 +825,7 @@ int main(void)
         cmocka_unit_test(test_split_prompts),
         cmocka_unit_test(test_diversity_known),
         cmocka_unit_test(test_run_determinism),
+        cmocka_unit_test(test_run_with_refiner),
         cmocka_unit_test(test_run_by_hand),
         cmocka_unit_test(test_single_seed),
         cmocka_unit_test(test_outputs),

@@ -171,8 +171,14 @@ typedef struct da_report_config {
                                * da_eval_image_seed(image_seed, split, p, k), split
                                * DA_SPLIT_HELDOUT for heldout, DA_SPLIT_TRAIN otherwise */
     da_sample_opts opts;      /* da_sample_opts_default(): DDIM, 20 steps, cfg 3 */
-    da_step_cb step_cb;       /* NULL, or called after every sampler step (a prompt refiner) */
+    da_step_cb step_cb;       /* NULL, or called after every sampler step */
     void *step_user;
+    const da_refiner *refiner;   /* NULL, or a PromptLoop refiner rewriting every prompt while
+                                  * sampling (not with step_cb); the scores judge the image
+                                  * against the query, never the written prompt */
+    da_loop_opts loop;        /* da_loop_opts_default(); image i's writer seed is
+                               * da_loop_refine_seed(its image seed) */
+    const char *refiner_name; /* how metrics.json names the refiner (NULL: "refiner") */
     int progress;             /* 1: progress lines on stderr */
 } da_report_config;
 

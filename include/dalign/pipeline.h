@@ -114,9 +114,91 @@ DA_API void da_initial_latent(uint64_t seed, float *x, size_t n);
 DA_API da_status da_pipeline_generate(da_pipeline *p, const da_sample_opts *opts, const char *const *prompts,
                                       const char *negative, const uint64_t *seeds, int n, da_step_cb cb,
                                       void *user, float *out_images, float *out_latents);
+/* The same from token ids: ids (n, DA_MAX_TOKENS), each row BOS, vocabulary
+ * words, EOS, then PAD (what a prompt refiner writes; da_prompt_tokens
+ * gives them for a text). da_pipeline_generate is this after tokenizing. */
+DA_API da_status da_pipeline_generate_ids(da_pipeline *p, const da_sample_opts *opts, const int *ids,
+                                          const char *negative, const uint64_t *seeds, int n, da_step_cb cb,
+                                          void *user, float *out_images, float *out_latents);
+/* t (opts->steps): the UNet's timestep input at every step of the sampler */
+DA_API da_status da_sampler_timesteps(const da_pipeline *p, const da_sample_opts *opts, float *t);
 /* latents (n, C, h, w) in diffusion space -> images (n, 3, 4h, 4w) in [0, 1]:
  * VAE decode of latents / scale_factor, then (x + 1) / 2 clamped */
 DA_API da_status da_pipeline_decode(da_pipeline *p, const float *latents, int n, float *out_images);
+
+/* ------------------------------------------------------------------------ */
+/* PromptLoop's sampling loop (src/pipeline/promptloop.c, docs/promptloop.md) */
+/* ------------------------------------------------------------------------ */
+
+/* loop: refinement k after step floor(k * steps / K) reads that step's x̂0;
+ * apriori: the same steps, all prompts written before sampling from the
+ * query alone (zero latent); once: one prompt before step 0, no latent
+ * (the feed-forward, RePrompt-style baseline) */
+typedef enum { DA_REFINE_LOOP = 0, DA_REFINE_APRIORI = 1, DA_REFINE_ONCE = 2 } da_refine_mode;
+DA_API da_status da_refine_mode_parse(const char *name, da_refine_mode *out);   /* "loop" | "apriori" | "once" */
+DA_API const char *da_refine_mode_name(da_refine_mode m);                       /* NULL out of range */
+
+typedef struct da_loop_opts {
+    da_refine_mode mode;   /* loop */
+    int n_refine;          /* K (4), 1 .. steps; once: always 1 */
+    float temperature;     /* the writer's sampling temperature: 0 greedy (default), 1 for RL rollouts */
+} da_loop_opts;
+DA_API da_loop_opts da_loop_opts_default(void);
+DA_API int da_loop_n_refine(const da_loop_opts *lo);                   /* K, or 1 for once */
+/* the sampler step after which refinement k writes (once: -1, before step 0) */
+DA_API int da_loop_refine_step(const da_loop_opts *lo, int k, int n_steps);
+
+/* The writer seed of an image whose noise seed is `seed`, for callers with
+ * no other (sample, eval): a splitmix64 step, so that the two generators
+ * never run the same stream. */
+DA_API uint64_t da_loop_refine_seed(uint64_t seed);
+
+/* What a run did, row i * K + k for image i and refinement k: the writer's
+ * inputs and output, enough to recompute its log-probs by teacher forcing
+ * (the RL trainer) and to show the trajectory (sample -v). */
+typedef struct da_loop_trace {
+    int n, K, latent_n;
+    int *steps;                /* (K) da_loop_refine_step of each refinement */
+    float *x0;                 /* (n*K, latent_n) observed x̂0 (zeros when the mode observes none) */
+    float *timesteps;          /* (n*K) */
+    int *query_ids;            /* (n, DA_MAX_TOKENS) */
+    uint8_t *query_keep;
+    int *prompt_ids;           /* (n*K, DA_MAX_TOKENS) the prompt in use when the refinement ran */
+    uint8_t *prompt_keep;
+    int *out_ids;              /* (n*K, DA_MAX_TOKENS) the prompt written: BOS .. EOS PAD.. */
+    float *logprobs;           /* (n*K) the writer's log-prob of out_ids */
+} da_loop_trace;
+DA_API da_status da_loop_trace_alloc(da_loop_trace *tr, int n, int K, int latent_n);
+DA_API void da_loop_trace_free(da_loop_trace *tr);
+
+/* A prompt writer: one image's next prompt (out_ids, DA_MAX_TOKENS) from its
+ * observation x0 (latent_n values), the step's timestep, the query and the
+ * prompt in use (ids and keep, DA_MAX_TOKENS each); draws only from rng;
+ * adds nothing to *logprob but sets it. da_loop_refiner_writer (user = a
+ * da_refiner) is the refiner's; tests and ablations supply their own. */
+typedef da_status (*da_loop_writer)(void *user, const float *x0, float timestep, const int *query_ids,
+                                    const uint8_t *query_keep, const int *prompt_ids, const uint8_t *prompt_keep,
+                                    float temperature, da_rng *rng, int *out_ids, float *logprob);
+DA_API da_status da_loop_refiner_writer(void *user, const float *x0, float timestep, const int *query_ids,
+                                        const uint8_t *query_keep, const int *prompt_ids,
+                                        const uint8_t *prompt_keep, float temperature, da_rng *rng,
+                                        int *out_ids, float *logprob);
+
+/* Generate n images with the refiner rewriting the prompt (uncond side: the
+ * empty prompt). queries[i]: the user's text; seeds[i]: the image's noise
+ * (as da_pipeline_generate); refine_seeds[i]: the writer's generator for
+ * image i, independent of the noise. trace (may be NULL) is allocated here
+ * (da_loop_trace_free it). Errors: a refiner whose vocabulary or latent
+ * does not match, K outside 1 .. steps, unknown words in a query. */
+DA_API da_status da_loop_generate(da_pipeline *p, const da_refiner *refiner, const da_sample_opts *opts,
+                                  const da_loop_opts *lo, const char *const *queries, const uint64_t *seeds,
+                                  const uint64_t *refine_seeds, int n, da_loop_trace *trace, float *out_images,
+                                  float *out_latents);
+/* the same with any writer */
+DA_API da_status da_loop_generate_with(da_pipeline *p, const da_sample_opts *opts, const da_loop_opts *lo,
+                                       da_loop_writer write, void *writer_user, const char *const *queries,
+                                       const uint64_t *seeds, const uint64_t *refine_seeds, int n,
+                                       da_loop_trace *trace, float *out_images, float *out_latents);
 
 /* Images as 8-bit RGB, interleaved (H, W, 3) (src/pipeline/image.c). */
 /* Size of a grid of n tiles (h, w) in cols columns with gap pixels between tiles */
@@ -147,6 +229,11 @@ DA_API da_status da_weights_load_pipeline(da_pipeline **out, const char *dir, co
  * pipeline's images (DA_IMG x DA_IMG RGB; any other config is refused
  * before its weights load). *out is NULL after an error. */
 DA_API da_status da_weights_load_clip(da_clip **out, const char *dir);
+
+/* A PromptLoop refiner: NAME in dir (DIR/NAME.{json,safetensors}) or a path
+ * ending in .safetensors with its .json beside it; one whose vocabulary is
+ * not the tokenizer's is refused, naming the file. *out is NULL on error. */
+DA_API da_status da_weights_load_refiner(da_refiner **out, const char *dir, const char *name);
 
 #ifdef __cplusplus
 }

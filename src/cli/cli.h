@@ -55,6 +55,26 @@ int cli_parse_seed(const char *cmd, const char *opt, const char *val, uint64_t *
 #define CLI_NOT_MINE (-1)
 int cli_parse_sample_option(const char *cmd, const char *opt, const char *val, da_sample_opts *o);
 
+/* The PromptLoop options of sample and eval: --refiner NAME|FILE,
+ * --refine-mode loop|apriori|once, --refine-steps K, --refine-temperature T
+ * (same return convention as cli_parse_sample_option). */
+typedef struct cli_loop_args {
+    const char *refiner;   /* NULL: no refiner */
+    da_loop_opts opts;     /* da_loop_opts_default() before parsing */
+} cli_loop_args;
+#define CLI_LOOP_HELP                                                                                  \
+    "  --refiner NAME     rewrite the prompt while sampling with a PromptLoop refiner:\n"                  \
+    "                     DIR/NAME.{json,safetensors}, or FILE.safetensors (docs/promptloop.md)\n"       \
+    "  --refine-mode M    loop (reads the step's predicted latent), apriori (all prompts\n"               \
+    "                     written before sampling) or once (one prompt, before step 0);\n"               \
+    "                     default loop\n"                                                                 \
+    "  --refine-steps K   refinements along the trajectory, after steps floor(k*steps/K)\n"             \
+    "                     (default 4; once: 1)\n"                                                         \
+    "  --refine-temperature T  the refiner's sampling temperature (default 0: greedy)\n"
+int cli_parse_loop_option(const char *cmd, const char *opt, const char *val, cli_loop_args *l);
+/* refine options without --refiner, or more refinements than steps: 2 after a message; else 0 */
+int cli_check_loop_args(const char *cmd, const cli_loop_args *l, const da_sample_opts *o);
+
 /* An output written only after the sampling is checked before it: create
  * and remove the temp file its atomic write will go through (PATH.tmp.PID,
  * beside PATH). 0, or 1 after "dalign CMD: cannot write -o SHOWN: why". */

@@ -16,6 +16,7 @@
 typedef struct eval_args {
     const char *weights, *unet, *out;
     da_report_config cfg;
+    cli_loop_args loop;
 } eval_args;
 
 static const char CMD[] = "eval";   /* the prefix of every message */
@@ -38,8 +39,9 @@ static void usage(FILE *f)
             "  --weights DIR       weights directory (default: $DALIGN_WEIGHTS, else ./weights)\n"
             "  --unet NAME|FILE    a UNet in DIR (NAME.{json,safetensors}, default unet) or a\n"
             "                      FILE.safetensors with its config FILE.json beside it\n"
-            "  --refiner FILE      not available: the PromptLoop refiner is not part of dalign\n"
-            "                      yet (the option is refused)\n"
+            CLI_LOOP_HELP
+            "                     (the scores judge each image against its query, never\n"
+            "                     against the prompt the refiner wrote)\n"
             "  --prompts SRC       heldin or heldout (the evaluation prompts of that split) or a\n"
             "                      file, one prompt per line, # comments (default heldout)\n"
             "  --n-prompts N       prompts (default: %d of a split, every prompt of a file)\n"
@@ -123,11 +125,8 @@ static int parse_option(void *args, const char *opt, const char *val)
             fprintf(stderr, "dalign eval: --rewards: %s\n", da_last_error());
             return 2;
         }
-    } else if (!strcmp(opt, "--refiner")) {
-        fprintf(stderr, "dalign eval: --refiner %s: the PromptLoop refiner is not part of dalign yet\n", val);
-        return 2;
     } else {
-        return CLI_NOT_MINE;
+        return cli_parse_loop_option(CMD, opt, val, &a->loop);
     }
     return 0;
 }
@@ -140,7 +139,13 @@ static int parse_args(eval_args *a, int argc, char **argv)
     a->cfg.progress = 1;
     a->unet = "unet";
     a->out = "out/eval";
-    return cli_parse_options(CMD, argc, argv, usage, parse_option, a, &a->cfg.progress);
+    a->loop.opts = da_loop_opts_default();
+    int rc = cli_parse_options(CMD, argc, argv, usage, parse_option, a, &a->cfg.progress);
+    if (rc >= 0) return rc;
+    rc = cli_check_loop_args(CMD, &a->loop, &a->cfg.opts);
+    a->cfg.loop = a->loop.opts;
+    a->cfg.refiner_name = a->loop.refiner;
+    return rc ? rc : -1;
 }
 
 /* a failure after the options were accepted: exit 1 with the library's message */
@@ -169,11 +174,17 @@ int cmd_eval(int argc, char **argv)
     if (da_report_init(&r, &a.cfg) != DA_OK) rc = fail();
     if (!rc) rc = prepare_output(a.out);
     if (!rc && da_report_models_load(&m, dir, a.unet, a.cfg.rewards) != DA_OK) rc = fail();
+    da_refiner *ref = NULL;
+    if (!rc && a.loop.refiner && da_weights_load_refiner(&ref, dir, a.loop.refiner) != DA_OK) rc = fail();
+    a.cfg.refiner = ref;
     if (!rc && a.cfg.progress)
         fprintf(stderr, "eval: weights %s (unet %s), %s: %d prompts x %d seeds, %s %d steps, cfg %g, batch %d, "
                         "%d threads\n",
                 dir, a.unet, a.cfg.prompts, r.n_prompts, r.n_seeds, da_sampler_name(a.cfg.opts.sampler),
                 a.cfg.opts.steps, (double)a.cfg.opts.cfg, a.cfg.batch, da_get_threads());
+    if (!rc && a.cfg.progress && ref)
+        fprintf(stderr, "eval: refiner %s, mode %s, %d refinement(s), temperature %g\n", a.loop.refiner,
+                da_refine_mode_name(a.cfg.loop.mode), da_loop_n_refine(&a.cfg.loop), (double)a.cfg.loop.temperature);
     if (!rc && da_report_run(&r, &m, &a.cfg) != DA_OK) rc = fail();
     if (!rc && da_report_write(a.out, &a.cfg, &r, dir, a.unet) != DA_OK) rc = fail();
     if (!rc) {
@@ -185,5 +196,6 @@ int cmd_eval(int argc, char **argv)
     }
     da_report_models_free(&m);
     da_report_result_free(&r);
+    da_refiner_free(ref);
     return rc;
 }

@@ -1,7 +1,10 @@
 /* dalign sample: text -> image(s) with the pipeline (docs/pipeline.md).
  * --prompt may repeat: image p*n + k is prompt p with seed + k, so every
  * prompt gets the same seeds and a grid has one row per prompt. Images are
- * generated in chunks of CHUNK. */
+ * generated in chunks of CHUNK. With --refiner a PromptLoop refiner rewrites
+ * each prompt while sampling (docs/promptloop.md); -v then prints the prompt
+ * of every refinement and draws the loop: OUT-loop.png, one row per image,
+ * the decoded x̂0 the refiner read at each refinement, then the image. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +27,7 @@ typedef struct sample_args {
     uint64_t seed;
     da_sample_opts opts;
     int n, grid, scale, verbose;   /* n: images per prompt */
+    cli_loop_args loop;
 } sample_args;
 
 static const char CMD[] = "sample";   /* the prefix of every message */
@@ -56,8 +60,11 @@ static void usage(FILE *f)
             "  --weights DIR      weights directory (default: $DALIGN_WEIGHTS, else ./weights)\n"
             "  --unet NAME        UNet files DIR/NAME.{json,safetensors} (default unet)\n"
             "  --latents FILE     also save the final latents (P*K, 4, 8, 8) as safetensors\n"
+            CLI_LOOP_HELP
             "  -o, --output PATH  output PNG (written atomically)\n"
-            "  -v, --verbose      print the resolved options and timing on stderr\n"
+            "  -v, --verbose      print the resolved options and timing on stderr; with --refiner\n"
+            "                     also the prompt of each refinement, and OUT-loop.png: per\n"
+            "                     image the decoded x0 the refiner read at each refinement\n"
             "  -h, --help         show this help and exit\n"
             "\n"
             "Progress goes to stderr when it is a terminal.\n"
@@ -68,6 +75,7 @@ static void usage(FILE *f)
 static int parse_option(sample_args *a, const char *opt, const char *val)
 {
     int rc = val ? cli_parse_sample_option(CMD, opt, val, &a->opts) : CLI_NOT_MINE;
+    if (rc == CLI_NOT_MINE && val) rc = cli_parse_loop_option(CMD, opt, val, &a->loop);
     if (rc != CLI_NOT_MINE) return rc;
     if (!strcmp(opt, "--prompt")) {
         if (a->n_prompts == MAX_PROMPTS) {
@@ -93,7 +101,8 @@ static int parse_option(sample_args *a, const char *opt, const char *val)
 
 static const char *const flags_with_value[] = {"--prompt", "--negative", "--seed", "--steps", "--cfg", "--sampler",
                                                "--eta", "--n", "--scale", "--weights", "--unet", "--latents",
-                                               "-o", "--output"};
+                                               "-o", "--output", "--refiner", "--refine-mode", "--refine-steps",
+                                               "--refine-temperature"};
 
 static int takes_value(const char *opt)
 {
@@ -110,6 +119,7 @@ static int parse_args(sample_args *a, int argc, char **argv)
     a->n = 1;
     a->scale = 1;
     a->unet = "unet";
+    a->loop.opts = da_loop_opts_default();
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
@@ -143,7 +153,13 @@ static int parse_args(sample_args *a, int argc, char **argv)
         fprintf(stderr, "dalign sample: --eta is a DDIM option (--sampler ddim)\n");
         return 2;
     }
-    return -1;
+    if (a->loop.refiner && a->negative) {
+        fprintf(stderr, "dalign sample: --negative and --refiner do not go together (the loop's uncond side is "
+                        "the empty prompt)\n");
+        return 2;
+    }
+    int rc = cli_check_loop_args(CMD, &a->loop, &a->opts);
+    return rc ? rc : -1;
 }
 
 /* OUT.png -> OUT-i.png (the index goes before the extension, if any) */
@@ -186,11 +202,62 @@ static void print_resolved(const sample_args *a, const char *dir)
     fprintf(stderr, "  output    %s%s, scale %d%s%s\n", a->out,
             total_images(a) > 1 ? (a->grid ? " (grid)" : " (one file per image)") : "",
             a->scale, a->latents ? ", latents " : "", a->latents ? a->latents : "");
+    if (a->loop.refiner)
+        fprintf(stderr, "  refiner   %s, mode %s, %d refinement%s, temperature %g\n", a->loop.refiner,
+                da_refine_mode_name(a->loop.opts.mode), da_loop_n_refine(&a->loop.opts),
+                da_loop_n_refine(&a->loop.opts) > 1 ? "s" : "", (double)a->loop.opts.temperature);
     fprintf(stderr, "  threads   %d, gemm %s\n", da_get_threads(), da_gemm_backend());
 }
 
-/* all P*n images in chunks; images (P*n, 3, 32, 32), latents (P*n, C, h, w) */
-static int generate_all(da_pipeline *pipe, const sample_args *a, float *images, float *latents)
+/* -v with a refiner: the prompt each refinement wrote, image by image */
+static void print_trace(const da_loop_trace *tr, const float *step_t, int i0, const char *query)
+{
+    char text[DA_CAPTION_MAX * 2];
+    for (int i = 0; i < tr->n; i++) {
+        fprintf(stderr, "image %d: \"%s\"\n", i0 + i, query);
+        for (int k = 0; k < tr->K; k++) {
+            size_t row = (size_t)i * tr->K + k;
+            if (da_detokenize(tr->out_ids + row * DA_MAX_TOKENS, DA_MAX_TOKENS, text, sizeof text) != DA_OK)
+                snprintf(text, sizeof text, "(%s)", da_last_error());
+            if (tr->steps[k] < 0)
+                fprintf(stderr, "  before step 1: \"%s\"\n", text);
+            else
+                fprintf(stderr, "  after step %d (t %g): \"%s\"\n", tr->steps[k] + 1, (double)step_t[tr->steps[k]],
+                        text);
+        }
+    }
+}
+
+/* one chunk through the loop; with -v the prompts are printed and each
+ * refinement's observed x̂0 is kept in obs (n*K, C, h, w) */
+static da_status loop_chunk(da_pipeline *pipe, const da_refiner *ref, const sample_args *a, const char *const *prompts,
+                            const uint64_t *seeds, int k, int i0, float *images, float *latents, float *obs)
+{
+    uint64_t rseeds[CHUNK];
+    for (int j = 0; j < k; j++) rseeds[j] = da_loop_refine_seed(seeds[j]);
+    da_loop_trace tr;
+    da_status s = da_loop_generate(pipe, ref, &a->opts, &a->loop.opts, prompts, seeds, rseeds, k, &tr, images, latents);
+    if (s != DA_OK) return s;
+    if (a->verbose) {
+        float *t = malloc((size_t)a->opts.steps * sizeof *t);
+        s = t ? da_sampler_timesteps(pipe, &a->opts, t) : da_fail(DA_ERR_NOMEM, "out of memory");
+        for (int j = 0; s == DA_OK && j < k; j++) {
+            da_loop_trace one = tr;   /* image j's rows, printed with its query */
+            one.n = 1;
+            one.out_ids = tr.out_ids + (size_t)j * tr.K * DA_MAX_TOKENS;
+            print_trace(&one, t, i0 + j, prompts[j]);
+        }
+        free(t);
+        if (obs) memcpy(obs, tr.x0, (size_t)k * tr.K * tr.latent_n * sizeof(float));
+    }
+    da_loop_trace_free(&tr);
+    return s;
+}
+
+/* all P*n images in chunks; images (P*n, 3, 32, 32), latents (P*n, C, h, w);
+ * obs (P*n*K, C, h, w) or NULL: the refiner's observations */
+static int generate_all(da_pipeline *pipe, const da_refiner *ref, const sample_args *a, float *images, float *latents,
+                        float *obs)
 {
     const char *prompts[CHUNK];
     uint64_t seeds[CHUNK];
@@ -205,8 +272,15 @@ static int generate_all(da_pipeline *pipe, const sample_args *a, float *images, 
         }
         pr.done = i0;
         pr.chunk = k;
-        da_status s = da_pipeline_generate(pipe, &a->opts, prompts, a->negative, seeds, k, on_step, &pr,
-                                           images + (size_t)i0 * DA_IMG_FLOATS, latents + (size_t)i0 * nl);
+        da_status s;
+        if (ref) {
+            int K = da_loop_n_refine(&a->loop.opts);
+            s = loop_chunk(pipe, ref, a, prompts, seeds, k, i0, images + (size_t)i0 * DA_IMG_FLOATS,
+                           latents + (size_t)i0 * nl, obs ? obs + (size_t)i0 * K * nl : NULL);
+        } else {
+            s = da_pipeline_generate(pipe, &a->opts, prompts, a->negative, seeds, k, on_step, &pr,
+                                     images + (size_t)i0 * DA_IMG_FLOATS, latents + (size_t)i0 * nl);
+        }
         if (s != DA_OK) {
             if (pr.tty) fputc('\n', stderr);
             fprintf(stderr, "dalign sample: %s\n", da_last_error());
@@ -244,6 +318,36 @@ static int write_outputs(const da_pipeline *pipe, const sample_args *a, const fl
     return 0;
 }
 
+/* OUT-loop.png: row i = the decoded x̂0 the refiner read at each of the K
+ * refinements of image i, then the image itself */
+static int write_loop_strip(da_pipeline *pipe, const sample_args *a, const float *images, const float *obs)
+{
+    int total = total_images(a), K = da_loop_n_refine(&a->loop.opts), cols = K + 1;
+    float *tiles = malloc((size_t)total * cols * DA_IMG_FLOATS * sizeof(float));
+    float *decoded = malloc((size_t)K * DA_IMG_FLOATS * sizeof(float));
+    size_t nl = (size_t)pipe->vae->cfg.latent_channels * pipe->latent_h * pipe->latent_w;
+    da_status s = tiles && decoded ? DA_OK : da_fail(DA_ERR_NOMEM, "out of memory for the loop strip");
+    for (int i = 0; s == DA_OK && i < total; i++) {
+        s = da_pipeline_decode(pipe, obs + (size_t)i * K * nl, K, decoded);
+        float *row = tiles + (size_t)i * cols * DA_IMG_FLOATS;
+        if (s == DA_OK) memcpy(row, decoded, (size_t)K * DA_IMG_FLOATS * sizeof(float));
+        memcpy(row + (size_t)K * DA_IMG_FLOATS, images + (size_t)i * DA_IMG_FLOATS, DA_IMG_FLOATS * sizeof(float));
+    }
+    char path[4096];
+    const char *dot = strrchr(a->out, '.'), *slash = strrchr(a->out, '/');
+    if (!dot || (slash && dot < slash)) dot = a->out + strlen(a->out);
+    snprintf(path, sizeof path, "%.*s-loop%s", (int)(dot - a->out), a->out, dot);
+    if (s == DA_OK) s = da_png_save_images(path, tiles, total * cols, cols, a->scale);
+    free(tiles);
+    free(decoded);
+    if (s != DA_OK) {
+        fprintf(stderr, "dalign sample: %s\n", da_last_error());
+        return 1;
+    }
+    fprintf(stderr, "wrote %s (rows: images; columns: the x0 read at each refinement, then the image)\n", path);
+    return 0;
+}
+
 int cmd_sample(int argc, char **argv)
 {
     sample_args a;
@@ -269,23 +373,34 @@ int cmd_sample(int argc, char **argv)
                             "or point --weights / DALIGN_WEIGHTS at a weights directory\n", dir);
         return 1;
     }
+    da_refiner *ref = NULL;
+    if (a.loop.refiner && da_weights_load_refiner(&ref, dir, a.loop.refiner) != DA_OK) {
+        fprintf(stderr, "dalign sample: %s\n", da_last_error());
+        da_pipeline_free(pipe);
+        return 1;
+    }
     size_t nl = (size_t)pipe->vae->cfg.latent_channels * pipe->latent_h * pipe->latent_w;
     size_t total = (size_t)total_images(&a);
     float *images = malloc(total * DA_IMG_FLOATS * sizeof(float));
     float *latents = malloc(total * nl * sizeof(float));
-    if (!images || !latents) {
+    int strip = ref && a.verbose && a.loop.opts.mode == DA_REFINE_LOOP;
+    float *obs = strip ? malloc(total * (size_t)da_loop_n_refine(&a.loop.opts) * nl * sizeof(float)) : NULL;
+    if (!images || !latents || (strip && !obs)) {
         fprintf(stderr, "dalign sample: out of memory\n");
         rc = 1;
     } else {
         double t1 = da_now_s();
-        rc = generate_all(pipe, &a, images, latents);
+        rc = generate_all(pipe, ref, &a, images, latents, obs);
         if (rc == 0 && a.verbose)
             fprintf(stderr, "  load %.2f s, sample %.2f s (%.2f images/s)\n", t1 - t0, da_now_s() - t1,
                     (double)total / fmax(da_now_s() - t1, 1e-9));
         if (rc == 0) rc = write_outputs(pipe, &a, images, latents);
+        if (rc == 0 && strip) rc = write_loop_strip(pipe, &a, images, obs);
     }
     free(images);
     free(latents);
+    free(obs);
+    da_refiner_free(ref);
     da_pipeline_free(pipe);
     return rc;
 }

@@ -97,6 +97,40 @@ int cli_parse_sample_option(const char *cmd, const char *opt, const char *val, d
     return CLI_NOT_MINE;
 }
 
+int cli_parse_loop_option(const char *cmd, const char *opt, const char *val, cli_loop_args *l)
+{
+    if (!strcmp(opt, "--refiner")) {
+        l->refiner = val;
+        return 0;
+    }
+    if (!strcmp(opt, "--refine-mode")) {
+        if (da_refine_mode_parse(val, &l->opts.mode) != DA_OK) return cli_bad_value(cmd, opt, val, "loop, apriori or once");
+        return 0;
+    }
+    if (!strcmp(opt, "--refine-steps")) return cli_parse_int_in(cmd, opt, val, 1, DA_CLI_MAX_STEPS, &l->opts.n_refine);
+    if (!strcmp(opt, "--refine-temperature")) {
+        if (cli_parse_float(val, &l->opts.temperature) || l->opts.temperature < 0.0f)
+            return cli_bad_value(cmd, opt, val, "a number >= 0");
+        return 0;
+    }
+    return CLI_NOT_MINE;
+}
+
+int cli_check_loop_args(const char *cmd, const cli_loop_args *l, const da_sample_opts *o)
+{
+    if (!l->refiner && (l->opts.mode != DA_REFINE_LOOP || l->opts.n_refine != da_loop_opts_default().n_refine ||
+                        l->opts.temperature != da_loop_opts_default().temperature)) {
+        fprintf(stderr, "dalign %s: --refine-mode, --refine-steps and --refine-temperature need --refiner NAME\n", cmd);
+        return 2;
+    }
+    if (l->refiner && l->opts.mode != DA_REFINE_ONCE && l->opts.n_refine > o->steps) {
+        fprintf(stderr, "dalign %s: --refine-steps %d: more refinements than the %d sampler steps\n", cmd,
+                l->opts.n_refine, o->steps);
+        return 2;
+    }
+    return 0;
+}
+
 int cli_check_writable(const char *cmd, const char *shown, const char *path)
 {
     char tmp[4096];

@@ -15,6 +15,7 @@ static void chunk_free(da_chunk *ch)
     free(ch->text);
     free(ch->prompts);
     free(ch->seeds);
+    free(ch->refine_seeds);
     free(ch->images);
     free(ch->latents);
 }
@@ -25,9 +26,10 @@ static da_status chunk_alloc(da_chunk *ch, int B, size_t per)
     ch->text = calloc((size_t)B, DA_CAPTION_MAX);
     ch->prompts = malloc((size_t)B * sizeof *ch->prompts);
     ch->seeds = malloc((size_t)B * sizeof *ch->seeds);
+    ch->refine_seeds = malloc((size_t)B * sizeof *ch->refine_seeds);
     ch->images = malloc((size_t)B * DA_IMG_FLOATS * sizeof(float));
     ch->latents = per ? malloc((size_t)B * per * sizeof(float)) : NULL;
-    if (!ch->text || !ch->prompts || !ch->seeds || !ch->images || (per && !ch->latents))
+    if (!ch->text || !ch->prompts || !ch->seeds || !ch->refine_seeds || !ch->images || (per && !ch->latents))
         return da_fail(DA_ERR_NOMEM, "out of memory for a chunk of %d images", B);
     for (int b = 0; b < B; b++) ch->prompts[b] = ch->text + (size_t)b * DA_CAPTION_MAX;
     return DA_OK;
@@ -37,7 +39,11 @@ static da_status chunk_alloc(da_chunk *ch, int B, size_t per)
 static da_status run_chunk(const da_chunks *d, da_chunk *ch, int *stop)
 {
     da_status s = d->plan(d->plan_user, ch);
-    if (s == DA_OK)
+    for (int b = 0; b < ch->n; b++) ch->refine_seeds[b] = da_loop_refine_seed(ch->seeds[b]);
+    if (s == DA_OK && d->refiner)
+        s = da_loop_generate(d->pipe, d->refiner, d->opts, d->loop, ch->prompts, ch->seeds, ch->refine_seeds, ch->n,
+                             NULL, ch->images, ch->latents);
+    else if (s == DA_OK)
         s = da_pipeline_generate(d->pipe, d->opts, ch->prompts, NULL, ch->seeds, ch->n, d->step_cb, d->step_user,
                                  ch->images, ch->latents);
     if (s == DA_OK) s = d->score(d->user, ch, stop);

@@ -25,6 +25,7 @@ typedef struct da_chunk {
     char *text;               /* (batch, DA_CAPTION_MAX) rows a planner may write prompts into */
     const char **prompts;     /* (batch) each image's prompt: rows of text, or the caller's */
     uint64_t *seeds;          /* (batch) */
+    uint64_t *refine_seeds;   /* (batch) scratch: the writer seeds of a refiner */
     float *images;            /* (batch, 3, 32, 32) in [0, 1] */
     float *latents;           /* (batch, C, h, w) final latents; NULL unless keep_latents */
 } da_chunk;
@@ -42,6 +43,8 @@ typedef struct da_chunks {
     const da_sample_opts *opts;
     da_step_cb step_cb;       /* NULL, or called after every sampler step */
     void *step_user;
+    const da_refiner *refiner;   /* NULL, or generation through da_loop_generate (not with step_cb) */
+    const da_loop_opts *loop;    /* with refiner; writer seeds da_loop_refine_seed(seed) */
     int batch;                /* images per pipeline call */
     long total;               /* images in the stream, the last chunk takes what is left;
                                * 0: no end, every chunk has batch images until score stops it */

@@ -32,7 +32,8 @@ da_report_config da_report_config_default(void)
     da_report_config c = {
         .prompts = "heldout", .n_prompts = 0, .n_seeds = 4, .batch = 8, .grid_prompts = 8,
         .rewards = DA_REPORT_ALL_REWARDS, .prompt_seed = DA_EVAL_PROMPT_SEED, .image_seed = DA_EVAL_IMAGE_SEED,
-        .opts = da_sample_opts_default(), .step_cb = NULL, .step_user = NULL, .progress = 0,
+        .opts = da_sample_opts_default(), .step_cb = NULL, .step_user = NULL, .refiner = NULL,
+        .loop = da_loop_opts_default(), .refiner_name = NULL, .progress = 0,
     };
     return c;
 }
@@ -60,6 +61,10 @@ da_status da_report_config_check(const da_report_config *c)
     if (c->opts.eta != 0.0f && c->opts.sampler != DA_SAMPLER_DDIM)
         return da_fail(DA_ERR_INVALID, "eval: eta %g applies to the ddim sampler only, not %s", (double)c->opts.eta,
                        da_sampler_name(c->opts.sampler));
+    if (c->refiner && c->step_cb) return da_fail(DA_ERR_INVALID, "eval: a refiner and a step callback do not go together");
+    if (c->refiner && c->loop.mode != DA_REFINE_ONCE && (c->loop.n_refine < 1 || c->loop.n_refine > c->opts.steps))
+        return da_fail(DA_ERR_INVALID, "eval: %d refinements do not fit %d sampler steps", c->loop.n_refine,
+                       c->opts.steps);
     return DA_OK;
 }
 
@@ -464,6 +469,7 @@ da_status da_report_run(da_report_result *r, const da_report_models *m, const da
     report_run rr = {.r = r, .m = m};
     da_chunk_grid grid = {r->prompts, K, c->image_seed, r->split};
     da_chunks d = {.pipe = m->pipe, .opts = &c->opts, .step_cb = c->step_cb, .step_user = c->step_user,
+                   .refiner = c->refiner, .loop = &c->loop,
                    .batch = c->batch, .total = total, .plan = da_chunks_plan_grid, .plan_user = &grid,
                    .score = score_chunk, .progress = c->progress ? report_progress : NULL, .user = &rr};
     if (st == DA_OK) st = da_chunks_run(&d);

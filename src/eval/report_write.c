@@ -117,6 +117,13 @@ static void write_json(FILE *f, const void *ctx)
     da_json_write_str(f, o->weights);
     fprintf(f, ",\n  \"unet\": ");
     da_json_write_str(f, o->unet);
+    if (c->refiner) {   /* only then: a run without one keeps its bytes */
+        fprintf(f, ",\n  \"refiner\": ");
+        da_json_write_str(f, c->refiner_name ? c->refiner_name : "refiner");
+        fprintf(f, ",\n  \"refine_mode\": \"%s\",\n  \"refine_steps\": %d,\n  \"refine_temperature\": ",
+                da_refine_mode_name(c->loop.mode), da_loop_n_refine(&c->loop));
+        json_num(f, c->loop.temperature);
+    }
     fprintf(f, ",\n  \"gemm\": \"%s\",\n", da_gemm_backend());
     json_rewards(f, r);
     json_style_share(f, r);

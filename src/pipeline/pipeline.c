@@ -327,8 +327,9 @@ static da_status unet_eps(da_pipeline *p, gen *g, const sampler *s, int i)
     return DA_OK;
 }
 
-/* new_ids row: BOS, words of the vocabulary, EOS, then PAD only */
-static da_status check_ids_row(const int *ids, int b, int step)
+/* An ids row: BOS, words of the vocabulary, EOS, then PAD only; errors
+ * name `what` (a printf prefix taking the row) */
+static da_status check_ids_row(const int *ids, const char *what, int b)
 {
     int V = da_vocab_size(), j = 0;
     const char *want = "BOS";
@@ -341,9 +342,10 @@ static da_status check_ids_row(const int *ids, int b, int step)
             want = "PAD after EOS";
         }
     }
-    if (j == DA_MAX_TOKENS) return da_fail(DA_ERR_INVALID, "step %d: new_ids row %d has no EOS", step, b);
-    return da_fail(DA_ERR_INVALID, "step %d: new_ids row %d: id %d at position %d, expected %s", step, b, ids[j], j,
-                   want);
+    char where[64];
+    snprintf(where, sizeof where, what, b);
+    if (j == DA_MAX_TOKENS) return da_fail(DA_ERR_INVALID, "%s has no EOS", where);
+    return da_fail(DA_ERR_INVALID, "%s: id %d at position %d, expected %s", where, ids[j], j, want);
 }
 
 /* Apply what the callback asked for: new cond rows, re-encoded once. */
@@ -366,7 +368,9 @@ static da_status apply_swap(da_pipeline *p, gen *g, const da_step_info *info, in
             }
         } else {
             const int *row = info->new_ids + b * T;
-            da_status s = check_ids_row(row, b, step);
+            char what[48];
+            snprintf(what, sizeof what, "step %d: new_ids row %%d", step);
+            da_status s = check_ids_row(row, what, b);
             if (s != DA_OK) return s;
             for (size_t j = 0; j < T; j++) {
                 ids[b * T + j] = row[j];
@@ -419,15 +423,29 @@ static da_status run_steps(da_pipeline *p, gen *g, const sampler *s, int n_steps
     return DA_OK;
 }
 
-da_status da_pipeline_generate(da_pipeline *p, const da_sample_opts *opts, const char *const *prompts,
-                               const char *negative, const uint64_t *seeds, int n, da_step_cb cb,
-                               void *user, float *out_images, float *out_latents)
+da_status da_sampler_timesteps(const da_pipeline *p, const da_sample_opts *opts, float *t)
 {
-    if (!p || !opts || !prompts || !seeds) return da_fail(DA_ERR_INVALID, "da_pipeline_generate: NULL argument");
+    if (!p || !opts || !t) return da_fail(DA_ERR_INVALID, "da_sampler_timesteps: NULL argument");
+    da_status s = check_opts(opts, 1);
+    sampler smp;
+    if (s == DA_OK) s = sampler_init(&smp, p, opts);
+    if (s != DA_OK) return s;
+    for (int i = 0; i < opts->steps; i++) t[i] = sampler_timestep(&smp, i);
+    sampler_free(&smp);
+    return DA_OK;
+}
+
+da_status da_pipeline_generate_ids(da_pipeline *p, const da_sample_opts *opts, const int *ids, const char *negative,
+                                   const uint64_t *seeds, int n, da_step_cb cb, void *user, float *out_images,
+                                   float *out_latents)
+{
+    if (!p || !opts || !ids || !seeds) return da_fail(DA_ERR_INVALID, "da_pipeline_generate: NULL argument");
     da_status s = check_opts(opts, n);
     if (s != DA_OK) return s;
-    for (int b = 0; b < n; b++)
-        if (!prompts[b]) return da_fail(DA_ERR_INVALID, "prompt %d is NULL", b);
+    for (int b = 0; b < n; b++) {
+        s = check_ids_row(ids + (size_t)b * DA_MAX_TOKENS, "prompt ids row %d", b);
+        if (s != DA_OK) return s;
+    }
     sampler smp;
     s = sampler_init(&smp, p, opts);
     if (s != DA_OK) return s;
@@ -438,9 +456,11 @@ da_status da_pipeline_generate(da_pipeline *p, const da_sample_opts *opts, const
         return s;
     }
     size_t T = (size_t)g.T;
-    for (int b = 0; b < n && s == DA_OK; b++)
-        s = da_prompt_tokens(prompts[b], g.ids + (n + b) * T, g.keep + (n + b) * T);
-    if (s == DA_OK && g.guided) s = encode_uncond(p, &g, negative);
+    for (size_t j = 0; j < (size_t)n * T; j++) {
+        g.ids[n * T + j] = ids[j];
+        g.keep[n * T + j] = ids[j] != DA_TOK_PAD;
+    }
+    if (g.guided) s = encode_uncond(p, &g, negative);
     if (s == DA_OK) s = encode_rows(p, &g, n, n);
 
     float sigma = sampler_init_sigma(&smp);
@@ -455,6 +475,25 @@ da_status da_pipeline_generate(da_pipeline *p, const da_sample_opts *opts, const
     if (s == DA_OK && out_images) s = da_pipeline_decode(p, g.x, n, out_images);
     gen_free(&g);
     sampler_free(&smp);
+    return s;
+}
+
+da_status da_pipeline_generate(da_pipeline *p, const da_sample_opts *opts, const char *const *prompts,
+                               const char *negative, const uint64_t *seeds, int n, da_step_cb cb,
+                               void *user, float *out_images, float *out_latents)
+{
+    if (!p || !opts || !prompts || !seeds) return da_fail(DA_ERR_INVALID, "da_pipeline_generate: NULL argument");
+    da_status s = check_opts(opts, n);
+    if (s != DA_OK) return s;
+    for (int b = 0; b < n; b++)
+        if (!prompts[b]) return da_fail(DA_ERR_INVALID, "prompt %d is NULL", b);
+    int *ids = malloc((size_t)n * DA_MAX_TOKENS * sizeof *ids);
+    uint8_t keep[DA_MAX_TOKENS];
+    if (!ids) return da_fail(DA_ERR_NOMEM, "pipeline: out of memory for %d prompts", n);
+    for (int b = 0; b < n && s == DA_OK; b++) s = da_prompt_tokens(prompts[b], ids + (size_t)b * DA_MAX_TOKENS, keep);
+    if (s == DA_OK)
+        s = da_pipeline_generate_ids(p, opts, ids, negative, seeds, n, cb, user, out_images, out_latents);
+    free(ids);
     return s;
 }
 

@@ -213,16 +213,16 @@ static int is_weights_file(const char *path)
 
 /* FILE.safetensors and FILE.json beside it, both readable: a path the user
  * typed is checked before anything loads */
-static da_status files_at(model_files *f, const char *st)
+static da_status files_at(model_files *f, const char *st, const char *what)
 {
     size_t stem = strlen(st) - strlen(".safetensors");   /* FILE.json is the shorter of the two */
     if (stem + sizeof ".safetensors" > PATH_CAP) return da_fail(DA_ERR_INVALID, "path too long: %s", st);
     memcpy(f->st, st, stem + sizeof ".safetensors");
     memcpy(f->json, st, stem);
     memcpy(f->json + stem, ".json", sizeof ".json");
-    if (access(f->st, R_OK) != 0) return da_fail(DA_ERR_IO, "UNet file %s: %s", f->st, strerror(errno));
+    if (access(f->st, R_OK) != 0) return da_fail(DA_ERR_IO, "%s file %s: %s", what, f->st, strerror(errno));
     if (access(f->json, R_OK) != 0)
-        return da_fail(DA_ERR_IO, "UNet config %s (expected beside %s): %s", f->json, f->st, strerror(errno));
+        return da_fail(DA_ERR_IO, "%s config %s (expected beside %s): %s", what, f->json, f->st, strerror(errno));
     return DA_OK;
 }
 
@@ -324,7 +324,7 @@ da_status da_weights_load_pipeline(da_pipeline **out, const char *dir, const cha
     if (!unet) unet = "unet";
     model_files f;
     da_status s = check_dir(dir);
-    if (s == DA_OK) s = is_weights_file(unet) ? files_at(&f, unet) : files_in(&f, dir, unet);
+    if (s == DA_OK) s = is_weights_file(unet) ? files_at(&f, unet, "UNet") : files_in(&f, dir, unet);
     return s == DA_OK ? load_pipeline(out, dir, &f) : s;
 }
 
@@ -344,6 +344,29 @@ da_status da_weights_load_clip(da_clip **out, const char *dir)
     if (s == DA_OK) s = da_error_named(da_clip_load(*out, f.st), f.st);
     if (s != DA_OK) {
         da_clip_free(*out);
+        *out = NULL;
+    }
+    return s;
+}
+
+da_status da_weights_load_refiner(da_refiner **out, const char *dir, const char *name)
+{
+    *out = NULL;
+    if (!dir || !name) return da_fail(DA_ERR_INVALID, "da_weights_load_refiner: NULL directory or name");
+    model_files f;
+    da_refiner_config c = da_refiner_config_default();
+    da_status s = is_weights_file(name) ? files_at(&f, name, "refiner") : files_in(&f, dir, name);
+    if (s == DA_OK) s = readable("refiner config", f.json);
+    if (s == DA_OK) s = da_error_named(da_refiner_config_load(&c, f.json), f.json);
+    /* the refiner reads and writes the tokenizer's ids */
+    if (s == DA_OK && (c.vocab_size != da_vocab_size() || c.max_tokens != DA_MAX_TOKENS))
+        s = da_fail(DA_ERR_FORMAT, "%s: a vocabulary of %d ids x %d tokens, but the tokenizer's is %d x %d", f.json,
+                    c.vocab_size, c.max_tokens, da_vocab_size(), DA_MAX_TOKENS);
+    if (s == DA_OK && !(*out = da_refiner_create(&c, 0))) s = da_error_named(DA_ERR_INVALID, f.json);
+    if (s == DA_OK) s = readable("refiner weights", f.st);
+    if (s == DA_OK) s = da_error_named(da_refiner_load(*out, f.st), f.st);
+    if (s != DA_OK) {
+        da_refiner_free(*out);
         *out = NULL;
     }
     return s;
