@@ -130,7 +130,7 @@ CLI_OBJ   := $(CLI_SRC:%.c=$(B)/%.o)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 
-.PHONY: all check check-layers demo bench oracle deps deps-test install uninstall clean weights golden experiment-preference unet-dpo
+.PHONY: all check check-layers demo bench oracle deps deps-test install uninstall clean weights golden experiment-preference unet-dpo refiner-ref experiment-promptloop refiner
 all: $(B)/libdalign.a $(B)/libdalign.so $(B)/dalign
 ifneq ($(CROSS),1)
 	@ln -sf $(B)/dalign dalign
@@ -220,6 +220,47 @@ experiment-preference: deps all
 # training, cached as above), with its SHA256SUMS lines
 unet-dpo: deps all
 	@DALIGN=$(B)/dalign SHIP=dpo UNTIL=train sh scripts/experiment-preference.sh
+
+# weights/refiner-ref: the PromptLoop reference refiner (docs/promptloop.md),
+# `dalign train refiner` with its defaults on the shipped base models, in
+# REFINER_OUT (observation bank, checkpoint, metrics, report, wall time);
+# rerun after an interrupt to resume; a finished run is reused. Then
+# REFINER_SHIP/refiner-ref.{safetensors,json} and their SHA256SUMS lines
+# (replacing older ones). REFINER_ARGS adds options (a smoke test: --steps 5
+# --bank-size 16 --val-queries 8, with REFINER_SHIP pointing elsewhere).
+REFINER_OUT ?= out/refiner-ref
+REFINER_SHIP ?= weights
+REFINER_THREADS ?= 2
+refiner-ref: deps all
+	@set -e; out='$(REFINER_OUT)'; ship='$(REFINER_SHIP)'; n=refiner-ref; mkdir -p "$$out"; \
+	if [ -f "$$out/$$n.safetensors" ] && [ -f "$$out/$$n.json" ]; then \
+	    echo "refiner-ref: $$out/$$n.* exists (a finished run; remove $$out to train again)"; \
+	else \
+	    resume=; [ -f "$$out/$$n.ckpt" ] && resume="--resume $$out/$$n.ckpt"; \
+	    t0=$$(date +%s); \
+	    $(B)/dalign --threads $(REFINER_THREADS) train refiner --weights weights --out "$$out" --name $$n \
+	        $$resume $(REFINER_ARGS) | tee "$$out/$$n.txt"; \
+	    [ -f "$$out/$$n.safetensors" ] || { echo "refiner-ref: the run did not finish" >&2; exit 1; }; \
+	    echo "wall_s $$(( $$(date +%s) - t0 )) threads $(REFINER_THREADS)$${resume:+ (this session, resumed)}" \
+	        >> "$$out/$$n.wall.txt"; \
+	fi; \
+	for ext in safetensors json; do cp "$$out/$$n.$$ext" "$$ship/$$n.$$ext.tmp"; done; \
+	for ext in safetensors json; do mv "$$ship/$$n.$$ext.tmp" "$$ship/$$n.$$ext"; done; \
+	(cd "$$ship" && { grep -v " $$n\.\(safetensors\|json\)\$$" SHA256SUMS || true; } > SHA256SUMS.tmp && \
+	    sha256sum "$$n.safetensors" "$$n.json" >> SHA256SUMS.tmp && mv SHA256SUMS.tmp SHA256SUMS); \
+	echo "refiner-ref: shipped $$ship/$$n.{safetensors,json} (wall time: $$out/$$n.wall.txt)"
+
+# The PromptLoop experiment (docs/promptloop.md "Results"): GRPO refiners in
+# modes loop and once from weights/refiner-ref, evaluation of every mode,
+# inference time, example trajectories; cached in out/experiments/promptloop
+# and resumable (SMOKE=1: toy sizes).
+experiment-promptloop: deps all
+	@DALIGN=$(B)/dalign sh scripts/experiment-promptloop.sh
+
+# weights/refiner: the experiment's closed-loop GRPO refiner (its stages up
+# to the RL training, cached as above), with its SHA256SUMS lines
+refiner: deps all
+	@DALIGN=$(B)/dalign SHIP=1 UNTIL=rl sh scripts/experiment-promptloop.sh
 
 # Fixed-seed samples of weights/ into tests/golden/ (checked by tests/test_golden.c).
 golden: all

@@ -298,6 +298,120 @@ DA_API da_status da_pref_check(const da_trainer_config *tc, const da_pref_opts *
  * writes only its checkpoint. res may be NULL. */
 DA_API da_status da_pref_run(const da_trainer_config *tc, const da_pref_opts *o, da_pref_result *res);
 
+/* ------------------------------------------------------------------------ */
+/* The PromptLoop reference refiner (`dalign train refiner`,                */
+/* src/train/refiner_sup.c; docs/promptloop.md): supervised on paraphrases  */
+/* of the query while reading the frozen base model's x̂0; the policy GRPO  */
+/* starts from and its KL anchor.                                           */
+/* ------------------------------------------------------------------------ */
+
+typedef struct da_refiner_sup_opts {
+    const char *weights_dir;   /* frozen text_encoder, vae, UNet (NULL: da_weights_dir) */
+    const char *unet;          /* the UNet whose trajectories are observed: "unet" */
+    const char *out_dir;       /* NAME.{json,safetensors,report.json} (NULL: weights_dir) */
+    const char *name;          /* output basename, e.g. "refiner-ref" (required) */
+    const char *resume;        /* checkpoint to continue from, or NULL */
+    const char *bank_path;     /* observation bank cache (NULL: OUT/NAME.bank.safetensors) */
+    int force;                 /* 1: replace existing NAME.* */
+    da_refiner_config model;   /* the refiner (default: da_refiner_config_default) */
+    /* the observation bank (rebuilt when these or the models change) */
+    int bank_size;             /* training queries, one trajectory each (1024) */
+    int val_queries;           /* held-back queries per split, in the bank too (128) */
+    da_sample_opts sample;     /* the base sampler: 20 DDIM steps, cfg 3 */
+    uint64_t bank_seed;        /* the queries and their noise (0) */
+    /* examples */
+    float p_blind;             /* share with a zero latent (apriori, once): 0.25 */
+    float p_query_prompt;      /* share whose prompt in use is the query itself: 0.5 */
+    int fresh_blind;           /* 1: a blind example's query is a fresh caption */
+    int query_split_all;       /* 0: training queries (bank and fresh) from the train split only;
+                                * 1: from both splits (held-out combinations seen as text; the
+                                * validation queries' meanings are still never trained on) */
+    /* validation: the meaning rate (share of outputs that parse and mean the query) */
+    int n_refine;              /* K of the validation's loop chains (4) */
+    int val_every;             /* a quick validation every N steps (0: none) */
+    int val_quick;             /* queries per split in the quick one (32) */
+} da_refiner_sup_opts;
+
+/* Meaning rates of one split at one temperature: loop rows (K chained
+ * refinements on the bank's x̂0) and blind rows (a zero latent). */
+typedef struct da_refiner_meaning {
+    int n;                     /* outputs judged, loop + blind */
+    float parse;               /* share that parse */
+    float meaning;             /* share that parse and mean the query */
+    float loop, blind;         /* meaning rate of the loop rows, of the blind rows */
+} da_refiner_meaning;
+
+typedef struct da_refiner_sup_result {
+    long steps;
+    float loss;
+    int stop_signal;
+    int exit_code;             /* da_trainer_exit_code: 0, 1, 130, 143 */
+    int bank_cached;           /* 1: the bank was read from its file */
+    double bank_s;             /* seconds spent building the bank (0 when cached) */
+    int validated;             /* 1: the final validation ran (val_queries > 0, run complete) */
+    int val_queries;
+    da_refiner_meaning train_t1, train_t0;     /* held-back train-split queries, temperature 1 and 0 */
+    da_refiner_meaning heldout_t1, heldout_t0; /* held-out-split queries */
+} da_refiner_sup_result;
+
+/* Defaults of `dalign train refiner`: the trainer config and options. */
+DA_API void da_refiner_sup_defaults(da_trainer_config *tc, da_refiner_sup_opts *o);
+/* Check every option before anything loads; the message names the option. */
+DA_API da_status da_refiner_sup_check(const da_trainer_config *tc, const da_refiner_sup_opts *o);
+/* Load (or build and cache) the bank, train (resuming when o->resume is
+ * set), then write NAME.json, NAME.safetensors (the EMA when kept, else the
+ * trained weights) and NAME.report.json (the final meaning rates) into
+ * out_dir. A run stopped early (a signal, stop_at) writes only its
+ * checkpoint. res may be NULL. */
+DA_API da_status da_refiner_sup_run(const da_trainer_config *tc, const da_refiner_sup_opts *o,
+                                    da_refiner_sup_result *res);
+
+/* ------------------------------------------------------------------------ */
+/* PromptLoop's RL trainer (src/train/promptloop.c, the token loss in       */
+/* src/train/grpo_loss.c; docs/promptloop.md "The RL trainer"): GRPO on     */
+/* the refiner, the diffusion model and the reward frozen.                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct da_promptloop_opts {
+    const char *weights_dir;   /* models and rewards (NULL: da_weights_dir) */
+    const char *unet;          /* the frozen UNet: "unet" */
+    const char *init;          /* the reference refiner: the policy's start and the KL anchor: "refiner-ref" */
+    const char *reward;        /* the reward judging each image against its query: "faithful" */
+    const char *out_dir;       /* where NAME.{json,safetensors} go (NULL: weights_dir) */
+    const char *name;          /* output basename (required) */
+    const char *resume;        /* checkpoint to continue from, or NULL */
+    int force;                 /* 1: replace existing NAME.* */
+    int queries;               /* Q train-split queries per iteration (4) */
+    int group;                 /* G rollouts per query (8) */
+    int shared_noise;          /* 1: the G rollouts of a query share the initial noise */
+    da_loop_opts loop;         /* mode loop, K 4, temperature 1 */
+    da_sample_opts sample;     /* DDIM, 20 steps, cfg 3 */
+    int epochs;                /* passes over each rollout batch (2) */
+    int minibatches;           /* optimizer steps per pass, whole groups each (2) */
+    float clip_eps;            /* 0.2 */
+    float kl_coef;             /* 0.04 */
+    int kl_to_old;             /* 1: KL to the rollout policy (the paper's) instead of the reference */
+    float adv_eps;             /* 1e-4: A = (r - mean) / (std + adv_eps) */
+} da_promptloop_opts;
+
+typedef struct da_promptloop_result {
+    long steps;                /* optimizer steps done */
+    float loss;
+    int stop_signal;
+    int exit_code;             /* da_trainer_exit_code */
+} da_promptloop_result;
+
+DA_API da_promptloop_opts da_promptloop_defaults(void);
+/* the trainer config that fits o: batch = Q G / minibatches images per
+ * update, one micro-batch, constant LR 1e-5, no EMA, 100 iterations */
+DA_API void da_promptloop_trainer_defaults(da_trainer_config *tc, const da_promptloop_opts *o);
+/* every option, before anything loads; the message names the option */
+DA_API da_status da_promptloop_check(const da_trainer_config *tc, const da_promptloop_opts *o);
+/* Train (resuming when o->resume is set; the checkpoint holds the rollout
+ * buffer), then write NAME.json and NAME.safetensors into out_dir. */
+DA_API da_status da_promptloop_run(const da_trainer_config *tc, const da_promptloop_opts *o,
+                                   da_promptloop_result *res);
+
 #ifdef __cplusplus
 }
 #endif

@@ -19,6 +19,8 @@ int cmd_toy(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_train_pref(int argc, char **argv);   /* argv[0]: dpo, sft, rpo or kto */
+int cmd_train_refiner(int argc, char **argv);   /* argv[0]: refiner */
+int cmd_train_promptloop(int argc, char **argv);   /* argv[0]: promptloop */
 int cmd_reward(int argc, char **argv);
 int cmd_eval_base(int argc, char **argv);
 int cmd_compare(int argc, char **argv);

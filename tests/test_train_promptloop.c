@@ -1,0 +1,264 @@
+/* PromptLoop's RL trainer (src/train/promptloop.c) over tiny random models:
+ * a run writes the refiner and its health metrics; the first update of an
+ * iteration has every ratio exactly 1 (the old log-probs are the policy's
+ * own); a run stopped between two updates of one rollout batch resumes bit
+ * for bit (the buffer is in the checkpoint); 1 and 2 threads give the same
+ * weights; bad options and a mismatched resume are refused by name. */
+#include "test_util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "train/queries.h"
+
+static char g_dir[64];
+
+static const char *path_in(const char *name)
+{
+    static char buf[8][320];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", g_dir, name);
+    return buf[k];
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(g_dir, sizeof g_dir, "/tmp/dalign_pl_XXXXXX");
+    if (!mkdtemp(g_dir) || tu_tiny_weights(g_dir)) return -1;
+    da_refiner_config rc = da_refiner_config_default();
+    rc.d_model = 16;
+    rc.n_layers = 1;
+    rc.n_heads = 2;
+    rc.time_freq_dim = 8;
+    da_refiner *ref = da_refiner_create(&rc, 0);
+    if (!ref) return -1;
+    da_rng rng;
+    da_rng_seed(&rng, 3);
+    da_refiner_init(ref, &rng);
+    int bad = da_refiner_config_save(&rc, path_in("refiner-ref.json")) ||
+              da_refiner_save(ref, path_in("refiner-ref.safetensors"));
+    da_refiner_free(ref);
+    return bad ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tu_rm_tree(g_dir);
+    return 0;
+}
+
+/* 2 queries x 2 rollouts, 2 refinements over 4 sampler steps, 2 epochs x
+ * 1 minibatch: 2 updates per iteration, 2 iterations */
+static void small_run(da_trainer_config *tc, da_promptloop_opts *o, const char *name)
+{
+    *o = da_promptloop_defaults();
+    o->weights_dir = g_dir;
+    o->name = name;
+    o->queries = 2;
+    o->group = 2;
+    o->loop.n_refine = 2;
+    o->sample.steps = 4;
+    o->epochs = 2;
+    o->minibatches = 1;
+    o->force = 1;
+    /* random tiny models draw no recognisable shapes: faithfulness would be
+     * 0 for every rollout (zero advantages, nothing to learn); colourfulness
+     * varies from image to image */
+    o->reward = "colorful";
+    da_promptloop_trainer_defaults(tc, o);
+    tc->total_steps = 4;
+    tc->lr = tc->min_lr = 1e-3f;   /* large enough that a lost buffer would show */
+    tc->progress = 0;
+    tc->seed = 9;
+}
+
+static float *weights_of(const char *name)
+{
+    char p[256];
+    snprintf(p, sizeof p, "%s.safetensors", name);
+    da_safetensors *st;
+    if (da_st_open(path_in(p), &st) != DA_OK) fail_msg("%s: %s", p, da_last_error());
+    const da_st_tensor *t = da_st_find(st, "lm_head.weight");
+    assert_non_null(t);
+    float *w = malloc(t->numel * sizeof(float));
+    da_st_to_f32(st, t, w);
+    da_st_close(st);
+    return w;
+}
+
+static void test_run_and_metrics(void **state)
+{
+    (void)state;
+    da_trainer_config tc;
+    da_promptloop_opts o;
+    small_run(&tc, &o, "pl-a");
+    tc.metrics_path = path_in("pl-a.metrics.jsonl");
+    da_promptloop_result r;
+    if (da_promptloop_run(&tc, &o, &r) != DA_OK) fail_msg("run: %s", da_last_error());
+    assert_int_equal(r.steps, 4);
+    assert_int_equal(r.exit_code, 0);
+    assert_int_equal(access(path_in("pl-a.json"), R_OK), 0);
+    da_refiner *back;
+    assert_int_equal(da_weights_load_refiner(&back, g_dir, "pl-a"), DA_OK);
+    da_refiner_free(back);
+    char *log = tu_slurp(path_in("pl-a.metrics.jsonl"), NULL);
+    const char *keys[] = {"\"reward\":", "\"zero_std\":", "\"faith\":", "\"prompt_len\":", "\"parse\":",
+                          "\"meaning\":", "\"clip_frac\":", "\"kl\":", "\"ratio\":"};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+        if (!strstr(log, keys[i])) fail_msg("metrics lack %s:\n%s", keys[i], log);
+    /* step 1 is the first update of iteration 1: the ratio is exactly 1 */
+    const char *first = strstr(log, "\"step\":1,");
+    assert_non_null(first);
+    const char *ratio = strstr(first, "\"ratio\":");
+    assert_non_null(ratio);
+    assert_true(strncmp(ratio, "\"ratio\":1,", 10) == 0 || strncmp(ratio, "\"ratio\":1}", 10) == 0);
+    assert_non_null(strstr(first, "\"clip_frac\":0,"));
+    /* the rewards differed within groups, and the weights moved */
+    assert_null(strstr(log, "\"zero_std\":1,"));
+    float *a = weights_of("pl-a");
+    float *init = weights_of("refiner-ref");
+    assert_true(memcmp(a, init, 34 * 16 * sizeof(float)) != 0);
+    free(log);
+    free(a);
+    free(init);
+}
+
+/* stopped after update 3 (the middle of iteration 2), resumed: the same
+ * weights as the uninterrupted run; and 2 threads the same as 1 */
+static void test_resume_and_threads(void **state)
+{
+    (void)state;
+    da_trainer_config tc;
+    da_promptloop_opts o;
+    small_run(&tc, &o, "pl-full");
+    int saved = da_get_threads();
+    da_set_threads(1);
+    assert_int_equal(da_promptloop_run(&tc, &o, NULL), DA_OK);
+    da_set_threads(2);
+    small_run(&tc, &o, "pl-2t");
+    assert_int_equal(da_promptloop_run(&tc, &o, NULL), DA_OK);
+    da_set_threads(saved);
+
+    small_run(&tc, &o, "pl-stop");
+    tc.stop_at = 3;
+    tc.ckpt_path = path_in("pl-stop.ckpt");
+    da_promptloop_result r;
+    assert_int_equal(da_promptloop_run(&tc, &o, &r), DA_OK);
+    assert_int_equal(r.steps, 3);
+    assert_int_not_equal(access(path_in("pl-stop.safetensors"), R_OK), 0);   /* not final: no weights */
+    small_run(&tc, &o, "pl-stop");
+    tc.ckpt_path = path_in("pl-stop.ckpt");
+    o.resume = path_in("pl-stop.ckpt");
+    if (da_promptloop_run(&tc, &o, &r) != DA_OK) fail_msg("resume: %s", da_last_error());
+    assert_int_equal(r.steps, 4);
+
+    float *full = weights_of("pl-full"), *two = weights_of("pl-2t"), *res = weights_of("pl-stop");
+    tu_assert_bits("2 threads vs 1", two, full, 34 * 16);
+    tu_assert_bits("resumed vs uninterrupted", res, full, 34 * 16);
+    free(full);
+    free(two);
+    free(res);
+
+    /* a resume with other options is refused, naming why */
+    small_run(&tc, &o, "pl-other");
+    o.group = 3;
+    da_promptloop_trainer_defaults(&tc, &o);
+    tc.total_steps = 4;
+    tc.progress = 0;
+    tc.seed = 9;
+    tc.lr = tc.min_lr = 1e-3f;
+    o.resume = path_in("pl-stop.ckpt");
+    assert_int_not_equal(da_promptloop_run(&tc, &o, NULL), DA_OK);
+    assert_non_null(strstr(da_last_error(), "cannot resume"));
+}
+
+static void test_bad_options(void **state)
+{
+    (void)state;
+    da_trainer_config tc;
+    da_promptloop_opts o;
+    small_run(&tc, &o, "pl-bad");
+    o.group = 1;
+    assert_int_equal(da_promptloop_check(&tc, &o), DA_ERR_INVALID);
+    assert_non_null(strstr(da_last_error(), "group"));
+    small_run(&tc, &o, "pl-bad");
+    o.minibatches = 3;   /* does not divide 2 queries */
+    da_promptloop_trainer_defaults(&tc, &o);
+    assert_int_equal(da_promptloop_check(&tc, &o), DA_ERR_INVALID);
+    assert_non_null(strstr(da_last_error(), "minibatches"));
+    small_run(&tc, &o, "pl-bad");
+    o.loop.temperature = 0.0f;
+    assert_int_equal(da_promptloop_check(&tc, &o), DA_ERR_INVALID);
+    assert_non_null(strstr(da_last_error(), "temperature"));
+    small_run(&tc, &o, "pl-bad");
+    o.loop.n_refine = 5;   /* 4 sampler steps */
+    assert_int_equal(da_promptloop_check(&tc, &o), DA_ERR_INVALID);
+    small_run(&tc, &o, "pl-bad");
+    tc.total_steps = 3;   /* not whole iterations of 2 updates */
+    assert_int_equal(da_promptloop_check(&tc, &o), DA_ERR_INVALID);
+    small_run(&tc, &o, "pl-bad");
+    o.init = "no-such-refiner";
+    assert_int_not_equal(da_promptloop_run(&tc, &o, NULL), DA_OK);
+    assert_non_null(strstr(da_last_error(), "no-such-refiner"));
+    small_run(&tc, &o, "pl-bad");
+    o.reward = "bogus";
+    assert_int_not_equal(da_promptloop_run(&tc, &o, NULL), DA_OK);
+    assert_non_null(strstr(da_last_error(), "bogus"));
+    /* an existing model is never replaced silently */
+    small_run(&tc, &o, "pl-a");
+    o.force = 0;
+    assert_int_equal(da_promptloop_run(&tc, &o, NULL), DA_ERR_INVALID);
+    assert_non_null(strstr(da_last_error(), "--force"));
+}
+
+/* Training queries are never evaluation prompts: the excluded set holds
+ * the 200 held-in and 200 held-out evaluation prompts' meanings, each of
+ * them is excluded, and 3000 drawn queries of both splits mean none of
+ * them (about a sixth of raw draws would: the redraws are needed). */
+static void test_queries_exclude_eval_prompts(void **state)
+{
+    (void)state;
+    dq_excluded x;
+    assert_int_equal(dq_excluded_init(&x), DA_OK);
+    assert_int_equal(x.n, 2 * DA_REPORT_SPLIT_PROMPTS);
+    char *text = malloc((size_t)DA_REPORT_SPLIT_PROMPTS * DA_CAPTION_MAX);
+    assert_int_equal(da_eval_prompts(DA_EVAL_PROMPT_SEED, DA_SPLIT_HELDOUT, DA_REPORT_SPLIT_PROMPTS, text, NULL), DA_OK);
+    for (int i = 0; i < DA_REPORT_SPLIT_PROMPTS; i++) {
+        da_scene spec;
+        assert_int_equal(da_parse_prompt(text + (size_t)i * DA_CAPTION_MAX, &spec), DA_OK);
+        assert_true(dq_is_excluded(&x, &spec));
+    }
+    free(text);
+    da_rng rng;
+    da_rng_seed(&rng, 77);
+    int raw_hits = 0;
+    for (int i = 0; i < 3000; i++) {
+        char cap[DA_CAPTION_MAX];
+        da_scene spec, scene;
+        assert_int_equal(dq_draw(&rng, (da_split)(i % 2), &x, cap, &spec), DA_OK);
+        assert_false(dq_is_excluded(&x, &spec));
+        assert_int_equal(da_world_example(&rng, (da_split)(i % 2), &scene, NULL, cap, sizeof cap), DA_OK);
+        assert_int_equal(da_parse_prompt(cap, &spec), DA_OK);
+        raw_hits += dq_is_excluded(&x, &spec);
+    }
+    printf("[ promptloop ] raw draws meaning an evaluation prompt: %d of 3000\n", raw_hits);
+    assert_true(raw_hits > 0);   /* otherwise the exclusion would test nothing */
+    dq_excluded_free(&x);
+}
+
+int main(void)
+{
+    da_threads_init();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_queries_exclude_eval_prompts),
+        cmocka_unit_test(test_run_and_metrics),
+        cmocka_unit_test(test_resume_and_threads),
+        cmocka_unit_test(test_bad_options),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
