@@ -2,6 +2,7 @@
  * the model untouched (all-or-nothing). */
 #include "test_util.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,11 +62,43 @@ static void test_params_roundtrip_and_atomic_load(void **state)
     da_params_free(&c);
 }
 
+/* A weights file holding a NaN or an infinity is refused, naming the
+ * tensor and the element, and the model keeps its values (issue 14: a NaN
+ * weight made every image black with exit 0). */
+static void test_nonfinite_refused(void **state)
+{
+    (void)state;
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/dalign_test_params_nan_%d.safetensors", (int)getpid());
+    const float bad[2] = {NAN, INFINITY};
+    for (int k = 0; k < 2; k++) {
+        da_params a, b;
+        build(&a, 4);
+        tu_fill(a.data, a.total, 3u, -1.0f, 1.0f);
+        a.data[12 + 2] = bad[k];   /* fc.bias[2] */
+        assert_int_equal(da_params_save(&a, path, NULL, 0), DA_OK);
+        build(&b, 4);
+        for (size_t i = 0; i < b.total; i++) b.data[i] = 7.0f;
+        assert_int_equal(da_params_load(&b, path), DA_ERR_FORMAT);
+        assert_non_null(strstr(da_last_error(), "tensor 'fc.bias' holds a non-finite value"));
+        assert_non_null(strstr(da_last_error(), "element 2"));
+        assert_non_null(strstr(da_last_error(), path));
+        for (size_t i = 0; i < b.total; i++) assert_true(b.data[i] == 7.0f);
+        da_params_free(&a);
+        da_params_free(&b);
+    }
+    float ok[3] = {1, 2, 3}, nan3[3] = {1, NAN, 3};
+    assert_true(da_first_nonfinite(ok, 3) == (size_t)-1);
+    assert_true(da_first_nonfinite(nan3, 3) == 1);
+    unlink(path);
+}
+
 int main(void)
 {
     da_threads_init();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_params_roundtrip_and_atomic_load),
+        cmocka_unit_test(test_nonfinite_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

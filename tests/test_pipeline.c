@@ -650,6 +650,28 @@ static void test_errors_weights(void **state)
     rm_dir(dir);
 }
 
+/* Non-finite latents fail the run, naming the step and the image, instead
+ * of decoding to a black PNG: a guidance weight that overflows eps, and a
+ * NaN weight of the UNet (issue 14). */
+static void test_nonfinite_latents(void **state)
+{
+    (void)state;
+    uint64_t seeds[2] = {1, 2};
+    float img[2 * DA_IMG_FLOATS];
+    da_sample_opts o = opts_of(DA_SAMPLER_DDIM, STEPS, 3e38f, 0.0f);
+    assert_int_equal(da_pipeline_generate(g_pipe, &o, P2, NULL, seeds, 2, NULL, NULL, img, NULL), DA_ERR_RANGE);
+    assert_non_null(strstr(da_last_error(), "step 1 of"));
+    assert_non_null(strstr(da_last_error(), "not finite"));
+    o = opts_of(DA_SAMPLER_DDIM, STEPS, 3.0f, 0.0f);
+    float *w = g_unet->params.data;
+    float keep = w[0];
+    w[0] = NAN;
+    assert_int_equal(da_pipeline_generate(g_pipe, &o, P2, NULL, seeds, 2, NULL, NULL, img, NULL), DA_ERR_RANGE);
+    assert_non_null(strstr(da_last_error(), "the latent of image 0 is not finite"));
+    w[0] = keep;
+    assert_int_equal(da_pipeline_generate(g_pipe, &o, P2, NULL, seeds, 2, NULL, NULL, img, NULL), DA_OK);
+}
+
 static void test_errors_inputs(void **state)
 {
     (void)state;
@@ -791,6 +813,7 @@ int main(void)
         cmocka_unit_test(test_noise_config_roundtrip),
         cmocka_unit_test(test_errors_weights),
         cmocka_unit_test(test_errors_inputs),
+        cmocka_unit_test(test_nonfinite_latents),
         cmocka_unit_test(test_grid_and_upscale),
         cmocka_unit_test(test_png_roundtrip),
     };

@@ -565,6 +565,22 @@ static void test_save_weights(void **state)
     assert_int_equal(da_trainer_save_weights(tr, path, 0, NULL, 0), DA_OK);
     assert_int_equal(da_params_load(q, path), DA_OK);
     tu_assert_bits("saved weights", q->data, p->data, p->total);
+
+    /* a NaN in the EMA is never published as the final weights, and a
+     * checkpoint holding one is refused by name (issue 14) */
+    const char *ckpt = tmp_path("nan.ckpt"), *nan_w = tmp_path("nan.safetensors");
+    tr->ema[5] = NAN;
+    assert_int_equal(da_trainer_save_weights(tr, nan_w, 1, NULL, 0), DA_ERR_RANGE);
+    assert_non_null(strstr(da_last_error(), "EMA weights hold a non-finite value at element 5"));
+    assert_int_not_equal(access(nan_w, F_OK), 0);
+    assert_int_equal(da_trainer_save_weights(tr, nan_w, 0, NULL, 0), DA_OK);   /* the trained ones are fine */
+    assert_int_equal(da_trainer_save(tr, ckpt), DA_OK);
+    da_trainer *back;
+    assert_int_equal(da_trainer_create(&back, &c, q), DA_OK);
+    assert_int_equal(da_trainer_resume(back, ckpt), DA_ERR_FORMAT);
+    assert_non_null(strstr(da_last_error(), "ema.fc1.weight' holds a non-finite value"));
+    assert_false(back->resumed);
+    da_trainer_free(back);
     da_trainer_free(tr);
     mlp_free(p);
     mlp_free(q);

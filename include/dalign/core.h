@@ -353,6 +353,9 @@ DA_API da_tensor *da_narrow(da_tape *t, da_tensor *x, int dim, int start, int le
 /* reductions over the trailing dims: keep the first `keep` dims.
  * keep = 0 -> a scalar; keep = 1 on (N, C, H, W) -> (N). */
 DA_API da_tensor *da_sum(da_tape *t, da_tensor *x, int keep);
+/* index of the first NaN or infinity of x (n), or (size_t)-1 when all are
+ * finite: the check behind "nothing silently wrong" (weights, latents) */
+DA_API size_t da_first_nonfinite(const float *x, size_t n);
 DA_API da_tensor *da_mean(da_tape *t, da_tensor *x, int keep);
 
 /* losses, each a scalar mean */

@@ -6,6 +6,7 @@
  * deterministic (one thread owns one output) and at least as accurate as
  * PyTorch's float cascade sum, so the two agree to about one float ulp. */
 #include <assert.h>
+#include <math.h>
 
 #include "dalign/core.h"
 
@@ -54,3 +55,10 @@ static da_tensor *reduce_op(da_tape *t, da_tensor *x, int keep, int is_mean)
 
 da_tensor *da_sum(da_tape *t, da_tensor *x, int keep) { return reduce_op(t, x, keep, 0); }
 da_tensor *da_mean(da_tape *t, da_tensor *x, int keep) { return reduce_op(t, x, keep, 1); }
+
+size_t da_first_nonfinite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return i;
+    return (size_t)-1;
+}

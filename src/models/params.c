@@ -152,6 +152,11 @@ da_status da_params_load_st(da_params *p, const da_safetensors *st)
     if (!stage) return da_fail(DA_ERR_NOMEM, "cannot allocate %zu parameters", p->total);
     for (int i = 0; i < p->n; i++) {
         da_status s = da_st_read(st, p->names[i], stage + p->offset[i], p->ndim[i], p->shape[i]);
+        /* a NaN or inf weight would turn every output black without an error */
+        size_t bad = s == DA_OK ? da_first_nonfinite(stage + p->offset[i], da_shape_size(p->ndim[i], p->shape[i])) : 0;
+        if (s == DA_OK && bad != (size_t)-1)
+            s = da_fail(DA_ERR_FORMAT, "tensor '%s' holds a non-finite value (%g at element %zu)", p->names[i],
+                        (double)stage[p->offset[i] + bad], bad);
         if (s != DA_OK) {
             free(stage);
             return s;

@@ -392,6 +392,18 @@ static da_status check_opts(const da_sample_opts *o, int n)
     return DA_OK;
 }
 
+/* A NaN or infinity in a latent (a bad weight, a guidance weight so large
+ * that eps overflows) would come out as a black image: fail instead,
+ * naming the step and the image. */
+static da_status check_finite(const gen *g, int step, int n_steps)
+{
+    size_t bad = da_first_nonfinite(g->x_prev, (size_t)g->B * g->n_per);
+    if (bad == (size_t)-1) return DA_OK;
+    return da_fail(DA_ERR_RANGE, "step %d of %d: the latent of image %d is not finite (NaN or infinity; a guidance "
+                   "weight of %g, or weights holding such values?)", step + 1, n_steps, (int)(bad / g->n_per),
+                   (double)g->w);
+}
+
 /* the sampling loop proper; on return g->x holds the result */
 static da_status run_steps(da_pipeline *p, gen *g, const sampler *s, int n_steps, da_step_cb cb, void *user)
 {
@@ -399,6 +411,7 @@ static da_status run_steps(da_pipeline *p, gen *g, const sampler *s, int n_steps
     for (int i = 0; i < n_steps; i++) {
         da_status st = unet_eps(p, g, s, i);
         if (st == DA_OK) st = sampler_step(s, i, g->x_prev, g->x0, g->eps, g->x, g->rng, g->noise, g->B, g->n_per);
+        if (st == DA_OK) st = check_finite(g, i, n_steps);
         if (st != DA_OK) return st;
         p->steps_done = i + 1;
         int stop = 0;

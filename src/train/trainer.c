@@ -360,6 +360,22 @@ static da_status check_meta(const da_trainer *tr, const da_safetensors *st, long
     return DA_OK;
 }
 
+/* a checkpoint tensor holding NaN or infinity (a run that diverged and was
+ * saved anyway, a damaged file) is refused by name */
+static da_status check_finite_tensor(const da_safetensors *st, const char *prefix, const char *param)
+{
+    char name[512];
+    snprintf(name, sizeof name, "%s%s", prefix, param);
+    const da_st_tensor *t = da_st_find(st, name);
+    float *x = malloc((t->numel ? t->numel : 1) * sizeof(float));
+    if (!x) return da_fail(DA_ERR_NOMEM, "out of memory");
+    da_st_to_f32(st, t, x);
+    size_t bad = da_first_nonfinite(x, t->numel);
+    free(x);
+    if (bad == (size_t)-1) return DA_OK;
+    return da_fail(DA_ERR_FORMAT, "tensor '%s' holds a non-finite value at element %zu", name, bad);
+}
+
 da_status da_trainer_resume(da_trainer *tr, const char *path)
 {
     da_safetensors *st = NULL;
@@ -369,6 +385,9 @@ da_status da_trainer_resume(da_trainer *tr, const char *path)
     da_rng rd, rn;
     s = check_meta(tr, st, &step, &rd, &rn);
     if (s == DA_OK) s = check_tensors(tr, st);
+    for (int b = 0; s == DA_OK && b < n_buffers(tr); b++)
+        for (int i = 0; s == DA_OK && i < tr->params->n; i++)
+            s = check_finite_tensor(st, BUF_PREFIX[b], tr->params->names[i]);
     if (s != DA_OK) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", da_last_error());
@@ -402,10 +421,14 @@ da_status da_trainer_resume(da_trainer *tr, const char *path)
 da_status da_trainer_save_weights(const da_trainer *tr, const char *path, int use_ema, const da_st_meta *meta,
                                   int n_meta)
 {
-    if (!use_ema || !tr->ema) return da_params_save(tr->params, path, meta, n_meta);
     /* same table, EMA data: a shallow copy of the table pointing at the EMA */
     da_params view = *tr->params;
-    view.data = tr->ema;
+    if (use_ema && tr->ema) view.data = tr->ema;
+    /* never publish weights that would make every output black */
+    size_t bad = da_first_nonfinite(view.data, view.total);
+    if (bad != (size_t)-1)
+        return da_fail(DA_ERR_RANGE, "%s: not written: the %s weights hold a non-finite value at element %zu", path,
+                       view.data == tr->ema ? "EMA" : "trained", bad);
     return da_params_save(&view, path, meta, n_meta);
 }
 
