@@ -6,6 +6,7 @@
  * torch-compatible RNG, tape autograd (linear, SiLU, MSE), AdamW with warmup
  * and cosine decay, gradient clipping, EMA, safetensors save and reload.
  * The image model replaces this once the latent-diffusion issue lands. */
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,8 @@
 #define HIDDEN 128
 #define IN_DIM 4  /* x_t (2), sin and cos of the noise angle */
 #define T_MAX 0.98f /* alpha_bar(T_MAX) = 1e-3: keeps 1/sqrt(alpha_bar) finite */
+#define MAX_BATCH 65536      /* a few MB of buffers; far above any useful batch */
+#define MAX_STEPS 100000000
 
 /* One parameter buffer described by a table of PyTorch names (da_params, the
  * pattern every model uses); AdamW's m and v and the EMA share its layout. */
@@ -84,10 +87,16 @@ static da_tensor *toy_forward(da_tape *tape, const da_params *p, const float *x,
     return da_linear(tape, h, da_params_leaf(tape, p, "fc3.weight"), da_params_leaf(tape, p, "fc3.bias"));
 }
 
-static void sample_data(da_rng *rng, float *x0, int B)
+/* 0, or -1 when out of memory */
+static int sample_data(da_rng *rng, float *x0, int B)
 {
     int64_t *mode = malloc((size_t)B * sizeof *mode);
     float *jitter = malloc((size_t)B * 2 * sizeof *jitter);
+    if (!mode || !jitter) {
+        free(mode);
+        free(jitter);
+        return -1;
+    }
     da_randint(rng, mode, (size_t)B, 0, N_MODES);
     da_randn(rng, jitter, (size_t)B * 2);
     for (int b = 0; b < B; b++) {
@@ -97,18 +106,21 @@ static void sample_data(da_rng *rng, float *x0, int B)
     }
     free(mode);
     free(jitter);
+    return 0;
 }
 
-/* Deterministic DDIM (eta = 0) from pure noise, `steps` steps from T_MAX to 0. */
-static void ddim_sample(const da_params *p, uint64_t seed, float *x, int B, int steps)
+/* Deterministic DDIM (eta = 0) from pure noise, `steps` steps from T_MAX
+ * to 0. 0, or -1 when out of memory. */
+static int ddim_sample(const da_params *p, uint64_t seed, float *x, int B, int steps)
 {
+    float *tt = malloc((size_t)B * sizeof *tt);
+    if (!tt) return -1;
     da_rng rng;
     da_rng_seed(&rng, seed);
     da_randn(&rng, x, (size_t)B * 2);
     da_tape tape;
     da_tape_init(&tape, 1 << 20);
     da_tape_set_grad(&tape, 0);
-    float *tt = malloc((size_t)B * sizeof *tt);
     for (int s = 0; s < steps; s++) {
         float t = T_MAX * (float)(steps - s) / steps, t_prev = T_MAX * (float)(steps - s - 1) / steps;
         float a = alpha_bar(t), a_prev = s == steps - 1 ? 1.0f : alpha_bar(t_prev);
@@ -122,6 +134,7 @@ static void ddim_sample(const da_params *p, uint64_t seed, float *x, int B, int 
     }
     free(tt);
     da_tape_free(&tape);
+    return 0;
 }
 
 /* fraction of samples within 4 standard deviations of a mode centre */
@@ -162,40 +175,64 @@ static void ascii_plot(const float *x, int B)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: dalign toy [--steps N] [--batch B] [--seed S] [-o FILE]\n"
+            "Usage: dalign toy [--steps N] [--batch B] [--seed S] [-o FILE]  (--opt=value works too)\n"
             "\n"
             "Train a tiny 2-D diffusion model (an MLP that predicts noise) on 8 blobs\n"
             "on a circle, sample it with DDIM, report how many samples land on a blob,\n"
             "save the EMA weights as safetensors and check the reload samples the same bits.\n"
             "\n"
             "  --steps N   training steps (default 12000)\n"
-            "  --batch B   batch size (default 256)\n"
+            "  --batch B   batch size, 1..65536 (default 256)\n"
             "  --seed S    seed for init, data and sampling (default 0)\n"
-            "  -o FILE     checkpoint path (default toy.safetensors)\n"
+            "  -o, --output FILE  checkpoint path (default toy.safetensors; checked before training)\n"
             "  -h, --help  show this help\n");
+}
+
+static const struct option LONG_OPTS[] = {
+    {"steps", required_argument, 0, 's'}, {"batch", required_argument, 0, 'b'}, {"seed", required_argument, 0, 'S'},
+    {"output", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+};
+
+/* -1: go on; else the exit code (0 after --help) */
+static int parse_args(int argc, char **argv, int *steps, int *B, int *seed, const char **out_path)
+{
+    opterr = 0;
+    optind = 1;
+    for (int c; (c = getopt_long(argc, argv, ":o:h", LONG_OPTS, NULL)) != -1;) {
+        if (c == 'h') {
+            usage(stdout);
+            return 0;
+        }
+        if (c == '?' || c == ':') {
+            fprintf(stderr, "dalign toy: %s '%s' (see dalign toy --help)\n",
+                    c == ':' ? "missing value for option" : "unknown option", argv[optind - 1]);
+            return 2;
+        }
+        if (c == 'o') {
+            *out_path = optarg;
+            continue;
+        }
+        int *target = c == 's' ? steps : c == 'b' ? B : seed;
+        int lo = c == 'S' ? 0 : 1, hi = c == 'b' ? MAX_BATCH : c == 's' ? MAX_STEPS : INT32_MAX;
+        const char *name = c == 's' ? "--steps" : c == 'b' ? "--batch" : "--seed";
+        int rc = cli_parse_int_in("toy", name, optarg, lo, hi, target);
+        if (rc) return rc;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "dalign toy: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    return -1;
 }
 
 int cmd_toy(int argc, char **argv)
 {
     int steps = 12000, B = 256, seed = 0;
     const char *out_path = "toy.safetensors";
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        int *target = !strcmp(a, "--steps") ? &steps : !strcmp(a, "--batch") ? &B : !strcmp(a, "--seed") ? &seed : NULL;
-        if (target && i + 1 < argc) {
-            if (cli_parse_int(argv[++i], target) != 0 || *target < (target == &seed ? 0 : 1)) {
-                fprintf(stderr, "dalign toy: bad value for %s: '%s'\n", a, argv[i]);
-                return 2;
-            }
-        } else if (!strcmp(a, "-o") && i + 1 < argc) {
-            out_path = argv[++i];
-        } else {
-            fprintf(stderr, "dalign toy: unknown or incomplete option '%s'\n\n", a);
-            usage(stderr);
-            return 2;
-        }
-    }
+    int rc0 = parse_args(argc, argv, &steps, &B, &seed, &out_path);
+    if (rc0 >= 0) return rc0;
+    /* the output is checked before minutes of training, not after */
+    if (cli_check_writable("toy", out_path, out_path)) return 1;
 
     da_rng rng;
     da_rng_seed(&rng, (uint64_t)seed);
@@ -212,7 +249,14 @@ int cmd_toy(int argc, char **argv)
     da_params ema_view = toy_params_view(&net, ema);
     const int n_eval = 2000, ddim_steps = 50;
     float *samples = malloc((size_t)n_eval * 2 * sizeof(float));
-    ddim_sample(&net, (uint64_t)seed + 1, samples, n_eval, ddim_steps);
+    float *x0 = malloc((size_t)B * 2 * sizeof(float)), *eps = malloc((size_t)B * 2 * sizeof(float));
+    float *xt = malloc((size_t)B * 2 * sizeof(float)), *t = malloc((size_t)B * sizeof(float));
+    if (!samples || !x0 || !eps || !xt || !t || ddim_sample(&net, (uint64_t)seed + 1, samples, n_eval, ddim_steps)) {
+        fprintf(stderr, "dalign toy: out of memory (batch %d)\n", B);
+        free(samples); free(x0); free(eps); free(xt); free(t); free(m); free(v); free(ema);
+        da_params_free(&net);
+        return 1;
+    }
     printf("dalign toy: 2-D diffusion on %d blobs, MLP 4-%d-%d-2 (%zu parameters), %d threads\n",
            N_MODES, HIDDEN, HIDDEN, net.total, da_get_threads());
     printf("  before training: %.1f%% of %d DDIM samples land on a blob\n", 100.0f * on_mode_fraction(samples, n_eval), n_eval);
@@ -220,12 +264,13 @@ int cmd_toy(int argc, char **argv)
     da_adamw opt = {.lr = 2e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 1e-4f};
     da_tape tape;
     da_tape_init(&tape, 1 << 22);
-    float *x0 = malloc((size_t)B * 2 * sizeof(float)), *eps = malloc((size_t)B * 2 * sizeof(float));
-    float *xt = malloc((size_t)B * 2 * sizeof(float)), *t = malloc((size_t)B * sizeof(float));
     double loss_avg = 0.0, first_loss = 0.0;
     for (int step = 0; step < steps; step++) {
         /* x_t = sqrt(a) x0 + sqrt(1 - a) eps, t ~ U(0, T_MAX) */
-        sample_data(&rng, x0, B);
+        if (sample_data(&rng, x0, B)) {
+            fprintf(stderr, "dalign toy: out of memory (batch %d)\n", B);
+            return 1;
+        }
         da_randn(&rng, eps, (size_t)B * 2);
         da_rand(&rng, t, (size_t)B);
         for (int b = 0; b < B; b++) {
@@ -250,7 +295,10 @@ int cmd_toy(int argc, char **argv)
     }
     printf("  loss %.4f -> %.4f (predicting zero noise scores 1.0)\n", first_loss, loss_avg);
 
-    ddim_sample(&ema_view, (uint64_t)seed + 1, samples, n_eval, ddim_steps);
+    if (ddim_sample(&ema_view, (uint64_t)seed + 1, samples, n_eval, ddim_steps)) {
+        fprintf(stderr, "dalign toy: out of memory\n");
+        return 1;
+    }
     float frac = on_mode_fraction(samples, n_eval);
     printf("  after training:  %.1f%% of %d DDIM samples (%d steps, EMA weights) land on a blob\n",
            100.0f * frac, n_eval, ddim_steps);
@@ -265,12 +313,12 @@ int cmd_toy(int argc, char **argv)
         da_params reloaded; /* a fresh model: the strict loader checks every name and shape */
         toy_params_build(&reloaded, 0);
         float *again = malloc((size_t)n_eval * 2 * sizeof(float));
-        if (da_params_load(&reloaded, out_path) != DA_OK) {
+        if (!again || da_params_load(&reloaded, out_path) != DA_OK) {
             fprintf(stderr, "dalign toy: cannot reload %s: %s\n", out_path, da_last_error());
             rc = 1;
         } else {
-            ddim_sample(&reloaded, (uint64_t)seed + 1, again, n_eval, ddim_steps);
-            int same = memcmp(again, samples, (size_t)n_eval * 2 * sizeof(float)) == 0;
+            int same = ddim_sample(&reloaded, (uint64_t)seed + 1, again, n_eval, ddim_steps) == 0 &&
+                       memcmp(again, samples, (size_t)n_eval * 2 * sizeof(float)) == 0;
             printf("  saved %s; reloaded weights sample %s\n", out_path,
                    same ? "the same bits" : "DIFFERENT bits (bug)");
             if (!same) rc = 1;

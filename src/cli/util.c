@@ -140,7 +140,7 @@ int cli_check_writable(const char *cmd, const char *shown, const char *path)
     }
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (fd < 0) {
-        fprintf(stderr, "dalign %s: cannot write -o %s: %s (checked before sampling)\n", cmd, shown, strerror(errno));
+        fprintf(stderr, "dalign %s: cannot write -o %s: %s (checked before the work starts)\n", cmd, shown, strerror(errno));
         return 1;
     }
     close(fd);
