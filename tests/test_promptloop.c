@@ -435,6 +435,9 @@ static void test_sample_cli(void **state)
     tu_rm_tree(dir);
 }
 
+/* No da_threads_init() here, on purpose: a library user may never call it,
+ * and the bits must not depend on that (the NO_OMP build once let OpenBLAS
+ * thread the first run on its own; gemm.c now pins it). */
 int main(void)
 {
     const struct CMUnitTest tests[] = {

@@ -156,6 +156,19 @@ static void run_openblas(const gemm_items *it)
     /* inside an enclosing parallel region (a caller's loop over images) the
      * pieces run on the calling thread */
     if (omp_get_level() == 0) nth = da_get_threads() < n ? da_get_threads() : n;
+#else
+    /* Without OpenMP nothing below sets OpenBLAS's team to one thread, and
+     * a program that never called da_set_threads / da_threads_init would
+     * get OpenBLAS's own threading (all cores), whose cut changes the bits.
+     * Pin it before the first call (in OpenMP builds this call would also
+     * reset the caller's OpenMP thread count, and the region below pins
+     * each piece instead). */
+    static int pinned;
+    if (!pinned) {
+        openblas_set_num_threads(1);
+        pinned = 1;
+    }
+    (void)nth;
 #endif
 #pragma omp parallel num_threads(nth)
     {
