@@ -412,6 +412,63 @@ DA_API da_status da_promptloop_check(const da_trainer_config *tc, const da_promp
 DA_API da_status da_promptloop_run(const da_trainer_config *tc, const da_promptloop_opts *o,
                                    da_promptloop_result *res);
 
+/* ------------------------------------------------------------------------ */
+/* RL on the UNet's weights (`dalign train ddpo|grpo|raft`,                 */
+/* src/train/rl_weights.c, the losses in src/train/rl_losses.c;             */
+/* docs/rl-weights.md; design §6, §11): DDPO, GRPO on DDIM eta > 0 and      */
+/* RAFT (best of K), the baselines PromptLoop is compared with.             */
+/* ------------------------------------------------------------------------ */
+
+typedef enum { DA_RLW_DDPO = 0, DA_RLW_GRPO, DA_RLW_RAFT } da_rlw_method;
+
+typedef struct da_rlw_opts {
+    da_rlw_method method;
+    const char *weights_dir;   /* models and rewards (NULL: da_weights_dir) */
+    const char *init;          /* the UNet to start from and (GRPO) the frozen KL anchor: "unet" */
+    const char *reward;        /* the reward of each image against its prompt: "faithful" */
+    const char *out_dir;       /* where NAME.{json,safetensors} go (NULL: weights_dir) */
+    const char *name;          /* output basename (required) */
+    const char *resume;        /* checkpoint to continue from, or NULL */
+    int force;                 /* 1: replace existing NAME.* */
+    int prompts;               /* Q train-split prompts per iteration */
+    int group;                 /* G rollouts per prompt (RAFT: the K of best-of-K) */
+    int prompt_pool;           /* > 0: prompts drawn from a fixed pool of this many (DDPO's
+                                * finite prompt list, so the per-prompt tracker sees repeats);
+                                * 0: a fresh train query every time */
+    int shared_noise;          /* GRPO: the G rollouts of a prompt share x_T (not the step noise) */
+    da_sample_opts sample;     /* DDIM, 20 steps, cfg 3, eta 1 (RAFT: eta 0) */
+    float timestep_frac;       /* DDPO, GRPO: share of each trajectory's steps trained on */
+    int epochs;                /* passes over each rollout batch */
+    int minibatches;           /* optimizer steps per pass, whole groups each */
+    float clip_eps;            /* PPO ratio clip: 1e-4 */
+    float adv_clip;            /* advantages clamped to +-adv_clip: 5 */
+    float adv_eps;             /* A = (r - mean) / (std + adv_eps): 1e-6 DDPO, 1e-4 GRPO */
+    float kl_coef;             /* GRPO: KL to the base through the step means: 0.04 */
+    int tracker_size;          /* DDPO: past rewards kept per prompt: 32 */
+    int tracker_min;           /* DDPO: fewer than this -> the batch's mean and std: 16 */
+} da_rlw_opts;
+
+typedef struct da_rlw_result {
+    long steps;                /* optimizer steps done */
+    float loss;
+    int stop_signal;
+    int exit_code;             /* da_trainer_exit_code */
+} da_rlw_result;
+
+/* "ddpo" | "grpo" | "raft" */
+DA_API da_status da_rlw_method_parse(const char *name, da_rlw_method *out);
+DA_API const char *da_rlw_method_name(da_rlw_method m);
+DA_API da_rlw_opts da_rlw_defaults(da_rlw_method m);
+/* the trainer config that fits o: batch = images per update, one
+ * micro-batch, constant LR 1e-5, no EMA, 100 iterations */
+DA_API void da_rlw_trainer_defaults(da_trainer_config *tc, const da_rlw_opts *o);
+/* every option, before anything loads; the message names the option */
+DA_API da_status da_rlw_check(const da_trainer_config *tc, const da_rlw_opts *o);
+/* Train (resuming when o->resume is set; the checkpoint holds the rollout
+ * buffer and the per-prompt tracker), then write NAME.json and
+ * NAME.safetensors into out_dir. res may be NULL. */
+DA_API da_status da_rlw_run(const da_trainer_config *tc, const da_rlw_opts *o, da_rlw_result *res);
+
 #ifdef __cplusplus
 }
 #endif

@@ -21,6 +21,7 @@ int cmd_train(int argc, char **argv);
 int cmd_train_pref(int argc, char **argv);   /* argv[0]: dpo, sft, rpo or kto */
 int cmd_train_refiner(int argc, char **argv);   /* argv[0]: refiner */
 int cmd_train_promptloop(int argc, char **argv);   /* argv[0]: promptloop */
+int cmd_train_rl(int argc, char **argv);   /* argv[0]: ddpo, grpo or raft */
 int cmd_reward(int argc, char **argv);
 int cmd_eval_base(int argc, char **argv);
 int cmd_compare(int argc, char **argv);

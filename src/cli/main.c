@@ -12,7 +12,7 @@ static const cli_command commands[] = {
     {"inspect", "list the tensors of a safetensors file", cmd_inspect},
     {"toy", "train and sample a tiny 2-D diffusion model (core demo)", cmd_toy},
     {"sample", "generate images from a text prompt (PNG)", cmd_sample},
-    {"train", "pretrain clip, vae, unet or the preference model (reward); fine-tune a UNet on pairs (dpo, sft, rpo, kto); the PromptLoop refiner (refiner, promptloop)", cmd_train},
+    {"train", "pretrain clip, vae, unet or the preference model (reward); fine-tune a UNet on pairs (dpo, sft, rpo, kto); the PromptLoop refiner (refiner, promptloop); RL on the UNet (ddpo, grpo, raft)", cmd_train},
     {"reward", "score images with a reward (faithful, jpeg, colorful, clip, pref, outline, ...)", cmd_reward},
     {"eval-base", "faithfulness of the base model on held-in/held-out prompts, VAE PSNR", cmd_eval_base},
     {"pairs", "sample preference pairs from the model and label them with the rater", cmd_pairs},

@@ -84,6 +84,7 @@ static void usage(FILE *f, const char *model)
             "       dalign train dpo|sft|rpo|kto [OPTIONS]   (preference fine-tuning: dalign train dpo --help)\n"
             "       dalign train refiner --name NAME [OPTIONS]   (PromptLoop reference refiner: dalign train refiner --help)\n"
             "       dalign train promptloop --name NAME [OPTIONS]   (PromptLoop's GRPO: dalign train promptloop --help)\n"
+            "       dalign train ddpo|grpo|raft --name NAME [OPTIONS]   (RL on the UNet's weights: dalign train ddpo --help)\n"
             "\n"
             "Pretrain a model on shapes-world data generated on the fly, then write its\n"
             "weights (EMA when kept) and JSON config into --out:\n"
@@ -472,12 +473,14 @@ int cmd_train(int argc, char **argv)
     if (!strcmp(model, "reward")) return train_reward(argc, argv);
     if (!strcmp(model, "refiner")) return cmd_train_refiner(argc - 1, argv + 1);
     if (!strcmp(model, "promptloop")) return cmd_train_promptloop(argc - 1, argv + 1);
+    da_rlw_method rl_method;
+    if (da_rlw_method_parse(model, &rl_method) == DA_OK) return cmd_train_rl(argc - 1, argv + 1);
     da_pref_method method;
     if (da_pref_method_parse(model, &method) == DA_OK) return cmd_train_pref(argc - 1, argv + 1);
     train_args a;
     memset(&a, 0, sizeof a);
     if (da_pretrain_defaults(model, &a.tc, &a.o) != DA_OK) {
-        fprintf(stderr, "dalign train: unknown model '%s' (expected %s, %s, %s, reward, refiner, promptloop, dpo, sft, rpo or kto)\n", model,
+        fprintf(stderr, "dalign train: unknown model '%s' (expected %s, %s, %s, reward, refiner, promptloop, dpo, sft, rpo, kto, ddpo, grpo or raft)\n", model,
                 model_names[0], model_names[1], model_names[2]);
         return 2;
     }
