@@ -54,6 +54,10 @@ static void test_toy_cli(void **state)
     /* an unwritable output fails at once, before any training line */
     snprintf(args, sizeof args, "--steps 100000 -o %s/missing/dir/toy.st", g_dir);
     expect_toy(args, 1, "cannot write -o");
+    /* the training run takes 2 minutes under qemu (.ci/run's aarch64 stage
+     * sets DA_TEST_RUNNER); its arithmetic is the op suites' there */
+    const char *runner = getenv("DA_TEST_RUNNER");
+    if (runner && *runner) return;
     snprintf(args, sizeof args, "--steps=60 --batch=32 --output=%s/toy.st", g_dir);
     expect_toy(args, 0, "reloaded weights sample the same bits");
 }
