@@ -612,26 +612,6 @@ static void job_free(pref_job *j)
     free(j->eps); free(j->xt); free(j->m); free(j->r); free(j->dm); free(j->y); free(j->w); free(j->ew); free(j->el);
 }
 
-static int file_exists(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0;
-}
-
-/* Never replace a model silently: NAME.* must not exist unless --force. */
-static da_status check_outputs(const da_pref_opts *o, const char *out_dir)
-{
-    if (o->force) return DA_OK;
-    const char *ext[2] = {".safetensors", ".json"};
-    for (int i = 0; i < 2; i++) {
-        char path[DP_PATH_MAX];
-        da_status s = dp_path(path, out_dir, o->name, ext[i]);
-        if (s != DA_OK) return s;
-        if (file_exists(path)) return da_fail(DA_ERR_INVALID, "%s exists: pass --force to replace it", path);
-    }
-    return DA_OK;
-}
-
 static da_status save_outputs(const pref_job *j, const da_trainer *tr, const da_trainer_config *tc, const char *out_dir)
 {
     char path[DP_PATH_MAX], beta[32], tau[32], steps[32], seed[32], n[32];
@@ -665,7 +645,7 @@ da_status da_pref_run(const da_trainer_config *tc, const da_pref_opts *o, da_pre
     const char *dir = da_weights_dir(o->weights_dir);
     const char *out_dir = o->out_dir ? o->out_dir : dir;
     da_status s = da_pref_check(tc, o);
-    if (s == DA_OK && !o->resume) s = check_outputs(o, out_dir);
+    if (s == DA_OK && !o->resume) s = dp_check_new_outputs(out_dir, o->name, o->force);
     pref_job j;
     memset(&j, 0, sizeof j);
     da_trainer *tr = NULL;

@@ -83,6 +83,20 @@ da_status dp_path(char *buf, const char *dir, const char *name, const char *ext)
     return DA_OK;
 }
 
+da_status dp_check_new_outputs(const char *dir, const char *name, int force)
+{
+    if (force) return DA_OK;
+    const char *ext[2] = {".safetensors", ".json"};
+    for (int i = 0; i < 2; i++) {
+        char path[DP_PATH_MAX];
+        struct stat sb;
+        da_status s = dp_path(path, dir, name, ext[i]);
+        if (s != DA_OK) return s;
+        if (stat(path, &sb) == 0) return da_fail(DA_ERR_INVALID, "%s exists: pass --force to replace it", path);
+    }
+    return DA_OK;
+}
+
 da_status dp_ensure_dir(const char *dir)
 {
     if (mkdir(dir, 0755) == 0 || errno == EEXIST) {

@@ -10,6 +10,9 @@
 
 /* buf = DIR/NAME.EXT; DA_ERR_RANGE when it does not fit DP_PATH_MAX */
 da_status dp_path(char *buf, const char *dir, const char *name, const char *ext);
+/* Never replace a model silently: DIR/NAME.{safetensors,json} must not
+ * exist unless force (the message names the file and --force). */
+da_status dp_check_new_outputs(const char *dir, const char *name, int force);
 /* Create DIR (one level) unless it exists. */
 da_status dp_ensure_dir(const char *dir);
 

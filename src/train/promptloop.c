@@ -434,25 +434,6 @@ static da_status pl_step(da_trainer *tr, da_tape *t, int micro, void *user, floa
 
 /* ---- the run ------------------------------------------------------------------------ */
 
-static int file_exists(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0;
-}
-
-static da_status check_outputs(const da_promptloop_opts *o, const char *out_dir)
-{
-    if (o->force) return DA_OK;
-    const char *ext[2] = {".safetensors", ".json"};
-    for (int i = 0; i < 2; i++) {
-        char path[DP_PATH_MAX];
-        da_status s = dp_path(path, out_dir, o->name, ext[i]);
-        if (s != DA_OK) return s;
-        if (file_exists(path)) return da_fail(DA_ERR_INVALID, "%s exists: pass --force to replace it", path);
-    }
-    return DA_OK;
-}
-
 static da_status save_outputs(const pl_job *j, const da_trainer *tr, const char *out_dir)
 {
     char path[DP_PATH_MAX], steps[32], iters[32], kl[32];
@@ -507,7 +488,7 @@ da_status da_promptloop_run(const da_trainer_config *tc, const da_promptloop_opt
     const char *dir = da_weights_dir(o->weights_dir);
     const char *out_dir = o->out_dir ? o->out_dir : dir;
     da_status s = da_promptloop_check(tc, o);
-    if (s == DA_OK && !o->resume) s = check_outputs(o, out_dir);
+    if (s == DA_OK && !o->resume) s = dp_check_new_outputs(out_dir, o->name, o->force);
     pl_job j;
     memset(&j, 0, sizeof j);
     da_trainer *tr = NULL;

@@ -803,26 +803,6 @@ static da_status rs_step(da_trainer *tr, da_tape *t, int micro, void *user, floa
     return DA_OK;
 }
 
-static int file_exists(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0;
-}
-
-/* Never replace a model silently: NAME.* must not exist unless --force. */
-static da_status check_outputs(const da_refiner_sup_opts *o, const char *out_dir)
-{
-    if (o->force) return DA_OK;
-    const char *ext[2] = {".safetensors", ".json"};
-    for (int i = 0; i < 2; i++) {
-        char path[DP_PATH_MAX];
-        da_status s = dp_path(path, out_dir, o->name, ext[i]);
-        if (s != DA_OK) return s;
-        if (file_exists(path)) return da_fail(DA_ERR_INVALID, "%s exists: pass --force to replace it", path);
-    }
-    return DA_OK;
-}
-
 /* the cached bank, or a new one (saved) when the file is missing or stale */
 static da_status bank_prepare(rs_job *j, const da_trainer_config *tc, const char *dir, const char *path,
                               da_refiner_sup_result *r)
@@ -1008,7 +988,7 @@ da_status da_refiner_sup_run(const da_trainer_config *tc, const da_refiner_sup_o
     const char *out_dir = o->out_dir ? o->out_dir : dir;
     char bank_path[DP_PATH_MAX];
     da_status s = da_refiner_sup_check(tc, o);
-    if (s == DA_OK && !o->resume) s = check_outputs(o, out_dir);
+    if (s == DA_OK && !o->resume) s = dp_check_new_outputs(out_dir, o->name, o->force);
     if (s == DA_OK && o->bank_path && snprintf(bank_path, sizeof bank_path, "%s", o->bank_path) >= DP_PATH_MAX)
         s = da_fail(DA_ERR_RANGE, "--bank path too long");
     else if (s == DA_OK && !o->bank_path)
