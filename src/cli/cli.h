@@ -48,7 +48,8 @@ int cli_bad_value(const char *cmd, const char *opt, const char *val, const char 
  * [lo, hi]": 0 or 2. */
 int cli_parse_int_in(const char *cmd, const char *opt, const char *val, int lo, int hi, int *out);
 /* cli_parse_u64, else cli_bad_value with "a non-negative integer" (seeds):
- * 0 or 2. */
+ * 0 or 2. "-1" (stable-diffusion.cpp's spelling) draws a random seed from
+ * the system and prints it on stderr, so the run can be repeated. */
 int cli_parse_seed(const char *cmd, const char *opt, const char *val, uint64_t *out);
 /* The sampling options of every command that generates images: --steps N
  * (1..DA_CLI_MAX_STEPS), --cfg W, --eta E (>= 0), --sampler ddim|ddpm|euler,
@@ -94,5 +95,95 @@ typedef int (*cli_option_fn)(void *args, const char *opt, const char *val);
  * exit code (0 after --help). */
 int cli_parse_options(const char *cmd, int argc, char **argv, void (*usage)(FILE *f), cli_option_fn option,
                       void *args, int *progress);
+
+/* ---- One command-line convention (glibc getopt_long) ---------------------
+ * Every subcommand parses its argv with cli_next(): `--opt value` and
+ * `--opt=value`, options before or after positional arguments, and the
+ * options every command takes, before or after its name:
+ *   -t, --threads N   worker threads, >= 1 (also `dalign --threads N CMD`)
+ *   -q, --quiet       nothing on stderr but errors
+ *   -v, --verbose     more on stderr (resolved options, timing)
+ *   -h, --help        the command's usage on stdout, exit 0
+ * A command lists its own options in a struct option table ending in
+ * CLI_COMMON_LONG and {0}; long-only options use codes from CLI_O_LOCAL up.
+ *
+ *   static const struct option LONG[] = {{"seed", required_argument, 0, 's'}, ..., CLI_COMMON_LONG, {0}};
+ *   cli_parser p = cli_parser_init(CMD, argc, argv, "s:o:", LONG, usage);
+ *   for (int c; (c = cli_next(&p)) != CLI_DONE;) {
+ *       if (c == CLI_EXIT) return p.rc;          // --help (0) or a usage error (2), already said
+ *       switch (c) { case 's': rc = cli_parse_seed(CMD, p.opt, p.val, &seed); ... }
+ *   }
+ *   // positional arguments: argv[p.optind .. argc-1]
+ */
+#include <getopt.h>
+
+/* -q / -v before the command name (main) are the defaults of every command */
+typedef struct cli_common {
+    int quiet, verbose;
+} cli_common;
+extern cli_common cli_global;
+
+enum {
+    /* shared long-only option codes (short options use their letter) */
+    CLI_O_STEPS = 0x100, CLI_O_CFG, CLI_O_ETA, CLI_O_SAMPLER,                          /* sampling */
+    CLI_O_REFINER, CLI_O_REFINE_MODE, CLI_O_REFINE_STEPS, CLI_O_REFINE_TEMPERATURE,  /* PromptLoop */
+    CLI_O_LOCAL = 0x200,   /* a command's own long-only options start here */
+};
+#define CLI_COMMON_SHORT "t:qvh"
+#define CLI_COMMON_LONG                                                                                           \
+    {"threads", required_argument, NULL, 't'}, {"quiet", no_argument, NULL, 'q'},                               \
+        {"verbose", no_argument, NULL, 'v'}, {"help", no_argument, NULL, 'h'}
+#define CLI_COMMON_HELP                                                                                     \
+    "  -t, --threads N    worker threads, >= 1 (default: $DA_THREADS, else all cores)\n"                        \
+    "  -q, --quiet        print nothing but errors\n"                                                         \
+    "  -v, --verbose      print the resolved options and timing\n"                                           \
+    "  -h, --help         show this help and exit\n"
+/* --steps, --cfg (alias --cfg-scale), --eta, --sampler (alias --sampling-method):
+ * the stable-diffusion.cpp spellings are aliases of the same options */
+#define CLI_SAMPLE_LONG                                                                                          \
+    {"steps", required_argument, NULL, CLI_O_STEPS}, {"cfg", required_argument, NULL, CLI_O_CFG},               \
+        {"cfg-scale", required_argument, NULL, CLI_O_CFG}, {"eta", required_argument, NULL, CLI_O_ETA},        \
+        {"sampler", required_argument, NULL, CLI_O_SAMPLER},                                                     \
+        {"sampling-method", required_argument, NULL, CLI_O_SAMPLER}
+#define CLI_LOOP_LONG                                                                                             \
+    {"refiner", required_argument, NULL, CLI_O_REFINER},                                                         \
+        {"refine-mode", required_argument, NULL, CLI_O_REFINE_MODE},                                             \
+        {"refine-steps", required_argument, NULL, CLI_O_REFINE_STEPS},                                           \
+        {"refine-temperature", required_argument, NULL, CLI_O_REFINE_TEMPERATURE}
+
+typedef struct cli_parser {
+    const char *cmd;              /* the message prefix: "dalign CMD: ..." */
+    int argc;
+    char **argv;
+    char shortopts[64];           /* ":" + the command's + CLI_COMMON_SHORT */
+    const struct option *longopts;
+    void (*usage)(FILE *f);
+    const char *val;              /* the current option's value (NULL for a flag) */
+    char opt[64];                 /* the current option as typed: "--steps", "-s" (for messages) */
+    int optind;                   /* after CLI_DONE: the first positional argument */
+    int rc;                       /* after CLI_EXIT: the exit code */
+    cli_common common;            /* cli_global, then this command's -q / -v */
+} cli_parser;
+#define CLI_DONE (-1)
+#define CLI_EXIT (-2)
+cli_parser cli_parser_init(const char *cmd, int argc, char **argv, const char *shortopts,
+                           const struct option *longopts, void (*usage)(FILE *f));
+/* The next option's code (its letter or CLI_O_*), with p->opt and p->val
+ * set; the common options are handled here and never returned. CLI_DONE
+ * when the options are over (positional arguments from p->optind),
+ * CLI_EXIT after --help or a usage error that it has reported (p->rc). */
+int cli_next(cli_parser *p);
+/* "dalign CMD: unknown option 'X' (see dalign CMD --help)" for an option
+ * code the command's switch does not handle: 2 */
+int cli_unhandled(const cli_parser *p);
+/* A --threads value (>= 1, at most DA_CLI_MAX_THREADS): sets the threads;
+ * 0 or the usage error's exit code. */
+#define DA_CLI_MAX_THREADS 4096
+int cli_set_threads(const char *cmd, const char *opt, const char *val);
+/* The sampling options (CLI_SAMPLE_LONG) and the PromptLoop options
+ * (CLI_LOOP_LONG): 0 when it took option c, CLI_NOT_MINE when c is another
+ * option, else the exit code of a usage error. */
+int cli_sample_opt(const cli_parser *p, int c, da_sample_opts *o);
+int cli_loop_opt(const cli_parser *p, int c, cli_loop_args *l);
 
 #endif

@@ -27,7 +27,7 @@ static const cli_command commands[] = {
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: dalign [--threads N] [--gemm BACKEND] COMMAND [ARGS...]\n"
+            "Usage: dalign [-t N] [-q|-v] [--gemm BACKEND] COMMAND [ARGS...]\n"
             "       dalign --help | --version\n"
             "\n"
             "dalign: diffusion-model alignment in pure C.\n"
@@ -37,7 +37,9 @@ static void usage(FILE *f)
     fprintf(f,
             "\n"
             "Options:\n"
-            "  --threads N       worker threads (default: $DA_THREADS, else all cores)\n"
+            "  -t, --threads N   worker threads, >= 1 (default: $DA_THREADS, else all cores)\n"
+            "  -q, --quiet       print nothing but errors (every command)\n"
+            "  -v, --verbose     print the resolved options and timing (every command)\n"
             "  --gemm BACKEND    matrix products: portable (the same bits on every\n"
             "                    machine, x86-64 and aarch64) or openblas (faster;\n"
             "                    equal within rounding); default: $DA_GEMM, else\n"
@@ -49,7 +51,8 @@ static void usage(FILE *f)
             "briefly, then sleep (GOMP_SPINCOUNT=1000) unless OMP_WAIT_POLICY or\n"
             "GOMP_SPINCOUNT is set.\n"
             "\n"
-            "Run 'dalign COMMAND --help' for a command's options.\n");
+            "Every command also takes -t, -q and -v after its name, and both --opt value\n"
+            "and --opt=value. Run 'dalign COMMAND --help' for a command's options.\n");
 }
 
 /* Idle OpenMP threads sleep unless the user chose otherwise. libgomp's
@@ -85,38 +88,47 @@ static void default_wait_policy(char **argv)
     unsetenv(REEXEC_MARK);   /* exec failed: go on as we are */
 }
 
+/* DA_THREADS, when set, must be a thread count as --threads is: a value
+ * below 1 is refused, not read as "all cores" */
+static int check_env_threads(void)
+{
+    const char *env = getenv("DA_THREADS");
+    int n;
+    if (!env || !*env) return 0;
+    if (cli_parse_int(env, &n) || n < 1 || n > DA_CLI_MAX_THREADS) {
+        fprintf(stderr, "dalign: DA_THREADS needs an integer in [1, %d], got '%s'\n", DA_CLI_MAX_THREADS, env);
+        return 2;
+    }
+    return 0;
+}
+
+enum { OPT_GEMM = CLI_O_LOCAL, OPT_VERSION };
+static const struct option LONG[] = {
+    {"gemm", required_argument, NULL, OPT_GEMM}, {"version", no_argument, NULL, OPT_VERSION}, CLI_COMMON_LONG, {0},
+};
+
 int main(int argc, char **argv)
 {
 #ifdef _OPENMP
     default_wait_policy(argv);
 #endif
+    if (check_env_threads()) return 2;
     da_threads_init();
-    int i = 1;
-    for (; i < argc && argv[i][0] == '-'; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "--version")) {
+    /* "+": stop at the command name; what follows is the command's */
+    cli_parser p = cli_parser_init("", argc, argv, "+", LONG, usage);
+    for (int c; (c = cli_next(&p)) != CLI_DONE;) {
+        if (c == CLI_EXIT) return p.rc;
+        if (c == OPT_VERSION) {
             printf("dalign %s (gemm: %s)\n", da_version(), da_gemm_backend());
             return 0;
-        } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
-            int n;
-            if (cli_parse_int(argv[++i], &n) != 0) {
-                fprintf(stderr, "dalign: --threads needs an integer, got '%s'\n", argv[i]);
-                return 2;
-            }
-            da_set_threads(n);
-        } else if (!strcmp(argv[i], "--gemm") && i + 1 < argc) {
-            if (da_gemm_set_backend(argv[++i]) != DA_OK) {
-                fprintf(stderr, "dalign: --gemm: %s\n", da_last_error());
-                return 2;
-            }
-        } else {
-            fprintf(stderr, "dalign: unknown option '%s'\n\n", argv[i]);
-            usage(stderr);
+        }
+        if (c == OPT_GEMM && da_gemm_set_backend(p.val) != DA_OK) {
+            fprintf(stderr, "dalign: --gemm: %s\n", da_last_error());
             return 2;
         }
     }
+    cli_global = p.common;
+    int i = p.optind;
     if (i >= argc) {
         usage(stderr);
         return 2;

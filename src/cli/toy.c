@@ -175,7 +175,7 @@ static void ascii_plot(const float *x, int B)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: dalign toy [--steps N] [--batch B] [--seed S] [-o FILE]  (--opt=value works too)\n"
+            "Usage: dalign toy [--steps N] [--batch B] [-s S] [-o FILE]  (--opt=value works too)\n"
             "\n"
             "Train a tiny 2-D diffusion model (an MLP that predicts noise) on 8 blobs\n"
             "on a circle, sample it with DDIM, report how many samples land on a blob,\n"
@@ -183,43 +183,36 @@ static void usage(FILE *f)
             "\n"
             "  --steps N   training steps (default 12000)\n"
             "  --batch B   batch size, 1..65536 (default 256)\n"
-            "  --seed S    seed for init, data and sampling (default 0)\n"
+            "  -s, --seed S  seed for init, data and sampling (default 0; -1: random, printed)\n"
             "  -o, --output FILE  checkpoint path (default toy.safetensors; checked before training)\n"
-            "  -h, --help  show this help\n");
+            CLI_COMMON_HELP);
 }
 
+enum { OPT_STEPS = CLI_O_LOCAL, OPT_BATCH };
 static const struct option LONG_OPTS[] = {
-    {"steps", required_argument, 0, 's'}, {"batch", required_argument, 0, 'b'}, {"seed", required_argument, 0, 'S'},
-    {"output", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+    {"steps", required_argument, 0, OPT_STEPS}, {"batch", required_argument, 0, OPT_BATCH},
+    {"seed", required_argument, 0, 's'},        {"output", required_argument, 0, 'o'},
+    CLI_COMMON_LONG,                            {0, 0, 0, 0},
 };
 
 /* -1: go on; else the exit code (0 after --help) */
-static int parse_args(int argc, char **argv, int *steps, int *B, int *seed, const char **out_path)
+static int parse_args(int argc, char **argv, int *steps, int *B, uint64_t *seed, const char **out_path)
 {
-    opterr = 0;
-    optind = 1;
-    for (int c; (c = getopt_long(argc, argv, ":o:h", LONG_OPTS, NULL)) != -1;) {
-        if (c == 'h') {
-            usage(stdout);
-            return 0;
+    cli_parser p = cli_parser_init("toy", argc, argv, "s:o:", LONG_OPTS, usage);
+    for (int c; (c = cli_next(&p)) != CLI_DONE;) {
+        int rc;
+        switch (c) {
+        case CLI_EXIT: return p.rc;
+        case 'o': *out_path = p.val; rc = 0; break;
+        case 's': rc = cli_parse_seed("toy", p.opt, p.val, seed); break;
+        case OPT_STEPS: rc = cli_parse_int_in("toy", p.opt, p.val, 1, MAX_STEPS, steps); break;
+        case OPT_BATCH: rc = cli_parse_int_in("toy", p.opt, p.val, 1, MAX_BATCH, B); break;
+        default: rc = cli_unhandled(&p);
         }
-        if (c == '?' || c == ':') {
-            fprintf(stderr, "dalign toy: %s '%s' (see dalign toy --help)\n",
-                    c == ':' ? "missing value for option" : "unknown option", argv[optind - 1]);
-            return 2;
-        }
-        if (c == 'o') {
-            *out_path = optarg;
-            continue;
-        }
-        int *target = c == 's' ? steps : c == 'b' ? B : seed;
-        int lo = c == 'S' ? 0 : 1, hi = c == 'b' ? MAX_BATCH : c == 's' ? MAX_STEPS : INT32_MAX;
-        const char *name = c == 's' ? "--steps" : c == 'b' ? "--batch" : "--seed";
-        int rc = cli_parse_int_in("toy", name, optarg, lo, hi, target);
         if (rc) return rc;
     }
-    if (optind < argc) {
-        fprintf(stderr, "dalign toy: unexpected argument '%s'\n", argv[optind]);
+    if (p.optind < argc) {
+        fprintf(stderr, "dalign toy: unexpected argument '%s'\n", argv[p.optind]);
         return 2;
     }
     return -1;
@@ -227,7 +220,8 @@ static int parse_args(int argc, char **argv, int *steps, int *B, int *seed, cons
 
 int cmd_toy(int argc, char **argv)
 {
-    int steps = 12000, B = 256, seed = 0;
+    int steps = 12000, B = 256;
+    uint64_t seed = 0;
     const char *out_path = "toy.safetensors";
     int rc0 = parse_args(argc, argv, &steps, &B, &seed, &out_path);
     if (rc0 >= 0) return rc0;

@@ -5,10 +5,14 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
 #include "core/fileio.h"
+
+/* the space between "dalign" and a command's name; main's messages have none */
+#define SP(cmd) (*(cmd) ? " " : "")
 
 int cli_parse_int(const char *s, int *out)
 {
@@ -34,7 +38,7 @@ int cli_parse_float(const char *s, float *out)
 
 int cli_bad_value(const char *cmd, const char *opt, const char *val, const char *want)
 {
-    fprintf(stderr, "dalign %s: %s needs %s, got '%s'\n", cmd, opt, want, val);
+    fprintf(stderr, "dalign%s%s: %s needs %s, got '%s'\n", SP(cmd), cmd, opt, want, val);
     return 2;
 }
 
@@ -46,9 +50,29 @@ int cli_parse_int_in(const char *cmd, const char *opt, const char *val, int lo, 
     return 0;
 }
 
+/* a seed from the kernel's entropy pool, else from the clock and the pid;
+ * at most 2^53 so that it survives a round trip through JSON numbers */
+static uint64_t random_seed(void)
+{
+    uint64_t s = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || read(fd, &s, sizeof s) != (ssize_t)sizeof s) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        s = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)ts.tv_sec ^ (uint64_t)getpid() << 32;
+    }
+    if (fd >= 0) close(fd);
+    return s >> 11;
+}
+
 int cli_parse_seed(const char *cmd, const char *opt, const char *val, uint64_t *out)
 {
-    return cli_parse_u64(val, out) ? cli_bad_value(cmd, opt, val, "a non-negative integer") : 0;
+    if (!strcmp(val, "-1")) {
+        *out = random_seed();
+        fprintf(stderr, "dalign %s: %s -1: random seed %llu\n", cmd, opt, (unsigned long long)*out);
+        return 0;
+    }
+    return cli_parse_u64(val, out) ? cli_bad_value(cmd, opt, val, "a non-negative integer (or -1: random)") : 0;
 }
 
 int cli_parse_options(const char *cmd, int argc, char **argv, void (*usage)(FILE *f), cli_option_fn option,
@@ -146,4 +170,143 @@ int cli_check_writable(const char *cmd, const char *shown, const char *path)
     close(fd);
     unlink(tmp);
     return 0;
+}
+
+/* ---- the getopt_long convention (cli.h) ---------------------------------- */
+
+cli_common cli_global;
+
+cli_parser cli_parser_init(const char *cmd, int argc, char **argv, const char *shortopts,
+                           const struct option *longopts, void (*usage)(FILE *f))
+{
+    cli_parser p;
+    memset(&p, 0, sizeof p);
+    p.cmd = cmd;
+    p.argc = argc;
+    p.argv = argv;
+    /* ":" first (after a "+", which must lead): a missing value comes back
+     * as ':' and is worded here */
+    if (!shortopts) shortopts = "";
+    int stop = shortopts[0] == '+';
+    snprintf(p.shortopts, sizeof p.shortopts, "%s:%s%s", stop ? "+" : "", shortopts + stop, CLI_COMMON_SHORT);
+    p.longopts = longopts;
+    p.usage = usage;
+    p.common = cli_global;
+    p.optind = 1;
+    optind = 0;   /* glibc: 0 re-initialises getopt for a new argv */
+    opterr = 0;   /* errors are worded by cli_next */
+    return p;
+}
+
+int cli_set_threads(const char *cmd, const char *opt, const char *val)
+{
+    int n;
+    if (cli_parse_int_in(cmd, opt, val, 1, DA_CLI_MAX_THREADS, &n)) return 2;
+    da_set_threads(n);
+    return 0;
+}
+
+/* the option as the user typed it, without "=value": for messages */
+static void typed_option(cli_parser *p, int c, int longindex)
+{
+    if (longindex >= 0) snprintf(p->opt, sizeof p->opt, "--%s", p->longopts[longindex].name);
+    else snprintf(p->opt, sizeof p->opt, "-%c", c);
+}
+
+/* getopt_long's '?' (unknown option, or a value given to a flag) and ':'
+ * (missing value), worded. optopt is the option's code, 0 for an unknown
+ * long option; a long option's word is argv[optind - 1] (glibc has moved
+ * past it), a short one may sit inside a cluster (-qx), so it is named by
+ * its letter. */
+static void report_bad_option(cli_parser *p, int c)
+{
+    const char *w = optind > 0 && optind <= p->argc ? p->argv[optind - 1] : "";
+    int is_long = optopt == 0 || optopt >= 0x100 || (w[0] == '-' && w[1] == '-' && w[2]);
+    if (is_long) {
+        size_t n = strcspn(w, "=");
+        if (n > sizeof p->opt - 1) n = sizeof p->opt - 1;
+        snprintf(p->opt, sizeof p->opt, "%.*s", (int)n, w);
+    } else {
+        snprintf(p->opt, sizeof p->opt, "-%c", optopt);
+    }
+    if (c == ':') fprintf(stderr, "dalign%s%s: %s needs a value\n", SP(p->cmd), p->cmd, p->opt);
+    else if (optopt != 0 && is_long) fprintf(stderr, "dalign%s%s: %s takes no value\n", SP(p->cmd), p->cmd, p->opt);
+    else
+        fprintf(stderr, "dalign%s%s: unknown option '%s' (see dalign%s%s --help)\n", SP(p->cmd), p->cmd, p->opt,
+                SP(p->cmd), p->cmd);
+}
+
+int cli_next(cli_parser *p)
+{
+    for (;;) {
+        int longindex = -1;
+        int c = getopt_long(p->argc, p->argv, p->shortopts, p->longopts, &longindex);
+        p->optind = optind;
+        p->val = optarg;
+        if (c == -1) return CLI_DONE;
+        if (c == '?' || c == ':') {
+            report_bad_option(p, c);
+            p->rc = 2;
+            return CLI_EXIT;
+        }
+        typed_option(p, c, longindex);
+        switch (c) {
+        case 'h':
+            if (p->usage) p->usage(stdout);
+            p->rc = 0;
+            return CLI_EXIT;
+        case 'q':
+            p->common.quiet = 1;
+            p->common.verbose = 0;
+            continue;
+        case 'v':
+            p->common.verbose = 1;
+            p->common.quiet = 0;
+            continue;
+        case 't':
+            if ((p->rc = cli_set_threads(p->cmd, p->opt, p->val))) return CLI_EXIT;
+            continue;
+        default:
+            return c;
+        }
+    }
+}
+
+int cli_unhandled(const cli_parser *p)
+{
+    fprintf(stderr, "dalign %s: unknown option '%s' (see dalign %s --help)\n", p->cmd, p->opt, p->cmd);
+    return 2;
+}
+
+int cli_sample_opt(const cli_parser *p, int c, da_sample_opts *o)
+{
+    const char *cmd = p->cmd, *opt = p->opt, *val = p->val;
+    switch (c) {
+    case CLI_O_STEPS: return cli_parse_int_in(cmd, opt, val, 1, DA_CLI_MAX_STEPS, &o->steps);
+    case CLI_O_CFG:
+        return cli_parse_float(val, &o->cfg) ? cli_bad_value(cmd, opt, val, "a finite number") : 0;
+    case CLI_O_ETA:
+        if (cli_parse_float(val, &o->eta) || o->eta < 0.0f) return cli_bad_value(cmd, opt, val, "a number >= 0");
+        return 0;
+    case CLI_O_SAMPLER:
+        return da_sampler_parse(val, &o->sampler) != DA_OK ? cli_bad_value(cmd, opt, val, "ddim, ddpm or euler") : 0;
+    default: return CLI_NOT_MINE;
+    }
+}
+
+int cli_loop_opt(const cli_parser *p, int c, cli_loop_args *l)
+{
+    const char *cmd = p->cmd, *opt = p->opt, *val = p->val;
+    switch (c) {
+    case CLI_O_REFINER: l->refiner = val; return 0;
+    case CLI_O_REFINE_MODE:
+        return da_refine_mode_parse(val, &l->opts.mode) != DA_OK ? cli_bad_value(cmd, opt, val, "loop, apriori or once")
+                                                                 : 0;
+    case CLI_O_REFINE_STEPS: return cli_parse_int_in(cmd, opt, val, 1, DA_CLI_MAX_STEPS, &l->opts.n_refine);
+    case CLI_O_REFINE_TEMPERATURE:
+        if (cli_parse_float(val, &l->opts.temperature) || l->opts.temperature < 0.0f)
+            return cli_bad_value(cmd, opt, val, "a number >= 0");
+        return 0;
+    default: return CLI_NOT_MINE;
+    }
 }
