@@ -107,6 +107,8 @@ best_of() {
     echo "$best"
 }
 setting() { sed -n "s/^  \"$2\": \(.*\),\$/\1/p" "$OUT/models/$1.val.json"; }
+# a JSON float, printed with 4 significant digits (0.529999971 -> 0.53)
+g4() { awk -v x="$1" 'BEGIN { printf "%.4g", x }'; }
 
 # ---- 2 sweep ---------------------------------------------------------------
 names=""
@@ -268,12 +270,13 @@ ci() {
     for f in "$OUT"/models/sweep-*.val.json "$OUT"/models/sft.val.json "$OUT"/models/dpo.val.json \
              "$OUT"/models/rpo.val.json "$OUT"/models/kto.val.json; do
         n=$(basename "$f" .val.json)
-        lr=$(sed -n 's/.*--lr \([^ ]*\).*/\1/p' "$OUT/models/$n.txt" 2>/dev/null | head -1)
+        # the sweep's lr is in its name; every final run used the chosen one
+        case $n in *-lr*) lr=${n##*-lr} ;; *) lr=$LR ;; esac
         printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$(setting "$n" steps)" "$(setting "$n" beta)" \
-            "$(setting "$n" tau)" "${lr:-$LR}" "$(setting "$n" acc)" "$(setting "$n" margin)"
+            "$(g4 "$(setting "$n" tau)")" "$lr" "$(g4 "$(setting "$n" acc)")" "$(g4 "$(setting "$n" margin)")"
     done
     echo
-    echo "Chosen: beta $BETA, lr $LR, KTO beta $KTO_BETA, tau $TAU."
+    echo "Chosen: beta $BETA, lr $LR, KTO beta $KTO_BETA, tau $(g4 "$TAU")."
     echo
     echo "## Style alignment (outline style, held-out prompts)"
     echo
