@@ -545,6 +545,17 @@ static void test_outputs(void **state)
     assert_int_equal(h, (2 * 33 - 1) * 4);
     stbi_image_free(png);
 
+    snprintf(p, sizeof p, "%s/images.png", out);   /* what compare --html puts side by side */
+    png = stbi_load(p, &w, &h, &ch, 3);
+    assert_non_null(png);
+    assert_int_equal(w, 2 * 32);
+    assert_int_equal(h, 3 * 32);
+    stbi_image_free(png);
+    snprintf(p, sizeof p, "%s/%s", out, DA_EVAL_DONE);   /* the completion marker, written last */
+    char *done = tu_slurp(p, NULL);
+    assert_non_null(strstr(done, "metrics.json\nindex.html\n"));
+    free(done);
+
     snprintf(p, sizeof p, "%s/images.tsv", out);
     char *tsv = tu_slurp(p, NULL);
     int lines = 0;
@@ -556,7 +567,8 @@ static void test_outputs(void **state)
 
     snprintf(p, sizeof p, "%s/index.html", out);
     char *html = tu_slurp(p, NULL);
-    const char *need[] = {"<svg", "src=\"grid.png\"", "p&lt;&amp;&gt;.txt", "w&lt;&quot;dir&quot;&gt;",
+    const char *need[] = {"<svg", "src=\"data:image/png;base64,iVBORw0KGgo", "p&lt;&amp;&gt;.txt",
+                          "w&lt;&quot;dir&quot;&gt;",
                           "a red circle to the left of a blue square", "a small green triangle on a black background",
                           "held-back judge", "</html>"};
     for (size_t i = 0; i < sizeof need / sizeof *need; i++)
@@ -568,6 +580,10 @@ static void test_outputs(void **state)
         if (!strstr(html, cell)) fail_msg("index.html has no row for %s", da_report_reward_name(i));
     }
     assert_null(strstr(html, "p<&>"));   /* never raw */
+    assert_null(strstr(html, "src=\"grid.png\""));   /* one self-contained file: every image inline */
+    int inline_images = 0;
+    for (const char *q = strstr(html, "data:image/png"); q; q = strstr(q + 1, "data:image/png")) inline_images++;
+    assert_int_equal(inline_images, 3 * 2);   /* every prompt's every image */
     assert_null(strstr(html, "<td>pref</td>"));
     free(html);
 
@@ -595,8 +611,12 @@ static void test_outputs(void **state)
      * and a non-UTF-8 path written so that the strict parser takes it */
     r.div.mean = 4e-7;
     r.div.half = 1e-7;
+    r.div.lo = 3e-7;   /* the interval written is [lo, hi] */
+    r.div.hi = 5e-7;
     r.reward[DA_REPORT_CLIP].mean = NAN;
     r.rater.half = INFINITY;
+    r.rater.lo = -INFINITY;
+    r.rater.hi = INFINITY;
     assert_int_equal(da_report_write(tmp_path("odd"), &c, &r, "w\xff\xc3\xa9", "unet"), DA_OK);
     parse_json(tmp_path("odd/metrics.json"), &root);
     const da_json_value *dv = member(&root, "diversity");

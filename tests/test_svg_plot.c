@@ -313,8 +313,8 @@ static void test_plot_command(void **state)
 
     assert_int_equal(run_dalign("plot --help"), 0);
     assert_file_has(tmp_path("log"), "--smooth N");
-    assert_int_equal(run_dalign("plot -o x.svg a.jsonl"), 2);
-    assert_file_has(tmp_path("log"), "--y KEY is required");
+    assert_int_equal(run_dalign("plot --y loss a.jsonl"), 2);   /* no --y: every numeric key (test_report_html) */
+    assert_file_has(tmp_path("log"), "-o OUT.svg is required");
     assert_int_equal(run_dalign("plot --y loss a.jsonl"), 2);
     assert_int_equal(run_dalign("plot --y loss -o x.svg --smooth 0 a.jsonl"), 2);
     assert_int_equal(run_dalign("plot --y loss -o x.svg --labels a,b a.jsonl"), 2);

@@ -230,8 +230,14 @@ static void test_json(void **state)
     da_flat_metrics m;
     if (da_flat_metrics_parse(buf, len, &m) != DA_OK) fail_msg("%s\n%s", da_last_error(), buf);
     assert_near(da_flat_metrics_find(&m, "win_rate.mean")->value, 3.5 / 6.0, 1e-9);
-    assert_near(da_flat_metrics_find(&m, "win_rate.ci95.0")->value, 3.5 / 6.0 - Z95 / 12.0, 1e-9);
-    assert_near(da_flat_metrics_find(&m, "win_rate.ci95.1")->value, 3.5 / 6.0 + Z95 / 12.0, 1e-9);
+    /* the win-rate is a share: the Wilson interval at the effective sample
+     * size p (1 - p) / var = p (1 - p) 144 (var = (half / Z95)^2 = 1/144) */
+    double p = 3.5 / 6.0, ne = p * (1.0 - p) * 144.0, z2 = Z95 * Z95, d = 1.0 + z2 / ne;
+    double centre = (p + z2 / (2.0 * ne)) / d, hw = Z95 * sqrt(p * (1.0 - p) / ne + z2 / (4.0 * ne * ne)) / d;
+    assert_near(da_flat_metrics_find(&m, "win_rate.ci95.0")->value, centre - hw, 1e-9);
+    assert_near(da_flat_metrics_find(&m, "win_rate.ci95.1")->value, centre + hw, 1e-9);
+    assert_true(centre - hw > 0.41 && centre + hw < 0.74);   /* [0.4198, 0.7304], not 0.5833 +- 0.1633 */
+    assert_near(da_flat_metrics_find(&m, "diff.ci95.0")->value, 2.0 / 6.0 - Z95 / 12.0, 1e-9);   /* unbounded */
     assert_near(da_flat_metrics_find(&m, "win_rate.n")->value, 6.0, 0.0);
     assert_near(da_flat_metrics_find(&m, "diff.mean")->value, 2.0 / 6.0, 1e-9);
     assert_near(da_flat_metrics_find(&m, "prompts")->value, 3.0, 0.0);
@@ -272,14 +278,14 @@ static void test_winrate_command(void **state)
     snprintf(args, sizeof args, "winrate %s %s --json %s", tmp_path("base"), tmp_path("dpo"), tmp_path("w.json"));
     assert_int_equal(run_dalign(args), 0);
     assert_file_has("out", "rater win-rate of");
-    assert_file_has("out", "0.5833 [0.4200, 0.7467]");
+    assert_file_has("out", "0.5833 [0.4198, 0.7304]");   /* Wilson (see test_json) */
     assert_file_has("out", "6 images, 3 prompts");
     assert_file_has("w.json", "\"win_rate\": {\"mean\": 0.583333333");
 
     snprintf(args, sizeof args, "winrate %s %s --column pref", tmp_path("base"), tmp_path("dpo/images.tsv"));
     assert_int_equal(run_dalign(args), 0);
     assert_file_has("out", "pref win-rate");
-    assert_file_has("out", "1.0000 [1.0000, 1.0000]");
+    assert_file_has("out", "1.0000 [0.6097, 1.0000]");   /* 6 of 6: Wilson, 6 / (6 + z^2) below */
 
     write_text(tmp_path("dpo/images.tsv"), HEADER "0\t0\t100\ta red circle\t1\t5\t1\n");
     snprintf(args, sizeof args, "winrate %s %s --json %s", tmp_path("base"), tmp_path("dpo"), tmp_path("w2.json"));

@@ -42,10 +42,15 @@ typedef struct da_eval_config {
     int progress;             /* 1: progress lines on stderr */
 } da_eval_config;
 
-/* A mean with its 95% interval: mean +- half. */
+/* A mean with its 95% interval [lo, hi], the interval every file and page
+ * shows. half is the normal (delta-method) half width; for a quantity
+ * without bounds [lo, hi] = [mean - half, mean + half], for a share (a
+ * proportion, or a mean of values in [0, 1]) it is the Wilson score
+ * interval (da_eval_cluster_share), inside [0, 1] and not symmetric. */
 typedef struct da_eval_stat {
     double mean, half;
     long n;                   /* images or clauses it is over */
+    double lo, hi;            /* the 95% interval */
 } da_eval_stat;
 
 typedef struct da_eval_split {
@@ -92,6 +97,18 @@ DA_API uint64_t da_eval_image_seed(uint64_t image_seed, da_split split, int p, i
  * quantile 1.96). With n[i] = const it is the interval of a mean of
  * per-cluster means. half = 0 for fewer than two clusters. */
 DA_API da_eval_stat da_eval_cluster_mean(const double *s, const double *n, int k);
+/* The Wilson score interval (95%, z = 1.96) of a share of `successes` out of
+ * n trials: inside [0, 1] whatever the counts (10/10 -> [0.722, 1], 0/10 ->
+ * [0, 0.278]), where mean +- half would reach past 1 or below 0. n = 0:
+ * all zero. */
+DA_API da_eval_stat da_eval_wilson(double successes, double n);
+/* da_eval_cluster_mean of a share (s[i] <= n[i]; or a sum of values in
+ * [0, 1]) with the Wilson interval at the effective sample size
+ * p (1 - p) / var, var the clustered variance of the delta method (the
+ * design effect of the prompts); with no spread to measure (p 0 or 1, or
+ * one cluster) at the plain count sum(n). mean, half and n as
+ * da_eval_cluster_mean. */
+DA_API da_eval_stat da_eval_cluster_share(const double *s, const double *n, int k);
 
 /* Score images (B, 3, 32, 32) against one prompt each; score[b] and the
  * clause counts (B, DA_N_CLAUSE_TYPES) of each image. DA_ERR_INVALID for a
@@ -114,7 +131,9 @@ DA_API da_status da_eval_vae_psnr(const da_vae *vae, int n, uint64_t seed, int b
 
 /* Output files in dir (created if missing): metrics.json, table.md,
  * grid.png (rows: prompts, columns: seeds), grid.txt (the grid's prompts),
- * prompts.tsv (every prompt with its per-seed scores). Atomic writes. */
+ * prompts.tsv (every prompt with its per-seed scores). Atomic writes, then
+ * the completion marker DA_EVAL_DONE last (removed first). metrics.json
+ * records da_version() and the SHA-256 of the weights files read. */
 DA_API da_status da_eval_write(const char *dir, const da_eval_config *c, const da_eval_result *r,
                                const char *weights_dir, const char *unet_name);
 /* The markdown table of table.md. */
@@ -143,6 +162,7 @@ DA_API void da_eval_table(FILE *f, const da_eval_result *r);
  * depend on the thread count. */
 
 #define DA_REPORT_FORMAT "dalign-eval-1"
+#define DA_EVAL_DONE "DONE"   /* completion marker of eval and eval-base output folders, written last */
 #define DA_REPORT_N_REWARDS 7          /* the rewards of DA_REWARD_NAMES, in that order: */
 enum { DA_REPORT_FAITHFUL, DA_REPORT_JPEG, DA_REPORT_JPEG_NEG, DA_REPORT_COLORFUL, DA_REPORT_CLIP, DA_REPORT_PREF,
        DA_REPORT_OUTLINE };
@@ -151,6 +171,7 @@ enum { DA_REPORT_FAITHFUL, DA_REPORT_JPEG, DA_REPORT_JPEG_NEG, DA_REPORT_COLORFU
 #define DA_REPORT_MAX_GRID 64          /* rows of grid.png at most */
 #define DA_REPORT_GRID_SEEDS 16        /* columns of grid.png at most (the first seeds) */
 #define DA_REPORT_GRID_SCALE 4         /* grid.png upscaling: 32 px tiles shown as 128 px */
+#define DA_REPORT_PAGE_IMAGES 20000    /* images index.html shows at most (~2 KB each, inline) */
 /* An image is in the outline style when its outline reward is >= this: not
  * DA_OUTLINE_THRESHOLD (0.5, for renders) but the threshold that best tells
  * shipped-VAE round trips of outline renders (score ~0.18) from those of
@@ -206,6 +227,14 @@ typedef struct da_report_result {
     double *diversity;        /* (P) per-prompt diversity; NULL when K = 1 */
     int grid_prompts, grid_seeds;
     float *grid;              /* (grid_prompts, grid_seeds, 3, 32, 32) */
+    /* What index.html shows of each image of the first page_prompts
+     * prompts (all of them unless P x page_seeds > DA_REPORT_PAGE_IMAGES)
+     * and their first page_seeds seeds: its pixels and the clauses the
+     * detector checked (da_faith), in the prompt's clause order. */
+    int page_prompts, page_seeds;
+    uint8_t *rgb;             /* (page_prompts, page_seeds, 32, 32, 3) 8-bit RGB */
+    int *n_clauses;           /* (page_prompts, page_seeds) */
+    da_clause *clauses;       /* (page_prompts, page_seeds, DA_MAX_CLAUSES) */
     da_eval_stat reward[DA_REPORT_N_REWARDS];
     da_eval_stat style_share; /* fraction of images with outline >= DA_REPORT_STYLE_THRESHOLD;
                                * n = 0 when the outline reward was not scored */
@@ -259,13 +288,21 @@ DA_API da_status da_report_embed(const da_clip *clip, const float *images, int n
 DA_API double da_report_diversity(const float *emb, int K, int E);
 
 /* Into dir (created if missing), atomically: metrics.json, images.tsv,
- * grid.png and index.html (src/eval/report_write.c). weights and unet are
- * recorded as given. */
+ * images.png (every image index.html shows: row p = prompt p, column k = seed k),
+ * grid.png and index.html (src/eval/report_write.c), then the completion
+ * marker DA_EVAL_DONE, last: a folder without it is an unfinished (or
+ * killed) run, whatever else it holds. The marker is removed first, so a
+ * rerun into the same folder is unfinished until it is written again.
+ * weights and unet are recorded as given; metrics.json also records
+ * da_version() and the SHA-256 of every weights file the run read. */
 DA_API da_status da_report_write(const char *dir, const da_report_config *c, const da_report_result *r,
                                  const char *weights, const char *unet);
 /* The metrics table printed by the CLI (plain text). */
 DA_API void da_report_table(FILE *f, const da_report_result *r);
-/* index.html (src/eval/report_html.c): self-contained but for grid.png. */
+/* index.html (src/eval/report_html.c): one self-contained page (images
+ * inline as PNG data URIs): settings, metrics, charts with tooltips, and
+ * every prompt's images, worst prompts first, each image captioned with the
+ * clauses it failed. */
 DA_API void da_report_html(FILE *f, const da_report_config *c, const da_report_result *r, const char *weights,
                            const char *unet);
 

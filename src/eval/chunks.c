@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "core/fileio.h"
+#include "core/log.h"
 #include "dalign/eval.h"
 
 static void chunk_free(da_chunk *ch)
@@ -96,7 +97,8 @@ void da_ticker_print(const da_ticker *t, int last, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s%s%s", t->tty ? "\r" : "", line, t->tty && !last ? "" : "\n");
+    if (da_log_is_custom()) da_log(DA_LOG_PROGRESS, "%s", line);   /* the host program's log */
+    else fprintf(stderr, "%s%s%s", t->tty ? "\r" : "", line, t->tty && !last ? "" : "\n");
 }
 
 void da_ticker_faith(da_ticker *t, const char *tag, long done, long total, double faith_sum)

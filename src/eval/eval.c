@@ -20,6 +20,7 @@
 #include "core/fileio.h"
 #include "core/json.h"
 #include "eval/chunks.h"
+#include "eval/provenance.h"
 
 #define Z95 1.959963984540054   /* two-sided 95% normal quantile */
 #define PATH_CAP 4096
@@ -122,9 +123,24 @@ uint64_t da_eval_image_seed(uint64_t image_seed, da_split split, int p, int k)
     return image_seed + ((uint64_t)split << 28) + 256u * (uint64_t)p + (uint64_t)k;
 }
 
+/* the clustered variance of the ratio S / N: 0 for fewer than two clusters */
+static double cluster_var(const double *s, const double *n, int k, double mean, double N)
+{
+    if (k < 2) return 0.0;
+    /* Var(S/N) ~ k/(k-1) sum (s_i - r n_i)^2 / N^2: the ratio estimator's
+     * linearisation, which treats the images (or clauses) of one prompt as
+     * one correlated cluster instead of independent draws. */
+    double ss = 0.0;
+    for (int i = 0; i < k; i++) {
+        double e = s[i] - mean * n[i];
+        ss += e * e;
+    }
+    return ss * k / (k - 1) / (N * N);
+}
+
 da_eval_stat da_eval_cluster_mean(const double *s, const double *n, int k)
 {
-    da_eval_stat st = {0.0, 0.0, 0};
+    da_eval_stat st = {0.0, 0.0, 0, 0.0, 0.0};
     double S = 0.0, N = 0.0;
     for (int i = 0; i < k; i++) {
         S += s[i];
@@ -133,16 +149,48 @@ da_eval_stat da_eval_cluster_mean(const double *s, const double *n, int k)
     st.n = (long)N;
     if (N <= 0.0) return st;
     st.mean = S / N;
-    if (k < 2) return st;
-    /* Var(S/N) ~ k/(k-1) sum (s_i - r n_i)^2 / N^2: the ratio estimator's
-     * linearisation, which treats the images (or clauses) of one prompt as
-     * one correlated cluster instead of independent draws. */
-    double ss = 0.0;
-    for (int i = 0; i < k; i++) {
-        double e = s[i] - st.mean * n[i];
-        ss += e * e;
-    }
-    st.half = Z95 * sqrt(ss * k / (k - 1)) / N;
+    st.half = Z95 * sqrt(cluster_var(s, n, k, st.mean, N));
+    st.lo = st.mean - st.half;
+    st.hi = st.mean + st.half;
+    return st;
+}
+
+/* Wilson's interval of a share p at (effective) sample size m > 0:
+ * (p + z^2/2m +- z sqrt(p(1-p)/m + z^2/4m^2)) / (1 + z^2/m) */
+static void wilson(double p, double m, double *lo, double *hi)
+{
+    double z2 = Z95 * Z95, d = 1.0 + z2 / m;
+    double centre = (p + z2 / (2.0 * m)) / d;
+    double w = Z95 * sqrt(p * (1.0 - p) / m + z2 / (4.0 * m * m)) / d;
+    /* the bounds hold exactly, not up to rounding: at p = 1 the upper end is 1 */
+    *lo = p <= 0.0 || centre - w < 0.0 ? 0.0 : centre - w;
+    *hi = p >= 1.0 || centre + w > 1.0 ? 1.0 : centre + w;
+}
+
+da_eval_stat da_eval_wilson(double successes, double n)
+{
+    da_eval_stat st = {0.0, 0.0, 0, 0.0, 0.0};
+    if (!(n > 0.0)) return st;
+    st.n = (long)n;
+    st.mean = successes / n;
+    st.half = Z95 * sqrt(st.mean * (1.0 - st.mean) / n);
+    wilson(st.mean, n, &st.lo, &st.hi);
+    return st;
+}
+
+da_eval_stat da_eval_cluster_share(const double *s, const double *n, int k)
+{
+    da_eval_stat st = da_eval_cluster_mean(s, n, k);
+    if (st.n == 0) return st;
+    double N = 0.0;
+    for (int i = 0; i < k; i++) N += n[i];
+    double p = st.mean < 0.0 ? 0.0 : st.mean > 1.0 ? 1.0 : st.mean;
+    double var = cluster_var(s, n, k, st.mean, N);
+    /* the design effect of the clusters: the count of independent draws
+     * that would give this variance; no spread measured (p 0 or 1, one
+     * cluster): the plain count */
+    double m = var > 0.0 && p > 0.0 && p < 1.0 ? p * (1.0 - p) / var : N;
+    wilson(p, m, &st.lo, &st.hi);
     return st;
 }
 
@@ -172,7 +220,10 @@ static da_eval_stat prompts_stat(const da_eval_split *s, double *sb, double *nb,
         sb[k] = sum;
         nb[k++] = s->n_seeds;
     }
-    return da_eval_cluster_mean(sb, nb, k);
+    /* faithfulness: a fraction of clauses, so a share (inside [0, 1]), except the
+     * overall mean, whose interval has always been mean +- half (kept: a
+     * published table reads it that way) */
+    return bit ? da_eval_cluster_share(sb, nb, k) : da_eval_cluster_mean(sb, nb, k);
 }
 
 void da_eval_split_stats(da_eval_split *s)
@@ -193,7 +244,7 @@ void da_eval_split_stats(da_eval_split *s)
         sb[p] = exact;
         nb[p] = K;
     }
-    s->exact = da_eval_cluster_mean(sb, nb, P);
+    s->exact = da_eval_cluster_share(sb, nb, P);
     for (int t = 0; t < DA_N_CLAUSE_TYPES; t++) {
         int k = 0;   /* prompts without a clause of this type are no cluster of it */
         for (int p = 0; p < P; p++) {
@@ -202,7 +253,7 @@ void da_eval_split_stats(da_eval_split *s)
             sb[k] = s->sat_type[p * DA_N_CLAUSE_TYPES + t];
             nb[k++] = n;
         }
-        s->type[t] = da_eval_cluster_mean(sb, nb, k);
+        s->type[t] = da_eval_cluster_share(sb, nb, k);
     }
     free(sb);
     free(nb);
@@ -314,7 +365,7 @@ da_status da_eval_base_run(da_pipeline *p, const da_eval_config *c, da_eval_resu
     r->seconds_generate = da_now_s() - t0;
     if (st == DA_OK && c->n_recon > 0) {
         double t1 = da_now_s();
-        if (c->progress) fprintf(stderr, "eval-base: VAE reconstruction of %d held-out images\n", c->n_recon);
+        if (c->progress) da_log(DA_LOG_INFO, "eval-base: VAE reconstruction of %d held-out images", c->n_recon);
         st = da_eval_vae_psnr(p->vae, c->n_recon, DA_EVAL_RECON_SEED, c->batch, &r->psnr, &r->psnr_image,
                               &r->psnr_min);
         r->n_recon = c->n_recon;
@@ -392,14 +443,14 @@ da_status da_eval_vae_psnr(const da_vae *vae, int n, uint64_t seed, int batch, d
 
 static void json_stat(FILE *f, const char *key, const da_eval_stat *s)
 {
-    fprintf(f, "\"%s\": {\"mean\": %.6f, \"ci95\": [%.6f, %.6f], \"n\": %ld}", key, s->mean, s->mean - s->half,
-            s->mean + s->half, s->n);
+    fprintf(f, "\"%s\": {\"mean\": %.6f, \"ci95\": [%.6f, %.6f], \"n\": %ld}", key, s->mean, s->lo, s->hi, s->n);
 }
 
 typedef struct out_ctx {
     const da_eval_config *c;
     const da_eval_result *r;
     const char *weights, *unet;
+    const da_provenance *prov;
 } out_ctx;
 
 static void write_json_split(FILE *f, const da_eval_split *s, int sp)
@@ -436,6 +487,8 @@ static void write_json(FILE *f, const void *ctx)
     da_json_write_str(f, o->weights);
     fprintf(f, ",\n  \"unet\": ");
     da_json_write_str(f, o->unet);
+    fprintf(f, ",\n");
+    da_provenance_json(f, o->prov, "  ");
     fprintf(f, ",\n  \"config\": {\"prompts\": %d, \"seeds\": %d, \"batch\": %d, \"sampler\": \"%s\", "
                "\"steps\": %d, \"cfg\": %g, \"eta\": %g, \"prompt_seed\": %llu, \"image_seed\": %llu, "
                "\"recon_images\": %d, \"recon_seed\": %u, \"gemm\": \"%s\"},\n",
@@ -450,7 +503,7 @@ static void write_json(FILE *f, const void *ctx)
 
 static void table_cell(FILE *f, const da_eval_stat *s)
 {
-    if (s->n) fprintf(f, " %.3f ± %.3f |", s->mean, s->half);
+    if (s->n) fprintf(f, " %.3f [%.3f, %.3f] |", s->mean, s->lo, s->hi);
     else fprintf(f, " - |");
 }
 
@@ -482,11 +535,12 @@ static void write_table(FILE *f, const void *ctx)
             o->weights, o->unet, da_sampler_name(c->opts.sampler), c->opts.steps, (double)c->opts.cfg, c->batch,
             c->n_prompts, c->n_seeds);
     da_eval_table(f, r);
-    fprintf(f, "\nMean ± 95%% interval (clustered by prompt). Clause columns: fraction of that type's clauses "
-               "satisfied.\n\nHeld-out prompts with a held-out colour-shape pair: faithfulness %.3f ± %.3f (%ld "
-               "images); with a held-out layout: %.3f ± %.3f (%ld images).\n",
-            h->heldout_pair.mean, h->heldout_pair.half, h->heldout_pair.n, h->heldout_layout.mean,
-            h->heldout_layout.half, h->heldout_layout.n);
+    fprintf(f, "\nMean [95%% interval] (clustered by prompt; shares: Wilson score interval, inside [0, 1]). "
+               "Clause columns: fraction of that type's clauses satisfied.\n\nHeld-out prompts with a held-out "
+               "colour-shape pair: faithfulness %.3f [%.3f, %.3f] (%ld images); with a held-out layout: %.3f "
+               "[%.3f, %.3f] (%ld images).\n",
+            h->heldout_pair.mean, h->heldout_pair.lo, h->heldout_pair.hi, h->heldout_pair.n, h->heldout_layout.mean,
+            h->heldout_layout.lo, h->heldout_layout.hi, h->heldout_layout.n);
     if (r->n_recon)
         fprintf(f, "\nVAE reconstruction, %d held-out ground-truth images: PSNR %.2f dB (pooled MSE); per image "
                    "%.2f ± %.2f dB, worst %.2f dB.\n",
@@ -549,13 +603,18 @@ static da_status write_grid(const char *dir, const da_eval_result *r)
 da_status da_eval_write(const char *dir, const da_eval_config *c, const da_eval_result *r,
                         const char *weights_dir, const char *unet_name)
 {
+    static const char *const files[] = {"metrics.json", "table.md", "prompts.tsv", "grid.txt", "grid.png", NULL};
+    da_provenance prov;
     da_status s = da_make_dirs(dir);
+    if (s == DA_OK) s = da_done_clear(dir);   /* unfinished from here until the marker is back */
+    if (s == DA_OK) s = da_provenance_collect(&prov, weights_dir, unet_name, NULL);
     if (s != DA_OK) return s;
-    out_ctx o = {c, r, weights_dir ? weights_dir : "", unet_name ? unet_name : "unet"};
+    out_ctx o = {c, r, weights_dir ? weights_dir : "", unet_name ? unet_name : "unet", &prov};
     s = da_write_with(dir, "metrics.json", write_json, &o);
     if (s == DA_OK) s = da_write_with(dir, "table.md", write_table, &o);
     if (s == DA_OK) s = da_write_with(dir, "prompts.tsv", write_tsv, &o);
     if (s == DA_OK) s = da_write_with(dir, "grid.txt", write_grid_txt, &o);
     if (s == DA_OK) s = write_grid(dir, r);
+    if (s == DA_OK) s = da_done_mark(dir, files);   /* last: the folder is complete */
     return s;
 }

@@ -219,9 +219,17 @@ static da_status alloc_buffers(da_report_result *r, const da_report_config *c)
     r->n_type = calloc(P * DA_N_CLAUSE_TYPES, sizeof *r->n_type);
     r->sat_type = calloc(P * DA_N_CLAUSE_TYPES, sizeof *r->sat_type);
     r->grid = calloc((size_t)r->grid_prompts * r->grid_seeds * DA_IMG_FLOATS + 1, sizeof *r->grid);
+    r->page_seeds = r->grid_seeds;
+    r->page_prompts = r->n_prompts;
+    if ((long)r->page_prompts * r->page_seeds > DA_REPORT_PAGE_IMAGES)
+        r->page_prompts = DA_REPORT_PAGE_IMAGES / r->page_seeds;
+    size_t page = (size_t)r->page_prompts * r->page_seeds;
+    r->rgb = malloc(page * DA_IMG * DA_IMG * 3 + 1);
+    r->n_clauses = calloc(page + 1, sizeof *r->n_clauses);
+    r->clauses = calloc(page * DA_MAX_CLAUSES + 1, sizeof *r->clauses);
     if (K >= 2) r->diversity = calloc(P, sizeof *r->diversity);
     if (!r->n_objects || !r->scores || !r->faith || !r->utility || !r->n_detected || !r->n_type || !r->sat_type ||
-        !r->grid || (K >= 2 && !r->diversity))
+        !r->grid || (K >= 2 && !r->diversity) || !r->rgb || !r->n_clauses || !r->clauses)
         return da_fail(DA_ERR_NOMEM, "eval: out of memory for %zu prompts x %zu seeds", P, K);
     return DA_OK;
 }
@@ -257,6 +265,9 @@ void da_report_result_free(da_report_result *r)
     free(r->emb);
     free(r->diversity);
     free(r->grid);
+    free(r->rgb);
+    free(r->n_clauses);
+    free(r->clauses);
     memset(r, 0, sizeof *r);
 }
 
@@ -335,6 +346,13 @@ static da_status judge(da_report_result *r, const da_chunk *ch)
         if (s != DA_OK) return s;
         r->utility[j] = t.utility;
         r->n_detected[j] = f.n_detected;
+        int seed = j % r->n_seeds;
+        if (p < r->page_prompts && seed < r->page_seeds) {   /* what the page shows of it */
+            size_t q = (size_t)p * r->page_seeds + seed;
+            da_image_to_rgb8(img, DA_IMG, DA_IMG, r->rgb + q * DA_IMG * DA_IMG * 3);
+            r->n_clauses[q] = f.n_clauses;
+            memcpy(r->clauses + q * DA_MAX_CLAUSES, f.clause, sizeof f.clause);
+        }
         for (int k = 0; k < DA_N_CLAUSE_TYPES; k++) {
             r->n_type[p * DA_N_CLAUSE_TYPES + k] += f.n_type[k];
             r->sat_type[p * DA_N_CLAUSE_TYPES + k] += f.sat_type[k];
@@ -396,11 +414,18 @@ static da_eval_stat image_stat(const float *x, int P, int K, double *s, double *
     return da_eval_cluster_mean(s, n, P);
 }
 
+/* the same for a per-image value in [0, 1]: its interval stays inside (Wilson) */
+static da_eval_stat image_share(const float *x, int P, int K, double *s, double *n)
+{
+    image_stat(x, P, K, s, n);
+    return da_eval_cluster_share(s, n, P);
+}
+
 /* the share of images in the outline style (outline >= DA_REPORT_STYLE_THRESHOLD),
  * clustered by prompt; n = 0 when the outline reward was not scored */
 static da_eval_stat style_share(const da_report_result *r, double *s, double *n)
 {
-    da_eval_stat none = {0.0, 0.0, 0};
+    da_eval_stat none = {0.0, 0.0, 0, 0.0, 0.0};
     if (!(r->rewards & (1u << DA_REPORT_OUTLINE))) return none;
     int P = r->n_prompts, K = r->n_seeds;
     const float *outline = r->scores + (size_t)DA_REPORT_OUTLINE * P * K;   /* (P, K) */
@@ -409,18 +434,22 @@ static da_eval_stat style_share(const da_report_result *r, double *s, double *n)
         n[p] = K;
         for (int k = 0; k < K; k++) s[p] += outline[(size_t)p * K + k] >= DA_REPORT_STYLE_THRESHOLD;
     }
-    return da_eval_cluster_mean(s, n, P);
+    return da_eval_cluster_share(s, n, P);
 }
 
 static void summarise(da_report_result *r, double *s, double *n)
 {
     int P = r->n_prompts, K = r->n_seeds;
     size_t PK = (size_t)P * K;
-    for (int i = 0; i < DA_REPORT_N_REWARDS; i++)
-        if (r->rewards & (1u << i)) r->reward[i] = image_stat(r->scores + i * PK, P, K, s, n);
+    for (int i = 0; i < DA_REPORT_N_REWARDS; i++) {
+        if (!(r->rewards & (1u << i))) continue;
+        int bounded = i == DA_REPORT_FAITHFUL || i == DA_REPORT_OUTLINE;   /* in [0, 1]: shares */
+        const float *x = r->scores + i * PK;
+        r->reward[i] = bounded ? image_share(x, P, K, s, n) : image_stat(x, P, K, s, n);
+    }
     r->style_share = style_share(r, s, n);
     r->rater = image_stat(r->utility, P, K, s, n);
-    r->faith_all = image_stat(r->faith, P, K, s, n);
+    r->faith_all = image_share(r->faith, P, K, s, n);
     double *exact = s, *extra = s + P, *seeds = n;   /* s and n hold 2P doubles each */
     for (int p = 0; p < P; p++) {
         exact[p] = extra[p] = 0.0;
@@ -430,8 +459,8 @@ static void summarise(da_report_result *r, double *s, double *n)
             extra[p] += r->n_detected[(size_t)p * K + k] > r->n_objects[p];  /* more objects than named */
         }
     }
-    r->exact = da_eval_cluster_mean(exact, seeds, P);
-    r->extra = da_eval_cluster_mean(extra, seeds, P);
+    r->exact = da_eval_cluster_share(exact, seeds, P);
+    r->extra = da_eval_cluster_share(extra, seeds, P);
     for (int t = 0; t < DA_N_CLAUSE_TYPES; t++) {
         int k = 0;   /* a prompt without a clause of this type is no cluster of it */
         for (int p = 0; p < P; p++) {
@@ -440,7 +469,7 @@ static void summarise(da_report_result *r, double *s, double *n)
             s[k] = r->sat_type[p * DA_N_CLAUSE_TYPES + t];
             n[k++] = nt;
         }
-        r->type[t] = da_eval_cluster_mean(s, n, k);
+        r->type[t] = da_eval_cluster_share(s, n, k);
     }
     if (r->diversity) {
         for (int p = 0; p < P; p++) n[p] = 1.0;

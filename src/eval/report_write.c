@@ -4,10 +4,14 @@
 #include "dalign/eval.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <stb/stb_image_write.h>
 
 #include "core/fileio.h"
 #include "core/json.h"
+#include "eval/provenance.h"
 
 #define PATH_CAP 4096
 
@@ -15,6 +19,7 @@ typedef struct out_ctx {
     const da_report_config *c;
     const da_report_result *r;
     const char *weights, *unet;
+    const da_provenance *prov;
 } out_ctx;
 
 /* A number of metrics.json: "%.9g", so that a diversity of 4e-7 is not
@@ -36,9 +41,9 @@ static void json_stat_body(FILE *f, const da_eval_stat *s)
     fputs("\"mean\": ", f);
     json_num(f, s->mean);
     fputs(", \"ci95\": [", f);
-    json_num(f, s->mean - s->half);
+    json_num(f, s->lo);
     fputs(", ", f);
-    json_num(f, s->mean + s->half);
+    json_num(f, s->hi);
     fprintf(f, "], \"n\": %ld", s->n);
 }
 
@@ -117,6 +122,8 @@ static void write_json(FILE *f, const void *ctx)
     da_json_write_str(f, o->weights);
     fprintf(f, ",\n  \"unet\": ");
     da_json_write_str(f, o->unet);
+    fprintf(f, ",\n");
+    da_provenance_json(f, o->prov, "  ");
     if (c->refiner) {   /* only then: a run without one keeps its bytes */
         fprintf(f, ",\n  \"refiner\": ");
         da_json_write_str(f, c->refiner_name ? c->refiner_name : "refiner");
@@ -164,21 +171,79 @@ static void write_html(FILE *f, const void *ctx)
     da_report_html(f, o->c, o->r, o->weights, o->unet);
 }
 
+/* images.png: the images index.html shows, one row of page_seeds 32x32
+ * tiles per prompt (prompt p's seed k at column k, row p), unscaled, no
+ * gaps, for `dalign compare --html` to put two runs side by side */
+typedef struct png_buf {
+    uint8_t *data;
+    size_t len, cap;
+    int failed;
+} png_buf;
+
+static void png_put(void *ctx, void *data, int size)
+{
+    png_buf *m = ctx;
+    if (m->failed || size <= 0) return;
+    if (m->len + (size_t)size > m->cap) {
+        size_t cap = m->cap ? m->cap : 65536;
+        while (cap < m->len + (size_t)size) cap *= 2;
+        uint8_t *d = realloc(m->data, cap);
+        if (!d) {
+            m->failed = 1;
+            return;
+        }
+        m->data = d;
+        m->cap = cap;
+    }
+    memcpy(m->data + m->len, data, (size_t)size);
+    m->len += (size_t)size;
+}
+
+static da_status write_atlas(const char *dir, const da_report_result *r)
+{
+    int P = r->page_prompts, K = r->page_seeds, W = K * DA_IMG, H = P * DA_IMG;
+    char path[PATH_CAP];
+    if (snprintf(path, sizeof path, "%s/images.png", dir) >= (int)sizeof path)
+        return da_fail(DA_ERR_INVALID, "path too long: %s/images.png", dir);
+    uint8_t *px = malloc((size_t)W * H * 3);
+    if (!px) return da_fail(DA_ERR_NOMEM, "eval: out of memory for %s", path);
+    for (int p = 0; p < P; p++)
+        for (int k = 0; k < K; k++)
+            for (int y = 0; y < DA_IMG; y++)
+                memcpy(px + 3 * (((size_t)p * DA_IMG + y) * W + (size_t)k * DA_IMG),
+                       r->rgb + (((size_t)p * K + k) * DA_IMG + y) * DA_IMG * 3, DA_IMG * 3);
+    png_buf m = {0};
+    int ok = stbi_write_png_to_func(png_put, &m, W, H, 3, px, 3 * W);
+    da_status s = ok && !m.failed ? da_write_atomic(path, m.data, m.len)
+                                  : da_fail(DA_ERR_NOMEM, "eval: cannot encode %s (out of memory)", path);
+    free(px);
+    free(m.data);
+    return s;
+}
+
 da_status da_report_write(const char *dir, const da_report_config *c, const da_report_result *r,
                           const char *weights, const char *unet)
 {
     if (!dir || !c || !r || !r->prompts) return da_fail(DA_ERR_INVALID, "da_report_write: bad argument");
+    static const char *const files[] = {"grid.png", "images.png", "images.tsv", "metrics.json", "index.html", NULL};
+    da_provenance prov;
+    const char *extra[3] = {"clip", NULL, NULL};   /* the diversity tower (and the clip reward's) */
+    if (r->rewards & (1u << DA_REPORT_PREF)) extra[1] = "reward_net";
     da_status s = da_make_dirs(dir);
-    out_ctx o = {c, r, weights ? weights : "", unet ? unet : "unet"};
+    if (s == DA_OK) s = da_done_clear(dir);   /* unfinished from here until the marker is back */
+    if (s == DA_OK) s = da_provenance_collect(&prov, weights, unet, extra);
+    out_ctx o = {c, r, weights ? weights : "", unet ? unet : "unet", &prov};
     if (s == DA_OK && r->grid_prompts > 0) {
         char path[PATH_CAP];
         if (snprintf(path, sizeof path, "%s/grid.png", dir) >= (int)sizeof path)
             return da_fail(DA_ERR_INVALID, "path too long: %s/grid.png", dir);
         s = da_png_save_images(path, r->grid, r->grid_prompts * r->grid_seeds, r->grid_seeds, DA_REPORT_GRID_SCALE);
     }
+    if (s == DA_OK && r->page_prompts > 0 && r->rgb) s = write_atlas(dir, r);
     if (s == DA_OK) s = da_write_with(dir, "images.tsv", write_tsv, &o);
     if (s == DA_OK) s = da_write_with(dir, "metrics.json", write_json, &o);
     if (s == DA_OK) s = da_write_with(dir, "index.html", write_html, &o);
+    if (s == DA_OK) s = da_done_mark(dir, r->grid_prompts > 0 ? files : files + 1);   /* last: complete */
     return s;
 }
 
@@ -187,7 +252,7 @@ da_status da_report_write(const char *dir, const da_report_config *c, const da_r
 static void table_row(FILE *f, const char *name, const da_eval_stat *s)
 {
     if (s->n == 0) fprintf(f, "%-34s %10s  %-24s %7d\n", name, "-", "", 0);
-    else fprintf(f, "%-34s %10.4f  [%9.4f, %9.4f]  %7ld\n", name, s->mean, s->mean - s->half, s->mean + s->half, s->n);
+    else fprintf(f, "%-34s %10.4f  [%9.4f, %9.4f]  %7ld\n", name, s->mean, s->lo, s->hi, s->n);
 }
 
 void da_report_table(FILE *f, const da_report_result *r)

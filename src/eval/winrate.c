@@ -220,7 +220,7 @@ static da_status win_stats(const image_table *base, const image_table *model, da
         diff[cluster[i]] += m - b;
         count[cluster[i]] += 1.0;
     }
-    out->win = da_eval_cluster_mean(win, count, P);
+    out->win = da_eval_cluster_share(win, count, P);   /* a share: Wilson, inside [0, 1] */
     out->diff = da_eval_cluster_mean(diff, count, P);
     out->n_images = n;
     out->n_prompts = P;
@@ -258,9 +258,9 @@ static void json_stat(FILE *f, const char *name, const da_eval_stat *s)
     fprintf(f, "  \"%s\": {\"mean\": ", name);
     json_num(f, s->mean);
     fputs(", \"ci95\": [", f);
-    json_num(f, s->mean - s->half);
+    json_num(f, s->lo);
     fputs(", ", f);
-    json_num(f, s->mean + s->half);
+    json_num(f, s->hi);
     fprintf(f, "], \"n\": %ld},\n", s->n);
 }
 
