@@ -2,7 +2,7 @@
 #   make BLAS=none      portable GEMM, no OpenBLAS
 #   make NO_OMP=1       no OpenMP (single-threaded)
 #   make SANITIZE=1     AddressSanitizer + UndefinedBehaviorSanitizer
-# Targets: all (default), check, check-layers, demo, bench, oracle, deps, install,
+# Targets: all (default), check, check-layers, examples, demo, bench, oracle, deps, install,
 #          uninstall, clean
 #
 # Distro and cross builds: CFLAGS, CPPFLAGS, LDFLAGS and LDLIBS are the user's
@@ -130,7 +130,7 @@ CLI_OBJ   := $(CLI_SRC:%.c=$(B)/%.o)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 
-.PHONY: all check check-layers demo bench oracle deps deps-test install uninstall clean weights golden experiment-preference unet-dpo refiner-ref experiment-promptloop refiner
+.PHONY: all check check-layers demo bench oracle deps deps-test install uninstall clean examples FORCE weights golden experiment-preference unet-dpo refiner-ref experiment-promptloop refiner
 all: $(B)/libdalign.a $(B)/libdalign.so $(B)/dalign
 ifneq ($(CROSS),1)
 	@ln -sf $(B)/dalign dalign
@@ -172,6 +172,32 @@ $(B)/tests/test_public_api: tests/test_public_api.c include/dalign.h $(PUBLIC_HE
 	$(CC) $(CPPFLAGS) $(CFLAGS) -std=c99 -pedantic -Wall -Wextra -Werror $(SANITIZE_CFLAGS) -Iinclude -o $@ $< \
 	  $(LDFLAGS) $(DA_LDFLAGS) $(B)/libdalign.so -Wl,-rpath,'$$ORIGIN/..'
 
+# The weights `make install` puts in $(PREFIX)/share/dalign/weights are
+# where the installed binary looks when neither --weights, DALIGN_WEIGHTS
+# nor ./weights says otherwise (da_weights_dir, src/pipeline/weights.c).
+# weights.o is rebuilt when PREFIX changes: $(B)/weights-dir holds the
+# path it was built with and is rewritten only when that changes.
+WEIGHTS_INSTALL_DIR = $(PREFIX)/share/dalign/weights
+$(B)/weights-dir: FORCE
+	@mkdir -p $(B)
+	@echo '$(WEIGHTS_INSTALL_DIR)' | cmp -s - $@ || echo '$(WEIGHTS_INSTALL_DIR)' > $@
+$(B)/src/pipeline/weights.o: $(B)/weights-dir
+$(B)/src/pipeline/weights.o: DA_CFLAGS += -DDA_WEIGHTS_DIR='"$(WEIGHTS_INSTALL_DIR)"'
+FORCE:
+
+# Example programs (examples/*.c): a user's programs, built as
+# test_public_api is (public headers only, pedantic C99, libdalign.so with
+# RUNPATH $ORIGIN/..). make check builds them and runs examples/generate
+# on the shipped weights.
+EXAMPLE_SRC := $(sort $(wildcard examples/*.c))
+EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(B)/examples/%)
+examples: $(EXAMPLE_BIN)
+
+$(B)/examples/%: examples/%.c include/dalign.h $(PUBLIC_HEADERS) $(B)/libdalign.so
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -std=c99 -pedantic -Wall -Wextra -Werror $(SANITIZE_CFLAGS) -Iinclude -o $@ $< \
+	  $(LDFLAGS) $(DA_LDFLAGS) $(B)/libdalign.so -Wl,-rpath,'$$ORIGIN/..'
+
 $(B)/bench/%: bench/%.c $(B)/libdalign.a $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(COMPILE) -Ibench -o $@ $< $(B)/libdalign.a $(LDFLAGS) $(DA_LDFLAGS) $(LIBS)
@@ -192,8 +218,16 @@ $(B)/bench/%: bench/%.c $(B)/libdalign.a $(HEADERS)
 # includes a header of a higher layer) and the exports check
 # (scripts/check-exports.sh: libdalign.so exports exactly the DA_API functions).
 CORETYPES := $(if $(and $(filter openblas,$(BLAS)),$(if $(CROSS)$(TEST_RUNNER)$(filter 1,$(NO_OMP) $(SANITIZE)),,1)),1,0)
-check: check-layers deps-test all $(TEST_BIN)
+check: check-layers deps-test all $(TEST_BIN) examples
 	@sh scripts/check-exports.sh '$(NM)' $(B)/$(SO_FILE)
+	@if [ -f weights/unet.safetensors ]; then \
+	  tmp=$$(mktemp -d) && \
+	  OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-passive} $(TEST_RUNNER) $(B)/examples/generate "a red circle" \
+	    "$$tmp/generate.png" weights > "$$tmp/log" 2>&1 && [ -s "$$tmp/generate.png" ] && \
+	  grep -q '^\[DEBUG\] dalign: loaded UNet' "$$tmp/log" && \
+	  { tail -n 1 "$$tmp/log" | sed 's|^|examples: |'; rm -rf "$$tmp"; } || \
+	  { echo "examples: FAILED: $(B)/examples/generate:"; cat "$$tmp/log"; rm -rf "$$tmp"; exit 1; }; \
+	else echo "examples: skipped running generate (no weights/unet.safetensors)"; fi
 	@TEST_RUNNER='$(TEST_RUNNER)' CORETYPES=$(CORETYPES) sh scripts/check.sh $(B) $(TEST_BIN)
 
 check-layers:
@@ -280,7 +314,10 @@ deps-test:
 	  $(if $(filter qemu-%,$(notdir $(firstword $(TEST_RUNNER)))),qemu-user)
 
 # The shared library as in the build directory: the file, its SONAME link
-# and the development link; dalign.h and the layer headers in include/dalign/.
+# and the development link; dalign.h and the layer headers in include/dalign/;
+# the shipped weights in $(PREFIX)/share/dalign/weights (the binary's default
+# when there is no ./weights, DALIGN_WEIGHTS or --weights).
+WEIGHTS_FILES = $(wildcard weights/*.json weights/*.safetensors weights/SHA256SUMS weights/README.md)
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/dalign \
 	  $(DESTDIR)$(PREFIX)/lib/pkgconfig
@@ -289,6 +326,8 @@ install: all
 	install -m 755 $(B)/$(SO_FILE) $(DESTDIR)$(PREFIX)/lib/$(SO_FILE)
 	ln -sf $(SO_FILE) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libdalign.so
+	install -d $(DESTDIR)$(WEIGHTS_INSTALL_DIR)
+	$(if $(WEIGHTS_FILES),install -m 644 $(WEIGHTS_FILES) $(DESTDIR)$(WEIGHTS_INSTALL_DIR)/)
 	install -m 644 include/dalign.h $(DESTDIR)$(PREFIX)/include/dalign.h
 	install -m 644 $(PUBLIC_HEADERS) $(DESTDIR)$(PREFIX)/include/dalign/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
@@ -299,7 +338,8 @@ uninstall:
 	      $(DESTDIR)$(PREFIX)/lib/$(SO_FILE) $(DESTDIR)$(PREFIX)/lib/$(SONAME) \
 	      $(DESTDIR)$(PREFIX)/lib/libdalign.so $(DESTDIR)$(PREFIX)/include/dalign.h \
 	      $(addprefix $(DESTDIR)$(PREFIX)/,$(PUBLIC_HEADERS)) $(DESTDIR)$(PREFIX)/lib/pkgconfig/dalign.pc
-	-rmdir $(DESTDIR)$(PREFIX)/include/dalign
+	rm -rf $(DESTDIR)$(WEIGHTS_INSTALL_DIR)
+	-rmdir $(DESTDIR)$(PREFIX)/include/dalign $(DESTDIR)$(PREFIX)/share/dalign
 
 clean:
 	rm -rf build dalign

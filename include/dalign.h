@@ -3,8 +3,9 @@
  * macros. One header per layer of src/, lowest first, each including the
  * one below it (docs/architecture.md has the picture):
  *
- *   dalign/core.h       src/core       errors, threads, tensors and tape, ops, GEMM,
- *                                      optim, RNG, safetensors, progress and metrics log
+ *   dalign/core.h       src/core       errors, the log (da_set_log), threads, tensors and
+ *                                      tape, ops, GEMM, optim, RNG, safetensors, progress
+ *                                      and metrics log
  *   dalign/models.h     src/models     parameters, VAE, UNet, text encoder, CLIP, reward net
  *   dalign/diffusion.h  src/diffusion  noise schedules, samplers, guidance
  *   dalign/data.h       src/data       the shapes world: scenes, captions, tokenizer, detector
@@ -24,7 +25,9 @@
  *    ACCUMULATE into gradient buffers (+=), so a NULL gradient pointer means
  *    "no gradient wanted here" and is skipped;
  *  - functions that can fail on user input return a da_status and set a
- *    message readable with da_last_error(); they never abort.
+ *    message readable with da_last_error(); they never abort;
+ *  - what the library prints goes through da_log (stderr unless the
+ *    program installs its own function with da_set_log).
  */
 #ifndef DALIGN_H
 #define DALIGN_H

@@ -1,5 +1,5 @@
 /* dalign/core.h: the core layer (src/core), the lowest: status codes and
- * messages, threads, elementary functions with the same bits everywhere,
+ * messages, the log, threads, elementary functions with the same bits everywhere,
  * the arena, tensors and the autograd tape, GEMM, the op kernels and their
  * tape wrappers, AdamW and the LR schedule, the PyTorch-compatible RNG,
  * safetensors, the progress bar and the JSONL metrics log. It includes no
@@ -69,6 +69,52 @@ DA_API da_status da_fail(da_status status, const char *fmt, ...)
 #endif
     ;
 
+/* Checked size arithmetic: *out = a * b (or a + b) when it fits in size_t;
+ * otherwise DA_ERR_RANGE with a message naming `what` (the buffer or the
+ * tensor being sized), *out unchanged. For sizes from configs and files,
+ * where the factors come from a user. */
+DA_API da_status da_size_mul(size_t a, size_t b, const char *what, size_t *out);
+DA_API da_status da_size_add(size_t a, size_t b, const char *what, size_t *out);
+
+/* A user's text (a prompt) fit for an error message: text itself when it
+ * has at most `max_chars` bytes, else its first max_chars bytes (cut at a
+ * character boundary), then "... (N bytes)". Writes into buf (cap bytes,
+ * DA_EXCERPT_CAP is enough for max_chars 80) and returns buf; NULL text
+ * gives "(null)". A 100 KB prompt never reaches stderr whole. */
+#define DA_EXCERPT_CAP 128
+DA_API const char *da_excerpt(const char *text, size_t max_chars, char *buf, size_t cap);
+
+/* ------------------------------------------------------------------------ */
+/* Log: where the library's messages and progress lines go                  */
+/* ------------------------------------------------------------------------ */
+
+/* What the library prints (warnings, progress bars, the loaders' notes,
+ * the trainers' status lines, the evaluations' progress) goes through one
+ * function, stderr by default.
+ * A host program installs its own with da_set_log (a GUI, a server's log,
+ * a test that captures them). msg is one line without its newline; it is
+ * valid only during the call. DA_LOG_DEBUG is dropped by the default
+ * function (which weights loaded, from where): a callback sees it. */
+typedef enum da_log_level {
+    DA_LOG_ERROR = 0,      /* just before an abort (out of memory in a forward pass) */
+    DA_LOG_WARN = 1,       /* something was ignored (a bad DA_GEMM) */
+    DA_LOG_INFO = 2,       /* what a long run is doing */
+    DA_LOG_PROGRESS = 3,   /* a progress line (da_progress on fd 2) */
+    DA_LOG_DEBUG = 4       /* details; not printed by default */
+} da_log_level;
+typedef void (*da_log_fn)(da_log_level level, const char *msg, void *user);
+/* fn NULL restores the default (stderr). Set it before starting work: it is
+ * read, not locked, by every thread. */
+DA_API void da_set_log(da_log_fn fn, void *user);
+/* printf-style; the text is cut at 4 KB and a trailing newline dropped */
+DA_API void da_log(da_log_level level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* "DEBUG", "INFO", ... */
+DA_API const char *da_log_level_name(da_log_level level);
+
 /* ------------------------------------------------------------------------ */
 /* Threads                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -79,7 +125,9 @@ DA_API da_status da_fail(da_status status, const char *fmt, ...)
  * independent outputs only and keep every reduction in a fixed order. */
 DA_API void da_set_threads(int n);
 DA_API int da_get_threads(void);
-/* Reads DA_THREADS and DA_GEMM (see da_gemm_set_backend) from the environment. */
+/* Reads DA_THREADS and DA_GEMM (see da_gemm_set_backend) from the environment.
+ * DA_THREADS must be a count in [1, 4096]; anything else (0, -1, "two")
+ * is ignored with a DA_LOG_WARN and all cores are used. */
 DA_API void da_threads_init(void);
 
 /* ------------------------------------------------------------------------ */
@@ -489,7 +537,9 @@ DA_API da_status da_st_write(const char *path, const da_st_entry *entries, int n
 /* ------------------------------------------------------------------------ */
 
 /* Progress bar (src/core/progress.c), drawn on a file descriptor (2 for
- * stderr). On a terminal: one line redrawn with '\r' at most every
+ * stderr; with a log function installed by da_set_log, fd 2 means the log:
+ * each line goes to it as DA_LOG_PROGRESS, drawn as on a non-terminal).
+ * On a terminal: one line redrawn with '\r' at most every
  * min_interval (0.1 s): "label  step/total  loss L  R it/s  ETA mm:ss"; the
  * loss shown is an EMA (weight 0.9, bias-corrected). Not a terminal (a log
  * file, CI): quiet except one plain line every plain_every steps.

@@ -31,6 +31,7 @@ typedef struct da_params {
     float *data;
     float *grad;           /* NULL: frozen (no gradients flow into this model) */
     void *index;           /* name -> entry hash (private) */
+    int overflow;          /* an entry's size or the total overflowed: da_params_alloc fails */
 } da_params;
 
 DA_API void da_params_init(da_params *p);
@@ -63,6 +64,15 @@ DA_API void da_init_uniform(da_rng *rng, float *x, size_t n, float bound);
 /* ------------------------------------------------------------------------ */
 /* VAE and UNet (src/models)                                                */
 /* ------------------------------------------------------------------------ */
+
+/* The largest width any size field of a VAE or UNet config may hold
+ * (channels, context_dim, time_dim, ...; image channels at most
+ * DA_MAX_IMAGE_CHANNELS). The shipped models use 256 at most; the bounds
+ * keep every size product (a 3x3 conv's 9 * in * out, a concatenation's
+ * 2 * channels) far inside int and size_t, whatever a config file, a
+ * --unet-config or a --width says. */
+#define DA_MAX_CHANNELS 4096
+#define DA_MAX_IMAGE_CHANNELS 64
 
 /* KL autoencoder, f = 4 (docs/models.md): x (B, 3, 32, 32) in [-1, 1] <->
  * z (B, 4, 8, 8). Parameters "encoder.down.0.res.conv1.weight", ...

@@ -86,8 +86,10 @@ typedef struct da_pipeline {
     int steps_done;            /* steps the last generate ran (< steps when stopped) */
 } da_pipeline;
 
-/* The weights directory: override when not NULL, else $DALIGN_WEIGHTS when
- * set and non-empty, else "weights" (relative to the current directory). */
+/* The weights directory: override when not NULL (--weights), else
+ * $DALIGN_WEIGHTS when set and non-empty, else "weights" when the current
+ * directory has one (a clone), else the directory `make install` filled,
+ * $(PREFIX)/share/dalign/weights (compiled in as DA_WEIGHTS_DIR). */
 DA_API const char *da_weights_dir(const char *override);
 /* Load DIR/text_encoder, DIR/vae and DIR/<unet_name> (NULL: "unet"), each a
  * .json config and a .safetensors file, plus DIR/scheduler.json when present.

@@ -45,7 +45,7 @@ void *da_arena_alloc(da_arena *a, size_t bytes)
         b = block_new(cap);
         if (!b) {
             /* out of memory inside a forward pass has no sensible recovery */
-            fprintf(stderr, "dalign: arena out of memory (%zu bytes)\n", cap);
+            da_log(DA_LOG_ERROR, "dalign: arena out of memory (%zu bytes)", cap);
             abort();
         }
         if (!a->head) a->head = b;

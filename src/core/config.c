@@ -196,7 +196,13 @@ da_status da_cfg_load(const da_cfg_type *type, void *cfg, const char *path)
     int n = type->fields(copy, &list, f);
     da_status s = type->strict_int_max > 0 ? da_cfg_read_strict(path, f, n, type->strict_int_max)
                                           : da_cfg_read(path, f, n);
-    if (s == DA_OK) s = type->check(copy);
+    if (s == DA_OK && (s = type->check(copy)) != DA_OK) {
+        /* the model's own rules name the field, not the file: add it, as
+         * the reader's messages have it */
+        char why[512];
+        snprintf(why, sizeof why, "%s", da_last_error());
+        s = da_fail(s, "%s: %s", path, why);
+    }
     if (s == DA_OK) memcpy(cfg, copy, type->size);
     free(copy);
     return s;

@@ -53,7 +53,8 @@ typedef struct da_cfg_type {
 } da_cfg_type;
 
 /* Read path into a copy of *cfg, check it, and only then store it: a
- * failed load leaves *cfg untouched. */
+ * failed load leaves *cfg untouched. Every error names the file (the
+ * check's as "PATH: <its message>"). */
 da_status da_cfg_load(const da_cfg_type *type, void *cfg, const char *path);
 /* da_cfg_write of cfg's fields (the caller checks cfg first if it wants). */
 da_status da_cfg_save(const da_cfg_type *type, const void *cfg, const char *path);

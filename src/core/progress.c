@@ -14,6 +14,7 @@
 
 #include "core/fileio.h"
 #include "core/json.h"
+#include "core/log.h"
 #include "dalign/core.h"
 
 /* ------------------------------------------------------------------------ */
@@ -31,11 +32,14 @@ static void write_str(int fd, const char *s, size_t n)
     }
 }
 
+/* fd 2 is the log when the host program installed one (da_set_log) */
+static int to_log(int fd) { return fd == 2 && da_log_is_custom(); }
+
 void da_progress_init(da_progress *p, int fd, const char *label, long start, long total, long plain_every)
 {
     memset(p, 0, sizeof *p);
     p->fd = fd;
-    p->tty = fd >= 0 && isatty(fd);
+    p->tty = fd >= 0 && !to_log(fd) && isatty(fd);
     p->label = label ? label : "";
     p->start = p->step = start;
     p->total = total;
@@ -77,7 +81,10 @@ static void draw(da_progress *p, double now, int final)
 {
     char line[256];
     int k = format_line(p, now, line + 1, sizeof line - 8);
-    if (p->tty) {
+    if (to_log(p->fd)) {
+        line[1 + k] = '\0';
+        da_log(DA_LOG_PROGRESS, "%s", line + 1);   /* a whole line: the host draws it as it likes */
+    } else if (p->tty) {
         /* '\r' back to column 0, the line, then ESC[K clears what a longer
          * previous line left behind */
         line[0] = '\r';

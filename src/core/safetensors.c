@@ -9,12 +9,14 @@
  * overflow-checked, the ranges must tile the data section exactly, and the
  * data section may start at any byte offset, so values are assembled byte by
  * byte and never read through a cast float pointer. */
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/fileio.h"
@@ -323,10 +325,80 @@ da_status da_st_parse(const void *bytes, size_t n, da_safetensors **out)
     return parse_owned(buf, n, out);
 }
 
+/* A pipe, a FIFO or a device (/dev/zero, /dev/urandom) has no size to
+ * check first and may never end: it is read in pieces, its header length
+ * checked after the first 8 bytes as a file's is, and the whole capped. */
+#define ST_MAX_STREAM ((size_t)1 << 30)
+
+static da_status read_fd(int fd, const char *path, uint8_t *buf, size_t want, size_t *got)
+{
+    *got = 0;
+    while (*got < want) {
+        ssize_t r = read(fd, buf + *got, want - *got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return da_fail(DA_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+        if (r == 0) break;
+        *got += (size_t)r;
+    }
+    return DA_OK;
+}
+
+/* the bytes of a non-regular file into *out (malloc'd), at most
+ * ST_MAX_STREAM, stopping after 8 bytes when the header length is absurd */
+static da_status read_stream(int fd, const char *path, uint8_t **out, size_t *out_n)
+{
+    size_t cap = 1 << 16, n = 0, got;
+    uint8_t *buf = malloc(cap);
+    if (!buf) return da_fail(DA_ERR_NOMEM, "out of memory reading %s", path);
+    da_status s = read_fd(fd, path, buf, 8, &n);
+    uint64_t hlen = 0;
+    for (int i = 7; s == DA_OK && n == 8 && i >= 0; i--) hlen = (hlen << 8) | buf[i];
+    if (s == DA_OK && n == 8 && (hlen == 0 || hlen > ST_MAX_HEADER))
+        /* like the parser's messages, this one leaves naming the file to the caller */
+        s = da_fail(DA_ERR_FORMAT, "header length field (%llu) %s (not a regular file: stopped after 8 bytes)",
+                    (unsigned long long)hlen, hlen == 0 ? "is 0" : "exceeds the 100 MB limit");
+    /* read_fd stops short only at the end: go on while the buffer fills */
+    for (int more = n == 8; s == DA_OK && more; more = n == cap) {
+        if (n == cap) {
+            uint8_t *nb = cap < ST_MAX_STREAM ? realloc(buf, 2 * cap) : NULL;
+            if (!nb) {
+                s = cap < ST_MAX_STREAM
+                        ? da_fail(DA_ERR_NOMEM, "out of memory reading %s", path)
+                        : da_fail(DA_ERR_RANGE, "%s is not a regular file and gives more than %zu bytes", path,
+                                  ST_MAX_STREAM);
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        s = read_fd(fd, path, buf + n, cap - n, &got);
+        n += got;
+    }
+    if (s != DA_OK) {
+        free(buf);
+        return s;
+    }
+    *out = buf;
+    *out_n = n;
+    return DA_OK;
+}
+
 da_status da_st_open(const char *path, da_safetensors **out)
 {
     *out = NULL;
     if (!path) return da_fail(DA_ERR_INVALID, "da_st_open: NULL path");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    if (fd >= 0 && fstat(fd, &sb) == 0 && !S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode)) {
+        uint8_t *buf = NULL;
+        size_t n = 0;
+        da_status s = read_stream(fd, path, &buf, &n);
+        close(fd);
+        return s ? s : parse_owned(buf, n, out);
+    }
+    if (fd >= 0) close(fd);
+    /* a regular file (its size is known and checked first), or an error
+     * that da_read_file reports with the file's name */
     char *buf = NULL;
     size_t n = 0;
     da_status s = da_read_file(path, ST_MAX_FILE, &buf, &n);

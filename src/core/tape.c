@@ -84,7 +84,7 @@ void da_tape_push(da_tape *t, const da_node *node)
         int cap = t->cap_nodes ? 2 * t->cap_nodes : 256;
         da_node *nodes = realloc(t->nodes, (size_t)cap * sizeof *nodes);
         if (!nodes) {
-            fprintf(stderr, "dalign: tape out of memory\n");
+            da_log(DA_LOG_ERROR, "dalign: tape out of memory");
             abort();
         }
         t->nodes = nodes;

@@ -5,7 +5,6 @@
  * OpenBLAS to one thread here, for builds linked against its pthread
  * flavour. In its OpenMP flavour openblas_set_num_threads also sets
  * OpenMP's thread count, so it goes first and ours second. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -46,8 +45,16 @@ int da_get_threads(void) { return n_threads; }
 void da_threads_init(void)
 {
     const char *env = getenv("DA_THREADS");
-    da_set_threads(env ? atoi(env) : 0);
+    char *end = NULL;
+    long n = env && *env ? strtol(env, &end, 10) : 0;
+    if (env && *env && (*end || n < 1 || n > 4096)) {
+        /* a typo must not turn into "all cores" silently (the CLI refuses it outright) */
+        da_log(DA_LOG_WARN, "dalign: ignoring DA_THREADS='%s': not a thread count in [1, 4096]; using all cores",
+               env);
+        n = 0;
+    }
+    da_set_threads((int)n);
     const char *gemm = getenv("DA_GEMM");
     if (gemm && *gemm && da_gemm_set_backend(gemm) != DA_OK)
-        fprintf(stderr, "dalign: ignoring DA_GEMM: %s\n", da_last_error());
+        da_log(DA_LOG_WARN, "dalign: ignoring DA_GEMM: %s", da_last_error());
 }

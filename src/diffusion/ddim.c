@@ -27,6 +27,45 @@ da_ddim_config da_ddim_config_default(void)
     return c;
 }
 
+/* sqrt(1 - a_prev - std^2) of one step, std = eta sqrt(variance), as the
+ * step computes it in float32: NaN when eta is too large for the step */
+static int direction_ok(const da_ddim *d, int t, float eta)
+{
+    int tp = da_ddim_prev_timestep(d, t);
+    float a_prev = da_ddim_alpha_cumprod(d, tp);
+    float std = eta * sqrtf(da_ddim_variance(d, t, tp));
+    return 1.0f - a_prev - std * std >= 0.0f;
+}
+
+/* The direction term needs sigma_t^2 = eta^2 variance <= 1 - a_prev at
+ * every step: eta <= sqrt((1 - a_prev) / variance), smallest over the
+ * steps (1 at least: eta = 1 is DDPM's variance). A larger eta would make
+ * every latent NaN; refuse it naming the bound, rounded down to 4 decimals
+ * and checked to pass. */
+static da_status check_eta(const da_ddim *d)
+{
+    float eta = d->cfg.eta;
+    int bad_t = -1;
+    double bound = INFINITY;
+    for (int i = 0; i < d->n_steps; i++) {
+        int t = d->timesteps[i], tp = da_ddim_prev_timestep(d, t);
+        double var = da_ddim_variance(d, t, tp), room = 1.0 - (double)da_ddim_alpha_cumprod(d, tp);
+        if (var > 0.0 && sqrt(room / var) < bound) bound = sqrt(room / var);
+        if (bad_t < 0 && !direction_ok(d, t, eta)) bad_t = t;
+    }
+    if (bad_t < 0) return DA_OK;
+    double shown = floor(bound * 1e4) / 1e4;
+    for (int i = 0; i < d->n_steps; i++)
+        if (!direction_ok(d, d->timesteps[i], (float)shown)) {
+            shown -= 1e-4;
+            i = -1;
+        }
+    return da_fail(DA_ERR_RANGE,
+                   "ddim: eta %g is too large for %d steps: at t = %d sigma_t^2 exceeds 1 - alpha_prev (the "
+                   "direction term's square root); the largest eta allowed for these steps is %.4f",
+                   (double)eta, d->n_steps, bad_t, shown);
+}
+
 da_status da_ddim_init(da_ddim *d, const da_schedule *s, const da_ddim_config *cfg, int n_steps)
 {
     memset(d, 0, sizeof *d);
@@ -43,7 +82,9 @@ da_status da_ddim_init(da_ddim *d, const da_schedule *s, const da_ddim_config *c
     d->n_steps = n_steps;
     d->timesteps = ts;
     d->final_alpha_cumprod = cfg->set_alpha_to_one ? 1.0f : s->alphas_cumprod[0];
-    return DA_OK;
+    st = check_eta(d);
+    if (st != DA_OK) da_ddim_free(d);
+    return st;
 }
 
 void da_ddim_free(da_ddim *d)

@@ -49,11 +49,11 @@ void da_params_init(da_params *p) { memset(p, 0, sizeof *p); }
 int da_params_add(da_params *p, const char *name, int ndim, const int *shape)
 {
     if (ndim < 0 || ndim > DA_MAX_DIMS || p->data) {
-        fprintf(stderr, "dalign: bad parameter entry '%s'\n", name);
+        da_log(DA_LOG_ERROR, "dalign: bad parameter entry '%s'", name);
         abort();
     }
     if (da_params_find(p, name) >= 0) {
-        fprintf(stderr, "dalign: duplicate parameter name '%s'\n", name);
+        da_log(DA_LOG_ERROR, "dalign: duplicate parameter name '%s'", name);
         abort();
     }
     if (p->n == p->cap) {
@@ -72,14 +72,21 @@ int da_params_add(da_params *p, const char *name, int ndim, const int *shape)
     memset(p->shape[e], 0, sizeof p->shape[e]);
     memcpy(p->shape[e], shape, (size_t)ndim * sizeof(int));
     p->offset[e] = p->total;
-    p->total += da_shape_size(ndim, shape);
+    /* a config's sizes can come from a user: the total must not wrap; the
+     * overflow is reported by da_params_alloc */
+    size_t numel = 1;
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0 || da_size_mul(numel, (size_t)shape[i], name, &numel) != DA_OK) p->overflow = 1;
+    if (!p->overflow && da_size_add(p->total, numel, name, &p->total) != DA_OK) p->overflow = 1;
     index_rebuild(p);
     return e;
 }
 
 da_status da_params_alloc(da_params *p, int with_grad)
 {
-    size_t n = p->total ? p->total : 1;
+    size_t n = p->total ? p->total : 1, bytes;
+    if (p->overflow || da_size_mul(n, 2 * sizeof(float), "parameters", &bytes) != DA_OK)
+        return da_fail(DA_ERR_RANGE, "the model's parameter count overflows (a config size too large)");
     p->data = calloc(n, sizeof(float));
     p->grad = with_grad ? calloc(n, sizeof(float)) : NULL;
     if (!p->data || (with_grad && !p->grad))
@@ -112,7 +119,7 @@ da_tensor *da_params_leaf(da_tape *t, const da_params *p, const char *fmt, ...)
     va_end(ap);
     int e = da_params_find(p, name);
     if (e < 0) {
-        fprintf(stderr, "dalign: model has no parameter '%s'\n", name);
+        da_log(DA_LOG_ERROR, "dalign: model has no parameter '%s'", name);
         abort();
     }
     return da_leaf(t, p->data + p->offset[e], p->grad ? p->grad + p->offset[e] : NULL, p->ndim[e],
@@ -171,6 +178,13 @@ da_status da_params_load_with(da_params *p, const char *path, da_params_extra_fn
 {
     da_safetensors *st = NULL;
     da_status s = da_st_open(path, &st);
+    /* the parser's messages (a truncated file, a bad header) do not name
+     * the file; the reader's (cannot open, too large) already do */
+    if (s == DA_ERR_FORMAT) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", da_last_error());
+        return da_fail(s, "%s: %s", path, msg);
+    }
     if (s != DA_OK) return s;
     s = da_params_load_st(p, st);
     if (s == DA_OK && extra) s = extra(st, ctx);

@@ -34,12 +34,18 @@ da_text_config da_text_config_default(void)
 
 da_status da_text_config_check(const da_text_config *c)
 {
-    const int v[] = {c->vocab_size, c->context, c->d_model, c->n_heads, c->mlp_ratio, c->proj_dim};
-    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
-        if (v[i] < 1 || v[i] > CFG_MAX)
-            return da_fail(DA_ERR_INVALID, "text encoder config: sizes must lie in [1, %d]", CFG_MAX);
-    if (c->n_layers < 0 || c->n_layers > 1000)
-        return da_fail(DA_ERR_INVALID, "text encoder config: n_layers %d not in [0, 1000]", c->n_layers);
+    /* each width bounded so that every shape (mlp_ratio * d_model, the
+     * attention's context * context) stays far inside int */
+    const struct { const char *key; int v, lo, max; } f[] = {
+        {"vocab_size", c->vocab_size, 1, CFG_MAX}, {"context", c->context, 1, DA_MAX_CHANNELS},
+        {"d_model", c->d_model, 1, DA_MAX_CHANNELS}, {"n_layers", c->n_layers, 0, 64},
+        {"n_heads", c->n_heads, 1, DA_MAX_CHANNELS}, {"mlp_ratio", c->mlp_ratio, 1, 16},
+        {"proj_dim", c->proj_dim, 1, DA_MAX_CHANNELS},
+    };
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        if (f[i].v < f[i].lo || f[i].v > f[i].max)
+            return da_fail(DA_ERR_INVALID, "text encoder config: \"%s\" = %d must lie in [%d, %d]", f[i].key, f[i].v,
+                           f[i].lo, f[i].max);
     if (c->d_model % c->n_heads)
         return da_fail(DA_ERR_INVALID, "text encoder config: d_model %d not divisible by n_heads %d",
                        c->d_model, c->n_heads);

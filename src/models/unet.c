@@ -50,21 +50,39 @@ static int unet_cfg_fields(void *cfg, da_cfg_list *list, da_cfg_field *f)
     return (int)(sizeof t / sizeof t[0]);
 }
 
+/* one size field in [1, max], named as in unet.json */
+static da_status unet_size(const char *key, int index, int v, int max)
+{
+    if (v >= 1 && v <= max) return DA_OK;
+    if (index >= 0)
+        return da_fail(DA_ERR_INVALID, "unet config: \"%s\"[%d] = %d must lie in [1, %d]", key, index, v, max);
+    return da_fail(DA_ERR_INVALID, "unet config: \"%s\" = %d must lie in [1, %d]", key, v, max);
+}
+
 static da_status unet_cfg_check(const da_unet_config *c)
 {
-    if (c->in_channels <= 0 || c->out_channels <= 0 || c->groups <= 0 || c->n_heads <= 0 ||
-        c->context_dim <= 0 || c->time_dim <= 0)
-        return da_fail(DA_ERR_INVALID, "unet config: sizes must be positive");
-    for (int i = 0; i < 2; i++)
-        if (c->ch[i] <= 0 || c->ch[i] % c->groups || c->ch[i] % c->n_heads)
+    const struct { const char *key; int v, max; } sizes[] = {
+        {"in_channels", c->in_channels, DA_MAX_IMAGE_CHANNELS}, {"out_channels", c->out_channels, DA_MAX_IMAGE_CHANNELS},
+        {"groups", c->groups, DA_MAX_CHANNELS}, {"n_heads", c->n_heads, DA_MAX_CHANNELS},
+        {"context_dim", c->context_dim, DA_MAX_CHANNELS}, {"time_freq_dim", c->time_freq_dim, DA_MAX_CHANNELS},
+        {"time_dim", c->time_dim, DA_MAX_CHANNELS},
+    };
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        da_status s = unet_size(sizes[k].key, -1, sizes[k].v, sizes[k].max);
+        if (s != DA_OK) return s;
+    }
+    for (int i = 0; i < 2; i++) {
+        da_status s = unet_size("channels", i, c->ch[i], DA_MAX_CHANNELS);
+        if (s != DA_OK) return s;
+        if (c->ch[i] % c->groups || c->ch[i] % c->n_heads)
             return da_fail(DA_ERR_INVALID,
-                           "unet config: channels[%d] = %d must be a positive multiple of groups (%d) and n_heads (%d)",
+                           "unet config: \"channels\"[%d] = %d must be a multiple of groups (%d) and n_heads (%d)",
                            i, c->ch[i], c->groups, c->n_heads);
-    if (c->time_freq_dim <= 0 || c->time_freq_dim % 2)
-        return da_fail(DA_ERR_INVALID, "unet config: time_freq_dim = %d must be positive and even",
-                       c->time_freq_dim);
+    }
+    if (c->time_freq_dim % 2)
+        return da_fail(DA_ERR_INVALID, "unet config: \"time_freq_dim\" = %d must be even", c->time_freq_dim);
     if (!(c->gn_eps > 0.0f) || !(c->ln_eps > 0.0f))
-        return da_fail(DA_ERR_INVALID, "unet config: gn_eps and ln_eps must be > 0");
+        return da_fail(DA_ERR_INVALID, "unet config: \"gn_eps\" and \"ln_eps\" must be > 0");
     return DA_OK;
 }
 

@@ -48,17 +48,29 @@ static int vae_cfg_fields(void *cfg, da_cfg_list *list, da_cfg_field *f)
     return (int)(sizeof t / sizeof t[0]);
 }
 
+/* one size field in [1, max], named as in vae.json */
+static da_status vae_size(const char *key, int index, int v, int max)
+{
+    if (v >= 1 && v <= max) return DA_OK;
+    if (index >= 0)
+        return da_fail(DA_ERR_INVALID, "vae config: \"%s\"[%d] = %d must lie in [1, %d]", key, index, v, max);
+    return da_fail(DA_ERR_INVALID, "vae config: \"%s\" = %d must lie in [1, %d]", key, v, max);
+}
+
 static da_status vae_cfg_check(const da_vae_config *c)
 {
-    if (c->in_channels <= 0 || c->latent_channels <= 0 || c->groups <= 0)
-        return da_fail(DA_ERR_INVALID, "vae config: channels and groups must be positive");
-    for (int i = 0; i < 3; i++)
-        if (c->ch[i] <= 0 || c->ch[i] % c->groups)
-            return da_fail(DA_ERR_INVALID, "vae config: channels[%d] = %d is not a positive multiple of groups = %d",
-                           i, c->ch[i], c->groups);
-    if (!(c->gn_eps > 0.0f) || !(c->kl_weight >= 0.0f) || !(c->scale_factor > 0.0f))
-        return da_fail(DA_ERR_INVALID, "vae config: gn_eps and scale_factor must be > 0, kl_weight >= 0");
-    return DA_OK;
+    da_status s = vae_size("in_channels", -1, c->in_channels, DA_MAX_IMAGE_CHANNELS);
+    if (s == DA_OK) s = vae_size("latent_channels", -1, c->latent_channels, DA_MAX_IMAGE_CHANNELS);
+    if (s == DA_OK) s = vae_size("groups", -1, c->groups, DA_MAX_CHANNELS);
+    for (int i = 0; s == DA_OK && i < 3; i++) {
+        s = vae_size("channels", i, c->ch[i], DA_MAX_CHANNELS);
+        if (s == DA_OK && c->ch[i] % c->groups)
+            s = da_fail(DA_ERR_INVALID, "vae config: \"channels\"[%d] = %d is not a multiple of groups = %d", i,
+                        c->ch[i], c->groups);
+    }
+    if (s == DA_OK && (!(c->gn_eps > 0.0f) || !(c->kl_weight >= 0.0f) || !(c->scale_factor > 0.0f)))
+        s = da_fail(DA_ERR_INVALID, "vae config: gn_eps and scale_factor must be > 0, kl_weight >= 0");
+    return s;
 }
 
 static da_status vae_cfg_check_any(const void *c) { return vae_cfg_check(c); }

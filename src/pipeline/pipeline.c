@@ -52,12 +52,13 @@ da_status da_prompt_tokens(const char *text, int *ids, uint8_t *keep)
     da_tok_report rep;
     da_status s = da_tokenize(text, ids, keep, &rep);
     if (s != DA_OK) return s;
+    char shown[DA_EXCERPT_CAP];   /* a 100 KB prompt is not echoed whole */
     if (rep.n_unknown)
         return da_fail(DA_ERR_INVALID, "unknown word%s '%s' in prompt \"%s\" (docs/shapes-world.md lists the vocabulary)",
-                       rep.n_unknown > 1 ? "s" : "", rep.unknown, text);
+                       rep.n_unknown > 1 ? "s" : "", rep.unknown, da_excerpt(text, 80, shown, sizeof shown));
     if (rep.n_truncated)
         return da_fail(DA_ERR_INVALID, "prompt \"%s\" is too long: %d words past the limit of %d",
-                       text, rep.n_truncated, DA_MAX_TOKENS - 2);
+                       da_excerpt(text, 80, shown, sizeof shown), rep.n_truncated, DA_MAX_TOKENS - 2);
     return DA_OK;
 }
 
@@ -386,7 +387,8 @@ static da_status check_opts(const da_sample_opts *o, int n)
     if ((unsigned)o->sampler > DA_SAMPLER_EULER) return da_fail(DA_ERR_INVALID, "unknown sampler %d", (int)o->sampler);
     if (n < 1 || n > MAX_IMAGES) return da_fail(DA_ERR_INVALID, "number of images %d not in [1, %d]", n, MAX_IMAGES);
     if (!isfinite(o->cfg)) return da_fail(DA_ERR_INVALID, "guidance weight must be finite");
-    if (!(o->eta >= 0.0f && o->eta <= 1e6f)) return da_fail(DA_ERR_INVALID, "eta must be >= 0");
+    /* the upper bound depends on the steps: da_ddim_init states it */
+    if (!(o->eta >= 0.0f && isfinite(o->eta))) return da_fail(DA_ERR_INVALID, "eta must be finite and >= 0");
     if (o->eta != 0.0f && o->sampler != DA_SAMPLER_DDIM)
         return da_fail(DA_ERR_INVALID, "eta is a DDIM option; the %s sampler has none", da_sampler_name(o->sampler));
     return DA_OK;

@@ -24,11 +24,23 @@
 #define PATH_CAP 4096
 #define CONFIG_MAX 65535   /* bytes of scheduler.json at most */
 
+/* Where `make install` puts the weights ($(PREFIX)/share/dalign/weights);
+ * the Makefile passes it. A build without it (another build system) falls
+ * back to ./weights alone. */
+#ifndef DA_WEIGHTS_DIR
+#define DA_WEIGHTS_DIR "weights"
+#endif
+
 const char *da_weights_dir(const char *override)
 {
     if (override) return override;
     const char *env = getenv("DALIGN_WEIGHTS");
-    return env && *env ? env : "weights";
+    if (env && *env) return env;
+    /* a clone's own weights first, so the repository's dalign and tests
+     * never pick up an installed copy */
+    struct stat sb;
+    if (stat("weights", &sb) == 0 && S_ISDIR(sb.st_mode)) return "weights";
+    return DA_WEIGHTS_DIR;
 }
 
 /* ---- scheduler.json ----------------------------------------------------- */
@@ -227,7 +239,15 @@ static da_status files_at(model_files *f, const char *st, const char *what)
 }
 
 /* The loaders below: config, create, weights, each step named by the rule
- * above. On an error *out may hold the model: the caller frees it. */
+ * above. On an error *out may hold the model: the caller frees it. Each
+ * model loaded is noted at DA_LOG_DEBUG (a host's log shows which files
+ * it runs on; stderr stays quiet by default). */
+
+static da_status loaded(da_status s, const char *what, const char *path, size_t n_params)
+{
+    if (s == DA_OK) da_log(DA_LOG_DEBUG, "dalign: loaded %s %s (%zu parameters)", what, path, n_params);
+    return s;
+}
 
 static da_status load_text(const model_files *f, da_text_encoder **out)
 {
@@ -237,7 +257,7 @@ static da_status load_text(const model_files *f, da_text_encoder **out)
     if (s == DA_OK && !(*out = da_text_encoder_create(&c, 0))) s = da_error_named(DA_ERR_INVALID, f->json);
     if (s == DA_OK) s = readable("text encoder weights", f->st);
     if (s == DA_OK) s = da_error_named(da_text_encoder_load(*out, f->st), f->st);
-    return s;
+    return loaded(s, "text encoder", f->st, s == DA_OK ? (*out)->params.total : 0);
 }
 
 static da_status load_vae(const model_files *f, da_vae **out)
@@ -248,7 +268,7 @@ static da_status load_vae(const model_files *f, da_vae **out)
     if (s == DA_OK && !(*out = da_vae_create(&c, 0))) s = da_error_named(DA_ERR_INVALID, f->json);
     if (s == DA_OK) s = readable("VAE weights", f->st);
     if (s == DA_OK) s = da_error_named(da_vae_load(*out, f->st), f->st);
-    return s;
+    return loaded(s, "VAE", f->st, s == DA_OK ? (*out)->params.total : 0);
 }
 
 static da_status load_unet(const model_files *f, da_unet **out)
@@ -259,7 +279,7 @@ static da_status load_unet(const model_files *f, da_unet **out)
     if (s == DA_OK && !(*out = da_unet_create(&c, 0))) s = da_error_named(DA_ERR_INVALID, f->json);
     if (s == DA_OK) s = readable("UNet weights", f->st);
     if (s == DA_OK) s = da_error_named(da_unet_load(*out, f->st), f->st);
-    return s;
+    return loaded(s, "UNet", f->st, s == DA_OK ? (*out)->params.total : 0);
 }
 
 /* DIR/scheduler.json when it exists, else the defaults */
@@ -277,8 +297,9 @@ static da_status check_dir(const char *dir)
 {
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return da_fail(DA_ERR_IO, "weights directory '%s' not found (use --weights DIR or set DALIGN_WEIGHTS)",
-                       dir);
+        return da_fail(DA_ERR_IO,
+                       "weights directory '%s' not found (use --weights DIR or set DALIGN_WEIGHTS; without them "
+                       "./weights, else %s)", dir, DA_WEIGHTS_DIR);
     return DA_OK;
 }
 
