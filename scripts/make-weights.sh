@@ -60,7 +60,9 @@ stage() {
     shift
     echo "== make weights: $name ($*)"
     t0=$(now)
-    "$DALIGN" --threads "$THREADS" train "$@" --out "$W" --ckpt "$WORK/$name.ckpt" \
+    # --force: a stage starts from scratch, replacing its checkpoint from an
+    # earlier (possibly interrupted or differently sized) run of this script
+    "$DALIGN" --threads "$THREADS" train "$@" --out "$W" --ckpt "$WORK/$name.ckpt" --force \
         --metrics "$WORK/$name.jsonl" 2>&1 | tee "$WORK/$name.log"
     # the pipeline hides dalign's status: read it back from the log
     if ! grep -q '^wrote ' "$WORK/$name.log"; then

@@ -10,6 +10,7 @@
 #include "core/fileio.h"
 #include "train/pretrain.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -508,7 +509,7 @@ static void test_cli_usage_errors(void **state)
     assert_int_equal(run_cli((const char *[]){"train", "clip", "--width", "8,16", NULL}), 2);
     assert_true(err_contains("--width does not apply to clip"));
     assert_int_equal(run_cli((const char *[]){"train", "vae", "--lr", "fast", NULL}), 2);
-    assert_true(err_contains("bad value for --lr: 'fast'"));
+    assert_true(err_contains("--lr needs a number > 0, got 'fast'"));
     assert_int_equal(run_cli((const char *[]){"train", "unet", "--steps", NULL}), 2);
     assert_true(err_contains("--steps needs a value"));
     assert_int_equal(run_cli((const char *[]){"train", "unet", "--bogus", NULL}), 2);
@@ -611,6 +612,96 @@ static int group_teardown(void **state)
     return 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Shipping a model's files as a set (dp_ship)                              */
+/* ------------------------------------------------------------------------ */
+
+static void put_text(const char *path, const char *text)
+{
+    assert_int_equal(da_write_atomic(path, text, strlen(text)), DA_OK);
+}
+
+static void assert_text(const char *path, const char *want)
+{
+    char *got = tu_slurp(path, NULL);
+    if (strcmp(got, want)) fail_msg("%s holds '%s', want '%s'", path, got, want);
+    free(got);
+}
+
+/* entries of dir whose name has ".tmp." in it: staged or backup files left over */
+static int count_tmp(const char *dir)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) n += strstr(e->d_name, ".tmp.") != NULL;
+    closedir(d);
+    return n;
+}
+
+/* The pair is replaced whole or not at all: a writer that fails leaves the
+ * old pair (abort), a rename that fails puts back the files already renamed
+ * (commit), and nothing staged is left behind either way. */
+static void test_ship_all_or_nothing(void **state)
+{
+    (void)state;
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s", tmp_path("ship"));
+    assert_int_equal(mkdir(dir, 0755), 0);
+    char st[512], js[512], bst[512], bjs[512], inside[600];
+    snprintf(st, sizeof st, "%s/a.safetensors", dir);
+    snprintf(js, sizeof js, "%s/a.json", dir);
+    put_text(st, "old weights");
+    put_text(js, "old config");
+    const char *path;
+
+    /* the second writer fails (a full disk): abort, nothing replaced */
+    dp_ship sh;
+    dp_ship_init(&sh);
+    assert_int_equal(dp_ship_add(&sh, dir, "a", ".safetensors", &path), DA_OK);
+    assert_non_null(strstr(path, ".tmp."));
+    put_text(path, "new weights");
+    assert_int_equal(dp_ship_add(&sh, dir, "a", ".json", &path), DA_OK);
+    dp_ship_abort(&sh);
+    assert_text(st, "old weights");
+    assert_text(js, "old config");
+    assert_int_equal(count_tmp(dir), 0);
+
+    /* the second rename fails (a directory is in the way): the first file is put back */
+    snprintf(bst, sizeof bst, "%s/b.safetensors", dir);
+    snprintf(bjs, sizeof bjs, "%s/b.json", dir);
+    snprintf(inside, sizeof inside, "%s/keep", bjs);
+    put_text(bst, "old b weights");
+    assert_int_equal(mkdir(bjs, 0755), 0);
+    put_text(inside, "in the way");
+    dp_ship_init(&sh);
+    assert_int_equal(dp_ship_add(&sh, dir, "b", ".safetensors", &path), DA_OK);
+    put_text(path, "new b weights");
+    assert_int_equal(dp_ship_add(&sh, dir, "b", ".json", &path), DA_OK);
+    put_text(path, "new b config");
+    assert_int_equal(dp_ship_commit(&sh), DA_ERR_IO);
+    if (!strstr(da_last_error(), "b.json")) fail_msg("the error does not name the file: %s", da_last_error());
+    assert_text(bst, "old b weights");
+    assert_int_equal(count_tmp(dir), 0);
+    unlink(inside);
+    rmdir(bjs);
+
+    /* all well: both replaced, a file that did not exist created, nothing left over */
+    dp_ship_init(&sh);
+    assert_int_equal(dp_ship_add(&sh, dir, "a", ".safetensors", &path), DA_OK);
+    put_text(path, "new weights");
+    assert_int_equal(dp_ship_add(&sh, dir, "a", ".json", &path), DA_OK);
+    put_text(path, "new config");
+    assert_int_equal(dp_ship_add(&sh, dir, "c", ".json", &path), DA_OK);
+    put_text(path, "fresh");
+    assert_int_equal(dp_ship_commit(&sh), DA_OK);
+    assert_text(st, "new weights");
+    assert_text(js, "new config");
+    snprintf(inside, sizeof inside, "%s/c.json", dir);
+    assert_text(inside, "fresh");
+    assert_int_equal(count_tmp(dir), 0);
+}
+
 int main(void)
 {
     da_threads_init();
@@ -624,6 +715,7 @@ int main(void)
         cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_cli_usage_errors),
         cmocka_unit_test(test_cli_sigint),
+        cmocka_unit_test(test_ship_all_or_nothing),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

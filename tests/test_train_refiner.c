@@ -642,7 +642,7 @@ static void test_cli_errors(void **state)
              "%s --name done --steps 2 --batch 4 --bank-size 4 --val-queries 2 --bank-steps 2 --val-refine 1 "
              "--val-every 0", common);
     expect_cli(args, 0, "meaning rate");
-    expect_cli(args, 1, "done.ckpt exists (another run's?): --resume it, or pass --force");
+    expect_cli(args, 1, "done.ckpt is the checkpoint of a finished run with these settings");
     char more[2200];
     snprintf(more, sizeof more, "%s --ckpt %s", args, tmp_path("cli/other.ckpt"));
     expect_cli(more, 1, "done.safetensors exists: pass --force to replace it");

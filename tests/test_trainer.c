@@ -16,6 +16,7 @@
 
 #include "core/fileio.h"
 #include "core/json.h"
+#include "train/pretrain.h"
 
 #define IN 4
 #define OUT 2
@@ -876,6 +877,72 @@ static void test_progress(void **state)
     free(text);
 }
 
+/* Whose checkpoint is it (dp_ckpt_describe, the guard of `dalign train`
+ * against overwriting another run's), and a resume from a folder or an
+ * empty file names the file and what is wrong with it. */
+static void test_ckpt_describe(void **state)
+{
+    (void)state;
+    const char *ckpt = tmp_path("whose.ckpt");
+    da_trainer_config c = base_cfg();
+    c.stop_at = 2;
+    c.ckpt_path = ckpt;
+    da_params *p = mlp_create(HIDDEN, 1);
+    da_trainer *tr;
+    assert_int_equal(da_trainer_create(&tr, &c, p), DA_OK);
+    run_ctx ctx = {0};
+    assert_int_equal(da_trainer_run(tr, mlp_step, &ctx), DA_OK);
+
+    dp_ckpt_info in;
+    assert_int_equal(dp_ckpt_describe(ckpt, &c, NULL, &in), DA_OK);
+    assert_int_equal(in.kind, DP_CKPT_SAME_RUN);
+    assert_string_equal(in.name, c.name);
+    assert_int_equal(in.step, 2);
+    assert_int_equal(in.total, c.total_steps);
+    /* another seed: another run, and the message says which setting */
+    da_trainer_config other = c;
+    other.seed = c.seed + 1;
+    assert_int_equal(dp_ckpt_describe(ckpt, &other, NULL, &in), DA_OK);
+    assert_int_equal(in.kind, DP_CKPT_OTHER_RUN);
+    if (!strstr(in.why, "seed")) fail_msg("why does not name the seed: %s", in.why);
+    /* ... unless the seed is not among the keys compared */
+    static const char *const keys[] = {"lr", "total_steps", NULL};
+    assert_int_equal(dp_ckpt_describe(ckpt, &other, keys, &in), DA_OK);
+    assert_int_equal(in.kind, DP_CKPT_SAME_RUN);
+    /* another trainer name */
+    other = c;
+    other.name = "someone_else";
+    assert_int_equal(dp_ckpt_describe(ckpt, &other, NULL, &in), DA_OK);
+    assert_int_equal(in.kind, DP_CKPT_OTHER_RUN);
+    if (!strstr(in.why, "someone_else")) fail_msg("why: %s", in.why);
+    /* nothing there; something that is no checkpoint */
+    assert_int_equal(dp_ckpt_describe(tmp_path("nothing.ckpt"), &c, NULL, &in), DA_OK);
+    assert_int_equal(in.kind, DP_CKPT_ABSENT);
+    const char *junk = tmp_path("junk.ckpt");
+    assert_int_equal(da_write_atomic(junk, "junk", 4), DA_OK);
+    assert_int_equal(dp_ckpt_describe(junk, &c, NULL, &in), DA_OK);
+    assert_int_equal(in.kind, DP_CKPT_OTHER_FILE);
+
+    /* resume errors name the file */
+    char want[512];
+    const char *empty = tmp_path("empty.ckpt");
+    assert_int_equal(da_write_atomic(empty, "", 0), DA_OK);
+    assert_int_not_equal(da_trainer_resume(tr, empty), DA_OK);
+    snprintf(want, sizeof want, "cannot resume from %s: the file is empty", empty);
+    if (!strstr(da_last_error(), want)) fail_msg("%s", da_last_error());
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s", tmp_path(""));
+    assert_int_not_equal(da_trainer_resume(tr, dir), DA_OK);
+    snprintf(want, sizeof want, "cannot resume from %s: it is a directory", dir);
+    if (!strstr(da_last_error(), want)) fail_msg("%s", da_last_error());
+    assert_int_not_equal(da_trainer_resume(tr, junk), DA_OK);
+    snprintf(want, sizeof want, "cannot resume from %s: ", junk);
+    if (!strstr(da_last_error(), want)) fail_msg("%s", da_last_error());
+    assert_int_equal(tr->step, 2);   /* a refused resume changes nothing */
+    da_trainer_free(tr);
+    mlp_free(p);
+}
+
 int main(void)
 {
     da_threads_init();
@@ -892,6 +959,7 @@ int main(void)
         cmocka_unit_test(test_config_invalid),
         cmocka_unit_test(test_metrics_log),
         cmocka_unit_test(test_progress),
+        cmocka_unit_test(test_ckpt_describe),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

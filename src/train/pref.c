@@ -590,7 +590,7 @@ static da_status job_init(pref_job *j, const da_trainer_config *tc, const da_pre
         s = da_fail(DA_ERR_INVALID, "%d pairs are fewer than a micro-batch of %d", j->d.n, tc->batch / tc->micro_batches);
     if (s == DA_OK) s = da_prompt_tokens(DA_UNCOND_PROMPT, j->empty_ids, j->empty_keep);
     if (s == DA_OK && o->method == DA_PREF_RPO) {
-        if (tc->progress) fprintf(stderr, "%s: CLIP %s embeddings of %d pairs\n", tc->name, da_rpo_embed_name(o->embed), j->d.n);
+        if (tc->progress) da_log(DA_LOG_INFO, "%s: CLIP %s embeddings of %d pairs", tc->name, da_rpo_embed_name(o->embed), j->d.n);
         s = rpo_embeddings(j, dir);
     }
     if (s != DA_OK) return s;
@@ -614,7 +614,7 @@ static void job_free(pref_job *j)
 
 static da_status save_outputs(const pref_job *j, const da_trainer *tr, const da_trainer_config *tc, const char *out_dir)
 {
-    char path[DP_PATH_MAX], beta[32], tau[32], steps[32], seed[32], n[32];
+    char beta[32], tau[32], steps[32], seed[32], n[32];
     snprintf(beta, sizeof beta, "%.9g", (double)j->o.beta);
     snprintf(tau, sizeof tau, "%.9g", (double)j->o.tau);
     snprintf(steps, sizeof steps, "%ld", tr->step);
@@ -630,12 +630,17 @@ static da_status save_outputs(const pref_job *j, const da_trainer *tr, const da_
         {"seed", seed},
         {"pairs", n},
     };
-    /* the weights first, the config last: a folder whose NAME.json exists
-     * always has the matching NAME.safetensors */
-    da_status s = dp_path(path, out_dir, j->o.name, ".safetensors");
-    if (s == DA_OK) s = da_trainer_save_weights(tr, path, 1, meta, (int)(sizeof meta / sizeof meta[0]));
-    if (s == DA_OK) s = dp_path(path, out_dir, j->o.name, ".json");
-    if (s == DA_OK) s = da_unet_config_save(&j->policy->cfg, path);
+    /* staged, then renamed into place config last, all or none (dp_ship):
+     * a rerun with --force never leaves new weights beside an old config */
+    dp_ship sh;
+    dp_ship_init(&sh);
+    const char *staged;
+    da_status s = dp_ship_add(&sh, out_dir, j->o.name, ".safetensors", &staged);
+    if (s == DA_OK) s = da_trainer_save_weights(tr, staged, 1, meta, (int)(sizeof meta / sizeof meta[0]));
+    if (s == DA_OK) s = dp_ship_add(&sh, out_dir, j->o.name, ".json", &staged);
+    if (s == DA_OK) s = da_unet_config_save(&j->policy->cfg, staged);
+    if (s == DA_OK) s = dp_ship_commit(&sh);
+    else dp_ship_abort(&sh);
     return s;
 }
 
@@ -651,7 +656,7 @@ da_status da_pref_run(const da_trainer_config *tc, const da_pref_opts *o, da_pre
     da_trainer *tr = NULL;
     if (s == DA_OK) s = job_init(&j, tc, o, dir);
     if (s == DA_OK && tc->progress)
-        fprintf(stderr, "%s: %d pairs from %d file%s, beta %g%s, init %s/%s\n", tc->name, j.d.n, o->n_pairs,
+        da_log(DA_LOG_INFO, "%s: %d pairs from %d file%s, beta %g%s, init %s/%s", tc->name, j.d.n, o->n_pairs,
                 o->n_pairs > 1 ? "s" : "", (double)o->beta, o->method == DA_PREF_SFT ? " (logged only)" : "", dir,
                 o->init);
     da_pretrain_opts po = {.out_dir = out_dir, .resume = o->resume};
@@ -668,7 +673,7 @@ da_status da_pref_run(const da_trainer_config *tc, const da_pref_opts *o, da_pre
         if (s == DA_OK) s = da_write_with(out_dir, name, write_val_json, &doc);
         r.validated = s == DA_OK;
         if (s == DA_OK && tc->progress)
-            fprintf(stderr, "%s: validation on %d pairs x %d draws: implicit accuracy %.4f, margin %.3g\n", tc->name,
+            da_log(DA_LOG_INFO, "%s: validation on %d pairs x %d draws: implicit accuracy %.4f, margin %.3g", tc->name,
                     r.val.pairs, r.val.draws, (double)r.val.acc, (double)r.val.margin);
     }
     r.steps = pr.steps, r.loss = pr.loss, r.stop_signal = pr.stop_signal;

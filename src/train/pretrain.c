@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "train/pretrain.h"
 
@@ -108,6 +109,72 @@ da_status dp_ensure_dir(const char *dir)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Shipping a model's files as a set (pretrain.h)                           */
+/* ------------------------------------------------------------------------ */
+
+void dp_ship_init(dp_ship *sh) { memset(sh, 0, sizeof *sh); }
+
+da_status dp_ship_add(dp_ship *sh, const char *dir, const char *name, const char *ext, const char **stage)
+{
+    if (sh->n == DP_SHIP_MAX) return da_fail(DA_ERR_RANGE, "dp_ship_add: more than %d files", DP_SHIP_MAX);
+    char *fin = sh->final[sh->n], *stg = sh->stage[sh->n];
+    da_status s = dp_path(fin, dir, name, ext);
+    if (s != DA_OK) return s;
+    int w = snprintf(stg, DP_PATH_MAX, "%s/%s%s.new.tmp.%ld", dir, name, ext, (long)getpid());
+    if (w < 0 || w >= DP_PATH_MAX) return da_fail(DA_ERR_RANGE, "path too long: %s", fin);
+    *stage = stg;
+    sh->n++;
+    return DA_OK;
+}
+
+void dp_ship_abort(dp_ship *sh)
+{
+    for (int i = 0; i < sh->n; i++) unlink(sh->stage[i]);
+    sh->n = 0;
+}
+
+/* DIR/NAME.EXT.old.tmp.PID: the old file kept (as a hard link) until the set is in place */
+static void backup_path(char *buf, const char *fin)
+{
+    snprintf(buf, DP_PATH_MAX + 32, "%s.old.tmp.%ld", fin, (long)getpid());
+}
+
+da_status dp_ship_commit(dp_ship *sh)
+{
+    char backup[DP_SHIP_MAX][DP_PATH_MAX + 32];
+    int has_backup[DP_SHIP_MAX] = {0}, existed[DP_SHIP_MAX] = {0};
+    /* keep the old files reachable: a failed rename below puts them back.
+     * Without hard links (rare file systems) the set is still staged whole
+     * first; only the roll-back is lost. */
+    for (int i = 0; i < sh->n; i++) {
+        backup_path(backup[i], sh->final[i]);
+        unlink(backup[i]);
+        existed[i] = access(sh->final[i], F_OK) == 0;
+        has_backup[i] = existed[i] && link(sh->final[i], backup[i]) == 0;
+    }
+    da_status s = DA_OK;
+    int done = 0;
+    for (; done < sh->n; done++) {
+        if (rename(sh->stage[done], sh->final[done]) != 0) {
+            s = da_fail(DA_ERR_IO, "cannot write %s (rename failed): %s; the previous files are kept",
+                        sh->final[done], strerror(errno));
+            break;
+        }
+    }
+    if (s != DA_OK) {
+        for (int i = 0; i < done; i++) {
+            if (has_backup[i]) rename(backup[i], sh->final[i]);
+            else if (!existed[i]) unlink(sh->final[i]);   /* it did not exist before this run */
+        }
+        for (int i = done; i < sh->n; i++) unlink(sh->stage[i]);
+    }
+    for (int i = 0; i < sh->n; i++)
+        if (has_backup[i]) unlink(backup[i]);
+    sh->n = 0;
+    return s;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Captions and batches                                                     */
 /* ------------------------------------------------------------------------ */
 
@@ -198,7 +265,7 @@ da_status dp_train(const da_trainer_config *tc, const da_pretrain_opts *o, da_pa
     if (o->resume) {
         s = da_trainer_resume(tr, o->resume);
         if (s == DA_OK && tc->progress)
-            fprintf(stderr, "%s: resumed from %s at step %ld of %ld\n", tc->name, o->resume, tr->step,
+            da_log(DA_LOG_INFO, "%s: resumed from %s at step %ld of %ld", tc->name, o->resume, tr->step,
                     tc->total_steps);
     }
     if (s == DA_OK) s = da_trainer_run(tr, fn, user);

@@ -16,6 +16,55 @@ da_status dp_check_new_outputs(const char *dir, const char *name, int force);
 /* Create DIR (one level) unless it exists. */
 da_status dp_ensure_dir(const char *dir);
 
+/* ---- Whose checkpoint is it? (defined in trainer.c, which owns the format)
+ * A fresh run (no --resume) must not silently overwrite another run's
+ * checkpoint. dp_ckpt_describe reads the file at path the way resume does
+ * and compares it with tc: its trainer name and the stored config fields
+ * that decide a run's bits (keys: the field names to compare, "seed",
+ * "total_steps", ..., NULL-terminated; NULL: all of them). */
+typedef enum {
+    DP_CKPT_ABSENT,      /* nothing at path */
+    DP_CKPT_SAME_RUN,    /* this run's trainer name and settings: --resume would continue it */
+    DP_CKPT_OTHER_RUN,   /* a checkpoint of another trainer name or other settings (why says which) */
+    DP_CKPT_OTHER_FILE,  /* something that is no dalign checkpoint, or unreadable (why) */
+} dp_ckpt_kind;
+typedef struct dp_ckpt_info {
+    dp_ckpt_kind kind;
+    char name[64];       /* the checkpoint's trainer name */
+    long step, total;    /* its step and total_steps (-1: not stored) */
+    char why[256];       /* OTHER_*: what differs, in words */
+} dp_ckpt_info;
+da_status dp_ckpt_describe(const char *path, const da_trainer_config *tc, const char *const *keys,
+                           dp_ckpt_info *info);
+
+/* ---- Shipping a model's files as a set ------------------------------------
+ * A model is a pair (NAME.safetensors + NAME.json, more for clip) that only
+ * loads together. Each writer already writes atomically (temp + rename), but
+ * one after the other, so a failure between two of them (disk full while
+ * writing the config) used to leave new weights beside the old config: a
+ * folder that no longer loads. A dp_ship stages every file first, under
+ * DIR/NAME.EXT.new.tmp.PID (the writer writes there: all the slow work and
+ * every likely failure happen before anything is replaced), then
+ * dp_ship_commit renames them into place back to back, config last. Should
+ * a rename fail, the files already replaced are put back from hard links of
+ * the old ones, so the folder holds either the whole old set or the whole
+ * new one. Only a crash of the machine or a SIGKILL in the microseconds
+ * between two renames can leave a mixed set, and even then it loads when
+ * the config did not change (the usual rerun). */
+#define DP_SHIP_MAX 4
+typedef struct dp_ship {
+    int n;
+    char final[DP_SHIP_MAX][DP_PATH_MAX];
+    char stage[DP_SHIP_MAX][DP_PATH_MAX];
+} dp_ship;
+void dp_ship_init(dp_ship *sh);
+/* register DIR/NAME.EXT; *stage is the path its writer must write to */
+da_status dp_ship_add(dp_ship *sh, const char *dir, const char *name, const char *ext, const char **stage);
+/* rename every staged file into place, in the order added (all or none) */
+da_status dp_ship_commit(dp_ship *sh);
+/* remove the staged files (after a writer failed); nothing is replaced */
+void dp_ship_abort(dp_ship *sh);
+
 /* A phrasing of scene s drawn from rng, tokenized: ids, keep (DA_MAX_TOKENS). */
 da_status dp_caption_tokens(da_rng *rng, const da_scene *s, int *ids, uint8_t *keep);
 /* The unconditional prompt of classifier-free guidance, the pipeline's

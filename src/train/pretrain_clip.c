@@ -179,7 +179,6 @@ static da_status clip_step(da_trainer *tr, da_tape *t, int micro, void *user, fl
 
 static da_status save_outputs(clip_job *j, const da_trainer *tr, const char *dir)
 {
-    char path[DP_PATH_MAX];
     da_status s = dp_ensure_dir(dir);
     /* the towers view the joint buffer: point them at the EMA for saving */
     float *live = j->joint.data;
@@ -187,14 +186,20 @@ static da_status save_outputs(clip_job *j, const da_trainer *tr, const char *dir
         j->text->params.data = tr->ema;
         j->image->params.data = tr->ema + j->text->params.total;
     }
-    if (s == DA_OK) s = dp_path(path, dir, "text_encoder", ".safetensors");
+    /* the four files as one set (dp_ship): configs renamed last */
+    dp_ship sh;
+    dp_ship_init(&sh);
+    const char *path;
+    if (s == DA_OK) s = dp_ship_add(&sh, dir, "text_encoder", ".safetensors", &path);
     if (s == DA_OK) s = da_text_encoder_save(j->text, path);
-    if (s == DA_OK) s = dp_path(path, dir, "text_encoder", ".json");
-    if (s == DA_OK) s = da_text_config_save(&j->text->cfg, path);
-    if (s == DA_OK) s = dp_path(path, dir, "clip", ".safetensors");
+    if (s == DA_OK) s = dp_ship_add(&sh, dir, "clip", ".safetensors", &path);
     if (s == DA_OK) s = da_clip_save(j->image, path);
-    if (s == DA_OK) s = dp_path(path, dir, "clip", ".json");
+    if (s == DA_OK) s = dp_ship_add(&sh, dir, "text_encoder", ".json", &path);
+    if (s == DA_OK) s = da_text_config_save(&j->text->cfg, path);
+    if (s == DA_OK) s = dp_ship_add(&sh, dir, "clip", ".json", &path);
     if (s == DA_OK) s = da_clip_config_save(&j->image->cfg, path);
+    if (s == DA_OK) s = dp_ship_commit(&sh);
+    else dp_ship_abort(&sh);
     j->text->params.data = live;
     j->image->params.data = live + j->text->params.total;
     return s;

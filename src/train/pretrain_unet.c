@@ -240,12 +240,12 @@ static da_status job_init(unet_job *j, const da_trainer_config *tc, const da_pre
     if (s == DA_OK) {
         double t0 = da_now_s();
         if (tc->progress)
-            fprintf(stderr, "%s: encoding %d training images with the frozen VAE (latent cache)\n", tc->name,
+            da_log(DA_LOG_INFO, "%s: encoding %d training images with the frozen VAE (latent cache)", tc->name,
                     j->n_cache);
         s = cache_fill(j, vae, tc->seed ^ CACHE_SEED_XOR);
         j->scale = vae->cfg.scale_factor;
         if (s == DA_OK && tc->progress)
-            fprintf(stderr, "%s: cache ready in %.1f s (latent %dx%dx%d, scale factor %.4f)\n", tc->name,
+            da_log(DA_LOG_INFO, "%s: cache ready in %.1f s (latent %dx%dx%d, scale factor %.4f)", tc->name,
                     da_now_s() - t0, j->lat_shape[0], j->lat_shape[1], j->lat_shape[2], (double)j->scale);
     }
     da_vae_free(vae);
@@ -289,18 +289,22 @@ static void job_free(unet_job *j)
 
 static da_status save_outputs(unet_job *j, const da_trainer *tr, const da_pretrain_opts *o)
 {
-    char path[DP_PATH_MAX];
-    const char *name = o->name ? o->name : "unet";
+    const char *name = o->name ? o->name : "unet", *path;
     da_status s = dp_ensure_dir(o->out_dir);
     float *live = j->unet->params.data;
     if (tr->ema) j->unet->params.data = tr->ema;
-    if (s == DA_OK) s = dp_path(path, o->out_dir, name, ".safetensors");
+    /* the weights, their config and the noise process it was trained with
+     * (for the pipeline) as one set (dp_ship): the configs renamed last */
+    dp_ship sh;
+    dp_ship_init(&sh);
+    if (s == DA_OK) s = dp_ship_add(&sh, o->out_dir, name, ".safetensors", &path);
     if (s == DA_OK) s = da_unet_save(j->unet, path);
-    if (s == DA_OK) s = dp_path(path, o->out_dir, name, ".json");
-    if (s == DA_OK) s = da_unet_config_save(&j->unet->cfg, path);
-    /* the noise process it was trained with, for the pipeline */
-    if (s == DA_OK) s = dp_path(path, o->out_dir, "scheduler", ".json");
+    if (s == DA_OK) s = dp_ship_add(&sh, o->out_dir, "scheduler", ".json", &path);
     if (s == DA_OK) s = da_noise_config_save(&j->noise, path);
+    if (s == DA_OK) s = dp_ship_add(&sh, o->out_dir, name, ".json", &path);
+    if (s == DA_OK) s = da_unet_config_save(&j->unet->cfg, path);
+    if (s == DA_OK) s = dp_ship_commit(&sh);
+    else dp_ship_abort(&sh);
     j->unet->params.data = live;
     return s;
 }

@@ -141,12 +141,17 @@ static da_status log_final(const da_trainer *tr, float scale, float psnr)
 
 static da_status save_outputs(da_vae *m, const char *dir)
 {
-    char path[DP_PATH_MAX];
+    /* the pair as one set (dp_ship): the config renamed last */
+    dp_ship sh;
+    dp_ship_init(&sh);
+    const char *path;
     da_status s = dp_ensure_dir(dir);
-    if (s == DA_OK) s = dp_path(path, dir, "vae", ".safetensors");
+    if (s == DA_OK) s = dp_ship_add(&sh, dir, "vae", ".safetensors", &path);
     if (s == DA_OK) s = da_vae_save(m, path);
-    if (s == DA_OK) s = dp_path(path, dir, "vae", ".json");
+    if (s == DA_OK) s = dp_ship_add(&sh, dir, "vae", ".json", &path);
     if (s == DA_OK) s = da_vae_config_save(&m->cfg, path);
+    if (s == DA_OK) s = dp_ship_commit(&sh);
+    else dp_ship_abort(&sh);
     return s;
 }
 
@@ -176,7 +181,7 @@ da_status da_pretrain_vae(const da_trainer_config *tc, const da_pretrain_opts *o
     if (s == DA_OK && !tr->stop_signal && tr->step >= tc->total_steps) {
         float *live = j.vae->params.data;
         if (tr->ema) j.vae->params.data = tr->ema;
-        if (tc->progress) fprintf(stderr, "vae: latent scale factor (%d images), held-out PSNR (%d images)\n",
+        if (tc->progress) da_log(DA_LOG_INFO, "vae: latent scale factor (%d images), held-out PSNR (%d images)",
                                   o->scale_images, o->eval_images);
         s = vae_finish(j.vae, tc, o, &r.scale_factor, &r.psnr);
         if (s == DA_OK) {

@@ -436,7 +436,7 @@ static da_status pl_step(da_trainer *tr, da_tape *t, int micro, void *user, floa
 
 static da_status save_outputs(const pl_job *j, const da_trainer *tr, const char *out_dir)
 {
-    char path[DP_PATH_MAX], steps[32], iters[32], kl[32];
+    char steps[32], iters[32], kl[32];
     snprintf(steps, sizeof steps, "%ld", tr->step);
     snprintf(iters, sizeof iters, "%ld", tr->step / j->per_iter);
     snprintf(kl, sizeof kl, "%.9g", (double)j->o.kl_coef);
@@ -445,10 +445,17 @@ static da_status save_outputs(const pl_job *j, const da_trainer *tr, const char 
         {"reward", (char *)j->o.reward}, {"refine_mode", (char *)da_refine_mode_name(j->o.loop.mode)},
         {"steps", steps}, {"iterations", iters}, {"kl_coef", kl},
     };
-    da_status s = dp_path(path, out_dir, j->o.name, ".safetensors");
-    if (s == DA_OK) s = da_trainer_save_weights(tr, path, 0, meta, (int)(sizeof meta / sizeof meta[0]));
-    if (s == DA_OK) s = dp_path(path, out_dir, j->o.name, ".json");
-    if (s == DA_OK) s = da_refiner_config_save(&j->policy->cfg, path);
+    /* staged, then renamed into place config last, all or none (dp_ship):
+     * a rerun with --force never leaves new weights beside an old config */
+    dp_ship sh;
+    dp_ship_init(&sh);
+    const char *staged;
+    da_status s = dp_ship_add(&sh, out_dir, j->o.name, ".safetensors", &staged);
+    if (s == DA_OK) s = da_trainer_save_weights(tr, staged, 0, meta, (int)(sizeof meta / sizeof meta[0]));
+    if (s == DA_OK) s = dp_ship_add(&sh, out_dir, j->o.name, ".json", &staged);
+    if (s == DA_OK) s = da_refiner_config_save(&j->policy->cfg, staged);
+    if (s == DA_OK) s = dp_ship_commit(&sh);
+    else dp_ship_abort(&sh);
     return s;
 }
 
@@ -494,8 +501,8 @@ da_status da_promptloop_run(const da_trainer_config *tc, const da_promptloop_opt
     da_trainer *tr = NULL;
     if (s == DA_OK) s = job_init(&j, o, dir);
     if (s == DA_OK && tc->progress)
-        fprintf(stderr, "%s: %d queries x %d rollouts, %s with %d refinement(s) at temperature %g, reward %s, "
-                        "init %s/%s, %d epochs x %d minibatches per iteration\n",
+        da_log(DA_LOG_INFO, "%s: %d queries x %d rollouts, %s with %d refinement(s) at temperature %g, reward %s, "
+                        "init %s/%s, %d epochs x %d minibatches per iteration",
                 tc->name, o->queries, o->group, da_refine_mode_name(o->loop.mode), j.K, (double)o->loop.temperature,
                 o->reward, dir, o->init, o->epochs, o->minibatches);
     if (s == DA_OK) s = make_trainer(&j, tc, o->resume, &tr);

@@ -301,7 +301,7 @@ da_status rs_bank_trajectories(rs_bank *b, da_pipeline *p, const rs_bank_setting
         if (s == DA_OK && p->steps_done != b->steps)
             s = da_fail(DA_ERR_INVALID, "bank: the sampler ran %d of %d steps", p->steps_done, b->steps);
         if (s == DA_OK && progress && ((i0 / BANK_CHUNK) % 8 == 7 || i0 + n == b->n))
-            fprintf(stderr, "bank: %d / %d trajectories (%.0f s)\n", i0 + n, b->n, da_now_s() - t0);
+            da_log(DA_LOG_INFO, "bank: %d / %d trajectories (%.0f s)", i0 + n, b->n, da_now_s() - t0);
     }
     free(seeds);
     return s;
@@ -817,10 +817,10 @@ static da_status bank_prepare(rs_job *j, const da_trainer_config *tc, const char
     char why[1024] = "";
     s = rs_bank_queries(&j->bank, &st);
     if (s == DA_OK) s = rs_bank_load(&j->bank, &st, path, &match, why, sizeof why);
-    if (s == DA_OK && match && tc->progress) fprintf(stderr, "%s: observation bank from %s\n", tc->name, path);
+    if (s == DA_OK && match && tc->progress) da_log(DA_LOG_INFO, "%s: observation bank from %s", tc->name, path);
     if (s == DA_OK && !match) {
         if (tc->progress)
-            fprintf(stderr, "%s: building the observation bank (%s): %d queries x %d steps -> %s\n", tc->name, why,
+            da_log(DA_LOG_INFO, "%s: building the observation bank (%s): %d queries x %d steps -> %s", tc->name, why,
                     j->bank.n, st.sample.steps, path);
         double t0 = da_now_s();
         s = rs_bank_trajectories(&j->bank, p, &st, tc->progress);
@@ -954,7 +954,7 @@ static da_status final_validation(rs_job *j, const da_trainer *tr, const da_trai
 
 static da_status save_outputs(const rs_job *j, const da_trainer *tr, const da_trainer_config *tc, const char *out_dir)
 {
-    char path[DP_PATH_MAX], steps[32], seed[32], bank[32], blind[32];
+    char steps[32], seed[32], bank[32], blind[32];
     snprintf(steps, sizeof steps, "%ld", tr->step);
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)tc->seed);
     snprintf(bank, sizeof bank, "%d", j->o.bank_size);
@@ -970,12 +970,17 @@ static da_status save_outputs(const rs_job *j, const da_trainer *tr, const da_tr
         {"p_blind", blind},
         {"query_split", j->o.query_split_all ? "all" : "train"},
     };
-    /* the weights first, the config last: a folder whose NAME.json exists
-     * always has the matching NAME.safetensors */
-    da_status s = dp_path(path, out_dir, j->o.name, ".safetensors");
-    if (s == DA_OK) s = da_trainer_save_weights(tr, path, 1, meta, (int)(sizeof meta / sizeof meta[0]));
-    if (s == DA_OK) s = dp_path(path, out_dir, j->o.name, ".json");
-    if (s == DA_OK) s = da_refiner_config_save(&j->m->cfg, path);
+    /* staged, then renamed into place config last, all or none (dp_ship):
+     * a rerun with --force never leaves new weights beside an old config */
+    dp_ship sh;
+    dp_ship_init(&sh);
+    const char *staged;
+    da_status s = dp_ship_add(&sh, out_dir, j->o.name, ".safetensors", &staged);
+    if (s == DA_OK) s = da_trainer_save_weights(tr, staged, 1, meta, (int)(sizeof meta / sizeof meta[0]));
+    if (s == DA_OK) s = dp_ship_add(&sh, out_dir, j->o.name, ".json", &staged);
+    if (s == DA_OK) s = da_refiner_config_save(&j->m->cfg, staged);
+    if (s == DA_OK) s = dp_ship_commit(&sh);
+    else dp_ship_abort(&sh);
     return s;
 }
 
@@ -999,7 +1004,7 @@ da_status da_refiner_sup_run(const da_trainer_config *tc, const da_refiner_sup_o
     da_trainer *tr = NULL;
     if (s == DA_OK) s = job_init(&j, tc, o, dir, bank_path, &r);
     if (s == DA_OK && tc->progress)
-        fprintf(stderr, "%s: %zu parameters, %d training queries, p_blind %g, batch %d, %ld steps\n", tc->name,
+        da_log(DA_LOG_INFO, "%s: %zu parameters, %d training queries, p_blind %g, batch %d, %ld steps", tc->name,
                 j.m->params.total, o->bank_size, (double)o->p_blind, tc->batch, tc->total_steps);
     da_pretrain_opts po = {.out_dir = out_dir, .resume = o->resume};
     da_pretrain_result pr = {.exit_code = 1};
@@ -1009,8 +1014,8 @@ da_status da_refiner_sup_run(const da_trainer_config *tc, const da_refiner_sup_o
     if (done && s == DA_OK && o->val_queries > 0) {
         s = final_validation(&j, tr, tc, out_dir, &r);
         if (s == DA_OK && tc->progress)
-            fprintf(stderr, "%s: meaning rate on %d held-back queries x %d outputs: train split %.3f (T=1) %.3f (T=0), "
-                            "held-out %.3f (T=1) %.3f (T=0)\n",
+            da_log(DA_LOG_INFO, "%s: meaning rate on %d held-back queries x %d outputs: train split %.3f (T=1) %.3f (T=0), "
+                            "held-out %.3f (T=1) %.3f (T=0)",
                     tc->name, r.val_queries, o->n_refine + 1, (double)r.train_t1.meaning, (double)r.train_t0.meaning,
                     (double)r.heldout_t1.meaning, (double)r.heldout_t0.meaning);
     }

@@ -295,7 +295,7 @@ static da_status train(da_reward_net *m, const da_reward_train_config *cfg, da_r
     if (!s && cfg->resume) {
         s = da_trainer_resume(tr, cfg->resume);
         if (!s && tc.progress)
-            fprintf(stderr, "%s: resumed from %s at step %ld of %d\n", tc.name, cfg->resume, tr->step, cfg->steps);
+            da_log(DA_LOG_INFO, "%s: resumed from %s at step %ld of %d", tc.name, cfg->resume, tr->step, cfg->steps);
     }
     if (!s) s = da_trainer_run(tr, reward_step, &j);
     if (tr) {

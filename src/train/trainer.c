@@ -14,15 +14,18 @@
  * The complete state of a run is: params, AdamW m and v, EMA, step, and the
  * two RNGs. Checkpoints store all of it bit for bit, so a resumed run
  * continues with exactly the bits of an uninterrupted one. */
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/fileio.h"
 #include "core/safetensors_meta.h"
 #include "dalign/train.h"
+#include "train/pretrain.h"
 
 #define CKPT_FORMAT "dalign.trainer.v1"
 #define NOISE_SEED_XOR 0x9e3779b9u
@@ -376,10 +379,28 @@ static da_status check_finite_tensor(const da_safetensors *st, const char *prefi
     return da_fail(DA_ERR_FORMAT, "tensor '%s' holds a non-finite value at element %zu", name, bad);
 }
 
+/* A checkpoint that cannot be read at all (a folder, an empty file, a file
+ * cut short by a full disk) is named in the message like every other reason
+ * a resume is refused: "cannot resume from PATH: why". */
+static da_status open_for_resume(const char *path, da_safetensors **st)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0) return da_fail(DA_ERR_IO, "cannot resume from %s: %s", path, strerror(errno));
+    if (S_ISDIR(sb.st_mode))
+        return da_fail(DA_ERR_IO, "cannot resume from %s: it is a directory, not a checkpoint file", path);
+    if (S_ISREG(sb.st_mode) && sb.st_size == 0)
+        return da_fail(DA_ERR_FORMAT, "cannot resume from %s: the file is empty (not a checkpoint)", path);
+    da_status s = da_st_open(path, st);
+    if (s == DA_OK) return DA_OK;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", da_last_error());
+    return da_fail(s, "cannot resume from %s: %s (a truncated or damaged checkpoint?)", path, msg);
+}
+
 da_status da_trainer_resume(da_trainer *tr, const char *path)
 {
     da_safetensors *st = NULL;
-    da_status s = da_st_open(path, &st);
+    da_status s = open_for_resume(path, &st);
     if (s != DA_OK) return s;
     long step = 0;
     da_rng rd, rn;
@@ -418,6 +439,59 @@ da_status da_trainer_resume(da_trainer *tr, const char *path)
     return DA_OK;
 }
 
+/* Whose is the checkpoint at path (pretrain.h)? Read the way resume reads
+ * it: the format, the trainer name, the stored config fields (keys: the
+ * fields to compare, NULL for all), the step. */
+da_status dp_ckpt_describe(const char *path, const da_trainer_config *tc, const char *const *keys,
+                           dp_ckpt_info *info)
+{
+    memset(info, 0, sizeof *info);
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        info->kind = errno == ENOENT ? DP_CKPT_ABSENT : DP_CKPT_OTHER_FILE;
+        if (info->kind == DP_CKPT_OTHER_FILE) snprintf(info->why, sizeof info->why, "%s", strerror(errno));
+        return DA_OK;
+    }
+    info->kind = DP_CKPT_OTHER_FILE;
+    if (!S_ISREG(sb.st_mode)) {
+        snprintf(info->why, sizeof info->why, "not a regular file");
+        return DA_OK;
+    }
+    da_safetensors *st = NULL;
+    if (da_st_open(path, &st) != DA_OK) {
+        snprintf(info->why, sizeof info->why, "unreadable as a checkpoint: %s", da_last_error());
+        return DA_OK;
+    }
+    const char *fmt = da_st_meta_get(st, "format"), *name = da_st_meta_get(st, "name");
+    const char *step = da_st_meta_get(st, "step"), *total = da_st_meta_get(st, "config.total_steps");
+    if (!fmt || strcmp(fmt, CKPT_FORMAT) || !name) {
+        snprintf(info->why, sizeof info->why, "not a dalign trainer checkpoint");
+        da_st_close(st);
+        return DA_OK;
+    }
+    snprintf(info->name, sizeof info->name, "%s", name);
+    info->step = step ? strtol(step, NULL, 10) : -1;
+    info->total = total ? strtol(total, NULL, 10) : -1;
+    info->kind = DP_CKPT_SAME_RUN;
+    if (strcmp(name, tc->name)) {
+        info->kind = DP_CKPT_OTHER_RUN;
+        snprintf(info->why, sizeof info->why, "trainer '%s', this run is '%s'", name, tc->name);
+    }
+    cfg_field f[N_CFG_FIELDS];
+    config_fields(tc, f);
+    for (int i = 0; i < N_CFG_FIELDS && info->kind == DP_CKPT_SAME_RUN; i++) {
+        int wanted = !keys;
+        for (int k = 0; keys && keys[k] && !wanted; k++) wanted = !strcmp(f[i].key + strlen("config."), keys[k]);
+        const char *v = da_st_meta_get(st, f[i].key);
+        if (!wanted || (v && !strcmp(v, f[i].value))) continue;
+        info->kind = DP_CKPT_OTHER_RUN;
+        snprintf(info->why, sizeof info->why, "%s %s there, %s in this run", f[i].key + strlen("config."),
+                 v ? v : "(missing)", f[i].value);
+    }
+    da_st_close(st);
+    return DA_OK;
+}
+
 da_status da_trainer_save_weights(const da_trainer *tr, const char *path, int use_ema, const da_st_meta *meta,
                                   int n_meta)
 {
@@ -443,7 +517,7 @@ void da_trainer_metric(da_trainer *tr, const char *name, double value)
     if (i == tr->n_metrics) {
         /* a trainer's own metric names are fixed strings: a bad one is a bug */
         if (i == DA_TRAINER_MAX_METRICS || !da_metric_name_ok(name)) {
-            fprintf(stderr, "dalign: bad or too many trainer metrics at '%s'\n", name);
+            da_log(DA_LOG_WARN, "dalign: bad or too many trainer metrics at '%s'", name);
             abort();
         }
         snprintf(tr->metric_name[i], sizeof tr->metric_name[i], "%s", name);
@@ -550,10 +624,10 @@ da_status da_trainer_run(da_trainer *tr, da_step_fn fn, void *user)
     da_metrics_close(&log);
     if (tr->stop_signal && c->progress) {
         if (c->ckpt_path && s == DA_OK)
-            fprintf(stderr, "%s: %s at step %ld: checkpoint saved to %s (continue with --resume)\n", c->name,
+            da_log(DA_LOG_INFO, "%s: %s at step %ld: checkpoint saved to %s (continue with --resume)", c->name,
                     signal_name(tr->stop_signal), tr->step, c->ckpt_path);
         else
-            fprintf(stderr, "%s: %s at step %ld: stopped (no checkpoint path)\n", c->name,
+            da_log(DA_LOG_INFO, "%s: %s at step %ld: stopped (no checkpoint path)", c->name,
                     signal_name(tr->stop_signal), tr->step);
     }
     return s;
