@@ -46,7 +46,9 @@ static void test_toy_cli(void **state)
     if (!tu_cli_path()[0]) skip();   /* the suite was run without the dalign binary next to it */
     expect_toy("--batch 2147483647", 2, "--batch needs an integer in [1, 65536]");
     expect_toy("--batch=0", 2, "--batch needs an integer in [1, 65536]");
-    expect_toy("--steps", 2, "missing value for option '--steps'");
+    expect_toy("--steps", 2, "--steps needs a value");
+    expect_toy("-t 0", 2, "-t needs an integer in [1, 4096], got '0'");
+    expect_toy("--seed=-1 --steps=abc", 2, "--seed -1: random seed");
     expect_toy("--bogus", 2, "unknown option '--bogus'");
     expect_toy("stray", 2, "unexpected argument 'stray'");
     expect_toy("--help", 0, "--opt=value");

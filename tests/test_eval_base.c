@@ -509,7 +509,7 @@ static void test_cli(void **state)
     (void)state;
     if (!g_bin[0]) skip();   /* the suite was run without the dalign binary next to it */
     char args[1024];
-    snprintf(args, sizeof args, "--weights %s --prompts 2 --seeds 2 --steps 1 --recon 2 --batch 3 -o %s",
+    snprintf(args, sizeof args, "--weights %s --n-prompts 2 --seeds 2 --steps 1 --recon 2 --batch 3 -o %s",
              tmp_path("weights"), tmp_path("cli_out"));
     assert_int_equal(run_cli(args), 0);
     const char *files[5] = {"metrics.json", "table.md", "grid.png", "grid.txt", "prompts.tsv"};
@@ -523,7 +523,8 @@ static void test_cli(void **state)
     assert_non_null(strstr(log, "eval-base: held-in"));      /* progress on stderr */
     free(log);
     assert_int_equal(run_cli("--help"), 0);
-    assert_int_equal(run_cli("--prompts 0"), 2);
+    assert_int_equal(run_cli("--n-prompts 0"), 2);
+    assert_int_equal(run_cli("--prompts 2"), 2);   /* eval's prompt source, not a count */
     assert_int_equal(run_cli("--seeds x"), 2);
     assert_int_equal(run_cli("--bogus 1"), 2);
     assert_int_equal(run_cli("--batch"), 2);

@@ -51,13 +51,8 @@ int cli_parse_int_in(const char *cmd, const char *opt, const char *val, int lo, 
  * 0 or 2. "-1" (stable-diffusion.cpp's spelling) draws a random seed from
  * the system and prints it on stderr, so the run can be repeated. */
 int cli_parse_seed(const char *cmd, const char *opt, const char *val, uint64_t *out);
-/* The sampling options of every command that generates images: --steps N
- * (1..DA_CLI_MAX_STEPS), --cfg W, --eta E (>= 0), --sampler ddim|ddpm|euler,
- * into o. Returns 0 when it took opt, CLI_NOT_MINE when opt is another
- * option, else the exit code of a usage error. */
 #define DA_CLI_MAX_STEPS 1000   /* the noise schedule's training steps: no sampler takes more */
-#define CLI_NOT_MINE (-1)
-int cli_parse_sample_option(const char *cmd, const char *opt, const char *val, da_sample_opts *o);
+#define CLI_NOT_MINE (-1)   /* an option parser's answer: another parser's option */
 
 /* The PromptLoop options of sample and eval: --refiner NAME|FILE,
  * --refine-mode loop|apriori|once, --refine-steps K, --refine-temperature T
@@ -75,7 +70,6 @@ typedef struct cli_loop_args {
     "  --refine-steps K   refinements along the trajectory, after steps floor(k*steps/K)\n"             \
     "                     (default 4; once: 1)\n"                                                         \
     "  --refine-temperature T  the refiner's sampling temperature (default 0: greedy)\n"
-int cli_parse_loop_option(const char *cmd, const char *opt, const char *val, cli_loop_args *l);
 /* refine options without --refiner, or more refinements than steps: 2 after a message; else 0 */
 int cli_check_loop_args(const char *cmd, const cli_loop_args *l, const da_sample_opts *o);
 
@@ -83,18 +77,6 @@ int cli_check_loop_args(const char *cmd, const cli_loop_args *l, const da_sample
  * and remove the temp file its atomic write will go through (PATH.tmp.PID,
  * beside PATH). 0, or 1 after "dalign CMD: cannot write -o SHOWN: why". */
 int cli_check_writable(const char *cmd, const char *shown, const char *path);
-
-/* One option and its value: 0, CLI_NOT_MINE for an option it does not
- * know, or the exit code of a usage error. */
-typedef int (*cli_option_fn)(void *args, const char *opt, const char *val);
-
-/* The argument loop of commands (eval, eval-base, pairs) whose options all
- * take one value but -h/--help (usage on stdout) and -q/--quiet (*progress
- * = 0): every other option goes to option(args, opt, value), and one it
- * does not know is a usage error naming it. Returns -1 to go on, else the
- * exit code (0 after --help). */
-int cli_parse_options(const char *cmd, int argc, char **argv, void (*usage)(FILE *f), cli_option_fn option,
-                      void *args, int *progress);
 
 /* ---- One command-line convention (glibc getopt_long) ---------------------
  * Every subcommand parses its argv with cli_next(): `--opt value` and

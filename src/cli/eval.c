@@ -2,6 +2,7 @@
  * diversity across seeds of a model's samples, with an HTML report
  * (src/eval/report.c, docs/evaluation.md "dalign eval"). */
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +25,7 @@ static const char CMD[] = "eval";   /* the prefix of every message */
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: dalign eval [options] --prompts heldin|heldout|FILE -o DIR\n"
+            "Usage: dalign eval [options] --prompts heldin|heldout|FILE -o DIR  (--opt=value works too)\n"
             "\n"
             "Sample K seeds of every prompt and report, each with a mean and a 95%% interval\n"
             "clustered by prompt: every reward\n"
@@ -36,34 +37,36 @@ static void usage(FILE *f)
             "pairs of a prompt). Same inputs, same numbers.\n"
             "\n"
             "Options:\n"
-            "  --weights DIR       weights directory (default: $DALIGN_WEIGHTS, else ./weights)\n"
+            "  --weights DIR       weights directory (default: $DALIGN_WEIGHTS, else ./weights, else the installed ones)\n"
             "  --unet NAME|FILE    a UNet in DIR (NAME.{json,safetensors}, default unet) or a\n"
             "                      FILE.safetensors with its config FILE.json beside it\n"
             CLI_LOOP_HELP
             "                     (the scores judge each image against its query, never\n"
             "                     against the prompt the refiner wrote)\n"
-            "  --prompts SRC       heldin or heldout (the evaluation prompts of that split) or a\n"
-            "                      file, one prompt per line, # comments (default heldout)\n"
-            "  --n-prompts N       prompts (default: %d of a split, every prompt of a file)\n"
+            "  --prompts SRC       which prompts: heldin or heldout (the evaluation prompts of\n"
+            "                      that split) or a file, one prompt per line, # comments\n"
+            "                      (default heldout); eval-base takes no prompt source\n"
+            "  --n-prompts N       how many prompts (default: %d of a split, every prompt of a\n"
+            "                      file); the same option as eval-base's --n-prompts\n"
             "  --seeds K           images per prompt, 1..%d (default 4; K = 1: no diversity)\n"
             "  --rewards LIST      comma-separated rewards to score (default: all; the style\n"
             "                      share is reported when outline is among them)\n"
             "  --steps S           sampler steps (default 20)\n"
-            "  --cfg W             guidance weight (default 3)\n"
-            "  --sampler NAME      ddim, ddpm or euler (default ddim)\n"
+            "  --cfg W             guidance weight (default 3); alias --cfg-scale\n"
+            "  --sampler NAME      ddim, ddpm or euler (default ddim); alias --sampling-method\n"
             "  --eta E             DDIM eta (default 0)\n"
             "  --batch B           images per pipeline call (default 8; speed only: an\n"
             "                      image's bits do not depend on its batch)\n"
             "  --grid-prompts G    rows of grid.png (default 8)\n"
-            "  --seed S            image seed base (default %u)\n"
+            "  -s, --seed S        image seed base (default %u; -1: random, printed)\n"
             "  --prompt-seed P     prompt selection seed of heldin/heldout (default %u)\n"
-            "  -o, --output DIR    output directory (default out/eval)\n"
-            "  -q, --quiet         no progress on stderr\n"
-            "  -h, --help          show this help and exit\n"
+            "  -o, --output DIR    output directory (default out/eval; checked before sampling)\n"
+            CLI_COMMON_HELP
             "\n"
             "Writes DIR/metrics.json, DIR/images.tsv, DIR/grid.png and DIR/index.html (open\n"
-            "it in a browser) and prints the metrics table on stdout. Compare two runs with\n"
-            "dalign compare A/metrics.json B/metrics.json.\n"
+            "it in a browser), then the completion marker DIR/" DA_EVAL_DONE " last (removed first):\n"
+            "a folder without it is unfinished. Prints the metrics table on stdout.\n"
+            "Compare two runs with dalign compare A/metrics.json B/metrics.json.\n"
             "Exit status: 0 ok, 1 failure, 2 usage error.\n",
             (double)DA_REPORT_STYLE_THRESHOLD, DA_REPORT_SPLIT_PROMPTS, DA_EVAL_MAX_SEEDS, DA_EVAL_IMAGE_SEED,
             DA_EVAL_PROMPT_SEED);
@@ -102,33 +105,55 @@ static int prepare_output(const char *dir)
     return cli_check_writable(CMD, dir, metrics);
 }
 
-/* one option with its value: 0, CLI_NOT_MINE, or the exit code of a usage error */
-static int parse_option(void *args, const char *opt, const char *val)
+enum {
+    OPT_WEIGHTS = CLI_O_LOCAL, OPT_UNET, OPT_PROMPTS, OPT_N_PROMPTS, OPT_SEEDS, OPT_BATCH, OPT_GRID_PROMPTS,
+    OPT_PROMPT_SEED, OPT_REWARDS,
+};
+static const struct option LONG_OPTS[] = {
+    {"weights", required_argument, 0, OPT_WEIGHTS},
+    {"unet", required_argument, 0, OPT_UNET},
+    {"output", required_argument, 0, 'o'},
+    {"prompts", required_argument, 0, OPT_PROMPTS},
+    {"n-prompts", required_argument, 0, OPT_N_PROMPTS},
+    {"seeds", required_argument, 0, OPT_SEEDS},
+    {"batch", required_argument, 0, OPT_BATCH},
+    {"grid-prompts", required_argument, 0, OPT_GRID_PROMPTS},
+    {"seed", required_argument, 0, 's'},
+    {"prompt-seed", required_argument, 0, OPT_PROMPT_SEED},
+    {"rewards", required_argument, 0, OPT_REWARDS},
+    CLI_SAMPLE_LONG,
+    CLI_LOOP_LONG,
+    CLI_COMMON_LONG,
+    {0, 0, 0, 0},
+};
+
+/* one option of code c with its value: 0, or the exit code of a usage error */
+static int parse_option(eval_args *a, const cli_parser *p, int c)
 {
-    eval_args *a = args;
-    da_report_config *c = &a->cfg;
-    int rc = cli_parse_sample_option(CMD, opt, val, &c->opts);
+    da_report_config *cf = &a->cfg;
+    const char *opt = p->opt, *val = p->val;
+    int rc = cli_sample_opt(p, c, &cf->opts);
+    if (rc == CLI_NOT_MINE) rc = cli_loop_opt(p, c, &a->loop);
     if (rc != CLI_NOT_MINE) return rc;
-    if (!strcmp(opt, "--weights")) a->weights = val;
-    else if (!strcmp(opt, "--unet")) a->unet = val;
-    else if (!strcmp(opt, "-o") || !strcmp(opt, "--output")) a->out = val;
-    else if (!strcmp(opt, "--prompts")) return parse_prompts(val, &c->prompts);
-    else if (!strcmp(opt, "--n-prompts")) return cli_parse_int_in(CMD, opt, val, 1, DA_EVAL_MAX_PROMPTS, &c->n_prompts);
-    else if (!strcmp(opt, "--seeds")) return cli_parse_int_in(CMD, opt, val, 1, DA_EVAL_MAX_SEEDS, &c->n_seeds);
-    else if (!strcmp(opt, "--batch")) return cli_parse_int_in(CMD, opt, val, 1, DA_EVAL_MAX_BATCH, &c->batch);
-    else if (!strcmp(opt, "--grid-prompts"))
-        return cli_parse_int_in(CMD, opt, val, 0, DA_REPORT_MAX_GRID, &c->grid_prompts);
-    else if (!strcmp(opt, "--seed")) return cli_parse_seed(CMD, opt, val, &c->image_seed);
-    else if (!strcmp(opt, "--prompt-seed")) return cli_parse_seed(CMD, opt, val, &c->prompt_seed);
-    else if (!strcmp(opt, "--rewards")) {
-        if (da_report_parse_rewards(val, &c->rewards) != DA_OK) {
-            fprintf(stderr, "dalign eval: --rewards: %s\n", da_last_error());
+    switch (c) {
+    case OPT_WEIGHTS: a->weights = val; return 0;
+    case OPT_UNET: a->unet = val; return 0;
+    case 'o': a->out = val; return 0;
+    case OPT_PROMPTS: return parse_prompts(val, &cf->prompts);
+    case OPT_N_PROMPTS: return cli_parse_int_in(CMD, opt, val, 1, DA_EVAL_MAX_PROMPTS, &cf->n_prompts);
+    case OPT_SEEDS: return cli_parse_int_in(CMD, opt, val, 1, DA_EVAL_MAX_SEEDS, &cf->n_seeds);
+    case OPT_BATCH: return cli_parse_int_in(CMD, opt, val, 1, DA_EVAL_MAX_BATCH, &cf->batch);
+    case OPT_GRID_PROMPTS: return cli_parse_int_in(CMD, opt, val, 0, DA_REPORT_MAX_GRID, &cf->grid_prompts);
+    case 's': return cli_parse_seed(CMD, opt, val, &cf->image_seed);
+    case OPT_PROMPT_SEED: return cli_parse_seed(CMD, opt, val, &cf->prompt_seed);
+    case OPT_REWARDS:
+        if (da_report_parse_rewards(val, &cf->rewards) != DA_OK) {
+            fprintf(stderr, "dalign eval: %s: %s\n", opt, da_last_error());
             return 2;
         }
-    } else {
-        return cli_parse_loop_option(CMD, opt, val, &a->loop);
+        return 0;
+    default: return cli_unhandled(p);
     }
-    return 0;
 }
 
 /* -1 to go on, else an exit code (0 after --help) */
@@ -136,13 +161,21 @@ static int parse_args(eval_args *a, int argc, char **argv)
 {
     memset(a, 0, sizeof *a);
     a->cfg = da_report_config_default();
-    a->cfg.progress = 1;
     a->unet = "unet";
     a->out = "out/eval";
     a->loop.opts = da_loop_opts_default();
-    int rc = cli_parse_options(CMD, argc, argv, usage, parse_option, a, &a->cfg.progress);
-    if (rc >= 0) return rc;
-    rc = cli_check_loop_args(CMD, &a->loop, &a->cfg.opts);
+    cli_parser p = cli_parser_init(CMD, argc, argv, "o:s:", LONG_OPTS, usage);
+    for (int c; (c = cli_next(&p)) != CLI_DONE;) {
+        if (c == CLI_EXIT) return p.rc;
+        int rc = parse_option(a, &p, c);
+        if (rc) return rc;
+    }
+    if (p.optind < argc) {
+        fprintf(stderr, "dalign eval: unexpected argument '%s' (see dalign eval --help)\n", argv[p.optind]);
+        return 2;
+    }
+    a->cfg.progress = !p.common.quiet;
+    int rc = cli_check_loop_args(CMD, &a->loop, &a->cfg.opts);
     a->cfg.loop = a->loop.opts;
     a->cfg.refiner_name = a->loop.refiner;
     return rc ? rc : -1;

@@ -1,5 +1,6 @@
 /* dalign inspect FILE: one line per tensor (name, dtype, shape, sum of the
  * values), in the order of their byte offsets, then the metadata. */
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,13 +14,16 @@ static const char *const dtype_names[] = {"F32", "F16", "BF16"};
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: dalign inspect FILE\n"
+            "Usage: dalign inspect [options] FILE\n"
             "\n"
             "Validate a safetensors file and list its tensors, one per line:\n"
             "  NAME  DTYPE  [SHAPE]  sum=SUM\n"
             "(SUM adds the values converted to f32, in double), then one line per\n"
             "metadata entry:\n"
             "  meta: KEY = VALUE\n"
+            "\n"
+            "Options:\n"
+            CLI_COMMON_HELP
             "Exit status: 0 ok, 1 unreadable or malformed file, 2 usage error.\n");
 }
 
@@ -52,17 +56,21 @@ static void print_tensor(const da_st_tensor *t, const float *x, int width)
     else printf("%.6f\n", sum);
 }
 
+static const struct option LONG_OPTS[] = {CLI_COMMON_LONG, {0, 0, 0, 0}};
+
 int cmd_inspect(int argc, char **argv)
 {
-    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        usage(stdout);
-        return 0;
+    cli_parser p = cli_parser_init("inspect", argc, argv, "", LONG_OPTS, usage);
+    for (int c; (c = cli_next(&p)) != CLI_DONE;) {
+        if (c == CLI_EXIT) return p.rc;
+        return cli_unhandled(&p);
     }
-    if (argc != 2 || (argv[1][0] == '-' && argv[1][1])) {
+    if (p.optind != argc - 1) {
+        fprintf(stderr, "dalign inspect: %s\n\n", p.optind == argc ? "no FILE given" : "one FILE at a time");
         usage(stderr);
         return 2;
     }
-    const char *path = argv[1];
+    const char *path = argv[p.optind];
     da_safetensors *st;
     if (da_st_open(path, &st) != DA_OK) {
         fprintf(stderr, "dalign inspect: %s: %s\n", path, da_last_error());

@@ -3,6 +3,7 @@
  * (src/eval/pairs.c, docs/pairs.md); with --style, style pairs: the prompt's
  * own scene rendered in a style against a base sample
  * (src/eval/style_pairs.c, docs/shapes-world.md "Style pairs"). */
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,7 @@ static const char CMD[] = "pairs";   /* the prefix of every message */
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: dalign pairs --n N -o FILE [options]\n"
+            "Usage: dalign pairs --n N -o FILE [options]  (--opt=value works too)\n"
             "\n"
             "Sample two images per candidate from the model (same prompt, different seeds; with\n"
             "--different-prompts F a share F of candidates gets another prompt for the second\n"
@@ -37,13 +38,14 @@ static void usage(FILE *f)
             "  --n N                 pairs to keep (required, 1..%d: every pair's fields go\n"
             "                        in the safetensors header, which readers cap)\n"
             "  -o, --output FILE     the pairs file (required; written atomically)\n"
-            "  --weights DIR         weights directory (default: $DALIGN_WEIGHTS, else ./weights)\n"
-            "  --unet NAME           UNet files DIR/NAME.{json,safetensors} (default unet)\n"
-            "  --seed S              seed of every random choice (default 0)\n"
+            "  --weights DIR         weights directory (default: $DALIGN_WEIGHTS, else ./weights, else the installed ones)\n"
+            "  --unet NAME|FILE      a UNet in DIR (NAME.{json,safetensors}, default unet) or a\n"
+            "                        FILE.safetensors with its config FILE.json beside it\n"
+            "  -s, --seed S          seed of every random choice (default 0; -1: random, printed)\n"
             "  --split NAME          prompts of the train or heldout split (default train)\n"
             "  --steps S             sampler steps (default 20)\n"
-            "  --cfg W               guidance weight (default 3)\n"
-            "  --sampler NAME        ddim, ddpm or euler (default ddim)\n"
+            "  --cfg W               guidance weight (default 3); alias --cfg-scale\n"
+            "  --sampler NAME        ddim, ddpm or euler (default ddim); alias --sampling-method\n"
             "  --eta E               DDIM eta (default 0)\n"
             "  --batch B             images per pipeline call (default 8; speed only: an\n"
             "                        image's bits do not depend on its batch)\n"
@@ -57,8 +59,7 @@ static void usage(FILE *f)
             "                        records its utilities; the file's metadata 'style' says\n"
             "                        NAME. Not with --different-prompts > 0 (both images\n"
             "                        answer one prompt); --max-attempts is not used\n"
-            "  -q, --quiet           no progress on stderr\n"
-            "  -h, --help            show this help and exit\n"
+            CLI_COMMON_HELP
             "\n"
             "Prints a summary on stdout (with --style: the outline score of the decoded\n"
             "winners and samples). Exit status: 0 ok, 1 failure, 2 usage error.\n",
@@ -76,35 +77,54 @@ static int parse_float_in(const char *opt, const char *val, float lo, float hi, 
     return 0;
 }
 
-/* one option with its value: 0, CLI_NOT_MINE, or the exit code of a usage error */
-static int parse_option(void *args, const char *opt, const char *val)
+enum {
+    OPT_WEIGHTS = CLI_O_LOCAL, OPT_UNET, OPT_N, OPT_BATCH, OPT_MAX_ATTEMPTS, OPT_DIFFERENT_PROMPTS, OPT_STYLE,
+    OPT_SPLIT,
+};
+static const struct option LONG_OPTS[] = {
+    {"weights", required_argument, 0, OPT_WEIGHTS},
+    {"unet", required_argument, 0, OPT_UNET},
+    {"output", required_argument, 0, 'o'},
+    {"n", required_argument, 0, OPT_N},
+    {"batch", required_argument, 0, OPT_BATCH},
+    {"max-attempts", required_argument, 0, OPT_MAX_ATTEMPTS},
+    {"different-prompts", required_argument, 0, OPT_DIFFERENT_PROMPTS},
+    {"seed", required_argument, 0, 's'},
+    {"style", required_argument, 0, OPT_STYLE},
+    {"split", required_argument, 0, OPT_SPLIT},
+    CLI_SAMPLE_LONG,
+    CLI_COMMON_LONG,
+    {0, 0, 0, 0},
+};
+
+/* one option of code c with its value: 0, or the exit code of a usage error */
+static int parse_option(pairs_args *a, const cli_parser *p, int c)
 {
-    pairs_args *a = args;
-    da_pairs_config *c = &a->cfg;
-    int rc = cli_parse_sample_option(CMD, opt, val, &c->opts);
+    da_pairs_config *cf = &a->cfg;
+    const char *opt = p->opt, *val = p->val;
+    int rc = cli_sample_opt(p, c, &cf->opts);
     if (rc != CLI_NOT_MINE) return rc;
-    if (!strcmp(opt, "--weights")) a->weights = val;
-    else if (!strcmp(opt, "--unet")) c->unet_name = val;
-    else if (!strcmp(opt, "-o") || !strcmp(opt, "--output")) a->out = val;
-    else if (!strcmp(opt, "--n")) {
+    switch (c) {
+    case OPT_WEIGHTS: a->weights = val; return 0;
+    case OPT_UNET: cf->unet_name = val; return 0;
+    case 'o': a->out = val; return 0;
+    case OPT_N:
         a->have_n = 1;
-        return cli_parse_int_in(CMD, opt, val, 1, DA_PAIRS_MAX_N, &c->n);
-    } else if (!strcmp(opt, "--batch")) return cli_parse_int_in(CMD, opt, val, 1, DA_PAIRS_MAX_BATCH, &c->batch);
-    else if (!strcmp(opt, "--max-attempts")) return cli_parse_int_in(CMD, opt, val, 1, 1000, &c->max_attempts);
-    else if (!strcmp(opt, "--different-prompts"))
-        return parse_float_in(opt, val, 0.0f, 1.0f, &c->different_prompt_fraction);
-    else if (!strcmp(opt, "--seed")) return cli_parse_seed(CMD, opt, val, &c->seed);
-    else if (!strcmp(opt, "--style")) {
+        return cli_parse_int_in(CMD, opt, val, 1, DA_PAIRS_MAX_N, &cf->n);
+    case OPT_BATCH: return cli_parse_int_in(CMD, opt, val, 1, DA_PAIRS_MAX_BATCH, &cf->batch);
+    case OPT_MAX_ATTEMPTS: return cli_parse_int_in(CMD, opt, val, 1, 1000, &cf->max_attempts);
+    case OPT_DIFFERENT_PROMPTS: return parse_float_in(opt, val, 0.0f, 1.0f, &cf->different_prompt_fraction);
+    case 's': return cli_parse_seed(CMD, opt, val, &cf->seed);
+    case OPT_STYLE:
         if (da_style_parse(val, &a->style) != DA_OK) return cli_bad_value(CMD, opt, val, "outline or plain");
         a->have_style = 1;
-    }
-    else if (!strcmp(opt, "--split")) {
+        return 0;
+    case OPT_SPLIT:
         if (strcmp(val, "train") && strcmp(val, "heldout")) return cli_bad_value(CMD, opt, val, "train or heldout");
-        c->split = strcmp(val, "train") ? DA_SPLIT_HELDOUT : DA_SPLIT_TRAIN;
-    } else {
-        return CLI_NOT_MINE;
+        cf->split = strcmp(val, "train") ? DA_SPLIT_HELDOUT : DA_SPLIT_TRAIN;
+        return 0;
+    default: return cli_unhandled(p);
     }
-    return 0;
 }
 
 /* -1 to go on, else an exit code (0 after --help) */
@@ -112,9 +132,17 @@ static int parse_args(pairs_args *a, int argc, char **argv)
 {
     memset(a, 0, sizeof *a);
     a->cfg = da_pairs_config_default();
-    a->cfg.progress = 1;
-    int rc = cli_parse_options(CMD, argc, argv, usage, parse_option, a, &a->cfg.progress);
-    if (rc >= 0) return rc;
+    cli_parser p = cli_parser_init(CMD, argc, argv, "o:s:", LONG_OPTS, usage);
+    for (int c; (c = cli_next(&p)) != CLI_DONE;) {
+        if (c == CLI_EXIT) return p.rc;
+        int rc = parse_option(a, &p, c);
+        if (rc) return rc;
+    }
+    if (p.optind < argc) {
+        fprintf(stderr, "dalign pairs: unexpected argument '%s' (see dalign pairs --help)\n", argv[p.optind]);
+        return 2;
+    }
+    a->cfg.progress = !p.common.quiet;
     if (!a->have_n || !a->out) {
         fprintf(stderr, "dalign pairs: %s is required (see dalign pairs --help)\n", !a->have_n ? "--n N" : "-o FILE");
         return 2;
@@ -244,7 +272,7 @@ int cmd_pairs(int argc, char **argv)
     const char *dir = a.cfg.weights;
     double t0 = da_now_s();
     da_pipeline *pipe;
-    if (da_pipeline_load(&pipe, dir, a.cfg.unet_name) != DA_OK) {
+    if (da_weights_load_pipeline(&pipe, dir, a.cfg.unet_name) != DA_OK) {
         fprintf(stderr, "dalign pairs: %s\n", da_last_error());
         return 1;
     }

@@ -1,6 +1,7 @@
 /* dalign plot --y KEY[,KEY...] -o OUT.svg A.jsonl [B.jsonl ...]: training
  * curves from the trainers' JSONL metric logs as one self-contained SVG
  * (src/eval/svg_plot.c draws it; this file reads the logs). */
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +14,7 @@
 #include "eval/svg_plot.h"
 
 #define MAX_FILES 32
-#define MAX_Y 16
+#define MAX_Y 64   /* panels: every numeric key of a trainer's log fits */
 #define MAX_LOG_BYTES (1u << 30)   /* a metrics log is ~150 bytes a step */
 #define PATH_CAP 4096
 #define LABEL_CAP 256
@@ -21,21 +22,25 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: dalign plot --y KEY[,KEY...] -o OUT.svg [OPTIONS] A.jsonl [B.jsonl ...]\n"
+            "Usage: dalign plot [--y KEY[,KEY...]] -o OUT.svg [OPTIONS] A.jsonl [B.jsonl ...]\n"
             "\n"
             "Line charts of the trainers' JSONL metric logs (one JSON object a line) as one\n"
-            "self-contained SVG: a panel per --y key, stacked, a coloured line per file with\n"
-            "a legend, round tick values. Nulls and lines without the key are skipped.\n"
+            "self-contained SVG: a panel per key (small multiples, stacked, sharing the x\n"
+            "axis), a coloured line per file with a legend, round tick values. Without --y,\n"
+            "every key that holds a number in some line is plotted (at most 64), so any\n"
+            "trainer's health metrics can be looked at. Nulls and lines without the key are\n"
+            "skipped.\n"
             "\n"
             "Options:\n"
-            "  --y KEY,...       the metrics to plot, one panel each (e.g. loss,acc,margin)\n"
-            "  -o, --out FILE    the SVG to write (written whole or not at all)\n"
+            "  --y, --keys KEY,...  the metrics to plot, one panel each (e.g. loss,acc,margin;\n"
+            "                    default: every numeric key but the x key)\n"
+            "  -o, --out FILE    the SVG to write (written whole or not at all; --output too)\n"
             "  --x KEY           the x axis (default step)\n"
             "  --smooth N        moving average over the last N points (default 1: none)\n"
             "  --title T         a title above the legend\n"
             "  --labels L1,...   the legend, one per file (default: each file's name\n"
             "                    without .metrics.jsonl or .jsonl)\n"
-            "  -h, --help        show this help and exit\n"
+            CLI_COMMON_HELP
             "\n"
             "Exit status: 0 ok, 1 a file is missing or not JSONL, or the SVG cannot be\n"
             "written, 2 usage error.\n");
@@ -78,44 +83,46 @@ static int parse_list(const char *opt, char *val, const char **out, int cap, int
     }
 }
 
-static int option(plot_args *a, const char *o, char *val)
+enum { OPT_Y = CLI_O_LOCAL, OPT_X, OPT_SMOOTH, OPT_TITLE, OPT_LABELS };
+static const struct option LONG_OPTS[] = {
+    {"y", required_argument, NULL, OPT_Y},          {"keys", required_argument, NULL, OPT_Y},
+    {"x", required_argument, NULL, OPT_X},          {"smooth", required_argument, NULL, OPT_SMOOTH},
+    {"title", required_argument, NULL, OPT_TITLE},  {"labels", required_argument, NULL, OPT_LABELS},
+    {"out", required_argument, NULL, 'o'},          {"output", required_argument, NULL, 'o'},
+    CLI_COMMON_LONG,                                {0, 0, 0, 0},
+};
+
+static int option(plot_args *a, const cli_parser *p, int c)
 {
-    if (!strcmp(o, "--y")) return parse_list(o, val, a->y, MAX_Y, &a->n_y);
-    if (!strcmp(o, "--labels")) return parse_list(o, val, a->label, MAX_FILES, &a->n_labels);
-    if (!strcmp(o, "--smooth")) return cli_parse_int_in("plot", o, val, 1, 1000000, &a->smooth);
-    if (!strcmp(o, "-o") || !strcmp(o, "--out")) a->out = val;
-    else if (!strcmp(o, "--x")) a->x = val;
-    else if (!strcmp(o, "--title")) a->title = val;
-    else return CLI_NOT_MINE;
-    return 0;
+    char *val = (char *)p->val;   /* argv's own string: parse_list splits it in place */
+    switch (c) {
+    case OPT_Y: return parse_list(p->opt, val, a->y, MAX_Y, &a->n_y);
+    case OPT_LABELS: return parse_list(p->opt, val, a->label, MAX_FILES, &a->n_labels);
+    case OPT_SMOOTH: return cli_parse_int_in("plot", p->opt, val, 1, 1000000, &a->smooth);
+    case 'o': a->out = val; return 0;
+    case OPT_X: a->x = val; return 0;
+    case OPT_TITLE: a->title = val; return 0;
+    default: return cli_unhandled(p);
+    }
 }
 
 /* 0 with a filled args, -1 after --help, else 2 */
 static int parse_args(int argc, char **argv, plot_args *a)
 {
-    for (int i = 1; i < argc; i++) {
-        char *o = argv[i];
-        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
-            usage(stdout);
-            return -1;
-        }
-        if (o[0] != '-' || !o[1]) {
-            if (a->n_files == MAX_FILES) {
-                fprintf(stderr, "dalign plot: at most %d files\n", MAX_FILES);
-                return 2;
-            }
-            a->file[a->n_files++] = o;
-            continue;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "dalign plot: %s needs a value\n", o);
+    cli_parser p = cli_parser_init("plot", argc, argv, "o:", LONG_OPTS, usage);
+    for (int c; (c = cli_next(&p)) != CLI_DONE;) {
+        if (c == CLI_EXIT) return p.rc ? p.rc : -1;
+        int rc = option(a, &p, c);
+        if (rc) return rc;
+    }
+    for (int i = p.optind; i < argc; i++) {
+        if (a->n_files == MAX_FILES) {
+            fprintf(stderr, "dalign plot: at most %d files\n", MAX_FILES);
             return 2;
         }
-        int rc = option(a, o, argv[++i]);
-        if (rc == CLI_NOT_MINE) fprintf(stderr, "dalign plot: unknown option '%s' (see dalign plot --help)\n", o);
-        if (rc) return 2;
+        a->file[a->n_files++] = argv[i];
     }
-    const char *missing = !a->n_y ? "--y KEY" : !a->out ? "-o OUT.svg" : !a->n_files ? "a JSONL file" : NULL;
+    const char *missing = !a->out ? "-o OUT.svg" : !a->n_files ? "a JSONL file" : NULL;
     if (missing) {
         fprintf(stderr, "dalign plot: %s is required\n\n", missing);
         usage(stderr);
@@ -215,6 +222,53 @@ static da_status read_log(const plot_args *a, const char *path, run_log *log)
     return s;
 }
 
+/* Without --y: every key that holds a number on some line of some file,
+ * in the order first seen, but the x key. The names are strdup'd into
+ * a->y (freed by free_keys). 0, or 1 after a message. */
+static int scan_keys(plot_args *a)
+{
+    int dropped = 0;
+    for (int l = 0; l < a->n_files; l++) {
+        char *text = NULL;
+        size_t len = 0;
+        if (da_read_file(a->file[l], MAX_LOG_BYTES, &text, &len) != DA_OK) {
+            fprintf(stderr, "dalign plot: %s\n", da_last_error());
+            return 1;
+        }
+        for (char *p = text; p < text + len;) {
+            char *nl = memchr(p, '\n', (size_t)(text + len - p));
+            size_t n = nl ? (size_t)(nl - p) : (size_t)(text + len - p);
+            da_json_value root;
+            char err[256];
+            if (da_json_parse(p, n, &root, err, sizeof err) == 0) {   /* bad lines are named by read_log */
+                for (int i = 0; root.type == DA_JSON_OBJECT && i < root.n; i++) {
+                    const da_json_value *v = &root.items[i];
+                    int seen = v->type != DA_JSON_NUMBER || !strcmp(v->key, a->x);
+                    for (int k = 0; !seen && k < a->n_y; k++) seen = !strcmp(a->y[k], v->key);
+                    if (seen) continue;
+                    if (a->n_y == MAX_Y) {
+                        dropped++;
+                        continue;
+                    }
+                    char *name = strdup(v->key);
+                    if (name) a->y[a->n_y++] = name;
+                }
+                da_json_free(&root);
+            }
+            p += n + 1;
+        }
+        free(text);
+    }
+    if (dropped)
+        fprintf(stderr, "dalign plot: more than %d numeric keys: plotting the first %d (choose with --y)\n", MAX_Y,
+                MAX_Y);
+    if (!a->n_y) {
+        fprintf(stderr, "dalign plot: no numeric key besides '%s' in the logs\n", a->x);
+        return 1;
+    }
+    return 0;
+}
+
 /* ---- the chart ----------------------------------------------------------- */
 
 /* "runs/unet-dpo.metrics.jsonl" -> "unet-dpo" */
@@ -296,6 +350,11 @@ int cmd_plot(int argc, char **argv)
     a.smooth = 1;
     int rc = parse_args(argc, argv, &a);
     if (rc) return rc < 0 ? 0 : rc;
+    int own_keys = a.n_y == 0;   /* every numeric key: names strdup'd by scan_keys */
+    if (own_keys && scan_keys(&a)) {
+        for (int k = 0; k < a.n_y; k++) free((char *)a.y[k]);
+        return 1;
+    }
     run_log logs[MAX_FILES];
     memset(logs, 0, sizeof logs);
     da_status s = DA_OK;
@@ -305,5 +364,6 @@ int cmd_plot(int argc, char **argv)
     if (!s) s = plot(&a, logs);
     if (s) fprintf(stderr, "dalign plot: %s\n", da_last_error());
     for (int l = 0; l < a.n_files; l++) log_free(&logs[l]);
+    for (int k = 0; own_keys && k < a.n_y; k++) free((char *)a.y[k]);
     return s ? 1 : 0;
 }

@@ -1,6 +1,7 @@
 /* dalign table A/metrics.json B/metrics.json ...: one Markdown table of
  * chosen metrics across runs, each cell "mean [lo, hi]", for the results
  * tables of the docs (the flattening is compare.h's). */
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +40,7 @@ static void usage(FILE *f)
             "                    .background, faithfulness.exact, diversity, rewards.clip)\n"
             "  --labels L1,...   the column heads, one per file (default: the directory\n"
             "                    each file is in)\n"
-            "  -h, --help        show this help and exit\n"
+            CLI_COMMON_HELP
             "\n"
             "Exit status: 0 ok, 1 a file is missing or not a valid JSON object, 2 usage error.\n");
 }
@@ -73,33 +74,31 @@ static int parse_list(const char *opt, char *val, const char **out, int cap, int
     }
 }
 
+enum { OPT_KEYS = CLI_O_LOCAL, OPT_LABELS };
+static const struct option LONG_OPTS[] = {
+    {"keys", required_argument, NULL, OPT_KEYS}, {"labels", required_argument, NULL, OPT_LABELS}, CLI_COMMON_LONG,
+    {0, 0, 0, 0},
+};
+
 /* 0 with a filled args, -1 after --help, else 2 */
 static int parse_args(int argc, char **argv, table_args *a)
 {
-    for (int i = 1; i < argc; i++) {
-        char *o = argv[i];
-        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
-            usage(stdout);
-            return -1;
-        }
-        int is_keys = !strcmp(o, "--keys");
-        if (is_keys || !strcmp(o, "--labels")) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "dalign table: %s needs a value\n", o);
-                return 2;
-            }
-            int rc = is_keys ? parse_list(o, argv[++i], a->key, MAX_KEYS, &a->n_keys)
-                             : parse_list(o, argv[++i], a->label, MAX_COLUMNS, &a->n_labels);
-            if (rc) return rc;
-        } else if (o[0] == '-' && o[1]) {
-            fprintf(stderr, "dalign table: unknown option '%s' (see dalign table --help)\n", o);
-            return 2;
-        } else if (a->n_files == MAX_COLUMNS) {
+    cli_parser p = cli_parser_init("table", argc, argv, "", LONG_OPTS, usage);
+    for (int c; (c = cli_next(&p)) != CLI_DONE;) {
+        if (c == CLI_EXIT) return p.rc ? p.rc : -1;
+        /* parse_list splits in place: the value is argv's own string */
+        char *val = (char *)p.val;
+        int rc = c == OPT_KEYS     ? parse_list(p.opt, val, a->key, MAX_KEYS, &a->n_keys)
+                 : c == OPT_LABELS ? parse_list(p.opt, val, a->label, MAX_COLUMNS, &a->n_labels)
+                                   : cli_unhandled(&p);
+        if (rc) return rc;
+    }
+    for (int i = p.optind; i < argc; i++) {
+        if (a->n_files == MAX_COLUMNS) {
             fprintf(stderr, "dalign table: at most %d files\n", MAX_COLUMNS);
             return 2;
-        } else {
-            a->file[a->n_files++] = o;
         }
+        a->file[a->n_files++] = argv[i];
     }
     if (a->n_files == 0) {
         fprintf(stderr, "dalign table: no metrics.json given\n\n");

@@ -11,75 +11,29 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/train_common.h"
 #include "core/fileio.h"
 #include "dalign.h"
 #include "train/pref.h"
 #include "train/reward_run.h"
 
 enum { FOR_CLIP = 1, FOR_VAE = 2, FOR_UNET = 4, FOR_ALL = 7 };
-typedef enum { OPT_INT, OPT_LONG, OPT_FLOAT, OPT_U64, OPT_STR, OPT_WIDTH, OPT_OFF, OPT_ON } opt_kind;
-
-typedef struct opt_def {
-    const char *name;
-    opt_kind kind;
-    unsigned models;   /* FOR_* bits: the models the option applies to */
-    void *target;
-    double min;        /* smallest accepted number */
-} opt_def;
 
 /* everything the command line can set */
 typedef struct train_args {
     da_trainer_config tc;
     da_pretrain_opts o;
-    int threads, quiet;
+    int quiet, force;
     const char *ckpt, *unet_config;
     int width[2], width_set;
 } train_args;
-
-#define N_OPTS 29
-static int opt_table(train_args *a, opt_def *t)
-{
-    opt_def d[N_OPTS] = {
-        {"--steps", OPT_LONG, FOR_ALL, &a->tc.total_steps, 1},
-        {"--batch", OPT_INT, FOR_ALL, &a->tc.batch, 1},
-        {"--micro", OPT_INT, FOR_ALL, &a->tc.micro_batches, 1},
-        {"--lr", OPT_FLOAT, FOR_ALL, &a->tc.lr, 1e-30},
-        {"--min-lr", OPT_FLOAT, FOR_ALL, &a->tc.min_lr, 0},
-        {"--warmup", OPT_LONG, FOR_ALL, &a->tc.warmup, 0},
-        {"--weight-decay", OPT_FLOAT, FOR_ALL, &a->tc.weight_decay, 0},
-        {"--clip", OPT_FLOAT, FOR_ALL, &a->tc.clip, 0},
-        {"--ema", OPT_FLOAT, FOR_ALL, &a->tc.ema_decay, 0},
-        {"--seed", OPT_U64, FOR_ALL, &a->tc.seed, 0},
-        {"--out", OPT_STR, FOR_ALL, &a->o.out_dir, 0},
-        {"--ckpt", OPT_STR, FOR_ALL, &a->ckpt, 0},
-        {"--resume", OPT_STR, FOR_ALL, &a->o.resume, 0},
-        {"--ckpt-every", OPT_LONG, FOR_ALL, &a->tc.ckpt_every, 0},
-        {"--metrics", OPT_STR, FOR_ALL, &a->tc.metrics_path, 0},
-        {"--log-every", OPT_LONG, FOR_ALL, &a->tc.log_every, 1},
-        {"--threads", OPT_INT, FOR_ALL, &a->threads, 0},
-        {"--quiet", OPT_ON, FOR_ALL, &a->quiet, 0},
-        {"--no-dedupe", OPT_OFF, FOR_CLIP, &a->o.dedupe, 0},
-        {"--kl-weight", OPT_FLOAT, FOR_VAE, &a->o.vae.kl_weight, 0},
-        {"--scale-images", OPT_INT, FOR_VAE, &a->o.scale_images, 2},
-        {"--eval-images", OPT_INT, FOR_VAE, &a->o.eval_images, 1},
-        {"--weights", OPT_STR, FOR_UNET, &a->o.weights_dir, 0},
-        {"--name", OPT_STR, FOR_UNET, &a->o.name, 0},
-        {"--width", OPT_WIDTH, FOR_UNET, a->width, 1},
-        {"--unet-config", OPT_STR, FOR_UNET, &a->unet_config, 0},
-        {"--cache", OPT_INT, FOR_UNET, &a->o.cache_size, 1},
-        {"--cond-dropout", OPT_FLOAT, FOR_UNET, &a->o.cond_dropout, 0},
-        {"--min-snr", OPT_FLOAT, FOR_UNET, &a->o.min_snr_gamma, 0},
-    };
-    memcpy(t, d, sizeof d);
-    return N_OPTS;
-}
 
 static void usage(FILE *f, const char *model)
 {
     train_args a;
     int known = model && da_pretrain_defaults(model, &a.tc, &a.o) == DA_OK;
     fprintf(f,
-            "Usage: dalign train clip|vae|unet [OPTIONS]\n"
+            "Usage: dalign train clip|vae|unet [OPTIONS]   (--opt value or --opt=value)\n"
             "       dalign train reward [OPTIONS]   (options: dalign train reward --help)\n"
             "       dalign train dpo|sft|rpo|kto [OPTIONS]   (preference fine-tuning: dalign train dpo --help)\n"
             "       dalign train refiner --name NAME [OPTIONS]   (PromptLoop reference refiner: dalign train refiner --help)\n"
@@ -105,15 +59,17 @@ static void usage(FILE *f, const char *model)
             "  --weight-decay W  AdamW weight decay\n"
             "  --clip C          max global gradient norm (0: none)\n"
             "  --ema D           EMA decay of the weights (0: none)\n"
-            "  --seed S          seed of init, data and noise (default 0)\n"
+            "  -s, --seed S      seed of init, data and noise (default 0; -1: random, printed)\n"
             "  --out DIR         where the weights go (default weights)\n"
             "  --ckpt PATH       checkpoint file (default: --resume's file, else OUT/NAME.ckpt)\n"
             "  --resume CKPT     continue a run from its checkpoint (same options)\n"
+            "  --force           overwrite a checkpoint at --ckpt that is another run's, or this\n"
+            "                    run's unfinished one (without it: refused)\n"
             "  --ckpt-every N    also checkpoint every N steps (default 500; 0: end/signal only)\n"
             "  --metrics FILE    JSONL metrics log, one line per --log-every steps\n"
             "  --log-every N     metrics period (default 10)\n"
-            "  --threads N       worker threads (results do not depend on it)\n"
-            "  --quiet           no progress bar\n"
+            CLI_COMMON_HELP
+            "                    (results do not depend on the threads; -q: no progress bar)\n"
             "clip:\n"
             "  --no-dedupe       keep examples whose caption fits another image of the batch\n"
             "vae:\n"
@@ -141,103 +97,148 @@ static void usage(FILE *f, const char *model)
 /* Parsing                                                                  */
 /* ------------------------------------------------------------------------ */
 
-static int parse_double(const char *s, double *out)
+static const char *model_names[3] = {"clip", "vae", "unet"};
+
+enum {
+    O_STEPS = CLI_O_LOCAL, O_BATCH, O_MICRO, O_LR, O_MIN_LR, O_WARMUP, O_WD, O_CLIP, O_EMA, O_OUT, O_CKPT,
+    O_RESUME, O_FORCE, O_CKPT_EVERY, O_METRICS, O_LOG_EVERY, O_NO_DEDUPE, O_KL_WEIGHT, O_SCALE_IMAGES,
+    O_EVAL_IMAGES, O_WEIGHTS, O_NAME, O_WIDTH, O_UNET_CONFIG, O_CACHE, O_COND_DROPOUT, O_MIN_SNR,
+    O_VAL_PAIRS,   /* train reward */
+};
+
+static const struct option LONG_OPTS[] = {
+    {"steps", required_argument, 0, O_STEPS},          {"batch", required_argument, 0, O_BATCH},
+    {"micro", required_argument, 0, O_MICRO},          {"lr", required_argument, 0, O_LR},
+    {"min-lr", required_argument, 0, O_MIN_LR},        {"warmup", required_argument, 0, O_WARMUP},
+    {"weight-decay", required_argument, 0, O_WD},      {"clip", required_argument, 0, O_CLIP},
+    {"ema", required_argument, 0, O_EMA},              {"seed", required_argument, 0, 's'},
+    {"out", required_argument, 0, O_OUT},              {"ckpt", required_argument, 0, O_CKPT},
+    {"resume", required_argument, 0, O_RESUME},        {"force", no_argument, 0, O_FORCE},
+    {"ckpt-every", required_argument, 0, O_CKPT_EVERY}, {"metrics", required_argument, 0, O_METRICS},
+    {"log-every", required_argument, 0, O_LOG_EVERY},  {"no-dedupe", no_argument, 0, O_NO_DEDUPE},
+    {"kl-weight", required_argument, 0, O_KL_WEIGHT},  {"scale-images", required_argument, 0, O_SCALE_IMAGES},
+    {"eval-images", required_argument, 0, O_EVAL_IMAGES}, {"weights", required_argument, 0, O_WEIGHTS},
+    {"name", required_argument, 0, O_NAME},            {"width", required_argument, 0, O_WIDTH},
+    {"unet-config", required_argument, 0, O_UNET_CONFIG}, {"cache", required_argument, 0, O_CACHE},
+    {"cond-dropout", required_argument, 0, O_COND_DROPOUT}, {"min-snr", required_argument, 0, O_MIN_SNR},
+    CLI_COMMON_LONG,                                   {0, 0, 0, 0},
+};
+
+/* the models an option applies to (FOR_* bits) */
+static unsigned option_models(int c)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v)) return -1;
-    *out = v;
+    switch (c) {
+    case O_NO_DEDUPE: return FOR_CLIP;
+    case O_KL_WEIGHT: case O_SCALE_IMAGES: case O_EVAL_IMAGES: return FOR_VAE;
+    case O_WEIGHTS: case O_NAME: case O_WIDTH: case O_UNET_CONFIG: case O_CACHE: case O_COND_DROPOUT:
+    case O_MIN_SNR: return FOR_UNET;
+    default: return FOR_ALL;
+    }
+}
+
+/* a path or name: anything but the empty string */
+static int take_string(const char *cmd, const char *opt, const char *val, const char **out)
+{
+    if (!*val) return cli_bad_value(cmd, opt, val, "a non-empty value");
+    *out = val;
     return 0;
 }
 
-static int parse_value(const opt_def *d, const char *s)
+/* --width C0,C1 */
+static int take_width(const char *cmd, const char *opt, const char *val, int w[2])
 {
-    double v;
-    switch (d->kind) {
-    case OPT_INT: {
-        int i;
-        if (cli_parse_int(s, &i) || i < d->min) return -1;
-        *(int *)d->target = i;
-        return 0;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", val);
+    char *comma = strchr(buf, ',');
+    if (comma) *comma = '\0';
+    if (!comma || cli_parse_int(buf, &w[0]) || cli_parse_int(comma + 1, &w[1]) || w[0] < 1 || w[1] < 1)
+        return cli_bad_value(cmd, opt, val, "two channel counts >= 1, as C0,C1");
+    return 0;
+}
+
+/* one option of train clip|vae|unet: 0 or a usage error's exit code */
+static int take_option(train_args *a, const cli_parser *p, int c)
+{
+    const char *cmd = p->cmd, *opt = p->opt, *val = p->val;
+    da_trainer_config *tc = &a->tc;
+    da_pretrain_opts *o = &a->o;
+    switch (c) {
+    case O_STEPS: return train_long(cmd, opt, val, 1, &tc->total_steps);
+    case O_BATCH: return train_int(cmd, opt, val, 1, &tc->batch);
+    case O_MICRO: return train_int(cmd, opt, val, 1, &tc->micro_batches);
+    case O_LR: return train_float(cmd, opt, val, 0.0f, TRAIN_NO_MAX, TRAIN_GT, &tc->lr);
+    case O_MIN_LR: return train_float(cmd, opt, val, 0.0f, TRAIN_NO_MAX, TRAIN_GE, &tc->min_lr);
+    case O_WARMUP: return train_long(cmd, opt, val, 0, &tc->warmup);
+    case O_WD: return train_float(cmd, opt, val, 0.0f, TRAIN_NO_MAX, TRAIN_GE, &tc->weight_decay);
+    case O_CLIP: return train_float(cmd, opt, val, 0.0f, TRAIN_NO_MAX, TRAIN_GE, &tc->clip);
+    case O_EMA: return train_float(cmd, opt, val, 0.0f, 1.0f, TRAIN_LT, &tc->ema_decay);
+    case 's': return cli_parse_seed(cmd, opt, val, &tc->seed);
+    case O_OUT: return take_string(cmd, opt, val, &o->out_dir);
+    case O_CKPT: return take_string(cmd, opt, val, &a->ckpt);
+    case O_RESUME: return take_string(cmd, opt, val, &o->resume);
+    case O_FORCE: a->force = 1; return 0;
+    case O_CKPT_EVERY: return train_long(cmd, opt, val, 0, &tc->ckpt_every);
+    case O_METRICS: return take_string(cmd, opt, val, &tc->metrics_path);
+    case O_LOG_EVERY: return train_long(cmd, opt, val, 1, &tc->log_every);
+    case O_NO_DEDUPE: o->dedupe = 0; return 0;
+    case O_KL_WEIGHT: return train_float(cmd, opt, val, 0.0f, TRAIN_NO_MAX, TRAIN_GE, &o->vae.kl_weight);
+    case O_SCALE_IMAGES: return train_int(cmd, opt, val, 2, &o->scale_images);
+    case O_EVAL_IMAGES: return train_int(cmd, opt, val, 1, &o->eval_images);
+    case O_WEIGHTS: return take_string(cmd, opt, val, &o->weights_dir);
+    case O_NAME: return take_string(cmd, opt, val, &o->name);
+    case O_WIDTH: a->width_set = 1; return take_width(cmd, opt, val, a->width);
+    case O_UNET_CONFIG: return take_string(cmd, opt, val, &a->unet_config);
+    case O_CACHE: return train_int(cmd, opt, val, 1, &o->cache_size);
+    case O_COND_DROPOUT: return train_float(cmd, opt, val, 0.0f, 1.0f, TRAIN_LE, &o->cond_dropout);
+    case O_MIN_SNR: return train_float(cmd, opt, val, 0.0f, TRAIN_NO_MAX, TRAIN_GE, &o->min_snr_gamma);
+    default: return cli_unhandled(p);
     }
-    case OPT_LONG: {
-        int i;
-        if (cli_parse_int(s, &i) || i < d->min) return -1;
-        *(long *)d->target = i;
-        return 0;
+}
+
+static const char *usage_model;   /* the model whose defaults --help shows */
+static void usage_of_model(FILE *f) { usage(f, usage_model); }
+
+/* argv[0] is the model. -1: go on; else the exit code (0 after --help) */
+static int parse_args(int argc, char **argv, const char *cmd, train_args *a)
+{
+    usage_model = argv[0];
+    unsigned bit = 1u << a->o.model;
+    cli_parser p = cli_parser_init(cmd, argc, argv, "s:", LONG_OPTS, usage_of_model);
+    for (int c; (c = cli_next(&p)) != CLI_DONE;) {
+        if (c == CLI_EXIT) return p.rc;
+        if (!(option_models(c) & bit)) {
+            fprintf(stderr, "dalign %s: option %s does not apply to %s (see dalign %s --help)\n", cmd, p.opt,
+                    argv[0], cmd);
+            return 2;
+        }
+        int rc = take_option(a, &p, c);
+        if (rc) return rc;
     }
-    case OPT_FLOAT:
-        if (parse_double(s, &v) || v < d->min || fabs(v) > 3e38) return -1;
-        *(float *)d->target = (float)v;
-        return 0;
-    case OPT_U64:
-        return da_parse_u64(s, (uint64_t *)d->target);
-    case OPT_STR:
-        if (!*s) return -1;
-        *(const char **)d->target = s;
-        return 0;
-    case OPT_WIDTH: {
-        int *w = d->target;
-        char buf[64];
-        snprintf(buf, sizeof buf, "%s", s);
-        char *comma = strchr(buf, ',');
-        if (!comma) return -1;
-        *comma = '\0';
-        if (cli_parse_int(buf, &w[0]) || cli_parse_int(comma + 1, &w[1]) || w[0] < 1 || w[1] < 1) return -1;
-        return 0;
+    if (p.optind < argc) {
+        fprintf(stderr, "dalign %s: unexpected argument '%s'\n", cmd, argv[p.optind]);
+        return 2;
     }
-    case OPT_OFF: *(int *)d->target = 0; return 0;
-    case OPT_ON: *(int *)d->target = 1; return 0;
-    }
+    a->quiet = p.common.quiet;
     return -1;
 }
 
-static const char *model_names[3] = {"clip", "vae", "unet"};
-
-/* 0 ok, 1 --help shown, 2 usage error */
-static int parse_args(int argc, char **argv, const char *model, train_args *a)
+/* the files a pretraining run writes into --out: their stale temp files
+ * are its to clean */
+static void output_names(const train_args *a, const char *names[4])
 {
-    opt_def t[N_OPTS];
-    int n = opt_table(a, t);
-    unsigned bit = 1u << a->o.model;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage(stdout, model);
-            return 1;
-        }
-        const opt_def *d = NULL;
-        for (int k = 0; k < n && !d; k++)
-            if (!strcmp(argv[i], t[k].name)) d = &t[k];
-        if (!d) {
-            fprintf(stderr, "dalign train %s: unknown option '%s' (see dalign train %s --help)\n", model, argv[i],
-                    model);
-            return 2;
-        }
-        if (!(d->models & bit)) {
-            fprintf(stderr, "dalign train %s: option %s does not apply to %s\n", model, d->name, model);
-            return 2;
-        }
-        int takes_value = d->kind != OPT_OFF && d->kind != OPT_ON;
-        if (takes_value && i + 1 >= argc) {
-            fprintf(stderr, "dalign train %s: option %s needs a value\n", model, d->name);
-            return 2;
-        }
-        const char *val = takes_value ? argv[++i] : "";
-        if (parse_value(d, val) != 0) {
-            fprintf(stderr, "dalign train %s: bad value for %s: '%s'\n", model, d->name, val);
-            return 2;
-        }
-        if (d->kind == OPT_WIDTH) a->width_set = 1;
-    }
-    return 0;
+    int n = 0;
+    if (a->o.model == DA_PRETRAIN_CLIP) { names[n++] = "clip"; names[n++] = "text_encoder"; }
+    else if (a->o.model == DA_PRETRAIN_VAE) names[n++] = "vae";
+    else { names[n++] = a->tc.name; names[n++] = "scheduler"; }
+    names[n] = NULL;
 }
 
-/* settings that depend on several options */
-static int resolve(train_args *a, const char *model, char *ckpt_buf, size_t cap)
+/* settings that depend on several options; the checkpoint guard and the
+ * clean-up of a killed run's temp files. 0, or the exit code. */
+static int resolve(train_args *a, const char *cmd, char *ckpt_buf, size_t cap)
 {
     if (a->unet_config && da_unet_config_load(&a->o.unet, a->unet_config) != DA_OK) {
-        fprintf(stderr, "dalign train %s: %s\n", model, da_last_error());
+        fprintf(stderr, "dalign %s: %s\n", cmd, da_last_error());
         return 1;
     }
     if (a->width_set) {
@@ -246,22 +247,18 @@ static int resolve(train_args *a, const char *model, char *ckpt_buf, size_t cap)
     }
     if (a->o.model == DA_PRETRAIN_UNET && a->o.name) a->tc.name = a->o.name;
     if (!da_metric_name_ok(a->tc.name)) {
-        fprintf(stderr, "dalign train %s: --name must be letters, digits, '_', '.', '-', got '%s'\n", model, a->tc.name);
+        fprintf(stderr, "dalign %s: --name must be letters, digits, '_', '.', '-', got '%s'\n", cmd, a->tc.name);
         return 2;
     }
-    const char *ck = a->ckpt ? a->ckpt : a->o.resume;
-    if (!ck) {
-        int w = snprintf(ckpt_buf, cap, "%s/%s.ckpt", a->o.out_dir, a->tc.name);
-        if (w < 0 || (size_t)w >= cap) {
-            fprintf(stderr, "dalign train %s: --out path too long\n", model);
-            return 2;
-        }
-        ck = ckpt_buf;
-    }
-    a->tc.ckpt_path = ck;
+    int rc = train_default_paths(cmd, a->o.out_dir, a->tc.name, a->o.resume, &a->ckpt, ckpt_buf, NULL, NULL, cap);
+    if (rc) return rc;
+    a->tc.ckpt_path = a->ckpt;
     a->tc.progress = !a->quiet;
-    if (a->threads > 0) da_set_threads(a->threads);
-    return 0;
+    const char *names[4];
+    output_names(a, names);
+    train_clean_stale_tmp(cmd, a->o.out_dir, names, a->quiet);
+    train_clean_stale_tmp_of(cmd, a->ckpt, a->quiet);
+    return train_check_ckpt(cmd, a->ckpt, a->o.resume, a->force, 1, &a->tc, NULL, a->quiet);
 }
 
 static void print_plan(const train_args *a, const char *model)
@@ -304,7 +301,7 @@ static void reward_usage(FILE *f)
 {
     da_reward_train_config d = da_reward_train_defaults();
     fprintf(f,
-            "Usage: dalign train reward [OPTIONS]\n"
+            "Usage: dalign train reward [OPTIONS]   (--opt value or --opt=value)\n"
             "\n"
             "Train the preference model (docs/rater.md) with the Bradley-Terry loss on\n"
             "fresh synthetic pairs labelled by the synthetic rater (ties dropped), then\n"
@@ -320,15 +317,18 @@ static void reward_usage(FILE *f)
             "  --steps N       optimizer steps (default %d)\n"
             "  --batch B       pairs per step (default %d)\n"
             "  --lr LR         peak learning rate (default %g; %d warmup steps, then cosine to %g)\n"
-            "  --seed S        seed of the init, the pairs and the label noise (default %llu)\n"
+            "  -s, --seed S    seed of the init, the pairs and the label noise (default %llu;\n"
+            "                  -1: random, printed)\n"
             "  --val-pairs N   validation pairs per split (default %d; 0: no validation)\n"
             "  --out DIR       where the weights go (default weights)\n"
             "  --ckpt PATH     checkpoint file (default: --resume's file, else OUT/%s.ckpt)\n"
             "  --resume CKPT   continue a run from its checkpoint (same options)\n"
+            "  --force         overwrite a checkpoint at --ckpt that is another run's, or this\n"
+            "                  run's unfinished one (without it: refused)\n"
             "  --ckpt-every N  also checkpoint every N steps (default %d; 0: end/signal only)\n"
             "  --metrics FILE  JSONL metrics log, one line per %d steps (every step with --quiet)\n"
-            "  --threads N     worker threads (results do not depend on it)\n"
-            "  --quiet         no progress lines on stderr\n",
+            CLI_COMMON_HELP
+            "                  (results do not depend on the threads; -q: no progress lines)\n",
             d.steps, d.batch, (double)d.lr, d.warmup, (double)d.min_lr, (unsigned long long)d.seed, d.val_pairs,
             DA_REWARD_NET_NAME, REWARD_CKPT_EVERY, REWARD_LOG_EVERY);
 }
@@ -337,77 +337,84 @@ static void reward_usage(FILE *f)
 typedef struct reward_args {
     da_reward_train_config c;
     const char *out, *ckpt;
-    int threads, quiet;
+    int quiet, force;
 } reward_args;
 
-/* the option's opt_def, or one with a NULL target for an unknown option */
-static opt_def reward_option(const char *o, reward_args *a)
+/* one option of train reward: 0, or a usage error's exit code */
+static int reward_option(reward_args *a, const cli_parser *p, int c)
 {
-    da_reward_train_config *c = &a->c;
-    opt_def d = {o, OPT_INT, 0, NULL, 1};
-    if (!strcmp(o, "--steps")) d.target = &c->steps;
-    else if (!strcmp(o, "--batch")) d.target = &c->batch;
-    else if (!strcmp(o, "--val-pairs")) d = (opt_def){o, OPT_INT, 0, &c->val_pairs, 0};
-    else if (!strcmp(o, "--threads")) d.target = &a->threads;
-    else if (!strcmp(o, "--lr")) d = (opt_def){o, OPT_FLOAT, 0, &c->lr, 1e-30};
-    else if (!strcmp(o, "--seed")) d = (opt_def){o, OPT_U64, 0, &c->seed, 0};
-    else if (!strcmp(o, "--out")) d = (opt_def){o, OPT_STR, 0, &a->out, 0};
-    else if (!strcmp(o, "--ckpt")) d = (opt_def){o, OPT_STR, 0, &a->ckpt, 0};
-    else if (!strcmp(o, "--resume")) d = (opt_def){o, OPT_STR, 0, &c->resume, 0};
-    else if (!strcmp(o, "--ckpt-every")) d = (opt_def){o, OPT_LONG, 0, &c->ckpt_every, 0};
-    else if (!strcmp(o, "--metrics")) d = (opt_def){o, OPT_STR, 0, &c->metrics_path, 0};
-    return d;
+    const char *cmd = p->cmd, *opt = p->opt, *val = p->val;
+    da_reward_train_config *rc = &a->c;
+    switch (c) {
+    case O_STEPS: return train_int(cmd, opt, val, 1, &rc->steps);
+    case O_BATCH: return train_int(cmd, opt, val, 1, &rc->batch);
+    case O_VAL_PAIRS: return train_int(cmd, opt, val, 0, &rc->val_pairs);
+    case O_LR: return train_float(cmd, opt, val, 0.0f, TRAIN_NO_MAX, TRAIN_GT, &rc->lr);
+    case 's': return cli_parse_seed(cmd, opt, val, &rc->seed);
+    case O_OUT: return take_string(cmd, opt, val, &a->out);
+    case O_CKPT: return take_string(cmd, opt, val, &a->ckpt);
+    case O_RESUME: return take_string(cmd, opt, val, &rc->resume);
+    case O_FORCE: a->force = 1; return 0;
+    case O_CKPT_EVERY: return train_long(cmd, opt, val, 0, &rc->ckpt_every);
+    case O_METRICS: return take_string(cmd, opt, val, &rc->metrics_path);
+    default: return cli_unhandled(p);
+    }
 }
 
-/* 0 ok, 1 --help shown, 2 usage error */
+static const struct option REWARD_LONG[] = {
+    {"steps", required_argument, 0, O_STEPS},          {"batch", required_argument, 0, O_BATCH},
+    {"val-pairs", required_argument, 0, O_VAL_PAIRS},  {"lr", required_argument, 0, O_LR},
+    {"seed", required_argument, 0, 's'},               {"out", required_argument, 0, O_OUT},
+    {"ckpt", required_argument, 0, O_CKPT},            {"resume", required_argument, 0, O_RESUME},
+    {"force", no_argument, 0, O_FORCE},                {"ckpt-every", required_argument, 0, O_CKPT_EVERY},
+    {"metrics", required_argument, 0, O_METRICS},      CLI_COMMON_LONG,
+    {0, 0, 0, 0},
+};
+
+/* argv[0] is "reward". -1: go on; else the exit code (0 after --help) */
 static int reward_parse(int argc, char **argv, reward_args *a)
 {
-    for (int i = 2; i < argc; i++) {
-        const char *o = argv[i];
-        if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
-            reward_usage(stdout);
-            return 1;
-        }
-        if (!strcmp(o, "--quiet")) {
-            a->quiet = 1;
-            continue;
-        }
-        /* every other option takes a value: reuse the generic parser */
-        opt_def d = reward_option(o, a);
-        if (!d.target) {
-            fprintf(stderr, "dalign train reward: unknown option '%s' (see dalign train reward --help)\n", o);
-            return 2;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "dalign train reward: option %s needs a value\n", o);
-            return 2;
-        }
-        if (parse_value(&d, argv[++i]) != 0) {
-            fprintf(stderr, "dalign train reward: bad value for %s: '%s'\n", o, argv[i]);
-            return 2;
-        }
+    cli_parser p = cli_parser_init("train reward", argc, argv, "s:", REWARD_LONG, reward_usage);
+    for (int c; (c = cli_next(&p)) != CLI_DONE;) {
+        if (c == CLI_EXIT) return p.rc;
+        int rc = reward_option(a, &p, c);
+        if (rc) return rc;
     }
-    return 0;
+    if (p.optind < argc) {
+        fprintf(stderr, "dalign train reward: unexpected argument '%s'\n", argv[p.optind]);
+        return 2;
+    }
+    a->quiet = p.common.quiet;
+    return -1;
 }
 
-/* settings that depend on several options: 0 ok, 2 usage error */
+/* settings that depend on several options, the checkpoint guard, stale
+ * temp files: 0, or the exit code */
 static int reward_resolve(reward_args *a, char *ckpt_buf, size_t cap)
 {
+    const char *cmd = "train reward";
     da_reward_train_config *c = &a->c;
     if (c->warmup >= c->steps) c->warmup = c->steps / 10;   /* short runs: keep the cosine part */
     c->log_every = a->quiet ? 0 : REWARD_LOG_EVERY;
     c->handle_signals = 1;
-    c->ckpt_path = a->ckpt ? a->ckpt : c->resume;
-    if (!c->ckpt_path) {
-        int w = snprintf(ckpt_buf, cap, "%s/%s.ckpt", a->out, DA_REWARD_NET_NAME);
-        if (w < 0 || (size_t)w >= cap) {
-            fprintf(stderr, "dalign train reward: --out path too long\n");
-            return 2;
-        }
-        c->ckpt_path = ckpt_buf;
-    }
-    if (a->threads > 0) da_set_threads(a->threads);
-    return 0;
+    int rc = train_default_paths(cmd, a->out, DA_REWARD_NET_NAME, c->resume, &a->ckpt, ckpt_buf, NULL, NULL, cap);
+    if (rc) return rc;
+    c->ckpt_path = a->ckpt;
+    const char *names[2] = {DA_REWARD_NET_NAME, NULL};
+    train_clean_stale_tmp(cmd, a->out, names, a->quiet);
+    train_clean_stale_tmp_of(cmd, a->ckpt, a->quiet);
+    /* the harness's config of this trainer is built inside the library
+     * (reward_train.c): compare the fields that come from the options */
+    da_trainer_config tc = da_trainer_defaults();
+    tc.name = DA_REWARD_NET_NAME;
+    tc.total_steps = c->steps;
+    tc.batch = c->batch;
+    tc.lr = c->lr;
+    tc.min_lr = c->min_lr;
+    tc.warmup = c->warmup;
+    tc.seed = c->seed;
+    static const char *const keys[] = {"total_steps", "batch", "lr", "min_lr", "warmup", "seed", NULL};
+    return train_check_ckpt(cmd, a->ckpt, c->resume, a->force, 1, &tc, keys, a->quiet);
 }
 
 /* "0.6650", or "?" for a mean whose steps were not all run in this session */
@@ -439,16 +446,18 @@ static int train_reward(int argc, char **argv)
     reward_args a = {.c = da_reward_train_defaults(), .out = "weights"};
     a.c.ckpt_every = REWARD_CKPT_EVERY;
     int rc = reward_parse(argc, argv, &a);
-    if (rc) return rc == 1 ? 0 : rc;
+    if (rc >= 0) return rc;
     char ckpt[4096];
     rc = reward_resolve(&a, ckpt, sizeof ckpt);
     if (rc) return rc;
     const da_reward_train_config *c = &a.c;
-    printf("dalign train reward: %d steps x %d pairs, lr %g -> %g (warmup %d, cosine), seed %llu, %d threads\n",
-           c->steps, c->batch, (double)c->lr, (double)c->min_lr, c->warmup, (unsigned long long)c->seed,
-           da_get_threads());
-    printf("  checkpoint %s%s, weights -> %s/\n", c->ckpt_path, c->resume ? " (resuming)" : "", a.out);
-    fflush(stdout);
+    if (!a.quiet) {   /* -q: only the results and errors */
+        printf("dalign train reward: %d steps x %d pairs, lr %g -> %g (warmup %d, cosine), seed %llu, %d threads\n",
+               c->steps, c->batch, (double)c->lr, (double)c->min_lr, c->warmup, (unsigned long long)c->seed,
+               da_get_threads());
+        printf("  checkpoint %s%s, weights -> %s/\n", c->ckpt_path, c->resume ? " (resuming)" : "", a.out);
+        fflush(stdout);
+    }
     da_reward_train_report r;
     if (da_reward_net_train_to_dir(NULL, c, a.out, &r) != DA_OK) {
         fprintf(stderr, "dalign train reward: %s\n", da_last_error());
@@ -470,7 +479,7 @@ int cmd_train(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     const char *model = argv[1];
-    if (!strcmp(model, "reward")) return train_reward(argc, argv);
+    if (!strcmp(model, "reward")) return train_reward(argc - 1, argv + 1);
     if (!strcmp(model, "refiner")) return cmd_train_refiner(argc - 1, argv + 1);
     if (!strcmp(model, "promptloop")) return cmd_train_promptloop(argc - 1, argv + 1);
     da_rlw_method rl_method;
@@ -485,12 +494,14 @@ int cmd_train(int argc, char **argv)
         return 2;
     }
     a.tc.ckpt_every = 500;
-    int rc = parse_args(argc, argv, model, &a);
-    if (rc) return rc == 1 ? 0 : rc;
+    char cmd[32];
+    snprintf(cmd, sizeof cmd, "train %s", model);
+    int rc = parse_args(argc - 1, argv + 1, cmd, &a);
+    if (rc >= 0) return rc;
     char ckpt[4096];
-    rc = resolve(&a, model, ckpt, sizeof ckpt);
+    rc = resolve(&a, cmd, ckpt, sizeof ckpt);
     if (rc) return rc;
-    print_plan(&a, model);
+    if (!a.quiet) print_plan(&a, model);   /* -q: only the result line ("wrote ...") and errors */
     da_pretrain_result r;
     da_status s = da_pretrain_run(&a.tc, &a.o, &r);
     if (s != DA_OK) {

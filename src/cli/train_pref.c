@@ -6,9 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "cli/train_common.h"
 #include "dalign.h"
 #include "train/pref.h"
 
@@ -17,7 +17,7 @@
 typedef struct pref_args {
     da_trainer_config tc;
     da_pref_opts o;
-    int threads, quiet;
+    int quiet;
     const char *ckpt;
     char cmd[CMD_CAP];          /* "train dpo", for messages */
 } pref_args;
@@ -31,6 +31,7 @@ static void usage(FILE *f, const char *method)
     da_pref_defaults(m, &tc, &o);
     fprintf(f,
             "Usage: dalign train dpo|sft|rpo|kto --pairs FILE [--pairs FILE ...] --name NAME [OPTIONS]\n"
+            "       (--opt value or --opt=value)\n"
             "\n"
             "Fine-tune a UNet on preference pairs (made by 'dalign pairs') and write\n"
             "OUT/NAME.safetensors + OUT/NAME.json, loadable with --unet NAME:\n"
@@ -48,9 +49,9 @@ static void usage(FILE *f, const char *method)
             "  --name NAME         output basename, e.g. unet-dpo (required)\n"
             "  --init NAME         the UNet to start from and the frozen reference (default %s)\n"
             "  --weights DIR       frozen text_encoder, vae, clip and the --init UNet\n"
-            "                      (default: $DALIGN_WEIGHTS, else ./weights)\n"
+            "                      (default: $DALIGN_WEIGHTS, else ./weights, else the installed ones)\n"
             "  --out DIR           where NAME.* goes (default: --weights)\n"
-            "  --force             replace an existing NAME.* or checkpoint\n"
+            "  --force             replace an existing NAME.* or checkpoint (another run's)\n"
             "  --beta B            KL strength of dpo, rpo, kto (default %g; logged for sft)\n"
             "  --tau T             rpo: similarity temperature (default %g)\n"
             "  --rpo-embed E       rpo: the similarity's CLIP embedding: both (prompt text and\n"
@@ -70,15 +71,14 @@ static void usage(FILE *f, const char *method)
             "  --weight-decay W    AdamW weight decay (default %g)\n"
             "  --clip C            max global gradient norm, 0: none (default %g)\n"
             "  --ema D             EMA decay of the weights, saved when > 0 (default %g)\n"
-            "  --seed S            seed of the batches and the noise (default 0)\n"
+            "  -s, --seed S        seed of the batches and the noise (default 0; -1: random, printed)\n"
             "  --ckpt PATH         checkpoint (default OUT/NAME.ckpt)\n"
             "  --resume CKPT       continue a run from its checkpoint (same options)\n"
             "  --ckpt-every N      also checkpoint every N steps (default %ld; 0: end/signal)\n"
             "  --metrics FILE      JSONL health metrics (default OUT/NAME.metrics.jsonl)\n"
             "  --log-every N       metrics period (default %ld)\n"
-            "  --threads N         worker threads (results do not depend on it)\n"
-            "  -q, --quiet         no progress\n"
-            "  -h, --help          show this help and exit\n"
+            CLI_COMMON_HELP
+            "                      (results do not depend on the threads; -q: no progress)\n"
             "\n"
             "Logged every step: loss, acc (share of positive implicit margins), margin,\n"
             "mse_w / mse_l (policy on winners / losers), ref_mse_w / ref_mse_l, grad_norm;\n"
@@ -90,9 +90,9 @@ static void usage(FILE *f, const char *method)
 }
 
 enum {
-    O_PAIRS = 256, O_NAME, O_INIT, O_WEIGHTS, O_OUT, O_FORCE, O_BETA, O_TAU, O_EMBED, O_OUTSIDE, O_EMPTY,
-    O_STEPS, O_BATCH, O_MICRO, O_LR, O_MIN_LR, O_WARMUP, O_WD, O_CLIP, O_EMA, O_SEED, O_CKPT, O_RESUME,
-    O_CKPT_EVERY, O_METRICS, O_LOG_EVERY, O_THREADS, O_VAL, O_VAL_DRAWS
+    O_PAIRS = CLI_O_LOCAL, O_NAME, O_INIT, O_WEIGHTS, O_OUT, O_FORCE, O_BETA, O_TAU, O_EMBED, O_OUTSIDE, O_EMPTY,
+    O_STEPS, O_BATCH, O_MICRO, O_LR, O_MIN_LR, O_WARMUP, O_WD, O_CLIP, O_EMA, O_CKPT, O_RESUME,
+    O_CKPT_EVERY, O_METRICS, O_LOG_EVERY, O_VAL, O_VAL_DRAWS
 };
 
 static const struct option LONG_OPTS[] = {
@@ -106,44 +106,18 @@ static const struct option LONG_OPTS[] = {
     {"lr", required_argument, 0, O_LR},            {"min-lr", required_argument, 0, O_MIN_LR},
     {"warmup", required_argument, 0, O_WARMUP},    {"weight-decay", required_argument, 0, O_WD},
     {"clip", required_argument, 0, O_CLIP},        {"ema", required_argument, 0, O_EMA},
-    {"seed", required_argument, 0, O_SEED},        {"ckpt", required_argument, 0, O_CKPT},
+    {"seed", required_argument, 0, 's'},           {"ckpt", required_argument, 0, O_CKPT},
     {"resume", required_argument, 0, O_RESUME},    {"ckpt-every", required_argument, 0, O_CKPT_EVERY},
     {"metrics", required_argument, 0, O_METRICS},  {"log-every", required_argument, 0, O_LOG_EVERY},
-    {"threads", required_argument, 0, O_THREADS},  {"quiet", no_argument, 0, 'q'},
     {"val", required_argument, 0, O_VAL},          {"val-draws", required_argument, 0, O_VAL_DRAWS},
-    {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0},
+    CLI_COMMON_LONG,                               {0, 0, 0, 0},
 };
 
-static int parse_long(const char *cmd, const char *opt, const char *val, long lo, long *out)
-{
-    int v;
-    if (cli_parse_int(val, &v) != 0 || v < lo) {
-        char want[48];
-        snprintf(want, sizeof want, "an integer >= %ld", lo);
-        return cli_bad_value(cmd, opt, val, want);
-    }
-    *out = v;
-    return 0;
-}
-
-static int parse_float_min(const char *cmd, const char *opt, const char *val, float lo, int strict, float *out)
-{
-    float v;
-    if (cli_parse_float(val, &v) != 0 || (strict ? !(v > lo) : !(v >= lo))) {
-        char want[48];
-        snprintf(want, sizeof want, "a number %s %g", strict ? ">" : ">=", (double)lo);
-        return cli_bad_value(cmd, opt, val, want);
-    }
-    *out = v;
-    return 0;
-}
-
 /* one option; 0 or a usage-error exit code */
-static int take_option(pref_args *a, int c, const char *opt, const char *val)
+static int take_option(pref_args *a, const cli_parser *p, int c)
 {
-    const char *cmd = a->cmd;
-    long v = 0;
-    int rc;
+    const char *cmd = p->cmd, *opt = p->opt, *val = p->val;
+    da_trainer_config *tc = &a->tc;
     switch (c) {
     case O_PAIRS:
         if (a->o.n_pairs == DA_PREF_MAX_FILES) return cli_bad_value(cmd, opt, val, "at most 16 files");
@@ -154,91 +128,52 @@ static int take_option(pref_args *a, int c, const char *opt, const char *val)
     case O_WEIGHTS: a->o.weights_dir = val; return 0;
     case O_OUT: a->o.out_dir = val; return 0;
     case O_FORCE: a->o.force = 1; return 0;
-    case O_BETA: return parse_float_min(cmd, opt, val, 0.0f, 1, &a->o.beta);
-    case O_TAU: return parse_float_min(cmd, opt, val, 0.0f, 1, &a->o.tau);
-    case O_EMBED: return da_rpo_embed_parse(val, &a->o.embed) == DA_OK ? 0 : cli_bad_value(cmd, opt, val, "both, text or image");
+    case O_BETA: return train_float(cmd, opt, val, 0.0f, TRAIN_NO_MAX, TRAIN_GT, &a->o.beta);
+    case O_TAU: return train_float(cmd, opt, val, 0.0f, TRAIN_NO_MAX, TRAIN_GT, &a->o.tau);
+    case O_EMBED:
+        return da_rpo_embed_parse(val, &a->o.embed) == DA_OK ? 0 : cli_bad_value(cmd, opt, val, "both, text or image");
     case O_OUTSIDE: a->o.weight_outside = 1; return 0;
-    case O_EMPTY:
-        rc = parse_float_min(cmd, opt, val, 0.0f, 0, &a->o.empty_prompt);
-        return rc ? rc : a->o.empty_prompt > 1.0f ? cli_bad_value(cmd, opt, val, "a number in [0, 1]") : 0;
-    case O_STEPS: return parse_long(cmd, opt, val, 1, &a->tc.total_steps);
-    case O_BATCH: rc = parse_long(cmd, opt, val, 1, &v); a->tc.batch = rc ? a->tc.batch : (int)v; return rc;
-    case O_MICRO: rc = parse_long(cmd, opt, val, 1, &v); a->tc.micro_batches = rc ? a->tc.micro_batches : (int)v; return rc;
-    case O_LR: return parse_float_min(cmd, opt, val, 0.0f, 1, &a->tc.lr);
-    case O_MIN_LR: return parse_float_min(cmd, opt, val, 0.0f, 0, &a->tc.min_lr);
-    case O_WARMUP: return parse_long(cmd, opt, val, 0, &a->tc.warmup);
-    case O_WD: return parse_float_min(cmd, opt, val, 0.0f, 0, &a->tc.weight_decay);
-    case O_CLIP: return parse_float_min(cmd, opt, val, 0.0f, 0, &a->tc.clip);
-    case O_EMA: return parse_float_min(cmd, opt, val, 0.0f, 0, &a->tc.ema_decay);
-    case O_SEED: return cli_parse_u64(val, &a->tc.seed) == 0 ? 0 : cli_bad_value(cmd, opt, val, "a seed in [0, 2^64)");
+    case O_EMPTY: return train_float(cmd, opt, val, 0.0f, 1.0f, TRAIN_GE | TRAIN_LE, &a->o.empty_prompt);
+    case O_STEPS: return train_long(cmd, opt, val, 1, &tc->total_steps);
+    case O_BATCH: return train_int(cmd, opt, val, 1, &tc->batch);
+    case O_MICRO: return train_int(cmd, opt, val, 1, &tc->micro_batches);
+    case O_LR: return train_float(cmd, opt, val, 0.0f, TRAIN_NO_MAX, TRAIN_GT, &tc->lr);
+    case O_MIN_LR: return train_float(cmd, opt, val, 0.0f, TRAIN_NO_MAX, TRAIN_GE, &tc->min_lr);
+    case O_WARMUP: return train_long(cmd, opt, val, 0, &tc->warmup);
+    case O_WD: return train_float(cmd, opt, val, 0.0f, TRAIN_NO_MAX, TRAIN_GE, &tc->weight_decay);
+    case O_CLIP: return train_float(cmd, opt, val, 0.0f, TRAIN_NO_MAX, TRAIN_GE, &tc->clip);
+    case O_EMA: return train_float(cmd, opt, val, 0.0f, TRAIN_NO_MAX, TRAIN_GE, &tc->ema_decay);
+    case 's': return cli_parse_seed(cmd, opt, val, &tc->seed);
     case O_CKPT: a->ckpt = val; return 0;
     case O_RESUME: a->o.resume = val; return 0;
-    case O_CKPT_EVERY: return parse_long(cmd, opt, val, 0, &a->tc.ckpt_every);
-    case O_METRICS: a->tc.metrics_path = val; return 0;
-    case O_LOG_EVERY: return parse_long(cmd, opt, val, 1, &a->tc.log_every);
-    case O_THREADS: rc = parse_long(cmd, opt, val, 1, &v); a->threads = rc ? a->threads : (int)v; return rc;
+    case O_CKPT_EVERY: return train_long(cmd, opt, val, 0, &tc->ckpt_every);
+    case O_METRICS: tc->metrics_path = val; return 0;
+    case O_LOG_EVERY: return train_long(cmd, opt, val, 1, &tc->log_every);
     case O_VAL: a->o.val_pairs = val; return 0;
-    case O_VAL_DRAWS: rc = parse_long(cmd, opt, val, 1, &v); a->o.val_draws = rc ? a->o.val_draws : (int)v; return rc;
-    case 'q': a->quiet = 1; return 0;
+    case O_VAL_DRAWS: return train_int(cmd, opt, val, 1, &a->o.val_draws);
+    default: return cli_unhandled(p);
     }
-    return 2;
 }
+
+static const char *usage_method;   /* whose defaults --help shows */
+static void usage_of_method(FILE *f) { usage(f, usage_method); }
 
 /* -1: go on; else the exit code (0 after --help) */
 static int parse_args(pref_args *a, int argc, char **argv)
 {
-    opterr = 0;
-    optind = 1;
-    for (;;) {
-        int idx = -1, c = getopt_long(argc, argv, ":qh", LONG_OPTS, &idx);
-        if (c == -1) break;
-        char opt[40];
-        snprintf(opt, sizeof opt, "%s%s", idx >= 0 ? "--" : "", idx >= 0 ? LONG_OPTS[idx].name : argv[optind - 1]);
-        if (c == 'h') {
-            usage(stdout, argv[0]);
-            return 0;
-        }
-        if (c == '?' || c == ':') {
-            fprintf(stderr, "dalign %s: %s '%s' (see dalign %s --help)\n", a->cmd,
-                    c == ':' ? "missing value for option" : "unknown option", argv[optind - 1], a->cmd);
-            return 2;
-        }
-        int rc = take_option(a, c, opt, optarg);
+    usage_method = argv[0];
+    cli_parser p = cli_parser_init(a->cmd, argc, argv, "s:", LONG_OPTS, usage_of_method);
+    for (int c; (c = cli_next(&p)) != CLI_DONE;) {
+        if (c == CLI_EXIT) return p.rc;
+        int rc = take_option(a, &p, c);
         if (rc) return rc;
     }
-    if (optind < argc) {
-        fprintf(stderr, "dalign %s: unexpected argument '%s'\n", a->cmd, argv[optind]);
+    if (p.optind < argc) {
+        fprintf(stderr, "dalign %s: unexpected argument '%s'\n", a->cmd, argv[p.optind]);
         return 2;
     }
+    a->quiet = p.common.quiet;
     return -1;
-}
-
-static int file_exists(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0;
-}
-
-/* OUT/NAME.ckpt and OUT/NAME.metrics.jsonl unless given; an existing
- * checkpoint is another run's unless we resume from it */
-static int default_paths(pref_args *a, char *ckpt, char *metrics, size_t cap)
-{
-    const char *out = a->o.out_dir ? a->o.out_dir : da_weights_dir(a->o.weights_dir);
-    if (!a->o.name) return 0;
-    if (!a->ckpt) {
-        snprintf(ckpt, cap, "%s/%s.ckpt", out, a->o.name);
-        a->ckpt = a->o.resume ? a->o.resume : ckpt;
-    }
-    if (!a->tc.metrics_path) {
-        snprintf(metrics, cap, "%s/%s.metrics.jsonl", out, a->o.name);
-        a->tc.metrics_path = metrics;
-    }
-    if (!a->o.resume && !a->o.force && file_exists(a->ckpt)) {
-        fprintf(stderr, "dalign %s: the checkpoint %s exists (another run's?): --resume it, or pass --force to start over\n",
-                a->cmd, a->ckpt);
-        return 1;
-    }
-    return 0;
 }
 
 int cmd_train_pref(int argc, char **argv)
@@ -254,16 +189,24 @@ int cmd_train_pref(int argc, char **argv)
     snprintf(a.cmd, sizeof a.cmd, "train %s", da_pref_method_name(m));
     int rc = parse_args(&a, argc, argv);
     if (rc >= 0) return rc;
-    if (a.threads > 0) da_set_threads(a.threads);
     a.tc.progress = !a.quiet;
     a.tc.handle_signals = 1;
     char ckpt[4096], metrics[4096];
-    if (default_paths(&a, ckpt, metrics, sizeof ckpt)) return 1;
+    const char *out = train_out_dir(a.o.out_dir, a.o.weights_dir);
+    if (a.o.name) {
+        rc = train_default_paths(a.cmd, out, a.o.name, a.o.resume, &a.ckpt, ckpt, &a.tc.metrics_path, metrics,
+                                 sizeof ckpt);
+        if (rc) return rc;
+    }
     a.tc.ckpt_path = a.ckpt;
     if (da_pref_check(&a.tc, &a.o) != DA_OK) {
         fprintf(stderr, "dalign %s: %s\n", a.cmd, da_last_error());
         return 2;
     }
+    const char *names[2] = {a.o.name, NULL};
+    train_clean_stale_tmp(a.cmd, out, names, a.quiet);
+    if (a.ckpt) train_clean_stale_tmp_of(a.cmd, a.ckpt, a.quiet);
+    if (train_check_ckpt(a.cmd, a.ckpt, a.o.resume, a.o.force, 0, &a.tc, NULL, a.quiet)) return 1;
     da_pref_result res;
     da_status s = da_pref_run(&a.tc, &a.o, &res);
     if (s != DA_OK) {

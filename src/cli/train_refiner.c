@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "cli/train_common.h"
 #include "dalign.h"
 
 #define CMD "train refiner"
@@ -17,7 +17,7 @@
 typedef struct refiner_args {
     da_trainer_config tc;
     da_refiner_sup_opts o;
-    int threads, quiet;
+    int quiet;
     const char *ckpt, *config;
 } refiner_args;
 
@@ -27,7 +27,7 @@ static void usage(FILE *f)
     da_refiner_sup_opts o;
     da_refiner_sup_defaults(&tc, &o);
     fprintf(f,
-            "Usage: dalign train refiner --name NAME [OPTIONS]\n"
+            "Usage: dalign train refiner --name NAME [OPTIONS]   (--opt value or --opt=value)\n"
             "\n"
             "Train the PromptLoop reference refiner (docs/promptloop.md): given\n"
             "a query, the base model's predicted clean latent x̂0 at a sampler step (or\n"
@@ -46,7 +46,7 @@ static void usage(FILE *f)
             "                      else ./weights)\n"
             "  --unet NAME         the UNet whose trajectories are observed (default %s)\n"
             "  --out DIR           where NAME.* goes (default: --weights)\n"
-            "  --force             replace an existing NAME.* or checkpoint\n"
+            "  --force             replace an existing NAME.* or checkpoint (another run's)\n"
             "  --refiner-config F  the refiner's JSON config (default: d_model %d, %d layers)\n"
             "  --steps N           optimizer steps (default %ld)\n"
             "  --batch B           examples per step (default %d)\n"
@@ -56,12 +56,12 @@ static void usage(FILE *f)
             "  --weight-decay W    AdamW weight decay (default %g)\n"
             "  --clip C            max global gradient norm, 0: none (default %g)\n"
             "  --ema D             EMA decay; > 0 saves the EMA weights (default %g: the trained ones)\n"
-            "  --seed S            seed of the init and the examples (default 0)\n"
+            "  -s, --seed S        seed of the init and the examples (default 0; -1: random, printed)\n"
             "  --bank FILE         observation bank cache (default OUT/NAME.bank.safetensors);\n"
             "                      rebuilt when its settings or the base models differ\n"
             "  --bank-size N       training queries, one trajectory each (default %d)\n"
             "  --bank-steps N      DDIM steps of the trajectories (default %d)\n"
-            "  --cfg W             guidance weight of the trajectories (default %g)\n"
+            "  --cfg W             guidance weight of the trajectories (default %g; alias --cfg-scale)\n"
             "  --bank-seed S       seed of the queries and their noise (default 0)\n"
             "  --p-blind P         share of examples with no observation (zero latent, as the\n"
             "                      apriori and once modes) (default %g)\n"
@@ -79,9 +79,8 @@ static void usage(FILE *f)
             "  --ckpt-every N      also checkpoint every N steps (default %ld; 0: end/signal)\n"
             "  --metrics FILE      JSONL metrics (default OUT/NAME.metrics.jsonl)\n"
             "  --log-every N       metrics period (default %ld)\n"
-            "  --threads N         worker threads (results do not depend on it)\n"
-            "  -q, --quiet         no progress\n"
-            "  -h, --help          show this help and exit\n"
+            CLI_COMMON_HELP
+            "                      (results do not depend on the threads; -q: no progress)\n"
             "\n"
             "Logged: loss, tok_acc (argmax = target), t_out (longest target), lr, grad_norm\n"
             "every line; every --val-every steps val_t1, val_t0, heldout_t1, heldout_t0 (the\n"
@@ -94,10 +93,10 @@ static void usage(FILE *f)
 }
 
 enum {
-    O_NAME = 256, O_WEIGHTS, O_UNET, O_OUT, O_FORCE, O_CONFIG, O_STEPS, O_BATCH, O_LR, O_MIN_LR, O_WARMUP, O_WD,
-    O_CLIP, O_EMA, O_SEED, O_BANK, O_BANK_SIZE, O_BANK_STEPS, O_CFG, O_BANK_SEED, O_P_BLIND, O_P_QUERY,
-    O_NO_FRESH, O_VAL_QUERIES, O_VAL_REFINE, O_VAL_EVERY, O_VAL_QUICK, O_CKPT, O_RESUME, O_CKPT_EVERY, O_METRICS,
-    O_LOG_EVERY, O_THREADS, O_QUERY_SPLIT
+    O_NAME = CLI_O_LOCAL, O_WEIGHTS, O_UNET, O_OUT, O_FORCE, O_CONFIG, O_STEPS, O_BATCH, O_LR, O_MIN_LR, O_WARMUP,
+    O_WD, O_CLIP, O_EMA, O_BANK, O_BANK_SIZE, O_BANK_STEPS, O_BANK_SEED, O_P_BLIND, O_P_QUERY, O_NO_FRESH,
+    O_VAL_QUERIES, O_VAL_REFINE, O_VAL_EVERY, O_VAL_QUICK, O_CKPT, O_RESUME, O_CKPT_EVERY, O_METRICS, O_LOG_EVERY,
+    O_QUERY_SPLIT
 };
 
 static const struct option LONG_OPTS[] = {
@@ -108,56 +107,23 @@ static const struct option LONG_OPTS[] = {
     {"lr", required_argument, 0, O_LR},                 {"min-lr", required_argument, 0, O_MIN_LR},
     {"warmup", required_argument, 0, O_WARMUP},         {"weight-decay", required_argument, 0, O_WD},
     {"clip", required_argument, 0, O_CLIP},             {"ema", required_argument, 0, O_EMA},
-    {"seed", required_argument, 0, O_SEED},             {"bank", required_argument, 0, O_BANK},
+    {"seed", required_argument, 0, 's'},                {"bank", required_argument, 0, O_BANK},
     {"bank-size", required_argument, 0, O_BANK_SIZE},   {"bank-steps", required_argument, 0, O_BANK_STEPS},
-    {"cfg", required_argument, 0, O_CFG},               {"bank-seed", required_argument, 0, O_BANK_SEED},
-    {"p-blind", required_argument, 0, O_P_BLIND},       {"p-query-prompt", required_argument, 0, O_P_QUERY},
-    {"no-fresh-blind", no_argument, 0, O_NO_FRESH},     {"val-queries", required_argument, 0, O_VAL_QUERIES},
-    {"val-refine", required_argument, 0, O_VAL_REFINE}, {"val-every", required_argument, 0, O_VAL_EVERY},
-    {"val-quick", required_argument, 0, O_VAL_QUICK},   {"ckpt", required_argument, 0, O_CKPT},
-    {"resume", required_argument, 0, O_RESUME},         {"ckpt-every", required_argument, 0, O_CKPT_EVERY},
-    {"metrics", required_argument, 0, O_METRICS},       {"log-every", required_argument, 0, O_LOG_EVERY},
-    {"threads", required_argument, 0, O_THREADS},       {"quiet", no_argument, 0, 'q'},
-    {"query-split", required_argument, 0, O_QUERY_SPLIT},
-    {"help", no_argument, 0, 'h'},                      {0, 0, 0, 0},
+    {"cfg", required_argument, 0, CLI_O_CFG},           {"cfg-scale", required_argument, 0, CLI_O_CFG},
+    {"bank-seed", required_argument, 0, O_BANK_SEED},   {"p-blind", required_argument, 0, O_P_BLIND},
+    {"p-query-prompt", required_argument, 0, O_P_QUERY}, {"no-fresh-blind", no_argument, 0, O_NO_FRESH},
+    {"val-queries", required_argument, 0, O_VAL_QUERIES}, {"val-refine", required_argument, 0, O_VAL_REFINE},
+    {"val-every", required_argument, 0, O_VAL_EVERY},   {"val-quick", required_argument, 0, O_VAL_QUICK},
+    {"ckpt", required_argument, 0, O_CKPT},             {"resume", required_argument, 0, O_RESUME},
+    {"ckpt-every", required_argument, 0, O_CKPT_EVERY}, {"metrics", required_argument, 0, O_METRICS},
+    {"log-every", required_argument, 0, O_LOG_EVERY},   {"query-split", required_argument, 0, O_QUERY_SPLIT},
+    CLI_COMMON_LONG,                                    {0, 0, 0, 0},
 };
 
-/* an integer >= lo into *out (int) */
-static int take_int(const char *opt, const char *val, int lo, int *out)
-{
-    char want[48];
-    snprintf(want, sizeof want, "an integer >= %d", lo);
-    int v;
-    if (cli_parse_int(val, &v) != 0 || v < lo) return cli_bad_value(CMD, opt, val, want);
-    *out = v;
-    return 0;
-}
-
-static int take_long(const char *opt, const char *val, int lo, long *out)
-{
-    int v, rc = take_int(opt, val, lo, &v);
-    if (!rc) *out = v;
-    return rc;
-}
-
-/* a number > lo (strict) or >= lo, and <= hi */
-static int take_float(const char *opt, const char *val, float lo, int strict, float hi, float *out)
-{
-    float v;
-    if (cli_parse_float(val, &v) != 0 || (strict ? !(v > lo) : !(v >= lo)) || v > hi) {
-        char want[64];
-        if (hi < 1e30f) snprintf(want, sizeof want, "a number in %s%g, %g]", strict ? "(" : "[", (double)lo, (double)hi);
-        else snprintf(want, sizeof want, "a number %s %g", strict ? ">" : ">=", (double)lo);
-        return cli_bad_value(CMD, opt, val, want);
-    }
-    *out = v;
-    return 0;
-}
-
 /* one option; 0 or a usage-error exit code */
-static int take_option(refiner_args *a, int c, const char *opt, const char *val)
+static int take_option(refiner_args *a, const cli_parser *p, int c)
 {
-    const float BIG = 3e38f;
+    const char *opt = p->opt, *val = p->val;
     da_refiner_sup_opts *o = &a->o;
     da_trainer_config *tc = &a->tc;
     switch (c) {
@@ -167,104 +133,60 @@ static int take_option(refiner_args *a, int c, const char *opt, const char *val)
     case O_OUT: o->out_dir = val; return 0;
     case O_FORCE: o->force = 1; return 0;
     case O_CONFIG: a->config = val; return 0;
-    case O_STEPS: return take_long(opt, val, 1, &tc->total_steps);
-    case O_BATCH: return take_int(opt, val, 1, &tc->batch);
-    case O_LR: return take_float(opt, val, 0.0f, 1, BIG, &tc->lr);
-    case O_MIN_LR: return take_float(opt, val, 0.0f, 0, BIG, &tc->min_lr);
-    case O_WARMUP: return take_long(opt, val, 0, &tc->warmup);
-    case O_WD: return take_float(opt, val, 0.0f, 0, BIG, &tc->weight_decay);
-    case O_CLIP: return take_float(opt, val, 0.0f, 0, BIG, &tc->clip);
-    case O_EMA: return take_float(opt, val, 0.0f, 0, 0.999999f, &tc->ema_decay);
-    case O_SEED: return cli_parse_seed(CMD, opt, val, &tc->seed);
+    case O_STEPS: return train_long(CMD, opt, val, 1, &tc->total_steps);
+    case O_BATCH: return train_int(CMD, opt, val, 1, &tc->batch);
+    case O_LR: return train_float(CMD, opt, val, 0.0f, TRAIN_NO_MAX, TRAIN_GT, &tc->lr);
+    case O_MIN_LR: return train_float(CMD, opt, val, 0.0f, TRAIN_NO_MAX, TRAIN_GE, &tc->min_lr);
+    case O_WARMUP: return train_long(CMD, opt, val, 0, &tc->warmup);
+    case O_WD: return train_float(CMD, opt, val, 0.0f, TRAIN_NO_MAX, TRAIN_GE, &tc->weight_decay);
+    case O_CLIP: return train_float(CMD, opt, val, 0.0f, TRAIN_NO_MAX, TRAIN_GE, &tc->clip);
+    case O_EMA: return train_float(CMD, opt, val, 0.0f, 0.999999f, TRAIN_GE, &tc->ema_decay);
+    case 's': return cli_parse_seed(CMD, opt, val, &tc->seed);
     case O_BANK: o->bank_path = val; return 0;
-    case O_BANK_SIZE: return take_int(opt, val, 1, &o->bank_size);
+    case O_BANK_SIZE: return train_int(CMD, opt, val, 1, &o->bank_size);
     case O_BANK_STEPS: return cli_parse_int_in(CMD, opt, val, 1, DA_CLI_MAX_STEPS, &o->sample.steps);
-    case O_CFG: return cli_parse_float(val, &o->sample.cfg) ? cli_bad_value(CMD, opt, val, "a number") : 0;
+    case CLI_O_CFG: return cli_sample_opt(p, c, &o->sample);
     case O_BANK_SEED: return cli_parse_seed(CMD, opt, val, &o->bank_seed);
-    case O_P_BLIND: return take_float(opt, val, 0.0f, 0, 1.0f, &o->p_blind);
-    case O_P_QUERY: return take_float(opt, val, 0.0f, 0, 1.0f, &o->p_query_prompt);
+    case O_P_BLIND: return train_float(CMD, opt, val, 0.0f, 1.0f, TRAIN_GE, &o->p_blind);
+    case O_P_QUERY: return train_float(CMD, opt, val, 0.0f, 1.0f, TRAIN_GE, &o->p_query_prompt);
     case O_NO_FRESH: o->fresh_blind = 0; return 0;
     case O_QUERY_SPLIT:
         if (strcmp(val, "train") && strcmp(val, "all")) return cli_bad_value(CMD, opt, val, "train or all");
         o->query_split_all = !strcmp(val, "all");
         return 0;
-    case O_VAL_QUERIES: return take_int(opt, val, 0, &o->val_queries);
-    case O_VAL_REFINE: return take_int(opt, val, 1, &o->n_refine);
-    case O_VAL_EVERY: return take_int(opt, val, 0, &o->val_every);
-    case O_VAL_QUICK: return take_int(opt, val, 1, &o->val_quick);
+    case O_VAL_QUERIES: return train_int(CMD, opt, val, 0, &o->val_queries);
+    case O_VAL_REFINE: return train_int(CMD, opt, val, 1, &o->n_refine);
+    case O_VAL_EVERY: return train_int(CMD, opt, val, 0, &o->val_every);
+    case O_VAL_QUICK: return train_int(CMD, opt, val, 1, &o->val_quick);
     case O_CKPT: a->ckpt = val; return 0;
     case O_RESUME: o->resume = val; return 0;
-    case O_CKPT_EVERY: return take_long(opt, val, 0, &tc->ckpt_every);
+    case O_CKPT_EVERY: return train_long(CMD, opt, val, 0, &tc->ckpt_every);
     case O_METRICS: tc->metrics_path = val; return 0;
-    case O_LOG_EVERY: return take_long(opt, val, 1, &tc->log_every);
-    case O_THREADS: return take_int(opt, val, 1, &a->threads);
-    case 'q': a->quiet = 1; return 0;
+    case O_LOG_EVERY: return train_long(CMD, opt, val, 1, &tc->log_every);
+    default: return cli_unhandled(p);
     }
-    return 2;
 }
 
 /* -1: go on; else the exit code (0 after --help) */
 static int parse_args(refiner_args *a, int argc, char **argv)
 {
-    opterr = 0;
-    optind = 1;
-    for (;;) {
-        int idx = -1, c = getopt_long(argc, argv, ":qh", LONG_OPTS, &idx);
-        if (c == -1) break;
-        char opt[40];
-        snprintf(opt, sizeof opt, "%s%s", idx >= 0 ? "--" : "", idx >= 0 ? LONG_OPTS[idx].name : argv[optind - 1]);
-        if (c == 'h') {
-            usage(stdout);
-            return 0;
-        }
-        if (c == '?' || c == ':') {
-            fprintf(stderr, "dalign " CMD ": %s '%s' (see dalign " CMD " --help)\n",
-                    c == ':' ? "missing value for option" : "unknown option", argv[optind - 1]);
-            return 2;
-        }
-        int rc = take_option(a, c, opt, optarg);
+    cli_parser p = cli_parser_init(CMD, argc, argv, "s:", LONG_OPTS, usage);
+    for (int c; (c = cli_next(&p)) != CLI_DONE;) {
+        if (c == CLI_EXIT) return p.rc;
+        int rc = take_option(a, &p, c);
         if (rc) return rc;
     }
-    if (optind < argc) {
-        fprintf(stderr, "dalign " CMD ": unexpected argument '%s'\n", argv[optind]);
+    if (p.optind < argc) {
+        fprintf(stderr, "dalign " CMD ": unexpected argument '%s'\n", argv[p.optind]);
         return 2;
     }
+    a->quiet = p.common.quiet;
     return -1;
-}
-
-static int file_exists(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0;
-}
-
-/* OUT/NAME.ckpt and OUT/NAME.metrics.jsonl unless given; an existing
- * checkpoint is another run's unless we resume from it. 0 or an exit code. */
-static int default_paths(refiner_args *a, char *ckpt, char *metrics, size_t cap)
-{
-    const char *out = a->o.out_dir ? a->o.out_dir : da_weights_dir(a->o.weights_dir);
-    if (!a->ckpt) {
-        if (snprintf(ckpt, cap, "%s/%s.ckpt", out, a->o.name) >= (int)cap) goto too_long;
-        a->ckpt = a->o.resume ? a->o.resume : ckpt;
-    }
-    if (!a->tc.metrics_path) {
-        if (snprintf(metrics, cap, "%s/%s.metrics.jsonl", out, a->o.name) >= (int)cap) goto too_long;
-        a->tc.metrics_path = metrics;
-    }
-    if (!a->o.resume && !a->o.force && file_exists(a->ckpt)) {
-        fprintf(stderr, "dalign " CMD ": the checkpoint %s exists (another run's?): --resume it, or pass --force "
-                        "to start over\n", a->ckpt);
-        return 1;
-    }
-    return 0;
-too_long:
-    fprintf(stderr, "dalign " CMD ": --out path too long\n");
-    return 2;
 }
 
 static void print_done(const refiner_args *a, const da_refiner_sup_result *r)
 {
-    const char *out = a->o.out_dir ? a->o.out_dir : da_weights_dir(a->o.weights_dir);
+    const char *out = train_out_dir(a->o.out_dir, a->o.weights_dir);
     printf("dalign " CMD ": %ld steps, final loss %.4f; wrote %s/%s.{safetensors,json}\n", r->steps, (double)r->loss,
            out, a->o.name);
     if (!r->validated) return;
@@ -293,7 +215,6 @@ int cmd_train_refiner(int argc, char **argv)
         fprintf(stderr, "dalign " CMD ": --refiner-config: %s\n", da_last_error());
         return 2;
     }
-    if (a.threads > 0) da_set_threads(a.threads);
     a.tc.name = a.o.name;
     a.tc.progress = !a.quiet;
     a.tc.handle_signals = 1;
@@ -303,9 +224,14 @@ int cmd_train_refiner(int argc, char **argv)
         return 2;
     }
     char ckpt[4096], metrics[4096];
-    rc = default_paths(&a, ckpt, metrics, sizeof ckpt);
+    const char *out = train_out_dir(a.o.out_dir, a.o.weights_dir);
+    rc = train_default_paths(CMD, out, a.o.name, a.o.resume, &a.ckpt, ckpt, &a.tc.metrics_path, metrics, sizeof ckpt);
     if (rc) return rc;
     a.tc.ckpt_path = a.ckpt;
+    const char *names[2] = {a.o.name, NULL};
+    train_clean_stale_tmp(CMD, out, names, a.quiet);
+    train_clean_stale_tmp_of(CMD, a.ckpt, a.quiet);
+    if (train_check_ckpt(CMD, a.ckpt, a.o.resume, a.o.force, 0, &a.tc, NULL, a.quiet)) return 1;
     da_refiner_sup_result res;
     da_status s = da_refiner_sup_run(&a.tc, &a.o, &res);
     if (s != DA_OK) {

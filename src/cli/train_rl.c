@@ -6,15 +6,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "cli/train_common.h"
 #include "dalign.h"
 
 typedef struct rl_args {
     da_trainer_config tc;
     da_rlw_opts o;
-    int threads, quiet, iterations, iterations_set;
+    int quiet, iterations, iterations_set;
     const char *ckpt;
     char cmd[32];   /* "train ddpo" */
 } rl_args;
@@ -39,7 +39,7 @@ static void usage(FILE *f, da_rlw_method m)
     da_rlw_opts o = da_rlw_defaults(m);
     da_rlw_trainer_defaults(&tc, &o);
     const char *name = da_rlw_method_name(m);
-    fprintf(f, "Usage: dalign train %s --name NAME [OPTIONS]\n\n%s\n", name, ABOUT[m]);
+    fprintf(f, "Usage: dalign train %s --name NAME [OPTIONS]   (--opt value or --opt=value)\n\n%s\n", name, ABOUT[m]);
     fprintf(f,
             "Writes OUT/NAME.safetensors + OUT/NAME.json, a UNet (use with --unet NAME).\n"
             "docs/rl-weights.md has the equations.\n"
@@ -48,15 +48,16 @@ static void usage(FILE *f, da_rlw_method m)
             "  --name NAME          output basename, e.g. unet-%s (required)\n"
             "  --init NAME          the UNet to start from%s (default %s)\n"
             "  --reward NAME        the reward (default %s; see dalign reward --help)\n"
-            "  --weights DIR        models and rewards (default: $DALIGN_WEIGHTS, else ./weights)\n"
+            "  --weights DIR        models and rewards (default: $DALIGN_WEIGHTS, else ./weights, else the installed ones)\n"
             "  --out DIR            where NAME.* goes (default: --weights)\n"
-            "  --force              replace an existing NAME.* or checkpoint\n"
+            "  --force              replace an existing NAME.* or checkpoint (another run's)\n"
             "  --iterations N       rollout batches (default %ld)\n"
             "  --prompts Q          train-split prompts per iteration (default %d)\n"
             "  --group G            images per prompt%s (default %d)\n"
             "  --prompt-pool N      draw the prompts from a fixed pool of N (default 0: fresh)\n"
             "  --steps S            DDIM steps (default %d)\n"
-            "  --cfg W              guidance weight, in sampling and training (default %g)\n"
+            "  --cfg W              guidance weight, in sampling and training (default %g;\n"
+            "                       alias --cfg-scale)\n"
             "  --eta E              DDIM eta (default %g)\n"
             "  --epochs E           passes over each rollout batch (default %d)\n"
             "  --minibatches B      optimizer steps per pass, each of whole groups (default %d)\n",
@@ -82,14 +83,13 @@ static void usage(FILE *f, da_rlw_method m)
     fprintf(f,
             "  --lr LR              learning rate (default %g; AdamW, constant)\n"
             "  --clip C             max global gradient norm (default %g)\n"
-            "  --seed S             seed of the prompts and noises (default 0)\n"
+            "  -s, --seed S         seed of the prompts and noises (default 0; -1: random, printed)\n"
             "  --ckpt PATH          checkpoint (default OUT/NAME.ckpt)\n"
             "  --resume CKPT        continue a run from its checkpoint (same options)\n"
             "  --ckpt-every N       also checkpoint every N optimizer steps (default %ld)\n"
             "  --metrics FILE       JSONL health metrics (default OUT/NAME.metrics.jsonl)\n"
-            "  --threads N          worker threads (results do not depend on it)\n"
-            "  -q, --quiet          no progress\n"
-            "  -h, --help           show this help and exit\n"
+            CLI_COMMON_HELP
+            "                       (results do not depend on the threads; -q: no progress)\n"
             "\n"
             "Logged each iteration: reward (mean, std), zero_std (share of prompts whose\n"
             "images all scored the same)%s; each update: loss, grad_norm%s.\n"
@@ -100,9 +100,9 @@ static void usage(FILE *f, da_rlw_method m)
 }
 
 enum {
-    O_NAME = 256, O_INIT, O_REWARD, O_WEIGHTS, O_OUT, O_FORCE, O_ITER, O_PROMPTS, O_GROUP, O_POOL, O_STEPS, O_CFG,
-    O_ETA, O_EPOCHS, O_MINIB, O_TFRAC, O_CLIP_EPS, O_ADV_CLIP, O_TSIZE, O_TMIN, O_KL, O_SHARED, O_LR, O_CLIP, O_SEED,
-    O_CKPT, O_RESUME, O_CKPT_EVERY, O_METRICS, O_THREADS
+    O_NAME = CLI_O_LOCAL, O_INIT, O_REWARD, O_WEIGHTS, O_OUT, O_FORCE, O_ITER, O_PROMPTS, O_GROUP, O_POOL, O_EPOCHS,
+    O_MINIB, O_TFRAC, O_CLIP_EPS, O_ADV_CLIP, O_TSIZE, O_TMIN, O_KL, O_SHARED, O_LR, O_CLIP, O_CKPT, O_RESUME,
+    O_CKPT_EVERY, O_METRICS
 };
 
 static const struct option LONG_OPTS[] = {
@@ -111,51 +111,18 @@ static const struct option LONG_OPTS[] = {
     {"out", required_argument, 0, O_OUT},             {"force", no_argument, 0, O_FORCE},
     {"iterations", required_argument, 0, O_ITER},     {"prompts", required_argument, 0, O_PROMPTS},
     {"group", required_argument, 0, O_GROUP},         {"prompt-pool", required_argument, 0, O_POOL},
-    {"steps", required_argument, 0, O_STEPS},         {"cfg", required_argument, 0, O_CFG},
-    {"eta", required_argument, 0, O_ETA},             {"epochs", required_argument, 0, O_EPOCHS},
-    {"minibatches", required_argument, 0, O_MINIB},   {"timestep-frac", required_argument, 0, O_TFRAC},
-    {"clip-eps", required_argument, 0, O_CLIP_EPS},   {"adv-clip", required_argument, 0, O_ADV_CLIP},
-    {"tracker-size", required_argument, 0, O_TSIZE},  {"tracker-min", required_argument, 0, O_TMIN},
-    {"kl", required_argument, 0, O_KL},               {"shared-noise", no_argument, 0, O_SHARED},
-    {"lr", required_argument, 0, O_LR},               {"clip", required_argument, 0, O_CLIP},
-    {"seed", required_argument, 0, O_SEED},           {"ckpt", required_argument, 0, O_CKPT},
-    {"resume", required_argument, 0, O_RESUME},       {"ckpt-every", required_argument, 0, O_CKPT_EVERY},
-    {"metrics", required_argument, 0, O_METRICS},     {"threads", required_argument, 0, O_THREADS},
-    {"quiet", no_argument, 0, 'q'},                   {"help", no_argument, 0, 'h'},
-    {0, 0, 0, 0},
+    {"steps", required_argument, 0, CLI_O_STEPS},     {"cfg", required_argument, 0, CLI_O_CFG},
+    {"cfg-scale", required_argument, 0, CLI_O_CFG},   {"eta", required_argument, 0, CLI_O_ETA},
+    {"epochs", required_argument, 0, O_EPOCHS},       {"minibatches", required_argument, 0, O_MINIB},
+    {"timestep-frac", required_argument, 0, O_TFRAC}, {"clip-eps", required_argument, 0, O_CLIP_EPS},
+    {"adv-clip", required_argument, 0, O_ADV_CLIP},   {"tracker-size", required_argument, 0, O_TSIZE},
+    {"tracker-min", required_argument, 0, O_TMIN},    {"kl", required_argument, 0, O_KL},
+    {"shared-noise", no_argument, 0, O_SHARED},       {"lr", required_argument, 0, O_LR},
+    {"clip", required_argument, 0, O_CLIP},           {"seed", required_argument, 0, 's'},
+    {"ckpt", required_argument, 0, O_CKPT},           {"resume", required_argument, 0, O_RESUME},
+    {"ckpt-every", required_argument, 0, O_CKPT_EVERY}, {"metrics", required_argument, 0, O_METRICS},
+    CLI_COMMON_LONG,                                  {0, 0, 0, 0},
 };
-
-static int int_at_least(const rl_args *a, const char *opt, const char *val, int lo, int *out)
-{
-    char want[48];
-    snprintf(want, sizeof want, "an integer >= %d", lo);
-    int v;
-    if (cli_parse_int(val, &v) != 0 || v < lo) return cli_bad_value(a->cmd, opt, val, want);
-    *out = v;
-    return 0;
-}
-
-static int float_above(const rl_args *a, const char *opt, const char *val, float lo, int strict, float *out)
-{
-    char want[48];
-    snprintf(want, sizeof want, "a number %s %g", strict ? ">" : ">=", (double)lo);
-    float v;
-    if (cli_parse_float(val, &v) != 0 || (strict ? !(v > lo) : !(v >= lo))) return cli_bad_value(a->cmd, opt, val, want);
-    *out = v;
-    return 0;
-}
-
-/* a number in (0, hi] (hi_open: (0, hi)) */
-static int float_in(const rl_args *a, const char *opt, const char *val, float hi, int hi_open, float *out)
-{
-    char want[48];
-    snprintf(want, sizeof want, "a number in (0, %g%s", (double)hi, hi_open ? ")" : "]");
-    float v;
-    if (cli_parse_float(val, &v) != 0 || !(v > 0.0f) || (hi_open ? !(v < hi) : !(v <= hi)))
-        return cli_bad_value(a->cmd, opt, val, want);
-    *out = v;
-    return 0;
-}
 
 /* the options a method does not have are usage errors, not silently ignored */
 static int method_has(const rl_args *a, int c)
@@ -167,10 +134,12 @@ static int method_has(const rl_args *a, int c)
     return 1;
 }
 
-static int take_option(rl_args *a, int c, const char *opt, const char *val)
+static int take_option(rl_args *a, const cli_parser *p, int c)
 {
+    const char *cmd = a->cmd, *opt = p->opt, *val = p->val;
     da_rlw_opts *o = &a->o;
-    int v = 0, rc;
+    int rc = cli_sample_opt(p, c, &o->sample);   /* --steps, --cfg, --eta */
+    if (rc != CLI_NOT_MINE) return rc;
     switch (c) {
     case O_NAME: o->name = val; return 0;
     case O_INIT: o->init = val; return 0;
@@ -178,90 +147,57 @@ static int take_option(rl_args *a, int c, const char *opt, const char *val)
     case O_WEIGHTS: o->weights_dir = val; return 0;
     case O_OUT: o->out_dir = val; return 0;
     case O_FORCE: o->force = 1; return 0;
-    case O_ITER: a->iterations_set = 1; return int_at_least(a, opt, val, 1, &a->iterations);
-    case O_PROMPTS: return int_at_least(a, opt, val, 1, &o->prompts);
-    case O_GROUP: return int_at_least(a, opt, val, 2, &o->group);
-    case O_POOL: return int_at_least(a, opt, val, 0, &o->prompt_pool);
-    case O_STEPS: return cli_parse_int_in(a->cmd, opt, val, 1, DA_CLI_MAX_STEPS, &o->sample.steps);
-    case O_CFG: return cli_parse_float(val, &o->sample.cfg) == 0 ? 0 : cli_bad_value(a->cmd, opt, val, "a number");
-    case O_ETA: return float_above(a, opt, val, 0.0f, 0, &o->sample.eta);
-    case O_EPOCHS: return int_at_least(a, opt, val, 1, &o->epochs);
-    case O_MINIB: return int_at_least(a, opt, val, 1, &o->minibatches);
-    case O_TFRAC: return float_in(a, opt, val, 1.0f, 0, &o->timestep_frac);
-    case O_CLIP_EPS: return float_in(a, opt, val, 1.0f, 1, &o->clip_eps);
-    case O_ADV_CLIP: return float_above(a, opt, val, 0.0f, 1, &o->adv_clip);
-    case O_TSIZE: return int_at_least(a, opt, val, 1, &o->tracker_size);
-    case O_TMIN: return int_at_least(a, opt, val, 1, &o->tracker_min);
-    case O_KL: return float_above(a, opt, val, 0.0f, 0, &o->kl_coef);
+    case O_ITER: a->iterations_set = 1; return train_int(cmd, opt, val, 1, &a->iterations);
+    case O_PROMPTS: return train_int(cmd, opt, val, 1, &o->prompts);
+    case O_GROUP: return train_int(cmd, opt, val, 2, &o->group);
+    case O_POOL: return train_int(cmd, opt, val, 0, &o->prompt_pool);
+    case O_EPOCHS: return train_int(cmd, opt, val, 1, &o->epochs);
+    case O_MINIB: return train_int(cmd, opt, val, 1, &o->minibatches);
+    case O_TFRAC: return train_float(cmd, opt, val, 0.0f, 1.0f, TRAIN_GT | TRAIN_LE, &o->timestep_frac);
+    case O_CLIP_EPS: return train_float(cmd, opt, val, 0.0f, 1.0f, TRAIN_GT | TRAIN_LT, &o->clip_eps);
+    case O_ADV_CLIP: return train_float(cmd, opt, val, 0.0f, TRAIN_NO_MAX, TRAIN_GT, &o->adv_clip);
+    case O_TSIZE: return train_int(cmd, opt, val, 1, &o->tracker_size);
+    case O_TMIN: return train_int(cmd, opt, val, 1, &o->tracker_min);
+    case O_KL: return train_float(cmd, opt, val, 0.0f, TRAIN_NO_MAX, TRAIN_GE, &o->kl_coef);
     case O_SHARED: o->shared_noise = 1; return 0;
-    case O_LR: rc = float_above(a, opt, val, 0.0f, 1, &a->tc.lr); a->tc.min_lr = a->tc.lr; return rc;
-    case O_CLIP: return float_above(a, opt, val, 0.0f, 0, &a->tc.clip);
-    case O_SEED: return cli_parse_u64(val, &a->tc.seed) == 0 ? 0 : cli_bad_value(a->cmd, opt, val, "a seed in [0, 2^64)");
+    case O_LR:
+        rc = train_float(cmd, opt, val, 0.0f, TRAIN_NO_MAX, TRAIN_GT, &a->tc.lr);
+        a->tc.min_lr = a->tc.lr;   /* constant learning rate */
+        return rc;
+    case O_CLIP: return train_float(cmd, opt, val, 0.0f, TRAIN_NO_MAX, TRAIN_GE, &a->tc.clip);
+    case 's': return cli_parse_seed(cmd, opt, val, &a->tc.seed);
     case O_CKPT: a->ckpt = val; return 0;
     case O_RESUME: o->resume = val; return 0;
-    case O_CKPT_EVERY: rc = int_at_least(a, opt, val, 0, &v); a->tc.ckpt_every = rc ? a->tc.ckpt_every : v; return rc;
+    case O_CKPT_EVERY: return train_long(cmd, opt, val, 0, &a->tc.ckpt_every);
     case O_METRICS: a->tc.metrics_path = val; return 0;
-    case O_THREADS: return int_at_least(a, opt, val, 1, &a->threads);
-    case 'q': a->quiet = 1; return 0;
+    default: return cli_unhandled(p);
     }
-    return 2;
 }
+
+static da_rlw_method usage_method;   /* whose options --help shows */
+static void usage_of_method(FILE *f) { usage(f, usage_method); }
 
 /* -1: go on; else the exit code (0 after --help) */
 static int parse_args(rl_args *a, int argc, char **argv)
 {
-    opterr = 0;
-    optind = 1;
-    for (;;) {
-        int idx = -1, c = getopt_long(argc, argv, ":qh", LONG_OPTS, &idx);
-        if (c == -1) break;
-        char opt[40];
-        snprintf(opt, sizeof opt, "%s%s", idx >= 0 ? "--" : "", idx >= 0 ? LONG_OPTS[idx].name : argv[optind - 1]);
-        if (c == 'h') {
-            usage(stdout, a->o.method);
-            return 0;
-        }
-        if (c == '?' || c == ':' || !method_has(a, c)) {
-            fprintf(stderr, "dalign %s: %s '%s' (see dalign %s --help)\n", a->cmd,
-                    c == ':' ? "missing value for option" : c == '?' ? "unknown option" : "no such option for this method",
-                    c == '?' || c == ':' ? argv[optind - 1] : opt, a->cmd);
+    usage_method = a->o.method;
+    cli_parser p = cli_parser_init(a->cmd, argc, argv, "s:", LONG_OPTS, usage_of_method);
+    for (int c; (c = cli_next(&p)) != CLI_DONE;) {
+        if (c == CLI_EXIT) return p.rc;
+        if (!method_has(a, c)) {
+            fprintf(stderr, "dalign %s: no such option for this method: '%s' (see dalign %s --help)\n", a->cmd,
+                    p.opt, a->cmd);
             return 2;
         }
-        int rc = take_option(a, c, opt, optarg);
+        int rc = take_option(a, &p, c);
         if (rc) return rc;
     }
-    if (optind < argc) {
-        fprintf(stderr, "dalign %s: unexpected argument '%s'\n", a->cmd, argv[optind]);
+    if (p.optind < argc) {
+        fprintf(stderr, "dalign %s: unexpected argument '%s'\n", a->cmd, argv[p.optind]);
         return 2;
     }
+    a->quiet = p.common.quiet;
     return -1;
-}
-
-static int file_exists(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0;
-}
-
-/* OUT/NAME.ckpt and OUT/NAME.metrics.jsonl unless given */
-static int default_paths(rl_args *a, char *ckpt, char *metrics, size_t cap)
-{
-    const char *out = a->o.out_dir ? a->o.out_dir : da_weights_dir(a->o.weights_dir);
-    if (!a->o.name) return 0;
-    if (!a->ckpt) {
-        snprintf(ckpt, cap, "%s/%s.ckpt", out, a->o.name);
-        a->ckpt = a->o.resume ? a->o.resume : ckpt;
-    }
-    if (!a->tc.metrics_path) {
-        snprintf(metrics, cap, "%s/%s.metrics.jsonl", out, a->o.name);
-        a->tc.metrics_path = metrics;
-    }
-    if (!a->o.resume && !a->o.force && file_exists(a->ckpt)) {
-        fprintf(stderr, "dalign %s: the checkpoint %s exists (another run's?): --resume it, or pass --force to start over\n",
-                a->cmd, a->ckpt);
-        return 1;
-    }
-    return 0;
 }
 
 /* the trainer's sizes follow the options (iterations x updates per iteration) */
@@ -293,14 +229,22 @@ int cmd_train_rl(int argc, char **argv)
     int rc = parse_args(&a, argc, argv);
     if (rc >= 0) return rc;
     fit_trainer(&a);
-    if (a.threads > 0) da_set_threads(a.threads);
     char ckpt[4096], metrics[4096];
-    if (default_paths(&a, ckpt, metrics, sizeof ckpt)) return 1;
+    const char *out = train_out_dir(a.o.out_dir, a.o.weights_dir);
+    if (a.o.name) {
+        rc = train_default_paths(a.cmd, out, a.o.name, a.o.resume, &a.ckpt, ckpt, &a.tc.metrics_path, metrics,
+                                 sizeof ckpt);
+        if (rc) return rc;
+    }
     a.tc.ckpt_path = a.ckpt;
     if (da_rlw_check(&a.tc, &a.o) != DA_OK) {
         fprintf(stderr, "dalign %s: %s\n", a.cmd, da_last_error());
         return 2;
     }
+    const char *names[2] = {a.o.name, NULL};
+    train_clean_stale_tmp(a.cmd, out, names, a.quiet);
+    if (a.ckpt) train_clean_stale_tmp_of(a.cmd, a.ckpt, a.quiet);
+    if (train_check_ckpt(a.cmd, a.ckpt, a.o.resume, a.o.force, 0, &a.tc, NULL, a.quiet)) return 1;
     da_rlw_result res;
     da_status s = da_rlw_run(&a.tc, &a.o, &res);
     if (s != DA_OK) {
