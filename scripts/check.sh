@@ -55,7 +55,7 @@ if [ "$jobs" -gt 1 ]; then
   rest=""
   for t in $suites; do
     case ${t##*/} in
-      test_golden|test_reward_net|test_pretrain|test_pairs|test_sample_parity|test_model_vae|test_rewards) first="$first $t" ;;
+      test_golden|test_experiments|test_reward_net|test_pretrain|test_pairs|test_sample_parity|test_model_vae|test_rewards) first="$first $t" ;;
       *) rest="$rest $t" ;;
     esac
   done
