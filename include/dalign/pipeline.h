@@ -210,7 +210,10 @@ DA_API void da_rgb8_grid(uint8_t *out, const uint8_t *tiles, int n, int cols, in
                          const uint8_t fill[3]);
 /* in (h, w, 3) -> out (s*h, s*w, 3), nearest neighbour */
 DA_API void da_rgb8_upscale(uint8_t *out, const uint8_t *in, int h, int w, int s);
-/* PNG through stb_image_write, atomically (temp file, fsync, rename) */
+/* the largest side, in pixels, of a PNG the writer accepts */
+#define DA_PNG_MAX_SIDE 32768
+/* PNG through stb_image_write, atomically (temp file, fsync, rename);
+ * DA_ERR_INVALID for a side above DA_PNG_MAX_SIDE */
 DA_API da_status da_png_write(const char *path, const uint8_t *rgb, int h, int w);
 /* images (n, 3, DA_IMG, DA_IMG) in [0, 1] -> one PNG: a grid of cols columns
  * (cols <= 0: ceil(sqrt(n))) with a 1-pixel gap, upscaled scale times */

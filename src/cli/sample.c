@@ -244,16 +244,15 @@ static int png_cols(const sample_args *a)
     return c;
 }
 
-/* a grid of n tiles in cols columns at scale s fits the PNG writer (its
- * MAX_SIDE, src/pipeline/image.c): 0, or 2 after a message */
-#define PNG_MAX_SIDE 32768
+/* a grid of n tiles in cols columns at scale s fits the PNG writer
+ * (DA_PNG_MAX_SIDE): 0, or 2 after a message */
 static int check_png_size(const char *what, int n, int cols, int scale)
 {
     int gh, gw;
     da_grid_size(n, cols, DA_IMG, DA_IMG, 1, &gh, &gw);
-    if ((long)gh * scale <= PNG_MAX_SIDE && (long)gw * scale <= PNG_MAX_SIDE) return 0;
+    if ((long)gh * scale <= DA_PNG_MAX_SIDE && (long)gw * scale <= DA_PNG_MAX_SIDE) return 0;
     fprintf(stderr, "dalign sample: %s would be %ld x %ld pixels, more than %d a side: use fewer images, "
-                    "a smaller --scale%s\n", what, (long)gw * scale, (long)gh * scale, PNG_MAX_SIDE,
+                    "a smaller --scale%s\n", what, (long)gw * scale, (long)gh * scale, DA_PNG_MAX_SIDE,
             n > 1 && cols > 1 ? " or no --grid" : "");
     return 2;
 }

@@ -13,7 +13,6 @@
 #include "dalign/pipeline.h"
 
 #define MAX_SCALE 64
-#define MAX_SIDE 32768   /* pixels per side of a written image */
 
 void da_grid_size(int n, int cols, int h, int w, int gap, int *out_h, int *out_w)
 {
@@ -79,7 +78,7 @@ static void membuf_put(void *ctx, void *data, int size)
 
 da_status da_png_write(const char *path, const uint8_t *rgb, int h, int w)
 {
-    if (!path || !rgb || h < 1 || w < 1 || h > MAX_SIDE || w > MAX_SIDE)
+    if (!path || !rgb || h < 1 || w < 1 || h > DA_PNG_MAX_SIDE || w > DA_PNG_MAX_SIDE)
         return da_fail(DA_ERR_INVALID, "png: bad image size %d x %d", h, w);
     membuf m = {0};
     int ok = stbi_write_png_to_func(membuf_put, &m, w, h, 3, rgb, 3 * w);
@@ -96,7 +95,7 @@ da_status da_png_save_images(const char *path, const float *images, int n, int c
     if (cols <= 0) cols = (int)ceil(sqrt((double)n));
     int gh, gw;
     da_grid_size(n, cols, DA_IMG, DA_IMG, 1, &gh, &gw);
-    if ((long)gh * scale > MAX_SIDE || (long)gw * scale > MAX_SIDE)
+    if ((long)gh * scale > DA_PNG_MAX_SIDE || (long)gw * scale > DA_PNG_MAX_SIDE)
         return da_fail(DA_ERR_RANGE, "png: a %d x %d image is too large", gh * scale, gw * scale);
     size_t tile = (size_t)DA_IMG * DA_IMG * 3;
     uint8_t *tiles = malloc((size_t)n * tile);
