@@ -65,9 +65,16 @@ UNET_LR=${UNET_LR:-1e-5}
 # from the previous one's output (--init; a new seed per segment, so the
 # segments draw new prompts); rollouts per iteration as in stage i's rule:
 #   PromptLoop, GRPO: 2 x 8 = 16;  DDPO: 4 x 4 = 16
-#   3 segments x 4 iterations x 16 = 192 rollouts per method and reward
+#   3 segments x 10 iterations x 16 = 480 rollouts per method and reward
 SEGMENTS=${SEGMENTS:-3}
-SEG_ITERS=${SEG_ITERS:-4}
+SEG_ITERS=${SEG_ITERS:-10}
+# Stage iv must optimise the gameable reward hard enough to see what that
+# does to the judges. The first full run (4 iterations a segment at stage i's
+# learning rates) left every method's TRAINING reward flat (their JSONL; no
+# evaluation was read for this choice), so stage iv trains 2.5x longer at 10x
+# the UNet trainers' lr and 3x the refiner's.
+OO_UNET_LR=${OO_UNET_LR:-1e-4}
+OO_PL_LR=${OO_PL_LR:-3e-4}
 OO_PL_Q=${OO_PL_Q:-2}
 OO_PL_G=${OO_PL_G:-8}
 OO_DD_Q=${OO_DD_Q:-4}
@@ -231,12 +238,12 @@ for rw in $OO_REWARDS; do
             pl_init=$M/oo-pl-$rw-$prev.safetensors unet_init=$M/oo-ddpo-$rw-$prev.safetensors
         fi
         train iv promptloop "oo-pl-$rw-$k" --init "$pl_init" --reward "$rw" --refine-mode loop \
-            --iterations "$SEG_ITERS" --queries "$OO_PL_Q" --group "$OO_PL_G" --steps "$RL_STEPS" --lr "$PL_LR" --seed "$k"
+            --iterations "$SEG_ITERS" --queries "$OO_PL_Q" --group "$OO_PL_G" --steps "$RL_STEPS" --lr "$OO_PL_LR" --seed "$k"
         train iv ddpo "oo-ddpo-$rw-$k" --init "$unet_init" --reward "$rw" --iterations "$SEG_ITERS" \
-            --prompts "$OO_DD_Q" --group "$OO_DD_G" --steps "$RL_STEPS" --lr "$UNET_LR" --seed "$k"
+            --prompts "$OO_DD_Q" --group "$OO_DD_G" --steps "$RL_STEPS" --lr "$OO_UNET_LR" --seed "$k"
         [ "$prev" = 0 ] || unet_init=$M/oo-grpo-$rw-$prev.safetensors
         train iv grpo "oo-grpo-$rw-$k" --init "$unet_init" --reward "$rw" --iterations "$SEG_ITERS" \
-            --prompts "$OO_PL_Q" --group "$OO_PL_G" --steps "$RL_STEPS" --lr "$UNET_LR" --seed "$k"
+            --prompts "$OO_PL_Q" --group "$OO_PL_G" --steps "$RL_STEPS" --lr "$OO_UNET_LR" --seed "$k"
         evaluate iv "oo-pl-$rw-$k" heldout --refiner "$M/oo-pl-$rw-$k.safetensors" --refine-mode loop
         evaluate iv "oo-ddpo-$rw-$k" heldout --unet "$M/oo-ddpo-$rw-$k.safetensors"
         evaluate iv "oo-grpo-$rw-$k" heldout --unet "$M/oo-grpo-$rw-$k.safetensors"
@@ -484,7 +491,8 @@ edirs() { for l in "$@"; do printf '%s ' "$E/$l"; done; }
     echo "## (iv) Over-optimisation"
     echo
     echo "Trained on a gameable reward in $SEGMENTS segments of $SEG_ITERS iterations x $OO_ROLLOUTS rollouts"
-    echo "(PromptLoop, GRPO: $OO_PL_Q x $OO_PL_G; DDPO: $OO_DD_Q x $OO_DD_G), each segment a new run from the previous"
+    echo "(PromptLoop, GRPO: $OO_PL_Q x $OO_PL_G; DDPO: $OO_DD_Q x $OO_DD_G; lr: refiner $OO_PL_LR, UNets $OO_UNET_LR),"
+    echo "each segment a new run from the previous"
     echo "one's output: the optimizer state, and for PromptLoop and GRPO the KL anchor, restart at each segment."
     echo "Point 0 is the start (refiner-ref in loop mode for PromptLoop, unet for DDPO and GRPO). Held-out prompts;"
     echo "the judges (rater utility, faithfulness to the query, diversity) are never optimised."
