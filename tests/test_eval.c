@@ -806,6 +806,7 @@ static void test_cli(void **state)
     expect_cli("--bogus 1", 2, "unknown option");
     expect_cli("--batch", 2, "needs a value");
     expect_cli("--refine-mode apriori", 2, "need --refiner");
+    expect_cli("--refine-keep-meaning", 2, "need --refiner");
     expect_cli("--refiner r --refine-mode closed", 2, "loop, apriori or once");
     expect_cli("--refiner r --refine-steps 21", 2, "more refinements than the 20 sampler steps");
     snprintf(args, sizeof args, "--weights %s --refiner %s -o %s", tmp_path("weights"), tmp_path("none.safetensors"),

@@ -282,6 +282,51 @@ static void test_written_prompt_conditions(void **state)
     da_loop_trace_free(&tr);
 }
 
+/* keep_meaning: a rewrite that means something else is discarded (every mode
+ * then reproduces the base sample bit for bit, and the trace holds the kept
+ * prompt); a rewrite that means the query (another phrasing of the same
+ * scene) is used, exactly as without the flag. */
+static void test_keep_meaning(void **state)
+{
+    (void)state;
+    const char *query[1] = {"a small blue square left of a green triangle"};
+    const char *other = "a large purple square";                      /* another scene */
+    const char *same = "a green triangle right of a small blue square"; /* the same scene */
+    da_sample_opts o = opts_default();
+    float base[DA_IMG_FLOATS], got[DA_IMG_FLOATS], want[DA_IMG_FLOATS];
+    assert_int_equal(da_pipeline_generate(g_pipe, &o, query, NULL, SEEDS, 1, NULL, NULL, base, NULL), DA_OK);
+    int query_ids[M];
+    uint8_t keep[M];
+    assert_int_equal(da_prompt_tokens(query[0], query_ids, keep), DA_OK);
+    for (int mode = 0; mode < 3; mode++) {
+        da_loop_opts lo = da_loop_opts_default();
+        lo.mode = (da_refine_mode)mode;
+        lo.keep_meaning = 1;
+        da_loop_trace tr;
+        assert_int_equal(da_loop_generate_with(g_pipe, &o, &lo, fixed_writer, (void *)other, query, SEEDS, RSEEDS, 1,
+                                               &tr, got, NULL),
+                         DA_OK);
+        tu_assert_bits("keep_meaning, another scene written", got, base, DA_IMG_FLOATS);
+        for (int k = 0; k < tr.K; k++) assert_memory_equal(tr.out_ids + k * M, query_ids, M * sizeof(int));
+        da_loop_trace_free(&tr);
+
+        /* the same scene in other words: used, as without the flag */
+        lo.keep_meaning = 0;
+        assert_int_equal(da_loop_generate_with(g_pipe, &o, &lo, fixed_writer, (void *)same, query, SEEDS, RSEEDS, 1,
+                                               NULL, want, NULL),
+                         DA_OK);
+        lo.keep_meaning = 1;
+        assert_int_equal(da_loop_generate_with(g_pipe, &o, &lo, fixed_writer, (void *)same, query, SEEDS, RSEEDS, 1,
+                                               NULL, got, NULL),
+                         DA_OK);
+        tu_assert_bits("keep_meaning, a paraphrase written", got, want, DA_IMG_FLOATS);
+        /* and the paraphrase did change the sample: the test can tell the two apart */
+        int differs = 0;
+        for (int j = 0; j < DA_IMG_FLOATS; j++) differs |= got[j] != base[j];
+        assert_true(differs);
+    }
+}
+
 /* With the (random) refiner at temperature 1: every written row is BOS ..
  * EOS PAD.., log-probs finite and <= 0; three images in one batch equal
  * three single-image runs; 1 and 2 threads give the same bits; the same
@@ -444,6 +489,7 @@ int main(void)
         cmocka_unit_test(test_identity_is_base),
         cmocka_unit_test(test_refinement_steps),
         cmocka_unit_test(test_written_prompt_conditions),
+        cmocka_unit_test(test_keep_meaning),
         cmocka_unit_test(test_refiner_batch_threads),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_sample_cli),

@@ -199,6 +199,10 @@ static void test_bad_options(void **state)
     o.loop.n_refine = 5;   /* 4 sampler steps */
     assert_int_equal(da_promptloop_check(&tc, &o), DA_ERR_INVALID);
     small_run(&tc, &o, "pl-bad");
+    o.loop.keep_meaning = 1;   /* inference only: the trace would not hold the sampled tokens */
+    assert_int_equal(da_promptloop_check(&tc, &o), DA_ERR_INVALID);
+    assert_non_null(strstr(da_last_error(), "keep_meaning"));
+    small_run(&tc, &o, "pl-bad");
     tc.total_steps = 3;   /* not whole iterations of 2 updates */
     assert_int_equal(da_promptloop_check(&tc, &o), DA_ERR_INVALID);
     small_run(&tc, &o, "pl-bad");

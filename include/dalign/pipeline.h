@@ -144,6 +144,10 @@ typedef struct da_loop_opts {
     da_refine_mode mode;   /* loop */
     int n_refine;          /* K (4), 1 .. steps; once: always 1 */
     float temperature;     /* the writer's sampling temperature: 0 greedy (default), 1 for RL rollouts */
+    int keep_meaning;      /* 0 (default): every rewrite is used. 1: a rewrite that does not parse to
+                            * the query's meaning (da_spec_same_meaning) is discarded and the image keeps
+                            * the prompt in use; the trace then records the kept prompt, so this is for
+                            * inference only (an ablation; the RL trainer refuses it) */
 } da_loop_opts;
 DA_API da_loop_opts da_loop_opts_default(void);
 DA_API int da_loop_n_refine(const da_loop_opts *lo);                   /* K, or 1 for once */

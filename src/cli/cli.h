@@ -55,7 +55,8 @@ int cli_parse_seed(const char *cmd, const char *opt, const char *val, uint64_t *
 #define CLI_NOT_MINE (-1)   /* an option parser's answer: another parser's option */
 
 /* The PromptLoop options of sample and eval: --refiner NAME|FILE,
- * --refine-mode loop|apriori|once, --refine-steps K, --refine-temperature T
+ * --refine-mode loop|apriori|once, --refine-steps K, --refine-temperature T,
+ * --refine-keep-meaning
  * (same return convention as cli_parse_sample_option). */
 typedef struct cli_loop_args {
     const char *refiner;   /* NULL: no refiner */
@@ -69,7 +70,9 @@ typedef struct cli_loop_args {
     "                     default loop\n"                                                                 \
     "  --refine-steps K   refinements along the trajectory, after steps floor(k*steps/K)\n"             \
     "                     (default 4; once: 1)\n"                                                         \
-    "  --refine-temperature T  the refiner's sampling temperature (default 0: greedy)\n"
+    "  --refine-temperature T  the refiner's sampling temperature (default 0: greedy)\n"      \
+    "  --refine-keep-meaning  discard a rewrite that does not parse to the query's meaning\n"          \
+    "                     (the image keeps the prompt in use; an ablation, docs/promptloop.md)\n"
 /* refine options without --refiner, or more refinements than steps: 2 after a message; else 0 */
 int cli_check_loop_args(const char *cmd, const cli_loop_args *l, const da_sample_opts *o);
 
@@ -108,7 +111,7 @@ extern cli_common cli_global;
 enum {
     /* shared long-only option codes (short options use their letter) */
     CLI_O_STEPS = 0x100, CLI_O_CFG, CLI_O_ETA, CLI_O_SAMPLER,                          /* sampling */
-    CLI_O_REFINER, CLI_O_REFINE_MODE, CLI_O_REFINE_STEPS, CLI_O_REFINE_TEMPERATURE,  /* PromptLoop */
+    CLI_O_REFINER, CLI_O_REFINE_MODE, CLI_O_REFINE_STEPS, CLI_O_REFINE_TEMPERATURE, CLI_O_REFINE_KEEP_MEANING,
     CLI_O_LOCAL = 0x200,   /* a command's own long-only options start here */
 };
 #define CLI_COMMON_SHORT "t:qvh"
@@ -131,7 +134,8 @@ enum {
     {"refiner", required_argument, NULL, CLI_O_REFINER},                                                         \
         {"refine-mode", required_argument, NULL, CLI_O_REFINE_MODE},                                             \
         {"refine-steps", required_argument, NULL, CLI_O_REFINE_STEPS},                                           \
-        {"refine-temperature", required_argument, NULL, CLI_O_REFINE_TEMPERATURE}
+        {"refine-temperature", required_argument, NULL, CLI_O_REFINE_TEMPERATURE},                               \
+        {"refine-keep-meaning", no_argument, NULL, CLI_O_REFINE_KEEP_MEANING}
 
 typedef struct cli_parser {
     const char *cmd;              /* the message prefix: "dalign CMD: ..." */

@@ -78,8 +78,9 @@ int cli_parse_seed(const char *cmd, const char *opt, const char *val, uint64_t *
 int cli_check_loop_args(const char *cmd, const cli_loop_args *l, const da_sample_opts *o)
 {
     if (!l->refiner && (l->opts.mode != DA_REFINE_LOOP || l->opts.n_refine != da_loop_opts_default().n_refine ||
-                        l->opts.temperature != da_loop_opts_default().temperature)) {
-        fprintf(stderr, "dalign %s: --refine-mode, --refine-steps and --refine-temperature need --refiner NAME\n", cmd);
+                        l->opts.temperature != da_loop_opts_default().temperature || l->opts.keep_meaning)) {
+        fprintf(stderr, "dalign %s: --refine-mode, --refine-steps, --refine-temperature and --refine-keep-meaning "
+                        "need --refiner NAME\n", cmd);
         return 2;
     }
     if (l->refiner && l->opts.mode != DA_REFINE_ONCE && l->opts.n_refine > o->steps) {
@@ -242,6 +243,7 @@ int cli_loop_opt(const cli_parser *p, int c, cli_loop_args *l)
         if (cli_parse_float(val, &l->opts.temperature) || l->opts.temperature < 0.0f)
             return cli_bad_value(cmd, opt, val, "a number >= 0");
         return 0;
+    case CLI_O_REFINE_KEEP_MEANING: l->opts.keep_meaning = 1; return 0;
     default: return CLI_NOT_MINE;
     }
 }

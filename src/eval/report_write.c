@@ -130,6 +130,7 @@ static void write_json(FILE *f, const void *ctx)
         fprintf(f, ",\n  \"refine_mode\": \"%s\",\n  \"refine_steps\": %d,\n  \"refine_temperature\": ",
                 da_refine_mode_name(c->loop.mode), da_loop_n_refine(&c->loop));
         json_num(f, c->loop.temperature);
+        if (c->loop.keep_meaning) fprintf(f, ",\n  \"refine_keep_meaning\": true");
     }
     fprintf(f, ",\n  \"gemm\": \"%s\",\n", da_gemm_backend());
     json_rewards(f, r);

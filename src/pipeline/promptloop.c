@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dalign/data.h"
 #include "dalign/pipeline.h"
 
 static const char *const MODE_NAMES[] = {"loop", "apriori", "once"};
@@ -40,7 +41,7 @@ const char *da_refine_mode_name(da_refine_mode m)
 
 da_loop_opts da_loop_opts_default(void)
 {
-    return (da_loop_opts){.mode = DA_REFINE_LOOP, .n_refine = 4, .temperature = 0.0f};
+    return (da_loop_opts){.mode = DA_REFINE_LOOP, .n_refine = 4, .temperature = 0.0f, .keep_meaning = 0};
 }
 
 int da_loop_n_refine(const da_loop_opts *lo) { return lo->mode == DA_REFINE_ONCE ? 1 : lo->n_refine; }
@@ -125,6 +126,16 @@ typedef struct loop_run {
     da_status status;      /* a writer's error, reported after the run */
 } loop_run;
 
+/* do the token rows a and b (BOS .. EOS PAD..) parse to the same meaning? */
+static int same_meaning(const int *a, const int *b)
+{
+    char ta[512], tb[512];
+    da_scene sa, sb;
+    return da_detokenize(a, DA_MAX_TOKENS, ta, sizeof ta) == DA_OK && da_parse_prompt(ta, &sa) == DA_OK &&
+           da_detokenize(b, DA_MAX_TOKENS, tb, sizeof tb) == DA_OK && da_parse_prompt(tb, &sb) == DA_OK &&
+           da_spec_same_meaning(&sa, &sb);
+}
+
 /* refinement k of image i: the writer reads row i*K + k of the trace
  * (observation, timestep, prompt in use) and writes that row's output */
 static da_status write_row(loop_run *r, int i, int k)
@@ -136,9 +147,12 @@ static da_status write_row(loop_run *r, int i, int k)
                            tr->prompt_keep + row * M, r->lo->temperature, &r->rngs[i], tr->out_ids + row * M,
                            &tr->logprobs[row]);
     if (s != DA_OK) return s;
-    const int *out = tr->out_ids + row * M;
+    int *out = tr->out_ids + row * M;
     if (out[0] != DA_TOK_BOS)
         return da_fail(DA_ERR_INVALID, "prompt writer: image %d, refinement %d does not start with BOS", i, k);
+    /* keep_meaning: a rewrite that says something else is discarded */
+    if (r->lo->keep_meaning && !same_meaning(out, tr->query_ids + i * M))
+        memcpy(out, tr->prompt_ids + row * M, M * sizeof(int));
     return DA_OK;
 }
 

@@ -89,6 +89,8 @@ da_status da_promptloop_check(const da_trainer_config *tc, const da_promptloop_o
         return da_fail(DA_ERR_INVALID, "rollout temperature %g must be > 0 (the ratio needs a distribution)",
                        (double)o->loop.temperature);
     if ((unsigned)o->loop.mode > DA_REFINE_ONCE) return da_fail(DA_ERR_INVALID, "unknown refine mode");
+    if (o->loop.keep_meaning)   /* the trace would hold the kept prompts, not the sampled tokens */
+        return da_fail(DA_ERR_INVALID, "keep_meaning is for inference only: GRPO needs every sampled rewrite");
     if (o->loop.mode != DA_REFINE_ONCE && (o->loop.n_refine < 1 || o->loop.n_refine > o->sample.steps))
         return da_fail(DA_ERR_INVALID, "%d refinements do not fit %d sampler steps", o->loop.n_refine, o->sample.steps);
     return DA_OK;
