@@ -52,6 +52,16 @@ static const char *skip_reason(void)
     return NULL;
 }
 
+/* skips the test (cmocka's skip() leaves it) when the suite cannot run */
+static void skip_unless_runnable(void)
+{
+    const char *why = skip_reason();
+    if (why) {
+        printf("skipped: %s\n", why);
+        skip();
+    }
+}
+
 /* ENV sh scripts/experiments.sh > g_dir/LOG 2>&1; returns the exit status
  * and leaves the log in *log (malloc'd) */
 static int run_suite(const char *env, const char *log_name, char **log)
@@ -75,11 +85,7 @@ static int count_lines_with(const char *text, const char *needle)
 static void test_smoke_suite_runs_every_stage_and_caches(void **state)
 {
     (void)state;
-    const char *why = skip_reason();
-    if (why) {
-        printf("skipped: %s\n", why);
-        skip();
-    }
+    skip_unless_runnable();
     char *log;
     int rc = run_suite("SMOKE=1", "first.log", &log);
     if (rc != 0) fail_msg("experiments.sh SMOKE=1 exited %d:\n%s", rc, log);
@@ -155,11 +161,7 @@ static void test_smoke_suite_runs_every_stage_and_caches(void **state)
 static void test_unequal_rollouts_refused_before_any_work(void **state)
 {
     (void)state;
-    const char *why = skip_reason();
-    if (why) {
-        printf("skipped: %s\n", why);
-        skip();
-    }
+    skip_unless_runnable();
     char *log;
     int rc = run_suite("PL_Q=3", "unequal.log", &log);
     assert_int_equal(rc, 2);

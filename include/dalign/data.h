@@ -108,6 +108,10 @@ DA_API da_status da_world_render_style(const da_scene *s, da_style style, float 
 /* Parse a prompt into its spec. Unknown or misplaced words give
  * DA_ERR_INVALID with a message naming the word and its position. */
 DA_API da_status da_parse_prompt(const char *text, da_scene *out);
+/* da_parse_prompt of a token row (DA_MAX_TOKENS ids, BOS .. EOS PAD..: what
+ * a prompt refiner writes): DA_OK and its spec, or the error of
+ * da_detokenize or da_parse_prompt */
+DA_API da_status da_parse_prompt_ids(const int *ids, da_scene *out);
 
 /* Word-level tokenizer over the grammar's vocabulary. Lower-cases; commas and
  * periods separate words and are dropped. ids are padded to DA_MAX_TOKENS:

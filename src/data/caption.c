@@ -307,3 +307,10 @@ da_status da_parse_prompt(const char *text, da_scene *out)
     if (st == DA_OK) *out = s;
     return st;
 }
+
+da_status da_parse_prompt_ids(const int *ids, da_scene *out)
+{
+    char text[DA_MAX_TOKENS * 16];   /* the vocabulary's longest word is far under 15 letters */
+    da_status s = da_detokenize(ids, DA_MAX_TOKENS, text, sizeof text);
+    return s != DA_OK ? s : da_parse_prompt(text, out);
+}

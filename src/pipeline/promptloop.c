@@ -129,10 +129,8 @@ typedef struct loop_run {
 /* do the token rows a and b (BOS .. EOS PAD..) parse to the same meaning? */
 static int same_meaning(const int *a, const int *b)
 {
-    char ta[512], tb[512];
     da_scene sa, sb;
-    return da_detokenize(a, DA_MAX_TOKENS, ta, sizeof ta) == DA_OK && da_parse_prompt(ta, &sa) == DA_OK &&
-           da_detokenize(b, DA_MAX_TOKENS, tb, sizeof tb) == DA_OK && da_parse_prompt(tb, &sb) == DA_OK &&
+    return da_parse_prompt_ids(a, &sa) == DA_OK && da_parse_prompt_ids(b, &sb) == DA_OK &&
            da_spec_same_meaning(&sa, &sb);
 }
 

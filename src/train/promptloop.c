@@ -302,17 +302,16 @@ static void prompt_health(const da_loop_trace *tr, rollout_health *h)
 {
     int rows = tr->n * tr->K, parsed = 0, same = 0;
     double len = 0.0;
-    char text[DA_CAPTION_MAX * 2], query[DA_CAPTION_MAX * 2];
     for (int r = 0; r < rows; r++) {
         const int *out = tr->out_ids + (size_t)r * M;
         int n = 1;
         while (n < M && out[n] != DA_TOK_EOS) n++;
         len += n - 1;
         da_scene spec, want;
-        if (da_detokenize(out, M, text, sizeof text) != DA_OK || da_parse_prompt(text, &spec) != DA_OK) continue;
+        if (da_parse_prompt_ids(out, &spec) != DA_OK) continue;
         parsed++;
-        if (da_detokenize(tr->query_ids + (size_t)(r / tr->K) * M, M, query, sizeof query) == DA_OK &&
-            da_parse_prompt(query, &want) == DA_OK && da_spec_same_meaning(&spec, &want))
+        if (da_parse_prompt_ids(tr->query_ids + (size_t)(r / tr->K) * M, &want) == DA_OK &&
+            da_spec_same_meaning(&spec, &want))
             same++;
     }
     h->prompt_len = len / rows;

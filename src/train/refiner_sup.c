@@ -642,11 +642,9 @@ da_tensor *rs_loss(da_tape *t, const da_refiner *m, const rs_batch *x, double *t
 
 int rs_judge(const int *ids, const da_scene *query, int *parsed)
 {
-    char text[512];
     da_scene spec;
     *parsed = 0;
-    if (da_detokenize(ids, M, text, sizeof text) != DA_OK) return 0;
-    if (da_parse_prompt(text, &spec) != DA_OK) return 0;
+    if (da_parse_prompt_ids(ids, &spec) != DA_OK) return 0;
     *parsed = 1;
     return da_spec_same_meaning(&spec, query);
 }
