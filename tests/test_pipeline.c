@@ -184,6 +184,41 @@ static void test_threads(void **state)
     da_set_threads(saved);
 }
 
+/* Coarse threading cuts each model call's rows into one piece per thread
+ * (da_run_pieces): 3 images over 3 threads cut the 6 guided rows into
+ * pieces that part an image's uncond row from its cond row, and the 3
+ * unguided rows into pieces of one. The cut must not change a bit. */
+static void test_pieces(void **state)
+{
+    (void)state;
+    static const char *const P3[3] = {"a red circle above a blue square", "a small green triangle on black",
+                                      "a big yellow square"};
+    static const uint64_t S3[3] = {5, 6, 7};
+    const float ws[2] = {3.0f, 1.0f};
+    int saved = da_get_threads();
+    for (int k = 0; k < 2; k++) {
+        da_sample_opts o = opts_of(DA_SAMPLER_DDIM, STEPS, ws[k], 0.0f);
+        da_set_threads(1);
+        run *a = gen(g_pipe, &o, P3, NULL, S3, 3);
+        da_set_threads(3);
+        assert_int_equal(da_pieces(2 * 3), 3);
+        run *b = gen(g_pipe, &o, P3, NULL, S3, 3);
+        da_set_threads(2);
+        run *c = gen(g_pipe, &o, P3, NULL, S3, 3);
+        char what[96];
+        snprintf(what, sizeof what, "cfg %g latents, 1 vs 3 threads", ws[k]);
+        tu_assert_bits(what, a->lat, b->lat, 3 * NPER);
+        snprintf(what, sizeof what, "cfg %g images, 1 vs 3 threads", ws[k]);
+        tu_assert_bits(what, a->img, b->img, 3 * DA_IMG_FLOATS);
+        snprintf(what, sizeof what, "cfg %g latents, 1 vs 2 threads", ws[k]);
+        tu_assert_bits(what, a->lat, c->lat, 3 * NPER);
+        free(a);
+        free(b);
+        free(c);
+    }
+    da_set_threads(saved);
+}
+
 static void test_seeds_differ(void **state)
 {
     (void)state;
@@ -802,6 +837,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deterministic_and_in_range),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_pieces),
         cmocka_unit_test(test_seeds_differ),
         cmocka_unit_test(test_batch_independent),
         cmocka_unit_test(test_initial_latent_torch),

@@ -130,6 +130,19 @@ DA_API int da_get_threads(void);
  * is ignored with a DA_LOG_WARN and all cores are used. */
 DA_API void da_threads_init(void);
 
+/* Coarse threading: one parallel region for a whole model call. The n items
+ * (the images of a batch) are cut into min(threads, n) contiguous pieces,
+ * and piece w runs fn(ctx, w, i0, count) on its own thread, every kernel
+ * inside it single-threaded (a parallel region inside another runs on one
+ * thread). Only for work whose bits do not depend on how a batch is cut
+ * (every dalign model: an image's bits never depend on its batch). With
+ * one piece, or when already inside a parallel region, fn runs once on the
+ * calling thread over all items, and the kernels thread themselves.
+ * Returns the first failure in piece order, its message on this thread. */
+typedef da_status (*da_piece_fn)(void *ctx, int worker, int i0, int count);
+DA_API int da_pieces(int n_items);   /* how many pieces da_run_pieces will cut n_items into */
+DA_API da_status da_run_pieces(int n_items, da_piece_fn fn, void *ctx);
+
 /* ------------------------------------------------------------------------ */
 /* Elementary functions with the same bits on every machine.                */
 /* glibc's erff, tanhf, log1pf (and, on x86-64, the FMA variants of expf    */

@@ -81,6 +81,8 @@ typedef struct da_pipeline {
     da_noise_config noise;
     da_schedule sched;
     da_tape tape;              /* one tape, reset per model call, gradients off */
+    da_tape *worker_tapes;     /* (n_worker_tapes) more: one per piece of a batch beyond the first */
+    int n_worker_tapes;
     int owns_models;           /* 1: loaded from a directory, freed with the pipeline */
     int latent_h, latent_w;    /* DA_IMG / 4 */
     int steps_done;            /* steps the last generate ran (< steps when stopped) */

@@ -5,6 +5,7 @@
  * OpenBLAS to one thread here, for builds linked against its pthread
  * flavour. In its OpenMP flavour openblas_set_num_threads also sets
  * OpenMP's thread count, so it goes first and ours second. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -57,4 +58,37 @@ void da_threads_init(void)
     const char *gemm = getenv("DA_GEMM");
     if (gemm && *gemm && da_gemm_set_backend(gemm) != DA_OK)
         da_log(DA_LOG_WARN, "dalign: ignoring DA_GEMM: %s", da_last_error());
+}
+
+/* ---- coarse threading ---------------------------------------------------- */
+
+#define MAX_PIECES 64
+
+int da_pieces(int n_items)
+{
+    if (n_items < 1) return 1;
+#ifdef _OPENMP
+    if (omp_in_parallel()) return 1;
+#endif
+    int n = n_threads < n_items ? n_threads : n_items;
+    return n < MAX_PIECES ? n : MAX_PIECES;
+}
+
+da_status da_run_pieces(int n_items, da_piece_fn fn, void *ctx)
+{
+    int np = da_pieces(n_items);
+    if (np == 1) return fn(ctx, 0, 0, n_items);
+    da_status st[MAX_PIECES];
+    char msg[MAX_PIECES][512];   /* a failing piece's message: last_error is per thread */
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(np) schedule(static, 1)
+#endif
+    for (int w = 0; w < np; w++) {
+        int i0 = (int)((long long)n_items * w / np), i1 = (int)((long long)n_items * (w + 1) / np);
+        st[w] = fn(ctx, w, i0, i1 - i0);
+        if (st[w] != DA_OK) snprintf(msg[w], sizeof msg[w], "%s", da_last_error());
+    }
+    for (int w = 0; w < np; w++)
+        if (st[w] != DA_OK) return da_fail(st[w], "%s", msg[w]);
+    return DA_OK;
 }

@@ -8,8 +8,12 @@
  *                  x, x0 = sampler step; callback (may stop or swap ctx_c)
  *   image = (vae_decode(x / scale_factor) + 1) / 2, clamped to [0, 1]
  *
- * Everything runs on one tape with gradients off, reset before every model
- * call: the context and the latents live in buffers of their own. */
+ * Every model call runs on tapes with gradients off, reset before the call:
+ * the context and the latents live in buffers of their own. A call's batch
+ * is cut into one piece per thread (da_run_pieces), each piece on its own
+ * tape with single-threaded kernels: one parallel region per model call,
+ * and the same bits whatever the cut, because no image's bits depend on
+ * its batch. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,7 +133,27 @@ void da_pipeline_free(da_pipeline *p)
     }
     da_schedule_free(&p->sched);
     da_tape_free(&p->tape);
+    for (int w = 0; w < p->n_worker_tapes; w++) da_tape_free(&p->worker_tapes[w]);
+    free(p->worker_tapes);
     free(p);
+}
+
+/* Tape of piece w of a model call (0: the pipeline's own); tapes for
+ * n_pieces pieces are made before the parallel region */
+static da_tape *piece_tape(da_pipeline *p, int w) { return w ? &p->worker_tapes[w - 1] : &p->tape; }
+
+static da_status ensure_tapes(da_pipeline *p, int n_pieces)
+{
+    int need = n_pieces - 1;
+    if (need <= p->n_worker_tapes) return DA_OK;
+    da_tape *t = realloc(p->worker_tapes, (size_t)need * sizeof *t);
+    if (!t) return da_fail(DA_ERR_NOMEM, "pipeline: out of memory for %d tapes", need);
+    p->worker_tapes = t;
+    for (; p->n_worker_tapes < need; p->n_worker_tapes++) {
+        da_tape_init(&t[p->n_worker_tapes], TAPE_BLOCK);
+        da_tape_set_grad(&t[p->n_worker_tapes], 0);
+    }
+    return DA_OK;
 }
 
 /* ---- samplers behind one interface --------------------------------------------- */
@@ -234,7 +258,11 @@ typedef struct gen {
     uint8_t *keep;         /* (2B, T) */
     float *ctx;            /* (2B, T, D) */
     float *x, *x_prev, *x0, *eps, *xin, *tsteps, *noise;
+    float *eout;           /* (2B, C, h, w): the UNet's output, all rows */
     da_rng *rng;           /* (B) */
+    da_pipeline *p;        /* for the pieces of a model call */
+    da_status (*piece)(struct gen *g, da_tape *t, int r0, int nr);
+    int row0;              /* first row of the call (B when unguided: cond rows only) */
 } gen;
 
 static void gen_free(gen *g)
@@ -249,12 +277,14 @@ static void gen_free(gen *g)
     free(g->xin);
     free(g->tsteps);
     free(g->noise);
+    free(g->eout);
     free(g->rng);
 }
 
-static da_status gen_alloc(gen *g, const da_pipeline *p, int B, float w)
+static da_status gen_alloc(gen *g, da_pipeline *p, int B, float w)
 {
     memset(g, 0, sizeof *g);
+    g->p = p;
     g->B = B;
     g->T = DA_MAX_TOKENS;
     g->D = p->text->cfg.d_model;
@@ -272,23 +302,63 @@ static da_status gen_alloc(gen *g, const da_pipeline *p, int B, float w)
     g->xin = malloc(2 * n * sizeof(float));
     g->tsteps = malloc(rows * sizeof(float));
     g->noise = malloc(g->n_per * sizeof(float));
+    g->eout = malloc(2 * n * sizeof(float));
     g->rng = malloc((size_t)B * sizeof *g->rng);
     if (!g->ids || !g->keep || !g->ctx || !g->x || !g->x_prev || !g->x0 || !g->eps || !g->xin || !g->tsteps ||
-        !g->noise || !g->rng) {
+        !g->noise || !g->eout || !g->rng) {
         gen_free(g);
         return da_fail(DA_ERR_NOMEM, "pipeline: out of memory for %d images", B);
     }
     return DA_OK;
 }
 
+/* One piece of a model call: rows [row0 + r0, row0 + r0 + nr) on tape t */
+static da_status gen_piece(void *ctx, int w, int r0, int nr)
+{
+    gen *g = ctx;
+    return g->piece(g, piece_tape(g->p, w), g->row0 + r0, nr);
+}
+
+/* g->piece over rows [row0, row0 + n), cut into one piece per thread */
+static da_status gen_run(gen *g, da_status (*piece)(gen *, da_tape *, int, int), int row0, int n)
+{
+    da_status s = ensure_tapes(g->p, da_pieces(n));
+    if (s != DA_OK) return s;
+    g->piece = piece;
+    g->row0 = row0;
+    return da_run_pieces(n, gen_piece, g);
+}
+
 /* text encoder over rows [r0, r0 + nr) of g->ids into the same rows of g->ctx */
-static da_status encode_rows(da_pipeline *p, gen *g, int r0, int nr)
+static da_status encode_piece(gen *g, da_tape *t, int r0, int nr)
 {
     size_t tok = (size_t)r0 * g->T;
-    da_tape_reset(&p->tape);
-    da_tensor *f = da_text_encoder_forward(&p->tape, p->text, g->ids + tok, g->keep + tok, nr, g->T);
+    da_tape_reset(t);
+    da_tensor *f = da_text_encoder_forward(t, g->p->text, g->ids + tok, g->keep + tok, nr, g->T);
     if (!f) return DA_ERR_INVALID;   /* the encoder set the message */
     memcpy(g->ctx + tok * g->D, f->data, f->size * sizeof(float));
+    return DA_OK;
+}
+
+static da_status encode_rows(da_pipeline *p, gen *g, int r0, int nr)
+{
+    (void)p;
+    return gen_run(g, encode_piece, r0, nr);
+}
+
+/* the UNet over rows [r0, r0 + nr) of xin/ctx/keep/tsteps into the same rows of eout */
+static da_status unet_piece(gen *g, da_tape *t, int r0, int nr)
+{
+    da_pipeline *p = g->p;
+    size_t n_per = g->n_per, in0 = (size_t)(r0 - (g->guided ? 0 : g->B)) * n_per;
+    da_tape_reset(t);
+    int xs[4] = {nr, p->vae->cfg.latent_channels, p->latent_h, p->latent_w};
+    int cs[3] = {nr, g->T, g->D};
+    da_tensor *x = da_leaf(t, g->xin + in0, NULL, 4, xs);
+    da_tensor *ctx = da_leaf(t, g->ctx + (size_t)r0 * g->T * g->D, NULL, 3, cs);
+    da_tensor *e = da_unet_forward(t, p->unet, x, g->tsteps + r0, ctx, g->keep + (size_t)r0 * g->T);
+    if (!e) return DA_ERR_INVALID;   /* the UNet set the message */
+    memcpy(g->eout + (size_t)r0 * n_per, e->data, (size_t)nr * n_per * sizeof(float));
     return DA_OK;
 }
 
@@ -315,16 +385,14 @@ static da_status unet_eps(da_pipeline *p, gen *g, const sampler *s, int i)
     sampler_model_input(s, g->xin, g->x, i, n);
     if (g->guided) memcpy(g->xin + n, g->xin, n * sizeof(float));
     float t = sampler_timestep(s, i);
-    for (int r = 0; r < rows; r++) g->tsteps[r] = t;
+    for (int r = 0; r < 2 * B; r++) g->tsteps[r] = t;
 
-    da_tape_reset(&p->tape);
-    int xs[4] = {rows, p->vae->cfg.latent_channels, p->latent_h, p->latent_w};
-    int cs[3] = {rows, g->T, g->D};
-    da_tensor *x = da_leaf(&p->tape, g->xin, NULL, 4, xs);
-    da_tensor *ctx = da_leaf(&p->tape, g->ctx + (size_t)r0 * g->T * g->D, NULL, 3, cs);
-    da_tensor *e = da_unet_forward(&p->tape, p->unet, x, g->tsteps, ctx, g->keep + (size_t)r0 * g->T);
-    if (g->guided) da_cfg_combine(g->eps, e->data, e->data + n, g->w, n);
-    else memcpy(g->eps, e->data, n * sizeof(float));
+    (void)p;
+    da_status st = gen_run(g, unet_piece, r0, rows);
+    if (st != DA_OK) return st;
+    const float *e = g->eout + (size_t)r0 * g->n_per;
+    if (g->guided) da_cfg_combine(g->eps, e, e + n, g->w, n);
+    else memcpy(g->eps, e, n * sizeof(float));
     return DA_OK;
 }
 
@@ -512,21 +580,42 @@ da_status da_pipeline_generate(da_pipeline *p, const da_sample_opts *opts, const
     return s;
 }
 
+/* the VAE decoder over images [i0, i0 + n) of a da_pipeline_decode call */
+typedef struct decode_job {
+    da_pipeline *p;
+    const float *latents;
+    float *out;
+} decode_job;
+
+static da_status decode_piece(void *ctx, int w, int i0, int n)
+{
+    decode_job *j = ctx;
+    da_pipeline *p = j->p;
+    da_tape *t = piece_tape(p, w);
+    int C = p->vae->cfg.latent_channels;
+    int zs[4] = {n, C, p->latent_h, p->latent_w};
+    size_t nz = da_shape_size(4, zs), per = nz / (size_t)n;
+    da_tape_reset(t);
+    da_tensor *z = da_tensor_new(t, 4, zs, 0);
+    const float *lat = j->latents + (size_t)i0 * per;
+    float sf = p->vae->cfg.scale_factor;   /* diffusion latent = scale_factor * z */
+    for (size_t i = 0; i < nz; i++) z->data[i] = lat[i] / sf;   /* a division, as diffusers */
+    da_tensor *img = da_vae_decode(t, p->vae, z);
+    if (!img) return DA_ERR_INVALID;   /* the VAE set the message */
+    float *out = j->out + (size_t)i0 * (img->size / (size_t)n);
+    for (size_t i = 0; i < img->size; i++) {
+        float v = (img->data[i] + 1.0f) * 0.5f;
+        out[i] = v > 1.0f ? 1.0f : v >= 0.0f ? v : 0.0f;   /* NaN -> 0 */
+    }
+    return DA_OK;
+}
+
 da_status da_pipeline_decode(da_pipeline *p, const float *latents, int n, float *out_images)
 {
     if (!p || !latents || !out_images || n < 1 || n > MAX_IMAGES)
         return da_fail(DA_ERR_INVALID, "da_pipeline_decode: bad arguments");
-    int C = p->vae->cfg.latent_channels;
-    int zs[4] = {n, C, p->latent_h, p->latent_w};
-    size_t nz = da_shape_size(4, zs);
-    da_tape_reset(&p->tape);
-    da_tensor *z = da_tensor_new(&p->tape, 4, zs, 0);
-    float sf = p->vae->cfg.scale_factor;   /* diffusion latent = scale_factor * z */
-    for (size_t i = 0; i < nz; i++) z->data[i] = latents[i] / sf;   /* a division, as diffusers */
-    da_tensor *img = da_vae_decode(&p->tape, p->vae, z);
-    for (size_t i = 0; i < img->size; i++) {
-        float v = (img->data[i] + 1.0f) * 0.5f;
-        out_images[i] = v > 1.0f ? 1.0f : v >= 0.0f ? v : 0.0f;   /* NaN -> 0 */
-    }
-    return DA_OK;
+    da_status s = ensure_tapes(p, da_pieces(n));
+    if (s != DA_OK) return s;
+    decode_job j = {p, latents, out_images};
+    return da_run_pieces(n, decode_piece, &j);
 }
