@@ -126,6 +126,19 @@ CLI_SRC   := $(sort $(wildcard src/cli/*.c))
 TEST_SRC  := $(filter-out tests/test_util.c,$(sort $(wildcard tests/test_*.c)))
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(B)/%.o)
+
+# The vector kernels (src/core/vec_*.c; src/core/vec.h says why): one more
+# object per instruction set beyond the target's baseline, chosen at run
+# time (src/core/isa.c). x86-64 targets get avx2 and avx512 copies; no
+# -mfma: nothing may be fused, so every copy gives the baseline's bits.
+VEC_SRC   := $(sort $(wildcard src/core/vec_*.c))
+ifneq ($(filter x86_64-%,$(or $(MULTIARCH),$(HOST_MULTIARCH))),)
+  VEC_ISAS := avx2 avx512
+  DA_CFLAGS += -DDA_VEC_X86
+endif
+VEC_FLAGS_avx2   := -mavx2 -mno-fma
+VEC_FLAGS_avx512 := -mavx2 -mavx512f -mavx512bw -mavx512dq -mavx512vl -mno-fma -mprefer-vector-width=512
+LIB_OBJ   += $(foreach i,$(VEC_ISAS),$(VEC_SRC:%.c=$(B)/%.$(i).o))
 CLI_OBJ   := $(CLI_SRC:%.c=$(B)/%.o)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
@@ -147,6 +160,13 @@ endif
 $(B)/%.o: %.c $(HEADERS) | $(DEPS_FIRST)
 	@mkdir -p $(dir $@)
 	$(COMPILE) -c $< -o $@
+
+define VEC_RULE
+$(B)/src/core/%.$(1).o: src/core/%.c $(HEADERS) | $(DEPS_FIRST)
+	@mkdir -p $$(dir $$@)
+	$$(COMPILE) $$(VEC_FLAGS_$(1)) -DDA_VEC_ISA=$(1) -c $$< -o $$@
+endef
+$(foreach i,$(VEC_ISAS),$(eval $(call VEC_RULE,$(i))))
 
 $(B)/libdalign.a: $(LIB_OBJ)
 	@rm -f $@

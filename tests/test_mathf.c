@@ -8,7 +8,7 @@
  *   qemu-aarch64), and the same for the libm functions the project relies on
  *   agreeing across machines (double exp, log, sin, cos, sqrt, pow as rng.c,
  *   optim.c, blocks.c and the samplers use them, and sqrtf).
- * - the array versions (da_expf_n, ...: src/core/mathf_vec.c) give the
+ * - the array versions (da_expf_n, ...: src/core/vec_math.c) give the
  *   scalar functions' bits on every input of a sweep over all float bit
  *   patterns (every 997th by default; DA_MATHF_STRIDE=1 visits all 2^32),
  *   the floats next to every threshold, NaNs with payloads, any length and

@@ -35,7 +35,7 @@
  *   text_encoder 3e-6, UNet and unet-b 5e-6: as the reduced suites;
  *   CLIP 2.2e-5 (final) - 6.9e-5 (smoke), VAE 1.2e-4 (final) - 2.9e-4
  *   (smoke): on 32x32 feature maps GroupNorm sums groups of 4096 values,
- *   which ops_norm.c adds up in f32 accumulators (mean, variance, and backward's sum(g), sum(g xhat),
+ *   which vec_norm.c adds up in f32 accumulators (mean, variance, and backward's sum(g), sum(g xhat),
  *   dgamma, dbeta); PyTorch's f32 result is within 3e-6 of float64. With
  *   double accumulators in those four loops (tried in a scratch copy) the
  *   reference of the final CLIP and VAE gives 7e-7 and 4e-6.

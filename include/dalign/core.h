@@ -125,10 +125,20 @@ DA_API const char *da_log_level_name(da_log_level level);
  * independent outputs only and keep every reduction in a fixed order. */
 DA_API void da_set_threads(int n);
 DA_API int da_get_threads(void);
-/* Reads DA_THREADS and DA_GEMM (see da_gemm_set_backend) from the environment.
+/* Reads DA_THREADS, DA_GEMM (see da_gemm_set_backend) and DA_ISA (see
+ * da_set_isa) from the environment.
  * DA_THREADS must be a count in [1, 4096]; anything else (0, -1, "two")
  * is ignored with a DA_LOG_WARN and all cores are used. */
 DA_API void da_threads_init(void);
+
+/* The vector kernels (elementary functions, activations, normalisations)
+ * are built once per instruction set: "base" (the target's baseline:
+ * SSE2 on x86-64, NEON on aarch64) and on x86-64 also "avx2" and
+ * "avx512". The widest the CPU supports runs unless DA_ISA (read by
+ * da_threads_init) or da_set_isa says otherwise ("best" = that default).
+ * Every copy gives the same bits: the choice changes speed only. */
+DA_API const char *da_isa(void);
+DA_API da_status da_set_isa(const char *name);   /* refused: unknown, or not supported here */
 
 /* Coarse threading: one parallel region for a whole model call. The n items
  * (the images of a batch) are cut into min(threads, n) contiguous pieces,
@@ -159,7 +169,7 @@ DA_API float da_log1pf(float x); /* x > -1 */
 
 /* Array versions: out[i] = da_expf(in[i]) etc. for i < n, the same bits as
  * the scalar functions for every input and on every machine, vectorised
- * (src/core/mathf_vec.c). out may be in; one thread. */
+ * (src/core/vec_math.c). out may be in; one thread. */
 DA_API void da_expf_n(float *out, const float *in, size_t n);
 DA_API void da_logf_n(float *out, const float *in, size_t n);
 DA_API void da_erff_n(float *out, const float *in, size_t n);

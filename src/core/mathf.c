@@ -17,7 +17,7 @@
  * The polynomial coefficients come from tests/oracle/mathf_fit.py, which
  * prints the tables (now in core/mathf.h; interpolation at Chebyshev nodes in
  * 60-digit decimal arithmetic, rounded to double) and the error of their
- * double evaluation. The array versions are in src/core/mathf_vec.c. */
+ * double evaluation. The array versions are in src/core/vec_math.c. */
 /* No multiply-add may be fused. The Makefile passes -ffp-contract=off; these
  * keep it so when the file is built some other way (GCC in GNU mode and
  * clang fuse by default, and GCC does not implement the standard pragma). */
@@ -36,7 +36,7 @@
 
 /* The tables (printed by tests/oracle/mathf_fit.py) are in core/mathf.h, which
  * also holds the branch-free forms of these functions used by the array
- * versions (src/core/mathf_vec.c). */
+ * versions (src/core/vec_math.c). */
 
 /* ---- helpers -------------------------------------------------------------- */
 

@@ -12,9 +12,9 @@
  * values that would overflow an int conversion) are replaced by a harmless
  * value before that formula, and its result is then discarded by the select.
  *
- * Used by src/core/mathf_vec.c (da_expf_n, ...: the array versions) and by
- * the ops that inline them into their own loops (ops_act.c, ops_softmax.c,
- * ops_unary.c, ops_norm.c). tests/test_mathf.c checks array against scalar
+ * Used by src/core/vec_math.c (da_expf_n, ...: the array versions) and by
+ * the ops that inline them into their own loops (vec_act.c, ops_softmax.c,
+ * ops_unary.c, vec_norm.c). tests/test_mathf.c checks array against scalar
  * bit for bit.
  *
  * No multiply-add may be fused (the Makefile passes -ffp-contract=off, and
@@ -363,8 +363,8 @@ static inline void erff_block(float *y, const float *x)
 
 /* ---- composed --------------------------------------------------------------- */
 
-/* sigmoid without overflow, as SiLU's kernels compute it (ops_act.c, and
- * the fused GroupNorm + SiLU of ops_norm.c, which must give the same bits):
+/* sigmoid without overflow, as SiLU's kernels compute it (vec_act.c, and
+ * the fused GroupNorm + SiLU of vec_norm.c, which must give the same bits):
  * e = exp(-|x|); x >= 0 ? 1 / (1 + e) : e / (1 + e) */
 DA_LANE float sigmoidf_lane(float x)
 {

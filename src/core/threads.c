@@ -58,6 +58,8 @@ void da_threads_init(void)
     const char *gemm = getenv("DA_GEMM");
     if (gemm && *gemm && da_gemm_set_backend(gemm) != DA_OK)
         da_log(DA_LOG_WARN, "dalign: ignoring DA_GEMM: %s", da_last_error());
+    const char *isa = getenv("DA_ISA");
+    if (isa && *isa && da_set_isa(isa) != DA_OK) da_log(DA_LOG_WARN, "dalign: ignoring DA_ISA: %s", da_last_error());
 }
 
 /* ---- coarse threading ---------------------------------------------------- */

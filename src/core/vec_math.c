@@ -5,8 +5,8 @@
  * Each is a loop over core/mathf.h's branch-free *_lane form, which performs
  * the scalar function's double operations in the same order, so GCC
  * vectorises it (-O2 on baseline x86-64: SSE2, two doubles per register;
- * wider with -mavx2, NEON on aarch64) and IEEE-754 gives every lane the
- * scalar result. tests/test_mathf.c compares the two bit for bit.
+ * wider in the avx2 and avx512 copies, core/vec.h; NEON on aarch64) and
+ * IEEE-754 gives every lane the scalar result. tests/test_mathf.c compares the two bit for bit.
  *
  * Blocks: the loop runs over BLK values at a time, a constant trip count,
  * because GCC's -O2 cost model ("very cheap") vectorises a loop only when
@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "core/mathf.h"
+#include "core/vec.h"
 #include "dalign/core.h"
 
 #define BLK MATHF_BLK
@@ -74,8 +75,8 @@ static void over_blocks(block_fn f, float *out, const float *in, size_t n)
     }
 }
 
-void da_expf_n(float *out, const float *in, size_t n) { over_blocks(expf_block, out, in, n); }
-void da_logf_n(float *out, const float *in, size_t n) { over_blocks(logf_block, out, in, n); }
-void da_log1pf_n(float *out, const float *in, size_t n) { over_blocks(log1pf_block, out, in, n); }
-void da_tanhf_n(float *out, const float *in, size_t n) { over_blocks(tanhf_block, out, in, n); }
-void da_erff_n(float *out, const float *in, size_t n) { over_blocks(erff_block, out, in, n); }
+void VEC_FN(da_expf_n)(float *out, const float *in, size_t n) { over_blocks(expf_block, out, in, n); }
+void VEC_FN(da_logf_n)(float *out, const float *in, size_t n) { over_blocks(logf_block, out, in, n); }
+void VEC_FN(da_log1pf_n)(float *out, const float *in, size_t n) { over_blocks(log1pf_block, out, in, n); }
+void VEC_FN(da_tanhf_n)(float *out, const float *in, size_t n) { over_blocks(tanhf_block, out, in, n); }
+void VEC_FN(da_erff_n)(float *out, const float *in, size_t n) { over_blocks(erff_block, out, in, n); }
