@@ -107,7 +107,7 @@ static da_tensor *build_transformer(da_tape *t, da_tensor **in, void *ctx)
 {
     block_ctx *b = ctx;
     borrow_params(b, in[2]);
-    return da_blk_transformer(t, &b->p, "tf", in[0], in[1], b->keep, &b->bc);
+    return da_blk_transformer(t, &b->p, "tf", in[0], in[1], b->keep, NULL, &b->bc);
 }
 
 /* SpatialTransformer C = 4, 2 heads, 2 groups, context (2, 3, 5) with one
@@ -340,6 +340,62 @@ static void test_unet_b(void **state)
     da_unet_free(m);
 }
 
+/* Cached cross-attention keys and values (what the sampler keeps over its
+ * steps) give the plain forward's bits, for the whole batch and for a part
+ * of it taking its rows' slice of the cache; a cache made from another
+ * context changes the output (so the cache is really used); a cache of the
+ * wrong shape is refused with a message. */
+static void test_unet_context_kv(void **state)
+{
+    (void)state;
+    da_unet *m = default_unet(64, 128, 0);
+    unet_inputs in = make_inputs(&m->cfg, 3, 24, 9u), other = make_inputs(&m->cfg, 3, 24, 19u);
+    int B = 3, T = 24, D = m->cfg.context_dim, xs[4] = {B, 4, 8, 8}, cs[3] = {B, T, D};
+    da_tape t;
+    da_tape_init(&t, 1 << 22);
+    da_tape_set_grad(&t, 0);
+    da_tensor *x = da_leaf(&t, in.x, NULL, 4, xs), *ctx = da_leaf(&t, in.ctx, NULL, 3, cs);
+    da_tensor *plain = da_unet_forward(&t, m, x, in.ts, ctx, in.keep);
+    da_unet_kv kv, kv_other;
+    assert_int_equal(da_unet_context_kv(&t, m, ctx, &kv), DA_OK);
+    for (int i = 0; i < DA_UNET_N_ATTN; i++) {
+        assert_int_equal(kv.k[i]->shape[2], da_unet_attn_channels(m, i));
+        assert_int_equal(kv.v[i]->shape[0], B);
+    }
+    da_tensor *cached = da_unet_forward_kv(&t, m, x, in.ts, ctx, in.keep, &kv);
+    assert_non_null(cached);
+    tu_assert_bits("eps with cached keys/values vs computed", cached->data, plain->data, plain->size);
+
+    /* rows 1..2 alone, their keys/values sliced out of the batch's cache */
+    int xs2[4] = {2, 4, 8, 8}, cs2[3] = {2, T, D};
+    da_unet_kv part;
+    for (int i = 0; i < DA_UNET_N_ATTN; i++) {
+        int C = da_unet_attn_channels(m, i), ks[3] = {2, T, C};
+        part.k[i] = da_leaf(&t, kv.k[i]->data + (size_t)T * C, NULL, 3, ks);
+        part.v[i] = da_leaf(&t, kv.v[i]->data + (size_t)T * C, NULL, 3, ks);
+    }
+    da_tensor *x2 = da_leaf(&t, in.x + 4 * 64, NULL, 4, xs2), *c2 = da_leaf(&t, in.ctx + (size_t)T * D, NULL, 3, cs2);
+    da_tensor *sliced = da_unet_forward_kv(&t, m, x2, in.ts + 1, c2, in.keep + T, &part);
+    assert_non_null(sliced);
+    tu_assert_bits("rows 1-2 with their slice of the cache", sliced->data, plain->data + 4 * 64, sliced->size);
+
+    assert_int_equal(da_unet_context_kv(&t, m, da_leaf(&t, other.ctx, NULL, 3, cs), &kv_other), DA_OK);
+    da_tensor *wrong = da_unet_forward_kv(&t, m, x, in.ts, ctx, in.keep, &kv_other);
+    assert_true(memcmp(wrong->data, plain->data, plain->size * sizeof(float)) != 0);
+
+    assert_null(da_unet_forward_kv(&t, m, x2, in.ts, c2, in.keep, &kv));   /* 3 rows of cache for 2 */
+    assert_non_null(strstr(da_last_error(), "cached keys/values of down.0.attn must be (2, 24, 64)"));
+    da_unet_kv swapped = kv;
+    swapped.k[1] = kv.k[0];   /* 64 channels where 128 belong */
+    assert_null(da_unet_forward_kv(&t, m, x, in.ts, ctx, in.keep, &swapped));
+    assert_non_null(strstr(da_last_error(), "down.1.attn"));
+    assert_int_equal(da_unet_context_kv(&t, m, x, &kv_other), DA_ERR_INVALID);   /* not a context */
+    da_tape_free(&t);
+    free_inputs(&in);
+    free_inputs(&other);
+    da_unet_free(m);
+}
+
 /* ---- inputs that do not fit ------------------------------------------------ */
 
 /* Every shape a caller can get wrong gives NULL and a message naming what
@@ -442,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_unet_default_threads),
         cmocka_unit_test(test_unet_padding_and_time),
         cmocka_unit_test(test_unet_b),
+        cmocka_unit_test(test_unet_context_kv),
         cmocka_unit_test(test_unet_bad_inputs),
         cmocka_unit_test(test_unet_files),
     };

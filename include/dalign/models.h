@@ -158,6 +158,25 @@ DA_API void da_unet_free(da_unet *m);
 DA_API da_tensor *da_unet_forward(da_tape *t, const da_unet *m, da_tensor *x, const float *timesteps,
                                   da_tensor *context, const uint8_t *context_keep);
 
+/* The keys and values of the UNet's cross-attentions depend on the context
+ * only: a sampler whose prompts stay the same over its steps computes them
+ * once (da_unet_context_kv) and passes them to every step
+ * (da_unet_forward_kv), which then gives da_unet_forward's bits. Block i
+ * (in forward order: down.0, down.1, mid, up.1, up.0) has k[i] and v[i]
+ * of shape (B, T, C_i), C_i its channels (ch[0] or ch[1]). */
+#define DA_UNET_N_ATTN 5
+typedef struct da_unet_kv {
+    da_tensor *k[DA_UNET_N_ATTN], *v[DA_UNET_N_ATTN];
+} da_unet_kv;
+/* channels of attention block i (the last dim of its k and v) */
+DA_API int da_unet_attn_channels(const da_unet *m, int i);
+/* context (B, T, context_dim) -> kv; DA_ERR_INVALID on a context that does not fit */
+DA_API da_status da_unet_context_kv(da_tape *t, const da_unet *m, da_tensor *context, da_unet_kv *kv);
+/* da_unet_forward with the cross-attention keys and values taken from kv
+ * (made from this context; kv NULL: computed, as da_unet_forward) */
+DA_API da_tensor *da_unet_forward_kv(da_tape *t, const da_unet *m, da_tensor *x, const float *timesteps,
+                                     da_tensor *context, const uint8_t *context_keep, const da_unet_kv *kv);
+
 /* ------------------------------------------------------------------------ */
 /* Text encoder and CLIP (src/models)                                       */
 /* ------------------------------------------------------------------------ */

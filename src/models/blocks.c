@@ -233,13 +233,15 @@ typedef struct attn_names {
     const char *to_q, *to_k, *to_v, *to_out;
 } attn_names;
 
-/* Attention with projections: xq (B, Tq, C), xkv (B, Tk, Ckv) -> (B, Tq, C) */
+/* Attention with projections: xq (B, Tq, C), xkv (B, Tk, Ckv) -> (B, Tq, C);
+ * kv, when given, holds k and v already projected from xkv */
 static da_tensor *attention_sub(da_tape *t, const da_params *p, const char *prefix, const attn_names *n,
-                                da_tensor *xq, da_tensor *xkv, const uint8_t *keep, int n_heads)
+                                da_tensor *xq, da_tensor *xkv, const da_blk_kv *kv, const uint8_t *keep,
+                                int n_heads)
 {
-    da_tensor *q = linear_sub(t, p, prefix, n->to_q, xq);    /* W_q: (C, C) */
-    da_tensor *k = linear_sub(t, p, prefix, n->to_k, xkv);   /* W_k: (C, Ckv) */
-    da_tensor *v = linear_sub(t, p, prefix, n->to_v, xkv);   /* W_v: (C, Ckv) */
+    da_tensor *q = linear_sub(t, p, prefix, n->to_q, xq);                 /* W_q: (C, C) */
+    da_tensor *k = kv ? kv->k : linear_sub(t, p, prefix, n->to_k, xkv);   /* W_k: (C, Ckv) */
+    da_tensor *v = kv ? kv->v : linear_sub(t, p, prefix, n->to_v, xkv);   /* W_v: (C, Ckv) */
     da_tensor *o = da_attention(t, q, k, v, n_heads, 0, keep);
     return linear_sub(t, p, prefix, n->to_out, o);
 }
@@ -251,8 +253,19 @@ static da_tensor *layernorm_sub(da_tape *t, const da_params *p, const char *pref
 }
 
 /* x (B, C, H, W), context (B, T, ctx_dim), keep (B, T) or NULL -> (B, C, H, W) */
+/* the full sub-names as literals, so grep finds the line that uses a weight */
+static const attn_names self_attn = {"attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out"};
+static const attn_names cross_attn = {"attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out"};
+
+da_blk_kv da_blk_cross_kv(da_tape *t, const da_params *p, const char *prefix, da_tensor *context)
+{
+    da_blk_kv kv = {linear_sub(t, p, prefix, cross_attn.to_k, context),
+                    linear_sub(t, p, prefix, cross_attn.to_v, context)};
+    return kv;
+}
+
 da_tensor *da_blk_transformer(da_tape *t, const da_params *p, const char *prefix, da_tensor *x,
-                              da_tensor *context, const uint8_t *context_keep,
+                              da_tensor *context, const uint8_t *context_keep, const da_blk_kv *kv,
                               const da_blk_cfg *bc)
 {
     assert(x->ndim == 4 && context->ndim == 3 && context->shape[0] == x->shape[0]);
@@ -264,13 +277,10 @@ da_tensor *da_blk_transformer(da_tape *t, const da_params *p, const char *prefix
     static const int to_tokens[4] = {0, 2, 3, 1}, to_image[4] = {0, 3, 1, 2};
     int seq[3] = {B, H * W, C}, img[4] = {B, H, W, C};
     h = da_reshape(t, da_permute(t, h, to_tokens), 3, seq);
-    /* the full sub-names as literals, so grep finds the line that uses a weight */
-    static const attn_names self_attn = {"attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out"};
-    static const attn_names cross_attn = {"attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out"};
     da_tensor *a = layernorm_sub(t, p, prefix, "ln1", h, bc->ln_eps);
-    h = da_add(t, h, attention_sub(t, p, prefix, &self_attn, a, a, NULL, bc->n_heads));
+    h = da_add(t, h, attention_sub(t, p, prefix, &self_attn, a, a, NULL, NULL, bc->n_heads));
     a = layernorm_sub(t, p, prefix, "ln2", h, bc->ln_eps);   /* queries from the pixels, keys/values from the text */
-    h = da_add(t, h, attention_sub(t, p, prefix, &cross_attn, a, context, context_keep, bc->n_heads));
+    h = da_add(t, h, attention_sub(t, p, prefix, &cross_attn, a, context, kv, context_keep, bc->n_heads));
     a = layernorm_sub(t, p, prefix, "ln3", h, bc->ln_eps);
     a = linear_sub(t, p, prefix, "ff.fc2", da_gelu(t, linear_sub(t, p, prefix, "ff.fc1", a)));
     h = da_add(t, h, a);

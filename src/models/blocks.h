@@ -78,10 +78,18 @@ da_tensor *da_blk_resblock(da_tape *t, const da_params *p, const char *prefix, d
                            da_tensor *temb_act, const da_blk_cfg *bc);
 
 /* SpatialTransformer (one block): x (B, C, H, W), context (B, T, ctx_dim),
- * context_keep (B, T) or NULL (0 = padding key) -> (B, C, H, W). */
+ * context_keep (B, T) or NULL (0 = padding key) -> (B, C, H, W).
+ * kv: the cross-attention's keys and values of this context, (B, T, C)
+ * each, from da_blk_cross_kv (a caller whose context does not change keeps
+ * them across calls); NULL: computed here from context (the same bits). */
+typedef struct da_blk_kv {
+    da_tensor *k, *v;
+} da_blk_kv;
 da_tensor *da_blk_transformer(da_tape *t, const da_params *p, const char *prefix, da_tensor *x,
-                              da_tensor *context, const uint8_t *context_keep,
+                              da_tensor *context, const uint8_t *context_keep, const da_blk_kv *kv,
                               const da_blk_cfg *bc);
+/* the cross-attention's keys and values of block PREFIX for context (B, T, ctx_dim) */
+da_blk_kv da_blk_cross_kv(da_tape *t, const da_params *p, const char *prefix, da_tensor *context);
 
 /* CNN tower (see da_blk_add_tower): x (B, cin, S, S), g (B, film_dim) or NULL
  * -> (B, ch[n_blocks]):

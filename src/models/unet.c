@@ -184,38 +184,83 @@ static da_status unet_check_inputs(const da_unet_config *c, const da_tensor *x, 
     return DA_OK;
 }
 
+/* the transformer blocks, in forward order, and the level each works at */
+static const char *const ATTN_BLOCKS[DA_UNET_N_ATTN] = {"down.0.attn", "down.1.attn", "mid.attn", "up.1.attn",
+                                                         "up.0.attn"};
+static const int ATTN_LEVEL[DA_UNET_N_ATTN] = {0, 1, 1, 1, 0};
+
+int da_unet_attn_channels(const da_unet *m, int i)
+{
+    return i >= 0 && i < DA_UNET_N_ATTN ? m->cfg.ch[ATTN_LEVEL[i]] : 0;
+}
+
+da_status da_unet_context_kv(da_tape *t, const da_unet *m, da_tensor *context, da_unet_kv *kv)
+{
+    const da_unet_config *c = &m->cfg;
+    if (!context || context->ndim != 3 || context->shape[0] < 1 || context->shape[1] < 1 ||
+        context->shape[2] != c->context_dim)
+        return da_fail(DA_ERR_INVALID, "unet: context must be (B, T, %d) with B, T >= 1", c->context_dim);
+    for (int i = 0; i < DA_UNET_N_ATTN; i++) {
+        da_blk_kv b = da_blk_cross_kv(t, &m->params, ATTN_BLOCKS[i], context);
+        kv->k[i] = b.k;
+        kv->v[i] = b.v;
+    }
+    return DA_OK;
+}
+
 /* x (B, in_channels, H, W) with H, W even, timesteps (B), context (B, T,
  * context_dim), context_keep (B, T) or NULL -> eps (B, out_channels, H, W);
  * NULL + da_last_error() on inputs that do not fit the config */
-da_tensor *da_unet_forward(da_tape *t, const da_unet *m, da_tensor *x, const float *timesteps,
-                           da_tensor *context, const uint8_t *context_keep)
+da_tensor *da_unet_forward_kv(da_tape *t, const da_unet *m, da_tensor *x, const float *timesteps,
+                              da_tensor *context, const uint8_t *context_keep, const da_unet_kv *kv)
 {
     const da_unet_config *c = &m->cfg;
     if (unet_check_inputs(c, x, timesteps, context) != DA_OK) return NULL;
+    da_blk_kv akv[DA_UNET_N_ATTN];
+    for (int i = 0; kv && i < DA_UNET_N_ATTN; i++) {
+        const da_tensor *k = kv->k[i], *v = kv->v[i];
+        int C = da_unet_attn_channels(m, i);
+        int fits = k && v && k->ndim == 3 && v->ndim == 3 && k->shape[0] == x->shape[0] &&
+                   k->shape[1] == context->shape[1] && k->shape[2] == C && !memcmp(k->shape, v->shape, sizeof k->shape);
+        if (!fits) {
+            da_fail(DA_ERR_INVALID, "unet: cached keys/values of %s must be (%d, %d, %d)", ATTN_BLOCKS[i],
+                    x->shape[0], context->shape[1], C);
+            return NULL;
+        }
+        akv[i] = (da_blk_kv){kv->k[i], kv->v[i]};
+    }
     const da_params *p = &m->params;
     da_blk_cfg bc = {.groups = c->groups, .gn_eps = c->gn_eps, .ln_eps = c->ln_eps, .n_heads = c->n_heads};
     da_tensor *temb = unet_time_embedding(t, m, timesteps, x->shape[0]);
+#define KV(i) (kv ? &akv[i] : NULL)
 
     da_tensor *h = da_blk_conv(t, p, "conv_in", x, 1, 1);
     h = da_blk_resblock(t, p, "down.0.res", h, temb, &bc);
-    h = da_blk_transformer(t, p, "down.0.attn", h, context, context_keep, &bc);
+    h = da_blk_transformer(t, p, "down.0.attn", h, context, context_keep, KV(0), &bc);
     da_tensor *skip0 = h;
     h = da_blk_downsample(t, p, "down.0.downsample", h);
     h = da_blk_resblock(t, p, "down.1.res", h, temb, &bc);
-    h = da_blk_transformer(t, p, "down.1.attn", h, context, context_keep, &bc);
+    h = da_blk_transformer(t, p, "down.1.attn", h, context, context_keep, KV(1), &bc);
     da_tensor *skip1 = h;
 
     h = da_blk_resblock(t, p, "mid.res1", h, temb, &bc);
-    h = da_blk_transformer(t, p, "mid.attn", h, context, context_keep, &bc);
+    h = da_blk_transformer(t, p, "mid.attn", h, context, context_keep, KV(2), &bc);
     h = da_blk_resblock(t, p, "mid.res2", h, temb, &bc);
 
     /* skips join on the channel dim after the current features, as SD's torch.cat([h, skip], 1) */
     h = da_blk_resblock(t, p, "up.1.res", da_concat(t, h, skip1, 1), temb, &bc);
-    h = da_blk_transformer(t, p, "up.1.attn", h, context, context_keep, &bc);
+    h = da_blk_transformer(t, p, "up.1.attn", h, context, context_keep, KV(3), &bc);
     h = da_blk_upsample(t, p, "up.1.upsample", h);
     h = da_blk_resblock(t, p, "up.0.res", da_concat(t, h, skip0, 1), temb, &bc);
-    h = da_blk_transformer(t, p, "up.0.attn", h, context, context_keep, &bc);
+    h = da_blk_transformer(t, p, "up.0.attn", h, context, context_keep, KV(4), &bc);
+#undef KV
 
     h = da_blk_norm_silu(t, p, "norm_out", h, &bc);
     return da_blk_conv(t, p, "conv_out", h, 1, 1);
+}
+
+da_tensor *da_unet_forward(da_tape *t, const da_unet *m, da_tensor *x, const float *timesteps,
+                           da_tensor *context, const uint8_t *context_keep)
+{
+    return da_unet_forward_kv(t, m, x, timesteps, context, context_keep, NULL);
 }

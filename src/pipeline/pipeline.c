@@ -3,7 +3,9 @@
  *   ids = tokenize(prompt); ctx = text_encoder(ids)       (B, 24, d)
  *   ctx_u = text_encoder(negative or DA_UNCOND_PROMPT)    (1, 24, d), repeated
  *   x = randn(seed_i) * init_sigma per image               (B, 4, 8, 8)
- *   for each step: eps = unet([x; x], t, [ctx_u; ctx_c])  one call of 2B (w != 1)
+ *   kv = the UNet's cross-attention keys/values of [ctx_u; ctx_c], made once
+ *        (again only for rows whose context a step callback swapped)
+ *   for each step: eps = unet([x; x], t, [ctx_u; ctx_c], kv)  one call of 2B (w != 1)
  *                  eps = eps_u + w (eps_c - eps_u)
  *                  x, x0 = sampler step; callback (may stop or swap ctx_c)
  *   image = (vae_decode(x / scale_factor) + 1) / 2, clamped to [0, 1]
@@ -259,6 +261,11 @@ typedef struct gen {
     float *ctx;            /* (2B, T, D) */
     float *x, *x_prev, *x0, *eps, *xin, *tsteps, *noise;
     float *eout;           /* (2B, C, h, w): the UNet's output, all rows */
+    /* the UNet's cross-attention keys and values per row, kept while the
+     * row's context stays what kv_ctx holds (a refiner may swap it) */
+    float *kv_buf, *kv_k[DA_UNET_N_ATTN], *kv_v[DA_UNET_N_ATTN];   /* (2B, T, C_i) each */
+    float *kv_ctx;         /* (2B, T, D): the context each row's cache was made from */
+    uint8_t *kv_ok;        /* (2B): row r's cache is filled */
     da_rng *rng;           /* (B) */
     da_pipeline *p;        /* for the pieces of a model call */
     da_status (*piece)(struct gen *g, da_tape *t, int r0, int nr);
@@ -278,6 +285,9 @@ static void gen_free(gen *g)
     free(g->tsteps);
     free(g->noise);
     free(g->eout);
+    free(g->kv_buf);
+    free(g->kv_ctx);
+    free(g->kv_ok);
     free(g->rng);
 }
 
@@ -303,9 +313,20 @@ static da_status gen_alloc(gen *g, da_pipeline *p, int B, float w)
     g->tsteps = malloc(rows * sizeof(float));
     g->noise = malloc(g->n_per * sizeof(float));
     g->eout = malloc(2 * n * sizeof(float));
+    size_t kv_per_row = 0;
+    for (int i = 0; i < DA_UNET_N_ATTN; i++) kv_per_row += 2 * (size_t)g->T * da_unet_attn_channels(p->unet, i);
+    g->kv_buf = malloc(rows * kv_per_row * sizeof(float));
+    g->kv_ctx = malloc(rows * g->T * g->D * sizeof(float));
+    g->kv_ok = calloc(rows, 1);
+    for (int i = 0, off = 0; g->kv_buf && i < DA_UNET_N_ATTN; i++) {
+        size_t per = rows * g->T * da_unet_attn_channels(p->unet, i);
+        g->kv_k[i] = g->kv_buf + off;
+        g->kv_v[i] = g->kv_buf + off + per;
+        off += 2 * per;
+    }
     g->rng = malloc((size_t)B * sizeof *g->rng);
     if (!g->ids || !g->keep || !g->ctx || !g->x || !g->x_prev || !g->x0 || !g->eps || !g->xin || !g->tsteps ||
-        !g->noise || !g->eout || !g->rng) {
+        !g->noise || !g->eout || !g->kv_buf || !g->kv_ctx || !g->kv_ok || !g->rng) {
         gen_free(g);
         return da_fail(DA_ERR_NOMEM, "pipeline: out of memory for %d images", B);
     }
@@ -346,6 +367,38 @@ static da_status encode_rows(da_pipeline *p, gen *g, int r0, int nr)
     return gen_run(g, encode_piece, r0, nr);
 }
 
+/* Rows [r0, r0 + nr)'s cross-attention keys and values, as leaves over
+ * the cache; made first where a row's context is not the one its cache
+ * was made from (the first step, or a prompt the refiner swapped) */
+static da_status piece_kv(gen *g, da_tape *t, da_tensor *ctx, int r0, int nr, da_unet_kv *kv)
+{
+    const da_unet *u = g->p->unet;
+    size_t row_ctx = (size_t)g->T * g->D;
+    const float *c = g->ctx + (size_t)r0 * row_ctx;
+    int fresh = 1;
+    for (int r = r0; r < r0 + nr && fresh; r++)
+        fresh = g->kv_ok[r] && !memcmp(g->kv_ctx + (size_t)r * row_ctx, g->ctx + (size_t)r * row_ctx,
+                                       row_ctx * sizeof(float));
+    if (!fresh) {
+        da_status s = da_unet_context_kv(t, u, ctx, kv);
+        if (s != DA_OK) return s;
+        for (int i = 0; i < DA_UNET_N_ATTN; i++) {
+            size_t off = (size_t)r0 * g->T * da_unet_attn_channels(u, i);
+            memcpy(g->kv_k[i] + off, kv->k[i]->data, kv->k[i]->size * sizeof(float));
+            memcpy(g->kv_v[i] + off, kv->v[i]->data, kv->v[i]->size * sizeof(float));
+        }
+        memcpy(g->kv_ctx + (size_t)r0 * row_ctx, c, (size_t)nr * row_ctx * sizeof(float));
+        memset(g->kv_ok + r0, 1, (size_t)nr);
+    }
+    for (int i = 0; i < DA_UNET_N_ATTN; i++) {
+        int C = da_unet_attn_channels(u, i), shape[3] = {nr, g->T, C};
+        size_t off = (size_t)r0 * g->T * C;
+        kv->k[i] = da_leaf(t, g->kv_k[i] + off, NULL, 3, shape);
+        kv->v[i] = da_leaf(t, g->kv_v[i] + off, NULL, 3, shape);
+    }
+    return DA_OK;
+}
+
 /* the UNet over rows [r0, r0 + nr) of xin/ctx/keep/tsteps into the same rows of eout */
 static da_status unet_piece(gen *g, da_tape *t, int r0, int nr)
 {
@@ -356,7 +409,10 @@ static da_status unet_piece(gen *g, da_tape *t, int r0, int nr)
     int cs[3] = {nr, g->T, g->D};
     da_tensor *x = da_leaf(t, g->xin + in0, NULL, 4, xs);
     da_tensor *ctx = da_leaf(t, g->ctx + (size_t)r0 * g->T * g->D, NULL, 3, cs);
-    da_tensor *e = da_unet_forward(t, p->unet, x, g->tsteps + r0, ctx, g->keep + (size_t)r0 * g->T);
+    da_unet_kv kv;
+    da_status s = piece_kv(g, t, ctx, r0, nr, &kv);
+    if (s != DA_OK) return s;
+    da_tensor *e = da_unet_forward_kv(t, p->unet, x, g->tsteps + r0, ctx, g->keep + (size_t)r0 * g->T, &kv);
     if (!e) return DA_ERR_INVALID;   /* the UNet set the message */
     memcpy(g->eout + (size_t)r0 * n_per, e->data, (size_t)nr * n_per * sizeof(float));
     return DA_OK;
