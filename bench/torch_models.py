@@ -1,7 +1,10 @@
 """PyTorch side of bench/bench_models.c: the same text encoder, VAE and UNet
 (the modules of tests/oracle/model_*.py), the same measurements, thread
-count and timing method (one warm-up call, 5 samples of >= 0.2 s, median per
-call; DA_BENCH_QUICK=1: one sample of one call).
+count and timing method (one warm-up call, then samples of >= 50 ms, as
+many as fit in DA_BENCH_BUDGET seconds (default 1), 1 to DA_BENCH_SAMPLES
+(default 3); the median sample's time per call. DA_BENCH_QUICK=1: the
+warm-up and one timed call). bench/run.sh repeats whole processes and takes
+the median over them.
 
 usage: /usr/bin/python3 bench/torch_models.py THREADS WEIGHTS MEASUREMENT BATCH RESULTS_FILE
   WEIGHTS      a weights directory (loaded as tests/oracle/sample_parity.py
@@ -30,11 +33,25 @@ from model_unet import UNet  # noqa: E402
 from model_vae import VAE  # noqa: E402
 from sample_parity import DDIM, NOISE_DEFAULTS, VOCAB, load_models, load_state, read_json, tokenize  # noqa: E402
 
-N_SAMPLES = 5
-MIN_SAMPLE_S = 0.2
+MAX_SAMPLES = 15   # cap of DA_BENCH_SAMPLES
+MIN_SAMPLE_S = 0.05
 STEPS, CFG_W = 20, 3.0
 LATENT_HW = 8   # DA_IMG / 4
 QUICK = os.environ.get("DA_BENCH_QUICK", "") not in ("", "0")
+
+
+def _env_num(name, default, conv):
+    try:
+        return conv(os.environ.get(name, ""))
+    except ValueError:
+        return default
+
+
+SAMPLES = min(MAX_SAMPLES, _env_num("DA_BENCH_SAMPLES", 3, int))
+SAMPLES = SAMPLES if SAMPLES >= 1 else 3
+BUDGET_S = _env_num("DA_BENCH_BUDGET", 1.0, float)
+BUDGET_S = BUDGET_S if BUDGET_S >= 0 else 1.0
+USED = [1, 1]   # samples, calls per sample: what time_s did, for the report line
 
 PROMPTS = [   # bench_models.c's, cycled over the batch
     "a large red circle to the left of a small blue square",
@@ -53,18 +70,21 @@ def peak_rss_mib():
 
 
 def time_s(fn):
-    """median seconds per call"""
-    fn()
+    """median seconds per call (bench_models.c's time_s)"""
+    fn()   # warm-up
     t0 = time.perf_counter()
     fn()
     one = time.perf_counter() - t0
     inner = 1 if QUICK or one >= MIN_SAMPLE_S else int(MIN_SAMPLE_S / max(one, 1e-7)) + 1
-    samples = []
-    for _ in range(1 if QUICK else N_SAMPLES):
+    n = 1 if QUICK else int(BUDGET_S / max(one * inner, 1e-9))
+    n = max(1, min(SAMPLES, n))
+    samples = [one] if inner == 1 else []   # the probing call is a sample of its own
+    while len(samples) < n:
         t0 = time.perf_counter()
         for _ in range(inner):
             fn()
         samples.append((time.perf_counter() - t0) / inner)
+    USED[:] = [n, inner]
     return statistics.median(samples)
 
 
@@ -186,7 +206,8 @@ def main():
         sys.exit(__doc__)
     rss = peak_rss_mib()
     print(f"{label:<72} {sec * 1e3:10.2f} ms {B / sec:9.2f} images/s  peak RSS {rss:7.1f} MiB "
-          f"({rss_start:.1f} at start)  {n} params")
+          f"({rss_start:.1f} at start)  {n} params  ({threads} thread{'' if threads == 1 else 's'}, "
+          f"median of {USED[0]} x {USED[1]} call{'' if USED[1] == 1 else 's'})")
     with open(out_path, "a") as f:
         f.write(f"model.{name} {sec * 1e3:.6f} {B}\nrss.{name} {rss:.3f} {rss_start:.3f}\n")
 
