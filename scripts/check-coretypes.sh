@@ -17,7 +17,8 @@ if [ "$(uname -m)" != x86_64 ]; then
   exit 0
 fi
 OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-export OMP_WAIT_POLICY
+DA_PAR_MIN=${DA_PAR_MIN:-0}   # every loop split over threads, as in check.sh
+export OMP_WAIT_POLICY DA_PAR_MIN
 flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
 lacks() {   # the CPU flags among $@ that this CPU does not have
   out=""

@@ -33,9 +33,13 @@ shift
 # Idle OpenMP threads sleep (a user's explicit choice is kept): spinning
 # threads made 2-thread suites 5-70x slower when anything else used a core.
 OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+# Every loop opens its parallel region, however small (src/core/par.h): the
+# thread-determinism tests use small tensors, which would otherwise run on
+# one thread and prove nothing.
+DA_PAR_MIN=${DA_PAR_MIN:-0}
 # the suites that start the dalign binary start it through the runner too
 DA_TEST_RUNNER=${TEST_RUNNER:-}
-export OMP_WAIT_POLICY DA_TEST_RUNNER
+export OMP_WAIT_POLICY DA_PAR_MIN DA_TEST_RUNNER
 
 results=$B/check.results
 : > "$results"

@@ -23,6 +23,7 @@
  */
 #include <string.h>
 
+#include "core/par.h"
 #include "dalign/core.h"
 
 #ifdef DA_USE_OPENBLAS
@@ -68,6 +69,10 @@ da_status da_gemm_set_backend(const char *name)
 #define PIECE_MNK (1 << 18)
 #define MAX_PIECES 16
 #define PIECE_ALIGN 16
+/* below SERIAL_PER_FLOAT x core/par.h's da_par_min multiply-adds (4.2
+ * million by default, a few hundred microseconds) a call does not open a
+ * parallel region */
+#define SERIAL_PER_FLOAT 128.0
 
 typedef struct gemm_problem {
     int trans_a, trans_b, M, N, K;
@@ -156,6 +161,10 @@ static void run_openblas(const gemm_items *it)
     /* inside an enclosing parallel region (a caller's loop over images) the
      * pieces run on the calling thread */
     if (omp_get_level() == 0) nth = da_get_threads() < n ? da_get_threads() : n;
+    /* a call worth less than a few hundred microseconds runs its pieces on
+     * the calling thread: waking a sleeping thread (OMP_WAIT_POLICY=passive)
+     * costs tens of microseconds, as much as the pieces (core/par.h) */
+    if ((double)it->items * it->g.M * it->g.N * it->g.K < SERIAL_PER_FLOAT * da_par_min) nth = 1;
 #else
     /* Without OpenMP nothing below sets OpenBLAS's team to one thread, and
      * a program that never called da_set_threads / da_threads_init would

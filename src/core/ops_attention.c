@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/par.h"
 #include "dalign/core.h"
 
 /* One row of probabilities in place: s (Tk) holds scaled scores; keys at
@@ -69,7 +70,7 @@ void da_attention_forward(float *out, float *att, const float *q, const float *k
                     k + (size_t)b * Tk * D + (size_t)h * hd, D, 0.0f,
                     att + ((size_t)b * H + h) * TT, Tk);
     int rows = B * H * Tq;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)rows * Tk)
     for (int r = 0; r < rows; r++) {
         int b = r / (H * Tq), i = r % Tq;
         masked_softmax_row(att + (size_t)r * Tk, Tk, key_keep ? key_keep + (size_t)b * Tk : NULL,

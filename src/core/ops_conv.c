@@ -18,6 +18,7 @@
 #include <assert.h>
 #include <string.h>
 
+#include "core/par.h"
 #include "dalign/core.h"
 
 /* Group size: add images until the GEMM is CONV_COLS columns wide or col +
@@ -203,7 +204,7 @@ static void im2col(float *col, const float *inp, int G, int C, int H, int W, int
 {
     size_t P = (size_t)OH * OW, ld = (size_t)G * P;
     /* each (image, channel) fills its own block: independent outputs */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)G * C * k * k * P)
     for (int gc = 0; gc < G * C; gc++) {
         int g = gc / C, c = gc % C;
         im2col_plane(col + (size_t)c * k * k * ld + (size_t)g * P, ld, inp + (size_t)gc * H * W, H, W, k,
@@ -269,7 +270,7 @@ static void col2im_add(float *dinp, const float *dcol, int G, int C, int H, int 
 {
     size_t P = (size_t)OH * OW, ld = (size_t)G * P;
     /* an (image, channel) block of dcol only touches its own plane */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)G * C * k * k * P)
     for (int gc = 0; gc < G * C; gc++) {
         int g = gc / C, c = gc % C;
         col2im_plane(dinp + (size_t)gc * H * W, dcol + (size_t)c * k * k * ld + (size_t)g * P, ld, H, W, k,
@@ -280,7 +281,7 @@ static void col2im_add(float *dinp, const float *dcol, int G, int C, int H, int 
 /* out (G, O, P) = tmp (O, G*P) regrouped per image, + bias (O) or NULL */
 static void scatter_out(float *out, const float *tmp, const float *bias, int G, int O, int P)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)G * O * P)
     for (int go = 0; go < G * O; go++) {
         int g = go / O, o = go % O;
         const float *src = tmp + ((size_t)o * G + g) * P;
@@ -296,7 +297,7 @@ static void scatter_out(float *out, const float *tmp, const float *bias, int G, 
 /* tmp (O, G*P) = dout (G, O, P) with the images side by side, as in col */
 static void gather_dout(float *tmp, const float *dout, int G, int O, int P)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)G * O * P)
     for (int go = 0; go < G * O; go++) {
         int g = go / O, o = go % O;
         memcpy(tmp + ((size_t)o * G + g) * P, dout + (size_t)go * P, (size_t)P * sizeof(float));
@@ -353,7 +354,7 @@ void da_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *
     int K = pl.K, P = pl.P;
     if (dbias) {
         /* one thread per output channel, summed over n then position: fixed order */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * O * P)
         for (int o = 0; o < O; o++) {
             float acc = 0.0f;
             for (int n = 0; n < N; n++) {
@@ -427,7 +428,7 @@ da_tensor *da_conv2d(da_tape *t, da_tensor *x, da_tensor *w, da_tensor *b, int s
 void da_upsample2x_forward(float *out, const float *inp, int N, int C, int H, int W)
 {
     int OW = 2 * W;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * C * H * W * 4)
     for (int nc = 0; nc < N * C; nc++) {
         const float *src = inp + (size_t)nc * H * W;
         float *dst = out + (size_t)nc * 4 * H * W;
@@ -443,7 +444,7 @@ void da_upsample2x_forward(float *out, const float *inp, int N, int C, int H, in
 void da_upsample2x_backward(float *dinp, const float *dout, int N, int C, int H, int W)
 {
     int OW = 2 * W;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * C * H * W * 4)
     for (int nc = 0; nc < N * C; nc++) {
         float *dst = dinp + (size_t)nc * H * W;
         const float *src = dout + (size_t)nc * 4 * H * W;
@@ -479,7 +480,7 @@ void da_downsample2x_forward(float *out, const float *inp, int N, int C, int H, 
 {
     assert(H % 2 == 0 && W % 2 == 0);
     int OH = H / 2, OW = W / 2;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * C * H * W)
     for (int nc = 0; nc < N * C; nc++) {
         const float *src = inp + (size_t)nc * H * W;
         float *dst = out + (size_t)nc * OH * OW;
@@ -496,7 +497,7 @@ void da_downsample2x_backward(float *dinp, const float *dout, int N, int C, int 
 {
     assert(H % 2 == 0 && W % 2 == 0);
     int OH = H / 2, OW = W / 2;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * C * H * W)
     for (int nc = 0; nc < N * C; nc++) {
         float *dst = dinp + (size_t)nc * H * W;
         const float *src = dout + (size_t)nc * OH * OW;

@@ -12,6 +12,7 @@
 #include <assert.h>
 #include <string.h>
 
+#include "core/par.h"
 #include "dalign/core.h"
 
 typedef enum { OP_ADD, OP_SUB, OP_MUL } elem_op;
@@ -73,7 +74,7 @@ static void bcast_forward(float *out, const float *a, const float *b, const bcas
     size_t inner = p->n[p->nd - 1], bs = p->bstr[p->nd - 1];
     size_t rows = p->astr[0] * p->n[0] / inner;
     /* rows are independent; b is only read */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF(rows * inner)
     for (size_t r = 0; r < rows; r++) {
         float *o = out + r * inner;
         const float *ar = a + r * inner, *br = b + plan_row_boff(p, r);
@@ -90,7 +91,7 @@ static void bcast_mul_backward_a(float *da, const float *dout, const float *b, c
 {
     size_t inner = p->n[p->nd - 1], bs = p->bstr[p->nd - 1];
     size_t rows = p->astr[0] * p->n[0] / inner;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF(rows * inner)
     for (size_t r = 0; r < rows; r++) {
         const float *br = b + plan_row_boff(p, r);
         for (size_t i = 0; i < inner; i++) da[r * inner + i] += dout[r * inner + i] * br[i * bs];
@@ -111,7 +112,7 @@ static void bcast_reduce_backward(float *db, const float *dout, const float *a, 
     size_t last_n = nbc ? p->n[bc[nbc - 1]] : 1, last_s = nbc ? p->astr[bc[nbc - 1]] : 0;
     size_t outer = 1;
     for (int k = 0; k < nbc - 1; k++) outer *= p->n[bc[k]];
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF(p->astr[0] * p->n[0])
     for (size_t j = 0; j < nb; j++) {
         /* offset in a of db[j]'s first contribution: unravel j over b's dims */
         size_t base = 0, rem = j;
@@ -144,15 +145,15 @@ static void flat_forward(float *out, const float *a, const float *b, size_t n, e
 {
     switch (op) {
     case OP_ADD:
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF(n)
         for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
         break;
     case OP_SUB:
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF(n)
         for (size_t i = 0; i < n; i++) out[i] = a[i] - b[i];
         break;
     case OP_MUL:
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF(n)
         for (size_t i = 0; i < n; i++) out[i] = a[i] * b[i];
         break;
     }
@@ -162,10 +163,10 @@ static void flat_forward(float *out, const float *a, const float *b, size_t n, e
 static void flat_backward(float *dx, const float *dout, const float *y, float s, size_t n)
 {
     if (y) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF(n)
         for (size_t i = 0; i < n; i++) dx[i] += s * (dout[i] * y[i]);
     } else {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF(n)
         for (size_t i = 0; i < n; i++) dx[i] += s * dout[i];
     }
 }
@@ -226,14 +227,14 @@ da_tensor *da_mul(da_tape *t, da_tensor *a, da_tensor *b) { return binary(t, a, 
 /* out (n) = s * x (n) */
 static void scale_forward(float *out, const float *x, float s, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF(n)
     for (size_t i = 0; i < n; i++) out[i] = s * x[i];
 }
 
 /* out (n) = x (n) + s */
 static void add_scalar_forward(float *out, const float *x, float s, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF(n)
     for (size_t i = 0; i < n; i++) out[i] = x[i] + s;
 }
 

@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <string.h>
 
+#include "core/par.h"
 #include "dalign/core.h"
 
 /* columns per parallel work item: 16 floats = one 64-byte cache line, so
@@ -14,7 +15,7 @@
 /* out (n, D) = table (V, D)[ids (n)] */
 void da_embedding_forward(float *out, const float *table, const int *ids, int n, int D)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)n * D)
     for (int i = 0; i < n; i++)
         memcpy(out + (size_t)i * D, table + (size_t)ids[i] * D, (size_t)D * sizeof(float));
 }
@@ -25,7 +26,7 @@ void da_embedding_backward(float *dtable, const float *dout, const int *ids, int
     (void)V; /* only for the range checks below */
     for (int i = 0; i < n; i++) assert(ids[i] >= 0 && ids[i] < V);
     int n_blocks = (D + EMB_COL_BLOCK - 1) / EMB_COL_BLOCK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)n * D)
     for (int b = 0; b < n_blocks; b++) {
         int d0 = b * EMB_COL_BLOCK;
         int d1 = d0 + EMB_COL_BLOCK < D ? d0 + EMB_COL_BLOCK : D;

@@ -3,6 +3,7 @@
 #include <assert.h>
 #include <string.h>
 
+#include "core/par.h"
 #include "dalign/core.h"
 
 /* out (B, T, OC) = inp (B, T, C) @ weight (OC, C)^T + bias (OC). The B
@@ -31,7 +32,7 @@ void da_linear_backward(float *dinp, float *dweight, float *dbias, const float *
     if (dweight) da_gemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
     if (dbias) {
         /* one thread per output channel, rows summed in order: deterministic */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * OC)
         for (int o = 0; o < OC; o++) {
             float acc = 0.0f;
             for (int n = 0; n < N; n++) acc += dout[(size_t)n * OC + o];

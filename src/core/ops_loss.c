@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/par.h"
 #include "dalign/core.h"
 
 /* ---- mse ------------------------------------------------------------------ */
@@ -25,7 +26,7 @@ static void mse_backward(float *da, float *db, const float *dout, const float *a
                          size_t n)
 {
     float scale = 2.0f * dout[0] / (float)n;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF(n)
     for (size_t i = 0; i < n; i++) {
         float g = scale * (a[i] - b[i]);
         if (da) da[i] += g;
@@ -62,7 +63,7 @@ da_tensor *da_mse(da_tape *t, da_tensor *a, da_tensor *b)
 static int ce_forward(float *loss, float *lse, const float *logits, const int *targets,
                       int N, int C, int ignore_index)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * C)
     for (int n = 0; n < N; n++) {
         if (targets[n] == ignore_index) continue;
         const float *x = logits + (size_t)n * C;
@@ -90,7 +91,7 @@ static void ce_backward(float *dlogits, const float *dloss, const float *logits,
 {
     if (count == 0) return;
     float scale = dloss[0] / (float)count;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * C)
     for (int n = 0; n < N; n++) {
         if (targets[n] == ignore_index) continue;
         const float *x = logits + (size_t)n * C;

@@ -8,12 +8,13 @@
 #include <assert.h>
 #include <math.h>
 
+#include "core/par.h"
 #include "dalign/core.h"
 
 /* out (outer) = sum_j inp (outer, inner)[o, j] / div  (div = 1: sum, inner: mean) */
 static void reduce_forward(float *out, const float *inp, int outer, int inner, double div)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)outer * inner)
     for (int o = 0; o < outer; o++) {
         const float *x = inp + (size_t)o * inner;
         double acc = 0.0;
@@ -27,7 +28,7 @@ static void reduce_backward(float *dinp, const float *dout, int outer, int inner
 {
     size_t n = (size_t)outer * (size_t)inner;
     /* flat loop so that keep = 0 (one output) still spreads over threads */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF(n)
     for (size_t i = 0; i < n; i++) dinp[i] += dout[i / (size_t)inner] / div;
 }
 

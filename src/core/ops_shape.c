@@ -6,6 +6,7 @@
 #include <assert.h>
 #include <string.h>
 
+#include "core/par.h"
 #include "dalign/core.h"
 
 static int norm_dim(int dim, int ndim)
@@ -96,7 +97,7 @@ static void permute_forward(float *out, const float *inp, const perm_plan *p, si
     size_t inner = p->n[p->nd - 1], is = p->istr[p->nd - 1];
     if (n == 0) return;
     size_t rows = n / inner;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF(n)
     for (size_t r = 0; r < rows; r++) {
         const float *ir = inp + perm_row_ioff(p, r);
         for (size_t i = 0; i < inner; i++) out[r * inner + i] = ir[i * is];
@@ -109,7 +110,7 @@ static void permute_backward(float *dinp, const float *dout, const perm_plan *p,
     size_t inner = p->n[p->nd - 1], is = p->istr[p->nd - 1];
     if (n == 0) return;
     size_t rows = n / inner;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF(n)
     for (size_t r = 0; r < rows; r++) {
         float *dr = dinp + perm_row_ioff(p, r);
         for (size_t i = 0; i < inner; i++) dr[i * is] += dout[r * inner + i];
@@ -151,7 +152,7 @@ da_tensor *da_permute(da_tape *t, da_tensor *x, const int *perm)
 /* out (outer, na + nb) = [a (outer, na), b (outer, nb)] */
 static void concat_forward(float *out, const float *a, const float *b, size_t outer, size_t na, size_t nb)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF(outer * (na + nb))
     for (size_t o = 0; o < outer; o++) {
         memcpy(out + o * (na + nb), a + o * na, na * sizeof(float));
         memcpy(out + o * (na + nb) + na, b + o * nb, nb * sizeof(float));
@@ -161,7 +162,7 @@ static void concat_forward(float *out, const float *a, const float *b, size_t ou
 /* da (outer, na) += dout[:, :na]; db (outer, nb) += dout[:, na:] */
 static void concat_backward(float *da, float *db, const float *dout, size_t outer, size_t na, size_t nb)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF(outer * (na + nb))
     for (size_t o = 0; o < outer; o++) {
         const float *dr = dout + o * (na + nb);
         if (da) for (size_t i = 0; i < na; i++) da[o * na + i] += dr[i];
@@ -200,7 +201,7 @@ da_tensor *da_concat(da_tape *t, da_tensor *a, da_tensor *b, int dim)
 /* out (outer, len) = x (outer, n)[:, start:start+len] */
 static void narrow_forward(float *out, const float *x, size_t outer, size_t n, size_t start, size_t len)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF(outer * len)
     for (size_t o = 0; o < outer; o++)
         memcpy(out + o * len, x + o * n + start, len * sizeof(float));
 }
@@ -208,7 +209,7 @@ static void narrow_forward(float *out, const float *x, size_t outer, size_t n, s
 /* dx (outer, n)[:, start:start+len] += dout (outer, len) */
 static void narrow_backward(float *dx, const float *dout, size_t outer, size_t n, size_t start, size_t len)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF(outer * len)
     for (size_t o = 0; o < outer; o++)
         for (size_t i = 0; i < len; i++) dx[o * n + start + i] += dout[o * len + i];
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/mathf.h"
+#include "core/par.h"
 #include "dalign/core.h"
 
 #define BLK MATHF_BLK
@@ -61,7 +62,7 @@ static float exp_shifted_sum(float *y, const float *x, int C, float mx)
 /* out (N, C) = softmax(inp (N, C)) over C */
 void da_softmax_forward(float *out, const float *inp, int N, int C)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * C)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *y = out + (size_t)n * C;
@@ -76,7 +77,7 @@ void da_softmax_forward(float *out, const float *inp, int N, int C)
 void da_softmax_backward(float *dinp, const float *dout, const float *out, int N, int C)
 {
     if (!dinp) return;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * C)
     for (int n = 0; n < N; n++) {
         const float *dy = dout + (size_t)n * C;
         const float *y = out + (size_t)n * C;
@@ -90,7 +91,7 @@ void da_softmax_backward(float *dinp, const float *dout, const float *out, int N
 /* out (N, C) = (inp - max) - log(sum exp(inp - max)) over C */
 void da_log_softmax_forward(float *out, const float *inp, int N, int C)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * C)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *y = out + (size_t)n * C;
@@ -107,7 +108,7 @@ void da_log_softmax_forward(float *out, const float *inp, int N, int C)
 void da_log_softmax_backward(float *dinp, const float *dout, const float *out, int N, int C)
 {
     if (!dinp) return;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * C)
     for (int n = 0; n < N; n++) {
         const float *dy = dout + (size_t)n * C;
         const float *y = out + (size_t)n * C;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/mathf.h"
+#include "core/par.h"
 #include "core/ops_unary.h"
 
 /* ------------------------------------------------------------------------ */
@@ -27,7 +28,7 @@ static void exp_scaled_block(float *out, const float *inp, float s, size_t m)
 void da_exp_scaled_forward(float *out, const float *inp, float s, size_t n)
 {
     size_t nb = (n + BLK - 1) / BLK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF(n)
     for (size_t b = 0; b < nb; b++) {
         size_t off = b * BLK;
         exp_scaled_block(out + off, inp + off, s, n - off < BLK ? n - off : BLK);
@@ -37,7 +38,7 @@ void da_exp_scaled_forward(float *out, const float *inp, float s, size_t n)
 /* dinp (n) += dout * s * out: the derivative of exp(s x) is s exp(s x) */
 void da_exp_scaled_backward(float *dinp, const float *dout, const float *out, float s, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF(n)
     for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * (s * out[i]);
 }
 
@@ -63,7 +64,7 @@ da_tensor *da_exp_scaled(da_tape *t, da_tensor *x, float s)
 /* out (n) = min(max(inp (n), lo), hi) */
 void da_clamp_forward(float *out, const float *inp, float lo, float hi, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF(n)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         out[i] = x < lo ? lo : (x > hi ? hi : x);
@@ -73,7 +74,7 @@ void da_clamp_forward(float *out, const float *inp, float lo, float hi, size_t n
 /* dinp (n) += dout where lo <= inp <= hi (as torch.clamp), else nothing */
 void da_clamp_backward(float *dinp, const float *dout, const float *inp, float lo, float hi, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF(n)
     for (size_t i = 0; i < n; i++)
         if (inp[i] >= lo && inp[i] <= hi) dinp[i] += dout[i];
 }

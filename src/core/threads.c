@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "core/par.h"
 #include "dalign/core.h"
 
 #ifdef _OPENMP
@@ -19,6 +20,19 @@
 #endif
 
 static int n_threads = 1;
+
+/* core/par.h: the work below which a loop does not open a parallel region */
+double da_par_min = 32768.0;
+
+#if defined(__GNUC__)
+__attribute__((constructor)) static void par_min_init(void)
+{
+    const char *env = getenv("DA_PAR_MIN");
+    char *end = NULL;
+    double v = env && *env ? strtod(env, &end) : -1.0;
+    if (env && *env && !*end && v >= 0.0) da_par_min = v;
+}
+#endif
 
 static int cores_online(void)
 {

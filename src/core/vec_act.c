@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/mathf.h"
+#include "core/par.h"
 #include "core/vec.h"
 #include "dalign/core.h"
 
@@ -34,7 +35,7 @@ typedef void (*bwd_block_fn)(float *dx, const float *dout, const float *x); /* B
 static void forward_blocks(fwd_block_fn f, float *out, const float *inp, size_t n)
 {
     size_t nb = (n + BLK - 1) / BLK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF(n)
     for (size_t b = 0; b < nb; b++) {
         size_t off = b * BLK, m = n - off < BLK ? n - off : BLK;
         if (m == BLK) {
@@ -52,7 +53,7 @@ static void forward_blocks(fwd_block_fn f, float *out, const float *inp, size_t 
 static void backward_blocks(bwd_block_fn f, float *dinp, const float *dout, const float *inp, size_t n)
 {
     size_t nb = (n + BLK - 1) / BLK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF(n)
     for (size_t b = 0; b < nb; b++) {
         size_t off = b * BLK, m = n - off < BLK ? n - off : BLK;
         if (m == BLK) {

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "core/mathf.h"
+#include "core/par.h"
 #include "core/vec.h"
 #include "dalign/core.h"
 
@@ -176,7 +177,7 @@ static void groupnorm_forward_impl(float *out, float *y, float *mean, float *rst
     int Cg = C / G, NG = N * G;
     size_t count = (size_t)Cg * S;  /* a group is one contiguous block of Cg*S values */
     int n_sets = (NG + LANES - 1) / LANES;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)NG * count)
     for (int q = 0; q < n_sets; q++) {
         int ng0 = q * LANES, nl = NG - ng0 < LANES ? NG - ng0 : LANES;
         const float *x[LANES];
@@ -322,7 +323,7 @@ void VEC_FN(da_groupnorm_backward)(float *dinp, float *dgamma, float *dbeta, con
     int Cg = C / G, NG = N * G;
     if (dinp) {
         int n_sets = (NG + LANES - 1) / LANES;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * C * S)
         for (int q = 0; q < n_sets; q++) {
             int ng[LANES], nl = NG - q * LANES < LANES ? NG - q * LANES : LANES;
             for (int l = 0; l < LANES; l++) ng[l] = q * LANES + (l < nl ? l : nl - 1);
@@ -331,7 +332,7 @@ void VEC_FN(da_groupnorm_backward)(float *dinp, float *dgamma, float *dbeta, con
     }
     if ((dgamma || dbeta) && S == 1 && G == 1) {
         int n_chunks = (C + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * C)
         for (int q = 0; q < n_chunks; q++) {
             int c0 = q * CHUNK, nc = C - c0 < CHUNK ? C - c0 : CHUNK;
             layernorm_dparams_chunk(dgamma, dbeta, dout, inp, mean, rstd, c0, nc, N, C);
@@ -339,7 +340,7 @@ void VEC_FN(da_groupnorm_backward)(float *dinp, float *dgamma, float *dbeta, con
     } else if (dgamma || dbeta) {
         /* LANES channels per set; batch items and positions summed in order */
         int n_sets = (C + LANES - 1) / LANES;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * C * S)
         for (int q = 0; q < n_sets; q++) {
             int c[LANES], nl = C - q * LANES < LANES ? C - q * LANES : LANES;
             for (int l = 0; l < LANES; l++) c[l] = q * LANES + (l < nl ? l : nl - 1);

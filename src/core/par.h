@@ -1,0 +1,25 @@
+/* Internal to src/core: when a kernel's loop is worth a parallel region.
+ *
+ * Opening a region wakes the other threads: with OMP_WAIT_POLICY=passive
+ * (what make check and make bench use, so that idle threads leave the cores
+ * to other work) a futex call per thread, tens of microseconds, and the
+ * caller waits for the slowest. An op over a few thousand floats (a UNet
+ * layer at batch 1 on an 8x8 latent) takes a few microseconds alone, so a
+ * UNet forward at batch 1 ran 3x slower on 2 threads than on 1. Loops over
+ * less than da_par_min floats of work therefore run on the calling thread:
+ *
+ *   #pragma omp parallel for schedule(static) DA_PAR_IF(n)
+ *
+ * (OpenMP pragmas are macro-expanded.) Results never depend on it: every
+ * kernel gives the same bits for any thread count. */
+#ifndef DA_CORE_PAR_H
+#define DA_CORE_PAR_H
+
+/* Floats of work below which a loop runs on the calling thread: 32768 by
+ * default; the environment variable DA_PAR_MIN sets it at start (make
+ * check sets 0, so that the 1 vs 2 threads tests, whose tensors are small,
+ * still run every loop split over threads). */
+extern double da_par_min;
+#define DA_PAR_IF(work) if ((double)(work) >= da_par_min)
+
+#endif
