@@ -138,6 +138,9 @@ static void pack_b(float *dst, const float *B, int ldb, int trans_b, int j0, int
                 const float *src = B + (size_t)(j0 + s + c) * ldb + p0;
                 for (int p = 0; p < kc; p++) dst[p * NR + c] = src[p];
             }
+        } else if (nr == NR) { /* whole rows: a constant length, so the copy vectorises */
+            for (int p = 0; p < kc; p++)
+                memcpy(dst + p * NR, B + (size_t)(p0 + p) * ldb + j0 + s, NR * sizeof(float));
         } else {
             for (int p = 0; p < kc; p++) {
                 const float *src = B + (size_t)(p0 + p) * ldb + j0 + s;
@@ -163,6 +166,17 @@ typedef struct gemm_args {
 static inline float finish(float s, float c, float alpha, float beta)
 {
     return beta == 0.0f ? alpha * s : alpha * s + beta * c;
+}
+
+/* c (NR) = finish(t (NR), c): one whole row of a tile. The test of beta is
+ * taken out of the loop and the length is a constant, so both loops
+ * vectorise (the same operations per element as finish). */
+static void finish_row(float *restrict c, const float *restrict t, float alpha, float beta)
+{
+    if (beta == 0.0f)
+        for (int q = 0; q < NR; q++) c[q] = alpha * t[q];
+    else
+        for (int q = 0; q < NR; q++) c[q] = alpha * t[q] + beta * c[q];
 }
 
 /* The reference loop, used for tiny problems and if scratch allocation fails.
@@ -214,7 +228,9 @@ static void gemm_task(const gemm_args *g, kernel_fn kernel, int i0, int rows, in
             int nr = cols - tj * NR < NR ? cols - tj * NR : NR;
             for (int r = 0; r < mr; r++) {
                 float *c = g->C + (size_t)(i0 + ti * MR + r) * g->ldc + j0 + tj * NR;
-                for (int q = 0; q < nr; q++) c[q] = finish(t[r * NR + q], c[q], g->alpha, g->beta);
+                if (nr == NR) finish_row(c, t + r * NR, g->alpha, g->beta);
+                else
+                    for (int q = 0; q < nr; q++) c[q] = finish(t[r * NR + q], c[q], g->alpha, g->beta);
             }
         }
     }
