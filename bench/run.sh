@@ -24,7 +24,8 @@
 #                      call each (the numbers mean little)
 #   DA_BENCH_VERBOSE=1 also print every model process's own line
 #   DALIGN_WEIGHTS     the weights directory (default weights/)
-#   OMP_WAIT_POLICY    default passive (below)
+#   OMP_WAIT_POLICY, GOMP_SPINCOUNT  when either is set, both sides get it;
+#                      else each side its own best (below)
 set -e
 B=${1:-build/default}
 PY=${2:-/usr/bin/python3}
@@ -32,13 +33,28 @@ PY=${2:-/usr/bin/python3}
 LC_ALL=C
 export LC_ALL
 
-# Idle OpenMP threads sleep instead of spinning, on both sides (dalign and
-# PyTorch both use libgomp): a spinning thread holds a core that another
-# process, or the other side's BLAS pool, then cannot use, and a preempted
-# spinner stalls its whole parallel region, so timings swing with whatever
-# else runs. Override with OMP_WAIT_POLICY=active.
-OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-export OMP_WAIT_POLICY
+# How idle OpenMP threads wait (both sides use libgomp), each side as it
+# runs best and as its users run it, unless the caller set OMP_WAIT_POLICY
+# or GOMP_SPINCOUNT (then both sides get that):
+# - dalign: GOMP_SPINCOUNT=1000, spin briefly, then sleep: what the dalign
+#   binary sets for itself when neither variable is set (src/cli/main.c).
+#   With OMP_WAIT_POLICY=passive every parallel region wakes its threads with
+#   a futex: a train step at batch 32 on 2 threads took 182 ms instead of
+#   134 ms (1 thread: 224 ms);
+# - PyTorch: OMP_WAIT_POLICY=passive. With libgomp's default spinning its
+#   OpenMP threads and its OpenBLAS pthreads fight over the cores: on 2
+#   threads sampling at batch 16 took 1725 ms instead of 775 ms and a train
+#   step at batch 32 322 ms instead of 156 ms (GOMP_SPINCOUNT=1000: 168 ms).
+# (2-core AMD EPYC, 2026-12-04.)
+# WAIT_DALIGN, WAIT_TORCH: the setting each side's processes get, or
+# empty (the caller's, already in the environment)
+WAIT_DALIGN="GOMP_SPINCOUNT=1000"
+WAIT_TORCH="OMP_WAIT_POLICY=passive"
+if [ -n "${OMP_WAIT_POLICY:-}${GOMP_SPINCOUNT:-}" ]; then
+    WAIT_DALIGN=
+    WAIT_TORCH=
+fi
+wait_note="idle threads: dalign ${WAIT_DALIGN:-as set}, PyTorch ${WAIT_TORCH:-as set} (OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset}, GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-unset})"
 
 T=${DA_THREADS:-0}
 case $T in '' | *[!0-9]*) T=0 ;; esac
@@ -85,6 +101,8 @@ load_note() {
     echo "load average (1 min) $1: $load (a load above ~0.5 before the run means other work was competing for the cores)"
 }
 load_note "at start"
+echo "$wait_note"
+echo "GEMM of dalign: ${DA_GEMM:-default of the build} (DA_GEMM=portable or openblas to choose)"
 load_start=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo '?')
 echo
 
@@ -92,14 +110,16 @@ echo
 peak=$(sed -n 's/^PEAK_CORE_GFLOPS //p' "$tmp/peak")
 echo
 
-DA_THREADS=$T "$B/bench/bench_core" "${peak:-0}" "$tmp/dalign" | tee "$tmp/core"
+# shellcheck disable=SC2086 # the wait setting is one word or none
+env $WAIT_DALIGN DA_THREADS=$T "$B/bench/bench_core" "${peak:-0}" "$tmp/dalign" | tee "$tmp/core"
 backend=$(sed -n 's/.*da_gemm backend \([a-z]*\).*/\1/p' "$tmp/core")
 echo
 
 # PyTorch: its GEMM goes to the BLAS behind it (Debian: OpenBLAS, own thread
 # pool), its convolutions to oneDNN (OpenMP); pin all of them to T threads.
 if "$PY" -c 'import torch' >/dev/null 2>&1; then
-    OMP_NUM_THREADS=$T OPENBLAS_NUM_THREADS=$T MKL_NUM_THREADS=$T \
+    # shellcheck disable=SC2086
+    env $WAIT_TORCH OMP_NUM_THREADS=$T OPENBLAS_NUM_THREADS=$T MKL_NUM_THREADS=$T \
         "$PY" bench/torch_core.py "$T" "$tmp/torch"
 else
     echo "note: $PY has no torch (Debian package python3-torch); the PyTorch column is skipped"
@@ -159,11 +179,13 @@ have_torch=0
 
 # one process per side: WHAT BATCH THREADS RESULTS_FILE
 run_dalign() {
-    DA_THREADS=$3 "$B/bench/bench_models" "$wsrc" "$1" "$2" "$4" >> "$tmp/log"
+    # shellcheck disable=SC2086
+    env $WAIT_DALIGN DA_THREADS=$3 "$B/bench/bench_models" "$wsrc" "$1" "$2" "$4" >> "$tmp/log"
 }
 run_torch() {
     [ $have_torch = 1 ] || return 0
-    OMP_NUM_THREADS=$3 OPENBLAS_NUM_THREADS=$3 MKL_NUM_THREADS=$3 \
+    # shellcheck disable=SC2086
+    env $WAIT_TORCH OMP_NUM_THREADS=$3 OPENBLAS_NUM_THREADS=$3 MKL_NUM_THREADS=$3 \
         "$PY" bench/torch_models.py "$3" "$wsrc" "$1" "$2" "$4" >> "$tmp/log"
 }
 
@@ -194,7 +216,7 @@ if [ $quick = 1 ]; then
 else
     echo "alternating too); each process: warm-up, then the median of up to ${DA_BENCH_SAMPLES:-3} samples (>= 50 ms each) within ${DA_BENCH_BUDGET:-1} s;"
 fi
-echo "OMP_WAIT_POLICY=$OMP_WAIT_POLICY. Per row: median [min-max] ms over the processes, per side"
+echo "$wait_note. Per row: median [min-max] ms over the processes, per side"
 [ $have_torch = 1 ] || echo "note: $PY has no torch; the PyTorch columns are skipped"
 snap "$tmp/snap.models0"
 : > "$tmp/rows"

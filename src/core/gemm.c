@@ -69,10 +69,13 @@ da_status da_gemm_set_backend(const char *name)
 #define PIECE_MNK (1 << 18)
 #define MAX_PIECES 16
 #define PIECE_ALIGN 16
-/* below SERIAL_PER_FLOAT x core/par.h's da_par_min multiply-adds (4.2
- * million by default, a few hundred microseconds) a call does not open a
- * parallel region */
-#define SERIAL_PER_FLOAT 128.0
+/* below SERIAL_PER_FLOAT x core/par.h's da_par_min multiply-adds (2.1
+ * million by default, about 100 microseconds) a call does not open a
+ * parallel region. Picked on a UNet forward at batch 1 on 2 threads: 2.25
+ * ms with threads that spin briefly (GOMP_SPINCOUNT=1000, the CLI's
+ * default; 2.2 with no threshold), 3.1 with sleeping ones (passive; 8.3 with
+ * no threshold); 1 thread: 2.9 ms. */
+#define SERIAL_PER_FLOAT 64.0
 
 typedef struct gemm_problem {
     int trans_a, trans_b, M, N, K;
