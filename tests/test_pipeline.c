@@ -201,7 +201,7 @@ static void test_pieces(void **state)
         da_set_threads(1);
         run *a = gen(g_pipe, &o, P3, NULL, S3, 3);
         da_set_threads(3);
-        assert_int_equal(da_pieces(2 * 3), 3);
+        assert_int_equal(da_pieces(2 * 3), da_get_threads());   /* 1 in a build without OpenMP */
         run *b = gen(g_pipe, &o, P3, NULL, S3, 3);
         da_set_threads(2);
         run *c = gen(g_pipe, &o, P3, NULL, S3, 3);
