@@ -77,6 +77,25 @@ void da_arena_reset(da_arena *a)
     a->used_bytes = 0;
 }
 
+da_arena_mark da_arena_get_mark(const da_arena *a)
+{
+    da_arena_mark m = {a->current, a->current ? a->current->used : 0, a->used_bytes};
+    return m;
+}
+
+/* Blocks after the mark's are emptied: allocations go to the first block
+ * with room from the current one on, so everything after the mark lies in
+ * the mark's block past its fill or in a later block. */
+void da_arena_release(da_arena *a, da_arena_mark m)
+{
+    da_arena_block *b = m.block ? m.block : a->head;
+    if (!b) return;   /* nothing was ever allocated */
+    b->used = m.block ? m.used : 0;
+    for (da_arena_block *n = b->next; n; n = n->next) n->used = 0;
+    a->current = b;
+    a->used_bytes = m.used_bytes;
+}
+
 void da_arena_free(da_arena *a)
 {
     da_arena_block *b = a->head;

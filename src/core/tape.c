@@ -30,6 +30,30 @@ void da_tape_reset(da_tape *t)
 
 void da_tape_set_grad(da_tape *t, int enabled) { t->grad_enabled = enabled; }
 
+da_tape_scope da_tape_scope_begin(const da_tape *t)
+{
+    da_tape_scope s = {da_arena_get_mark(&t->arena), t->n_nodes};
+    return s;
+}
+
+da_tensor *da_tape_scope_end(da_tape *t, da_tape_scope s, da_tensor *keep)
+{
+    /* a recorded node may read any intermediate in backward: keep them all */
+    if (!keep || keep->grad || t->n_nodes != s.n_nodes) return keep;
+    int ndim = keep->ndim, shape[DA_MAX_DIMS];
+    memcpy(shape, keep->shape, sizeof shape);
+    const float *src = keep->data;
+    size_t n = keep->size;
+    da_arena_release(&t->arena, s.mark);
+    /* Data first, then the header: the new data starts at or before the old
+     * in the same block (or lies in an earlier block), so memmove is safe,
+     * and nothing is written until it has moved (da_arena_alloc only hands
+     * out memory). The header then lands after the moved data. */
+    float *data = da_arena_alloc(&t->arena, n * sizeof(float));
+    if (data != src) memmove(data, src, n * sizeof(float));
+    return da_leaf(t, data, NULL, ndim, shape);
+}
+
 size_t da_shape_size(int ndim, const int *shape)
 {
     size_t n = 1;

@@ -210,8 +210,7 @@ da_tensor *da_blk_norm_silu(da_tape *t, const da_params *p, const char *prefix, 
     return norm_silu_sub(t, p, prefix, NULL, x, bc);
 }
 
-/* x (B, cin, H, W), temb_act (B, temb_dim) or NULL -> (B, cout, H, W) */
-da_tensor *da_blk_resblock(da_tape *t, const da_params *p, const char *prefix, da_tensor *x,
+static da_tensor *resblock(da_tape *t, const da_params *p, const char *prefix, da_tensor *x,
                            da_tensor *temb_act, const da_blk_cfg *bc)
 {
     da_tensor *h = conv_sub(t, p, prefix, "conv1", norm_silu_sub(t, p, prefix, "norm1", x, bc), 1, 1);
@@ -225,6 +224,16 @@ da_tensor *da_blk_resblock(da_tape *t, const da_params *p, const char *prefix, d
     da_tensor *skip = has_module(p, prefix, "nin_shortcut") ? conv_sub(t, p, prefix, "nin_shortcut", x, 1, 0)
                                                             : x;
     return da_add(t, skip, h);
+}
+
+/* x (B, cin, H, W), temb_act (B, temb_dim) or NULL -> (B, cout, H, W).
+ * Each public block runs in an inference scope (core.h): without gradients
+ * its intermediates are given back as it returns. */
+da_tensor *da_blk_resblock(da_tape *t, const da_params *p, const char *prefix, da_tensor *x,
+                           da_tensor *temb_act, const da_blk_cfg *bc)
+{
+    da_tape_scope s = da_tape_scope_begin(t);
+    return da_tape_scope_end(t, s, resblock(t, p, prefix, x, temb_act, bc));
 }
 
 /* the sub-names of one attention's projections: to_q, to_k, to_v (no
@@ -264,7 +273,7 @@ da_blk_kv da_blk_cross_kv(da_tape *t, const da_params *p, const char *prefix, da
     return kv;
 }
 
-da_tensor *da_blk_transformer(da_tape *t, const da_params *p, const char *prefix, da_tensor *x,
+static da_tensor *transformer(da_tape *t, const da_params *p, const char *prefix, da_tensor *x,
                               da_tensor *context, const uint8_t *context_keep, const da_blk_kv *kv,
                               const da_blk_cfg *bc)
 {
@@ -287,6 +296,14 @@ da_tensor *da_blk_transformer(da_tape *t, const da_params *p, const char *prefix
     h = da_permute(t, da_reshape(t, h, 4, img), to_image);
     h = conv_sub(t, p, prefix, "proj_out", h, 1, 0);
     return da_add(t, h, x);
+}
+
+da_tensor *da_blk_transformer(da_tape *t, const da_params *p, const char *prefix, da_tensor *x,
+                              da_tensor *context, const uint8_t *context_keep, const da_blk_kv *kv,
+                              const da_blk_cfg *bc)
+{
+    da_tape_scope s = da_tape_scope_begin(t);
+    return da_tape_scope_end(t, s, transformer(t, p, prefix, x, context, context_keep, kv, bc));
 }
 
 /* silu(film(gn(x), g)) with the GroupNorm PREFIX.NORM and the FiLM Linear
@@ -328,7 +345,8 @@ da_tensor *da_blk_downsample(da_tape *t, const da_params *p, const char *prefix,
 
 da_tensor *da_blk_upsample(da_tape *t, const da_params *p, const char *prefix, da_tensor *x)
 {
-    return conv_sub(t, p, prefix, NULL, da_upsample2x(t, x), 1, 1);
+    da_tape_scope s = da_tape_scope_begin(t);
+    return da_tape_scope_end(t, s, conv_sub(t, p, prefix, NULL, da_upsample2x(t, x), 1, 1));
 }
 
 /* ------------------------------------------------------------------------ */
@@ -368,7 +386,7 @@ static da_tensor *layer_norm(da_tape *t, const da_params *p, da_tensor *x, int l
                         da_params_leaf(t, p, "layers.%d.%s.bias", l, sub), eps);
 }
 
-da_tensor *da_blk_decoder_layer(da_tape *t, const da_params *p, da_tensor *x, int l, int n_heads, float ln_eps,
+static da_tensor *decoder_layer(da_tape *t, const da_params *p, da_tensor *x, int l, int n_heads, float ln_eps,
                                 const uint8_t *keep)
 {
     /* x + out_proj(attention(ln1(x))), causal with key padding */
@@ -382,4 +400,11 @@ da_tensor *da_blk_decoder_layer(da_tape *t, const da_params *p, da_tensor *x, in
     h = layer_norm(t, p, x, l, "ln2", ln_eps);
     h = da_gelu(t, layer_linear(t, p, h, l, "mlp.fc1"));
     return da_add(t, x, layer_linear(t, p, h, l, "mlp.fc2"));
+}
+
+da_tensor *da_blk_decoder_layer(da_tape *t, const da_params *p, da_tensor *x, int l, int n_heads, float ln_eps,
+                                const uint8_t *keep)
+{
+    da_tape_scope s = da_tape_scope_begin(t);
+    return da_tape_scope_end(t, s, decoder_layer(t, p, x, l, n_heads, ln_eps, keep));
 }
