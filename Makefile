@@ -276,12 +276,12 @@ weights: deps all
 # sweep, SFT/DPO/RPO/KTO, evaluation; every stage cached in
 # out/experiments/preference and resumable (SMOKE=1: toy sizes).
 experiment-preference: deps all
-	@DALIGN=$(B)/dalign sh scripts/experiment-preference.sh
+	@DALIGN=$(B)/dalign bash scripts/experiment-preference.sh
 
 # weights/unet-dpo: the experiment's Diffusion-DPO UNet (its stages up to
 # training, cached as above), with its SHA256SUMS lines
 unet-dpo: deps all
-	@DALIGN=$(B)/dalign SHIP=dpo UNTIL=train sh scripts/experiment-preference.sh
+	@DALIGN=$(B)/dalign SHIP=dpo UNTIL=train bash scripts/experiment-preference.sh
 
 # weights/refiner-ref: the PromptLoop reference refiner (docs/promptloop.md),
 # `dalign train refiner` with its defaults on the shipped base models, in

@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # The preference-trainer experiment (issue 10; the report is
 # docs/alignment-preference.md). `make experiment-preference` runs it;
 # SMOKE=1 runs every stage at toy size.
@@ -23,7 +23,14 @@
 #              faithfulness on held-out prompts
 #   6 report   win-rates against the base, tables, curves, grids, stage times
 #              -> $DOC/results.md (DOC=docs/alignment-preference for the shipped report)
-# UNTIL=pairs|sweep|train|eval|style stops after that stage.
+# UNTIL=pairs|sweep|train|eval|style stops after that stage; STYLE=0 leaves
+# stage 5 (and its report section) out.
+#
+# Training runs and evaluations go $JOBS at a time, each on $THREADS/$JOBS
+# threads (bits do not depend on either); two single-threaded runs side by
+# side use 2 cores better than one run on 2 threads. When SWEEP_STEPS equals
+# STEPS, a method's final model is its chosen sweep run (no second run).
+# Bash, not sh: the job pool needs `wait -n`.
 set -eu
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/experiments/preference}
@@ -33,34 +40,60 @@ WEIGHTS=${WEIGHTS:-weights}
 if [ "${SMOKE:-0}" = 1 ]; then
     OUT=${OUT}-smoke
     TRAIN_CHUNKS=1 CHUNK=16 PAIR_STEPS=4 STYLE_CHUNKS=1 STYLE_STEPS=4
-    SWEEP_STEPS=4 STEPS=6 BATCH=4 EVAL_PROMPTS=4 EVAL_SEEDS=2 VAL_DRAWS=1
+    SWEEP_STEPS=4 STEPS=6 BATCH=4 WARMUP=2 EVAL_PROMPTS=4 EVAL_SEEDS=2 VAL_DRAWS=1
     BETAS="500 2000" LRS="1e-5" KTO_BETAS="500" TAUS="0.5"
 fi
-TRAIN_CHUNKS=${TRAIN_CHUNKS:-8}
+# The budget of the 2026-12-05 protocol: 8000 pairs, batches of 128, 400
+# steps (6.4 epochs), warmup 20, constant lr. beta, KTO's beta and tau come
+# from the batch-16 sweep on the same validation pairs (300 steps: DPO beta
+# 500/2000/5000 x lr 1e-5/3e-5, KTO beta 500/2000/5000, RPO tau 0.1/0.5/2;
+# docs/alignment-preference.md); the lr is swept again at this budget.
+JOBS=${JOBS:-2}
+JT=$(( THREADS / JOBS )); [ "$JT" -ge 1 ] || JT=1
+TRAIN_CHUNKS=${TRAIN_CHUNKS:-16}
 STYLE_CHUNKS=${STYLE_CHUNKS:-2}
 STYLE_STEPS=${STYLE_STEPS:-500}
 CHUNK=${CHUNK:-500}
 PAIR_STEPS=${PAIR_STEPS:-20}
-SWEEP_STEPS=${SWEEP_STEPS:-300}
-STEPS=${STEPS:-1000}
-BATCH=${BATCH:-16}
+SWEEP_STEPS=${SWEEP_STEPS:-400}
+STEPS=${STEPS:-400}
+BATCH=${BATCH:-128}
+WARMUP=${WARMUP:-20}
 EVAL_PROMPTS=${EVAL_PROMPTS:-200}
 EVAL_SEEDS=${EVAL_SEEDS:-4}
 VAL_DRAWS=${VAL_DRAWS:-4}
-BETAS=${BETAS:-500 2000 5000}
+BETAS=${BETAS:-5000}
 LRS=${LRS:-1e-5 3e-5}
-KTO_BETAS=${KTO_BETAS:-500 2000 5000}
-TAUS=${TAUS:-0.1 0.5 2}
+KTO_BETAS=${KTO_BETAS:-2000}
+TAUS=${TAUS:-0.1}
+STYLE=${STYLE:-1}
+# the style stage keeps the budget its results were made with (1000 pairs)
+STYLE_BATCH=${STYLE_BATCH:-16}
+STYLE_WARMUP=${STYLE_WARMUP:-50}
 mkdir -p "$OUT/pairs" "$OUT/models" "$OUT/eval"
 TIMES=$OUT/stage-times.tsv
+FAILED=$OUT/failed.txt
+rm -f "$FAILED"
 
 stage() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 # run NAME CMD...: time a finished step into $TIMES (wall seconds on $THREADS threads)
 timed() {
     name=$1; shift
     t0=$(date +%s)
-    "$@"
+    "$@" || return # explicit: set -e does not act inside a `||` (spawn's)
     printf '%s\t%s\n' "$name" "$(( $(date +%s) - t0 ))" >> "$TIMES"
+}
+
+# spawn CMD...: CMD in the background, at most $JOBS at once; a failure is
+# written to $FAILED and stops the script at the next join
+spawn() {
+    while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+    { "$@" || echo "failed ($?): $*" >> "$FAILED"; } &
+}
+# join: wait for every spawned command; stop if one failed
+join() {
+    wait
+    [ ! -s "$FAILED" ] || { cat "$FAILED" >&2; exit 1; }
 }
 
 # ---- 1 pairs ---------------------------------------------------------------
@@ -93,9 +126,9 @@ train() {
     [ -f "$d/$name.ckpt" ] && resume="--resume $d/$name.ckpt"
     stage "train $name ($method, $steps steps $*)"
     # shellcheck disable=SC2086
-    timed "train-$name" "$DALIGN" --threads "$THREADS" train "$method" --weights "$WEIGHTS" --out "$d" \
+    timed "train-$name" "$DALIGN" --threads "$JT" train "$method" --weights "$WEIGHTS" --out "$d" \
         --name "$name" --force $TRAIN_PAIRS --val "$VAL" --val-draws "$VAL_DRAWS" --steps "$steps" \
-        --batch "$BATCH" --seed 1 -q $resume "$@" > "$d/$name.txt"
+        --batch "$BATCH" --warmup "$WARMUP" --seed 1 -q $resume "$@" > "$d/$name.txt"
 }
 # the sweep entry with the highest validation accuracy: prints its NAME
 best_of() {
@@ -114,38 +147,58 @@ g4() { awk -v x="$1" 'BEGIN { printf "%.4g", x }'; }
 names=""
 for lr in $LRS; do
     for beta in $BETAS; do
-        train dpo "sweep-dpo-b$beta-lr$lr" "$SWEEP_STEPS" --beta "$beta" --lr "$lr" --min-lr "$lr"
+        spawn train dpo "sweep-dpo-b$beta-lr$lr" "$SWEEP_STEPS" --beta "$beta" --lr "$lr" --min-lr "$lr"
         names="$names sweep-dpo-b$beta-lr$lr"
     done
 done
+join
 # shellcheck disable=SC2086
 best=$(best_of $names)
-BETA=$(setting "$best" beta)
+# the settings as the run names spell them (the JSON floats do not round-trip)
+BETA=${best#sweep-dpo-b}
+BETA=${BETA%-lr*}
 LR=${best##*-lr}
 stage "sweep: DPO's best is $best (beta $BETA, lr $LR)"
 names=""
 for beta in $KTO_BETAS; do
-    train kto "sweep-kto-b$beta" "$SWEEP_STEPS" --beta "$beta" --lr "$LR" --min-lr "$LR"
+    spawn train kto "sweep-kto-b$beta" "$SWEEP_STEPS" --beta "$beta" --lr "$LR" --min-lr "$LR"
     names="$names sweep-kto-b$beta"
 done
-# shellcheck disable=SC2086
-KTO_BETA=$(setting "$(best_of $names)" beta)
+kto_names=$names
 names=""
 for tau in $TAUS; do
-    train rpo "sweep-rpo-t$tau" "$SWEEP_STEPS" --beta "$BETA" --tau "$tau" --lr "$LR" --min-lr "$LR"
+    spawn train rpo "sweep-rpo-t$tau" "$SWEEP_STEPS" --beta "$BETA" --tau "$tau" --lr "$LR" --min-lr "$LR"
     names="$names sweep-rpo-t$tau"
 done
+join
 # shellcheck disable=SC2086
-TAU=$(setting "$(best_of $names)" tau)
+best=$(best_of $kto_names)
+KTO_BETA=${best##*-b}
+# shellcheck disable=SC2086
+best=$(best_of $names)
+TAU=${best##*-t}
 printf 'beta\t%s\nlr\t%s\nkto_beta\t%s\ntau\t%s\n' "$BETA" "$LR" "$KTO_BETA" "$TAU" > "$OUT/chosen.tsv"
 stage "chosen: beta $BETA, lr $LR, KTO beta $KTO_BETA, tau $TAU"
 [ "${UNTIL:-}" = sweep ] && exit 0
 
 # ---- 3 train ---------------------------------------------------------------
-train sft sft "$STEPS" --lr "$LR" --min-lr "$LR" --beta "$BETA"
-train dpo dpo "$STEPS" --lr "$LR" --min-lr "$LR" --beta "$BETA"
-train rpo rpo "$STEPS" --lr "$LR" --min-lr "$LR" --beta "$BETA" --tau "$TAU"
-train kto kto "$STEPS" --lr "$LR" --min-lr "$LR" --beta "$KTO_BETA"
+# final METHOD NAME SWEEP_RUN ARGS...: the chosen sweep run when it had the
+# final budget (its files linked under NAME), else a new run of STEPS
+final() {
+    method=$1 name=$2 from=$3; shift 3
+    d=$OUT/models
+    if [ "$SWEEP_STEPS" = "$STEPS" ] && [ -f "$d/$from.val.json" ]; then
+        for f in "$d/$from".*; do ln -f "$f" "$d/$name${f#"$d/$from"}"; done
+        stage "train $name: the sweep's $from (same budget)"
+        return 0
+    fi
+    spawn train "$method" "$name" "$STEPS" "$@"
+}
+final sft sft none --lr "$LR" --min-lr "$LR" --beta "$BETA"
+final dpo dpo "sweep-dpo-b$BETA-lr$LR" --lr "$LR" --min-lr "$LR" --beta "$BETA"
+final rpo rpo "sweep-rpo-t$TAU" --lr "$LR" --min-lr "$LR" --beta "$BETA" --tau "$TAU"
+final kto kto "sweep-kto-b$KTO_BETA" --lr "$LR" --min-lr "$LR" --beta "$KTO_BETA"
+join
 
 # ---- ship (SHIP=METHOD: make unet-dpo) ------------------------------------
 # weights/unet-METHOD.{safetensors,json} from this run's model, and their
@@ -166,16 +219,18 @@ evaluate() {
     name=$1 unet=$2 split=$3 dir=$OUT/eval/$1-$3
     [ -f "$dir/metrics.json" ] && { stage "eval $name $split: cached"; return 0; }
     stage "eval $name on $split prompts"
-    timed "eval-$name-$split" "$DALIGN" --threads "$THREADS" eval --weights "$WEIGHTS" --unet "$unet" \
+    timed "eval-$name-$split" "$DALIGN" --threads "$JT" eval --weights "$WEIGHTS" --unet "$unet" \
         --prompts "$split" --n-prompts "$EVAL_PROMPTS" --seeds "$EVAL_SEEDS" -o "$dir" -q > "$dir.txt"
 }
 for split in heldin heldout; do
-    evaluate base unet "$split"
-    for m in sft dpo rpo kto; do evaluate "$m" "$OUT/models/$m.safetensors" "$split"; done
+    spawn evaluate base unet "$split"
+    for m in sft dpo rpo kto; do spawn evaluate "$m" "$OUT/models/$m.safetensors" "$split"; done
 done
+join
 [ "${UNTIL:-}" = eval ] && exit 0
 
 # ---- 5 style (issue 10 item 6, Diffusion-RPO's own evaluation) -------------
+if [ "$STYLE" = 1 ]; then
 # Preferred: the prompt's own scene rendered in the outline style (VAE-encoded);
 # dispreferred: a base sample. DPO and RPO at the chosen settings; the share of
 # held-out images in the style (outline score >= 0.06) and their faithfulness
@@ -206,7 +261,8 @@ style_train() { # $1 = method, $2 = name, ARGS...
     # shellcheck disable=SC2086
     timed "style-train-$name" "$DALIGN" --threads "$THREADS" train "$method" --weights "$WEIGHTS" \
         --out "$S/models" --name "$name" --force $STYLE_PAIRS --val "$S/pairs/val.safetensors" \
-        --val-draws "$VAL_DRAWS" --steps "$STYLE_STEPS" --batch "$BATCH" --seed 2 -q $resume "$@" > "$S/models/$name.txt"
+        --val-draws "$VAL_DRAWS" --steps "$STYLE_STEPS" --batch "$STYLE_BATCH" --warmup "$STYLE_WARMUP" --seed 2 -q \
+        $resume "$@" > "$S/models/$name.txt"
 }
 style_train dpo dpo --lr "$LR" --min-lr "$LR" --beta "$BETA"
 style_train rpo rpo --lr "$LR" --min-lr "$LR" --beta "$BETA" --tau "$TAU"
@@ -220,6 +276,7 @@ style_eval() { # $1 = name, $2 = unet
 style_eval base unet
 style_eval dpo "$S/models/dpo.safetensors"
 style_eval rpo "$S/models/rpo.safetensors"
+fi
 [ "${UNTIL:-}" = style ] && exit 0
 
 # ---- 6 report --------------------------------------------------------------
@@ -239,7 +296,7 @@ ci() {
     echo "# Preference fine-tuning: results"
     echo
     echo "Generated by scripts/experiment-preference.sh on $(date -u +%Y-%m-%d) from $OUT;"
-    echo "$(( TRAIN_CHUNKS * CHUNK )) training pairs, $CHUNK validation pairs, $STEPS steps of $BATCH pairs,"
+    echo "$(( TRAIN_CHUNKS * CHUNK )) training pairs, $CHUNK validation pairs, $STEPS steps of $BATCH pairs (warmup $WARMUP),"
     echo "evaluation on $EVAL_PROMPTS prompts x $EVAL_SEEDS seeds per split. Intervals: 95%, clustered by prompt."
     echo
     echo "## Win-rate against the base (same prompt and seed)"
@@ -278,11 +335,13 @@ ci() {
     echo
     echo "Chosen: beta $BETA, lr $LR, KTO beta $KTO_BETA, tau $(g4 "$TAU")."
     echo
-    echo "## Style alignment (outline style, held-out prompts)"
-    echo
-    "$DALIGN" table --keys style_share,rewards.outline,faithfulness,faithfulness.clauses.shape,faithfulness.clauses.relation,rater,diversity \
-        --labels base,dpo-style,rpo-style "$S/eval/base-heldout" "$S/eval/dpo-heldout" "$S/eval/rpo-heldout"
-    echo
+    if [ "$STYLE" = 1 ]; then
+        echo "## Style alignment (outline style, held-out prompts)"
+        echo
+        "$DALIGN" table --keys style_share,rewards.outline,faithfulness,faithfulness.clauses.shape,faithfulness.clauses.relation,rater,diversity \
+            --labels base,dpo-style,rpo-style "$S/eval/base-heldout" "$S/eval/dpo-heldout" "$S/eval/rpo-heldout"
+        echo
+    fi
     echo "## Training curves"
     echo
     echo "![loss, accuracy, margin](curves-loss.svg)"
