@@ -26,10 +26,11 @@
 # UNTIL=pairs|sweep|train|eval|style stops after that stage; STYLE=0 leaves
 # stage 5 (and its report section) out.
 #
-# Training runs and evaluations go $JOBS at a time, each on $THREADS/$JOBS
-# threads (bits do not depend on either); two single-threaded runs side by
-# side use 2 cores better than one run on 2 threads. When SWEEP_STEPS equals
-# STEPS, a method's final model is its chosen sweep run (no second run).
+# Training runs and evaluations go $JOBS (default $THREADS) at a time, each
+# on $THREADS/$JOBS threads (bits do not depend on either): two
+# single-threaded runs side by side use 2 cores better than one run on 2
+# threads. When SWEEP_STEPS equals STEPS, a method's final model is its
+# chosen sweep run (no second run).
 # Bash, not sh: the job pool needs `wait -n`.
 set -eu
 cd "$(dirname "$0")/.."
@@ -48,7 +49,7 @@ fi
 # from the batch-16 sweep on the same validation pairs (300 steps: DPO beta
 # 500/2000/5000 x lr 1e-5/3e-5, KTO beta 500/2000/5000, RPO tau 0.1/0.5/2;
 # docs/alignment-preference.md); the lr is swept again at this budget.
-JOBS=${JOBS:-2}
+JOBS=${JOBS:-$THREADS}
 JT=$(( THREADS / JOBS )); [ "$JT" -ge 1 ] || JT=1
 TRAIN_CHUNKS=${TRAIN_CHUNKS:-16}
 STYLE_CHUNKS=${STYLE_CHUNKS:-2}
@@ -198,7 +199,9 @@ final sft sft none --lr "$LR" --min-lr "$LR" --beta "$BETA"
 final dpo dpo "sweep-dpo-b$BETA-lr$LR" --lr "$LR" --min-lr "$LR" --beta "$BETA"
 final rpo rpo "sweep-rpo-t$TAU" --lr "$LR" --min-lr "$LR" --beta "$BETA" --tau "$TAU"
 final kto kto "sweep-kto-b$KTO_BETA" --lr "$LR" --min-lr "$LR" --beta "$KTO_BETA"
-join
+# no join here unless shipping or stopping: the evaluations below start on
+# the cores the last training runs leave free
+if [ -n "${SHIP:-}" ] || [ "${UNTIL:-}" = train ]; then join; fi
 
 # ---- ship (SHIP=METHOD: make unet-dpo) ------------------------------------
 # weights/unet-METHOD.{safetensors,json} from this run's model, and their
@@ -222,9 +225,24 @@ evaluate() {
     timed "eval-$name-$split" "$DALIGN" --threads "$JT" eval --weights "$WEIGHTS" --unet "$unet" \
         --prompts "$split" --n-prompts "$EVAL_PROMPTS" --seeds "$EVAL_SEEDS" -o "$dir" -q > "$dir.txt"
 }
-for split in heldin heldout; do
-    spawn evaluate base unet "$split"
-    for m in sft dpo rpo kto; do spawn evaluate "$m" "$OUT/models/$m.safetensors" "$split"; done
+# after FILE CMD...: CMD once FILE exists (an evaluation waiting for its
+# model's training, which another job of the pool runs); gives up when a
+# job has failed
+after() {
+    f=$1; shift
+    while [ ! -f "$f" ]; do
+        [ ! -s "$FAILED" ] || return 1
+        sleep 5
+    done
+    "$@"
+}
+# the base first and SFT last (with the sweep at the final budget, SFT is
+# the one final run still training)
+for split in heldin heldout; do spawn evaluate base unet "$split"; done
+for m in dpo rpo kto sft; do
+    for split in heldin heldout; do
+        spawn after "$OUT/models/$m.val.json" evaluate "$m" "$OUT/models/$m.safetensors" "$split"
+    done
 done
 join
 [ "${UNTIL:-}" = eval ] && exit 0
