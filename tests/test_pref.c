@@ -396,7 +396,8 @@ static void test_accumulation(void **state)
 
 /* ---- the trainer --------------------------------------------------------------- */
 
-static da_status run_pref(da_pref_method m, const char *name, int threads, long stop_at, const char *resume)
+static da_status run_pref_on(da_pref_method m, const char *name, int threads, long stop_at, const char *resume,
+                             const char *pairs, int swap_labels)
 {
     da_trainer_config tc;
     da_pref_opts o;
@@ -413,8 +414,9 @@ static da_status run_pref(da_pref_method m, const char *name, int threads, long 
     snprintf(metrics, sizeof metrics, "%s/%s.jsonl", g_dir, name);
     tc.ckpt_path = ckpt;
     tc.metrics_path = metrics;
-    o.pairs[0] = tmp_path("pairs.safetensors");
+    o.pairs[0] = pairs;
     o.n_pairs = 1;
+    o.swap_labels = swap_labels;
     o.weights_dir = tmp_path("weights");
     o.out_dir = g_dir;
     o.name = name;
@@ -425,6 +427,11 @@ static da_status run_pref(da_pref_method m, const char *name, int threads, long 
     da_status s = da_pref_run(&tc, &o, &res);
     da_set_threads(0);
     return s;
+}
+
+static da_status run_pref(da_pref_method m, const char *name, int threads, long stop_at, const char *resume)
+{
+    return run_pref_on(m, name, threads, stop_at, resume, tmp_path("pairs.safetensors"), 0);
 }
 
 static void assert_same_file(const char *a, const char *b)
@@ -471,6 +478,54 @@ static void test_threads_and_resume(void **state)
         assert_true(memcmp(m0->params.data, m1->params.data, m0->params.total * sizeof(float)) != 0);
         da_unet_free(m0);
         da_unet_free(m1);
+    }
+}
+
+static void load_params(const char *name, da_unet **out)
+{
+    char cj[400], cw[400];
+    snprintf(cj, sizeof cj, "%s/%s.json", g_dir, name);
+    snprintf(cw, sizeof cw, "%s/%s.safetensors", g_dir, name);
+    da_unet_config cfg;
+    assert_int_equal(da_unet_config_load(&cfg, cj), DA_OK);
+    *out = da_unet_create(&cfg, 0);
+    assert_int_equal(da_unet_load(*out, cw), DA_OK);
+}
+
+/* --swap-labels (the experiment's control) trains exactly as the pairs file
+ * with every winner and loser exchanged does, and not as the file itself */
+static void test_swap_labels(void **state)
+{
+    (void)state;
+    da_pairs pr;
+    assert_int_equal(da_pairs_load(tmp_path("pairs.safetensors"), &pr), DA_OK);
+    for (int i = 0; i < pr.n; i++) pr.prob_w[i] = 1.0f - pr.prob_w[i];
+    float *z = pr.latents_w; pr.latents_w = pr.latents_l; pr.latents_l = z;
+    float *u = pr.utility_w; pr.utility_w = pr.utility_l; pr.utility_l = u;
+    char **p = pr.prompts_w; pr.prompts_w = pr.prompts_l; pr.prompts_l = p;
+    uint64_t *sd = pr.seeds_w; pr.seeds_w = pr.seeds_l; pr.seeds_l = sd;
+    assert_int_equal(da_pairs_save(&pr, tmp_path("swapped.safetensors")), DA_OK);
+    da_pairs_free(&pr);
+
+    const da_pref_method ms[2] = {DA_PREF_DPO, DA_PREF_KTO};
+    for (int k = 0; k < 2; k++) {
+        char a[64], b[64], c[64];
+        snprintf(a, sizeof a, "%s-swap-flag", da_pref_method_name(ms[k]));
+        snprintf(b, sizeof b, "%s-swap-file", da_pref_method_name(ms[k]));
+        snprintf(c, sizeof c, "%s-as-rated", da_pref_method_name(ms[k]));
+        if (run_pref_on(ms[k], a, 1, 0, NULL, tmp_path("pairs.safetensors"), 1) != DA_OK) fail_msg("%s", da_last_error());
+        if (run_pref_on(ms[k], b, 1, 0, NULL, tmp_path("swapped.safetensors"), 0) != DA_OK) fail_msg("%s", da_last_error());
+        if (run_pref(ms[k], c, 1, 0, NULL) != DA_OK) fail_msg("%s", da_last_error());
+        da_unet *ma, *mb, *mc;
+        load_params(a, &ma);
+        load_params(b, &mb);
+        load_params(c, &mc);
+        size_t bytes = ma->params.total * sizeof(float);
+        assert_memory_equal(ma->params.data, mb->params.data, bytes);
+        assert_true(memcmp(ma->params.data, mc->params.data, bytes) != 0);
+        da_unet_free(ma);
+        da_unet_free(mb);
+        da_unet_free(mc);
     }
 }
 
@@ -618,6 +673,7 @@ int main(void)
         cmocka_unit_test(test_vae_mismatch),
         cmocka_unit_test(test_cli_refusals),
         cmocka_unit_test(test_refuses_to_overwrite),
+        cmocka_unit_test(test_swap_labels),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -259,6 +259,8 @@ typedef struct da_pref_opts {
     float empty_prompt;        /* share of pairs trained on the empty prompt (0.2) */
     const char *val_pairs;     /* held-back pairs: implicit accuracy at the end, OUT/NAME.val.json */
     int val_draws;             /* (t, eps) draws per validation pair (4) */
+    int swap_labels;           /* a control: train on every pair with winner and loser
+                                  exchanged (the validation pairs keep their labels) */
 } da_pref_opts;
 
 /* The implicit preference of the tuned UNet on held-back pairs, for any

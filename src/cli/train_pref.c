@@ -62,6 +62,8 @@ static void usage(FILE *f, const char *method)
             "                      right (its eps-MSE gain over the start larger on the\n"
             "                      winner) -> OUT/NAME.val.json\n"
             "  --val-draws K       (t, noise) draws per validation pair (default 4)\n"
+            "  --swap-labels       a control: train on every pair judged the other way\n"
+            "                      (winner and loser exchanged; --val keeps its labels)\n"
             "  --steps N           optimizer steps (default %ld)\n"
             "  --batch B           pairs per step (default %d)\n"
             "  --micro K           micro-batches per step (dpo, sft; B %% K == 0)\n"
@@ -92,7 +94,7 @@ static void usage(FILE *f, const char *method)
 enum {
     O_PAIRS = CLI_O_LOCAL, O_NAME, O_INIT, O_WEIGHTS, O_OUT, O_FORCE, O_BETA, O_TAU, O_EMBED, O_OUTSIDE, O_EMPTY,
     O_STEPS, O_BATCH, O_MICRO, O_LR, O_MIN_LR, O_WARMUP, O_WD, O_CLIP, O_EMA, O_CKPT, O_RESUME,
-    O_CKPT_EVERY, O_METRICS, O_LOG_EVERY, O_VAL, O_VAL_DRAWS
+    O_CKPT_EVERY, O_METRICS, O_LOG_EVERY, O_VAL, O_VAL_DRAWS, O_SWAP
 };
 
 static const struct option LONG_OPTS[] = {
@@ -101,6 +103,7 @@ static const struct option LONG_OPTS[] = {
     {"out", required_argument, 0, O_OUT},          {"force", no_argument, 0, O_FORCE},
     {"beta", required_argument, 0, O_BETA},        {"tau", required_argument, 0, O_TAU},
     {"rpo-embed", required_argument, 0, O_EMBED},  {"rpo-weight-outside", no_argument, 0, O_OUTSIDE},
+    {"swap-labels", no_argument, 0, O_SWAP},
     {"empty-prompt", required_argument, 0, O_EMPTY}, {"steps", required_argument, 0, O_STEPS},
     {"batch", required_argument, 0, O_BATCH},      {"micro", required_argument, 0, O_MICRO},
     {"lr", required_argument, 0, O_LR},            {"min-lr", required_argument, 0, O_MIN_LR},
@@ -133,6 +136,7 @@ static int take_option(pref_args *a, const cli_parser *p, int c)
     case O_EMBED:
         return da_rpo_embed_parse(val, &a->o.embed) == DA_OK ? 0 : cli_bad_value(cmd, opt, val, "both, text or image");
     case O_OUTSIDE: a->o.weight_outside = 1; return 0;
+    case O_SWAP: a->o.swap_labels = 1; return 0;
     case O_EMPTY: return train_float(cmd, opt, val, 0.0f, 1.0f, TRAIN_GE | TRAIN_LE, &a->o.empty_prompt);
     case O_STEPS: return train_long(cmd, opt, val, 1, &tc->total_steps);
     case O_BATCH: return train_int(cmd, opt, val, 1, &tc->batch);

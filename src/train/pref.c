@@ -216,6 +216,14 @@ static da_status data_load(pref_job *j)
         if (s == DA_OK) s = data_append(&j->d, &pr, file);
         da_pairs_free(&pr);
     }
+    /* the control of docs/alignment-preference.md: the same pairs, each
+     * judged the other way (a real preference signal must then hurt) */
+    if (s == DA_OK && j->o.swap_labels) {
+        pref_data *d = &j->d;
+        float *z = d->z_w; d->z_w = d->z_l; d->z_l = z;
+        int *ids = d->ids_w; d->ids_w = d->ids_l; d->ids_l = ids;
+        uint8_t *keep = d->keep_w; d->keep_w = d->keep_l; d->keep_l = keep;
+    }
     return s;
 }
 
@@ -511,6 +519,7 @@ static da_status validate(pref_job *j, const da_trainer *tr, int micro, da_pref_
     memset(&vj.d, 0, sizeof vj.d);
     vj.o.n_pairs = 1;
     vj.o.pairs[0] = j->o.val_pairs;
+    vj.o.swap_labels = 0; /* validation judges by the rater's own labels */
     da_status s = data_load(&vj);
     float *live = j->policy->params.data;
     if (tr->ema) j->policy->params.data = tr->ema;
@@ -629,6 +638,7 @@ static da_status save_outputs(const pref_job *j, const da_trainer *tr, const da_
         {"steps", steps},
         {"seed", seed},
         {"pairs", n},
+        {"labels", j->o.swap_labels ? (char *)"swapped" : (char *)"as rated"},
     };
     /* staged, then renamed into place config last, all or none (dp_ship):
      * a rerun with --force never leaves new weights beside an old config */
