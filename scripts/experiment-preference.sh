@@ -236,10 +236,14 @@ after() {
     done
     "$@"
 }
-# the base first and SFT last (with the sweep at the final budget, SFT is
-# the one final run still training)
+# The control: DPO as chosen, on the same pairs each judged the other way.
+# Any fine-tuning moves the images; only a method that learned the labels'
+# direction should beat the base where its control does not.
+spawn train dpo dpo-swapped "$STEPS" --lr "$LR" --min-lr "$LR" --beta "$BETA" --swap-labels
+# the base first, SFT and the control last (with the sweep at the final
+# budget, they are the runs still training)
 for split in heldin heldout; do spawn evaluate base unet "$split"; done
-for m in dpo rpo kto sft; do
+for m in dpo rpo kto sft dpo-swapped; do
     for split in heldin heldout; do
         spawn after "$OUT/models/$m.val.json" evaluate "$m" "$OUT/models/$m.safetensors" "$split"
     done
@@ -322,7 +326,7 @@ ci() {
     echo "| model | split | rater win-rate | rater utility diff | pref win-rate |"
     echo "|---|---|---|---|---|"
     for split in heldin heldout; do
-        for m in sft dpo rpo kto; do
+        for m in sft dpo rpo kto dpo-swapped; do
             base=$OUT/eval/base-$split model=$OUT/eval/$m-$split
             "$DALIGN" winrate "$base" "$model" --json "$model.winrate.json" > "$model.winrate.txt"
             "$DALIGN" winrate "$base" "$model" --column pref --json "$model.winrate-pref.json" > /dev/null
@@ -334,8 +338,8 @@ ci() {
         echo
         echo "## Metrics on $split prompts"
         echo
-        "$DALIGN" table --labels base,sft,dpo,rpo,kto "$OUT/eval/base-$split" "$OUT/eval/sft-$split" \
-            "$OUT/eval/dpo-$split" "$OUT/eval/rpo-$split" "$OUT/eval/kto-$split"
+        "$DALIGN" table --labels base,sft,dpo,rpo,kto,dpo-swapped "$OUT/eval/base-$split" "$OUT/eval/sft-$split" \
+            "$OUT/eval/dpo-$split" "$OUT/eval/rpo-$split" "$OUT/eval/kto-$split" "$OUT/eval/dpo-swapped-$split"
     done
     echo
     echo "## The sweep (validation pairs: implicit accuracy of the tuned UNet)"
@@ -343,13 +347,16 @@ ci() {
     echo "| run | steps | beta | tau | lr | val acc | val margin |"
     echo "|---|---|---|---|---|---|---|"
     for f in "$OUT"/models/sweep-*.val.json "$OUT"/models/sft.val.json "$OUT"/models/dpo.val.json \
-             "$OUT"/models/rpo.val.json "$OUT"/models/kto.val.json; do
+             "$OUT"/models/rpo.val.json "$OUT"/models/kto.val.json "$OUT"/models/dpo-swapped.val.json; do
         n=$(basename "$f" .val.json)
         # the sweep's lr is in its name; every final run used the chosen one
         case $n in *-lr*) lr=${n##*-lr} ;; *) lr=$LR ;; esac
         printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$(setting "$n" steps)" "$(setting "$n" beta)" \
             "$(g4 "$(setting "$n" tau)")" "$lr" "$(g4 "$(setting "$n" acc)")" "$(g4 "$(setting "$n" margin)")"
     done
+    echo
+    echo "(dpo-swapped: the control, trained on swapped labels and validated on the"
+    echo "rater's own: below 0.5 when the labels' direction was learned.)"
     echo
     echo "Chosen: beta $BETA, lr $LR, KTO beta $KTO_BETA, tau $(g4 "$TAU")."
     echo
