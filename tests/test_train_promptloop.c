@@ -255,11 +255,44 @@ static void test_queries_exclude_eval_prompts(void **state)
     dq_excluded_free(&x);
 }
 
+/* --query-split: train leaves the generator alone and never draws a
+ * held-out composition; all draws both splits by a fair coin (held-out
+ * colour-shape pairs and layouts appear), still never an evaluation prompt */
+static void test_query_split(void **state)
+{
+    (void)state;
+    dq_excluded x;
+    assert_int_equal(dq_excluded_init(&x), DA_OK);
+    for (int all = 0; all < 2; all++) {
+        da_rng rng, before;
+        da_rng_seed(&rng, 5);
+        int heldout = 0, n = 400;
+        for (int i = 0; i < n; i++) {
+            before = rng;
+            da_split split = dq_split(&rng, all);
+            if (!all) assert_memory_equal(&before, &rng, sizeof rng);
+            char cap[DA_CAPTION_MAX];
+            da_scene spec;
+            assert_int_equal(dq_draw(&rng, split, &x, cap, &spec), DA_OK);
+            assert_false(dq_is_excluded(&x, &spec));
+            heldout += da_scene_heldout(&spec) != 0;
+        }
+        printf("[ promptloop ] query split %s: %d of %d queries held out\n", all ? "all" : "train", heldout, n);
+        /* all: a coin per query, and a held-out split scene always holds a
+         * held-out pair or layout; 400 fair coins land in 150..250 with
+         * probability 1 - 6e-7 */
+        if (all ? heldout < 150 || heldout > 250 : heldout != 0)
+            fail_msg("query split %d: %d of %d queries held out", all, heldout, n);
+    }
+    dq_excluded_free(&x);
+}
+
 int main(void)
 {
     da_threads_init();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_queries_exclude_eval_prompts),
+        cmocka_unit_test(test_query_split),
         cmocka_unit_test(test_run_and_metrics),
         cmocka_unit_test(test_resume_and_threads),
         cmocka_unit_test(test_bad_options),

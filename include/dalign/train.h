@@ -383,9 +383,12 @@ typedef struct da_promptloop_opts {
     const char *name;          /* output basename (required) */
     const char *resume;        /* checkpoint to continue from, or NULL */
     int force;                 /* 1: replace existing NAME.* */
-    int queries;               /* Q train-split queries per iteration (4) */
+    int queries;               /* Q queries per iteration (4) */
     int group;                 /* G rollouts per query (8) */
     int shared_noise;          /* 1: the G rollouts of a query share the initial noise */
+    int query_split_all;       /* 0: queries from the train split only; 1: from either split by a
+                                * coin (held-out compositions as text, as the reference refiner;
+                                * never an evaluation prompt's meaning either way) */
     da_loop_opts loop;         /* mode loop, K 4, temperature 1 */
     da_sample_opts sample;     /* DDIM, 20 steps, cfg 3 */
     int epochs;                /* passes over each rollout batch (2) */

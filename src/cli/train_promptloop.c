@@ -50,6 +50,9 @@ static void usage(FILE *f)
             "  --queries Q          queries per iteration (default %d)\n"
             "  --group G            rollouts per query (default %d)\n"
             "  --shared-noise       one initial noise per group (the rollouts differ in prompts only)\n"
+            "  --query-split S      train (default): queries from the train split only; all:\n"
+            "                       either split by a coin (held-out compositions as text, as\n"
+            "                       the reference refiner; never an evaluation prompt's meaning)\n"
             "  --refine-mode M      loop, apriori or once: what the refiner reads (default loop)\n"
             "  --refine-steps K     refinements per image (default %d)\n"
             "  --temperature T      rollout sampling temperature (default %g)\n"
@@ -83,7 +86,8 @@ static void usage(FILE *f)
 
 enum {
     O_NAME = CLI_O_LOCAL, O_INIT, O_REWARD, O_UNET, O_WEIGHTS, O_OUT, O_FORCE, O_ITER, O_QUERIES, O_GROUP, O_SHARED,
-    O_TEMP, O_EPOCHS, O_MINIB, O_CLIP_EPS, O_KL, O_KL_OLD, O_LR, O_CLIP, O_CKPT, O_RESUME, O_CKPT_EVERY, O_METRICS
+    O_TEMP, O_EPOCHS, O_MINIB, O_CLIP_EPS, O_KL, O_KL_OLD, O_LR, O_CLIP, O_CKPT, O_RESUME, O_CKPT_EVERY, O_METRICS,
+    O_QUERY_SPLIT
 };
 
 static const struct option LONG_OPTS[] = {
@@ -101,7 +105,8 @@ static const struct option LONG_OPTS[] = {
     {"lr", required_argument, 0, O_LR},             {"clip", required_argument, 0, O_CLIP},
     {"seed", required_argument, 0, 's'},            {"ckpt", required_argument, 0, O_CKPT},
     {"resume", required_argument, 0, O_RESUME},     {"ckpt-every", required_argument, 0, O_CKPT_EVERY},
-    {"metrics", required_argument, 0, O_METRICS},   CLI_COMMON_LONG,
+    {"metrics", required_argument, 0, O_METRICS},   {"query-split", required_argument, 0, O_QUERY_SPLIT},
+    CLI_COMMON_LONG,
     {0, 0, 0, 0},
 };
 
@@ -133,6 +138,10 @@ static int take_option(pl_args *a, const cli_parser *p, int c)
     case O_QUERIES: return train_int(CMD, opt, val, 1, &o->queries);
     case O_GROUP: return train_int(CMD, opt, val, 2, &o->group);
     case O_SHARED: o->shared_noise = 1; return 0;
+    case O_QUERY_SPLIT:
+        if (strcmp(val, "train") && strcmp(val, "all")) return cli_bad_value(CMD, opt, val, "train or all");
+        o->query_split_all = !strcmp(val, "all");
+        return 0;
     case O_TEMP: return train_float(CMD, opt, val, 0.0f, TRAIN_NO_MAX, TRAIN_GT, &o->loop.temperature);
     case O_EPOCHS: return train_int(CMD, opt, val, 1, &o->epochs);
     case O_MINIB: return train_int(CMD, opt, val, 1, &o->minibatches);

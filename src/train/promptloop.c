@@ -2,7 +2,8 @@
  * §10): GRPO on the refiner alone; the diffusion model and the reward are
  * frozen black boxes. One iteration:
  *
- *   rollouts   Q train-split queries (never an evaluation prompt's meaning:
+ *   rollouts   Q queries, train split (or either with query_split_all;
+ *              never an evaluation prompt's meaning:
  *              queries.h) x G rollouts each, sampled through the
  *              loop (da_loop_generate) at the writer temperature: every
  *              image has K written prompts and the observations they read
@@ -34,7 +35,7 @@
 
 #define M DA_MAX_TOKENS
 #define T_OUT (DA_MAX_TOKENS - 1)   /* teacher-forced slots: inputs out[0..M-2] predict out[1..M-1] */
-#define N_FINGERPRINT 20
+#define N_FINGERPRINT 21
 
 /* ---- options ---------------------------------------------------------------- */
 
@@ -145,6 +146,7 @@ static void fingerprint(const pl_job *j, float *f)
         o->loop.temperature, (float)o->sample.steps, o->sample.cfg, (float)o->sample.sampler, o->sample.eta,
         (float)o->epochs, (float)o->minibatches, o->clip_eps, o->kl_coef, (float)o->kl_to_old, o->adv_eps,
         (float)(h[0] & 0xffff), (float)(h[1] & 0xffff), (float)(h[2] & 0xffff), (float)((h[0] ^ h[1] ^ h[2]) >> 16),
+        (float)o->query_split_all,
     };
     memcpy(f, v, sizeof v);
 }
@@ -367,7 +369,7 @@ static da_status rollouts(da_trainer *trn, pl_job *j)
     for (int q = 0; s == DA_OK && q < j->o.queries; q++) {
         da_scene spec;
         char *cap = text + (size_t)q * DA_CAPTION_MAX;
-        s = dq_draw(&trn->data_rng, DA_SPLIT_TRAIN, &j->excluded, cap, &spec);
+        s = dq_draw(&trn->data_rng, dq_split(&trn->data_rng, j->o.query_split_all), &j->excluded, cap, &spec);
         uint64_t group_seed = da_rng_u64(&trn->noise_rng);
         for (int g = 0; g < G; g++) {
             int i = q * G + g;
@@ -445,6 +447,7 @@ static da_status save_outputs(const pl_job *j, const da_trainer *tr, const char 
         {"format", "dalign-refiner"}, {"trained_by", "grpo"}, {"init", (char *)j->o.init},
         {"reward", (char *)j->o.reward}, {"refine_mode", (char *)da_refine_mode_name(j->o.loop.mode)},
         {"steps", steps}, {"iterations", iters}, {"kl_coef", kl},
+        {"query_split", j->o.query_split_all ? "all" : "train"},
     };
     /* staged, then renamed into place config last, all or none (dp_ship):
      * a rerun with --force never leaves new weights beside an old config */

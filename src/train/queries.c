@@ -47,3 +47,11 @@ da_status dq_draw(da_rng *rng, da_split split, const dq_excluded *x, char *text,
     }
     return da_fail(DA_ERR_RANGE, "no training query outside the evaluation prompts in %d draws", MAX_REDRAWS);
 }
+
+da_split dq_split(da_rng *rng, int all_splits)
+{
+    if (!all_splits) return DA_SPLIT_TRAIN;
+    float u;
+    da_rand(rng, &u, 1);
+    return u < 0.5f ? DA_SPLIT_TRAIN : DA_SPLIT_HELDOUT;
+}

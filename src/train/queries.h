@@ -22,5 +22,9 @@ int dq_is_excluded(const dq_excluded *x, const da_scene *spec);
  * whose meaning is no evaluation prompt's, and its parse; DA_ERR_RANGE
  * after many redraws. */
 da_status dq_draw(da_rng *rng, da_split split, const dq_excluded *x, char *text, da_scene *spec);
+/* The split of a training query: the train split (all_splits 0, rng not
+ * touched), or either by a fair coin from rng (all_splits 1: held-out
+ * compositions as text, docs/promptloop.md "Held-out compositions"). */
+da_split dq_split(da_rng *rng, int all_splits);
 
 #endif

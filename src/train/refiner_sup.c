@@ -162,16 +162,6 @@ static da_status set_query(rs_bank *b, int i, const char *text, const da_scene *
     return da_prompt_tokens(text, b->query_ids + (size_t)i * M, b->query_keep + (size_t)i * M);
 }
 
-/* the split of a training query: the train split, or (all_splits) either,
- * by a coin from rng */
-static da_split query_split(da_rng *rng, int all_splits)
-{
-    if (!all_splits) return DA_SPLIT_TRAIN;
-    float u;
-    da_rand(rng, &u, 1);
-    return u < 0.5f ? DA_SPLIT_TRAIN : DA_SPLIT_HELDOUT;
-}
-
 /* n_val queries of the split from rng into rows [first, first + n_val): none
  * means what a training query means, nor what an earlier one of the group means */
 static da_status draw_val_group(rs_bank *b, da_rng *rng, da_split split, int first)
@@ -217,7 +207,7 @@ da_status rs_bank_queries(rs_bank *b, const rs_bank_settings *st)
     da_scene spec;
     da_status s = dq_excluded_init(&b->excluded);
     for (int i = 0; i < b->n_train && s == DA_OK; i++) {
-        s = dq_draw(&rng, query_split(&rng, st->all_splits), &b->excluded, text, &spec);
+        s = dq_draw(&rng, dq_split(&rng, st->all_splits), &b->excluded, text, &spec);
         if (s == DA_OK) s = set_query(b, i, text, &spec);
     }
     da_rng_seed(&rng, st->seed ^ VAL_SEED_XOR);
@@ -501,7 +491,7 @@ static da_status fresh_query(da_rng *rng, const rs_bank *b, int all_splits, int 
     char text[DA_CAPTION_MAX];
     const da_scene *val = b->specs + rs_bank_first(b, RS_ROWS_VAL);   /* both groups, contiguous */
     for (int tries = 0; tries < MAX_TRIES; tries++) {
-        da_status s = dq_draw(rng, query_split(rng, all_splits), &b->excluded, text, spec);
+        da_status s = dq_draw(rng, dq_split(rng, all_splits), &b->excluded, text, spec);
         if (s != DA_OK) return s;
         if (!meaning_among(spec, val, 2 * b->n_val)) return da_prompt_tokens(text, ids, keep);
     }
