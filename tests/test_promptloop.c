@@ -122,6 +122,21 @@ static da_status fixed_writer(void *user, const float *x0, float timestep, const
     return da_prompt_tokens((const char *)user, out_ids, keep);
 }
 
+/* writes texts[0], texts[1], texts[0], ... call after call */
+typedef struct cycle_texts {
+    const char *texts[2];
+    int calls;
+} cycle_texts;
+
+static da_status cycle_writer(void *user, const float *x0, float timestep, const int *query_ids,
+                              const uint8_t *query_keep, const int *prompt_ids, const uint8_t *prompt_keep,
+                              float temperature, da_rng *rng, int *out_ids, float *logprob)
+{
+    cycle_texts *c = user;
+    return fixed_writer((void *)c->texts[c->calls++ % 2], x0, timestep, query_ids, query_keep, prompt_ids,
+                        prompt_keep, temperature, rng, out_ids, logprob);
+}
+
 /* writes BOS and no EOS: the pipeline must refuse it */
 static da_status broken_writer(void *user, const float *x0, float timestep, const int *query_ids,
                                const uint8_t *query_keep, const int *prompt_ids, const uint8_t *prompt_keep,
@@ -283,9 +298,11 @@ static void test_written_prompt_conditions(void **state)
 }
 
 /* keep_meaning: a rewrite that means something else is discarded (every mode
- * then reproduces the base sample bit for bit, and the trace holds the kept
- * prompt); a rewrite that means the query (another phrasing of the same
- * scene) is used, exactly as without the flag. */
+ * then reproduces the base sample bit for bit; the trace keeps the written
+ * tokens in out_ids, the RL trainer's actions, and the kept prompt in
+ * used_ids); a rewrite that means the query (another phrasing of the same
+ * scene) is used, exactly as without the flag; after a discarded rewrite
+ * the next refinement reads the prompt the image kept. */
 static void test_keep_meaning(void **state)
 {
     (void)state;
@@ -307,7 +324,12 @@ static void test_keep_meaning(void **state)
                                                &tr, got, NULL),
                          DA_OK);
         tu_assert_bits("keep_meaning, another scene written", got, base, DA_IMG_FLOATS);
-        for (int k = 0; k < tr.K; k++) assert_memory_equal(tr.out_ids + k * M, query_ids, M * sizeof(int));
+        int other_ids[M];
+        assert_int_equal(da_prompt_tokens(other, other_ids, keep), DA_OK);
+        for (int k = 0; k < tr.K; k++) {
+            assert_memory_equal(tr.used_ids + k * M, query_ids, M * sizeof(int));
+            assert_memory_equal(tr.out_ids + k * M, other_ids, M * sizeof(int));
+        }
         da_loop_trace_free(&tr);
 
         /* the same scene in other words: used, as without the flag */
@@ -324,6 +346,23 @@ static void test_keep_meaning(void **state)
         int differs = 0;
         for (int j = 0; j < DA_IMG_FLOATS; j++) differs |= got[j] != base[j];
         assert_true(differs);
+        if (mode == DA_REFINE_ONCE) continue;
+
+        /* the paraphrase, then another scene, then the paraphrase, ...: every
+         * other rewrite discarded, the image keeps the paraphrase throughout */
+        cycle_texts cyc = {{same, other}, 0};
+        assert_int_equal(da_loop_generate_with(g_pipe, &o, &lo, cycle_writer, &cyc, query, SEEDS, RSEEDS, 1, &tr,
+                                               got, NULL),
+                         DA_OK);
+        tu_assert_bits("keep_meaning, paraphrase and another scene in turn", got, want, DA_IMG_FLOATS);
+        int same_ids[M];
+        assert_int_equal(da_prompt_tokens(same, same_ids, keep), DA_OK);
+        for (int k = 0; k < tr.K; k++) {
+            assert_memory_equal(tr.out_ids + k * M, k % 2 ? other_ids : same_ids, M * sizeof(int));
+            assert_memory_equal(tr.used_ids + k * M, same_ids, M * sizeof(int));
+            if (k > 0) assert_memory_equal(tr.prompt_ids + k * M, tr.used_ids + (k - 1) * M, M * sizeof(int));
+        }
+        da_loop_trace_free(&tr);
     }
 }
 

@@ -148,8 +148,9 @@ typedef struct da_loop_opts {
     float temperature;     /* the writer's sampling temperature: 0 greedy (default), 1 for RL rollouts */
     int keep_meaning;      /* 0 (default): every rewrite is used. 1: a rewrite that does not parse to
                             * the query's meaning (da_spec_same_meaning) is discarded and the image keeps
-                            * the prompt in use; the trace then records the kept prompt, so this is for
-                            * inference only (an ablation; the RL trainer refuses it) */
+                            * the prompt in use (the trace's used_ids); the written tokens stay in out_ids,
+                            * so the RL trainer can learn from a run with the guard (the guard is then part
+                            * of the environment: docs/promptloop.md) */
 } da_loop_opts;
 DA_API da_loop_opts da_loop_opts_default(void);
 DA_API int da_loop_n_refine(const da_loop_opts *lo);                   /* K, or 1 for once */
@@ -175,6 +176,8 @@ typedef struct da_loop_trace {
     uint8_t *prompt_keep;
     int *out_ids;              /* (n*K, DA_MAX_TOKENS) the prompt written: BOS .. EOS PAD.. */
     float *logprobs;           /* (n*K) the writer's log-prob of out_ids */
+    int *used_ids;             /* (n*K, DA_MAX_TOKENS) the prompt the image used from then on: out_ids,
+                                * or with keep_meaning the prompt in use when out_ids was discarded */
 } da_loop_trace;
 DA_API da_status da_loop_trace_alloc(da_loop_trace *tr, int n, int K, int latent_n);
 DA_API void da_loop_trace_free(da_loop_trace *tr);

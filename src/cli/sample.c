@@ -459,11 +459,15 @@ static void print_trace(const da_loop_trace *tr, const float *step_t, int i0, co
             size_t row = (size_t)i * tr->K + k;
             if (da_detokenize(tr->out_ids + row * DA_MAX_TOKENS, DA_MAX_TOKENS, text, sizeof text) != DA_OK)
                 snprintf(text, sizeof text, "(%s)", da_last_error());
+            /* --refine-keep-meaning discarded it: the image kept the prompt in use */
+            const char *note = memcmp(tr->out_ids + row * DA_MAX_TOKENS, tr->used_ids + row * DA_MAX_TOKENS,
+                                      DA_MAX_TOKENS * sizeof(int))
+                                   ? " (another meaning: discarded)" : "";
             if (tr->steps[k] < 0)
-                fprintf(stderr, "  before step 1: \"%s\"\n", text);
+                fprintf(stderr, "  before step 1: \"%s\"%s\n", text, note);
             else
-                fprintf(stderr, "  after step %d (t %g): \"%s\"\n", tr->steps[k] + 1, (double)step_t[tr->steps[k]],
-                        text);
+                fprintf(stderr, "  after step %d (t %g): \"%s\"%s\n", tr->steps[k] + 1, (double)step_t[tr->steps[k]],
+                        text, note);
         }
     }
 }
@@ -485,6 +489,7 @@ static da_status loop_chunk(da_pipeline *pipe, const da_refiner *ref, const samp
             da_loop_trace one = tr;   /* image j's rows, printed with its query */
             one.n = 1;
             one.out_ids = tr.out_ids + (size_t)j * tr.K * DA_MAX_TOKENS;
+            one.used_ids = tr.used_ids + (size_t)j * tr.K * DA_MAX_TOKENS;
             print_trace(&one, t, i0 + j, prompts[j]);
         }
         free(t);

@@ -55,6 +55,10 @@ static void usage(FILE *f)
             "                       the reference refiner; never an evaluation prompt's meaning)\n"
             "  --refine-mode M      loop, apriori or once: what the refiner reads (default loop)\n"
             "  --refine-steps K     refinements per image (default %d)\n"
+            "  --refine-keep-meaning  a written prompt that does not mean the query is\n"
+            "                       ignored by the image (it keeps the prompt in use) but\n"
+            "                       is still the action scored: GRPO in a world that\n"
+            "                       enforces the meaning (docs/promptloop.md)\n"
             "  --temperature T      rollout sampling temperature (default %g)\n"
             "  --steps S            sampler steps (default %d)\n"
             "  --cfg W              guidance weight (default %g; alias --cfg-scale)\n"
@@ -106,6 +110,7 @@ static const struct option LONG_OPTS[] = {
     {"seed", required_argument, 0, 's'},            {"ckpt", required_argument, 0, O_CKPT},
     {"resume", required_argument, 0, O_RESUME},     {"ckpt-every", required_argument, 0, O_CKPT_EVERY},
     {"metrics", required_argument, 0, O_METRICS},   {"query-split", required_argument, 0, O_QUERY_SPLIT},
+    {"refine-keep-meaning", no_argument, 0, CLI_O_REFINE_KEEP_MEANING},
     CLI_COMMON_LONG,
     {0, 0, 0, 0},
 };

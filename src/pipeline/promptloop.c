@@ -75,6 +75,7 @@ void da_loop_trace_free(da_loop_trace *tr)
     free(tr->prompt_keep);
     free(tr->out_ids);
     free(tr->logprobs);
+    free(tr->used_ids);
     memset(tr, 0, sizeof *tr);
 }
 
@@ -95,8 +96,9 @@ da_status da_loop_trace_alloc(da_loop_trace *tr, int n, int K, int latent_n)
     tr->prompt_keep = malloc(rows * M);
     tr->out_ids = malloc(rows * M * sizeof *tr->out_ids);
     tr->logprobs = malloc(rows * sizeof *tr->logprobs);
+    tr->used_ids = malloc(rows * M * sizeof *tr->used_ids);
     if (!tr->steps || !tr->x0 || !tr->timesteps || !tr->query_ids || !tr->query_keep || !tr->prompt_ids ||
-        !tr->prompt_keep || !tr->out_ids || !tr->logprobs) {
+        !tr->prompt_keep || !tr->out_ids || !tr->logprobs || !tr->used_ids) {
         da_loop_trace_free(tr);
         return da_fail(DA_ERR_NOMEM, "loop trace: out of memory for %d images x %d refinements", n, K);
     }
@@ -148,19 +150,21 @@ static da_status write_row(loop_run *r, int i, int k)
     int *out = tr->out_ids + row * M;
     if (out[0] != DA_TOK_BOS)
         return da_fail(DA_ERR_INVALID, "prompt writer: image %d, refinement %d does not start with BOS", i, k);
-    /* keep_meaning: a rewrite that says something else is discarded */
-    if (r->lo->keep_meaning && !same_meaning(out, tr->query_ids + i * M))
-        memcpy(out, tr->prompt_ids + row * M, M * sizeof(int));
+    /* keep_meaning: a rewrite that says something else is discarded (the
+     * written tokens stay in out_ids: they are the action the RL trainer
+     * scores; the image goes on with the prompt in use) */
+    int discard = r->lo->keep_meaning && !same_meaning(out, tr->query_ids + i * M);
+    memcpy(tr->used_ids + row * M, discard ? tr->prompt_ids + row * M : out, M * sizeof(int));
     return DA_OK;
 }
 
 /* row i*K + k's prompt in use: the query for the first refinement, else the
- * output of refinement k - 1 */
+ * prompt refinement k - 1 left the image with */
 static void set_prompt_in_use(loop_run *r, int i, int k)
 {
     da_loop_trace *tr = r->tr;
     size_t M = DA_MAX_TOKENS, row = (size_t)i * r->K + k;
-    const int *src = k == 0 ? tr->query_ids + i * M : tr->out_ids + (row - 1) * M;
+    const int *src = k == 0 ? tr->query_ids + i * M : tr->used_ids + (row - 1) * M;
     for (size_t j = 0; j < M; j++) {
         tr->prompt_ids[row * M + j] = src[j];
         tr->prompt_keep[row * M + j] = src[j] != DA_TOK_PAD;
@@ -204,7 +208,7 @@ static int on_step(da_step_info *info, void *user)
                 return 1;   /* stop the run; the error is reported after it */
             }
         }
-        memcpy(r->new_ids + i * M, tr->out_ids + row * M, M * sizeof(int));
+        memcpy(r->new_ids + i * M, tr->used_ids + row * M, M * sizeof(int));
     }
     info->new_ids = r->new_ids;
     return 0;
@@ -262,7 +266,7 @@ da_status da_loop_generate_with(da_pipeline *p, const da_sample_opts *opts, cons
     if (s == DA_OK && lo->mode != DA_REFINE_LOOP) s = write_ahead(&r, times, opts->steps);
     if (s == DA_OK) {
         /* once: the written prompt from step 0 on; else the query until s_0 */
-        const int *ids = lo->mode == DA_REFINE_ONCE ? tr->out_ids : tr->query_ids;
+        const int *ids = lo->mode == DA_REFINE_ONCE ? tr->used_ids : tr->query_ids;
         da_step_cb cb = lo->mode == DA_REFINE_ONCE ? NULL : on_step;
         s = da_pipeline_generate_ids(p, opts, ids, NULL, seeds, n, cb, &r, out_images, out_latents);
         if (s == DA_OK && r.status != DA_OK) s = r.status;

@@ -7,6 +7,8 @@
  *              queries.h) x G rollouts each, sampled through the
  *              loop (da_loop_generate) at the writer temperature: every
  *              image has K written prompts and the observations they read
+ *              (with keep_meaning a written prompt that means something
+ *              else is still the action scored, but the image ignores it)
  *   reward     r_i = reward(image_i, query_i): the ORIGINAL query, never a
  *              written prompt
  *   advantage  A_i = (r_i - mean_g) / (std_g + eps) over image i's group,
@@ -35,7 +37,7 @@
 
 #define M DA_MAX_TOKENS
 #define T_OUT (DA_MAX_TOKENS - 1)   /* teacher-forced slots: inputs out[0..M-2] predict out[1..M-1] */
-#define N_FINGERPRINT 21
+#define N_FINGERPRINT 22
 
 /* ---- options ---------------------------------------------------------------- */
 
@@ -90,8 +92,6 @@ da_status da_promptloop_check(const da_trainer_config *tc, const da_promptloop_o
         return da_fail(DA_ERR_INVALID, "rollout temperature %g must be > 0 (the ratio needs a distribution)",
                        (double)o->loop.temperature);
     if ((unsigned)o->loop.mode > DA_REFINE_ONCE) return da_fail(DA_ERR_INVALID, "unknown refine mode");
-    if (o->loop.keep_meaning)   /* the trace would hold the kept prompts, not the sampled tokens */
-        return da_fail(DA_ERR_INVALID, "keep_meaning is for inference only: GRPO needs every sampled rewrite");
     if (o->loop.mode != DA_REFINE_ONCE && (o->loop.n_refine < 1 || o->loop.n_refine > o->sample.steps))
         return da_fail(DA_ERR_INVALID, "%d refinements do not fit %d sampler steps", o->loop.n_refine, o->sample.steps);
     return DA_OK;
@@ -146,7 +146,7 @@ static void fingerprint(const pl_job *j, float *f)
         o->loop.temperature, (float)o->sample.steps, o->sample.cfg, (float)o->sample.sampler, o->sample.eta,
         (float)o->epochs, (float)o->minibatches, o->clip_eps, o->kl_coef, (float)o->kl_to_old, o->adv_eps,
         (float)(h[0] & 0xffff), (float)(h[1] & 0xffff), (float)(h[2] & 0xffff), (float)((h[0] ^ h[1] ^ h[2]) >> 16),
-        (float)o->query_split_all,
+        (float)o->query_split_all, (float)o->loop.keep_meaning,
     };
     memcpy(f, v, sizeof v);
 }
@@ -236,6 +236,17 @@ static da_status job_init(pl_job *j, const da_promptloop_opts *o, const char *di
 
 /* ---- teacher forcing over buffer rows -------------------------------------- */
 
+/* the target slots of a written row (BOS .. EOS PAD..) that were sampled:
+ * slots 0 .. n-1 predict out[1..n]; the EOS counts when it was sampled, not
+ * when it was forced at the last slot */
+static int sampled_tokens(const float *out)
+{
+    int eos = M - 1;   /* slot of the EOS: sampled before the last slot, or forced there */
+    for (int m = 1; m < M; m++)
+        if ((int)out[m] == DA_TOK_EOS) { eos = m; break; }
+    return eos < M - 1 ? eos : M - 2;
+}
+
 /* rows [r0, r0 + nr) of the buffer into the minibatch scratch: inputs,
  * targets and, for each token slot, its weight 1 / (nr * tokens of its
  * prompt) (0 past the EOS and at a forced EOS) and its row's advantage */
@@ -254,15 +265,11 @@ static void gather_rows(pl_job *j, int r0, int nr)
             j->keep_p[r * M + m] = p != DA_TOK_PAD;
         }
         const float *out = b->out + src * M;
-        int eos = M - 1;   /* slot of the EOS: sampled before the last slot, or forced there */
-        for (int m = 1; m < M; m++)
-            if ((int)out[m] == DA_TOK_EOS) { eos = m; break; }
-        int tokens = eos < M - 1 ? eos : M - 2;   /* the forced EOS was not sampled */
+        int tokens = sampled_tokens(out);
         for (int s = 0; s < T_OUT; s++) {
             j->ids_o[r * T_OUT + s] = (int)out[s];
             j->target[r * T_OUT + s] = (int)out[s + 1];
-            int counted = s + 1 <= eos && s + 1 < M - 1;
-            j->weight[r * T_OUT + s] = counted ? 1.0f / ((float)nr * (float)tokens) : 0.0f;
+            j->weight[r * T_OUT + s] = s < tokens ? 1.0f / ((float)nr * (float)tokens) : 0.0f;
             j->adv[r * T_OUT + s] = b->adv[src];
         }
     }
@@ -293,6 +300,23 @@ static da_status token_logprobs(pl_job *j, const da_refiner *m, float *lp)
 }
 
 /* ---- rollouts ------------------------------------------------------------------ */
+
+/* the largest |log-prob of a written prompt as sampled - by teacher forcing
+ * of the buffer row|: rounding (about 1e-6) when the buffer holds exactly
+ * the tokens the writer drew (temperature 1); anything larger means the
+ * updates would score other actions than the rollouts took */
+static double logprob_gap(const pl_job *j, const da_loop_trace *tr)
+{
+    double gap = 0.0;
+    for (int r = 0; r < j->R; r++) {
+        int tokens = sampled_tokens(j->b.out + (size_t)r * M);
+        double sum = 0.0;
+        for (int s = 0; s < tokens; s++) sum += j->b.lp_old[(size_t)r * T_OUT + s];
+        gap = fmax(gap, fabs(sum - (double)tr->logprobs[r]));
+    }
+    return gap;
+}
+
 
 typedef struct rollout_health {
     double reward_mean, reward_std, faith, prompt_len, parse, meaning;
@@ -389,6 +413,7 @@ static da_status rollouts(da_trainer *trn, pl_job *j)
         prompt_health(&tr, &h);
         fill_buffer(j, &tr, adv);
         s = token_logprobs(j, j->policy, j->b.lp_old);
+        if (s == DA_OK && j->o.loop.temperature == 1.0f) da_trainer_metric(trn, "lp_gap", logprob_gap(j, &tr));
     }
     /* the KL's anchor: the reference refiner, or (the paper's) the rollout policy */
     if (s == DA_OK && j->o.kl_to_old) memcpy(j->b.lp_ref, j->b.lp_old, (size_t)j->R * T_OUT * sizeof(float));
@@ -448,6 +473,7 @@ static da_status save_outputs(const pl_job *j, const da_trainer *tr, const char 
         {"reward", (char *)j->o.reward}, {"refine_mode", (char *)da_refine_mode_name(j->o.loop.mode)},
         {"steps", steps}, {"iterations", iters}, {"kl_coef", kl},
         {"query_split", j->o.query_split_all ? "all" : "train"},
+        {"refine_keep_meaning", j->o.loop.keep_meaning ? "true" : "false"},
     };
     /* staged, then renamed into place config last, all or none (dp_ship):
      * a rerun with --force never leaves new weights beside an old config */
