@@ -21,8 +21,9 @@
 #                            which wording this noise draws best (a ceiling for
 #                            visual feedback with one rewrite before sampling)
 #   wording / interaction    the two-way decomposition f[j][k] = m + a_j + b_k + e_jk:
-#                            mean a_j^2 (the wording's own effect, learnable from
-#                            text) against mean e_jk^2 (wording x noise)
+#                            var(a) (the wording's own effect, learnable from
+#                            text) against var(e) (wording x noise), unbiased
+#                            estimates from the mean squares
 #
 # each with a 95% interval over prompts (t, n - 1 degrees of freedom). Resumes:
 # an evaluation already written is kept. docs/promptloop.md, "How much a
@@ -88,7 +89,11 @@ done | awk -F'\t' -v P="$P" -v S="$SEEDS" -v N="$N" '
       for (k = 0; k < S; k++) { b[k] = 0; for (j = 0; j <= P; j++) b[k] += f[j, p, k]; b[k] = b[k] / (P + 1) - m }
       sa = 0; for (j = 0; j <= P; j++) sa += a[j]^2
       se = 0; for (j = 0; j <= P; j++) for (k = 0; k < S; k++) se += (f[j, p, k] - m - a[j] - b[k])^2
-      wording[p] = sa / (P + 1); inter[p] = se / ((P + 1) * S)
+      # variance components of the two-way model without replication: the
+      # interaction mean square estimates var(e); the mean square of the versions
+      # minus it, over S, estimates var(a) (unbiased, so it may dip below 0)
+      mse = se / (P * (S - 1))
+      wording[p] = (S * sa / P - mse) / S; inter[p] = mse
       basef[p] = base
     }
     printf "%d prompts x %d seeds, %d paraphrases each (faithfulness; 95%% intervals over prompts)\n", N, S, P
@@ -96,6 +101,6 @@ done | awk -F'\t' -v P="$P" -v S="$SEEDS" -v N="$N" '
     stat("mean paraphrase effect", effect)
     stat("text oracle gain", text)
     stat("noise oracle gain", noise)
-    stat("wording effect, mean a^2", wording)
-    stat("wording x noise, mean e^2", inter)
+    stat("wording variance var(a)", wording)
+    stat("wording x noise var(e)", inter)
   }' | tee "$OUT/summary.txt"
