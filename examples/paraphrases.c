@@ -49,11 +49,15 @@ int main(int argc, char **argv)
 
     size_t stride = DA_CAPTION_MAX;
     char *texts = malloc((size_t)n * stride);
-    da_scene *scenes = malloc((size_t)n * sizeof *scenes);
-    if (!texts || !scenes) { fprintf(stderr, "paraphrases: out of memory\n"); return 1; }
+    da_scene *specs = malloc((size_t)n * sizeof *specs);
+    if (!texts || !specs) { fprintf(stderr, "paraphrases: out of memory\n"); return 1; }
     da_rng rng;
     da_rng_seed(&rng, seed);
-    if (da_world_prompts(&rng, split, n, scenes, texts, stride) != DA_OK) return fail("prompts");
+    if (da_world_prompts(&rng, split, n, NULL, texts, stride) != DA_OK) return fail("prompts");
+    /* the spec each text states (unstated attributes stay DA_ANY): what a
+     * paraphrase must mean, not the placed scene the text was drawn from */
+    for (int p = 0; p < n; p++)
+        if (da_parse_prompt(texts + (size_t)p * stride, &specs[p]) != DA_OK) return fail("parse");
 
     int rc = 0;
     for (int j = 0; j <= n_para && !rc; j++) {
@@ -66,12 +70,10 @@ int main(int argc, char **argv)
         for (int p = 0; p < n && !rc; p++) {
             const char *text = texts + (size_t)p * stride;
             char buf[DA_CAPTION_MAX];
-            da_scene spec, back;
-            /* the spec the text states (unstated attributes stay DA_ANY) */
-            if (da_parse_prompt(text, &spec) != DA_OK) { rc = fail("parse"); break; }
+            da_scene back;
             if (j > 0) {
-                if (da_world_paraphrase(&rng, &spec, buf, sizeof buf) != DA_OK) { rc = fail("paraphrase"); break; }
-                if (da_parse_prompt(buf, &back) != DA_OK || !da_spec_same_meaning(&spec, &back)) {
+                if (da_world_paraphrase(&rng, &specs[p], buf, sizeof buf) != DA_OK) { rc = fail("paraphrase"); break; }
+                if (da_parse_prompt(buf, &back) != DA_OK || !da_spec_same_meaning(&specs[p], &back)) {
                     fprintf(stderr, "paraphrases: '%s' does not mean '%s'\n", buf, text);
                     rc = 1;
                     break;
@@ -83,6 +85,6 @@ int main(int argc, char **argv)
         if (fclose(f) != 0) { perror(path); rc = 1; }
     }
     free(texts);
-    free(scenes);
+    free(specs);
     return rc;
 }

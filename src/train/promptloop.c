@@ -317,7 +317,6 @@ static double logprob_gap(const pl_job *j, const da_loop_trace *tr)
     return gap;
 }
 
-
 typedef struct rollout_health {
     double reward_mean, reward_std, faith, prompt_len, parse, meaning;
     int zero_std;
