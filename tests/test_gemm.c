@@ -211,6 +211,40 @@ static void test_gemm_shapes(void **state)
     assert_int_equal(n_cases, 8 * 4 * 4);
 }
 
+/* The portable GEMM's register tile follows the vector copy (da_isa): 8 x 16
+ * for base, 4 x 24 for avx2, 8 x 32 for avx512. Every copy this CPU runs
+ * keeps the naive loop's bits, on shapes with partial tiles in both
+ * directions (N = 520 is no multiple of 24 or 32, M = 37 of 8 or 4), one
+ * thread and two (other task cuts). */
+static void test_gemm_every_tile(void **state)
+{
+    (void)state;
+    const char *saved = da_isa(), *isas[3] = {"base", "avx2", "avx512"};
+    int saved_threads = da_get_threads(), n_run = 0;
+    for (int k = 0; k < 3; k++) {
+        if (da_set_isa(isas[k]) != DA_OK) continue; /* not on this CPU */
+        n_run++;
+        for (int t = 0; t < 4; t++) {
+            gemm_case c = {37, 520, 300, t >> 1, t & 1, 3, 0.5f, -2.0f};
+            gemm_inputs in = inputs_new(&c, 300u + (uint32_t)t);
+            mat naive = naive_f32(&c, &in);
+            char label[80];
+            for (int th = 1; th <= 2; th++) {
+                da_set_threads(th);
+                mat port = run_gemm(da_gemm_portable, &c, &in);
+                snprintf(label, sizeof label, "da_gemm_portable (%s, %d threads) vs naive", isas[k], th);
+                check_bits(label, &c, &port, &naive);
+                free(port.p);
+            }
+            free(naive.p);
+            inputs_free(&in);
+        }
+    }
+    da_set_threads(saved_threads);
+    assert_int_equal(da_set_isa(saved), DA_OK);
+    assert_true(n_run >= 1); /* base runs everywhere */
+}
+
 /* The two kernels agree with each other directly: each is within the
  * reference tolerance, so they differ by at most twice of it. Largest case,
  * where the blockings differ most. */
@@ -394,6 +428,7 @@ int main(void)
     da_threads_init();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_shapes),
+        cmocka_unit_test(test_gemm_every_tile),
         cmocka_unit_test(test_gemm_portable_vs_backend),
         cmocka_unit_test(test_gemm_corners),
         cmocka_unit_test(test_gemm_threads),

@@ -3,11 +3,14 @@
  *
  * Goto-style blocking: C is cut into independent mc x nc tasks (OpenMP runs
  * whole tasks, K is never split between threads). Inside a task, for each
- * KC-deep slice of K, an mc x kc block of op(A) is packed into MR-row slivers
- * and a kc x nc block of op(B) into NR-column slivers (zero padded at the
- * edges), then an MR x NR register-tile micro-kernel runs over every pair of
- * slivers. Tile sums live in a per-task buffer between K slices; C is written
- * once, at the end.
+ * KC-deep slice of K, a kc x nc block of op(B) is packed into NR-column
+ * slivers (zero padded at the edge), then an MR x NR register-tile
+ * micro-kernel runs over every pair of an MR-row sliver of op(A) and a B
+ * sliver. op(A) is not packed: the kernel reads its rows where they lie
+ * (broadcasting one element per row and k step, so a strided row costs what
+ * a packed one does), and only a last, partial sliver is copied and padded.
+ * Tile sums live in a per-task buffer between K slices; C is written once,
+ * at the end.
  *
  * Summation order: every C element is s = ((0 + a0*b0) + a1*b1) + ... in f32
  * with k ascending, then c = alpha*s + beta*c (alpha*s when beta == 0). The
@@ -17,6 +20,7 @@
  * blocking, thread count or vector width: x86 and ARM agree, and a tiny
  * problem may take the naive loop without changing a bit.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,126 +30,172 @@
 #include <omp.h>
 #endif
 
-/* Tuned on a Sapphire Rapids core (48 KB L1d, 2 MB L2); see docs/benchmarks.md. */
-#define MR 8        /* register tile rows: broadcasts of A per k step */
-#define NR 16       /* register tile columns: one zmm, two ymm or four xmm */
-#define KC 128      /* K slice: a kc x NR sliver of B (8 KB) stays in L1 */
+/* The register tile is chosen per instruction set (gemm_kernel below): the
+ * widest vectors take 8 x 32 (16 zmm accumulators), AVX2 4 x 24 (12 ymm),
+ * SSE2 and NEON 8 x 16. The tile changes speed only, never a bit. */
+#define KC 128      /* K slice: a kc x nr sliver of B (up to 16 KB) stays in L1 */
 #define MC_MAX 256  /* rows per task: the packed A block (128 KB) stays in L2 */
 #define NC_MAX 512  /* columns per task: the packed B block (256 KB) stays in L2 */
 #define SMALL_MNK 4096     /* below M*N*K this, the naive loop beats packing */
 #define PARALLEL_MNK 65536 /* below this, waking threads costs more than it saves */
 
-typedef void (*kernel_fn)(int kc, const float *a, const float *b, float *acc, int first);
+typedef void (*kernel_fn)(int kc, const float *a, ptrdiff_t rs, ptrdiff_t ps, const float *b, float *acc, int first);
+typedef struct gemm_kernel {
+    kernel_fn fn;
+    int mr, nr; /* register tile: mr rows of op(A) x nr columns of op(B) */
+} gemm_kernel;
 
 /* ------------------------------------------------------------------------ */
-/* Micro-kernel: acc (MR, NR) = (first ? 0 : acc) + sum_p a[p] (MR) x b[p] (NR) */
-/* a: packed sliver (kc, MR); b: packed sliver (kc, NR); acc row-major.     */
+/* Micro-kernel: acc (MR, NR) = (first ? 0 : acc) + sum_p a[:, p] (MR) x b[p] (NR) */
+/* a[i, p] = a[i * rs + p * ps]: A read where it lies (a whole sliver of     */
+/* rows, rs = lda, ps = 1, or transposed, rs = 1, ps = lda) or from a packed */
+/* edge sliver (rs = 1, ps = MR); b: packed sliver (kc, NR); acc row-major. */
 /* ------------------------------------------------------------------------ */
 
 #if defined(__GNUC__)
-/* Written once with GNU vector types, stamped out per vector width so each
- * instance keeps its MR x NR accumulators in native registers. Plain C
- * arithmetic on vectors: no intrinsics, no FMA. */
-#define DEFINE_KERNEL(name, attr, vbytes)                                               \
-    attr static void name(int kc, const float *restrict a, const float *restrict b,     \
-                          float *restrict acc, int first)                                \
+/* Written once with GNU vector types, stamped out per vector width and tile
+ * so each instance keeps its MR x NR accumulators in native registers. Plain
+ * C arithmetic on vectors: no intrinsics, no FMA. Tiles measured on a Zen 5
+ * core, the kernel alone in L1 (GFLOP/s): zmm 8x16 198, 8x32 225; ymm 8x16
+ * 75 (it spills: 16 accumulators + 2 B vectors > 16 registers), 6x16 90,
+ * 4x24 98; xmm (SSE2) 37-42 for every tile from 4x8 to 8x16. */
+#define DEFINE_KERNEL(name, attr, vbytes, MR, NR)                                       \
+    attr static void name(int kc, const float *restrict a, ptrdiff_t rs, ptrdiff_t ps,   \
+                          const float *restrict b, float *restrict acc, int first)       \
     {                                                                                    \
         typedef float vec __attribute__((vector_size(vbytes)));                          \
-        enum { VL = (vbytes) / (int)sizeof(float), NV = NR / VL };                        \
+        enum { VL = (vbytes) / (int)sizeof(float), NV = (NR) / VL };                      \
         vec c[MR][NV], bv[NV];                                                           \
-        _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++)                              \
+        const float *row[MR];                                                            \
+        _Pragma("GCC unroll 8") for (int i = 0; i < (MR); i++) row[i] = a + i * rs;       \
+        _Pragma("GCC unroll 8") for (int i = 0; i < (MR); i++)                            \
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) {                        \
                 if (first) c[i][v] = (vec){0};                                           \
-                else memcpy(&c[i][v], acc + i * NR + v * VL, sizeof(vec));                \
+                else memcpy(&c[i][v], acc + i * (NR) + v * VL, sizeof(vec));              \
             }                                                                            \
-        for (int p = 0; p < kc; p++, a += MR, b += NR) {                                 \
+        for (ptrdiff_t p = 0; p < kc; p++, b += (NR)) {                                  \
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                          \
                 memcpy(&bv[v], b + v * VL, sizeof(vec));                                  \
-            _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++)                          \
+            _Pragma("GCC unroll 8") for (int i = 0; i < (MR); i++)                        \
                 _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                      \
-                    c[i][v] += a[i] * bv[v];                                             \
+                    c[i][v] += row[i][p * ps] * bv[v];                                   \
         }                                                                                \
-        _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++)                              \
+        _Pragma("GCC unroll 8") for (int i = 0; i < (MR); i++)                            \
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                          \
-                memcpy(acc + i * NR + v * VL, &c[i][v], sizeof(vec));                     \
+                memcpy(acc + i * (NR) + v * VL, &c[i][v], sizeof(vec));                   \
     }
 
-DEFINE_KERNEL(kernel_v4, , 16) /* SSE2 / NEON: every 64-bit x86 and ARM core */
+DEFINE_KERNEL(kernel_v4, , 16, 8, 16) /* SSE2 / NEON: every 64-bit x86 and ARM core */
 #if defined(__x86_64__) || defined(__i386__)
-DEFINE_KERNEL(kernel_v8, __attribute__((target("avx2"))), 32)
-DEFINE_KERNEL(kernel_v16, __attribute__((target("avx512f"))), 64)
+DEFINE_KERNEL(kernel_v8, __attribute__((target("avx2"))), 32, 4, 24)
+DEFINE_KERNEL(kernel_v16, __attribute__((target("avx512f"))), 64, 8, 32)
 #endif
 
-/* Chosen per call from the running CPU (libgcc also checks that the OS saves
- * the wide registers). All instances give identical bits. */
-static kernel_fn pick_kernel(void)
+/* The tile of the vector copy chosen for the vector kernels (da_isa: the
+ * widest this CPU runs, or DA_ISA / da_set_isa), so that the tests can run
+ * every tile on one machine. All instances give identical bits. */
+static gemm_kernel pick_kernel(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
-    if (__builtin_cpu_supports("avx512f")) return kernel_v16;
-    if (__builtin_cpu_supports("avx2")) return kernel_v8;
+    const char *isa = da_isa();
+    if (!strcmp(isa, "avx512")) return (gemm_kernel){kernel_v16, 8, 32};
+    if (!strcmp(isa, "avx2")) return (gemm_kernel){kernel_v8, 4, 24};
 #endif
-    return kernel_v4;
+    return (gemm_kernel){kernel_v4, 8, 16};
 }
 #else
 /* Other compilers: the same tile in scalar C. */
-static void kernel_scalar(int kc, const float *restrict a, const float *restrict b,
-                          float *restrict acc, int first)
+static void kernel_scalar(int kc, const float *restrict a, ptrdiff_t rs, ptrdiff_t ps,
+                          const float *restrict b, float *restrict acc, int first)
 {
+    enum { MR = 8, NR = 16 };
     float c[MR * NR];
     for (int i = 0; i < MR * NR; i++) c[i] = first ? 0.0f : acc[i];
-    for (int p = 0; p < kc; p++, a += MR, b += NR)
+    for (ptrdiff_t p = 0; p < kc; p++, b += NR)
         for (int i = 0; i < MR; i++)
-            for (int j = 0; j < NR; j++) c[i * NR + j] += a[i] * b[j];
+            for (int j = 0; j < NR; j++) c[i * NR + j] += a[i * rs + p * ps] * b[j];
     memcpy(acc, c, sizeof c);
 }
-static kernel_fn pick_kernel(void) { return kernel_scalar; }
+static gemm_kernel pick_kernel(void) { return (gemm_kernel){kernel_scalar, 8, 16}; }
 #endif
 
 /* ------------------------------------------------------------------------ */
 /* Packing                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* dst: slivers (kc, MR) of op(A)[i0 : i0+rows, p0 : p0+kc], rows padded with 0.
- * Padded lanes only feed tile entries that are never stored, but zeros keep
- * uninitialised memory (slow denormals, sanitizer reports) out of them. */
-static void pack_a(float *dst, const float *A, int lda, int trans_a, int i0, int rows, int p0, int kc)
+/* Transposing copy, for op(B) = B^T: dst[p * W + r] = src[r * ld + p] for
+ * r < W, p < kc. Written p-outer with a constant W, so each step reads W
+ * sequential streams and writes W contiguous floats (for W = 8, 1.6x the
+ * r-outer loop's speed, measured on a Zen 5 core). */
+#define DEFINE_GATHER(W)                                                                  \
+    static void gather_##W(float *restrict dst, const float *restrict src, size_t ld, int kc) \
+    {                                                                                    \
+        for (int p = 0; p < kc; p++)                                                      \
+            for (int r = 0; r < (W); r++) dst[p * (W) + r] = src[r * ld + p];             \
+    }
+DEFINE_GATHER(16)
+DEFINE_GATHER(24)
+DEFINE_GATHER(32)
+
+/* the same for any width w (sliver edges, and widths without a copy above) */
+static void gather_any(float *restrict dst, int w, const float *restrict src, size_t ld, int used, int kc)
 {
-    for (int s = 0; s < rows; s += MR, dst += (size_t)kc * MR) {
-        int mr = rows - s < MR ? rows - s : MR;
-        if (mr < MR) memset(dst, 0, (size_t)kc * MR * sizeof(float));
-        if (trans_a) { /* op(A)[i][p] = A[p][i]: a sliver row is contiguous */
-            for (int p = 0; p < kc; p++) {
-                const float *src = A + (size_t)(p0 + p) * lda + i0 + s;
-                for (int r = 0; r < mr; r++) dst[p * MR + r] = src[r];
-            }
-        } else {           /* op(A)[i][p] = A[i][p]: read each row along k */
-            for (int r = 0; r < mr; r++) {
-                const float *src = A + (size_t)(i0 + s + r) * lda + p0;
-                for (int p = 0; p < kc; p++) dst[p * MR + r] = src[p];
-            }
-        }
+    switch (used == w ? w : 0) {
+    case 16: gather_16(dst, src, ld, kc); return;
+    case 24: gather_24(dst, src, ld, kc); return;
+    case 32: gather_32(dst, src, ld, kc); return;
+    default:
+        for (int p = 0; p < kc; p++)
+            for (int r = 0; r < used; r++) dst[p * w + r] = src[r * ld + p];
     }
 }
 
-/* dst: slivers (kc, NR) of op(B)[p0 : p0+kc, j0 : j0+cols], columns padded with 0 */
-static void pack_b(float *dst, const float *B, int ldb, int trans_b, int j0, int cols, int p0, int kc)
+/* dst: the sliver (kc, mr) of op(A)[i0 : i0+used, p0 : p0+kc], rows past
+ * `used` set to 0. Only the last sliver of a matrix whose row count is no
+ * multiple of mr is packed; whole slivers are read where they lie. Padded
+ * lanes only feed tile entries that are never stored, but zeros keep
+ * uninitialised memory (slow denormals, sanitizer reports) out of them. */
+static void pack_a_edge(float *dst, int mr, const float *A, int lda, int trans_a, int i0, int used, int p0, int kc)
 {
-    for (int s = 0; s < cols; s += NR, dst += (size_t)kc * NR) {
-        int nr = cols - s < NR ? cols - s : NR;
-        if (nr < NR) memset(dst, 0, (size_t)kc * NR * sizeof(float));
-        if (trans_b) { /* op(B)[p][j] = B[j][p]: read each row of B along k */
-            for (int c = 0; c < nr; c++) {
-                const float *src = B + (size_t)(j0 + s + c) * ldb + p0;
-                for (int p = 0; p < kc; p++) dst[p * NR + c] = src[p];
-            }
-        } else if (nr == NR) { /* whole rows: a constant length, so the copy vectorises */
-            for (int p = 0; p < kc; p++)
-                memcpy(dst + p * NR, B + (size_t)(p0 + p) * ldb + j0 + s, NR * sizeof(float));
+    memset(dst, 0, (size_t)kc * mr * sizeof(float));
+    for (int p = 0; p < kc; p++)
+        for (int r = 0; r < used; r++)
+            dst[p * mr + r] = trans_a ? A[(size_t)(p0 + p) * lda + i0 + r] : A[(size_t)(i0 + r) * lda + p0 + p];
+}
+
+/* Plain copy, for op(B) = B: dst[p * W + c] = src[p * ld + c] for c < W,
+ * p < kc. A constant W lets the compiler copy each row with a few vector
+ * moves instead of a call to memcpy (5% of sampling time when it called). */
+#define DEFINE_COPY(W)                                                                    \
+    static void copy_##W(float *restrict dst, const float *restrict src, size_t ld, int kc) \
+    {                                                                                    \
+        for (int p = 0; p < kc; p++) memcpy(dst + p * (W), src + p * ld, (W) * sizeof(float)); \
+    }
+DEFINE_COPY(16)
+DEFINE_COPY(24)
+DEFINE_COPY(32)
+
+static void copy_rows(float *restrict dst, int w, const float *restrict src, size_t ld, int used, int kc)
+{
+    switch (used == w ? w : 0) {
+    case 16: copy_16(dst, src, ld, kc); return;
+    case 24: copy_24(dst, src, ld, kc); return;
+    case 32: copy_32(dst, src, ld, kc); return;
+    default:
+        for (int p = 0; p < kc; p++) memcpy(dst + (size_t)p * w, src + p * ld, (size_t)used * sizeof(float));
+    }
+}
+
+/* dst: slivers (kc, nr) of op(B)[p0 : p0+kc, j0 : j0+cols], columns padded with 0 */
+static void pack_b(float *dst, int nr, const float *B, int ldb, int trans_b, int j0, int cols, int p0, int kc)
+{
+    for (int s = 0; s < cols; s += nr, dst += (size_t)kc * nr) {
+        int used = cols - s < nr ? cols - s : nr;
+        if (used < nr) memset(dst, 0, (size_t)kc * nr * sizeof(float));
+        if (trans_b) { /* op(B)[p][j] = B[j][p]: rows of B become sliver columns */
+            gather_any(dst, nr, B + (size_t)(j0 + s) * ldb + p0, (size_t)ldb, used, kc);
         } else {
-            for (int p = 0; p < kc; p++) {
-                const float *src = B + (size_t)(p0 + p) * ldb + j0 + s;
-                for (int c = 0; c < nr; c++) dst[p * NR + c] = src[c];
-            }
+            copy_rows(dst, nr, B + (size_t)p0 * ldb + j0 + s, (size_t)ldb, used, kc);
         }
     }
 }
@@ -168,15 +218,32 @@ static inline float finish(float s, float c, float alpha, float beta)
     return beta == 0.0f ? alpha * s : alpha * s + beta * c;
 }
 
-/* c (NR) = finish(t (NR), c): one whole row of a tile. The test of beta is
- * taken out of the loop and the length is a constant, so both loops
- * vectorise (the same operations per element as finish). */
-static void finish_row(float *restrict c, const float *restrict t, float alpha, float beta)
+/* c (n) = finish(t (n), c): one row of a tile. The test of beta is taken out
+ * of the loop, and the whole-tile widths get copies with a constant length,
+ * so the loops vectorise (the same operations per element as finish); with a
+ * run-time length the scalar loop took 10% of a UNet forward. */
+#define DEFINE_FINISH(name, W)                                                            \
+    static void name(float *restrict c, const float *restrict t, int n, float alpha, float beta) \
+    {                                                                                    \
+        (void)n; /* the constant-width copies ignore it */                               \
+        if (beta == 0.0f)                                                                \
+            for (int q = 0; q < (W); q++) c[q] = alpha * t[q];                            \
+        else                                                                             \
+            for (int q = 0; q < (W); q++) c[q] = alpha * t[q] + beta * c[q];              \
+    }
+DEFINE_FINISH(finish_16, 16)
+DEFINE_FINISH(finish_24, 24)
+DEFINE_FINISH(finish_32, 32)
+DEFINE_FINISH(finish_n, n)
+
+static void finish_row(float *restrict c, const float *restrict t, int n, float alpha, float beta)
 {
-    if (beta == 0.0f)
-        for (int q = 0; q < NR; q++) c[q] = alpha * t[q];
-    else
-        for (int q = 0; q < NR; q++) c[q] = alpha * t[q] + beta * c[q];
+    switch (n) {
+    case 16: finish_16(c, t, n, alpha, beta); return;
+    case 24: finish_24(c, t, n, alpha, beta); return;
+    case 32: finish_32(c, t, n, alpha, beta); return;
+    default: finish_n(c, t, n, alpha, beta);
+    }
 }
 
 /* The reference loop, used for tiny problems and if scratch allocation fails.
@@ -206,31 +273,37 @@ static void scale_c(const gemm_args *g)
     }
 }
 
-/* One task: C[i0 : i0+rows, j0 : j0+cols]. acc holds (rows/MR) x (cols/NR)
- * tiles of MR x NR partial sums, tile (ti, tj) at (tj * tiles_m + ti). */
-static void gemm_task(const gemm_args *g, kernel_fn kernel, int i0, int rows, int j0, int cols,
+/* One task: C[i0 : i0+rows, j0 : j0+cols]. acc holds (rows/mr) x (cols/nr)
+ * tiles of mr x nr partial sums, tile (ti, tj) at (tj * tiles_m + ti).
+ * op(A) is read in place (A's transposition only changes the strides);
+ * apack holds the zero-padded edge sliver when rows is no multiple of mr. */
+static void gemm_task(const gemm_args *g, gemm_kernel k, int i0, int rows, int j0, int cols,
                       float *apack, float *bpack, float *acc)
 {
-    int tiles_m = (rows + MR - 1) / MR, tiles_n = (cols + NR - 1) / NR;
+    int mr = k.mr, nr = k.nr, tiles_m = (rows + mr - 1) / mr, tiles_n = (cols + nr - 1) / nr;
+    int whole_m = rows / mr; /* slivers read in place */
+    ptrdiff_t rs = g->trans_a ? 1 : g->lda, ps = g->trans_a ? g->lda : 1;
     for (int p0 = 0; p0 < g->K; p0 += KC) {
         int kc = g->K - p0 < KC ? g->K - p0 : KC;
-        pack_a(apack, g->A, g->lda, g->trans_a, i0, rows, p0, kc);
-        pack_b(bpack, g->B, g->ldb, g->trans_b, j0, cols, p0, kc);
-        for (int tj = 0; tj < tiles_n; tj++) /* B sliver stays in L1 across ti */
-            for (int ti = 0; ti < tiles_m; ti++)
-                kernel(kc, apack + (size_t)ti * kc * MR, bpack + (size_t)tj * kc * NR,
-                       acc + ((size_t)tj * tiles_m + ti) * MR * NR, p0 == 0);
+        if (whole_m < tiles_m)
+            pack_a_edge(apack, mr, g->A, g->lda, g->trans_a, i0 + whole_m * mr, rows - whole_m * mr, p0, kc);
+        pack_b(bpack, nr, g->B, g->ldb, g->trans_b, j0, cols, p0, kc);
+        for (int tj = 0; tj < tiles_n; tj++) { /* B sliver stays in L1 across ti */
+            const float *b = bpack + (size_t)tj * kc * nr;
+            float *t = acc + (size_t)tj * tiles_m * mr * nr;
+            for (int ti = 0; ti < whole_m; ti++)
+                k.fn(kc, g->A + (i0 + ti * mr) * rs + p0 * ps, rs, ps, b, t + (size_t)ti * mr * nr, p0 == 0);
+            if (whole_m < tiles_m) k.fn(kc, apack, 1, mr, b, t + (size_t)whole_m * mr * nr, p0 == 0);
+        }
     }
     for (int tj = 0; tj < tiles_n; tj++) {
         for (int ti = 0; ti < tiles_m; ti++) {
-            const float *t = acc + ((size_t)tj * tiles_m + ti) * MR * NR;
-            int mr = rows - ti * MR < MR ? rows - ti * MR : MR;
-            int nr = cols - tj * NR < NR ? cols - tj * NR : NR;
-            for (int r = 0; r < mr; r++) {
-                float *c = g->C + (size_t)(i0 + ti * MR + r) * g->ldc + j0 + tj * NR;
-                if (nr == NR) finish_row(c, t + r * NR, g->alpha, g->beta);
-                else
-                    for (int q = 0; q < nr; q++) c[q] = finish(t[r * NR + q], c[q], g->alpha, g->beta);
+            const float *t = acc + ((size_t)tj * tiles_m + ti) * mr * nr;
+            int rows_here = rows - ti * mr < mr ? rows - ti * mr : mr;
+            int cols_here = cols - tj * nr < nr ? cols - tj * nr : nr;
+            for (int r = 0; r < rows_here; r++) {
+                float *c = g->C + (size_t)(i0 + ti * mr + r) * g->ldc + j0 + tj * nr;
+                finish_row(c, t + r * nr, cols_here, g->alpha, g->beta);
             }
         }
     }
@@ -243,17 +316,17 @@ static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; } /* floats per
 /* Cut C into tm x tn tasks of at most MC_MAX x NC_MAX. With several threads,
  * cut further until the tasks divide evenly among them (or are plenty);
  * where the cuts fall never changes the result. */
-static void plan_tasks(int M, int N, int nth, int *mc, int *nc)
+static void plan_tasks(int M, int N, int nth, int mr, int nr, int *mc, int *nc)
 {
     int tm = ceil_div(M, MC_MAX), tn = ceil_div(N, NC_MAX);
     while (nth > 1 && (tm * tn) % nth != 0 && tm * tn < 8 * nth) {
-        int can_m = ceil_div(M, tm) > MR, can_n = ceil_div(N, tn) > NR;
+        int can_m = ceil_div(M, tm) > mr, can_n = ceil_div(N, tn) > nr;
         if (!can_m && !can_n) break;
         if (can_m && (!can_n || (double)M / tm >= (double)N / tn)) tm++;
         else tn++;
     }
-    *mc = round_up(ceil_div(M, tm), MR);
-    *nc = round_up(ceil_div(N, tn), NR);
+    *mc = round_up(ceil_div(M, tm), mr);
+    *nc = round_up(ceil_div(N, tn), nr);
 }
 
 void da_gemm_portable(int trans_a, int trans_b, int M, int N, int K, float alpha,
@@ -269,17 +342,17 @@ void da_gemm_portable(int trans_a, int trans_b, int M, int N, int K, float alpha
 #ifdef _OPENMP
     if (!omp_in_parallel() && (double)M * N * K >= PARALLEL_MNK) nth = omp_get_max_threads();
 #endif
+    gemm_kernel kernel = pick_kernel();
     int mc, nc;
-    plan_tasks(M, N, nth, &mc, &nc);
+    plan_tasks(M, N, nth, kernel.mr, kernel.nr, &mc, &nc);
     int tm = ceil_div(M, mc), tn = ceil_div(N, nc), n_tasks = tm * tn;
     if (nth > n_tasks) nth = n_tasks;
     int kc = K < KC ? K : KC;
     /* one scratch allocation per call, carved into per-thread regions */
-    size_t a_n = round16((size_t)mc * kc), b_n = round16((size_t)kc * nc), acc_n = round16((size_t)mc * nc);
+    size_t a_n = round16((size_t)kernel.mr * kc), b_n = round16((size_t)kc * nc), acc_n = round16((size_t)mc * nc);
     size_t per_thread = a_n + b_n + acc_n;
     float *scratch = aligned_alloc(64, per_thread * (size_t)nth * sizeof(float));
     if (!scratch) { gemm_naive(&g); return; }
-    kernel_fn kernel = pick_kernel();
 
 #pragma omp parallel for schedule(static) num_threads(nth)
     for (int t = 0; t < n_tasks; t++) {
