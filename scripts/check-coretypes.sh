@@ -18,7 +18,11 @@ if [ "$(uname -m)" != x86_64 ]; then
 fi
 OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 DA_PAR_MIN=${DA_PAR_MIN:-0}   # every loop split over threads, as in check.sh
-export OMP_WAIT_POLICY DA_PAR_MIN
+# the suites' default GEMM is the portable one (no OpenBLAS kernel in it);
+# here they run on OpenBLAS, whose kernel is what changes (test_gemm and
+# test_golden check both backends whatever this says)
+DA_GEMM=openblas
+export OMP_WAIT_POLICY DA_PAR_MIN DA_GEMM
 flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
 lacks() {   # the CPU flags among $@ that this CPU does not have
   out=""

@@ -302,12 +302,13 @@ DA_API void da_gemm_items(int items, size_t stride_a, size_t stride_b, size_t st
 DA_API void da_gemm_portable(int trans_a, int trans_b, int M, int N, int K, float alpha,
                              const float *A, int lda, const float *B, int ldb,
                              float beta, float *C, int ldc);
-/* The backend in use: "openblas" or "portable". Chosen at run time:
- * da_gemm_set_backend("portable") (or DA_GEMM=portable, or `dalign --gemm
- * portable`) gives bits that are the same on every machine and
- * architecture; "openblas" (the default when built with it) is faster and
- * matches them within rounding. DA_ERR_INVALID for an unknown name or
- * "openblas" in a build without it. */
+/* The backend in use: "portable" or "openblas". Chosen at run time:
+ * "portable" (the default; DA_GEMM=portable, `dalign --gemm portable`)
+ * gives bits that are the same on every machine and architecture;
+ * "openblas" (da_gemm_set_backend("openblas"), builds with OpenBLAS)
+ * matches them within rounding and may be faster on CPUs whose FMA units
+ * also do the multiplies and adds (Intel). DA_ERR_INVALID for an unknown
+ * name or "openblas" in a build without it. */
 DA_API const char *da_gemm_backend(void);
 DA_API da_status da_gemm_set_backend(const char *name);
 

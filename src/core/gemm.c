@@ -15,11 +15,12 @@
  * image must always be computed by calls of the same shape).
  *
  * Backends, chosen at run time (da_gemm_set_backend, DA_GEMM):
- * - "openblas": cblas_sgemm per piece, pinned to one thread.
- * - "portable": gemm_portable.c, whose every element is the naive k-ordered
- *   sum whatever the blocking: bits identical on every machine and
- *   architecture. Because of that it may take a whole batch as one wide GEMM
+ * - "portable" (the default): gemm_portable.c, whose every element is the
+ *   naive k-ordered sum whatever the blocking: bits identical on every
+ *   machine and architecture. Because of that it may take a whole batch as one wide GEMM
  *   (faster) without changing any image's bits.
+ * - "openblas" (builds with OpenBLAS): cblas_sgemm per piece, pinned to one
+ *   thread.
  */
 #include <string.h>
 
@@ -33,11 +34,14 @@
 #include <omp.h>
 #endif
 
-#ifdef DA_USE_OPENBLAS
-static int use_portable = 0;
-#else
+/* The portable kernel is the default in every build: its bits are the same
+ * on every machine, and since its register tiles follow the vector width
+ * and op(A) is read in place (2026-12-06) it is also the faster of the two
+ * on the machines measured (docs/benchmarks.md). OpenBLAS stays one switch
+ * away (DA_GEMM=openblas, --gemm openblas) for CPUs where its FMA kernels
+ * win: an Intel core, where a multiply and an add share the FMA ports, gives
+ * a kernel without FMA about half its peak. */
 static int use_portable = 1;
-#endif
 
 const char *da_gemm_backend(void) { return use_portable ? "portable" : "openblas"; }
 
