@@ -145,12 +145,17 @@ static void bench_gemm(const char *key, const char *label, int M, int N, int K)
 
 static void gemm_section(void)
 {
+    /* The table compares the two backends: da_gemm runs OpenBLAS here when
+     * the build has it, whatever the default (the portable kernel since
+     * 2026-12-06); the sections after it run the default again. */
+    const char *saved = da_gemm_backend();
+    if (da_gemm_set_backend("openblas") != DA_OK) da_gemm_set_backend(saved);
     printf("\n== GEMM: C (M, N) = A (M, K) @ B (K, N), f32 row-major, alpha 1, beta 0\n");
     const char *pk = peak_gflops > 0 ? "  peak" : "";
     printf("%-22s %5s %5s %5s | %-9s %8s%s | %-9s %8s%s | %s%s\n", "shape", "M", "N", "K", "da_gemm ms",
            "GFLOP/s", pk, "portable", "GFLOP/s", pk, "portable/da_gemm",
            strcmp(da_gemm_backend(), "openblas") ? "" : " | OB-thr ms  da_gemm/OB-thr");
-    printf("(da_gemm = %s in this build: pieces fixed by the shape, one thread each; OB-thr = one cblas_sgemm\n"
+    printf("(da_gemm = %s in this table: pieces fixed by the shape, one thread each; OB-thr = one cblas_sgemm\n"
            " threaded by OpenBLAS itself, as before dalign owned the split: the last column is the split's cost)\n",
            da_gemm_backend());
     static const int sq[] = {64, 128, 256, 512, 1024};
@@ -165,6 +170,7 @@ static void gemm_section(void)
     bench_gemm("conv_c128_8x8", "conv3x3 C128 8x8", 128, 64, 1152);
     /* a UNet attention projection over one image's 8x8 tokens */
     bench_gemm("linear_64x128", "linear T64 C128", 64, 128, 128);
+    da_gemm_set_backend(saved);
 }
 
 /* ------------------------------------------------------------------------ */
