@@ -34,7 +34,7 @@
  * widest vectors take 8 x 32 (16 zmm accumulators), AVX2 4 x 24 (12 ymm),
  * SSE2 and NEON 8 x 16. The tile changes speed only, never a bit. */
 #define KC 128      /* K slice: a kc x nr sliver of B (up to 16 KB) stays in L1 */
-#define MC_MAX 256  /* rows per task: the packed A block (128 KB) stays in L2 */
+#define MC_MAX 256  /* rows per task: the A rows of one K slice (128 KB) stay in L2 */
 #define NC_MAX 512  /* columns per task: the packed B block (256 KB) stays in L2 */
 #define SMALL_MNK 4096     /* below M*N*K this, the naive loop beats packing */
 #define PARALLEL_MNK 65536 /* below this, waking threads costs more than it saves */
