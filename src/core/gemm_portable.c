@@ -123,31 +123,44 @@ static gemm_kernel pick_kernel(void) { return (gemm_kernel){kernel_scalar, 8, 16
 /* Packing                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* Transposing copy, for op(B) = B^T: dst[p * W + r] = src[r * ld + p] for
- * r < W, p < kc. Written p-outer with a constant W, so each step reads W
- * sequential streams and writes W contiguous floats (for W = 8, 1.6x the
- * r-outer loop's speed, measured on a Zen 5 core). */
-#define DEFINE_GATHER(W)                                                                  \
+/* One B sliver, dst (kc, W) = op(B)[p0 : p0+kc, W columns], per width W:
+ * - gather_W, op(B) = B^T: dst[p * W + c] = src[c * ld + p]. Written
+ *   p-outer with a constant W, so each step reads W sequential streams and
+ *   writes W contiguous floats (for W = 8, 1.6x the c-outer loop's speed,
+ *   measured on a Zen 5 core);
+ * - copy_W, op(B) = B: dst[p * W + c] = src[p * ld + c]. A constant W lets
+ *   the compiler copy each row with a few vector moves instead of a call to
+ *   memcpy (5% of sampling time when it called). */
+#define DEFINE_SLIVER_COPIES(W)                                                           \
     static void gather_##W(float *restrict dst, const float *restrict src, size_t ld, int kc) \
     {                                                                                    \
         for (int p = 0; p < kc; p++)                                                      \
-            for (int r = 0; r < (W); r++) dst[p * (W) + r] = src[r * ld + p];             \
+            for (int c = 0; c < (W); c++) dst[p * (W) + c] = src[c * ld + p];             \
+    }                                                                                    \
+    static void copy_##W(float *restrict dst, const float *restrict src, size_t ld, int kc) \
+    {                                                                                    \
+        for (int p = 0; p < kc; p++) memcpy(dst + p * (W), src + p * ld, (W) * sizeof(float)); \
     }
-DEFINE_GATHER(16)
-DEFINE_GATHER(24)
-DEFINE_GATHER(32)
+DEFINE_SLIVER_COPIES(16)
+DEFINE_SLIVER_COPIES(24)
+DEFINE_SLIVER_COPIES(32)
 
-/* the same for any width w (sliver edges, and widths without a copy above) */
-static void gather_any(float *restrict dst, int w, const float *restrict src, size_t ld, int used, int kc)
+/* dst (kc, w) from the `used` <= w columns of op(B) at src: a whole sliver
+ * of a width above takes its constant-width copy, an edge the plain loop */
+static void copy_sliver(float *restrict dst, int w, const float *restrict src, size_t ld, int trans, int used,
+                        int kc)
 {
+#define WHOLE_SLIVER(W)                                                                   \
+    case W: (trans ? gather_##W : copy_##W)(dst, src, ld, kc); return;
     switch (used == w ? w : 0) {
-    case 16: gather_16(dst, src, ld, kc); return;
-    case 24: gather_24(dst, src, ld, kc); return;
-    case 32: gather_32(dst, src, ld, kc); return;
+    WHOLE_SLIVER(16)
+    WHOLE_SLIVER(24)
+    WHOLE_SLIVER(32)
     default:
         for (int p = 0; p < kc; p++)
-            for (int r = 0; r < used; r++) dst[p * w + r] = src[r * ld + p];
+            for (int c = 0; c < used; c++) dst[p * w + c] = trans ? src[c * ld + p] : src[p * ld + c];
     }
+#undef WHOLE_SLIVER
 }
 
 /* dst: the sliver (kc, mr) of op(A)[i0 : i0+used, p0 : p0+kc], rows past
@@ -163,40 +176,15 @@ static void pack_a_edge(float *dst, int mr, const float *A, int lda, int trans_a
             dst[p * mr + r] = trans_a ? A[(size_t)(p0 + p) * lda + i0 + r] : A[(size_t)(i0 + r) * lda + p0 + p];
 }
 
-/* Plain copy, for op(B) = B: dst[p * W + c] = src[p * ld + c] for c < W,
- * p < kc. A constant W lets the compiler copy each row with a few vector
- * moves instead of a call to memcpy (5% of sampling time when it called). */
-#define DEFINE_COPY(W)                                                                    \
-    static void copy_##W(float *restrict dst, const float *restrict src, size_t ld, int kc) \
-    {                                                                                    \
-        for (int p = 0; p < kc; p++) memcpy(dst + p * (W), src + p * ld, (W) * sizeof(float)); \
-    }
-DEFINE_COPY(16)
-DEFINE_COPY(24)
-DEFINE_COPY(32)
-
-static void copy_rows(float *restrict dst, int w, const float *restrict src, size_t ld, int used, int kc)
-{
-    switch (used == w ? w : 0) {
-    case 16: copy_16(dst, src, ld, kc); return;
-    case 24: copy_24(dst, src, ld, kc); return;
-    case 32: copy_32(dst, src, ld, kc); return;
-    default:
-        for (int p = 0; p < kc; p++) memcpy(dst + (size_t)p * w, src + p * ld, (size_t)used * sizeof(float));
-    }
-}
-
 /* dst: slivers (kc, nr) of op(B)[p0 : p0+kc, j0 : j0+cols], columns padded with 0 */
 static void pack_b(float *dst, int nr, const float *B, int ldb, int trans_b, int j0, int cols, int p0, int kc)
 {
     for (int s = 0; s < cols; s += nr, dst += (size_t)kc * nr) {
         int used = cols - s < nr ? cols - s : nr;
         if (used < nr) memset(dst, 0, (size_t)kc * nr * sizeof(float));
-        if (trans_b) { /* op(B)[p][j] = B[j][p]: rows of B become sliver columns */
-            gather_any(dst, nr, B + (size_t)(j0 + s) * ldb + p0, (size_t)ldb, used, kc);
-        } else {
-            copy_rows(dst, nr, B + (size_t)p0 * ldb + j0 + s, (size_t)ldb, used, kc);
-        }
+        /* op(B)[p][j] = B[j][p] when transposed: rows of B become sliver columns */
+        const float *src = trans_b ? B + (size_t)(j0 + s) * ldb + p0 : B + (size_t)p0 * ldb + j0 + s;
+        copy_sliver(dst, nr, src, (size_t)ldb, trans_b, used, kc);
     }
 }
 
