@@ -312,8 +312,8 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    printf("== dalign core benchmarks: %d thread%s, da_gemm backend %s\n", threads,
-           threads == 1 ? "" : "s", da_gemm_backend());
+    printf("== dalign core benchmarks: %d thread%s, da_gemm backend %s (portable tile %s, vector kernels %s)\n",
+           threads, threads == 1 ? "" : "s", da_gemm_backend(), da_gemm_tile(), da_isa());
     if (peak_gflops > 0)
         printf("peak for %d thread%s: %.1f GFLOP/s (bench_peak's per-core peak x threads)\n", threads,
                threads == 1 ? "" : "s", peak_gflops);

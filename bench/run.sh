@@ -103,6 +103,7 @@ load_note() {
 load_note "at start"
 echo "$wait_note"
 echo "GEMM of dalign: ${DA_GEMM:-default of the build} (DA_GEMM=portable or openblas to choose)"
+echo "$("$B/dalign" --version) (DA_GEMM_TILE, DA_ISA to choose; each process times the tile again)"
 load_start=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo '?')
 echo
 

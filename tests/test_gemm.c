@@ -211,35 +211,51 @@ static void test_gemm_shapes(void **state)
     assert_int_equal(n_cases, 8 * 4 * 4);
 }
 
-/* The portable GEMM's register tile follows the vector copy (da_isa): 8 x 16
- * for base, 4 x 24 for avx2, 8 x 32 for avx512. Every copy this CPU runs
+/* The portable GEMM's register tile: 8 x 16 in xmm (base), 4 x 24 in ymm
+ * (avx2, and avx512 where zmm is not clearly faster), 8 x 32 in zmm
+ * (avx512). Every tile this CPU runs, under every vector copy that runs it,
  * keeps the naive loop's bits, on shapes with partial tiles in both
  * directions (N = 520 is no multiple of 24 or 32, M = 37 of 8 or 4), one
- * thread and two (other task cuts). */
+ * thread and two (other task cuts). A tile the copy in use cannot run
+ * falls back to the widest it can, and an unknown name is refused. */
 static void test_gemm_every_tile(void **state)
 {
     (void)state;
     const char *saved = da_isa(), *isas[3] = {"base", "avx2", "avx512"};
+    const char *tiles[3] = {"xmm", "ymm", "zmm"}, *descs[3] = {"xmm 8x16", "ymm 4x24", "zmm 8x32"};
     int saved_threads = da_get_threads(), n_run = 0;
     for (int k = 0; k < 3; k++) {
         if (da_set_isa(isas[k]) != DA_OK) continue; /* not on this CPU */
-        n_run++;
-        for (int t = 0; t < 4; t++) {
-            gemm_case c = {37, 520, 300, t >> 1, t & 1, 3, 0.5f, -2.0f};
-            gemm_inputs in = inputs_new(&c, 300u + (uint32_t)t);
-            mat naive = naive_f32(&c, &in);
-            char label[80];
-            for (int th = 1; th <= 2; th++) {
-                da_set_threads(th);
-                mat port = run_gemm(da_gemm_portable, &c, &in);
-                snprintf(label, sizeof label, "da_gemm_portable (%s, %d threads) vs naive", isas[k], th);
-                check_bits(label, &c, &port, &naive);
-                free(port.p);
+        for (int tile = 0; tile <= k; tile++) { /* the tiles this copy runs */
+            assert_int_equal(da_gemm_set_tile(tiles[tile]), DA_OK);
+            assert_string_equal(da_gemm_tile(), descs[tile]);
+            n_run++;
+            for (int t = 0; t < 4; t++) {
+                gemm_case c = {37, 520, 300, t >> 1, t & 1, 3, 0.5f, -2.0f};
+                gemm_inputs in = inputs_new(&c, 300u + (uint32_t)t);
+                mat naive = naive_f32(&c, &in);
+                char label[80];
+                for (int th = 1; th <= 2; th++) {
+                    da_set_threads(th);
+                    mat port = run_gemm(da_gemm_portable, &c, &in);
+                    snprintf(label, sizeof label, "da_gemm_portable (%s, tile %s, %d threads) vs naive", isas[k],
+                             da_gemm_tile(), th);
+                    check_bits(label, &c, &port, &naive);
+                    free(port.p);
+                }
+                free(naive.p);
+                inputs_free(&in);
             }
-            free(naive.p);
-            inputs_free(&in);
+        }
+        /* too wide for this copy: the widest it runs */
+        if (k < 2) {
+            assert_int_equal(da_gemm_set_tile("zmm"), DA_OK);
+            assert_string_equal(da_gemm_tile(), descs[k]);
         }
     }
+    assert_int_equal(da_gemm_set_tile("auto"), DA_OK);
+    assert_int_equal(da_gemm_set_tile("ymm8"), DA_ERR_INVALID);
+    assert_non_null(strstr(da_last_error(), "unknown GEMM tile 'ymm8'"));
     da_set_threads(saved_threads);
     assert_int_equal(da_set_isa(saved), DA_OK);
     assert_true(n_run >= 1); /* base runs everywhere */

@@ -125,8 +125,8 @@ DA_API const char *da_log_level_name(da_log_level level);
  * independent outputs only and keep every reduction in a fixed order. */
 DA_API void da_set_threads(int n);
 DA_API int da_get_threads(void);
-/* Reads DA_THREADS, DA_GEMM (see da_gemm_set_backend) and DA_ISA (see
- * da_set_isa) from the environment.
+/* Reads DA_THREADS, DA_GEMM (see da_gemm_set_backend), DA_GEMM_TILE (see
+ * da_gemm_set_tile) and DA_ISA (see da_set_isa) from the environment.
  * DA_THREADS must be a count in [1, 4096]; anything else (0, -1, "two")
  * is ignored with a DA_LOG_WARN and all cores are used. */
 DA_API void da_threads_init(void);
@@ -311,6 +311,15 @@ DA_API void da_gemm_portable(int trans_a, int trans_b, int M, int N, int K, floa
  * name or "openblas" in a build without it. */
 DA_API const char *da_gemm_backend(void);
 DA_API da_status da_gemm_set_backend(const char *name);
+/* The portable GEMM's register tile, e.g. "ymm 4x24": "xmm 8x16" (SSE2,
+ * NEON), "ymm 4x24" (AVX2), on AVX-512 "zmm 8x32" or "ymm 4x24", zmm where it
+ * ran clearly faster when timed once per process (a zmm operation is two
+ * 256-bit halves on some cores, Zen 4). da_gemm_set_tile("xmm" | "ymm" | "zmm") chooses
+ * (DA_GEMM_TILE, read by da_threads_init; a tile the instruction set in use,
+ * da_isa, cannot run gives the widest it can), "auto" restores the timed
+ * choice. Every tile gives the same bits: speed only. */
+DA_API const char *da_gemm_tile(void);
+DA_API da_status da_gemm_set_tile(const char *name);
 
 /* ------------------------------------------------------------------------ */
 /* Kernel pairs (raw float*) and their tape wrappers (da_tensor*).          */

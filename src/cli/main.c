@@ -45,7 +45,8 @@ static void usage(FILE *f)
             "                    built with it; equal within rounding, faster on\n"
             "                    some Intel cores); default: $DA_GEMM, else portable\n"
             "  -h, --help        show this help and exit\n"
-            "  --version         show the version and the GEMM backend, and exit\n"
+            "  --version         show the version, the GEMM backend and tile and the\n"
+            "                    vector kernels in use, and exit\n"
             "\n"
             "Threads never change the bits of a result. Idle worker threads spin\n"
             "briefly, then sleep (GOMP_SPINCOUNT=1000) unless OMP_WAIT_POLICY or\n"
@@ -119,7 +120,8 @@ int main(int argc, char **argv)
     for (int c; (c = cli_next(&p)) != CLI_DONE;) {
         if (c == CLI_EXIT) return p.rc;
         if (c == OPT_VERSION) {
-            printf("dalign %s (gemm: %s)\n", da_version(), da_gemm_backend());
+            printf("dalign %s (gemm: %s, portable tile %s; vector kernels: %s)\n", da_version(), da_gemm_backend(),
+                   da_gemm_tile(), da_isa());
             return 0;
         }
         if (c == OPT_GEMM && da_gemm_set_backend(p.val) != DA_OK) {

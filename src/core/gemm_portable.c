@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dalign/core.h"
 
@@ -30,9 +31,10 @@
 #include <omp.h>
 #endif
 
-/* The register tile is chosen per instruction set (gemm_kernel below): the
- * widest vectors take 8 x 32 (16 zmm accumulators), AVX2 4 x 24 (12 ymm),
- * SSE2 and NEON 8 x 16. The tile changes speed only, never a bit. */
+/* The register tile follows the instruction set and the core (tile_index
+ * below): 8 x 32 in zmm (16 accumulators) or 4 x 24 in ymm (12), whichever
+ * is faster on this core, on AVX-512; 4 x 24 on AVX2; 8 x 16 on SSE2 and NEON. The
+ * tile changes speed only, never a bit. */
 #define KC 128      /* K slice: a kc x nr sliver of B (up to 16 KB) stays in L1 */
 #define MC_MAX 256  /* rows per task: the A rows of one K slice (128 KB) stay in L2 */
 #define NC_MAX 512  /* columns per task: the packed B block (256 KB) stays in L2 */
@@ -55,10 +57,14 @@ typedef struct gemm_kernel {
 #if defined(__GNUC__)
 /* Written once with GNU vector types, stamped out per vector width and tile
  * so each instance keeps its MR x NR accumulators in native registers. Plain
- * C arithmetic on vectors: no intrinsics, no FMA. Tiles measured on a Zen 5
- * core, the kernel alone in L1 (GFLOP/s): zmm 8x16 198, 8x32 225; ymm 8x16
- * 75 (it spills: 16 accumulators + 2 B vectors > 16 registers), 6x16 90,
- * 4x24 98; xmm (SSE2) 37-42 for every tile from 4x8 to 8x16. */
+ * C arithmetic on vectors: no intrinsics, no FMA. Tiles measured, the kernel
+ * alone in L1, one core (GFLOP/s):
+ *   Zen 5: zmm 8x16 198, 8x32 225; ymm 8x16 75 (it spills: 16 accumulators
+ *          + 2 B vectors > 16 registers), 6x16 90, 4x24 98; xmm (SSE2)
+ *          37-42 for every tile from 4x8 to 8x16;
+ *   Zen 4: zmm 4x32 86, 8x32 83, 8x16 102, 8x48 89, 12x32 53; ymm 4x24 113,
+ *          6x16 110, 4x16 106 (and with AVX-512VL's 32 registers 8x24 113).
+ * Which one runs: tile_index below. */
 #define DEFINE_KERNEL(name, attr, vbytes, MR, NR)                                       \
     attr static void name(int kc, const float *restrict a, ptrdiff_t rs, ptrdiff_t ps,   \
                           const float *restrict b, float *restrict acc, int first)       \
@@ -91,17 +97,115 @@ DEFINE_KERNEL(kernel_v8, __attribute__((target("avx2"))), 32, 4, 24)
 DEFINE_KERNEL(kernel_v16, __attribute__((target("avx512f"))), 64, 8, 32)
 #endif
 
-/* The tile of the vector copy chosen for the vector kernels (da_isa: the
- * widest this CPU runs, or DA_ISA / da_set_isa), so that the tests can run
- * every tile on one machine. All instances give identical bits. */
-static gemm_kernel pick_kernel(void)
-{
+/* ------------------------------------------------------------------------ */
+/* Which tile runs. The vector width that is fastest is not the widest one  */
+/* everywhere: the kernel alone in L1, one core (GFLOP/s):                  */
+/*   Zen 5 (EPYC, family 26)  zmm 8x32 225, ymm 4x24  98                    */
+/*   Zen 4 (EPYC, family 25)  zmm 8x32  83, ymm 4x24 113                    */
+/* (Zen 4 splits each zmm operation in two 256-bit halves). So on an        */
+/* AVX-512 CPU both tiles are timed once per process, on a kc = 128 sliver  */
+/* in L1 (under a millisecond), and zmm runs where it is clearly faster      */
+/* (timed_tile); DA_GEMM_TILE or da_gemm_set_tile chooses instead. Every    */
+/* tile gives the same bits: the choice changes speed only.                 */
+/* ------------------------------------------------------------------------ */
+
+/* The tiles by rank of the vector copy (da_isa) that first runs them:
+ * 0 base (xmm), 1 avx2 (ymm), 2 avx512 (zmm); aarch64 has only rank 0. */
+typedef struct tile_entry {
+    const char *desc; /* da_gemm_tile's answer: registers and mr x nr */
+    gemm_kernel k;
+} tile_entry;
+
 #if defined(__x86_64__) || defined(__i386__)
-    const char *isa = da_isa();
-    if (!strcmp(isa, "avx512")) return (gemm_kernel){kernel_v16, 8, 32};
-    if (!strcmp(isa, "avx2")) return (gemm_kernel){kernel_v8, 4, 24};
+static const tile_entry tiles[] = {
+    {"xmm 8x16", {kernel_v4, 8, 16}},
+    {"ymm 4x24", {kernel_v8, 4, 24}},
+    {"zmm 8x32", {kernel_v16, 8, 32}},
+};
+#else
+static const tile_entry tiles[] = {{"xmm 8x16", {kernel_v4, 8, 16}}};
 #endif
-    return (gemm_kernel){kernel_v4, 8, 16};
+enum { N_TILES = (int)(sizeof tiles / sizeof tiles[0]) };
+static const char *const tile_names[] = {"xmm", "ymm", "zmm"}; /* every build knows them */
+
+static int isa_rank(const char *isa)
+{
+    return !strcmp(isa, "avx512") ? 2 : !strcmp(isa, "avx2") ? 1 : 0;
+}
+
+/* the rank chosen by name (DA_GEMM_TILE, da_gemm_set_tile), or -1: automatic */
+static int tile_forced = -1;
+/* the automatic choice on an AVX-512 CPU, once measured (-1: not yet) */
+static int tile_timed = -1;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* zmm (tile wide) unless ymm (tile narrow) is about as fast: zmm pays on
+ * cores with whole 512-bit units, where it is twice as fast (Zen 5: 225
+ * against 98 GFLOP/s); on Zen 4 ymm wins (113 against 85), but when the
+ * core's SMT sibling is busy (a shared host) both fall to 75-80 and the
+ * faster one is a coin toss, so zmm must win by 25%. Timed on the same
+ * work: an (mr x 128) A sliver read in place and a packed (128, nr) B
+ * sliver, the two alternating, the best of 5 rounds each. */
+static int timed_tile(int wide, int narrow)
+{
+    enum { KT = 128, CALLS = 64, ROUNDS = 5 };
+    static float A_[16 * KT], B_[KT * 32], acc[16 * 32];
+    for (int i = 0; i < 16 * KT; i++) A_[i] = (float)(i % 7) * 0.125f;
+    for (int i = 0; i < KT * 32; i++) B_[i] = (float)(i % 5) * 0.25f;
+    double best[2] = {0, 0}; /* GFLOP/s */
+    int who[2] = {wide, narrow};
+    for (int r = 0; r < ROUNDS; r++)
+        for (int w = 0; w < 2; w++) {
+            gemm_kernel k = tiles[who[w]].k;
+            double t0 = now_s();
+            for (int c = 0; c < CALLS; c++) k.fn(KT, A_, KT, 1, B_, acc, c == 0);
+            double gflops = 2e-9 * k.mr * k.nr * KT * CALLS / (now_s() - t0 + 1e-12);
+            if (gflops > best[w]) best[w] = gflops;
+        }
+    return best[0] >= 1.25 * best[1] ? wide : narrow;
+}
+
+/* the tile for the vector copy in use (da_isa): the one chosen by name, or
+ * the widest this copy runs when it runs no wider one; automatically, the
+ * widest, except that on AVX-512 zmm must be clearly faster than ymm
+ * (timed_tile, once per process) */
+static int tile_index(void)
+{
+    int widest = isa_rank(da_isa());
+    if (widest > N_TILES - 1) widest = N_TILES - 1;
+    if (tile_forced >= 0) return tile_forced < widest ? tile_forced : widest;
+    if (widest < 2) return widest;
+    int t = __atomic_load_n(&tile_timed, __ATOMIC_ACQUIRE);
+    if (t < 0) { /* two threads may both time: either answer is right */
+        t = timed_tile(2, 1);
+        __atomic_store_n(&tile_timed, t, __ATOMIC_RELEASE);
+    }
+    return t;
+}
+
+static gemm_kernel pick_kernel(void) { return tiles[tile_index()].k; }
+
+const char *da_gemm_tile(void) { return tiles[tile_index()].desc; }
+
+da_status da_gemm_set_tile(const char *name)
+{
+    if (!name || !*name || !strcmp(name, "auto")) {
+        tile_forced = -1;
+        return DA_OK;
+    }
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(name, tile_names[i])) {
+            tile_forced = i;
+            return DA_OK;
+        }
+    return da_fail(DA_ERR_INVALID, "unknown GEMM tile '%s' (auto, xmm, ymm, zmm; a tile wider than the "
+                   "instruction set in use falls back to the widest it runs)", name);
 }
 #else
 /* Other compilers: the same tile in scalar C. */
@@ -117,6 +221,12 @@ static void kernel_scalar(int kc, const float *restrict a, ptrdiff_t rs, ptrdiff
     memcpy(acc, c, sizeof c);
 }
 static gemm_kernel pick_kernel(void) { return (gemm_kernel){kernel_scalar, 8, 16}; }
+const char *da_gemm_tile(void) { return "scalar 8x16"; }
+da_status da_gemm_set_tile(const char *name)
+{
+    if (!name || !*name || !strcmp(name, "auto")) return DA_OK;
+    return da_fail(DA_ERR_INVALID, "GEMM tile '%s': this build has only the scalar tile", name);
+}
 #endif
 
 /* ------------------------------------------------------------------------ */

@@ -72,6 +72,9 @@ void da_threads_init(void)
     const char *gemm = getenv("DA_GEMM");
     if (gemm && *gemm && da_gemm_set_backend(gemm) != DA_OK)
         da_log(DA_LOG_WARN, "dalign: ignoring DA_GEMM: %s", da_last_error());
+    const char *tile = getenv("DA_GEMM_TILE");
+    if (tile && *tile && da_gemm_set_tile(tile) != DA_OK)
+        da_log(DA_LOG_WARN, "dalign: ignoring DA_GEMM_TILE: %s", da_last_error());
     const char *isa = getenv("DA_ISA");
     if (isa && *isa && da_set_isa(isa) != DA_OK) da_log(DA_LOG_WARN, "dalign: ignoring DA_ISA: %s", da_last_error());
 }
