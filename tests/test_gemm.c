@@ -212,26 +212,30 @@ static void test_gemm_shapes(void **state)
 }
 
 /* The portable GEMM's register tile: 8 x 16 in xmm (base), 4 x 24 in ymm
- * (avx2, and avx512 where zmm is not clearly faster), 8 x 32 in zmm
- * (avx512). Every tile this CPU runs, under every vector copy that runs it,
+ * (avx2), 8 x 16 in ymm (avx512, where zmm is not clearly faster), 8 x 32
+ * in zmm (avx512). Every tile this CPU runs, under every vector copy that runs it,
  * keeps the naive loop's bits, on shapes with partial tiles in both
- * directions (N = 520 is no multiple of 24 or 32, M = 37 of 8 or 4), one
- * thread and two (other task cuts). A tile the copy in use cannot run
+ * directions (N = 520 is no multiple of 24 or 32, M = 37 of 8 or 4), with
+ * C = A B (whole tiles sum in C itself) and C = 0.5 A B - 2 C (in a buffer),
+ * one thread and two (other task cuts). A tile the copy in use cannot run
  * falls back to the widest it can, and an unknown name is refused. */
 static void test_gemm_every_tile(void **state)
 {
     (void)state;
     const char *saved = da_isa(), *isas[3] = {"base", "avx2", "avx512"};
-    const char *tiles[3] = {"xmm", "ymm", "zmm"}, *descs[3] = {"xmm 8x16", "ymm 4x24", "zmm 8x32"};
+    const char *tiles[3] = {"xmm", "ymm", "zmm"};
+    /* descs[copy][width]: the ymm tile of avx512 has AVX-512VL's 32 registers */
+    const char *descs[3][3] = {{"xmm 8x16"}, {"xmm 8x16", "ymm 4x24"}, {"xmm 8x16", "ymm 8x16", "zmm 8x32"}};
     int saved_threads = da_get_threads(), n_run = 0;
     for (int k = 0; k < 3; k++) {
         if (da_set_isa(isas[k]) != DA_OK) continue; /* not on this CPU */
         for (int tile = 0; tile <= k; tile++) { /* the tiles this copy runs */
             assert_int_equal(da_gemm_set_tile(tiles[tile]), DA_OK);
-            assert_string_equal(da_gemm_tile(), descs[tile]);
+            assert_string_equal(da_gemm_tile(), descs[k][tile]);
             n_run++;
-            for (int t = 0; t < 4; t++) {
-                gemm_case c = {37, 520, 300, t >> 1, t & 1, 3, 0.5f, -2.0f};
+            for (int t = 0; t < 8; t++) { /* 4 transposes x (alpha 1, beta 0: sums kept in C; 0.5, -2) */
+                float alpha = t < 4 ? 1.0f : 0.5f, beta = t < 4 ? 0.0f : -2.0f;
+                gemm_case c = {37, 520, 300, (t >> 1) & 1, t & 1, 3, alpha, beta};
                 gemm_inputs in = inputs_new(&c, 300u + (uint32_t)t);
                 mat naive = naive_f32(&c, &in);
                 char label[80];
@@ -250,7 +254,7 @@ static void test_gemm_every_tile(void **state)
         /* too wide for this copy: the widest it runs */
         if (k < 2) {
             assert_int_equal(da_gemm_set_tile("zmm"), DA_OK);
-            assert_string_equal(da_gemm_tile(), descs[k]);
+            assert_string_equal(da_gemm_tile(), descs[k][k]);
         }
     }
     assert_int_equal(da_gemm_set_tile("auto"), DA_OK);

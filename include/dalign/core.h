@@ -311,13 +311,14 @@ DA_API void da_gemm_portable(int trans_a, int trans_b, int M, int N, int K, floa
  * name or "openblas" in a build without it. */
 DA_API const char *da_gemm_backend(void);
 DA_API da_status da_gemm_set_backend(const char *name);
-/* The portable GEMM's register tile, e.g. "ymm 4x24": "xmm 8x16" (SSE2,
- * NEON), "ymm 4x24" (AVX2), on AVX-512 "zmm 8x32" or "ymm 4x24", zmm where it
- * ran clearly faster when timed once per process (a zmm operation is two
- * 256-bit halves on some cores, Zen 4). da_gemm_set_tile("xmm" | "ymm" | "zmm") chooses
- * (DA_GEMM_TILE, read by da_threads_init; a tile the instruction set in use,
- * da_isa, cannot run gives the widest it can), "auto" restores the timed
- * choice. Every tile gives the same bits: speed only. */
+/* The portable GEMM's register tile, e.g. "ymm 8x16": "xmm 8x16" (SSE2,
+ * NEON), "ymm 4x24" (AVX2), on AVX-512 "zmm 8x32" where it ran clearly
+ * faster than "ymm 8x16" when timed once per process (a zmm operation is
+ * two 256-bit halves on some cores, Zen 4). da_gemm_set_tile("xmm" | "ymm"
+ * | "zmm") chooses the register width (DA_GEMM_TILE, read by
+ * da_threads_init; a width the instruction set in use, da_isa, cannot run
+ * gives the widest it can), "auto" restores the timed choice. Every tile
+ * gives the same bits: speed only. */
 DA_API const char *da_gemm_tile(void);
 DA_API da_status da_gemm_set_tile(const char *name);
 

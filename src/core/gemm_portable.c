@@ -31,17 +31,18 @@
 #include <omp.h>
 #endif
 
-/* The register tile follows the instruction set and the core (tile_index
- * below): 8 x 32 in zmm (16 accumulators) or 4 x 24 in ymm (12), whichever
- * is faster on this core, on AVX-512; 4 x 24 on AVX2; 8 x 16 on SSE2 and NEON. The
- * tile changes speed only, never a bit. */
+/* The register tile follows the instruction set and the core (tile_in_use
+ * below): on AVX-512 8 x 32 in zmm (16 accumulators) or 8 x 16 in ymm,
+ * whichever is faster on this core; 4 x 24 in ymm on AVX2; 8 x 16 in xmm
+ * on SSE2 and NEON. The tile changes speed only, never a bit. */
 #define KC 128      /* K slice: a kc x nr sliver of B (up to 16 KB) stays in L1 */
 #define MC_MAX 256  /* rows per task: the A rows of one K slice (128 KB) stay in L2 */
 #define NC_MAX 512  /* columns per task: the packed B block (256 KB) stays in L2 */
 #define SMALL_MNK 4096     /* below M*N*K this, the naive loop beats packing */
 #define PARALLEL_MNK 65536 /* below this, waking threads costs more than it saves */
 
-typedef void (*kernel_fn)(int kc, const float *a, ptrdiff_t rs, ptrdiff_t ps, const float *b, float *acc, int first);
+typedef void (*kernel_fn)(int kc, const float *a, ptrdiff_t rs, ptrdiff_t ps, const float *b, float *acc,
+                          ptrdiff_t ld, int first);
 typedef struct gemm_kernel {
     kernel_fn fn;
     int mr, nr; /* register tile: mr rows of op(A) x nr columns of op(B) */
@@ -51,7 +52,8 @@ typedef struct gemm_kernel {
 /* Micro-kernel: acc (MR, NR) = (first ? 0 : acc) + sum_p a[:, p] (MR) x b[p] (NR) */
 /* a[i, p] = a[i * rs + p * ps]: A read where it lies (a whole sliver of     */
 /* rows, rs = lda, ps = 1, or transposed, rs = 1, ps = lda) or from a packed */
-/* edge sliver (rs = 1, ps = MR); b: packed sliver (kc, NR); acc row-major. */
+/* edge sliver (rs = 1, ps = MR); b: packed sliver (kc, NR); acc row-major  */
+/* with rows ld apart (the task's tile buffer, or C itself: gemm_task).     */
 /* ------------------------------------------------------------------------ */
 
 #if defined(__GNUC__)
@@ -67,7 +69,8 @@ typedef struct gemm_kernel {
  * Which one runs: tile_index below. */
 #define DEFINE_KERNEL(name, attr, vbytes, MR, NR)                                       \
     attr static void name(int kc, const float *restrict a, ptrdiff_t rs, ptrdiff_t ps,   \
-                          const float *restrict b, float *restrict acc, int first)       \
+                          const float *restrict b, float *restrict acc, ptrdiff_t ld,    \
+                          int first)                                                     \
     {                                                                                    \
         typedef float vec __attribute__((vector_size(vbytes)));                          \
         enum { VL = (vbytes) / (int)sizeof(float), NV = (NR) / VL };                      \
@@ -77,7 +80,7 @@ typedef struct gemm_kernel {
         _Pragma("GCC unroll 8") for (int i = 0; i < (MR); i++)                            \
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) {                        \
                 if (first) c[i][v] = (vec){0};                                           \
-                else memcpy(&c[i][v], acc + i * (NR) + v * VL, sizeof(vec));              \
+                else memcpy(&c[i][v], acc + i * ld + v * VL, sizeof(vec));                \
             }                                                                            \
         for (ptrdiff_t p = 0; p < kc; p++, b += (NR)) {                                  \
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                          \
@@ -88,12 +91,14 @@ typedef struct gemm_kernel {
         }                                                                                \
         _Pragma("GCC unroll 8") for (int i = 0; i < (MR); i++)                            \
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                          \
-                memcpy(acc + i * (NR) + v * VL, &c[i][v], sizeof(vec));                   \
+                memcpy(acc + i * ld + v * VL, &c[i][v], sizeof(vec));                     \
     }
 
 DEFINE_KERNEL(kernel_v4, , 16, 8, 16) /* SSE2 / NEON: every 64-bit x86 and ARM core */
 #if defined(__x86_64__) || defined(__i386__)
 DEFINE_KERNEL(kernel_v8, __attribute__((target("avx2"))), 32, 4, 24)
+/* AVX-512VL: ymm operations with 32 registers, so 8 x 16 does not spill */
+DEFINE_KERNEL(kernel_v8_vl, __attribute__((target("avx512f,avx512vl"))), 32, 8, 16)
 DEFINE_KERNEL(kernel_v16, __attribute__((target("avx512f"))), 64, 8, 32)
 #endif
 
@@ -101,40 +106,59 @@ DEFINE_KERNEL(kernel_v16, __attribute__((target("avx512f"))), 64, 8, 32)
 /* Which tile runs. The vector width that is fastest is not the widest one  */
 /* everywhere: the kernel alone in L1, one core (GFLOP/s):                  */
 /*   Zen 5 (EPYC, family 26)  zmm 8x32 225, ymm 4x24  98                    */
-/*   Zen 4 (EPYC, family 25)  zmm 8x32  83, ymm 4x24 113                    */
+/*   Zen 4 (EPYC, family 25)  zmm 8x32  83, ymm 4x24 113, ymm 8x16 111      */
 /* (Zen 4 splits each zmm operation in two 256-bit halves). So on an        */
-/* AVX-512 CPU both tiles are timed once per process, on a kc = 128 sliver  */
-/* in L1 (under a millisecond), and zmm runs where it is clearly faster      */
-/* (timed_tile); DA_GEMM_TILE or da_gemm_set_tile chooses instead. Every    */
-/* tile gives the same bits: the choice changes speed only.                 */
+/* AVX-512 CPU zmm and ymm are timed once per process, on a kc = 128 sliver */
+/* in L1 (under a millisecond), and zmm runs where it is clearly faster     */
+/* (timed_tile); DA_GEMM_TILE or da_gemm_set_tile chooses instead. The ymm  */
+/* tile of AVX-512 is 8 x 16, not AVX2's 4 x 24: the UNet's GEMMs have 64,  */
+/* 128 or 256 rows and columns, which 8 x 16 tiles exactly, and its forward */
+/* at batch 32 took 86 ms instead of 91 on Zen 4. Every tile gives the same */
+/* bits: the choice changes speed only.                                     */
 /* ------------------------------------------------------------------------ */
 
-/* The tiles by rank of the vector copy (da_isa) that first runs them:
- * 0 base (xmm), 1 avx2 (ymm), 2 avx512 (zmm); aarch64 has only rank 0. */
 typedef struct tile_entry {
     const char *desc; /* da_gemm_tile's answer: registers and mr x nr */
     gemm_kernel k;
 } tile_entry;
 
-#if defined(__x86_64__) || defined(__i386__)
-static const tile_entry tiles[] = {
-    {"xmm 8x16", {kernel_v4, 8, 16}},
-    {"ymm 4x24", {kernel_v8, 4, 24}},
-    {"zmm 8x32", {kernel_v16, 8, 32}},
-};
-#else
-static const tile_entry tiles[] = {{"xmm 8x16", {kernel_v4, 8, 16}}};
-#endif
-enum { N_TILES = (int)(sizeof tiles / sizeof tiles[0]) };
+/* by register width: xmm, ymm, zmm (tile_names); by vector copy (da_isa),
+ * the tiles of base, avx2 and avx512 (aarch64 has base only) */
+enum { XMM, YMM, ZMM };
 static const char *const tile_names[] = {"xmm", "ymm", "zmm"}; /* every build knows them */
+static const tile_entry tile_xmm = {"xmm 8x16", {kernel_v4, 8, 16}};
+#if defined(__x86_64__) || defined(__i386__)
+static const tile_entry tile_ymm_avx2 = {"ymm 4x24", {kernel_v8, 4, 24}};
+static const tile_entry tile_ymm_avx512 = {"ymm 8x16", {kernel_v8_vl, 8, 16}};
+static const tile_entry tile_zmm = {"zmm 8x32", {kernel_v16, 8, 32}};
+#endif
 
-static int isa_rank(const char *isa)
+/* the widest register width the vector copy in use (da_isa) runs */
+static int widest_width(void)
 {
-    return !strcmp(isa, "avx512") ? 2 : !strcmp(isa, "avx2") ? 1 : 0;
+#if defined(__x86_64__) || defined(__i386__)
+    const char *isa = da_isa();
+    return !strcmp(isa, "avx512") ? ZMM : !strcmp(isa, "avx2") ? YMM : XMM;
+#else
+    return XMM;
+#endif
 }
 
-/* the rank chosen by name (DA_GEMM_TILE, da_gemm_set_tile), or -1: automatic */
+/* the tile of width w (at most widest_width()) under the copy in use */
+static const tile_entry *tile_of(int w)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (w == ZMM) return &tile_zmm;
+    if (w == YMM) return widest_width() == ZMM ? &tile_ymm_avx512 : &tile_ymm_avx2;
+#endif
+    (void)w;
+    return &tile_xmm;
+}
+
+/* the width chosen by name (DA_GEMM_TILE, da_gemm_set_tile), or -1: automatic */
 static int tile_forced = -1;
+
+#if defined(__x86_64__) || defined(__i386__)
 /* the automatic choice on an AVX-512 CPU, once measured (-1: not yet) */
 static int tile_timed = -1;
 
@@ -145,53 +169,57 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* zmm (tile wide) unless ymm (tile narrow) is about as fast: zmm pays on
- * cores with whole 512-bit units, where it is twice as fast (Zen 5: 225
- * against 98 GFLOP/s); on Zen 4 ymm wins (113 against 85), but when the
- * core's SMT sibling is busy (a shared host) both fall to 75-80 and the
- * faster one is a coin toss, so zmm must win by 25%. Timed on the same
- * work: an (mr x 128) A sliver read in place and a packed (128, nr) B
- * sliver, the two alternating, the best of 5 rounds each. */
-static int timed_tile(int wide, int narrow)
+/* ZMM unless YMM is about as fast: zmm pays on cores with whole 512-bit
+ * units, where it is twice as fast (Zen 5: 225 against 98 GFLOP/s); on Zen
+ * 4 ymm wins (111-113 against 85), but when the core's SMT sibling is busy
+ * (a shared host) both fall to 75-80 and the faster one is a coin toss, so
+ * zmm must win by 25%. Timed on the same work: an (mr x 128) A sliver read
+ * in place and a packed (128, nr) B sliver, the two alternating, the best
+ * of 5 rounds each. */
+static int timed_width(void)
 {
     enum { KT = 128, CALLS = 64, ROUNDS = 5 };
     static float A_[16 * KT], B_[KT * 32], acc[16 * 32];
     for (int i = 0; i < 16 * KT; i++) A_[i] = (float)(i % 7) * 0.125f;
     for (int i = 0; i < KT * 32; i++) B_[i] = (float)(i % 5) * 0.25f;
-    double best[2] = {0, 0}; /* GFLOP/s */
-    int who[2] = {wide, narrow};
+    double best[2] = {0, 0}; /* GFLOP/s of zmm, ymm */
+    const gemm_kernel who[2] = {tile_zmm.k, tile_ymm_avx512.k};
     for (int r = 0; r < ROUNDS; r++)
         for (int w = 0; w < 2; w++) {
-            gemm_kernel k = tiles[who[w]].k;
+            gemm_kernel k = who[w];
             double t0 = now_s();
-            for (int c = 0; c < CALLS; c++) k.fn(KT, A_, KT, 1, B_, acc, c == 0);
+            for (int c = 0; c < CALLS; c++) k.fn(KT, A_, KT, 1, B_, acc, k.nr, c == 0);
             double gflops = 2e-9 * k.mr * k.nr * KT * CALLS / (now_s() - t0 + 1e-12);
             if (gflops > best[w]) best[w] = gflops;
         }
-    return best[0] >= 1.25 * best[1] ? wide : narrow;
+    return best[0] >= 1.25 * best[1] ? ZMM : YMM;
 }
+#endif
 
-/* the tile for the vector copy in use (da_isa): the one chosen by name, or
- * the widest this copy runs when it runs no wider one; automatically, the
- * widest, except that on AVX-512 zmm must be clearly faster than ymm
- * (timed_tile, once per process) */
-static int tile_index(void)
+/* the tile for the vector copy in use (da_isa): of the width chosen by name
+ * (or the widest this copy runs, when it runs no such width); automatically,
+ * the widest, except that on AVX-512 zmm must be clearly faster than ymm
+ * (timed_width, once per process) */
+static const tile_entry *tile_in_use(void)
 {
-    int widest = isa_rank(da_isa());
-    if (widest > N_TILES - 1) widest = N_TILES - 1;
-    if (tile_forced >= 0) return tile_forced < widest ? tile_forced : widest;
-    if (widest < 2) return widest;
-    int t = __atomic_load_n(&tile_timed, __ATOMIC_ACQUIRE);
-    if (t < 0) { /* two threads may both time: either answer is right */
-        t = timed_tile(2, 1);
-        __atomic_store_n(&tile_timed, t, __ATOMIC_RELEASE);
+    int widest = widest_width();
+    if (tile_forced >= 0) return tile_of(tile_forced < widest ? tile_forced : widest);
+#if defined(__x86_64__) || defined(__i386__)
+    if (widest == ZMM) {
+        int w = __atomic_load_n(&tile_timed, __ATOMIC_ACQUIRE);
+        if (w < 0) { /* two threads may both time: either answer is right */
+            w = timed_width();
+            __atomic_store_n(&tile_timed, w, __ATOMIC_RELEASE);
+        }
+        return tile_of(w);
     }
-    return t;
+#endif
+    return tile_of(widest);
 }
 
-static gemm_kernel pick_kernel(void) { return tiles[tile_index()].k; }
+static gemm_kernel pick_kernel(void) { return tile_in_use()->k; }
 
-const char *da_gemm_tile(void) { return tiles[tile_index()].desc; }
+const char *da_gemm_tile(void) { return tile_in_use()->desc; }
 
 da_status da_gemm_set_tile(const char *name)
 {
@@ -199,7 +227,7 @@ da_status da_gemm_set_tile(const char *name)
         tile_forced = -1;
         return DA_OK;
     }
-    for (int i = 0; i < 3; i++)
+    for (int i = XMM; i <= ZMM; i++)
         if (!strcmp(name, tile_names[i])) {
             tile_forced = i;
             return DA_OK;
@@ -210,15 +238,16 @@ da_status da_gemm_set_tile(const char *name)
 #else
 /* Other compilers: the same tile in scalar C. */
 static void kernel_scalar(int kc, const float *restrict a, ptrdiff_t rs, ptrdiff_t ps,
-                          const float *restrict b, float *restrict acc, int first)
+                          const float *restrict b, float *restrict acc, ptrdiff_t ld, int first)
 {
     enum { MR = 8, NR = 16 };
     float c[MR * NR];
-    for (int i = 0; i < MR * NR; i++) c[i] = first ? 0.0f : acc[i];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) c[i * NR + j] = first ? 0.0f : acc[i * ld + j];
     for (ptrdiff_t p = 0; p < kc; p++, b += NR)
         for (int i = 0; i < MR; i++)
             for (int j = 0; j < NR; j++) c[i * NR + j] += a[i * rs + p * ps] * b[j];
-    memcpy(acc, c, sizeof c);
+    for (int i = 0; i < MR; i++) memcpy(acc + i * ld, c + i * NR, NR * sizeof(float));
 }
 static gemm_kernel pick_kernel(void) { return (gemm_kernel){kernel_scalar, 8, 16}; }
 const char *da_gemm_tile(void) { return "scalar 8x16"; }
@@ -372,14 +401,18 @@ static void scale_c(const gemm_args *g)
 }
 
 /* One task: C[i0 : i0+rows, j0 : j0+cols]. acc holds (rows/mr) x (cols/nr)
- * tiles of mr x nr partial sums, tile (ti, tj) at (tj * tiles_m + ti).
- * op(A) is read in place (A's transposition only changes the strides);
- * apack holds the zero-padded edge sliver when rows is no multiple of mr. */
+ * tiles of mr x nr partial sums, tile (ti, tj) at (tj * tiles_m + ti),
+ * except that when c = s (alpha 1, beta 0: 1 * s is s, bit for bit) a whole
+ * tile keeps its sums in C itself, and the copy out is skipped (it took
+ * half the driver's time, 3% of sampling). op(A) is read in place (A's
+ * transposition only changes the strides); apack holds the zero-padded
+ * edge sliver when rows is no multiple of mr. */
 static void gemm_task(const gemm_args *g, gemm_kernel k, int i0, int rows, int j0, int cols,
                       float *apack, float *bpack, float *acc)
 {
     int mr = k.mr, nr = k.nr, tiles_m = (rows + mr - 1) / mr, tiles_n = (cols + nr - 1) / nr;
-    int whole_m = rows / mr; /* slivers read in place */
+    int whole_m = rows / mr, whole_n = cols / nr; /* slivers read in place; tiles kept in C */
+    int in_c = g->alpha == 1.0f && g->beta == 0.0f;
     ptrdiff_t rs = g->trans_a ? 1 : g->lda, ps = g->trans_a ? g->lda : 1;
     for (int p0 = 0; p0 < g->K; p0 += KC) {
         int kc = g->K - p0 < KC ? g->K - p0 : KC;
@@ -389,13 +422,19 @@ static void gemm_task(const gemm_args *g, gemm_kernel k, int i0, int rows, int j
         for (int tj = 0; tj < tiles_n; tj++) { /* B sliver stays in L1 across ti */
             const float *b = bpack + (size_t)tj * kc * nr;
             float *t = acc + (size_t)tj * tiles_m * mr * nr;
-            for (int ti = 0; ti < whole_m; ti++)
-                k.fn(kc, g->A + (i0 + ti * mr) * rs + p0 * ps, rs, ps, b, t + (size_t)ti * mr * nr, p0 == 0);
-            if (whole_m < tiles_m) k.fn(kc, apack, 1, mr, b, t + (size_t)whole_m * mr * nr, p0 == 0);
+            float *t_c = g->C + (size_t)i0 * g->ldc + j0 + tj * nr; /* tile (0, tj) in C */
+            int keep_in_c = in_c && tj < whole_n;
+            for (int ti = 0; ti < whole_m; ti++) {
+                const float *a = g->A + (i0 + ti * mr) * rs + p0 * ps;
+                if (keep_in_c) k.fn(kc, a, rs, ps, b, t_c + (size_t)ti * mr * g->ldc, g->ldc, p0 == 0);
+                else k.fn(kc, a, rs, ps, b, t + (size_t)ti * mr * nr, nr, p0 == 0);
+            }
+            if (whole_m < tiles_m) k.fn(kc, apack, 1, mr, b, t + (size_t)whole_m * mr * nr, nr, p0 == 0);
         }
     }
     for (int tj = 0; tj < tiles_n; tj++) {
         for (int ti = 0; ti < tiles_m; ti++) {
+            if (in_c && tj < whole_n && ti < whole_m) continue; /* already in C */
             const float *t = acc + ((size_t)tj * tiles_m + ti) * mr * nr;
             int rows_here = rows - ti * mr < mr ? rows - ti * mr : mr;
             int cols_here = cols - tj * nr < nr ? cols - tj * nr : nr;
