@@ -217,7 +217,8 @@ static void test_gemm_shapes(void **state)
  * keeps the naive loop's bits, on shapes with partial tiles in both
  * directions (N = 520 is no multiple of 24 or 32, M = 37 of 8 or 4), with
  * C = A B (whole tiles sum in C itself) and C = 0.5 A B - 2 C (in a buffer),
- * one thread and two (other task cuts). A tile the copy in use cannot run
+ * and with leading dimensions of 4 KB (every A sliver packed, C summed in
+ * the buffer), one thread and two (other task cuts). A tile the copy in use cannot run
  * falls back to the widest it can, and an unknown name is refused. */
 static void test_gemm_every_tile(void **state)
 {
@@ -233,9 +234,13 @@ static void test_gemm_every_tile(void **state)
             assert_int_equal(da_gemm_set_tile(tiles[tile]), DA_OK);
             assert_string_equal(da_gemm_tile(), descs[k][tile]);
             n_run++;
-            for (int t = 0; t < 8; t++) { /* 4 transposes x (alpha 1, beta 0: sums kept in C; 0.5, -2) */
+            /* strides of 4 KB (ld 1024): A packed, C summed in the buffer */
+            static const gemm_case aliasing[3] = {{37, 1000, 1000, 0, 0, 24, 1.0f, 0.0f},
+                                                  {37, 1000, 1000, 0, 1, 24, 0.5f, -2.0f},
+                                                  {1000, 40, 200, 1, 0, 24, 1.0f, 0.0f}};
+            for (int t = 0; t < 11; t++) { /* 4 transposes x (alpha 1, beta 0: sums kept in C; 0.5, -2) */
                 float alpha = t < 4 ? 1.0f : 0.5f, beta = t < 4 ? 0.0f : -2.0f;
-                gemm_case c = {37, 520, 300, (t >> 1) & 1, t & 1, 3, alpha, beta};
+                gemm_case c = t < 8 ? (gemm_case){37, 520, 300, (t >> 1) & 1, t & 1, 3, alpha, beta} : aliasing[t - 8];
                 gemm_inputs in = inputs_new(&c, 300u + (uint32_t)t);
                 mat naive = naive_f32(&c, &in);
                 char label[80];

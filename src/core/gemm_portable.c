@@ -303,17 +303,26 @@ static void copy_sliver(float *restrict dst, int w, const float *restrict src, s
 }
 
 /* dst: the sliver (kc, mr) of op(A)[i0 : i0+used, p0 : p0+kc], rows past
- * `used` set to 0. Only the last sliver of a matrix whose row count is no
- * multiple of mr is packed; whole slivers are read where they lie. Padded
- * lanes only feed tile entries that are never stored, but zeros keep
- * uninitialised memory (slow denormals, sanitizer reports) out of them. */
-static void pack_a_edge(float *dst, int mr, const float *A, int lda, int trans_a, int i0, int used, int p0, int kc)
+ * `used` set to 0. Most slivers are read where they lie; this copies a last,
+ * partial one, and every one where A's stride aliases. Padded lanes only
+ * feed tile entries that are never stored, but zeros keep uninitialised
+ * memory (slow denormals, sanitizer reports) out of them. */
+static void pack_a_sliver(float *dst, int mr, const float *A, int lda, int trans_a, int i0, int used, int p0,
+                          int kc)
 {
     memset(dst, 0, (size_t)kc * mr * sizeof(float));
     for (int p = 0; p < kc; p++)
         for (int r = 0; r < used; r++)
             dst[p * mr + r] = trans_a ? A[(size_t)(p0 + p) * lda + i0 + r] : A[(size_t)(i0 + r) * lda + p0 + p];
 }
+
+/* A sliver read in place touches mr rows of A (kc rows, transposed) at one
+ * stride apart, and a tile kept in C mr rows of C. When that stride is a
+ * multiple of 4 KB the rows map to the same L1 sets and evict each other: a
+ * 1024^3 GEMM with the 8 x 16 ymm tile ran at 73 GFLOP/s against 86 at
+ * 1040^3 (Zen 4); with such an A packed and such a C summed in the tile
+ * buffer, 91. */
+static int stride_aliases(int ld) { return ((size_t)ld * sizeof(float)) % 4096 == 0; }
 
 /* dst: slivers (kc, nr) of op(B)[p0 : p0+kc, j0 : j0+cols], columns padded with 0 */
 static void pack_b(float *dst, int nr, const float *B, int ldb, int trans_b, int j0, int cols, int p0, int kc)
@@ -404,32 +413,40 @@ static void scale_c(const gemm_args *g)
  * tiles of mr x nr partial sums, tile (ti, tj) at (tj * tiles_m + ti),
  * except that when c = s (alpha 1, beta 0: 1 * s is s, bit for bit) a whole
  * tile keeps its sums in C itself, and the copy out is skipped (it took
- * half the driver's time, 3% of sampling). op(A) is read in place (A's
- * transposition only changes the strides); apack holds the zero-padded
- * edge sliver when rows is no multiple of mr. */
-static void gemm_task(const gemm_args *g, gemm_kernel k, int i0, int rows, int j0, int cols,
+ * half the driver's time, 3% of sampling), unless C's stride aliases
+ * (stride_aliases). The first `in_place` slivers of
+ * op(A) are read where they lie (A's transposition only changes the
+ * strides), the others are packed into apack, zero padded: the last,
+ * partial one, or all of them when A's stride aliases (stride_aliases). */
+static void gemm_task(const gemm_args *g, gemm_kernel k, int in_place, int i0, int rows, int j0, int cols,
                       float *apack, float *bpack, float *acc)
 {
     int mr = k.mr, nr = k.nr, tiles_m = (rows + mr - 1) / mr, tiles_n = (cols + nr - 1) / nr;
-    int whole_m = rows / mr, whole_n = cols / nr; /* slivers read in place; tiles kept in C */
-    int in_c = g->alpha == 1.0f && g->beta == 0.0f;
+    int whole_m = rows / mr, whole_n = cols / nr; /* tiles that may be kept in C */
+    int in_c = g->alpha == 1.0f && g->beta == 0.0f && !stride_aliases(g->ldc);
+    if (in_place > whole_m) in_place = whole_m;
     ptrdiff_t rs = g->trans_a ? 1 : g->lda, ps = g->trans_a ? g->lda : 1;
     for (int p0 = 0; p0 < g->K; p0 += KC) {
         int kc = g->K - p0 < KC ? g->K - p0 : KC;
-        if (whole_m < tiles_m)
-            pack_a_edge(apack, mr, g->A, g->lda, g->trans_a, i0 + whole_m * mr, rows - whole_m * mr, p0, kc);
+        for (int ti = in_place; ti < tiles_m; ti++) {
+            int used = rows - ti * mr < mr ? rows - ti * mr : mr;
+            pack_a_sliver(apack + (size_t)(ti - in_place) * mr * kc, mr, g->A, g->lda, g->trans_a, i0 + ti * mr,
+                          used, p0, kc);
+        }
         pack_b(bpack, nr, g->B, g->ldb, g->trans_b, j0, cols, p0, kc);
         for (int tj = 0; tj < tiles_n; tj++) { /* B sliver stays in L1 across ti */
             const float *b = bpack + (size_t)tj * kc * nr;
             float *t = acc + (size_t)tj * tiles_m * mr * nr;
             float *t_c = g->C + (size_t)i0 * g->ldc + j0 + tj * nr; /* tile (0, tj) in C */
-            int keep_in_c = in_c && tj < whole_n;
-            for (int ti = 0; ti < whole_m; ti++) {
-                const float *a = g->A + (i0 + ti * mr) * rs + p0 * ps;
-                if (keep_in_c) k.fn(kc, a, rs, ps, b, t_c + (size_t)ti * mr * g->ldc, g->ldc, p0 == 0);
-                else k.fn(kc, a, rs, ps, b, t + (size_t)ti * mr * nr, nr, p0 == 0);
+            for (int ti = 0; ti < tiles_m; ti++) {
+                int here = ti < in_place;
+                const float *a = here ? g->A + (i0 + ti * mr) * rs + p0 * ps : apack + (size_t)(ti - in_place) * mr * kc;
+                ptrdiff_t ars = here ? rs : 1, aps = here ? ps : mr;
+                if (in_c && tj < whole_n && ti < whole_m)
+                    k.fn(kc, a, ars, aps, b, t_c + (size_t)ti * mr * g->ldc, g->ldc, p0 == 0);
+                else
+                    k.fn(kc, a, ars, aps, b, t + (size_t)ti * mr * nr, nr, p0 == 0);
             }
-            if (whole_m < tiles_m) k.fn(kc, apack, 1, mr, b, t + (size_t)whole_m * mr * nr, nr, p0 == 0);
         }
     }
     for (int tj = 0; tj < tiles_n; tj++) {
@@ -486,7 +503,8 @@ void da_gemm_portable(int trans_a, int trans_b, int M, int N, int K, float alpha
     if (nth > n_tasks) nth = n_tasks;
     int kc = K < KC ? K : KC;
     /* one scratch allocation per call, carved into per-thread regions */
-    size_t a_n = round16((size_t)kernel.mr * kc), b_n = round16((size_t)kc * nc), acc_n = round16((size_t)mc * nc);
+    int in_place = stride_aliases(lda) ? 0 : M; /* slivers read in place (gemm_task caps it) */
+    size_t a_n = round16((size_t)(in_place ? kernel.mr : mc) * kc), b_n = round16((size_t)kc * nc), acc_n = round16((size_t)mc * nc);
     size_t per_thread = a_n + b_n + acc_n;
     float *scratch = aligned_alloc(64, per_thread * (size_t)nth * sizeof(float));
     if (!scratch) { gemm_naive(&g); return; }
@@ -500,7 +518,7 @@ void da_gemm_portable(int trans_a, int trans_b, int M, int N, int K, float alpha
         float *base = scratch + (size_t)tid * per_thread;
         int i0 = (t / tn) * mc, j0 = (t % tn) * nc;
         int rows = M - i0 < mc ? M - i0 : mc, cols = N - j0 < nc ? N - j0 : nc;
-        gemm_task(&g, kernel, i0, rows, j0, cols, base, base + a_n, base + a_n + b_n);
+        gemm_task(&g, kernel, in_place, i0, rows, j0, cols, base, base + a_n, base + a_n + b_n);
     }
     free(scratch);
 }
