@@ -66,7 +66,7 @@ typedef struct gemm_kernel {
  *          37-42 for every tile from 4x8 to 8x16;
  *   Zen 4: zmm 4x32 86, 8x32 83, 8x16 102, 8x48 89, 12x32 53; ymm 4x24 113,
  *          6x16 110, 4x16 106 (and with AVX-512VL's 32 registers 8x24 113).
- * Which one runs: tile_index below. */
+ * Which one runs: tile_in_use below. */
 #define DEFINE_KERNEL(name, attr, vbytes, MR, NR)                                       \
     attr static void name(int kc, const float *restrict a, ptrdiff_t rs, ptrdiff_t ps,   \
                           const float *restrict b, float *restrict acc, ptrdiff_t ld,    \
@@ -110,7 +110,7 @@ DEFINE_KERNEL(kernel_v16, __attribute__((target("avx512f"))), 64, 8, 32)
 /* (Zen 4 splits each zmm operation in two 256-bit halves). So on an        */
 /* AVX-512 CPU zmm and ymm are timed once per process, on a kc = 128 sliver */
 /* in L1 (under a millisecond), and zmm runs where it is clearly faster     */
-/* (timed_tile); DA_GEMM_TILE or da_gemm_set_tile chooses instead. The ymm  */
+/* (timed_width); DA_GEMM_TILE or da_gemm_set_tile chooses instead. The ymm */
 /* tile of AVX-512 is 8 x 16, not AVX2's 4 x 24: the UNet's GEMMs have 64,  */
 /* 128 or 256 rows and columns, which 8 x 16 tiles exactly, and its forward */
 /* at batch 32 took 86 ms instead of 91 on Zen 4. Every tile gives the same */
