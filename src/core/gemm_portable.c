@@ -38,6 +38,12 @@
 #define KC 128      /* K slice: a kc x nr sliver of B (up to 16 KB) stays in L1 */
 #define MC_MAX 256  /* rows per task: the A rows of one K slice (128 KB) stay in L2 */
 #define NC_MAX 512  /* columns per task: the packed B block (256 KB) stays in L2 */
+/* Register widths by name, for DA_GEMM_TILE and da_gemm_set_tile (every
+ * build knows them), and the width chosen so (-1: automatic). */
+enum { XMM, YMM, ZMM };
+static const char *const tile_names[] = {"xmm", "ymm", "zmm"};
+static int tile_forced = -1;
+
 #define SMALL_MNK 4096     /* below M*N*K this, the naive loop beats packing */
 #define PARALLEL_MNK 65536 /* below this, waking threads costs more than it saves */
 
@@ -124,8 +130,6 @@ typedef struct tile_entry {
 
 /* by register width: xmm, ymm, zmm (tile_names); by vector copy (da_isa),
  * the tiles of base, avx2 and avx512 (aarch64 has base only) */
-enum { XMM, YMM, ZMM };
-static const char *const tile_names[] = {"xmm", "ymm", "zmm"}; /* every build knows them */
 static const tile_entry tile_xmm = {"xmm 8x16", {kernel_v4, 8, 16}};
 #if defined(__x86_64__) || defined(__i386__)
 static const tile_entry tile_ymm_avx2 = {"ymm 4x24", {kernel_v8, 4, 24}};
@@ -155,8 +159,6 @@ static const tile_entry *tile_of(int w)
     return &tile_xmm;
 }
 
-/* the width chosen by name (DA_GEMM_TILE, da_gemm_set_tile), or -1: automatic */
-static int tile_forced = -1;
 
 #if defined(__x86_64__) || defined(__i386__)
 /* the automatic choice on an AVX-512 CPU, once measured (-1: not yet) */
@@ -179,7 +181,7 @@ static double now_s(void)
 static int timed_width(void)
 {
     enum { KT = 128, CALLS = 64, ROUNDS = 5 };
-    static float A_[16 * KT], B_[KT * 32], acc[16 * 32];
+    float A_[16 * KT], B_[KT * 32], acc[16 * 32]; /* on the stack: two threads may time at once */
     for (int i = 0; i < 16 * KT; i++) A_[i] = (float)(i % 7) * 0.125f;
     for (int i = 0; i < KT * 32; i++) B_[i] = (float)(i % 5) * 0.25f;
     double best[2] = {0, 0}; /* GFLOP/s of zmm, ymm */
@@ -221,20 +223,6 @@ static gemm_kernel pick_kernel(void) { return tile_in_use()->k; }
 
 const char *da_gemm_tile(void) { return tile_in_use()->desc; }
 
-da_status da_gemm_set_tile(const char *name)
-{
-    if (!name || !*name || !strcmp(name, "auto")) {
-        tile_forced = -1;
-        return DA_OK;
-    }
-    for (int i = XMM; i <= ZMM; i++)
-        if (!strcmp(name, tile_names[i])) {
-            tile_forced = i;
-            return DA_OK;
-        }
-    return da_fail(DA_ERR_INVALID, "unknown GEMM tile '%s' (auto, xmm, ymm, zmm; a tile wider than the "
-                   "instruction set in use falls back to the widest it runs)", name);
-}
 #else
 /* Other compilers: the same tile in scalar C. */
 static void kernel_scalar(int kc, const float *restrict a, ptrdiff_t rs, ptrdiff_t ps,
@@ -250,13 +238,24 @@ static void kernel_scalar(int kc, const float *restrict a, ptrdiff_t rs, ptrdiff
     for (int i = 0; i < MR; i++) memcpy(acc + i * ld, c + i * NR, NR * sizeof(float));
 }
 static gemm_kernel pick_kernel(void) { return (gemm_kernel){kernel_scalar, 8, 16}; }
-const char *da_gemm_tile(void) { return "scalar 8x16"; }
+const char *da_gemm_tile(void) { return "scalar 8x16"; } /* whatever width is asked for */
+#endif
+
 da_status da_gemm_set_tile(const char *name)
 {
-    if (!name || !*name || !strcmp(name, "auto")) return DA_OK;
-    return da_fail(DA_ERR_INVALID, "GEMM tile '%s': this build has only the scalar tile", name);
+    if (!name || !*name || !strcmp(name, "auto")) {
+        tile_forced = -1;
+        return DA_OK;
+    }
+    for (int i = XMM; i <= ZMM; i++)
+        if (!strcmp(name, tile_names[i])) {
+            tile_forced = i;
+            return DA_OK;
+        }
+    return da_fail(DA_ERR_INVALID, "unknown GEMM tile '%s' (auto, xmm, ymm, zmm; a tile wider than the "
+                   "instruction set in use falls back to the widest it runs)", name);
 }
-#endif
+
 
 /* ------------------------------------------------------------------------ */
 /* Packing                                                                  */
@@ -417,14 +416,15 @@ static void scale_c(const gemm_args *g)
  * (stride_aliases). The first `in_place` slivers of
  * op(A) are read where they lie (A's transposition only changes the
  * strides), the others are packed into apack, zero padded: the last,
- * partial one, or all of them when A's stride aliases (stride_aliases). */
-static void gemm_task(const gemm_args *g, gemm_kernel k, int in_place, int i0, int rows, int j0, int cols,
-                      float *apack, float *bpack, float *acc)
+ * partial one, or all of them when A's stride aliases. */
+static void gemm_task(const gemm_args *g, gemm_kernel k, int i0, int rows, int j0, int cols, float *apack,
+                      float *bpack, float *acc)
 {
     int mr = k.mr, nr = k.nr, tiles_m = (rows + mr - 1) / mr, tiles_n = (cols + nr - 1) / nr;
-    int whole_m = rows / mr, whole_n = cols / nr; /* tiles that may be kept in C */
+    int in_place = stride_aliases(g->lda) ? 0 : rows / mr;
+    /* tiles (ti < c_m, tj < c_n) sum in C: the whole ones, when c = s */
     int in_c = g->alpha == 1.0f && g->beta == 0.0f && !stride_aliases(g->ldc);
-    if (in_place > whole_m) in_place = whole_m;
+    int c_m = in_c ? rows / mr : 0, c_n = in_c ? cols / nr : 0;
     ptrdiff_t rs = g->trans_a ? 1 : g->lda, ps = g->trans_a ? g->lda : 1;
     for (int p0 = 0; p0 < g->K; p0 += KC) {
         int kc = g->K - p0 < KC ? g->K - p0 : KC;
@@ -442,7 +442,7 @@ static void gemm_task(const gemm_args *g, gemm_kernel k, int in_place, int i0, i
                 int here = ti < in_place;
                 const float *a = here ? g->A + (i0 + ti * mr) * rs + p0 * ps : apack + (size_t)(ti - in_place) * mr * kc;
                 ptrdiff_t ars = here ? rs : 1, aps = here ? ps : mr;
-                if (in_c && tj < whole_n && ti < whole_m)
+                if (ti < c_m && tj < c_n)
                     k.fn(kc, a, ars, aps, b, t_c + (size_t)ti * mr * g->ldc, g->ldc, p0 == 0);
                 else
                     k.fn(kc, a, ars, aps, b, t + (size_t)ti * mr * nr, nr, p0 == 0);
@@ -451,7 +451,7 @@ static void gemm_task(const gemm_args *g, gemm_kernel k, int in_place, int i0, i
     }
     for (int tj = 0; tj < tiles_n; tj++) {
         for (int ti = 0; ti < tiles_m; ti++) {
-            if (in_c && tj < whole_n && ti < whole_m) continue; /* already in C */
+            if (ti < c_m && tj < c_n) continue; /* already in C */
             const float *t = acc + ((size_t)tj * tiles_m + ti) * mr * nr;
             int rows_here = rows - ti * mr < mr ? rows - ti * mr : mr;
             int cols_here = cols - tj * nr < nr ? cols - tj * nr : nr;
@@ -503,8 +503,8 @@ void da_gemm_portable(int trans_a, int trans_b, int M, int N, int K, float alpha
     if (nth > n_tasks) nth = n_tasks;
     int kc = K < KC ? K : KC;
     /* one scratch allocation per call, carved into per-thread regions */
-    int in_place = stride_aliases(lda) ? 0 : M; /* slivers read in place (gemm_task caps it) */
-    size_t a_n = round16((size_t)(in_place ? kernel.mr : mc) * kc), b_n = round16((size_t)kc * nc), acc_n = round16((size_t)mc * nc);
+    int a_rows = stride_aliases(lda) ? mc : kernel.mr; /* A packed: every sliver of a task, or the edge one */
+    size_t a_n = round16((size_t)a_rows * kc), b_n = round16((size_t)kc * nc), acc_n = round16((size_t)mc * nc);
     size_t per_thread = a_n + b_n + acc_n;
     float *scratch = aligned_alloc(64, per_thread * (size_t)nth * sizeof(float));
     if (!scratch) { gemm_naive(&g); return; }
@@ -518,7 +518,7 @@ void da_gemm_portable(int trans_a, int trans_b, int M, int N, int K, float alpha
         float *base = scratch + (size_t)tid * per_thread;
         int i0 = (t / tn) * mc, j0 = (t % tn) * nc;
         int rows = M - i0 < mc ? M - i0 : mc, cols = N - j0 < nc ? N - j0 : nc;
-        gemm_task(&g, kernel, in_place, i0, rows, j0, cols, base, base + a_n, base + a_n + b_n);
+        gemm_task(&g, kernel, i0, rows, j0, cols, base, base + a_n, base + a_n + b_n);
     }
     free(scratch);
 }
