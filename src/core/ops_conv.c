@@ -169,6 +169,33 @@ static void im2col_plane_edges(float *rows, size_t ld, const float *plane, int H
     }
 }
 
+/* dst (OH, OW) = the OH rows of OW floats at src, Wp apart: one patch row
+ * (ki, kj) of a padded plane, stride 1. The UNet's planes are 8x8 and 4x4,
+ * so a row is one or two vector moves and the loop around it was most of
+ * im2col's time; constant widths let the compiler drop the per-row call and
+ * length test. */
+#define DEFINE_PATCH_ROWS(W)                                                              \
+    static void patch_rows_##W(float *restrict dst, const float *restrict src, int OH, int Wp) \
+    {                                                                                    \
+        for (int oh = 0; oh < OH; oh++) memcpy(dst + (size_t)oh * (W), src + (size_t)oh * Wp, (W) * sizeof(float)); \
+    }
+DEFINE_PATCH_ROWS(4)
+DEFINE_PATCH_ROWS(8)
+DEFINE_PATCH_ROWS(16)
+DEFINE_PATCH_ROWS(32)
+
+static void patch_rows(float *dst, const float *src, int OH, int OW, int Wp)
+{
+    switch (OW) {
+    case 4: patch_rows_4(dst, src, OH, Wp); return;
+    case 8: patch_rows_8(dst, src, OH, Wp); return;
+    case 16: patch_rows_16(dst, src, OH, Wp); return;
+    case 32: patch_rows_32(dst, src, OH, Wp); return;
+    default:
+        for (int oh = 0; oh < OH; oh++) memcpy(dst + (size_t)oh * OW, src + (size_t)oh * Wp, (size_t)OW * sizeof(float));
+    }
+}
+
 /* The k*k rows (ki, kj) of one channel's plane (H, W) in the column matrix:
  * row r holds OH*OW values at rows + r*ld. */
 static void im2col_plane(float *rows, size_t ld, const float *plane, int H, int W, int k, int stride,
@@ -184,15 +211,13 @@ static void im2col_plane(float *rows, size_t ld, const float *plane, int H, int 
     for (int ki = 0; ki < k; ki++) {
         for (int kj = 0; kj < k; kj++) {
             float *row = rows + (size_t)(ki * k + kj) * ld;
-            for (int oh = 0; oh < OH; oh++) {
-                const float *src = buf + (size_t)(oh * stride + ki) * Wp + kj;
-                float *dst = row + (size_t)oh * OW;
-                if (stride == 1) {
-                    copy_row(dst, src, OW);
-                } else {
-                    for (int ow = 0; ow < OW; ow++) dst[ow] = src[ow * stride];
-                }
+            const float *src = buf + (size_t)ki * Wp + kj;
+            if (stride == 1) {
+                patch_rows(row, src, OH, OW, Wp);
+                continue;
             }
+            for (int oh = 0; oh < OH; oh++)
+                for (int ow = 0; ow < OW; ow++) row[(size_t)oh * OW + ow] = src[(size_t)oh * stride * Wp + ow * stride];
         }
     }
 }
