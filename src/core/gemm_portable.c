@@ -38,6 +38,7 @@
 #define KC 128      /* K slice: a kc x nr sliver of B (up to 16 KB) stays in L1 */
 #define MC_MAX 256  /* rows per task: the A rows of one K slice (128 KB) stay in L2 */
 #define NC_MAX 512  /* columns per task: the packed B block (256 KB) stays in L2 */
+#define WHOLE_B_MAX (1 << 16) /* floats: a task's whole packed op(B) kept for the next task (256 KB) */
 /* Register widths by name, for DA_GEMM_TILE and da_gemm_set_tile (every
  * build knows them), and the width chosen so (-1: automatic). */
 enum { XMM, YMM, ZMM };
@@ -416,9 +417,12 @@ static void scale_c(const gemm_args *g)
  * (stride_aliases). The first `in_place` slivers of
  * op(A) are read where they lie (A's transposition only changes the
  * strides), the others are packed into apack, zero padded: the last,
- * partial one, or all of them when A's stride aliases. */
+ * partial one, or all of them when A's stride aliases. bpack holds the
+ * packed op(B) of the task's columns: the current K slice, or with whole_b
+ * every slice, one after the other, which the next task of the same columns
+ * reuses (b_ready: already packed). */
 static void gemm_task(const gemm_args *g, gemm_kernel k, int i0, int rows, int j0, int cols, float *apack,
-                      float *bpack, float *acc)
+                      float *bpack, int whole_b, int b_ready, float *acc)
 {
     int mr = k.mr, nr = k.nr, tiles_m = (rows + mr - 1) / mr, tiles_n = (cols + nr - 1) / nr;
     int in_place = stride_aliases(g->lda) ? 0 : rows / mr;
@@ -433,9 +437,10 @@ static void gemm_task(const gemm_args *g, gemm_kernel k, int i0, int rows, int j
             pack_a_sliver(apack + (size_t)(ti - in_place) * mr * kc, mr, g->A, g->lda, g->trans_a, i0 + ti * mr,
                           used, p0, kc);
         }
-        pack_b(bpack, nr, g->B, g->ldb, g->trans_b, j0, cols, p0, kc);
+        float *bslice = whole_b ? bpack + (size_t)p0 * tiles_n * nr : bpack;
+        if (!b_ready) pack_b(bslice, nr, g->B, g->ldb, g->trans_b, j0, cols, p0, kc);
         for (int tj = 0; tj < tiles_n; tj++) { /* B sliver stays in L1 across ti */
-            const float *b = bpack + (size_t)tj * kc * nr;
+            const float *b = bslice + (size_t)tj * kc * nr;
             float *t = acc + (size_t)tj * tiles_m * mr * nr;
             float *t_c = g->C + (size_t)i0 * g->ldc + j0 + tj * nr; /* tile (0, tj) in C */
             for (int ti = 0; ti < tiles_m; ti++) {
@@ -502,23 +507,37 @@ void da_gemm_portable(int trans_a, int trans_b, int M, int N, int K, float alpha
     int tm = ceil_div(M, mc), tn = ceil_div(N, nc), n_tasks = tm * tn;
     if (nth > n_tasks) nth = n_tasks;
     int kc = K < KC ? K : KC;
+    /* the whole packed op(B) of a task's columns when it is small enough to
+     * stay in L2 with A streaming past: tasks of the same columns then pack
+     * it once per thread, not once each (a linear layer of the UNet, M = 2048
+     * tokens in 8 tasks, packed its weight 8 times: 2% of a forward) */
+    int whole_b = (size_t)K * nc <= WHOLE_B_MAX;
     /* one scratch allocation per call, carved into per-thread regions */
     int a_rows = stride_aliases(lda) ? mc : kernel.mr; /* A packed: every sliver of a task, or the edge one */
-    size_t a_n = round16((size_t)a_rows * kc), b_n = round16((size_t)kc * nc), acc_n = round16((size_t)mc * nc);
+    size_t a_n = round16((size_t)a_rows * kc), b_n = round16((size_t)(whole_b ? K : kc) * nc),
+           acc_n = round16((size_t)mc * nc);
     size_t per_thread = a_n + b_n + acc_n;
     float *scratch = aligned_alloc(64, per_thread * (size_t)nth * sizeof(float));
     if (!scratch) { gemm_naive(&g); return; }
 
-#pragma omp parallel for schedule(static) num_threads(nth)
-    for (int t = 0; t < n_tasks; t++) {
-        int tid = 0;
+    /* thread tid of nthr (at most nth) runs tasks [tid n / nthr, (tid + 1)
+     * n / nthr), rows fastest, so tasks of the same columns follow each
+     * other in a thread */
+#pragma omp parallel num_threads(nth)
+    {
+        int tid = 0, nthr = 1;
 #ifdef _OPENMP
         tid = omp_get_thread_num();
+        nthr = omp_get_num_threads();
 #endif
         float *base = scratch + (size_t)tid * per_thread;
-        int i0 = (t / tn) * mc, j0 = (t % tn) * nc;
-        int rows = M - i0 < mc ? M - i0 : mc, cols = N - j0 < nc ? N - j0 : nc;
-        gemm_task(&g, kernel, i0, rows, j0, cols, base, base + a_n, base + a_n + b_n);
+        int t0 = (int)((long long)tid * n_tasks / nthr), t1 = (int)((long long)(tid + 1) * n_tasks / nthr);
+        for (int t = t0; t < t1; t++) {
+            int i0 = (t % tm) * mc, j0 = (t / tm) * nc;
+            int rows = M - i0 < mc ? M - i0 : mc, cols = N - j0 < nc ? N - j0 : nc;
+            int b_ready = whole_b && t > t0 && (t - 1) / tm == t / tm;
+            gemm_task(&g, kernel, i0, rows, j0, cols, base, base + a_n, whole_b, b_ready, base + a_n + b_n);
+        }
     }
     free(scratch);
 }
