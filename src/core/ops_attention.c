@@ -20,33 +20,108 @@
 #include "core/par.h"
 #include "dalign/core.h"
 
-/* One row of probabilities in place: s (Tk) holds scaled scores; keys at
- * j >= n_vis or with keep[j] == 0 are masked. Max-subtracted for stability. */
-static void masked_softmax_row(float *s, int Tk, const uint8_t *keep, int n_vis)
+/* Probabilities in place, a chunk of rows at a time: row r of att (Tk)
+ * holds scaled scores of image r / (H Tq), query r % Tq; keys at j >= n_vis
+ * (causal: the query's own position + 1) or with keep[j] == 0 are masked.
+ * Max-subtracted for stability. Each row's max and sum run over j in order,
+ * so a row's bits are its own; two things make it fast:
+ * - the exps of a whole chunk are one vectorised call (da_expf_n: each
+ *   value on its own, da_expf's bits). With one call a row, a row of 16
+ *   keys (the cross-attention's context) paid for a 64-value block;
+ * - up to ROW_GROUP rows that see the same keys run their max and sum
+ *   side by side, one j at a time: each row's sum is still a chain of adds
+ *   in order, but the chains overlap instead of waiting on each other.
+ * Before both, the softmax was a tenth of a UNet forward. */
+#define SOFTMAX_CHUNK 64 /* rows per exp call */
+#define ROW_GROUP 8      /* rows whose chains run side by side */
+
+typedef struct softmax_rows {
+    int Tk, Tq, H, causal;
+    const uint8_t *key_keep; /* (B, Tk) or NULL */
+} softmax_rows;
+
+/* the keys row r sees: j < *n_vis with keep[j] != 0 (keep NULL: all) */
+static const uint8_t *row_keys(const softmax_rows *sr, int r, int *n_vis)
 {
-    float m = -INFINITY;
-    int any = 0;
-    for (int j = 0; j < n_vis; j++) {
-        if (keep && !keep[j]) continue;
-        m = (!any || s[j] > m) ? s[j] : m;
-        any = 1;
+    *n_vis = sr->causal ? r % sr->Tq + 1 : sr->Tk;
+    return sr->key_keep ? sr->key_keep + (size_t)(r / (sr->H * sr->Tq)) * sr->Tk : NULL;
+}
+
+/* rows [r, r + return) see the same keys, at most ROW_GROUP and up to r1 */
+static int same_keys(const softmax_rows *sr, int r, int r1)
+{
+    int n_vis, n;
+    const uint8_t *keep = row_keys(sr, r, &n_vis);
+    for (n = 1; n < ROW_GROUP && r + n < r1; n++) {
+        int nv;
+        if (row_keys(sr, r + n, &nv) != keep || nv != n_vis) break;
     }
-    if (!any) {
-        memset(s, 0, (size_t)Tk * sizeof(float));
+    return n;
+}
+
+/* s: nr rows Tk apart that see keys (keep, n_vis); each gets its max over
+ * the visible keys subtracted, or, with no visible key, zeros (*any = 0) */
+static void rows_sub_max(float *s, int nr, int Tk, const uint8_t *keep, int n_vis, int *any)
+{
+    int j0 = 0;
+    while (j0 < n_vis && keep && !keep[j0]) j0++;
+    *any = j0 < n_vis;
+    if (!*any) {
+        memset(s, 0, (size_t)nr * Tk * sizeof(float)); /* exp gives 1s, zeroed after */
         return;
     }
-    /* exp of every entry in one vectorised call (da_expf_n has da_expf's
-     * bits); the hidden ones are zeroed after */
-    for (int j = 0; j < Tk; j++) s[j] -= m;
-    da_expf_n(s, s, (size_t)Tk);
-    float sum = 0.0f;
+    float m[ROW_GROUP];
+    for (int q = 0; q < nr; q++) m[q] = s[(size_t)q * Tk + j0];
+    for (int j = j0 + 1; j < n_vis; j++) {
+        if (keep && !keep[j]) continue;
+        for (int q = 0; q < nr; q++) {
+            float v = s[(size_t)q * Tk + j];
+            m[q] = v > m[q] ? v : m[q];
+        }
+    }
+    for (int q = 0; q < nr; q++)
+        for (int j = 0; j < Tk; j++) s[(size_t)q * Tk + j] -= m[q];
+}
+
+/* s: nr rows of exps as above: masked keys zeroed, each row divided by its sum */
+static void rows_normalise(float *s, int nr, int Tk, const uint8_t *keep, int n_vis, int any)
+{
+    if (!any) {
+        memset(s, 0, (size_t)nr * Tk * sizeof(float));
+        return;
+    }
+    float sum[ROW_GROUP] = {0};
     for (int j = 0; j < Tk; j++) {
         int visible = j < n_vis && (!keep || keep[j]);
-        s[j] = visible ? s[j] : 0.0f;
-        sum += s[j];
+        for (int q = 0; q < nr; q++) {
+            float *v = &s[(size_t)q * Tk + j];
+            *v = visible ? *v : 0.0f;
+            sum[q] += *v;
+        }
     }
-    float inv = 1.0f / sum;
-    for (int j = 0; j < Tk; j++) s[j] *= inv;
+    for (int q = 0; q < nr; q++) {
+        float inv = 1.0f / sum[q];
+        for (int j = 0; j < Tk; j++) s[(size_t)q * Tk + j] *= inv;
+    }
+}
+
+static void masked_softmax_chunk(float *att, int r0, int r1, const softmax_rows *sr)
+{
+    int Tk = sr->Tk, any[SOFTMAX_CHUNK];
+    for (int r = r0, nr; r < r1; r += nr) {
+        int n_vis;
+        const uint8_t *keep = row_keys(sr, r, &n_vis);
+        nr = same_keys(sr, r, r1);
+        rows_sub_max(att + (size_t)r * Tk, nr, Tk, keep, n_vis, &any[r - r0]);
+    }
+    float *s0 = att + (size_t)r0 * Tk;
+    da_expf_n(s0, s0, (size_t)(r1 - r0) * Tk);
+    for (int r = r0, nr; r < r1; r += nr) {
+        int n_vis;
+        const uint8_t *keep = row_keys(sr, r, &n_vis);
+        nr = same_keys(sr, r, r1);
+        rows_normalise(att + (size_t)r * Tk, nr, Tk, keep, n_vis, any[r - r0]);
+    }
 }
 
 /* out (B, Tq, D), att (B, H, Tq, Tk) <- q (B, Tq, D), k (B, Tk, D), v (B, Tk, D),
@@ -69,12 +144,12 @@ void da_attention_forward(float *out, float *att, const float *q, const float *k
             da_gemm(0, 1, Tq, Tk, hd, scale, q + (size_t)b * Tq * D + (size_t)h * hd, D,
                     k + (size_t)b * Tk * D + (size_t)h * hd, D, 0.0f,
                     att + ((size_t)b * H + h) * TT, Tk);
-    int rows = B * H * Tq;
+    int rows = B * H * Tq, chunks = (rows + SOFTMAX_CHUNK - 1) / SOFTMAX_CHUNK;
+    softmax_rows sr = {Tk, Tq, H, causal, key_keep};
 #pragma omp parallel for schedule(static) DA_PAR_IF((size_t)rows * Tk)
-    for (int r = 0; r < rows; r++) {
-        int b = r / (H * Tq), i = r % Tq;
-        masked_softmax_row(att + (size_t)r * Tk, Tk, key_keep ? key_keep + (size_t)b * Tk : NULL,
-                           causal ? i + 1 : Tk);
+    for (int c = 0; c < chunks; c++) {
+        int r0 = c * SOFTMAX_CHUNK, r1 = r0 + SOFTMAX_CHUNK < rows ? r0 + SOFTMAX_CHUNK : rows;
+        masked_softmax_chunk(att, r0, r1, &sr);
     }
     for (int b = 0; b < B; b++)
         for (int h = 0; h < H; h++)
