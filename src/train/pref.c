@@ -666,9 +666,9 @@ da_status da_pref_run(const da_trainer_config *tc, const da_pref_opts *o, da_pre
     da_trainer *tr = NULL;
     if (s == DA_OK) s = job_init(&j, tc, o, dir);
     if (s == DA_OK && tc->progress)
-        da_log(DA_LOG_INFO, "%s: %d pairs from %d file%s, beta %g%s, init %s/%s", tc->name, j.d.n, o->n_pairs,
-                o->n_pairs > 1 ? "s" : "", (double)o->beta, o->method == DA_PREF_SFT ? " (logged only)" : "", dir,
-                o->init);
+        da_log(DA_LOG_INFO, "%s: %d pairs from %d file%s, beta %g%s, init %s, weights %s", tc->name, j.d.n, o->n_pairs,
+                o->n_pairs > 1 ? "s" : "", (double)o->beta, o->method == DA_PREF_SFT ? " (logged only)" : "", o->init,
+                dir);
     da_pretrain_opts po = {.out_dir = out_dir, .resume = o->resume};
     da_pretrain_result pr = {.exit_code = 1};
     if (s == DA_OK) s = dp_train(tc, &po, &j.policy->params, pref_step, &j, &tr, &pr);

@@ -531,9 +531,9 @@ da_status da_promptloop_run(const da_trainer_config *tc, const da_promptloop_opt
     if (s == DA_OK) s = job_init(&j, o, dir);
     if (s == DA_OK && tc->progress)
         da_log(DA_LOG_INFO, "%s: %d queries x %d rollouts, %s with %d refinement(s) at temperature %g, reward %s, "
-                        "init %s/%s, %d epochs x %d minibatches per iteration",
+                        "init %s, weights %s, %d epochs x %d minibatches per iteration",
                 tc->name, o->queries, o->group, da_refine_mode_name(o->loop.mode), j.K, (double)o->loop.temperature,
-                o->reward, dir, o->init, o->epochs, o->minibatches);
+                o->reward, o->init, dir, o->epochs, o->minibatches);
     if (s == DA_OK) s = make_trainer(&j, tc, o->resume, &tr);
     if (s == DA_OK) s = da_trainer_run(tr, pl_step, &j);
     int done = s == DA_OK && !tr->stop_signal && tr->step >= tc->total_steps;

@@ -723,9 +723,9 @@ da_status da_rlw_run(const da_trainer_config *tc, const da_rlw_opts *o, da_rlw_r
     if (s == DA_OK) s = job_init(&j, o, dir, tc->seed);
     if (s == DA_OK && tc->progress)
         da_log(DA_LOG_INFO, "%s: %d prompts x %d rollouts, DDIM %d steps eta %g cfg %g (%d of %d noisy steps trained), "
-                        "reward %s, init %s/%s, %d epochs x %d minibatches per iteration",
+                        "reward %s, init %s, weights %s, %d epochs x %d minibatches per iteration",
                 tc->name, o->prompts, o->group, o->sample.steps, (double)o->sample.eta, (double)o->sample.cfg, j.n_sel,
-                j.n_train, o->reward, dir, o->init, o->epochs, o->minibatches);
+                j.n_train, o->reward, o->init, dir, o->epochs, o->minibatches);
     if (s == DA_OK) s = make_trainer(&j, tc, o->resume, &tr);
     if (s == DA_OK) s = da_trainer_run(tr, rlw_step, &j);
     int done = s == DA_OK && !tr->stop_signal && tr->step >= tc->total_steps;
