@@ -12,12 +12,18 @@
 void da_linear_forward(float *out, const float *inp, const float *weight, const float *bias,
                        int B, int T, int C, int OC)
 {
-    size_t N = (size_t)B * T;
-    if (bias) {
-        for (size_t n = 0; n < N; n++) memcpy(out + n * OC, bias, (size_t)OC * sizeof(float));
+    da_gemm_items(B, (size_t)T * C, 0, (size_t)T * OC, 0, 1, T, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
+    if (!bias) return;
+    /* out = s + bias: the bits of the GEMM's 1 * s + 1 * bias with out
+     * preset to the bias (1 * x is x), which this was; as a pass after a
+     * GEMM with beta 0, the GEMM sums straight into out and nothing copies
+     * the bias first */
+    long N = (long)B * T;
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * OC)
+    for (long n = 0; n < N; n++) {
+        float *o = out + (size_t)n * OC;
+        for (int c = 0; c < OC; c++) o[c] += bias[c];
     }
-    da_gemm_items(B, (size_t)T * C, 0, (size_t)T * OC, 0, 1, T, OC, C, 1.0f, inp, C, weight, C,
-                  bias ? 1.0f : 0.0f, out, OC);
 }
 
 /* dinp (B, T, C) += dout @ weight; dweight (OC, C) += dout^T @ inp over all
