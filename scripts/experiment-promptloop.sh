@@ -50,7 +50,24 @@ REF_ARGS=${REF_ARGS:-}
 RL_ARGS=${RL_ARGS:---shared-noise --refine-keep-meaning --query-split all}
 GUARD=--refine-keep-meaning
 OVERHEAD_N=${OVERHEAD_N:-64}
+# Every stage is cached by its output file, so a rerun with other settings
+# would reuse the old results and label them with the new ones: $OUT
+# remembers its settings and a rerun with others is refused
+SETTINGS="iterations=$ITERATIONS queries=$QUERIES group=$GROUP lr=$RL_LR rl=[$RL_ARGS] guard=[$GUARD]"
+SETTINGS="$SETTINGS eval=${EVAL_PROMPTS}x$EVAL_SEEDS ref=[$REF_ARGS]"
+if [ -f "$OUT/settings" ]; then
+    if [ "$(cat "$OUT/settings")" != "$SETTINGS" ]; then
+        printf '%s was made with other settings:\n  %s\nnow:\n  %s\nuse another OUT=DIR, or remove it\n' \
+            "$OUT" "$(cat "$OUT/settings")" "$SETTINGS" >&2
+        exit 2
+    fi
+elif [ -n "$(ls -A "$OUT/models" 2>/dev/null)$(ls -A "$OUT/eval" 2>/dev/null)" ]; then
+    printf '%s holds results of an older version of this script (no settings file): use another OUT=DIR, or remove it\n' \
+        "$OUT" >&2
+    exit 2
+fi
 mkdir -p "$OUT/models" "$OUT/eval"
+printf '%s\n' "$SETTINGS" > "$OUT/settings"
 TIMES=$OUT/stage-times.tsv
 
 stage() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

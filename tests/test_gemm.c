@@ -236,14 +236,16 @@ static void test_gemm_every_tile(void **state)
             assert_string_equal(da_gemm_tile(), descs[k][tile]);
             n_run++;
             /* strides of 4 KB (ld 1024): A packed, C summed in the buffer */
-            /* then 2 x 2 tasks (rows and columns) whose packed B is kept
-             * for the next task of the same columns, and must not be for
-             * the next columns' */
+            /* then 2 x 2 tasks (rows and columns) whose packed B, two K
+             * slices of it, is kept for the next task of the same columns,
+             * and must not be for the next columns' (at one thread, where a
+             * thread runs both column blocks) */
             static const gemm_case more[4] = {{37, 1000, 1000, 0, 0, 24, 1.0f, 0.0f},
                                               {37, 1000, 1000, 0, 1, 24, 0.5f, -2.0f},
                                               {1000, 40, 200, 1, 0, 24, 1.0f, 0.0f},
-                                              {300, 600, 100, 0, 1, 3, 1.0f, 0.0f}};
-            for (int t = 0; t < 12; t++) { /* 4 transposes x (alpha 1, beta 0: sums kept in C; 0.5, -2) */
+                                              {300, 600, 200, 0, 1, 3, 1.0f, 0.0f}};
+            /* 4 transposes x (alpha 1, beta 0: sums kept in C; 0.5, -2), then more[] */
+            for (int t = 0; t < 12; t++) {
                 float alpha = t < 4 ? 1.0f : 0.5f, beta = t < 4 ? 0.0f : -2.0f;
                 gemm_case c = t < 8 ? (gemm_case){37, 520, 300, (t >> 1) & 1, t & 1, 3, alpha, beta} : more[t - 8];
                 gemm_inputs in = inputs_new(&c, 300u + (uint32_t)t);

@@ -1,16 +1,19 @@
 /* Portable blocked GEMM: C (M, N) = alpha * op(A) (M, K) @ op(B) (K, N) + beta * C,
  * row-major, op(X) = X or X^T.
  *
- * Goto-style blocking: C is cut into independent mc x nc tasks (OpenMP runs
- * whole tasks, K is never split between threads). Inside a task, for each
- * KC-deep slice of K, a kc x nc block of op(B) is packed into NR-column
- * slivers (zero padded at the edge), then an MR x NR register-tile
- * micro-kernel runs over every pair of an MR-row sliver of op(A) and a B
- * sliver. op(A) is not packed: the kernel reads its rows where they lie
- * (broadcasting one element per row and k step, so a strided row costs what
- * a packed one does), and only a last, partial sliver is copied and padded.
- * Tile sums live in a per-task buffer between K slices; C is written once,
- * at the end.
+ * Goto-style blocking: C is cut into independent mc x nc tasks (each
+ * thread runs a contiguous range of whole tasks, rows fastest; K is never
+ * split between threads). Inside a task, for each KC-deep slice of K, a
+ * kc x nc block of op(B) is packed into NR-column slivers (zero padded at
+ * the edge), then an MR x NR register-tile micro-kernel runs over every pair
+ * of an MR-row sliver of op(A) and a B sliver. Where all of K fits (256 KB),
+ * every slice's block is kept, and the thread's next task of the same
+ * columns uses it without packing again. op(A) is not packed: the kernel
+ * reads its rows where they lie (broadcasting one element per row and k
+ * step, so a strided row costs what a packed one does), and only a last,
+ * partial sliver is copied and padded. Tile sums live between K slices in
+ * a per-task buffer, copied into C at the end, or, when C = A B, in C itself
+ * (gemm_task).
  *
  * Summation order: every C element is s = ((0 + a0*b0) + a1*b1) + ... in f32
  * with k ascending, then c = alpha*s + beta*c (alpha*s when beta == 0). The
@@ -508,7 +511,7 @@ void da_gemm_portable(int trans_a, int trans_b, int M, int N, int K, float alpha
     if (nth > n_tasks) nth = n_tasks;
     int kc = K < KC ? K : KC;
     /* the whole packed op(B) of a task's columns when it is small enough to
-     * stay in L2 with A streaming past: tasks of the same columns then pack
+     * share a 1 MB L2 with the tile buffer and A: tasks of the same columns then pack
      * it once per thread, not once each (a linear layer of the UNet, M = 2048
      * tokens in 8 tasks, packed its weight 8 times: 2% of a forward) */
     int whole_b = (size_t)K * nc <= WHOLE_B_MAX;

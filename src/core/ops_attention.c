@@ -30,7 +30,8 @@
  *   keys (the cross-attention's context) paid for a 64-value block;
  * - up to ROW_GROUP rows that see the same keys run their max and sum
  *   side by side, one j at a time: each row's sum is still a chain of adds
- *   in order, but the chains overlap instead of waiting on each other.
+ *   in order, but the chains overlap instead of waiting on each other
+ *   (causal rows each see other keys, so they go one at a time).
  * Before both, the softmax was a tenth of a UNet forward. */
 #define SOFTMAX_CHUNK 64 /* rows per exp call */
 #define ROW_GROUP 8      /* rows whose chains run side by side */
@@ -105,22 +106,24 @@ static void rows_normalise(float *s, int nr, int Tk, const uint8_t *keep, int n_
     }
 }
 
+/* rows [r0, r1) of att, at most SOFTMAX_CHUNK: max, one exp call, sums,
+ * over the same groups of rows (the first pass records them) */
 static void masked_softmax_chunk(float *att, int r0, int r1, const softmax_rows *sr)
 {
-    int Tk = sr->Tk, any[SOFTMAX_CHUNK];
-    for (int r = r0, nr; r < r1; r += nr) {
+    int Tk = sr->Tk, n_groups = 0, first[SOFTMAX_CHUNK], rows[SOFTMAX_CHUNK], any[SOFTMAX_CHUNK];
+    for (int r = r0; r < r1; r += rows[n_groups++]) {
         int n_vis;
         const uint8_t *keep = row_keys(sr, r, &n_vis);
-        nr = same_keys(sr, r, r1);
-        rows_sub_max(att + (size_t)r * Tk, nr, Tk, keep, n_vis, &any[r - r0]);
+        first[n_groups] = r;
+        rows[n_groups] = same_keys(sr, r, r1);
+        rows_sub_max(att + (size_t)r * Tk, rows[n_groups], Tk, keep, n_vis, &any[n_groups]);
     }
     float *s0 = att + (size_t)r0 * Tk;
     da_expf_n(s0, s0, (size_t)(r1 - r0) * Tk);
-    for (int r = r0, nr; r < r1; r += nr) {
+    for (int i = 0; i < n_groups; i++) {
         int n_vis;
-        const uint8_t *keep = row_keys(sr, r, &n_vis);
-        nr = same_keys(sr, r, r1);
-        rows_normalise(att + (size_t)r * Tk, nr, Tk, keep, n_vis, any[r - r0]);
+        const uint8_t *keep = row_keys(sr, first[i], &n_vis);
+        rows_normalise(att + (size_t)first[i] * Tk, rows[i], Tk, keep, n_vis, any[i]);
     }
 }
 

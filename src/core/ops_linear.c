@@ -14,10 +14,12 @@ void da_linear_forward(float *out, const float *inp, const float *weight, const 
 {
     da_gemm_items(B, (size_t)T * C, 0, (size_t)T * OC, 0, 1, T, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
     if (!bias) return;
-    /* out = s + bias: the bits of the GEMM's 1 * s + 1 * bias with out
-     * preset to the bias (1 * x is x), which this was; as a pass after a
-     * GEMM with beta 0, the GEMM sums straight into out and nothing copies
-     * the bias first */
+    /* out = s + bias: with the portable GEMM, the bits of its 1 * s + 1 * bias
+     * with out preset to the bias (1 * x is x), which this was; as a pass
+     * after a GEMM with beta 0, the GEMM sums straight into out and nothing
+     * copies the bias first. (OpenBLAS, which adds each of its K blocks onto
+     * C, rounded (bias + part1) + part2 and now (part1 + part2) + bias: its
+     * results only ever matched within rounding.) */
     long N = (long)B * T;
 #pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * OC)
     for (long n = 0; n < N; n++) {
