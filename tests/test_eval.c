@@ -807,6 +807,7 @@ static void test_cli(void **state)
     expect_cli("--batch", 2, "needs a value");
     expect_cli("--refine-mode apriori", 2, "need --refiner");
     expect_cli("--refine-keep-meaning", 2, "need --refiner");
+    expect_cli("--no-refine-keep-meaning", 2, "need --refiner");
     expect_cli("--refiner r --refine-mode closed", 2, "loop, apriori or once");
     expect_cli("--refiner r --refine-steps 21", 2, "more refinements than the 20 sampler steps");
     snprintf(args, sizeof args, "--weights %s --refiner %s -o %s", tmp_path("weights"), tmp_path("none.safetensors"),
@@ -815,7 +816,8 @@ static void test_cli(void **state)
     da_refiner_free(tiny_refiner());
     snprintf(args, sizeof args, "--weights %s --refiner refiner-t --refine-steps 1 --n-prompts 1 --seeds 1 --steps 1 "
              "-o %s", tmp_path("weights"), tmp_path("cli_out4"));
-    expect_cli(args, 0, "eval: refiner refiner-t, mode loop, 1 refinement(s), temperature 0");
+    /* a refiner trained without the guard runs without it (tests/test_promptloop.c: with) */
+    expect_cli(args, 0, "eval: refiner refiner-t, mode loop, 1 refinement(s), temperature 0, keep meaning off");
     expect_cli("--rewards clip,bogus", 2, "'bogus'");
     expect_cli("--sampler ddpm --eta 0.5", 2, "eta");
     snprintf(args, sizeof args, "--weights %s -o %s", tmp_path("nowhere"), tmp_path("cli_out2"));

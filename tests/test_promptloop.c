@@ -519,6 +519,68 @@ static void test_sample_cli(void **state)
     tu_rm_tree(dir);
 }
 
+/* 1 when the two files hold the same bytes */
+static int same_file(const char *a, const char *b)
+{
+    size_t na, nb;
+    char *x = tu_slurp(a, &na), *y = tu_slurp(b, &nb);
+    int same = na == nb && !memcmp(x, y, na);
+    free(x);
+    free(y);
+    return same;
+}
+
+/* The guard follows the refiner's training unless told: a refiner whose
+ * file says refine_keep_meaning (dalign train promptloop
+ * --refine-keep-meaning) runs with it, so the random refiner here, which
+ * never writes the query's meaning, leaves the base image bit for bit;
+ * --no-refine-keep-meaning lets its rewrites through (another image), and a
+ * refiner trained without the guard runs without it. */
+static void test_sample_cli_keep_meaning(void **state)
+{
+    (void)state;
+    if (!tu_cli_path()[0]) skip();
+    char dir[] = "/tmp/dalign_loop_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(tu_tiny_weights(dir), 0);
+    char p[512], q[512], args[1024];
+    da_refiner_config rc = g_ref->cfg;
+    const char *names[2] = {"ref", "ref-keep"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s.json", dir, names[i]);
+        assert_int_equal(da_refiner_config_save(&rc, p), DA_OK);
+        snprintf(p, sizeof p, "%s/%s.safetensors", dir, names[i]);
+        da_st_meta meta = {"refine_keep_meaning", "true"};
+        assert_int_equal(da_params_save(&g_ref->params, p, &meta, i), DA_OK);
+    }
+    int keep;
+    assert_int_equal(da_weights_refiner_keep_meaning(dir, "ref-keep", &keep), DA_OK);
+    assert_int_equal(keep, 1);
+    assert_int_equal(da_weights_refiner_keep_meaning(dir, "ref", &keep), DA_OK);
+    assert_int_equal(keep, 0);
+    assert_int_not_equal(da_weights_refiner_keep_meaning(dir, "none", &keep), DA_OK);
+
+    const char *prompt = "--prompt 'a red circle' --steps 4 --seed 3";
+    snprintf(args, sizeof args, "%s -o %s/base.png", prompt, dir);
+    expect_sample(dir, args, 0, NULL);
+    snprintf(args, sizeof args, "%s --refiner ref-keep --refine-steps 2 -v -o %s/keep.png", prompt, dir);
+    expect_sample(dir, args, 0, "keep meaning on");
+    expect_sample(dir, args, 0, "was trained with --refine-keep-meaning");
+    snprintf(p, sizeof p, "%s/base.png", dir);
+    snprintf(q, sizeof q, "%s/keep.png", dir);
+    assert_true(same_file(p, q));
+    snprintf(args, sizeof args, "%s --refiner ref-keep --refine-steps 2 --no-refine-keep-meaning -v -o %s/free.png",
+             prompt, dir);
+    expect_sample(dir, args, 0, "keep meaning off");
+    snprintf(q, sizeof q, "%s/free.png", dir);
+    assert_false(same_file(p, q));
+    snprintf(args, sizeof args, "%s --refiner ref --refine-steps 2 -v -o %s/ref.png", prompt, dir);
+    expect_sample(dir, args, 0, "keep meaning off");
+    snprintf(args, sizeof args, "%s --no-refine-keep-meaning -o %s/x.png", prompt, dir);
+    expect_sample(dir, args, 2, "need --refiner");
+    tu_rm_tree(dir);
+}
+
 /* No da_threads_init() here, on purpose: a library user may never call it,
  * and the bits must not depend on that (the NO_OMP build once let OpenBLAS
  * thread the first run on its own; gemm.c now pins it). */
@@ -532,6 +594,7 @@ int main(void)
         cmocka_unit_test(test_refiner_batch_threads),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_sample_cli),
+        cmocka_unit_test(test_sample_cli_keep_meaning),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

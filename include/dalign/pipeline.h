@@ -249,6 +249,13 @@ DA_API da_status da_weights_load_clip(da_clip **out, const char *dir);
  * not the tokenizer's is refused, naming the file. *out is NULL on error. */
 DA_API da_status da_weights_load_refiner(da_refiner **out, const char *dir, const char *name);
 
+/* The world the refiner NAME (as for da_weights_load_refiner) was trained
+ * in: *keep_meaning = 1 when it was trained with the guard
+ * (da_loop_opts.keep_meaning; its file's metadata says so), else 0. Its
+ * rewrites are evaluated as trained with da_loop_opts.keep_meaning set
+ * to this (what dalign sample and eval do unless told otherwise). */
+DA_API da_status da_weights_refiner_keep_meaning(const char *dir, const char *name, int *keep_meaning);
+
 #ifdef __cplusplus
 }
 #endif

@@ -198,6 +198,8 @@ int cmd_eval(int argc, char **argv)
         return 2;
     }
     const char *dir = da_weights_dir(a.weights);
+    if ((rc = cli_loop_resolve(CMD, &a.loop, dir, !a.cfg.progress))) return rc;
+    a.cfg.loop = a.loop.opts;
     da_report_result r;
     da_report_models m;
     memset(&m, 0, sizeof m);
@@ -216,8 +218,9 @@ int cmd_eval(int argc, char **argv)
                 dir, a.unet, a.cfg.prompts, r.n_prompts, r.n_seeds, da_sampler_name(a.cfg.opts.sampler),
                 a.cfg.opts.steps, (double)a.cfg.opts.cfg, a.cfg.batch, da_get_threads());
     if (!rc && a.cfg.progress && ref)
-        fprintf(stderr, "eval: refiner %s, mode %s, %d refinement(s), temperature %g\n", a.loop.refiner,
-                da_refine_mode_name(a.cfg.loop.mode), da_loop_n_refine(&a.cfg.loop), (double)a.cfg.loop.temperature);
+        fprintf(stderr, "eval: refiner %s, mode %s, %d refinement(s), temperature %g, keep meaning %s\n",
+                a.loop.refiner, da_refine_mode_name(a.cfg.loop.mode), da_loop_n_refine(&a.cfg.loop),
+                (double)a.cfg.loop.temperature, a.cfg.loop.keep_meaning ? "on" : "off");
     if (!rc && da_report_run(&r, &m, &a.cfg) != DA_OK) rc = fail();
     if (!rc && da_report_write(a.out, &a.cfg, &r, dir, a.unet) != DA_OK) rc = fail();
     if (!rc) {

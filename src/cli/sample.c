@@ -443,9 +443,10 @@ static void print_resolved(const sample_args *a, const char *dir)
             total_images(a) > 1 ? (a->grid ? " (grid)" : " (one file per image)") : "",
             a->scale, a->latents ? ", latents " : "", a->latents ? a->latents : "");
     if (a->loop.refiner)
-        fprintf(stderr, "  refiner   %s, mode %s, %d refinement%s, temperature %g\n", a->loop.refiner,
-                da_refine_mode_name(a->loop.opts.mode), da_loop_n_refine(&a->loop.opts),
-                da_loop_n_refine(&a->loop.opts) > 1 ? "s" : "", (double)a->loop.opts.temperature);
+        fprintf(stderr, "  refiner   %s, mode %s, %d refinement%s, temperature %g, keep meaning %s\n",
+                a->loop.refiner, da_refine_mode_name(a->loop.opts.mode), da_loop_n_refine(&a->loop.opts),
+                da_loop_n_refine(&a->loop.opts) > 1 ? "s" : "", (double)a->loop.opts.temperature,
+                a->loop.opts.keep_meaning ? "on" : "off");
     fprintf(stderr, "  threads   %d, gemm %s\n", da_get_threads(), da_gemm_backend());
 }
 
@@ -606,6 +607,7 @@ int cmd_sample(int argc, char **argv)
     if ((rc = check_outputs(&a))) return rc;
     remove_stale_temps(&a);
     const char *dir = da_weights_dir(a.weights);
+    if ((rc = cli_loop_resolve(CMD, &a.loop, dir, a.common.quiet))) return rc;
     if (!a.common.quiet) print_resolved(&a, dir);
     double t0 = da_now_s();
     da_pipeline *pipe;

@@ -118,7 +118,7 @@ static const struct option LONG_OPTS[] = {
 /* the refine options, through cli_loop_opt (the same words as sample's) */
 static int take_loop_option(const cli_parser *p, int c, da_loop_opts *loop)
 {
-    cli_loop_args l = {NULL, *loop};
+    cli_loop_args l = {NULL, *loop, 0};
     int rc = cli_loop_opt(p, c, &l);
     if (rc == 0) *loop = l.opts;
     return rc;

@@ -78,9 +78,9 @@ int cli_parse_seed(const char *cmd, const char *opt, const char *val, uint64_t *
 int cli_check_loop_args(const char *cmd, const cli_loop_args *l, const da_sample_opts *o)
 {
     if (!l->refiner && (l->opts.mode != DA_REFINE_LOOP || l->opts.n_refine != da_loop_opts_default().n_refine ||
-                        l->opts.temperature != da_loop_opts_default().temperature || l->opts.keep_meaning)) {
-        fprintf(stderr, "dalign %s: --refine-mode, --refine-steps, --refine-temperature and --refine-keep-meaning "
-                        "need --refiner NAME\n", cmd);
+                        l->opts.temperature != da_loop_opts_default().temperature || l->keep_meaning_given)) {
+        fprintf(stderr, "dalign %s: --refine-mode, --refine-steps, --refine-temperature and "
+                        "--[no-]refine-keep-meaning need --refiner NAME\n", cmd);
         return 2;
     }
     if (l->refiner && l->opts.mode != DA_REFINE_ONCE && l->opts.n_refine > o->steps) {
@@ -88,6 +88,22 @@ int cli_check_loop_args(const char *cmd, const cli_loop_args *l, const da_sample
                 l->opts.n_refine, o->steps);
         return 2;
     }
+    return 0;
+}
+
+int cli_loop_resolve(const char *cmd, cli_loop_args *l, const char *dir, int quiet)
+{
+    if (!l->refiner || l->keep_meaning_given) return 0;
+    int keep;
+    if (da_weights_refiner_keep_meaning(dir, l->refiner, &keep) != DA_OK) {
+        fprintf(stderr, "dalign %s: %s\n", cmd, da_last_error());
+        return 1;
+    }
+    l->opts.keep_meaning = keep;
+    if (keep && !quiet)
+        fprintf(stderr, "dalign %s: refiner %s was trained with --refine-keep-meaning: a rewrite that does not mean "
+                        "the query is discarded, as in its training (--no-refine-keep-meaning uses every rewrite)\n",
+                cmd, l->refiner);
     return 0;
 }
 
@@ -243,7 +259,11 @@ int cli_loop_opt(const cli_parser *p, int c, cli_loop_args *l)
         if (cli_parse_float(val, &l->opts.temperature) || l->opts.temperature < 0.0f)
             return cli_bad_value(cmd, opt, val, "a number >= 0");
         return 0;
-    case CLI_O_REFINE_KEEP_MEANING: l->opts.keep_meaning = 1; return 0;
+    case CLI_O_REFINE_KEEP_MEANING:
+    case CLI_O_NO_REFINE_KEEP_MEANING:
+        l->opts.keep_meaning = c == CLI_O_REFINE_KEEP_MEANING;
+        l->keep_meaning_given = 1;
+        return 0;
     default: return CLI_NOT_MINE;
     }
 }

@@ -392,3 +392,21 @@ da_status da_weights_load_refiner(da_refiner **out, const char *dir, const char 
     }
     return s;
 }
+
+da_status da_weights_refiner_keep_meaning(const char *dir, const char *name, int *keep_meaning)
+{
+    *keep_meaning = 0;
+    if (!dir || !name) return da_fail(DA_ERR_INVALID, "da_weights_refiner_keep_meaning: NULL directory or name");
+    model_files f;
+    da_status s = is_weights_file(name) ? files_at(&f, name, "refiner") : files_in(&f, dir, name);
+    da_safetensors *st = NULL;
+    if (s == DA_OK) s = readable("refiner weights", f.st);
+    if (s == DA_OK) s = da_error_named(da_st_open(f.st, &st), f.st);
+    if (s != DA_OK) return s;
+    /* written by dalign train promptloop (src/train/promptloop.c); a
+     * supervised or older refiner has no such key: trained without it */
+    const char *v = da_st_meta_get(st, "refine_keep_meaning");
+    *keep_meaning = v && !strcmp(v, "true");
+    da_st_close(st);
+    return DA_OK;
+}
