@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "core/par.h"
+#include "core/span.h"
 #include "dalign/core.h"
 
 /* Probabilities in place, a chunk of rows at a time: row r of att (Tk)
@@ -60,8 +61,26 @@ static int same_keys(const softmax_rows *sr, int r, int r1)
     return n;
 }
 
+/* Loops over the ROW_GROUP rows of a group are unrolled, so that each
+ * row's running max or sum lives in a register of its own (in an array
+ * indexed by a variable it went through memory on every step, a store and
+ * a reload in each row's chain). A group of fewer rows repeats its last row
+ * in the spare lanes: they only read, and their results are dropped. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define UNROLL_ROWS _Pragma("GCC unroll 8")
+#else
+#define UNROLL_ROWS
+#endif
+/* the ROW_GROUP row pointers of a group of nr rows Tk apart (spares repeat the last) */
+static void group_rows(const float *row[ROW_GROUP], const float *s, int nr, int Tk)
+{
+    for (int q = 0; q < ROW_GROUP; q++) row[q] = s + (size_t)(q < nr ? q : nr - 1) * Tk;
+}
+
 /* s: nr rows Tk apart that see keys (keep, n_vis); each gets its max over
- * the visible keys subtracted, or, with no visible key, zeros (*any = 0) */
+ * the visible keys subtracted, or, with no visible key, zeros (*any = 0).
+ * A row's max starts at its first visible key and takes each later one
+ * that is greater, in order (so a NaN first key stays the max, as before) */
 static void rows_sub_max(float *s, int nr, int Tk, const uint8_t *keep, int n_vis, int *any)
 {
     int j0 = 0;
@@ -71,39 +90,37 @@ static void rows_sub_max(float *s, int nr, int Tk, const uint8_t *keep, int n_vi
         memset(s, 0, (size_t)nr * Tk * sizeof(float)); /* exp gives 1s, zeroed after */
         return;
     }
+    const float *row[ROW_GROUP];
+    group_rows(row, s, nr, Tk);
     float m[ROW_GROUP];
-    for (int q = 0; q < nr; q++) m[q] = s[(size_t)q * Tk + j0];
+    UNROLL_ROWS for (int q = 0; q < ROW_GROUP; q++) m[q] = row[q][j0];
     for (int j = j0 + 1; j < n_vis; j++) {
         if (keep && !keep[j]) continue;
-        for (int q = 0; q < nr; q++) {
-            float v = s[(size_t)q * Tk + j];
+        UNROLL_ROWS for (int q = 0; q < ROW_GROUP; q++) {
+            float v = row[q][j];
             m[q] = v > m[q] ? v : m[q];
         }
     }
-    for (int q = 0; q < nr; q++)
-        for (int j = 0; j < Tk; j++) s[(size_t)q * Tk + j] -= m[q];
+    for (int q = 0; q < nr; q++) da_span_sub_scalar(s + (size_t)q * Tk, s + (size_t)q * Tk, m[q], (size_t)Tk);
 }
 
-/* s: nr rows of exps as above: masked keys zeroed, each row divided by its sum */
+/* s: nr rows of exps as above: masked keys zeroed, each row divided by its
+ * sum (over all Tk keys, masked ones as zeros, in order) */
 static void rows_normalise(float *s, int nr, int Tk, const uint8_t *keep, int n_vis, int any)
 {
     if (!any) {
         memset(s, 0, (size_t)nr * Tk * sizeof(float));
         return;
     }
+    if (keep || n_vis < Tk)
+        for (int q = 0; q < nr; q++)
+            for (int j = 0; j < Tk; j++)
+                if (j >= n_vis || (keep && !keep[j])) s[(size_t)q * Tk + j] = 0.0f;
+    const float *row[ROW_GROUP];
+    group_rows(row, s, nr, Tk);
     float sum[ROW_GROUP] = {0};
-    for (int j = 0; j < Tk; j++) {
-        int visible = j < n_vis && (!keep || keep[j]);
-        for (int q = 0; q < nr; q++) {
-            float *v = &s[(size_t)q * Tk + j];
-            *v = visible ? *v : 0.0f;
-            sum[q] += *v;
-        }
-    }
-    for (int q = 0; q < nr; q++) {
-        float inv = 1.0f / sum[q];
-        for (int j = 0; j < Tk; j++) s[(size_t)q * Tk + j] *= inv;
-    }
+    for (int j = 0; j < Tk; j++) UNROLL_ROWS for (int q = 0; q < ROW_GROUP; q++) sum[q] += row[q][j];
+    for (int q = 0; q < nr; q++) da_span_mul_scalar(s + (size_t)q * Tk, s + (size_t)q * Tk, 1.0f / sum[q], (size_t)Tk);
 }
 
 /* rows [r0, r1) of att, at most SOFTMAX_CHUNK: max, one exp call, sums,

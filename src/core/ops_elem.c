@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/par.h"
+#include "core/span.h"
 #include "dalign/core.h"
 
 typedef enum { OP_ADD, OP_SUB, OP_MUL } elem_op;
@@ -140,34 +141,47 @@ static void bcast_reduce_backward(float *db, const float *dout, const float *a, 
 
 /* Equal shapes: flat loops over n values. */
 
+#define FLAT_BLOCK 4096 /* values per thread's piece; each piece runs a core/span.h loop */
+
 /* out (n) = a (n) op b (n) */
 static void flat_forward(float *out, const float *a, const float *b, size_t n, elem_op op)
 {
-    switch (op) {
-    case OP_ADD:
+    void (*f)(float *, const float *, const float *, size_t) =
+        op == OP_ADD ? da_span_add : op == OP_SUB ? da_span_sub : da_span_mul;
+    size_t blocks = (n + FLAT_BLOCK - 1) / FLAT_BLOCK;
 #pragma omp parallel for schedule(static) DA_PAR_IF(n)
-        for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
-        break;
-    case OP_SUB:
-#pragma omp parallel for schedule(static) DA_PAR_IF(n)
-        for (size_t i = 0; i < n; i++) out[i] = a[i] - b[i];
-        break;
-    case OP_MUL:
-#pragma omp parallel for schedule(static) DA_PAR_IF(n)
-        for (size_t i = 0; i < n; i++) out[i] = a[i] * b[i];
-        break;
+    for (size_t k = 0; k < blocks; k++) {
+        size_t i = k * FLAT_BLOCK, m = n - i < FLAT_BLOCK ? n - i : FLAT_BLOCK;
+        f(out + i, a + i, b + i, m);
     }
+}
+
+/* dx (m) += s * dout (m) [* y (m)], y NULL or not, DA_SPAN values at a
+ * time (core/span.h says why) */
+static void flat_backward_piece(float *dx, const float *dout, const float *y, float s, size_t m)
+{
+    size_t i = 0;
+    for (; i + DA_SPAN <= m; i += DA_SPAN) {
+        float d[DA_SPAN], v[DA_SPAN];
+        memcpy(d, dout + i, sizeof d);
+        if (y) {
+            memcpy(v, y + i, sizeof v);
+            for (int k = 0; k < DA_SPAN; k++) dx[i + k] += s * (d[k] * v[k]);
+        } else {
+            for (int k = 0; k < DA_SPAN; k++) dx[i + k] += s * d[k];
+        }
+    }
+    for (; i < m; i++) dx[i] += y ? s * (dout[i] * y[i]) : s * dout[i];
 }
 
 /* dx (n) += s * dout (n) [* y (n)]; y may be NULL */
 static void flat_backward(float *dx, const float *dout, const float *y, float s, size_t n)
 {
-    if (y) {
+    size_t blocks = (n + FLAT_BLOCK - 1) / FLAT_BLOCK;
 #pragma omp parallel for schedule(static) DA_PAR_IF(n)
-        for (size_t i = 0; i < n; i++) dx[i] += s * (dout[i] * y[i]);
-    } else {
-#pragma omp parallel for schedule(static) DA_PAR_IF(n)
-        for (size_t i = 0; i < n; i++) dx[i] += s * dout[i];
+    for (size_t k = 0; k < blocks; k++) {
+        size_t i = k * FLAT_BLOCK, m = n - i < FLAT_BLOCK ? n - i : FLAT_BLOCK;
+        flat_backward_piece(dx + i, dout + i, y ? y + i : NULL, s, m);
     }
 }
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/par.h"
+#include "core/span.h"
 #include "dalign/core.h"
 
 /* out (B, T, OC) = inp (B, T, C) @ weight (OC, C)^T + bias (OC). The B
@@ -24,7 +25,7 @@ void da_linear_forward(float *out, const float *inp, const float *weight, const 
 #pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * OC)
     for (long n = 0; n < N; n++) {
         float *o = out + (size_t)n * OC;
-        for (int c = 0; c < OC; c++) o[c] += bias[c];
+        da_span_add(o, o, bias, (size_t)OC);
     }
 }
 
