@@ -323,6 +323,83 @@ static void test_conv_groups_threads(void **state)
     }
 }
 
+/* With the portable GEMM every output is the ordered sum over (c, ki, kj)
+ * of weight * input (zero outside the image), then + bias: the bits of
+ * this loop, whichever way conv2d gets there. A stride-1 conv builds its
+ * GEMM's B slivers straight from the padded images (ops_conv.c:pack_cols);
+ * the cases cover runs of an output row that fill a sliver, that split
+ * across slivers, images that share one (2x2 and 4x4 outputs), odd widths,
+ * rows wider than a sliver, planes past im2col's stack copy, groups of
+ * images, and the im2col paths (stride 2, pointwise), on every register
+ * tile (a sliver is 16, 24 or 32 columns) and at 1 and 2 threads. */
+static void conv_ordered_sum(float *out, const float *x, const float *w, const float *b, const conv_cfg *g)
+{
+    int OH = (g->H + 2 * g->pad - g->k) / g->stride + 1, OW = (g->W + 2 * g->pad - g->k) / g->stride + 1;
+    for (int n = 0; n < g->N; n++)
+        for (int o = 0; o < g->O; o++)
+            for (int oh = 0; oh < OH; oh++)
+                for (int ow = 0; ow < OW; ow++) {
+                    float s = 0.0f;
+                    for (int c = 0; c < g->C; c++)
+                        for (int ki = 0; ki < g->k; ki++)
+                            for (int kj = 0; kj < g->k; kj++) {
+                                int ih = oh * g->stride + ki - g->pad, iw = ow * g->stride + kj - g->pad;
+                                float v = ih >= 0 && ih < g->H && iw >= 0 && iw < g->W
+                                              ? x[(((size_t)n * g->C + c) * g->H + ih) * g->W + iw] : 0.0f;
+                                s += w[(((size_t)o * g->C + c) * g->k + ki) * g->k + kj] * v;
+                            }
+                    out[(((size_t)n * g->O + o) * OH + oh) * OW + ow] = b ? s + b[o] : s;
+                }
+}
+
+static void test_conv_forward_bits(void **state)
+{
+    (void)state;
+    static const conv_cfg cases[] = {
+        {"8x8, 17 images in groups", 17, 3, 8, 8, 5, 3, 1, 1, 1},
+        {"4x4, images share a sliver", 5, 4, 4, 4, 6, 3, 1, 1, 1},
+        {"2x2, runs of 2", 9, 2, 2, 2, 3, 3, 1, 1, 0},
+        {"odd width 7x5", 3, 3, 7, 5, 4, 3, 1, 1, 1},
+        {"k3 p0", 2, 2, 6, 6, 3, 3, 1, 0, 1},
+        {"k5 p2", 2, 2, 9, 9, 3, 5, 1, 2, 1},
+        {"k2 p0", 3, 2, 5, 5, 3, 2, 1, 0, 1},
+        {"rows wider than a sliver, 40x40", 2, 3, 40, 40, 4, 3, 1, 1, 1},
+        {"plane past the stack copy, 70x66", 1, 1, 70, 66, 2, 3, 1, 1, 1},
+        {"stride 2 (im2col)", 3, 2, 8, 8, 3, 3, 2, 1, 1},
+        {"pointwise", 3, 4, 4, 4, 5, 1, 1, 0, 1},
+    };
+    static const char *tiles[] = {"xmm", "ymm", "zmm"};
+    const char *backend = da_gemm_backend();
+    assert_int_equal(da_gemm_set_backend("portable"), DA_OK);
+    int threads = da_get_threads();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const conv_cfg *g = &cases[i];
+        int OH = (g->H + 2 * g->pad - g->k) / g->stride + 1, OW = (g->W + 2 * g->pad - g->k) / g->stride + 1;
+        size_t nx = (size_t)g->N * g->C * g->H * g->W, nw = (size_t)g->O * g->C * g->k * g->k,
+               ny = (size_t)g->N * g->O * OH * OW;
+        float *x = tu_alloc_fill(nx, 700u + (uint32_t)i, -1.0f, 1.0f), *w = tu_alloc_fill(nw, 800u + (uint32_t)i, -1.0f, 1.0f);
+        float *b = g->bias ? tu_alloc_fill((size_t)g->O, 900u + (uint32_t)i, -1.0f, 1.0f) : NULL;
+        float *want = malloc(ny * sizeof(float)), *got = malloc(ny * sizeof(float));
+        size_t n_col = da_conv2d_col_size(g->N, g->C, g->H, g->W, g->O, g->k, g->stride, g->pad);
+        float *col = malloc((n_col ? n_col : 1) * sizeof(float));
+        conv_ordered_sum(want, x, w, b, g);
+        for (int t = 0; t < 3; t++)
+            for (int nth = 1; nth <= 2; nth++) {
+                assert_int_equal(da_gemm_set_tile(tiles[t]), DA_OK);
+                da_set_threads(nth);
+                memset(got, 0xff, ny * sizeof(float));
+                da_conv2d_forward(got, x, w, b, col, g->N, g->C, g->H, g->W, g->O, g->k, g->stride, g->pad);
+                char what[160];
+                snprintf(what, sizeof what, "conv2d %s, tile %s, %d thread(s)", g->name, da_gemm_tile(), nth);
+                tu_assert_bits(what, got, want, ny);
+            }
+        free(x), free(w), free(b), free(want), free(got), free(col);
+    }
+    assert_int_equal(da_gemm_set_tile("auto"), DA_OK);
+    da_set_threads(threads);
+    assert_int_equal(da_gemm_set_backend(backend), DA_OK);
+}
+
 int main(void)
 {
     da_threads_init();
@@ -334,6 +411,7 @@ int main(void)
         cmocka_unit_test(test_conv_kernel_contract),
         cmocka_unit_test(test_conv_groups),
         cmocka_unit_test(test_conv_groups_threads),
+        cmocka_unit_test(test_conv_forward_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,10 +24,12 @@
  * problem may take the naive loop without changing a bit.
  */
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "core/gemm_packer.h"
 #include "dalign/core.h"
 
 #ifdef _OPENMP
@@ -349,6 +351,8 @@ typedef struct gemm_args {
     const float *A, *B;
     float *C;
     int lda, ldb, ldc;
+    da_gemm_pack_b_fn pack_b; /* or NULL: op(B) is B (gemm_packer.h) */
+    const void *pack_ctx;
 } gemm_args;
 
 /* c = alpha*s + beta*c; beta == 0 never reads c (it may hold NaN garbage) */
@@ -441,7 +445,12 @@ static void gemm_task(const gemm_args *g, gemm_kernel k, int i0, int rows, int j
                           used, p0, kc);
         }
         float *bslice = whole_b ? bpack + (size_t)p0 * tiles_n * nr : bpack;
-        if (!b_ready) pack_b(bslice, nr, g->B, g->ldb, g->trans_b, j0, cols, p0, kc);
+        if (b_ready) {
+        } else if (g->pack_b) {
+            g->pack_b(g->pack_ctx, bslice, nr, j0, cols, p0, kc);
+        } else {
+            pack_b(bslice, nr, g->B, g->ldb, g->trans_b, j0, cols, p0, kc);
+        }
         for (int tj = 0; tj < tiles_n; tj++) { /* B sliver stays in L1 across ti */
             const float *b = bslice + (size_t)tj * kc * nr;
             float *t = acc + (size_t)tj * tiles_m * mr * nr;
@@ -491,14 +500,34 @@ static void plan_tasks(int M, int N, int nth, int mr, int nr, int *mc, int *nc)
     *nc = round_up(ceil_div(N, tn), nr);
 }
 
-void da_gemm_portable(int trans_a, int trans_b, int M, int N, int K, float alpha,
-                      const float *A, int lda, const float *B, int ldb,
-                      float beta, float *C, int ldc)
+/* g with op(B) from its packer, materialised: one sliver N wide is the
+ * row-major (K, N) matrix. For the paths that read B where it lies. */
+static void gemm_naive_packed(gemm_args g)
 {
+    float *B = malloc((size_t)g.K * g.N * sizeof(float));
+    if (!B) {
+        fprintf(stderr, "dalign: out of memory in the GEMM (%d x %d)\n", g.K, g.N);
+        abort();
+    }
+    g.pack_b(g.pack_ctx, B, g.N, 0, g.N, 0, g.K);
+    g.B = B;
+    g.ldb = g.N;
+    g.trans_b = 0;
+    g.pack_b = NULL;
+    gemm_naive(&g);
+    free(B);
+}
+
+static void gemm_run(gemm_args g)
+{
+    int M = g.M, N = g.N, K = g.K, lda = g.lda;
     if (M <= 0 || N <= 0) return;
-    gemm_args g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc};
-    if (K <= 0 || alpha == 0.0f) { scale_c(&g); return; }
-    if ((double)M * N * K < SMALL_MNK) { gemm_naive(&g); return; }
+    if (K <= 0 || g.alpha == 0.0f) { scale_c(&g); return; }
+    if ((double)M * N * K < SMALL_MNK) {
+        if (g.pack_b) gemm_naive_packed(g);
+        else gemm_naive(&g);
+        return;
+    }
 
     int nth = 1;
 #ifdef _OPENMP
@@ -521,7 +550,11 @@ void da_gemm_portable(int trans_a, int trans_b, int M, int N, int K, float alpha
            acc_n = round16((size_t)mc * nc);
     size_t per_thread = a_n + b_n + acc_n;
     float *scratch = aligned_alloc(64, per_thread * (size_t)nth * sizeof(float));
-    if (!scratch) { gemm_naive(&g); return; }
+    if (!scratch) {
+        if (g.pack_b) gemm_naive_packed(g);
+        else gemm_naive(&g);
+        return;
+    }
 
     /* thread tid of nthr (at most nth) runs tasks [tid n / nthr, (tid + 1)
      * n / nthr), rows fastest, so tasks of the same columns follow each
@@ -543,4 +576,17 @@ void da_gemm_portable(int trans_a, int trans_b, int M, int N, int K, float alpha
         }
     }
     free(scratch);
+}
+
+void da_gemm_portable(int trans_a, int trans_b, int M, int N, int K, float alpha,
+                      const float *A, int lda, const float *B, int ldb,
+                      float beta, float *C, int ldc)
+{
+    gemm_run((gemm_args){trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc, NULL, NULL});
+}
+
+void da_gemm_portable_packed(int trans_a, int M, int N, int K, float alpha, const float *A, int lda,
+                             da_gemm_pack_b_fn pack_b, const void *ctx, float beta, float *C, int ldc)
+{
+    gemm_run((gemm_args){trans_a, 0, M, N, K, alpha, beta, A, NULL, C, lda, N, ldc, pack_b, ctx});
 }

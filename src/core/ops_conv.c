@@ -18,7 +18,9 @@
 #include <assert.h>
 #include <string.h>
 
+#include "core/gemm_packer.h"
 #include "core/par.h"
+#include "core/span.h"
 #include "dalign/core.h"
 
 /* Group size: add images until the GEMM is CONV_COLS columns wide or col +
@@ -315,7 +317,7 @@ static void scatter_out(float *out, const float *tmp, const float *bias, int G, 
         const float *src = tmp + ((size_t)o * G + g) * P;
         float *dst = out + (size_t)go * P;
         if (bias) {
-            for (int p = 0; p < P; p++) dst[p] = src[p] + bias[o];
+            da_span_add_scalar(dst, src, bias[o], (size_t)P);
         } else {
             memcpy(dst, src, (size_t)P * sizeof(float));
         }
@@ -332,6 +334,113 @@ static void gather_dout(float *tmp, const float *dout, int G, int O, int P)
     }
 }
 
+/* ---- the column matrix, never stored (portable GEMM, stride 1) -------------- */
+
+/* With the portable GEMM, a stride-1 convolution does not write col at
+ * all: the GEMM's B slivers are copied straight from zero-padded copies of
+ * the images (gemm_packer.h). im2col wrote col and the GEMM then copied it
+ * again into its slivers; now the values make one trip instead of two, and
+ * they are the same values, so the bits are too. */
+typedef struct conv_cols {
+    const float *padded; /* (G, C, Hp, Wp): the group's images with their zero border */
+    int C, Hp, Wp, k, OW, P;
+} conv_cols;
+
+/* one run of a sliver: `len` columns from dst column `at`, an output row's
+ * positions from (g, oh, ow) on; `base` their patch origin in padded
+ * (channel 0, ki = kj = 0) */
+typedef struct col_run {
+    int at, len;
+    size_t base;
+} col_run;
+
+/* Rows p of a sliver, `n` at a time from off[] (their patch offsets in
+ * padded), for runs of one length L: constant-width copies for the usual
+ * widths (the UNet's 8x8 and 4x4 outputs give runs of 8 and 4), a
+ * run-time width otherwise. */
+#define DEFINE_COPY_RUNS(name, L)                                                                  \
+    static void name(float *dst, int nr, const float *padded, const col_run *runs, int n_runs,       \
+                     const size_t *off, int n, int len)                                              \
+    {                                                                                               \
+        (void)len;                                                                                  \
+        for (int p = 0; p < n; p++)                                                                 \
+            for (int r = 0; r < n_runs; r++)                                                        \
+                memcpy(dst + (size_t)p * nr + runs[r].at, padded + runs[r].base + off[p], (L) * sizeof(float)); \
+    }
+DEFINE_COPY_RUNS(copy_runs_4, 4)
+DEFINE_COPY_RUNS(copy_runs_8, 8)
+DEFINE_COPY_RUNS(copy_runs_16, 16)
+DEFINE_COPY_RUNS(copy_runs_n, (size_t)len)
+
+/* a sliver's rows [p, p + n) when every run has length len; else one run at a time */
+static void copy_runs(float *dst, int nr, const float *padded, const col_run *runs, int n_runs, const size_t *off,
+                      int n)
+{
+    if (n_runs < 1) return;
+    int len = runs[0].len;
+    for (int r = 1; r < n_runs; r++)
+        if (runs[r].len != len) {
+            for (int q = 0; q < n_runs; q++) copy_runs_n(dst, nr, padded, runs + q, 1, off, n, runs[q].len);
+            return;
+        }
+    switch (len) {
+    case 4: copy_runs_4(dst, nr, padded, runs, n_runs, off, n, len); return;
+    case 8: copy_runs_8(dst, nr, padded, runs, n_runs, off, n, len); return;
+    case 16: copy_runs_16(dst, nr, padded, runs, n_runs, off, n, len); return;
+    default: copy_runs_n(dst, nr, padded, runs, n_runs, off, n, len);
+    }
+}
+
+#define ROWS_AT_ONCE 128 /* the patch offsets of this many rows p are computed once for every sliver */
+
+/* da_gemm_pack_b_fn of the column matrix: row p = (c, ki, kj) of column j =
+ * (g, oh, ow) is padded[g, c, oh + ki, ow + kj] (col's layout, im2col) */
+static void pack_cols(const void *ctx, float *dst, int nr, int j0, int cols, int p0, int kc)
+{
+    const conv_cols *cc = ctx;
+    assert(nr <= 64);
+    int n_slivers = (cols + nr - 1) / nr;
+    size_t plane = (size_t)cc->Hp * cc->Wp;
+    for (int q0 = 0; q0 < kc; q0 += ROWS_AT_ONCE) {
+        int n = kc - q0 < ROWS_AT_ONCE ? kc - q0 : ROWS_AT_ONCE;
+        size_t off[ROWS_AT_ONCE];
+        for (int q = 0; q < n; q++) {
+            int p = p0 + q0 + q, c_in = p / (cc->k * cc->k), kij = p % (cc->k * cc->k);
+            off[q] = (size_t)c_in * plane + (size_t)(kij / cc->k) * cc->Wp + kij % cc->k;
+        }
+        for (int sl = 0; sl < n_slivers; sl++) {
+            int s = sl * nr, used = cols - s < nr ? cols - s : nr, n_runs = 0;
+            float *d = dst + (size_t)sl * kc * nr + (size_t)q0 * nr;
+            col_run runs[64]; /* a run has at least one column: at most nr <= 64 runs */
+            for (int c = 0; c < used;) {
+                int j = j0 + s + c, g = j / cc->P, oh = (j % cc->P) / cc->OW, ow = j % cc->OW;
+                int len = cc->OW - ow < used - c ? cc->OW - ow : used - c;
+                runs[n_runs++] = (col_run){c, len, (size_t)g * cc->C * plane + (size_t)oh * cc->Wp + ow};
+                c += len;
+            }
+            if (used < nr) memset(d, 0, (size_t)n * nr * sizeof(float));
+            copy_runs(d, nr, cc->padded, runs, n_runs, off, n);
+        }
+    }
+}
+
+/* padded (G, C, H+2pad, W+2pad) = inp (G, C, H, W) with a zero border */
+static void pad_images(float *padded, const float *inp, int G, int C, int H, int W, int pad)
+{
+    size_t plane = (size_t)(H + 2 * pad) * (W + 2 * pad);
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)G * C * plane)
+    for (int gc = 0; gc < G * C; gc++) pad_plane(padded + (size_t)gc * plane, inp + (size_t)gc * H * W, H, W, pad);
+}
+
+/* The stride-1 path of the portable GEMM needs the padded images where col
+ * would be: they are never larger (C (H+2pad)(W+2pad) <= C k^2 OH OW for
+ * the shapes conv2d meets), but check. */
+static int cols_implicit(const conv_plan *pl, int G, int C, int H, int W, int stride, int pad)
+{
+    if (pl->pointwise || stride != 1 || strcmp(da_gemm_backend(), "portable")) return 0;
+    return (size_t)G * C * (H + 2 * pad) * (W + 2 * pad) <= (size_t)pl->K * G * pl->P;
+}
+
 /* out (N, O, OH, OW) = inp (N, C, H, W) * weight (O, C, k, k) + bias (O);
  * col: scratch of da_conv2d_col_size(N, C, H, W, O, k, stride, pad) floats */
 void da_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
@@ -345,26 +454,38 @@ void da_conv2d_forward(float *out, const float *inp, const float *weight, const 
         int n0, G = conv_group(&pl, N, i, &n0);
         const float *inp_g = inp + (size_t)n0 * C * H * W;
         float *out_g = out + (size_t)n0 * O * P;
+        int implicit = cols_implicit(&pl, G, C, H, W, stride, pad);
+        conv_cols cc = {col, C, H + 2 * pad, W + 2 * pad, k, pl.OW, P};
+        if (implicit) pad_images(col, inp_g, G, C, H, W, pad);
         if (G == 1) {
             /* one image: the GEMM writes straight into out, then the bias is
              * added as scatter_out adds it (sum + bias, never bias + partial
              * sums), so an image alone has the bits it has in a group */
             const float *cols = inp_g;
-            if (!pl.pointwise) {
-                im2col(col, inp_g, 1, C, H, W, k, stride, pad, pl.OH, pl.OW);
-                cols = col;
+            if (implicit) {
+                da_gemm_portable_packed(0, O, P, K, 1.0f, weight, K, pack_cols, &cc, 0.0f, out_g, P);
+            } else {
+                if (!pl.pointwise) {
+                    im2col(col, inp_g, 1, C, H, W, k, stride, pad, pl.OH, pl.OW);
+                    cols = col;
+                }
+                da_gemm(0, 0, O, P, K, 1.0f, weight, K, cols, P, 0.0f, out_g, P);
             }
-            da_gemm(0, 0, O, P, K, 1.0f, weight, K, cols, P, 0.0f, out_g, P);
             if (bias)
-                for (int o = 0; o < O; o++)
-                    for (int p = 0; p < P; p++) out_g[(size_t)o * P + p] += bias[o];
+                for (int o = 0; o < O; o++) da_span_add_scalar(out_g + (size_t)o * P, out_g + (size_t)o * P, bias[o], (size_t)P);
             continue;
         }
         int GP = G * P;
         float *tmp = col + (size_t)K * GP;
-        im2col(col, inp_g, G, C, H, W, k, stride, pad, pl.OH, pl.OW);
-        /* one GEMM item per image (its P columns): see gemm.c */
-        da_gemm_items(G, 0, P, P, 0, 0, O, P, K, 1.0f, weight, K, col, GP, 0.0f, tmp, GP);
+        if (implicit) {
+            /* the images side by side, one wide GEMM: what da_gemm_items
+             * makes of the per-image items below with the portable GEMM */
+            da_gemm_portable_packed(0, O, GP, K, 1.0f, weight, K, pack_cols, &cc, 0.0f, tmp, GP);
+        } else {
+            im2col(col, inp_g, G, C, H, W, k, stride, pad, pl.OH, pl.OW);
+            /* one GEMM item per image (its P columns): see gemm.c */
+            da_gemm_items(G, 0, P, P, 0, 0, O, P, K, 1.0f, weight, K, col, GP, 0.0f, tmp, GP);
+        }
         scatter_out(out_g, tmp, bias, G, O, P);
     }
 }
