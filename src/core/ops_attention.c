@@ -4,8 +4,9 @@
  * Head h of a (B, T, D) tensor is the column block h*hd .. (h+1)*hd-1, the
  * layout of PyTorch's MultiheadAttention before out_proj. The heads are never
  * copied out: each per-(b, h) matmul is one da_gemm on a strided view
- * (leading dimension D). GEMMs run one after another outside any OpenMP
- * region; only the row-wise masked softmax is an OpenMP loop.
+ * (leading dimension D). The forward runs each (b, h) pair's scores,
+ * softmax and output together, the pairs split over threads; the backward's
+ * GEMMs run one after another, each split over threads itself.
  *
  * Masking: a key is visible to query i when key_keep[b, j] != 0 (or
  * key_keep is NULL) and, if causal, j <= i. A query row with no visible key
@@ -159,23 +160,29 @@ void da_attention_forward(float *out, float *att, const float *q, const float *k
     }
     float scale = 1.0f / sqrtf((float)hd);
     size_t TT = (size_t)Tq * Tk;
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++)
-            da_gemm(0, 1, Tq, Tk, hd, scale, q + (size_t)b * Tq * D + (size_t)h * hd, D,
-                    k + (size_t)b * Tk * D + (size_t)h * hd, D, 0.0f,
-                    att + ((size_t)b * H + h) * TT, Tk);
-    int rows = B * H * Tq, chunks = (rows + SOFTMAX_CHUNK - 1) / SOFTMAX_CHUNK;
     softmax_rows sr = {Tk, Tq, H, causal, key_keep};
-#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)rows * Tk)
-    for (int c = 0; c < chunks; c++) {
-        int r0 = c * SOFTMAX_CHUNK, r1 = r0 + SOFTMAX_CHUNK < rows ? r0 + SOFTMAX_CHUNK : rows;
-        masked_softmax_chunk(att, r0, r1, &sr);
+    /* One (image, head) at a time, all three steps: its scores (Tq, Tk)
+     * stay in L1/L2 from the GEMM that makes them to the one that reads
+     * them (a whole batch's were 2 MB at batch 32 on the 8x8 latent). With
+     * enough of them for every thread, threads take whole (image, head)
+     * pairs and the GEMMs inside run single-threaded (one parallel region
+     * instead of two GEMM regions per pair); else the GEMMs split
+     * themselves. Neither changes a bit. */
+    int pairs = B * H, threads = da_get_threads();
+    int split = threads > 1 && pairs >= threads;
+#pragma omp parallel for schedule(static) DA_PAR_IF(split ? (size_t)pairs * TT * (size_t)hd : 0)
+    for (int bh = 0; bh < pairs; bh++) {
+        int b = bh / H, h = bh % H;
+        float *a = att + (size_t)bh * TT;
+        da_gemm(0, 1, Tq, Tk, hd, scale, q + (size_t)b * Tq * D + (size_t)h * hd, D,
+                k + (size_t)b * Tk * D + (size_t)h * hd, D, 0.0f, a, Tk);
+        for (int r0 = bh * Tq; r0 < (bh + 1) * Tq; r0 += SOFTMAX_CHUNK) {
+            int r1 = r0 + SOFTMAX_CHUNK < (bh + 1) * Tq ? r0 + SOFTMAX_CHUNK : (bh + 1) * Tq;
+            masked_softmax_chunk(att, r0, r1, &sr);
+        }
+        da_gemm(0, 0, Tq, hd, Tk, 1.0f, a, Tk, v + (size_t)b * Tk * D + (size_t)h * hd, D, 0.0f,
+                out + (size_t)b * Tq * D + (size_t)h * hd, D);
     }
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++)
-            da_gemm(0, 0, Tq, hd, Tk, 1.0f, att + ((size_t)b * H + h) * TT, Tk,
-                    v + (size_t)b * Tk * D + (size_t)h * hd, D, 0.0f,
-                    out + (size_t)b * Tq * D + (size_t)h * hd, D);
 }
 
 /* datt (Tq, Tk) -> dscores in place: ds_ij = a_ij * (datt_ij - sum_j' a_ij' datt_ij').
