@@ -211,6 +211,9 @@ $(B)/weights-dir: FORCE
 	@echo '$(WEIGHTS_INSTALL_DIR)' | cmp -s - $@ || echo '$(WEIGHTS_INSTALL_DIR)' > $@
 $(B)/src/pipeline/weights.o: $(B)/weights-dir
 $(B)/src/pipeline/weights.o: DA_CFLAGS += -DDA_WEIGHTS_DIR='"$(WEIGHTS_INSTALL_DIR)"'
+# AdamW's sqrtf vectorises only without errno (its argument is never negative;
+# the result is IEEE's correctly rounded square root either way)
+$(B)/src/core/optim.o: DA_CFLAGS += -fno-math-errno
 FORCE:
 
 # Example programs (examples/*.c): a user's programs, built as

@@ -22,6 +22,10 @@
 #include "core/span.h"
 #include "dalign/core.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 /* Probabilities in place, a chunk of rows at a time: row r of att (Tk)
  * holds scaled scores of image r / (H Tq), query r % Tq; keys at j >= n_vis
  * (causal: the query's own position + 1) or with keep[j] == 0 are masked.
@@ -202,10 +206,14 @@ static void softmax_rows_backward(float *ds, const float *a, int Tq, int Tk)
  * and the saved probabilities att (B, H, Tq, Tk). Per (b, h), in order:
  * dv_h += att^T dout_h; datt = dout_h v_h^T; dscores = softmax backward;
  * dq_h += dscores k_h / sqrt(hd); dk_h += dscores^T q_h / sqrt(hd).
- * Sums over query rows live inside one GEMM each, so their order is fixed. */
-void da_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
-                           const float *q, const float *k, const float *v, float *ds,
-                           int B, int Tq, int Tk, int D, int n_heads)
+ * Sums over query rows live inside one GEMM each, so their order is fixed.
+ * ds: n_ds scratch blocks of (Tq, Tk). With more than one, and enough
+ * (b, h) pairs for the threads, threads take whole pairs (each its own
+ * block; a pair's gradients are blocks of dq, dk, dv no other pair
+ * touches) and the GEMMs inside run single-threaded, as in the forward. */
+static void attention_backward_pairs(float *dq, float *dk, float *dv, const float *dout, const float *att,
+                                     const float *q, const float *k, const float *v, float *ds, int n_ds,
+                                     int B, int Tq, int Tk, int D, int n_heads)
 {
     assert(n_heads > 0 && D % n_heads == 0);
     assert(ds || (!dq && !dk));
@@ -214,29 +222,43 @@ void da_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
     float scale = 1.0f / sqrtf((float)hd);
     size_t TT = (size_t)Tq * Tk;
     if (!dq && !dk) ds = NULL; /* only dv wanted: skip the score gradients */
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < H; h++) {
-            size_t oq = (size_t)b * Tq * D + (size_t)h * hd;
-            size_t ok = (size_t)b * Tk * D + (size_t)h * hd;
-            const float *a = att + ((size_t)b * H + h) * TT;
-            if (dv) da_gemm(1, 0, Tk, hd, Tq, 1.0f, a, Tk, dout + oq, D, 1.0f, dv + ok, D);
-            if (!ds) continue;
-            da_gemm(0, 1, Tq, Tk, hd, 1.0f, dout + oq, D, v + ok, D, 0.0f, ds, Tk);
-            softmax_rows_backward(ds, a, Tq, Tk);
-            if (dq) da_gemm(0, 0, Tq, hd, Tk, scale, ds, Tk, k + ok, D, 1.0f, dq + oq, D);
-            if (dk) da_gemm(1, 0, Tk, hd, Tq, scale, ds, Tk, q + oq, D, 1.0f, dk + ok, D);
-        }
+    int pairs = B * H, threads = da_get_threads() < n_ds ? da_get_threads() : n_ds;
+    int split = threads > 1 && pairs >= threads;
+#pragma omp parallel for schedule(static) num_threads(split ? threads : 1) \
+    DA_PAR_IF(split ? (size_t)pairs * TT * (size_t)hd : 0)
+    for (int bh = 0; bh < pairs; bh++) {
+        int b = bh / H, h = bh % H, tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        float *s = ds ? ds + (size_t)tid * TT : NULL;
+        size_t oq = (size_t)b * Tq * D + (size_t)h * hd;
+        size_t ok = (size_t)b * Tk * D + (size_t)h * hd;
+        const float *a = att + (size_t)bh * TT;
+        if (dv) da_gemm(1, 0, Tk, hd, Tq, 1.0f, a, Tk, dout + oq, D, 1.0f, dv + ok, D);
+        if (!s) continue;
+        da_gemm(0, 1, Tq, Tk, hd, 1.0f, dout + oq, D, v + ok, D, 0.0f, s, Tk);
+        softmax_rows_backward(s, a, Tq, Tk);
+        if (dq) da_gemm(0, 0, Tq, hd, Tk, scale, s, Tk, k + ok, D, 1.0f, dq + oq, D);
+        if (dk) da_gemm(1, 0, Tk, hd, Tq, scale, s, Tk, q + oq, D, 1.0f, dk + ok, D);
     }
 }
 
-/* nd->i = {B, Tq, Tk, D, n_heads}; saved = att (B, H, Tq, Tk); saved2 = the
- * (Tq, Tk) backward scratch, taken from the arena in forward so backward
- * never allocates */
+void da_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att,
+                           const float *q, const float *k, const float *v, float *ds,
+                           int B, int Tq, int Tk, int D, int n_heads)
+{
+    attention_backward_pairs(dq, dk, dv, dout, att, q, k, v, ds, 1, B, Tq, Tk, D, n_heads);
+}
+
+/* nd->i = {B, Tq, Tk, D, n_heads, causal, n_ds}; saved = att (B, H, Tq,
+ * Tk); saved2 = n_ds (Tq, Tk) backward scratch blocks, one per thread the
+ * forward saw, taken from the arena in forward so backward never allocates */
 static void attention_backward_node(const da_node *nd)
 {
     da_tensor *q = nd->in[0], *k = nd->in[1], *v = nd->in[2];
-    da_attention_backward(q->grad, k->grad, v->grad, nd->out->grad, nd->saved, q->data, k->data,
-                          v->data, nd->saved2, nd->i[0], nd->i[1], nd->i[2], nd->i[3], nd->i[4]);
+    attention_backward_pairs(q->grad, k->grad, v->grad, nd->out->grad, nd->saved, q->data, k->data, v->data,
+                             nd->saved2, nd->i[6], nd->i[0], nd->i[1], nd->i[2], nd->i[3], nd->i[4]);
 }
 
 /* q (B, Tq, D), k and v (B, Tk, D) -> (B, Tq, D). The mask is only read here:
@@ -259,10 +281,12 @@ da_tensor *da_attention(da_tape *t, da_tensor *q, da_tensor *k, da_tensor *v, in
     da_attention_forward(out->data, att, q->data, k->data, v->data, key_keep, B, Tq, Tk, D,
                          n_heads, causal);
     if (out->grad) {
-        size_t nds = (size_t)Tq * Tk;
+        int pairs = B * n_heads, n_ds = da_get_threads() < pairs ? da_get_threads() : pairs;
+        if (n_ds < 1) n_ds = 1;
+        size_t nds = (size_t)n_ds * Tq * Tk;
         float *ds = da_arena_alloc(&t->arena, (nds ? nds : 1) * sizeof(float));
         da_node nd = {.backward = attention_backward_node, .out = out, .in = {q, k, v},
-                      .i = {B, Tq, Tk, D, n_heads, causal}, .saved = att, .saved2 = ds};
+                      .i = {B, Tq, Tk, D, n_heads, causal, n_ds}, .saved = att, .saved2 = ds};
         da_tape_push(t, &nd);
     }
     return out;

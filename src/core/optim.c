@@ -6,6 +6,7 @@
  * order, so results are bit-identical for any thread count. */
 #include <assert.h>
 #include <math.h>
+#include <string.h>
 
 #include "dalign/core.h"
 
@@ -21,6 +22,9 @@
  * torch's AVX2 kernels fuse the m and v multiply-adds (FMA); we never fuse
  * (-ffp-contract=off), so against them we differ by a few ulp
  * (tests/test_optim.c measures it). */
+#define ADAMW_BLOCK 4096
+#define ADAMW_SPAN 16
+
 void da_adamw_step(float *params, const float *grads, float *m, float *v, size_t n,
                    long step, const da_adamw *cfg)
 {
@@ -35,16 +39,42 @@ void da_adamw_step(float *params, const float *grads, float *m, float *v, size_t
     const float neg_step_size = (float)(-(lr / bias1));
     const float bias2_sqrt = (float)sqrt(bias2);
     const float eps = cfg->eps;
+    /* pieces of ADAMW_BLOCK values, one thread each; inside, ADAMW_SPAN at
+     * a time through local copies, a constant trip count GCC vectorises
+     * (core/span.h says why; the Makefile builds this file with
+     * -fno-math-errno, without which sqrtf stays a scalar call). Each value
+     * gets the same operations either way. */
+    size_t blocks = (n + ADAMW_BLOCK - 1) / ADAMW_BLOCK;
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float g = grads[i];
-        float p = params[i] * decay;
-        float mi = m[i] * beta1 + one_minus_b1 * g;
-        float vi = v[i] * beta2 + one_minus_b2 * g * g;
-        float denom = sqrtf(vi) / bias2_sqrt + eps;
-        m[i] = mi;
-        v[i] = vi;
-        params[i] = p + neg_step_size * mi / denom;
+    for (size_t blk = 0; blk < blocks; blk++) {
+        size_t i0 = blk * ADAMW_BLOCK, i1 = i0 + ADAMW_BLOCK < n ? i0 + ADAMW_BLOCK : n, i = i0;
+        for (; i + ADAMW_SPAN <= i1; i += ADAMW_SPAN) {
+            float g[ADAMW_SPAN], p[ADAMW_SPAN], mi[ADAMW_SPAN], vi[ADAMW_SPAN];
+            memcpy(g, grads + i, sizeof g);
+            memcpy(p, params + i, sizeof p);
+            memcpy(mi, m + i, sizeof mi);
+            memcpy(vi, v + i, sizeof vi);
+            for (int q = 0; q < ADAMW_SPAN; q++) {
+                float pq = p[q] * decay;
+                mi[q] = mi[q] * beta1 + one_minus_b1 * g[q];
+                vi[q] = vi[q] * beta2 + one_minus_b2 * g[q] * g[q];
+                float denom = sqrtf(vi[q]) / bias2_sqrt + eps;
+                p[q] = pq + neg_step_size * mi[q] / denom;
+            }
+            memcpy(m + i, mi, sizeof mi);
+            memcpy(v + i, vi, sizeof vi);
+            memcpy(params + i, p, sizeof p);
+        }
+        for (; i < i1; i++) {
+            float g = grads[i];
+            float p = params[i] * decay;
+            float mi = m[i] * beta1 + one_minus_b1 * g;
+            float vi = v[i] * beta2 + one_minus_b2 * g * g;
+            float denom = sqrtf(vi) / bias2_sqrt + eps;
+            m[i] = mi;
+            v[i] = vi;
+            params[i] = p + neg_step_size * mi / denom;
+        }
     }
 }
 
