@@ -400,6 +400,37 @@ static void test_conv_forward_bits(void **state)
     assert_int_equal(da_gemm_set_backend(backend), DA_OK);
 }
 
+/* dbias is each channel's sum over images, then positions, in order, added
+ * to dbias: the bits of the plain loop (the kernel runs channels side by side) */
+static void test_conv_dbias_bits(void **state)
+{
+    (void)state;
+    static const int shapes[][3] = {{32, 128, 64}, {5, 13, 35}, {17, 9, 16}, {1, 1, 1}};
+    for (int s = 0; s < 4; s++) {
+        int N = shapes[s][0], O = shapes[s][1], P = shapes[s][2];
+        float *dout = tu_alloc_fill((size_t)N * O * P, 70u + (uint32_t)s, -3.0f, 3.0f);
+        float *db = tu_alloc_fill((size_t)O, 80u + (uint32_t)s, -1.0f, 1.0f), *want = malloc((size_t)O * sizeof(float));
+        for (int o = 0; o < O; o++) {
+            float acc = 0.0f;
+            for (int n = 0; n < N; n++)
+                for (int p = 0; p < P; p++) acc += dout[((size_t)n * O + o) * P + p];
+            want[o] = db[o] + acc;
+        }
+        for (int nth = 1; nth <= 2; nth++) {
+            float *got = malloc((size_t)O * sizeof(float));
+            memcpy(got, db, (size_t)O * sizeof(float));
+            int keep = da_get_threads();
+            da_set_threads(nth);
+            /* a 1x1 conv of P = H*W positions, only dbias asked for */
+            da_conv2d_backward(NULL, NULL, got, dout, NULL, NULL, NULL, N, 1, 1, P, O, 1, 1, 0);
+            da_set_threads(keep);
+            tu_assert_bits("conv2d dbias vs the ordered sum", got, want, (size_t)O);
+            free(got);
+        }
+        free(dout), free(db), free(want);
+    }
+}
+
 int main(void)
 {
     da_threads_init();
@@ -412,6 +443,7 @@ int main(void)
         cmocka_unit_test(test_conv_groups),
         cmocka_unit_test(test_conv_groups_threads),
         cmocka_unit_test(test_conv_forward_bits),
+        cmocka_unit_test(test_conv_dbias_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,8 @@
 /* linear and batched matmul: finite differences, PyTorch reference, threads. */
 #include "test_util.h"
 
+#include <string.h>
+
 #include <stdlib.h>
 
 static da_tensor *build_linear(da_tape *t, da_tensor **in, void *ctx)
@@ -103,10 +105,40 @@ static void test_linear_zero_width(void **state)
     da_tape_free(&t);
 }
 
+/* dbias is each channel's sum over the rows in order, added to dbias: the
+ * bits of the plain loop (the kernel runs channels side by side) */
+static void test_linear_dbias_bits(void **state)
+{
+    (void)state;
+    static const int shapes[][4] = {{32, 64, 8, 256}, {3, 7, 5, 70}, {1, 1, 2, 1}, {2, 16, 4, 129}};
+    for (int s = 0; s < 4; s++) {
+        int B = shapes[s][0], T = shapes[s][1], C = shapes[s][2], OC = shapes[s][3], N = B * T;
+        float *dout = tu_alloc_fill((size_t)N * OC, 50u + (uint32_t)s, -3.0f, 3.0f);
+        float *db = tu_alloc_fill((size_t)OC, 60u + (uint32_t)s, -1.0f, 1.0f), *want = malloc((size_t)OC * sizeof(float));
+        for (int o = 0; o < OC; o++) {
+            float acc = 0.0f;
+            for (int n = 0; n < N; n++) acc += dout[(size_t)n * OC + o];
+            want[o] = db[o] + acc;
+        }
+        for (int nth = 1; nth <= 2; nth++) {
+            float *got = malloc((size_t)OC * sizeof(float));
+            memcpy(got, db, (size_t)OC * sizeof(float));
+            int keep = da_get_threads();
+            da_set_threads(nth);
+            da_linear_backward(NULL, NULL, got, dout, NULL, NULL, B, T, C, OC);
+            da_set_threads(keep);
+            tu_assert_bits("linear dbias vs the ordered sum", got, want, (size_t)OC);
+            free(got);
+        }
+        free(dout), free(db), free(want);
+    }
+}
+
 int main(void)
 {
     da_threads_init();
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_linear_dbias_bits),
         cmocka_unit_test(test_linear_gradcheck),
         cmocka_unit_test(test_linear_vs_torch),
         cmocka_unit_test(test_linear_threads),

@@ -490,6 +490,13 @@ void da_conv2d_forward(float *out, const float *inp, const float *weight, const 
     }
 }
 
+#define DBIAS_LANES 8
+#if defined(__GNUC__) && !defined(__clang__)
+#define UNROLL_LANES _Pragma("GCC unroll 8")
+#else
+#define UNROLL_LANES
+#endif
+
 /* dinp (N, C, H, W) += conv_transpose(dout, weight); dweight (O, C, k, k) +=
  * sum over groups of dout_g @ col_g^T; dbias (O) += sum over n, oh, ow of dout.
  * dout (N, O, OH, OW); col: scratch as in forward. NULL gradients are skipped. */
@@ -502,15 +509,22 @@ void da_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *
     assert(col || conv_plan_scratch(&pl, O) == 0 || (!dinp && !dweight));
     int K = pl.K, P = pl.P;
     if (dbias) {
-        /* one thread per output channel, summed over n then position: fixed order */
+        /* each channel summed over n then position, in order (one chain of
+         * adds); DBIAS_LANES channels' chains side by side, each in a
+         * register of its own, so they overlap instead of waiting on each
+         * other's latency; a thread per set of channels. Spare lanes of the
+         * last set repeat its last channel and are dropped. */
+        int sets = (O + DBIAS_LANES - 1) / DBIAS_LANES;
 #pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * O * P)
-        for (int o = 0; o < O; o++) {
-            float acc = 0.0f;
+        for (int q = 0; q < sets; q++) {
+            int o0 = q * DBIAS_LANES, nl = O - o0 < DBIAS_LANES ? O - o0 : DBIAS_LANES;
+            float acc[DBIAS_LANES] = {0};
             for (int n = 0; n < N; n++) {
-                const float *d = dout + ((size_t)n * O + o) * P;
-                for (int p = 0; p < P; p++) acc += d[p];
+                const float *d[DBIAS_LANES];
+                for (int l = 0; l < DBIAS_LANES; l++) d[l] = dout + ((size_t)n * O + o0 + (l < nl ? l : nl - 1)) * P;
+                for (int p = 0; p < P; p++) UNROLL_LANES for (int l = 0; l < DBIAS_LANES; l++) acc[l] += d[l][p];
             }
-            dbias[o] += acc;
+            for (int l = 0; l < nl; l++) dbias[o0 + l] += acc[l];
         }
     }
     if (!dinp && !dweight) return;

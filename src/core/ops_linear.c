@@ -29,6 +29,8 @@ void da_linear_forward(float *out, const float *inp, const float *weight, const 
     }
 }
 
+#define DBIAS_BLOCK 64 /* channels per thread's piece of dbias */
+
 /* dinp (B, T, C) += dout @ weight; dweight (OC, C) += dout^T @ inp over all
  * B*T rows; dbias (OC) += sum over rows of dout */
 void da_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
@@ -40,12 +42,16 @@ void da_linear_backward(float *dinp, float *dweight, float *dbias, const float *
                       1.0f, dinp, C);
     if (dweight) da_gemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
     if (dbias) {
-        /* one thread per output channel, rows summed in order: deterministic */
+        /* each channel's rows summed in order, then added to dbias; the
+         * channels of a block side by side, a row at a time (lanes of one
+         * vector add), one thread per block: deterministic */
+        int blocks = (OC + DBIAS_BLOCK - 1) / DBIAS_BLOCK;
 #pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * OC)
-        for (int o = 0; o < OC; o++) {
-            float acc = 0.0f;
-            for (int n = 0; n < N; n++) acc += dout[(size_t)n * OC + o];
-            dbias[o] += acc;
+        for (int blk = 0; blk < blocks; blk++) {
+            int o0 = blk * DBIAS_BLOCK, w = OC - o0 < DBIAS_BLOCK ? OC - o0 : DBIAS_BLOCK;
+            float acc[DBIAS_BLOCK] = {0};
+            for (int n = 0; n < N; n++) da_span_add(acc, acc, dout + (size_t)n * OC + o0, (size_t)w);
+            da_span_add(dbias + o0, dbias + o0, acc, (size_t)w);
         }
     }
 }
