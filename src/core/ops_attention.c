@@ -149,6 +149,41 @@ static void masked_softmax_chunk(float *att, int r0, int r1, const softmax_rows 
     }
 }
 
+typedef struct attn_shape {
+    int B, Tq, Tk, D, H, hd;
+    float scale; /* 1 / sqrt(hd) */
+} attn_shape;
+
+/* Whether threads take whole (image, head) pairs, the GEMMs inside each
+ * single-threaded: when there are at least as many pairs as threads and
+ * the work is worth a parallel region (par.h). Else the pairs run in turn
+ * and each GEMM splits itself over the threads. Never inside an inactive
+ * region: a GEMM that opened its own threads in one would start new
+ * threads on every call (libgomp keeps its pool for the outermost level
+ * only). Neither way changes a bit. */
+static int split_pairs(const attn_shape *sh)
+{
+    int threads = da_get_threads(), pairs = sh->B * sh->H;
+    return threads > 1 && pairs >= threads &&
+           (double)pairs * sh->Tq * sh->Tk * sh->hd >= da_par_min;
+}
+
+/* pair bh = (b, h): att_bh = softmax(q_h k_h^T * scale), out_h = att_bh v_h */
+static void pair_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                         const attn_shape *sh, const softmax_rows *sr, int bh)
+{
+    int b = bh / sh->H, h = bh % sh->H, Tq = sh->Tq, Tk = sh->Tk, D = sh->D, hd = sh->hd;
+    float *a = att + (size_t)bh * Tq * Tk;
+    da_gemm(0, 1, Tq, Tk, hd, sh->scale, q + (size_t)b * Tq * D + (size_t)h * hd, D,
+            k + (size_t)b * Tk * D + (size_t)h * hd, D, 0.0f, a, Tk);
+    for (int r0 = bh * Tq; r0 < (bh + 1) * Tq; r0 += SOFTMAX_CHUNK) {
+        int r1 = r0 + SOFTMAX_CHUNK < (bh + 1) * Tq ? r0 + SOFTMAX_CHUNK : (bh + 1) * Tq;
+        masked_softmax_chunk(att, r0, r1, sr);
+    }
+    da_gemm(0, 0, Tq, hd, Tk, 1.0f, a, Tk, v + (size_t)b * Tk * D + (size_t)h * hd, D, 0.0f,
+            out + (size_t)b * Tq * D + (size_t)h * hd, D);
+}
+
 /* out (B, Tq, D), att (B, H, Tq, Tk) <- q (B, Tq, D), k (B, Tk, D), v (B, Tk, D),
  * key_keep (B, Tk) or NULL; per head: att = softmax(q_h k_h^T / sqrt(hd)), out_h = att v_h */
 void da_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
@@ -162,30 +197,17 @@ void da_attention_forward(float *out, float *att, const float *q, const float *k
         memset(out, 0, (size_t)B * Tq * D * sizeof(float));
         return;
     }
-    float scale = 1.0f / sqrtf((float)hd);
-    size_t TT = (size_t)Tq * Tk;
+    attn_shape sh = {B, Tq, Tk, D, H, hd, 1.0f / sqrtf((float)hd)};
     softmax_rows sr = {Tk, Tq, H, causal, key_keep};
     /* One (image, head) at a time, all three steps: its scores (Tq, Tk)
      * stay in L1/L2 from the GEMM that makes them to the one that reads
-     * them (a whole batch's were 2 MB at batch 32 on the 8x8 latent). With
-     * enough of them for every thread, threads take whole (image, head)
-     * pairs and the GEMMs inside run single-threaded (one parallel region
-     * instead of two GEMM regions per pair); else the GEMMs split
-     * themselves. Neither changes a bit. */
-    int pairs = B * H, threads = da_get_threads();
-    int split = threads > 1 && pairs >= threads;
-#pragma omp parallel for schedule(static) DA_PAR_IF(split ? (size_t)pairs * TT * (size_t)hd : 0)
-    for (int bh = 0; bh < pairs; bh++) {
-        int b = bh / H, h = bh % H;
-        float *a = att + (size_t)bh * TT;
-        da_gemm(0, 1, Tq, Tk, hd, scale, q + (size_t)b * Tq * D + (size_t)h * hd, D,
-                k + (size_t)b * Tk * D + (size_t)h * hd, D, 0.0f, a, Tk);
-        for (int r0 = bh * Tq; r0 < (bh + 1) * Tq; r0 += SOFTMAX_CHUNK) {
-            int r1 = r0 + SOFTMAX_CHUNK < (bh + 1) * Tq ? r0 + SOFTMAX_CHUNK : (bh + 1) * Tq;
-            masked_softmax_chunk(att, r0, r1, &sr);
-        }
-        da_gemm(0, 0, Tq, hd, Tk, 1.0f, a, Tk, v + (size_t)b * Tk * D + (size_t)h * hd, D, 0.0f,
-                out + (size_t)b * Tq * D + (size_t)h * hd, D);
+     * them (a whole batch's were 2 MB at batch 32 on the 8x8 latent). */
+    int pairs = B * H;
+    if (split_pairs(&sh)) {
+#pragma omp parallel for schedule(static)
+        for (int bh = 0; bh < pairs; bh++) pair_forward(out, att, q, k, v, &sh, &sr, bh);
+    } else {
+        for (int bh = 0; bh < pairs; bh++) pair_forward(out, att, q, k, v, &sh, &sr, bh);
     }
 }
 
@@ -200,6 +222,21 @@ static void softmax_rows_backward(float *ds, const float *a, int Tq, int Tk)
         for (int j = 0; j < Tk; j++) dot += p[j] * d[j];
         for (int j = 0; j < Tk; j++) d[j] = p[j] * (d[j] - dot);
     }
+}
+
+/* the gradients of pair bh = (b, h), with s its (Tq, Tk) scratch (NULL: dv only) */
+static void pair_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
+                          const float *k, const float *v, float *s, const attn_shape *sh, int bh)
+{
+    int b = bh / sh->H, h = bh % sh->H, Tq = sh->Tq, Tk = sh->Tk, D = sh->D, hd = sh->hd;
+    size_t oq = (size_t)b * Tq * D + (size_t)h * hd, ok = (size_t)b * Tk * D + (size_t)h * hd;
+    const float *a = att + (size_t)bh * Tq * Tk;
+    if (dv) da_gemm(1, 0, Tk, hd, Tq, 1.0f, a, Tk, dout + oq, D, 1.0f, dv + ok, D);
+    if (!s) return;
+    da_gemm(0, 1, Tq, Tk, hd, 1.0f, dout + oq, D, v + ok, D, 0.0f, s, Tk);
+    softmax_rows_backward(s, a, Tq, Tk);
+    if (dq) da_gemm(0, 0, Tq, hd, Tk, sh->scale, s, Tk, k + ok, D, 1.0f, dq + oq, D);
+    if (dk) da_gemm(1, 0, Tk, hd, Tq, sh->scale, s, Tk, q + oq, D, 1.0f, dk + ok, D);
 }
 
 /* dq (B, Tq, D), dk, dv (B, Tk, D) += gradients of out given dout (B, Tq, D)
@@ -219,28 +256,21 @@ static void attention_backward_pairs(float *dq, float *dk, float *dv, const floa
     assert(ds || (!dq && !dk));
     int H = n_heads, hd = D / n_heads;
     if (B == 0 || Tq == 0 || Tk == 0 || D == 0) return;
-    float scale = 1.0f / sqrtf((float)hd);
-    size_t TT = (size_t)Tq * Tk;
+    attn_shape sh = {B, Tq, Tk, D, H, hd, 1.0f / sqrtf((float)hd)};
     if (!dq && !dk) ds = NULL; /* only dv wanted: skip the score gradients */
-    int pairs = B * H, threads = da_get_threads() < n_ds ? da_get_threads() : n_ds;
-    int split = threads > 1 && pairs >= threads;
-#pragma omp parallel for schedule(static) num_threads(split ? threads : 1) \
-    DA_PAR_IF(split ? (size_t)pairs * TT * (size_t)hd : 0)
-    for (int bh = 0; bh < pairs; bh++) {
-        int b = bh / H, h = bh % H, tid = 0;
+    int pairs = B * H;
+    if (n_ds > 1 && split_pairs(&sh)) {
+        int threads = da_get_threads() < n_ds ? da_get_threads() : n_ds;
+#pragma omp parallel for schedule(static) num_threads(threads)
+        for (int bh = 0; bh < pairs; bh++) {
+            int tid = 0;
 #ifdef _OPENMP
-        tid = omp_get_thread_num();
+            tid = omp_get_thread_num();
 #endif
-        float *s = ds ? ds + (size_t)tid * TT : NULL;
-        size_t oq = (size_t)b * Tq * D + (size_t)h * hd;
-        size_t ok = (size_t)b * Tk * D + (size_t)h * hd;
-        const float *a = att + (size_t)bh * TT;
-        if (dv) da_gemm(1, 0, Tk, hd, Tq, 1.0f, a, Tk, dout + oq, D, 1.0f, dv + ok, D);
-        if (!s) continue;
-        da_gemm(0, 1, Tq, Tk, hd, 1.0f, dout + oq, D, v + ok, D, 0.0f, s, Tk);
-        softmax_rows_backward(s, a, Tq, Tk);
-        if (dq) da_gemm(0, 0, Tq, hd, Tk, scale, s, Tk, k + ok, D, 1.0f, dq + oq, D);
-        if (dk) da_gemm(1, 0, Tk, hd, Tq, scale, s, Tk, q + oq, D, 1.0f, dk + ok, D);
+            pair_backward(dq, dk, dv, dout, att, q, k, v, ds ? ds + (size_t)tid * Tq * Tk : NULL, &sh, bh);
+        }
+    } else {
+        for (int bh = 0; bh < pairs; bh++) pair_backward(dq, dk, dv, dout, att, q, k, v, ds, &sh, bh);
     }
 }
 
