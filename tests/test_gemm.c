@@ -240,12 +240,15 @@ static void test_gemm_every_tile(void **state)
              * slices of it, is kept for the next task of the same columns,
              * and must not be for the next columns' (at one thread, where a
              * thread runs both column blocks) */
-            static const gemm_case more[4] = {{37, 1000, 1000, 0, 0, 24, 1.0f, 0.0f},
+            /* and a transposed B whose last K slice (203 = 128 + 75) is no
+             * multiple of the 4 x 4 blocks its slivers are gathered in */
+            static const gemm_case more[5] = {{37, 1000, 1000, 0, 0, 24, 1.0f, 0.0f},
                                               {37, 1000, 1000, 0, 1, 24, 0.5f, -2.0f},
                                               {1000, 40, 200, 1, 0, 24, 1.0f, 0.0f},
-                                              {300, 600, 200, 0, 1, 3, 1.0f, 0.0f}};
+                                              {300, 600, 200, 0, 1, 3, 1.0f, 0.0f},
+                                              {40, 96, 203, 0, 1, 5, 1.0f, 0.0f}};
             /* 4 transposes x (alpha 1, beta 0: sums kept in C; 0.5, -2), then more[] */
-            for (int t = 0; t < 12; t++) {
+            for (int t = 0; t < 13; t++) {
                 float alpha = t < 4 ? 1.0f : 0.5f, beta = t < 4 ? 0.0f : -2.0f;
                 gemm_case c = t < 8 ? (gemm_case){37, 520, 300, (t >> 1) & 1, t & 1, 3, alpha, beta} : more[t - 8];
                 gemm_inputs in = inputs_new(&c, 300u + (uint32_t)t);
