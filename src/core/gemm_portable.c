@@ -11,7 +11,9 @@
  * columns uses it without packing again. op(A) is not packed: the kernel
  * reads its rows where they lie (broadcasting one element per row and k
  * step, so a strided row costs what a packed one does), and only a last,
- * partial sliver is copied and padded. Tile sums live between K slices in
+ * partial sliver is copied and padded. (A caller may pack op(B) itself
+ * instead, from data op(B) is a view of: da_gemm_portable_packed,
+ * gemm_packer.h.) Tile sums live between K slices in
  * a per-task buffer, copied into C at the end, or, when C = A B, in C itself
  * (gemm_task).
  *

@@ -66,16 +66,10 @@ static int same_keys(const softmax_rows *sr, int r, int r1)
     return n;
 }
 
-/* Loops over the ROW_GROUP rows of a group are unrolled, so that each
- * row's running max or sum lives in a register of its own (in an array
- * indexed by a variable it went through memory on every step, a store and
- * a reload in each row's chain). A group of fewer rows repeats its last row
- * in the spare lanes: they only read, and their results are dropped. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define UNROLL_ROWS _Pragma("GCC unroll 8")
-#else
-#define UNROLL_ROWS
-#endif
+/* Loops over the ROW_GROUP rows of a group are unrolled (DA_UNROLL_LANES,
+ * span.h), so that each row's running max or sum lives in a register. A
+ * group of fewer rows repeats its last row in the spare lanes: they only
+ * read, and their results are dropped. */
 /* the ROW_GROUP row pointers of a group of nr rows Tk apart (spares repeat the last) */
 static void group_rows(const float *row[ROW_GROUP], const float *s, int nr, int Tk)
 {
@@ -98,10 +92,10 @@ static void rows_sub_max(float *s, int nr, int Tk, const uint8_t *keep, int n_vi
     const float *row[ROW_GROUP];
     group_rows(row, s, nr, Tk);
     float m[ROW_GROUP];
-    UNROLL_ROWS for (int q = 0; q < ROW_GROUP; q++) m[q] = row[q][j0];
+    DA_UNROLL_LANES for (int q = 0; q < ROW_GROUP; q++) m[q] = row[q][j0];
     for (int j = j0 + 1; j < n_vis; j++) {
         if (keep && !keep[j]) continue;
-        UNROLL_ROWS for (int q = 0; q < ROW_GROUP; q++) {
+        DA_UNROLL_LANES for (int q = 0; q < ROW_GROUP; q++) {
             float v = row[q][j];
             m[q] = v > m[q] ? v : m[q];
         }
@@ -124,7 +118,7 @@ static void rows_normalise(float *s, int nr, int Tk, const uint8_t *keep, int n_
     const float *row[ROW_GROUP];
     group_rows(row, s, nr, Tk);
     float sum[ROW_GROUP] = {0};
-    for (int j = 0; j < Tk; j++) UNROLL_ROWS for (int q = 0; q < ROW_GROUP; q++) sum[q] += row[q][j];
+    for (int j = 0; j < Tk; j++) DA_UNROLL_LANES for (int q = 0; q < ROW_GROUP; q++) sum[q] += row[q][j];
     for (int q = 0; q < nr; q++) da_span_mul_scalar(s + (size_t)q * Tk, s + (size_t)q * Tk, 1.0f / sum[q], (size_t)Tk);
 }
 

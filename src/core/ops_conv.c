@@ -13,8 +13,10 @@
  * one image writes out directly and reads dout in place. The group's GEMMs
  * that produce per-image values (out, dcol) keep each image's columns a
  * separate GEMM item, so an image's bits do not depend on its group (with
- * the portable GEMM they run as one wide GEMM all the same). All GEMMs run
- * outside OpenMP regions. */
+ * the portable GEMM they run as one wide GEMM all the same). With the
+ * portable GEMM a stride-1 forward does not store col at all: the GEMM
+ * packs its slivers straight from zero-padded copies of the images
+ * (pack_cols, gemm_packer.h). All GEMMs run outside OpenMP regions. */
 #include <assert.h>
 #include <string.h>
 
@@ -491,11 +493,6 @@ void da_conv2d_forward(float *out, const float *inp, const float *weight, const 
 }
 
 #define DBIAS_LANES 8
-#if defined(__GNUC__) && !defined(__clang__)
-#define UNROLL_LANES _Pragma("GCC unroll 8")
-#else
-#define UNROLL_LANES
-#endif
 
 /* dinp (N, C, H, W) += conv_transpose(dout, weight); dweight (O, C, k, k) +=
  * sum over groups of dout_g @ col_g^T; dbias (O) += sum over n, oh, ow of dout.
@@ -522,7 +519,7 @@ void da_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *
             for (int n = 0; n < N; n++) {
                 const float *d[DBIAS_LANES];
                 for (int l = 0; l < DBIAS_LANES; l++) d[l] = dout + ((size_t)n * O + o0 + (l < nl ? l : nl - 1)) * P;
-                for (int p = 0; p < P; p++) UNROLL_LANES for (int l = 0; l < DBIAS_LANES; l++) acc[l] += d[l][p];
+                for (int p = 0; p < P; p++) DA_UNROLL_LANES for (int l = 0; l < DBIAS_LANES; l++) acc[l] += d[l][p];
             }
             for (int l = 0; l < nl; l++) dbias[o0 + l] += acc[l];
         }

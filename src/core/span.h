@@ -19,6 +19,15 @@
 
 #define DA_SPAN 16
 
+/* A loop over a fixed number of lanes (at most 8), unrolled: each lane's
+ * running value (a sum, a max) then lives in a register of its own; in an
+ * array indexed by a loop variable it went through memory on every step. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define DA_UNROLL_LANES _Pragma("GCC unroll 8")
+#else
+#define DA_UNROLL_LANES
+#endif
+
 /* out (n) = a (n) + b (n) / a - b / a * b */
 #define DA_SPAN_BINARY(name, expr)                                           \
     static inline void name(float *out, const float *a, const float *b, size_t n) \
