@@ -154,9 +154,13 @@ typedef struct attn_shape {
  * and each GEMM splits itself over the threads. Never inside an inactive
  * region: a GEMM that opened its own threads in one would start new
  * threads on every call (libgomp keeps its pool for the outermost level
- * only). Neither way changes a bit. */
+ * only), and not inside a parallel region already. Neither way changes a
+ * bit. */
 static int split_pairs(const attn_shape *sh)
 {
+#ifdef _OPENMP
+    if (omp_in_parallel()) return 0; /* a piece of a batch already (da_run_pieces): its threads are busy */
+#endif
     int threads = da_get_threads(), pairs = sh->B * sh->H;
     return threads > 1 && pairs >= threads &&
            (double)pairs * sh->Tq * sh->Tk * sh->hd >= da_par_min;
