@@ -367,6 +367,10 @@ static void test_conv_forward_bits(void **state)
         {"plane past the stack copy, 70x66", 1, 1, 70, 66, 2, 3, 1, 1, 1},
         {"stride 2 (im2col)", 3, 2, 8, 8, 3, 3, 2, 1, 1},
         {"pointwise", 3, 4, 4, 4, 5, 1, 1, 0, 1},
+        /* GEMMs small enough for the naive loop (M N K < 4096), 100 and 90
+         * columns wide: the packer fills a materialised B in slivers */
+        {"tiny, 10x10, one channel", 1, 1, 10, 10, 1, 3, 1, 1, 1},
+        {"one column wide: runs of one", 3, 1, 30, 1, 1, 3, 1, 1, 0},
     };
     static const char *tiles[] = {"xmm", "ymm", "zmm"};
     const char *backend = da_gemm_backend();

@@ -536,16 +536,24 @@ static void plan_tasks(int M, int N, int nth, int mr, int nr, int *mc, int *nc)
     *nc = round_up(ceil_div(N, tn), nr);
 }
 
-/* g with op(B) from its packer, materialised: one sliver N wide is the
- * row-major (K, N) matrix. For the paths that read B where it lies. */
+/* g with op(B) from its packer, materialised as the row-major (K, N)
+ * matrix, for the naive loop: packed NAIVE_NR columns at a time (a packer
+ * need not take slivers wider than the kernels' 32), each sliver's rows
+ * then copied into place. */
+#define NAIVE_NR 16
 static void gemm_naive_packed(gemm_args g)
 {
-    float *B = malloc((size_t)g.K * g.N * sizeof(float));
-    if (!B) {
+    float *B = malloc((size_t)g.K * g.N * sizeof(float)), *sl = malloc((size_t)g.K * NAIVE_NR * sizeof(float));
+    if (!B || !sl) {
         fprintf(stderr, "dalign: out of memory in the GEMM (%d x %d)\n", g.K, g.N);
         abort();
     }
-    g.pack_b(g.pack_ctx, B, g.N, 0, g.N, 0, g.K);
+    for (int j0 = 0; j0 < g.N; j0 += NAIVE_NR) {
+        int cols = g.N - j0 < NAIVE_NR ? g.N - j0 : NAIVE_NR;
+        g.pack_b(g.pack_ctx, sl, NAIVE_NR, j0, cols, 0, g.K);
+        for (int p = 0; p < g.K; p++) memcpy(B + (size_t)p * g.N + j0, sl + (size_t)p * NAIVE_NR, (size_t)cols * sizeof(float));
+    }
+    free(sl);
     g.B = B;
     g.ldb = g.N;
     g.trans_b = 0;

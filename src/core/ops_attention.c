@@ -4,9 +4,11 @@
  * Head h of a (B, T, D) tensor is the column block h*hd .. (h+1)*hd-1, the
  * layout of PyTorch's MultiheadAttention before out_proj. The heads are never
  * copied out: each per-(b, h) matmul is one da_gemm on a strided view
- * (leading dimension D). The forward runs each (b, h) pair's scores,
- * softmax and output together, the pairs split over threads; the backward's
- * GEMMs run one after another, each split over threads itself.
+ * (leading dimension D). With enough (b, h) pairs for the threads, the
+ * forward runs each pair's scores, softmax and output together and the
+ * backward each pair's gradients, the pairs split over threads (split_pairs);
+ * else the GEMMs run one after another, each split over threads itself, and
+ * the forward's softmax is a parallel loop over rows.
  *
  * Masking: a key is visible to query i when key_keep[b, j] != 0 (or
  * key_keep is NULL) and, if causal, j <= i. A query row with no visible key
@@ -66,11 +68,10 @@ static int same_keys(const softmax_rows *sr, int r, int r1)
     return n;
 }
 
-/* Loops over the ROW_GROUP rows of a group are unrolled (DA_UNROLL_LANES,
- * span.h), so that each row's running max or sum lives in a register. A
- * group of fewer rows repeats its last row in the spare lanes: they only
- * read, and their results are dropped. */
-/* the ROW_GROUP row pointers of a group of nr rows Tk apart (spares repeat the last) */
+/* The ROW_GROUP row pointers of a group of nr rows Tk apart. Loops over
+ * them are unrolled (DA_UNROLL_LANES, span.h), so that each row's running
+ * max or sum lives in a register; a group of fewer rows repeats its last
+ * row in the spare lanes, which only read, and whose results are dropped. */
 static void group_rows(const float *row[ROW_GROUP], const float *s, int nr, int Tk)
 {
     for (int q = 0; q < ROW_GROUP; q++) row[q] = s + (size_t)(q < nr ? q : nr - 1) * Tk;
@@ -149,13 +150,13 @@ typedef struct attn_shape {
 } attn_shape;
 
 /* Whether threads take whole (image, head) pairs, the GEMMs inside each
- * single-threaded: when there are at least as many pairs as threads and
- * the work is worth a parallel region (par.h). Else the pairs run in turn
- * and each GEMM splits itself over the threads. Never inside an inactive
- * region: a GEMM that opened its own threads in one would start new
- * threads on every call (libgomp keeps its pool for the outermost level
- * only), and not inside a parallel region already. Neither way changes a
- * bit. */
+ * single-threaded: when there are at least as many pairs as threads, the
+ * work is worth a parallel region (par.h), and no parallel region is
+ * running already. Else the GEMMs run outside any region of ours and split
+ * themselves over the threads. (The callers open a region only when it
+ * splits: a GEMM that opens its own threads inside a region, even an
+ * inactive one, gets new threads on every call, since libgomp pools
+ * threads for the outermost level only.) Neither way changes a bit. */
 static int split_pairs(const attn_shape *sh)
 {
 #ifdef _OPENMP
@@ -197,16 +198,34 @@ void da_attention_forward(float *out, float *att, const float *q, const float *k
     }
     attn_shape sh = {B, Tq, Tk, D, H, hd, 1.0f / sqrtf((float)hd)};
     softmax_rows sr = {Tk, Tq, H, causal, key_keep};
-    /* One (image, head) at a time, all three steps: its scores (Tq, Tk)
-     * stay in L1/L2 from the GEMM that makes them to the one that reads
-     * them (a whole batch's were 2 MB at batch 32 on the 8x8 latent). */
     int pairs = B * H;
     if (split_pairs(&sh)) {
+        /* one (image, head) at a time, all three steps: its scores (Tq, Tk)
+         * stay in L1/L2 from the GEMM that makes them to the one that
+         * reads them (a whole batch's were 2 MB at batch 32 on 8x8) */
 #pragma omp parallel for schedule(static)
         for (int bh = 0; bh < pairs; bh++) pair_forward(out, att, q, k, v, &sh, &sr, bh);
-    } else {
-        for (int bh = 0; bh < pairs; bh++) pair_forward(out, att, q, k, v, &sh, &sr, bh);
+        return;
     }
+    if (da_get_threads() == 1) { /* the same, in turn */
+        for (int bh = 0; bh < pairs; bh++) pair_forward(out, att, q, k, v, &sh, &sr, bh);
+        return;
+    }
+    /* few pairs for the threads: the GEMMs split themselves, the softmax
+     * rows are split over threads in between */
+    size_t TT = (size_t)Tq * Tk;
+    for (int bh = 0; bh < pairs; bh++)
+        da_gemm(0, 1, Tq, Tk, hd, sh.scale, q + (size_t)(bh / H) * Tq * D + (size_t)(bh % H) * hd, D,
+                k + (size_t)(bh / H) * Tk * D + (size_t)(bh % H) * hd, D, 0.0f, att + (size_t)bh * TT, Tk);
+    int rows = pairs * Tq, chunks = (rows + SOFTMAX_CHUNK - 1) / SOFTMAX_CHUNK;
+#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)rows * Tk)
+    for (int c = 0; c < chunks; c++) {
+        int r0 = c * SOFTMAX_CHUNK, r1 = r0 + SOFTMAX_CHUNK < rows ? r0 + SOFTMAX_CHUNK : rows;
+        masked_softmax_chunk(att, r0, r1, &sr);
+    }
+    for (int bh = 0; bh < pairs; bh++)
+        da_gemm(0, 0, Tq, hd, Tk, 1.0f, att + (size_t)bh * TT, Tk, v + (size_t)(bh / H) * Tk * D + (size_t)(bh % H) * hd,
+                D, 0.0f, out + (size_t)(bh / H) * Tq * D + (size_t)(bh % H) * hd, D);
 }
 
 /* datt (Tq, Tk) -> dscores in place: ds_ij = a_ij * (datt_ij - sum_j' a_ij' datt_ij').
@@ -309,7 +328,12 @@ da_tensor *da_attention(da_tape *t, da_tensor *q, da_tensor *k, da_tensor *v, in
     da_attention_forward(out->data, att, q->data, k->data, v->data, key_keep, B, Tq, Tk, D,
                          n_heads, causal);
     if (out->grad) {
+        /* one block per thread that may take pairs in backward; one inside
+         * a parallel region (split_pairs will not split there) */
         int pairs = B * n_heads, n_ds = da_get_threads() < pairs ? da_get_threads() : pairs;
+#ifdef _OPENMP
+        if (omp_in_parallel()) n_ds = 1;
+#endif
         if (n_ds < 1) n_ds = 1;
         size_t nds = (size_t)n_ds * Tq * Tk;
         float *ds = da_arena_alloc(&t->arena, (nds ? nds : 1) * sizeof(float));
