@@ -540,16 +540,6 @@ static void test_loader_rejects(void **state)
     da_pairs_free(&p);
 }
 
-static int same_bytes(const char *a, const char *b)
-{
-    size_t na, nb;
-    char *x = tu_slurp(a, &na), *y = tu_slurp(b, &nb);
-    int same = na == nb && !memcmp(x, y, na);
-    free(x);
-    free(y);
-    return same;
-}
-
 /* The "style" key: written only for style pairs and read back; a file
  * without it (every rater-labelled file, also those from before the key)
  * loads with style "" and saves to the same bytes; an unknown style is
@@ -570,7 +560,7 @@ static void test_style_key(void **state)
     if (da_pairs_load(old, &b) != DA_OK) fail_msg("%s", da_last_error());
     assert_string_equal(b.style, "");
     assert_int_equal(da_pairs_save(&b, again), DA_OK);
-    if (!same_bytes(old, again)) fail_msg("an old-layout file saved again changed its bytes");
+    if (!tu_same_file(old, again)) fail_msg("an old-layout file saved again changed its bytes");
     da_pairs_free(&b);
 
     snprintf(a.style, sizeof a.style, "outline");   /* style pairs record their style */

@@ -519,17 +519,6 @@ static void test_sample_cli(void **state)
     tu_rm_tree(dir);
 }
 
-/* 1 when the two files hold the same bytes */
-static int same_file(const char *a, const char *b)
-{
-    size_t na, nb;
-    char *x = tu_slurp(a, &na), *y = tu_slurp(b, &nb);
-    int same = na == nb && !memcmp(x, y, na);
-    free(x);
-    free(y);
-    return same;
-}
-
 /* The guard follows the refiner's training unless told: a refiner whose
  * file says refine_keep_meaning (dalign train promptloop
  * --refine-keep-meaning) runs with it, so the random refiner here, which
@@ -568,12 +557,12 @@ static void test_sample_cli_keep_meaning(void **state)
     expect_sample(dir, args, 0, "was trained with --refine-keep-meaning");
     snprintf(p, sizeof p, "%s/base.png", dir);
     snprintf(q, sizeof q, "%s/keep.png", dir);
-    assert_true(same_file(p, q));
+    assert_true(tu_same_file(p, q));
     snprintf(args, sizeof args, "%s --refiner ref-keep --refine-steps 2 --no-refine-keep-meaning -v -o %s/free.png",
              prompt, dir);
     expect_sample(dir, args, 0, "keep meaning off");
     snprintf(q, sizeof q, "%s/free.png", dir);
-    assert_false(same_file(p, q));
+    assert_false(tu_same_file(p, q));
     snprintf(args, sizeof args, "%s --refiner ref --refine-steps 2 -v -o %s/ref.png", prompt, dir);
     expect_sample(dir, args, 0, "keep meaning off");
     snprintf(args, sizeof args, "%s --no-refine-keep-meaning -o %s/x.png", prompt, dir);

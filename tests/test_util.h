@@ -130,4 +130,6 @@ void tu_rm_tree(const char *dir);
  * the size comes from fseek. Fails the test, naming path, when the file
  * cannot be read. */
 char *tu_slurp(const char *path, size_t *n);
+/* 1 when the two files hold the same bytes (tu_slurp's failures apply) */
+int tu_same_file(const char *a, const char *b);
 #endif

@@ -452,6 +452,14 @@ static void scale_c(const gemm_args *g)
     }
 }
 
+/* dst: op(B)'s slivers for a task's columns and one K slice, from g's
+ * packer or from B (pack_b) */
+static void pack_b_slice(const gemm_args *g, float *dst, int nr, int j0, int cols, int p0, int kc)
+{
+    if (g->pack_b) g->pack_b(g->pack_ctx, dst, nr, j0, cols, p0, kc);
+    else pack_b(dst, nr, g->B, g->ldb, g->trans_b, j0, cols, p0, kc);
+}
+
 /* One task: C[i0 : i0+rows, j0 : j0+cols]. acc holds (rows/mr) x (cols/nr)
  * tiles of mr x nr partial sums, tile (ti, tj) at (tj * tiles_m + ti),
  * except that when c = s (alpha 1, beta 0: 1 * s is s, bit for bit) a whole
@@ -481,12 +489,7 @@ static void gemm_task(const gemm_args *g, gemm_kernel k, int i0, int rows, int j
                           used, p0, kc);
         }
         float *bslice = whole_b ? bpack + (size_t)p0 * tiles_n * nr : bpack;
-        if (b_ready) {
-        } else if (g->pack_b) {
-            g->pack_b(g->pack_ctx, bslice, nr, j0, cols, p0, kc);
-        } else {
-            pack_b(bslice, nr, g->B, g->ldb, g->trans_b, j0, cols, p0, kc);
-        }
+        if (!b_ready) pack_b_slice(g, bslice, nr, j0, cols, p0, kc);
         for (int tj = 0; tj < tiles_n; tj++) { /* B sliver stays in L1 across ti */
             const float *b = bslice + (size_t)tj * kc * nr;
             float *t = acc + (size_t)tj * tiles_m * mr * nr;
@@ -536,13 +539,17 @@ static void plan_tasks(int M, int N, int nth, int mr, int nr, int *mc, int *nc)
     *nc = round_up(ceil_div(N, tn), nr);
 }
 
-/* g with op(B) from its packer, materialised as the row-major (K, N)
- * matrix, for the naive loop: packed NAIVE_NR columns at a time (a packer
- * need not take slivers wider than the kernels' 32), each sliver's rows
- * then copied into place. */
+/* The naive loop for any g: one with op(B) from its packer gets it
+ * materialised as the row-major (K, N) matrix first, packed NAIVE_NR
+ * columns at a time (a packer need not take slivers wider than the
+ * kernels' 32), each sliver's rows then copied into place. */
 #define NAIVE_NR 16
-static void gemm_naive_packed(gemm_args g)
+static void gemm_naive_any(gemm_args g)
 {
+    if (!g.pack_b) {
+        gemm_naive(&g);
+        return;
+    }
     float *B = malloc((size_t)g.K * g.N * sizeof(float)), *sl = malloc((size_t)g.K * NAIVE_NR * sizeof(float));
     if (!B || !sl) {
         fprintf(stderr, "dalign: out of memory in the GEMM (%d x %d)\n", g.K, g.N);
@@ -567,11 +574,7 @@ static void gemm_run(gemm_args g)
     int M = g.M, N = g.N, K = g.K, lda = g.lda;
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || g.alpha == 0.0f) { scale_c(&g); return; }
-    if ((double)M * N * K < SMALL_MNK) {
-        if (g.pack_b) gemm_naive_packed(g);
-        else gemm_naive(&g);
-        return;
-    }
+    if ((double)M * N * K < SMALL_MNK) { gemm_naive_any(g); return; }
 
     int nth = 1;
 #ifdef _OPENMP
@@ -594,11 +597,7 @@ static void gemm_run(gemm_args g)
            acc_n = round16((size_t)mc * nc);
     size_t per_thread = a_n + b_n + acc_n;
     float *scratch = aligned_alloc(64, per_thread * (size_t)nth * sizeof(float));
-    if (!scratch) {
-        if (g.pack_b) gemm_naive_packed(g);
-        else gemm_naive(&g);
-        return;
-    }
+    if (!scratch) { gemm_naive_any(g); return; }
 
     /* thread tid of nthr (at most nth) runs tasks [tid n / nthr, (tid + 1)
      * n / nthr), rows fastest, so tasks of the same columns follow each

@@ -167,20 +167,35 @@ static int split_pairs(const attn_shape *sh)
            (double)pairs * sh->Tq * sh->Tk * sh->hd >= da_par_min;
 }
 
-/* pair bh = (b, h): att_bh = softmax(q_h k_h^T * scale), out_h = att_bh v_h */
+/* pair bh = (b, h): its scores att_bh = q_h k_h^T * scale / its output out_h = att_bh v_h */
+static void pair_scores(float *att, const float *q, const float *k, const attn_shape *sh, int bh)
+{
+    int b = bh / sh->H, h = bh % sh->H, Tq = sh->Tq, Tk = sh->Tk, D = sh->D, hd = sh->hd;
+    da_gemm(0, 1, Tq, Tk, hd, sh->scale, q + (size_t)b * Tq * D + (size_t)h * hd, D,
+            k + (size_t)b * Tk * D + (size_t)h * hd, D, 0.0f, att + (size_t)bh * Tq * Tk, Tk);
+}
+
+static void pair_output(float *out, const float *att, const float *v, const attn_shape *sh, int bh)
+{
+    int b = bh / sh->H, h = bh % sh->H, Tq = sh->Tq, Tk = sh->Tk, D = sh->D, hd = sh->hd;
+    da_gemm(0, 0, Tq, hd, Tk, 1.0f, att + (size_t)bh * Tq * Tk, Tk, v + (size_t)b * Tk * D + (size_t)h * hd, D,
+            0.0f, out + (size_t)b * Tq * D + (size_t)h * hd, D);
+}
+
+/* rows [r0, r1) of att through the softmax, SOFTMAX_CHUNK at a time */
+static void softmax_rows_range(float *att, int r0, int r1, const softmax_rows *sr)
+{
+    for (int c0 = r0; c0 < r1; c0 += SOFTMAX_CHUNK)
+        masked_softmax_chunk(att, c0, c0 + SOFTMAX_CHUNK < r1 ? c0 + SOFTMAX_CHUNK : r1, sr);
+}
+
+/* pair bh: att_bh = softmax(q_h k_h^T * scale), out_h = att_bh v_h */
 static void pair_forward(float *out, float *att, const float *q, const float *k, const float *v,
                          const attn_shape *sh, const softmax_rows *sr, int bh)
 {
-    int b = bh / sh->H, h = bh % sh->H, Tq = sh->Tq, Tk = sh->Tk, D = sh->D, hd = sh->hd;
-    float *a = att + (size_t)bh * Tq * Tk;
-    da_gemm(0, 1, Tq, Tk, hd, sh->scale, q + (size_t)b * Tq * D + (size_t)h * hd, D,
-            k + (size_t)b * Tk * D + (size_t)h * hd, D, 0.0f, a, Tk);
-    for (int r0 = bh * Tq; r0 < (bh + 1) * Tq; r0 += SOFTMAX_CHUNK) {
-        int r1 = r0 + SOFTMAX_CHUNK < (bh + 1) * Tq ? r0 + SOFTMAX_CHUNK : (bh + 1) * Tq;
-        masked_softmax_chunk(att, r0, r1, sr);
-    }
-    da_gemm(0, 0, Tq, hd, Tk, 1.0f, a, Tk, v + (size_t)b * Tk * D + (size_t)h * hd, D, 0.0f,
-            out + (size_t)b * Tq * D + (size_t)h * hd, D);
+    pair_scores(att, q, k, sh, bh);
+    softmax_rows_range(att, bh * sh->Tq, (bh + 1) * sh->Tq, sr);
+    pair_output(out, att, v, sh, bh);
 }
 
 /* out (B, Tq, D), att (B, H, Tq, Tk) <- q (B, Tq, D), k (B, Tk, D), v (B, Tk, D),
@@ -213,19 +228,14 @@ void da_attention_forward(float *out, float *att, const float *q, const float *k
     }
     /* few pairs for the threads: the GEMMs split themselves, the softmax
      * rows are split over threads in between */
-    size_t TT = (size_t)Tq * Tk;
-    for (int bh = 0; bh < pairs; bh++)
-        da_gemm(0, 1, Tq, Tk, hd, sh.scale, q + (size_t)(bh / H) * Tq * D + (size_t)(bh % H) * hd, D,
-                k + (size_t)(bh / H) * Tk * D + (size_t)(bh % H) * hd, D, 0.0f, att + (size_t)bh * TT, Tk);
+    for (int bh = 0; bh < pairs; bh++) pair_scores(att, q, k, &sh, bh);
     int rows = pairs * Tq, chunks = (rows + SOFTMAX_CHUNK - 1) / SOFTMAX_CHUNK;
 #pragma omp parallel for schedule(static) DA_PAR_IF((size_t)rows * Tk)
     for (int c = 0; c < chunks; c++) {
-        int r0 = c * SOFTMAX_CHUNK, r1 = r0 + SOFTMAX_CHUNK < rows ? r0 + SOFTMAX_CHUNK : rows;
-        masked_softmax_chunk(att, r0, r1, &sr);
+        int r0 = c * SOFTMAX_CHUNK;
+        masked_softmax_chunk(att, r0, r0 + SOFTMAX_CHUNK < rows ? r0 + SOFTMAX_CHUNK : rows, &sr);
     }
-    for (int bh = 0; bh < pairs; bh++)
-        da_gemm(0, 0, Tq, hd, Tk, 1.0f, att + (size_t)bh * TT, Tk, v + (size_t)(bh / H) * Tk * D + (size_t)(bh % H) * hd,
-                D, 0.0f, out + (size_t)(bh / H) * Tq * D + (size_t)(bh % H) * hd, D);
+    for (int bh = 0; bh < pairs; bh++) pair_output(out, att, v, &sh, bh);
 }
 
 /* datt (Tq, Tk) -> dscores in place: ds_ij = a_ij * (datt_ij - sum_j' a_ij' datt_ij').

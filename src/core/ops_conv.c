@@ -434,13 +434,13 @@ static void pad_images(float *padded, const float *inp, int G, int C, int H, int
     for (int gc = 0; gc < G * C; gc++) pad_plane(padded + (size_t)gc * plane, inp + (size_t)gc * H * W, H, W, pad);
 }
 
-/* The stride-1 path of the portable GEMM needs the padded images where col
- * would be: they are never larger (C (H+2pad)(W+2pad) <= C k^2 OH OW for
- * the shapes conv2d meets), but check. */
-static int cols_implicit(const conv_plan *pl, int G, int C, int H, int W, int stride, int pad)
+/* The stride-1 path of the portable GEMM needs an image's padded planes
+ * where its col would be: they are never larger (C (H+2pad)(W+2pad) <=
+ * C k^2 OH OW for the shapes conv2d meets), but check. */
+static int cols_implicit(const conv_plan *pl, int C, int H, int W, int stride, int pad)
 {
     if (pl->pointwise || stride != 1 || strcmp(da_gemm_backend(), "portable")) return 0;
-    return (size_t)G * C * (H + 2 * pad) * (W + 2 * pad) <= (size_t)pl->K * G * pl->P;
+    return (size_t)C * (H + 2 * pad) * (W + 2 * pad) <= (size_t)pl->K * pl->P;
 }
 
 /* out (N, O, OH, OW) = inp (N, C, H, W) * weight (O, C, k, k) + bias (O);
@@ -452,21 +452,21 @@ void da_conv2d_forward(float *out, const float *inp, const float *weight, const 
     assert(pl.OH > 0 && pl.OW > 0 && stride > 0 && pad >= 0);
     assert(col || conv_plan_scratch(&pl, O) == 0);
     int K = pl.K, P = pl.P;
+    int implicit = cols_implicit(&pl, C, H, W, stride, pad);
+    conv_cols cc = {col, C, H + 2 * pad, W + 2 * pad, k, pl.OW, P};
     for (int i = 0; i < pl.n_groups; i++) {
         int n0, G = conv_group(&pl, N, i, &n0);
         const float *inp_g = inp + (size_t)n0 * C * H * W;
         float *out_g = out + (size_t)n0 * O * P;
-        int implicit = cols_implicit(&pl, G, C, H, W, stride, pad);
-        conv_cols cc = {col, C, H + 2 * pad, W + 2 * pad, k, pl.OW, P};
         if (implicit) pad_images(col, inp_g, G, C, H, W, pad);
         if (G == 1) {
             /* one image: the GEMM writes straight into out, then the bias is
              * added as scatter_out adds it (sum + bias, never bias + partial
              * sums), so an image alone has the bits it has in a group */
-            const float *cols = inp_g;
             if (implicit) {
                 da_gemm_portable_packed(0, O, P, K, 1.0f, weight, K, pack_cols, &cc, 0.0f, out_g, P);
             } else {
+                const float *cols = inp_g;
                 if (!pl.pointwise) {
                     im2col(col, inp_g, 1, C, H, W, k, stride, pad, pl.OH, pl.OW);
                     cols = col;

@@ -22,8 +22,42 @@
  * torch's AVX2 kernels fuse the m and v multiply-adds (FMA); we never fuse
  * (-ffp-contract=off), so against them we differ by a few ulp
  * (tests/test_optim.c measures it). */
-#define ADAMW_BLOCK 4096
-#define ADAMW_SPAN 16
+#define ADAMW_BLOCK 4096 /* values per thread's piece */
+#define ADAMW_SPAN 16    /* values per step inside a piece */
+
+/* the step's float constants (da_adamw_step says how they are made) */
+typedef struct adamw_consts {
+    float decay, beta1, one_minus_b1, beta2, one_minus_b2, neg_step_size, bias2_sqrt, eps;
+} adamw_consts;
+
+/* The update of len <= ADAMW_SPAN values, through local copies: a constant
+ * trip count GCC vectorises (core/span.h says why; the Makefile builds this
+ * file with -fno-math-errno, without which sqrtf stays a scalar call).
+ * Lanes past len run on zeros and are dropped. */
+static void adamw_span(float *params, const float *grads, float *m, float *v, size_t len, const adamw_consts *k)
+{
+    float g[ADAMW_SPAN], p[ADAMW_SPAN], mi[ADAMW_SPAN], vi[ADAMW_SPAN];
+    if (len < ADAMW_SPAN) {
+        memset(g, 0, sizeof g);
+        memset(p, 0, sizeof p);
+        memset(mi, 0, sizeof mi);
+        memset(vi, 0, sizeof vi);
+    }
+    memcpy(g, grads, len * sizeof(float));
+    memcpy(p, params, len * sizeof(float));
+    memcpy(mi, m, len * sizeof(float));
+    memcpy(vi, v, len * sizeof(float));
+    for (int q = 0; q < ADAMW_SPAN; q++) {
+        float pq = p[q] * k->decay;
+        mi[q] = mi[q] * k->beta1 + k->one_minus_b1 * g[q];
+        vi[q] = vi[q] * k->beta2 + k->one_minus_b2 * g[q] * g[q];
+        float denom = sqrtf(vi[q]) / k->bias2_sqrt + k->eps;
+        p[q] = pq + k->neg_step_size * mi[q] / denom;
+    }
+    memcpy(m, mi, len * sizeof(float));
+    memcpy(v, vi, len * sizeof(float));
+    memcpy(params, p, len * sizeof(float));
+}
 
 void da_adamw_step(float *params, const float *grads, float *m, float *v, size_t n,
                    long step, const da_adamw *cfg)
@@ -31,50 +65,19 @@ void da_adamw_step(float *params, const float *grads, float *m, float *v, size_t
     // params, grads, m, v (n); step counts from 1
     assert(step >= 1);
     const double lr = cfg->lr, b1 = cfg->beta1, b2 = cfg->beta2;
-    const float decay = (float)(1.0 - lr * (double)cfg->weight_decay);
-    const float beta1 = cfg->beta1, one_minus_b1 = (float)(1.0 - b1);
-    const float beta2 = cfg->beta2, one_minus_b2 = (float)(1.0 - b2);
     const double bias1 = 1.0 - pow(b1, (double)step);
     const double bias2 = 1.0 - pow(b2, (double)step);
-    const float neg_step_size = (float)(-(lr / bias1));
-    const float bias2_sqrt = (float)sqrt(bias2);
-    const float eps = cfg->eps;
-    /* pieces of ADAMW_BLOCK values, one thread each; inside, ADAMW_SPAN at
-     * a time through local copies, a constant trip count GCC vectorises
-     * (core/span.h says why; the Makefile builds this file with
-     * -fno-math-errno, without which sqrtf stays a scalar call). Each value
-     * gets the same operations either way. */
+    const adamw_consts k = {.decay = (float)(1.0 - lr * (double)cfg->weight_decay),
+                            .beta1 = cfg->beta1, .one_minus_b1 = (float)(1.0 - b1),
+                            .beta2 = cfg->beta2, .one_minus_b2 = (float)(1.0 - b2),
+                            .neg_step_size = (float)(-(lr / bias1)), .bias2_sqrt = (float)sqrt(bias2),
+                            .eps = cfg->eps};
     size_t blocks = (n + ADAMW_BLOCK - 1) / ADAMW_BLOCK;
 #pragma omp parallel for schedule(static)
     for (size_t blk = 0; blk < blocks; blk++) {
-        size_t i0 = blk * ADAMW_BLOCK, i1 = i0 + ADAMW_BLOCK < n ? i0 + ADAMW_BLOCK : n, i = i0;
-        for (; i + ADAMW_SPAN <= i1; i += ADAMW_SPAN) {
-            float g[ADAMW_SPAN], p[ADAMW_SPAN], mi[ADAMW_SPAN], vi[ADAMW_SPAN];
-            memcpy(g, grads + i, sizeof g);
-            memcpy(p, params + i, sizeof p);
-            memcpy(mi, m + i, sizeof mi);
-            memcpy(vi, v + i, sizeof vi);
-            for (int q = 0; q < ADAMW_SPAN; q++) {
-                float pq = p[q] * decay;
-                mi[q] = mi[q] * beta1 + one_minus_b1 * g[q];
-                vi[q] = vi[q] * beta2 + one_minus_b2 * g[q] * g[q];
-                float denom = sqrtf(vi[q]) / bias2_sqrt + eps;
-                p[q] = pq + neg_step_size * mi[q] / denom;
-            }
-            memcpy(m + i, mi, sizeof mi);
-            memcpy(v + i, vi, sizeof vi);
-            memcpy(params + i, p, sizeof p);
-        }
-        for (; i < i1; i++) {
-            float g = grads[i];
-            float p = params[i] * decay;
-            float mi = m[i] * beta1 + one_minus_b1 * g;
-            float vi = v[i] * beta2 + one_minus_b2 * g * g;
-            float denom = sqrtf(vi) / bias2_sqrt + eps;
-            m[i] = mi;
-            v[i] = vi;
-            params[i] = p + neg_step_size * mi / denom;
-        }
+        size_t i1 = (blk + 1) * ADAMW_BLOCK < n ? (blk + 1) * ADAMW_BLOCK : n;
+        for (size_t i = blk * ADAMW_BLOCK; i < i1; i += ADAMW_SPAN)
+            adamw_span(params + i, grads + i, m + i, v + i, i1 - i < ADAMW_SPAN ? i1 - i : ADAMW_SPAN, &k);
     }
 }
 
