@@ -234,6 +234,47 @@ static void test_refinement_steps(void **state)
     lo.mode = DA_REFINE_ONCE;
     assert_int_equal(da_loop_refine_step(&lo, 0, 20), -1);
     da_loop_trace_free(&tr);
+
+    /* a window: K = 3 over steps [1, 7) refines after steps 1, 3, 5 and
+     * reads those steps' x̂0 */
+    lo = da_loop_opts_default();
+    lo.n_refine = 3;
+    lo.window_first = 1;
+    lo.window_end = 7;
+    const int want_win[3] = {1, 3, 5};
+    memset(log, 0, sizeof *log);
+    assert_int_equal(da_loop_generate_with(g_pipe, &o, &lo, identity_writer, log, QUERIES, SEEDS, RSEEDS, 3, &tr,
+                                           NULL, NULL),
+                     DA_OK);
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(tr.steps[k], want_win[k]);
+        for (int i = 0; i < 3; i++) {
+            int call = k * 3 + i;
+            assert_true(log->timestep[call] == base->t[want_win[k]]);
+            tu_assert_bits("observed x0, window", log->x0[call], base->x0[want_win[k]] + i * NPER, NPER);
+        }
+    }
+    assert_int_equal(log->n, 3 * 3);
+    char text[64];
+    da_loop_steps_text(&lo, STEPS, text, sizeof text);
+    assert_string_equal(text, "after steps 1, 3, 5");
+    /* the early window of docs/promptloop.md: 4 over [1, 5) on 20 steps */
+    lo.n_refine = 4;
+    lo.window_end = 5;
+    for (int k = 0; k < 4; k++) assert_int_equal(da_loop_refine_step(&lo, k, 20), 1 + k);
+    /* an end of 0 is the trajectory's */
+    lo.window_first = 2;
+    lo.window_end = 0;
+    for (int k = 0; k < 4; k++) assert_int_equal(da_loop_refine_step(&lo, k, 10), 2 + 2 * k);
+    lo = da_loop_opts_default();
+    da_loop_steps_text(&lo, 20, text, sizeof text);
+    assert_string_equal(text, "after steps 0, 5, 10, 15");
+    da_loop_steps_text(&lo, 20, text, 12);   /* cut short */
+    assert_string_equal(text, "after st...");
+    lo.mode = DA_REFINE_ONCE;
+    da_loop_steps_text(&lo, 20, text, sizeof text);
+    assert_string_equal(text, "before step 0");
+    da_loop_trace_free(&tr);
     free(log);
     free(base);
 }
@@ -445,6 +486,23 @@ static void test_errors(void **state)
     lo.temperature = -1.0f;
     expect_error(da_loop_generate(g_pipe, g_ref, &o, &lo, QUERIES, SEEDS, RSEEDS, 1, NULL, img, NULL),
                  "temperature");
+    /* windows that do not fit: empty, past the trajectory, narrower than K,
+     * or given to once */
+    const int bad_win[4][3] = {{3, 3, 1}, {0, STEPS + 1, 4}, {2, 4, 3}, {-1, 4, 2}};
+    const char *why[4] = {"does not fit a trajectory", "does not fit a trajectory", "do not fit the window 2:4",
+                          "does not fit a trajectory"};
+    for (int c = 0; c < 4; c++) {
+        lo = da_loop_opts_default();
+        lo.window_first = bad_win[c][0];
+        lo.window_end = bad_win[c][1];
+        lo.n_refine = bad_win[c][2];
+        expect_error(da_loop_generate(g_pipe, g_ref, &o, &lo, QUERIES, SEEDS, RSEEDS, 1, NULL, img, NULL), why[c]);
+    }
+    lo = da_loop_opts_default();
+    lo.mode = DA_REFINE_ONCE;
+    lo.window_first = 1;
+    expect_error(da_loop_generate(g_pipe, g_ref, &o, &lo, QUERIES, SEEDS, RSEEDS, 1, NULL, img, NULL),
+                 "needs mode loop or apriori");
     lo = da_loop_opts_default();
     const char *bad[1] = {"a xyzzy circle"};
     expect_error(da_loop_generate(g_pipe, g_ref, &o, &lo, bad, SEEDS, RSEEDS, 1, NULL, img, NULL), "xyzzy");
@@ -570,6 +628,63 @@ static void test_sample_cli_keep_meaning(void **state)
     tu_rm_tree(dir);
 }
 
+/* The refinement window follows the refiner's training the same way: a
+ * file that says refine_window 1:3 refines after steps 1 and 2 unless
+ * --refine-window says otherwise; a bad window is refused before sampling,
+ * and so is a file whose window is not FIRST:END. */
+static void test_sample_cli_window(void **state)
+{
+    (void)state;
+    if (!tu_cli_path()[0]) skip();
+    char dir[] = "/tmp/dalign_loop_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(tu_tiny_weights(dir), 0);
+    char p[512], args[1024];
+    da_refiner_config rc = g_ref->cfg;
+    const char *names[2] = {"ref-win", "ref-bad"}, *values[2] = {"1:3", "3"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s.json", dir, names[i]);
+        assert_int_equal(da_refiner_config_save(&rc, p), DA_OK);
+        snprintf(p, sizeof p, "%s/%s.safetensors", dir, names[i]);
+        da_st_meta meta = {"refine_window", (char *)values[i]};
+        assert_int_equal(da_params_save(&g_ref->params, p, &meta, 1), DA_OK);
+    }
+    int first, end;
+    assert_int_equal(da_weights_refiner_window(dir, "ref-win", &first, &end), DA_OK);
+    assert_int_equal(first, 1);
+    assert_int_equal(end, 3);
+    assert_int_equal(da_weights_refiner_window(dir, "ref-bad", &first, &end), DA_ERR_FORMAT);
+    assert_non_null(strstr(da_last_error(), "is not FIRST:END"));
+    /* tu_tiny_weights' refiner-free files: no key, the whole trajectory */
+    snprintf(p, sizeof p, "%s/plain.json", dir);
+    assert_int_equal(da_refiner_config_save(&rc, p), DA_OK);
+    snprintf(p, sizeof p, "%s/plain.safetensors", dir);
+    assert_int_equal(da_refiner_save(g_ref, p), DA_OK);
+    assert_int_equal(da_weights_refiner_window(dir, "plain", &first, &end), DA_OK);
+    assert_true(first == 0 && end == 0);
+
+    const char *prompt = "--prompt 'a red circle' --steps 4 --seed 3";
+    snprintf(args, sizeof args, "%s --refiner ref-win --refine-steps 2 -v -o %s/w.png", prompt, dir);
+    expect_sample(dir, args, 0, "(after steps 1, 2)");
+    expect_sample(dir, args, 0, "was trained with --refine-window 1:3");
+    snprintf(args, sizeof args, "%s --refiner ref-win --refine-steps 2 --refine-window 0:4 -v -o %s/w.png", prompt,
+             dir);
+    expect_sample(dir, args, 0, "(after steps 0, 2)");
+    snprintf(args, sizeof args, "%s --refiner plain --refine-steps 2 -v -o %s/w.png", prompt, dir);
+    expect_sample(dir, args, 0, "(after steps 0, 2)");
+    snprintf(args, sizeof args, "%s --refiner plain --refine-steps 3 --refine-window 2:4 -o %s/w.png", prompt, dir);
+    expect_sample(dir, args, 2, "do not fit the window 2:4");
+    snprintf(args, sizeof args, "%s --refiner plain --refine-window 2:9 -o %s/w.png", prompt, dir);
+    expect_sample(dir, args, 2, "does not fit a trajectory of 4 steps");
+    snprintf(args, sizeof args, "%s --refiner plain --refine-window 3-4 -o %s/w.png", prompt, dir);
+    expect_sample(dir, args, 2, "FIRST:END");
+    snprintf(args, sizeof args, "%s --refiner ref-bad -o %s/w.png", prompt, dir);
+    expect_sample(dir, args, 1, "is not FIRST:END");
+    snprintf(args, sizeof args, "%s --refine-window 1:3 -o %s/w.png", prompt, dir);
+    expect_sample(dir, args, 2, "need --refiner");
+    tu_rm_tree(dir);
+}
+
 /* No da_threads_init() here, on purpose: a library user may never call it,
  * and the bits must not depend on that (the NO_OMP build once let OpenBLAS
  * thread the first run on its own; gemm.c now pins it). */
@@ -584,6 +699,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_sample_cli),
         cmocka_unit_test(test_sample_cli_keep_meaning),
+        cmocka_unit_test(test_sample_cli_window),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -232,6 +232,58 @@ static void test_keep_meaning(void **state)
     assert_non_null(strstr(da_last_error(), "cannot resume"));
 }
 
+/* A refinement window is part of the run: the weights metadata records it
+ * (sample and eval follow it), a run without one records none, a
+ * checkpoint of a run without it is refused, and a window that does not
+ * fit the sampler is an error by name */
+static void test_window(void **state)
+{
+    (void)state;
+    da_trainer_config tc;
+    da_promptloop_opts o;
+    small_run(&tc, &o, "pl-win");
+    o.loop.window_first = 1;
+    o.loop.window_end = 3;
+    assert_int_equal(da_promptloop_check(&tc, &o), DA_OK);
+    if (da_promptloop_run(&tc, &o, NULL) != DA_OK) fail_msg("run: %s", da_last_error());
+    const char *names[2] = {"pl-win.safetensors", "pl-plain.safetensors"};
+    small_run(&tc, &o, "pl-plain");
+    if (da_promptloop_run(&tc, &o, NULL) != DA_OK) fail_msg("run: %s", da_last_error());
+    for (int i = 0; i < 2; i++) {
+        da_safetensors *st;
+        assert_int_equal(da_st_open(path_in(names[i]), &st), DA_OK);
+        const char *v = da_st_meta_get(st, "refine_window");
+        if (i == 0) {
+            assert_non_null(v);
+            assert_string_equal(v, "1:3");
+        } else {
+            assert_null(v);
+        }
+        da_st_close(st);
+    }
+    int first, end;
+    assert_int_equal(da_weights_refiner_window(g_dir, "pl-win", &first, &end), DA_OK);
+    assert_true(first == 1 && end == 3);
+
+    small_run(&tc, &o, "pl-win-stop");
+    tc.stop_at = 3;
+    tc.ckpt_path = path_in("pl-win-stop.ckpt");
+    assert_int_equal(da_promptloop_run(&tc, &o, NULL), DA_OK);
+    small_run(&tc, &o, "pl-win-stop");
+    o.loop.window_first = 1;
+    o.loop.window_end = 3;
+    tc.ckpt_path = path_in("pl-win-stop.ckpt");
+    o.resume = path_in("pl-win-stop.ckpt");
+    assert_int_not_equal(da_promptloop_run(&tc, &o, NULL), DA_OK);
+    assert_non_null(strstr(da_last_error(), "cannot resume"));
+
+    small_run(&tc, &o, "pl-win-bad");
+    o.loop.window_first = 2;
+    o.loop.window_end = 3;   /* one step for 2 refinements */
+    assert_int_equal(da_promptloop_check(&tc, &o), DA_ERR_INVALID);
+    assert_non_null(strstr(da_last_error(), "do not fit the window 2:3"));
+}
+
 static void test_bad_options(void **state)
 {
     (void)state;
@@ -347,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_run_and_metrics),
         cmocka_unit_test(test_resume_and_threads),
         cmocka_unit_test(test_keep_meaning),
+        cmocka_unit_test(test_window),
         cmocka_unit_test(test_bad_options),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -151,11 +151,20 @@ typedef struct da_loop_opts {
                             * the prompt in use (the trace's used_ids); the written tokens stay in out_ids,
                             * so the RL trainer can learn from a run with the guard (the guard is then part
                             * of the environment: docs/promptloop.md) */
+    int window_first;      /* loop and apriori: the K refinements are spread over the sampler steps */
+    int window_end;        /* [window_first, window_end), s_k = first + floor(k (end - first) / K);
+                            * 0, 0 (default): the whole trajectory [0, steps) */
 } da_loop_opts;
 DA_API da_loop_opts da_loop_opts_default(void);
 DA_API int da_loop_n_refine(const da_loop_opts *lo);                   /* K, or 1 for once */
 /* the sampler step after which refinement k writes (once: -1, before step 0) */
 DA_API int da_loop_refine_step(const da_loop_opts *lo, int k, int n_steps);
+/* lo fits a trajectory of n_steps: a known mode, 1 <= K <= the window's
+ * steps, 0 <= first < end <= n_steps (once: no window), temperature >= 0 */
+DA_API da_status da_loop_opts_check(const da_loop_opts *lo, int n_steps);
+/* "after steps 0, 5, 10, 15" (counted from 0) or "before step 0" (once), for
+ * logs; cut short with "..." past cap */
+DA_API void da_loop_steps_text(const da_loop_opts *lo, int n_steps, char *buf, size_t cap);
 
 /* The writer seed of an image whose noise seed is `seed`, for callers with
  * no other (sample, eval): a splitmix64 step, so that the two generators
@@ -255,6 +264,10 @@ DA_API da_status da_weights_load_refiner(da_refiner **out, const char *dir, cons
  * rewrites are evaluated as trained with da_loop_opts.keep_meaning set
  * to this (what dalign sample and eval do unless told otherwise). */
 DA_API da_status da_weights_refiner_keep_meaning(const char *dir, const char *name, int *keep_meaning);
+/* ... and the steps its refinements were spread over: *first, *end as
+ * da_loop_opts.window_first, window_end (0, 0 when its file does not say:
+ * a supervised refiner, or one trained before the window existed) */
+DA_API da_status da_weights_refiner_window(const char *dir, const char *name, int *first, int *end);
 
 #ifdef __cplusplus
 }

@@ -56,13 +56,14 @@ int cli_parse_seed(const char *cmd, const char *opt, const char *val, uint64_t *
 
 /* The PromptLoop options of sample and eval: --refiner NAME|FILE,
  * --refine-mode loop|apriori|once, --refine-steps K, --refine-temperature T,
- * --refine-keep-meaning, --no-refine-keep-meaning
+ * --refine-keep-meaning, --no-refine-keep-meaning, --refine-window FIRST:END
  * (same return convention as cli_parse_sample_option). */
 typedef struct cli_loop_args {
     const char *refiner;    /* NULL: no refiner */
     da_loop_opts opts;      /* da_loop_opts_default() before parsing */
     int keep_meaning_given; /* 1: --refine-keep-meaning or --no-refine-keep-meaning set opts.keep_meaning;
                              * 0: cli_loop_resolve sets it as the refiner was trained */
+    int window_given;       /* the same for --refine-window and opts.window_first, window_end */
 } cli_loop_args;
 #define CLI_LOOP_HELP                                                                                  \
     "  --refiner NAME     rewrite the prompt while sampling with a PromptLoop refiner:\n"                  \
@@ -76,14 +77,18 @@ typedef struct cli_loop_args {
     "  --refine-keep-meaning  discard a rewrite that does not parse to the query's meaning\n"          \
     "                     (the image keeps the prompt in use; docs/promptloop.md)\n"                     \
     "  --no-refine-keep-meaning  use every rewrite. Default: as the refiner was trained\n"              \
-    "                     (its file says; the shipped weights/refiner keeps the meaning)\n"
+    "                     (its file says; the shipped weights/refiner keeps the meaning)\n"             \
+    "  --refine-window FIRST:END  spread the refinements over steps FIRST .. END-1\n"                     \
+    "                     (FIRST + floor(k*(END-FIRST)/K)); default: as the refiner was\n"              \
+    "                     trained, else the whole trajectory (0:steps)\n"
 /* refine options without --refiner, or more refinements than steps: 2 after a message; else 0 */
 int cli_check_loop_args(const char *cmd, const cli_loop_args *l, const da_sample_opts *o);
 /* Without --refine-keep-meaning or --no-refine-keep-meaning, the guard is
  * set as the refiner in dir was trained (da_weights_refiner_keep_meaning),
  * and said on stderr when that turns it on (unless quiet), so a refiner
- * trained with the guard runs in the world it learnt in. 0, or 1 after a
- * message (an unreadable refiner file). */
+ * trained with the guard runs in the world it learnt in; the same for the
+ * window without --refine-window (da_weights_refiner_window). 0, or 1
+ * after a message (an unreadable refiner file). */
 int cli_loop_resolve(const char *cmd, cli_loop_args *l, const char *dir, int quiet);
 
 /* An output written only after the sampling is checked before it: create
@@ -122,7 +127,7 @@ enum {
     /* shared long-only option codes (short options use their letter) */
     CLI_O_STEPS = 0x100, CLI_O_CFG, CLI_O_ETA, CLI_O_SAMPLER,                          /* sampling */
     CLI_O_REFINER, CLI_O_REFINE_MODE, CLI_O_REFINE_STEPS, CLI_O_REFINE_TEMPERATURE, CLI_O_REFINE_KEEP_MEANING,
-    CLI_O_NO_REFINE_KEEP_MEANING,
+    CLI_O_NO_REFINE_KEEP_MEANING, CLI_O_REFINE_WINDOW,
     CLI_O_LOCAL = 0x200,   /* a command's own long-only options start here */
 };
 #define CLI_COMMON_SHORT "t:qvh"
@@ -147,7 +152,8 @@ enum {
         {"refine-steps", required_argument, NULL, CLI_O_REFINE_STEPS},                                           \
         {"refine-temperature", required_argument, NULL, CLI_O_REFINE_TEMPERATURE},                               \
         {"refine-keep-meaning", no_argument, NULL, CLI_O_REFINE_KEEP_MEANING},                                   \
-        {"no-refine-keep-meaning", no_argument, NULL, CLI_O_NO_REFINE_KEEP_MEANING}
+        {"no-refine-keep-meaning", no_argument, NULL, CLI_O_NO_REFINE_KEEP_MEANING},                             \
+        {"refine-window", required_argument, NULL, CLI_O_REFINE_WINDOW}
 
 typedef struct cli_parser {
     const char *cmd;              /* the message prefix: "dalign CMD: ..." */

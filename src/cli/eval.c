@@ -217,10 +217,13 @@ int cmd_eval(int argc, char **argv)
                         "%d threads\n",
                 dir, a.unet, a.cfg.prompts, r.n_prompts, r.n_seeds, da_sampler_name(a.cfg.opts.sampler),
                 a.cfg.opts.steps, (double)a.cfg.opts.cfg, a.cfg.batch, da_get_threads());
-    if (!rc && a.cfg.progress && ref)
-        fprintf(stderr, "eval: refiner %s, mode %s, %d refinement(s), temperature %g, keep meaning %s\n",
-                a.loop.refiner, da_refine_mode_name(a.cfg.loop.mode), da_loop_n_refine(&a.cfg.loop),
+    if (!rc && a.cfg.progress && ref) {
+        char when[128];
+        da_loop_steps_text(&a.cfg.loop, a.cfg.opts.steps, when, sizeof when);
+        fprintf(stderr, "eval: refiner %s, mode %s, %d refinement(s) (%s), temperature %g, keep meaning %s\n",
+                a.loop.refiner, da_refine_mode_name(a.cfg.loop.mode), da_loop_n_refine(&a.cfg.loop), when,
                 (double)a.cfg.loop.temperature, a.cfg.loop.keep_meaning ? "on" : "off");
+    }
     if (!rc && da_report_run(&r, &m, &a.cfg) != DA_OK) rc = fail();
     if (!rc && da_report_write(a.out, &a.cfg, &r, dir, a.unet) != DA_OK) rc = fail();
     if (!rc) {

@@ -442,11 +442,14 @@ static void print_resolved(const sample_args *a, const char *dir)
     fprintf(stderr, "  output    %s%s, scale %d%s%s\n", a->out,
             total_images(a) > 1 ? (a->grid ? " (grid)" : " (one file per image)") : "",
             a->scale, a->latents ? ", latents " : "", a->latents ? a->latents : "");
-    if (a->loop.refiner)
-        fprintf(stderr, "  refiner   %s, mode %s, %d refinement%s, temperature %g, keep meaning %s\n",
+    if (a->loop.refiner) {
+        char when[128];
+        da_loop_steps_text(&a->loop.opts, a->opts.steps, when, sizeof when);
+        fprintf(stderr, "  refiner   %s, mode %s, %d refinement%s (%s), temperature %g, keep meaning %s\n",
                 a->loop.refiner, da_refine_mode_name(a->loop.opts.mode), da_loop_n_refine(&a->loop.opts),
-                da_loop_n_refine(&a->loop.opts) > 1 ? "s" : "", (double)a->loop.opts.temperature,
+                da_loop_n_refine(&a->loop.opts) > 1 ? "s" : "", when, (double)a->loop.opts.temperature,
                 a->loop.opts.keep_meaning ? "on" : "off");
+    }
     fprintf(stderr, "  threads   %d, gemm %s\n", da_get_threads(), da_gemm_backend());
 }
 

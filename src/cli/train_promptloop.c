@@ -59,6 +59,9 @@ static void usage(FILE *f)
             "                       ignored by the image (it keeps the prompt in use) but\n"
             "                       is still the action scored: GRPO in a world that\n"
             "                       enforces the meaning (docs/promptloop.md)\n"
+            "  --refine-window FIRST:END  spread the refinements over sampler steps\n"
+            "                       FIRST .. END-1 (default: the whole trajectory); saved\n"
+            "                       in the refiner's file, so sample and eval follow it\n"
             "  --temperature T      rollout sampling temperature (default %g)\n"
             "  --steps S            sampler steps (default %d)\n"
             "  --cfg W              guidance weight (default %g; alias --cfg-scale)\n"
@@ -111,6 +114,7 @@ static const struct option LONG_OPTS[] = {
     {"resume", required_argument, 0, O_RESUME},     {"ckpt-every", required_argument, 0, O_CKPT_EVERY},
     {"metrics", required_argument, 0, O_METRICS},   {"query-split", required_argument, 0, O_QUERY_SPLIT},
     {"refine-keep-meaning", no_argument, 0, CLI_O_REFINE_KEEP_MEANING},
+    {"refine-window", required_argument, 0, CLI_O_REFINE_WINDOW},
     CLI_COMMON_LONG,
     {0, 0, 0, 0},
 };
@@ -118,7 +122,7 @@ static const struct option LONG_OPTS[] = {
 /* the refine options, through cli_loop_opt (the same words as sample's) */
 static int take_loop_option(const cli_parser *p, int c, da_loop_opts *loop)
 {
-    cli_loop_args l = {NULL, *loop, 0};
+    cli_loop_args l = {.opts = *loop};
     int rc = cli_loop_opt(p, c, &l);
     if (rc == 0) *loop = l.opts;
     return rc;

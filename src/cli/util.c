@@ -78,9 +78,10 @@ int cli_parse_seed(const char *cmd, const char *opt, const char *val, uint64_t *
 int cli_check_loop_args(const char *cmd, const cli_loop_args *l, const da_sample_opts *o)
 {
     if (!l->refiner && (l->opts.mode != DA_REFINE_LOOP || l->opts.n_refine != da_loop_opts_default().n_refine ||
-                        l->opts.temperature != da_loop_opts_default().temperature || l->keep_meaning_given)) {
-        fprintf(stderr, "dalign %s: --refine-mode, --refine-steps, --refine-temperature and "
-                        "--[no-]refine-keep-meaning need --refiner NAME\n", cmd);
+                        l->opts.temperature != da_loop_opts_default().temperature || l->keep_meaning_given ||
+                        l->window_given)) {
+        fprintf(stderr, "dalign %s: --refine-mode, --refine-steps, --refine-temperature, "
+                        "--[no-]refine-keep-meaning and --refine-window need --refiner NAME\n", cmd);
         return 2;
     }
     if (l->refiner && l->opts.mode != DA_REFINE_ONCE && l->opts.n_refine > o->steps) {
@@ -88,11 +89,34 @@ int cli_check_loop_args(const char *cmd, const cli_loop_args *l, const da_sample
                 l->opts.n_refine, o->steps);
         return 2;
     }
+    if (l->refiner && l->window_given && da_loop_opts_check(&l->opts, o->steps) != DA_OK) {
+        fprintf(stderr, "dalign %s: --refine-window: %s\n", cmd, da_last_error());
+        return 2;
+    }
+    return 0;
+}
+
+/* --refine-window unset: the window the refiner was trained with, if any */
+static int resolve_window(const char *cmd, cli_loop_args *l, const char *dir, int quiet)
+{
+    if (!l->refiner || l->window_given || l->opts.mode == DA_REFINE_ONCE) return 0;
+    int first, end;
+    if (da_weights_refiner_window(dir, l->refiner, &first, &end) != DA_OK) {
+        fprintf(stderr, "dalign %s: %s\n", cmd, da_last_error());
+        return 1;
+    }
+    if (!first && !end) return 0;
+    l->opts.window_first = first;
+    l->opts.window_end = end;
+    if (!quiet)
+        fprintf(stderr, "dalign %s: refiner %s was trained with --refine-window %d:%d: its refinements are spread "
+                        "over those steps, as in its training\n", cmd, l->refiner, first, end);
     return 0;
 }
 
 int cli_loop_resolve(const char *cmd, cli_loop_args *l, const char *dir, int quiet)
 {
+    if (resolve_window(cmd, l, dir, quiet)) return 1;
     if (!l->refiner || l->keep_meaning_given) return 0;
     int keep;
     if (da_weights_refiner_keep_meaning(dir, l->refiner, &keep) != DA_OK) {
@@ -264,6 +288,15 @@ int cli_loop_opt(const cli_parser *p, int c, cli_loop_args *l)
         l->opts.keep_meaning = c == CLI_O_REFINE_KEEP_MEANING;
         l->keep_meaning_given = 1;
         return 0;
+    case CLI_O_REFINE_WINDOW: {
+        int a, b, used = 0;
+        if (sscanf(val, "%d:%d%n", &a, &b, &used) != 2 || val[used] || a < 0 || b <= a)
+            return cli_bad_value(cmd, opt, val, "FIRST:END, two step numbers with 0 <= FIRST < END");
+        l->opts.window_first = a;
+        l->opts.window_end = b;
+        l->window_given = 1;
+        return 0;
+    }
     default: return CLI_NOT_MINE;
     }
 }

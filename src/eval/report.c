@@ -62,9 +62,11 @@ da_status da_report_config_check(const da_report_config *c)
         return da_fail(DA_ERR_INVALID, "eval: eta %g applies to the ddim sampler only, not %s", (double)c->opts.eta,
                        da_sampler_name(c->opts.sampler));
     if (c->refiner && c->step_cb) return da_fail(DA_ERR_INVALID, "eval: a refiner and a step callback do not go together");
-    if (c->refiner && c->loop.mode != DA_REFINE_ONCE && (c->loop.n_refine < 1 || c->loop.n_refine > c->opts.steps))
-        return da_fail(DA_ERR_INVALID, "eval: %d refinements do not fit %d sampler steps", c->loop.n_refine,
-                       c->opts.steps);
+    if (c->refiner && da_loop_opts_check(&c->loop, c->opts.steps) != DA_OK) {
+        char why[512];   /* da_fail writes the buffer da_last_error reads */
+        snprintf(why, sizeof why, "%s", da_last_error());
+        return da_fail(DA_ERR_INVALID, "eval: %s", why);
+    }
     return DA_OK;
 }
 

@@ -131,6 +131,9 @@ static void write_json(FILE *f, const void *ctx)
                 da_refine_mode_name(c->loop.mode), da_loop_n_refine(&c->loop));
         json_num(f, c->loop.temperature);
         if (c->loop.keep_meaning) fprintf(f, ",\n  \"refine_keep_meaning\": true");
+        if (c->loop.window_first || c->loop.window_end)   /* only then: older reports keep their bytes */
+            fprintf(f, ",\n  \"refine_window\": [%d, %d]", c->loop.window_first,
+                    c->loop.window_end ? c->loop.window_end : c->opts.steps);
     }
     fprintf(f, ",\n  \"gemm\": \"%s\",\n", da_gemm_backend());
     json_rewards(f, r);

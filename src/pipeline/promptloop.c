@@ -3,7 +3,8 @@
  * each image's prompt K times along the trajectory, and the following steps
  * are conditioned on what it wrote.
  *
- *   loop     after step s_k = floor(k * n_steps / K), k = 0 .. K-1, the writer
+ *   loop     after step s_k = floor(k * n_steps / K), k = 0 .. K-1 (or spread
+ *            over a window of steps: da_loop_refine_step), the writer
  *            reads (x̂0 of that step, its timestep, the query, the prompt in
  *            use) and writes the prompt of steps s_k + 1 ..
  *   apriori  the same steps, the K prompts written before sampling from the
@@ -16,6 +17,7 @@
  * and still differ in prompts); refinement k of image i is row i * K + k of
  * the trace. So an image's prompts and pixels depend only on its query,
  * seeds and the models, never on the batch it ran in. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,10 +48,49 @@ da_loop_opts da_loop_opts_default(void)
 
 int da_loop_n_refine(const da_loop_opts *lo) { return lo->mode == DA_REFINE_ONCE ? 1 : lo->n_refine; }
 
+/* the window's end: window_end, or the trajectory's when unset */
+static int window_end(const da_loop_opts *lo, int n_steps) { return lo->window_end ? lo->window_end : n_steps; }
+
 int da_loop_refine_step(const da_loop_opts *lo, int k, int n_steps)
 {
     if (lo->mode == DA_REFINE_ONCE) return -1;
-    return (int)((long)k * n_steps / lo->n_refine);
+    int first = lo->window_first, span = window_end(lo, n_steps) - first;
+    return first + (int)((long)k * span / lo->n_refine);
+}
+
+void da_loop_steps_text(const da_loop_opts *lo, int n_steps, char *buf, size_t cap)
+{
+    if (!cap) return;
+    if (lo->mode == DA_REFINE_ONCE) {
+        snprintf(buf, cap, "before step 0");
+        return;
+    }
+    size_t n = (size_t)snprintf(buf, cap, "after step%s", lo->n_refine > 1 ? "s" : "");
+    for (int k = 0; k < lo->n_refine && n < cap; k++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%d", k ? ", " : " ", da_loop_refine_step(lo, k, n_steps));
+    if (n >= cap && cap > 4) memcpy(buf + cap - 4, "...", 4);
+}
+
+da_status da_loop_opts_check(const da_loop_opts *lo, int n_steps)
+{
+    if ((unsigned)lo->mode > DA_REFINE_ONCE) return da_fail(DA_ERR_INVALID, "unknown refine mode %d", (int)lo->mode);
+    if (!(lo->temperature >= 0.0f) || lo->temperature > 1e6f)
+        return da_fail(DA_ERR_INVALID, "refiner temperature %g must be >= 0", (double)lo->temperature);
+    int windowed = lo->window_first != 0 || lo->window_end != 0;
+    if (lo->mode == DA_REFINE_ONCE)
+        return windowed ? da_fail(DA_ERR_INVALID, "a refinement window needs mode loop or apriori (once writes "
+                                                  "one prompt, before step 0)")
+                        : DA_OK;
+    int first = lo->window_first, end = window_end(lo, n_steps);
+    if (first < 0 || first >= end || end > n_steps)
+        return da_fail(DA_ERR_INVALID, "refinement window %d:%d does not fit a trajectory of %d steps (0 <= first "
+                       "< end <= %d)", lo->window_first, lo->window_end, n_steps, n_steps);
+    if (lo->n_refine < 1 || lo->n_refine > end - first)
+        return windowed ? da_fail(DA_ERR_INVALID, "%d refinements do not fit the window %d:%d (1 .. %d)",
+                                  lo->n_refine, first, end, end - first)
+                        : da_fail(DA_ERR_INVALID, "%d refinements do not fit a trajectory of %d steps (1 .. %d)",
+                                  lo->n_refine, n_steps, n_steps);
+    return DA_OK;
 }
 
 uint64_t da_loop_refine_seed(uint64_t seed)
@@ -220,12 +261,8 @@ static da_status check_loop_args(const da_pipeline *p, const da_sample_opts *opt
 {
     if (!p || !opts || !lo || !write || !queries || !seeds || !refine_seeds)
         return da_fail(DA_ERR_INVALID, "da_loop_generate: NULL argument");
-    if ((unsigned)lo->mode > DA_REFINE_ONCE) return da_fail(DA_ERR_INVALID, "unknown refine mode %d", (int)lo->mode);
-    if (lo->mode != DA_REFINE_ONCE && (lo->n_refine < 1 || lo->n_refine > opts->steps))
-        return da_fail(DA_ERR_INVALID, "%d refinements do not fit a trajectory of %d steps (1 .. %d)", lo->n_refine,
-                       opts->steps, opts->steps);
-    if (!(lo->temperature >= 0.0f) || lo->temperature > 1e6f)
-        return da_fail(DA_ERR_INVALID, "refiner temperature %g must be >= 0", (double)lo->temperature);
+    da_status s = da_loop_opts_check(lo, opts->steps);
+    if (s != DA_OK) return s;
     if (n < 1) return da_fail(DA_ERR_INVALID, "number of images %d must be >= 1", n);
     return DA_OK;
 }

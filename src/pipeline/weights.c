@@ -393,20 +393,44 @@ da_status da_weights_load_refiner(da_refiner **out, const char *dir, const char 
     return s;
 }
 
-da_status da_weights_refiner_keep_meaning(const char *dir, const char *name, int *keep_meaning)
+/* one metadata value of the refiner NAME's file, copied into out ("" when
+ * the file has no such key: written by dalign train promptloop, so a
+ * supervised or older refiner has none) */
+static da_status refiner_meta(const char *dir, const char *name, const char *key, char *out, size_t cap)
 {
-    *keep_meaning = 0;
-    if (!dir || !name) return da_fail(DA_ERR_INVALID, "da_weights_refiner_keep_meaning: NULL directory or name");
+    out[0] = '\0';
+    if (!dir || !name) return da_fail(DA_ERR_INVALID, "refiner metadata: NULL directory or name");
     model_files f;
     da_status s = is_weights_file(name) ? files_at(&f, name, "refiner") : files_in(&f, dir, name);
     da_safetensors *st = NULL;
     if (s == DA_OK) s = readable("refiner weights", f.st);
     if (s == DA_OK) s = da_error_named(da_st_open(f.st, &st), f.st);
     if (s != DA_OK) return s;
-    /* written by dalign train promptloop (src/train/promptloop.c); a
-     * supervised or older refiner has no such key: trained without it */
-    const char *v = da_st_meta_get(st, "refine_keep_meaning");
-    *keep_meaning = v && !strcmp(v, "true");
+    const char *v = da_st_meta_get(st, key);
+    if (v) snprintf(out, cap, "%s", v);
     da_st_close(st);
+    return DA_OK;
+}
+
+da_status da_weights_refiner_keep_meaning(const char *dir, const char *name, int *keep_meaning)
+{
+    char v[16];
+    *keep_meaning = 0;
+    da_status s = refiner_meta(dir, name, "refine_keep_meaning", v, sizeof v);
+    if (s == DA_OK) *keep_meaning = !strcmp(v, "true");
+    return s;
+}
+
+da_status da_weights_refiner_window(const char *dir, const char *name, int *first, int *end)
+{
+    char v[32];
+    *first = *end = 0;
+    da_status s = refiner_meta(dir, name, "refine_window", v, sizeof v);
+    if (s != DA_OK || !v[0]) return s;
+    int a, b, used = 0;
+    if (sscanf(v, "%d:%d%n", &a, &b, &used) != 2 || v[used] || a < 0 || b <= a)
+        return da_fail(DA_ERR_FORMAT, "refiner %s: metadata refine_window '%s' is not FIRST:END", name, v);
+    *first = a;
+    *end = b;
     return DA_OK;
 }

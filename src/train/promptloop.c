@@ -91,10 +91,7 @@ da_status da_promptloop_check(const da_trainer_config *tc, const da_promptloop_o
     if (!(o->loop.temperature > 0.0f) || !isfinite(o->loop.temperature))
         return da_fail(DA_ERR_INVALID, "rollout temperature %g must be > 0 (the ratio needs a distribution)",
                        (double)o->loop.temperature);
-    if ((unsigned)o->loop.mode > DA_REFINE_ONCE) return da_fail(DA_ERR_INVALID, "unknown refine mode");
-    if (o->loop.mode != DA_REFINE_ONCE && (o->loop.n_refine < 1 || o->loop.n_refine > o->sample.steps))
-        return da_fail(DA_ERR_INVALID, "%d refinements do not fit %d sampler steps", o->loop.n_refine, o->sample.steps);
-    return DA_OK;
+    return da_loop_opts_check(&o->loop, o->sample.steps);
 }
 
 /* ---- the job ---------------------------------------------------------------- */
@@ -141,6 +138,14 @@ static void fingerprint(const pl_job *j, float *f)
 {
     const da_promptloop_opts *o = &j->o;
     uint32_t h[3] = {fnv1a(o->init), fnv1a(o->reward), fnv1a(o->unet)};
+    /* a refinement window enters the hash slot, only when set: a run with
+     * the whole trajectory keeps the fingerprint it had before the option
+     * existed, so its checkpoints still resume */
+    if (o->loop.window_first || o->loop.window_end) {
+        char w[32];
+        snprintf(w, sizeof w, "window %d:%d", o->loop.window_first, o->loop.window_end);
+        h[2] ^= fnv1a(w);
+    }
     float v[N_FINGERPRINT] = {
         (float)o->queries, (float)o->group, (float)o->shared_noise, (float)o->loop.mode, (float)j->K,
         o->loop.temperature, (float)o->sample.steps, o->sample.cfg, (float)o->sample.sampler, o->sample.eta,
@@ -463,8 +468,10 @@ static da_status pl_step(da_trainer *tr, da_tape *t, int micro, void *user, floa
 
 static da_status save_outputs(const pl_job *j, const da_trainer *tr, const char *out_dir)
 {
-    char steps[32], iters[32], kl[32];
+    char steps[32], iters[32], kl[32], window[32];
     snprintf(steps, sizeof steps, "%ld", tr->step);
+    snprintf(window, sizeof window, "%d:%d", j->o.loop.window_first,
+             j->o.loop.window_end ? j->o.loop.window_end : j->o.sample.steps);
     snprintf(iters, sizeof iters, "%ld", tr->step / j->per_iter);
     snprintf(kl, sizeof kl, "%.9g", (double)j->o.kl_coef);
     da_st_meta meta[] = {
@@ -473,14 +480,17 @@ static da_status save_outputs(const pl_job *j, const da_trainer *tr, const char 
         {"steps", steps}, {"iterations", iters}, {"kl_coef", kl},
         {"query_split", j->o.query_split_all ? "all" : "train"},
         {"refine_keep_meaning", j->o.loop.keep_meaning ? "true" : "false"},
+        {"refine_window", window},   /* last: only when a window was set */
     };
+    int n_meta = (int)(sizeof meta / sizeof meta[0]);
+    if (!j->o.loop.window_first && !j->o.loop.window_end) n_meta--;   /* the whole trajectory, whatever its length */
     /* staged, then renamed into place config last, all or none (dp_ship):
      * a rerun with --force never leaves new weights beside an old config */
     dp_ship sh;
     dp_ship_init(&sh);
     const char *staged;
     da_status s = dp_ship_add(&sh, out_dir, j->o.name, ".safetensors", &staged);
-    if (s == DA_OK) s = da_trainer_save_weights(tr, staged, 0, meta, (int)(sizeof meta / sizeof meta[0]));
+    if (s == DA_OK) s = da_trainer_save_weights(tr, staged, 0, meta, n_meta);
     if (s == DA_OK) s = dp_ship_add(&sh, out_dir, j->o.name, ".json", &staged);
     if (s == DA_OK) s = da_refiner_config_save(&j->policy->cfg, staged);
     if (s == DA_OK) s = dp_ship_commit(&sh);
@@ -529,11 +539,14 @@ da_status da_promptloop_run(const da_trainer_config *tc, const da_promptloop_opt
     memset(&j, 0, sizeof j);
     da_trainer *tr = NULL;
     if (s == DA_OK) s = job_init(&j, o, dir);
-    if (s == DA_OK && tc->progress)
-        da_log(DA_LOG_INFO, "%s: %d queries x %d rollouts, %s with %d refinement(s) at temperature %g, reward %s, "
-                        "init %s, weights %s, %d epochs x %d minibatches per iteration",
-                tc->name, o->queries, o->group, da_refine_mode_name(o->loop.mode), j.K, (double)o->loop.temperature,
-                o->reward, o->init, dir, o->epochs, o->minibatches);
+    if (s == DA_OK && tc->progress) {
+        char when[128];
+        da_loop_steps_text(&o->loop, o->sample.steps, when, sizeof when);
+        da_log(DA_LOG_INFO, "%s: %d queries x %d rollouts, %s with %d refinement(s) (%s) at temperature %g, "
+                            "reward %s, init %s, weights %s, %d epochs x %d minibatches per iteration",
+               tc->name, o->queries, o->group, da_refine_mode_name(o->loop.mode), j.K, when,
+               (double)o->loop.temperature, o->reward, o->init, dir, o->epochs, o->minibatches);
+    }
     if (s == DA_OK) s = make_trainer(&j, tc, o->resume, &tr);
     if (s == DA_OK) s = da_trainer_run(tr, pl_step, &j);
     int done = s == DA_OK && !tr->stop_signal && tr->step >= tc->total_steps;
