@@ -16,6 +16,9 @@
 #              that does not mean the query is discarded for the image, one
 #              noise per group, queries from both splits' compositions, never
 #              an evaluation prompt's; docs/promptloop.md says why)
+#              WINDOW=FIRST:END spreads the loop refiner's refinements over
+#              those sampler steps (--refine-window; default: the whole
+#              trajectory); the once refiner writes before step 0 either way
 #   3 eval     base; the loop refiner in modes loop and apriori; the once
 #              refiner in mode once; the reference refiner in mode loop (what
 #              RL added) -- held-in and held-out prompts, $EVAL_PROMPTS x
@@ -49,12 +52,16 @@ REF_ARGS=${REF_ARGS:-}
 # the training world (stage 2) and the guard the evaluations keep (stage 3)
 RL_ARGS=${RL_ARGS:---shared-noise --refine-keep-meaning --query-split all}
 GUARD=--refine-keep-meaning
+WINDOW=${WINDOW:-}
+WIN_ARGS=${WINDOW:+--refine-window $WINDOW}
 OVERHEAD_N=${OVERHEAD_N:-64}
 # Every stage is cached by its output file, so a rerun with other settings
 # would reuse the old results and label them with the new ones: $OUT
 # remembers its settings and a rerun with others is refused
 SETTINGS="iterations=$ITERATIONS queries=$QUERIES group=$GROUP lr=$RL_LR rl=[$RL_ARGS] guard=[$GUARD]"
 SETTINGS="$SETTINGS eval=${EVAL_PROMPTS}x$EVAL_SEEDS ref=[$REF_ARGS]"
+# (only when set: an OUT made before the window existed keeps its settings)
+SETTINGS="$SETTINGS${WINDOW:+ window=$WINDOW}"
 if [ -f "$OUT/settings" ]; then
     if [ "$(cat "$OUT/settings")" != "$SETTINGS" ]; then
         printf '%s was made with other settings:\n  %s\nnow:\n  %s\nuse another OUT=DIR, or remove it\n' \
@@ -96,9 +103,10 @@ fi
 [ "${UNTIL:-}" = ref ] && exit 0
 
 # ---- 2 rl ------------------------------------------------------------------
-# rl NAME MODE: GRPO from the reference refiner, reward faithful
+# rl NAME MODE [ARGS]: GRPO from the reference refiner, reward faithful
 rl() {
     name=$1 mode=$2 d=$OUT/models
+    shift 2
     [ -f "$d/$name.safetensors" ] && { stage "rl $name: cached"; return 0; }
     resume=""
     [ -f "$d/$name.ckpt" ] && resume="--resume $d/$name.ckpt"
@@ -106,10 +114,11 @@ rl() {
     # shellcheck disable=SC2086
     timed "rl-$name" "$DALIGN" --threads "$THREADS" train promptloop --weights "$WEIGHTS" --out "$d" \
         --init "$REF_DIR/refiner-ref.safetensors" --name "$name" --reward faithful --refine-mode "$mode" \
-        --iterations "$ITERATIONS" --queries "$QUERIES" --group "$GROUP" --lr "$RL_LR" $RL_ARGS --seed 1 --force -q $resume \
+        --iterations "$ITERATIONS" --queries "$QUERIES" --group "$GROUP" --lr "$RL_LR" $RL_ARGS "$@" --seed 1 --force -q $resume \
         > "$d/$name.txt"
 }
-rl refiner loop
+# shellcheck disable=SC2086
+rl refiner loop $WIN_ARGS
 rl refiner-once once
 # SHIP=1 (make refiner): weights/refiner.{safetensors,json} from this run's
 # loop refiner, with its SHA256SUMS lines (replacing older ones)
@@ -135,12 +144,13 @@ evaluate() {
         --n-prompts "$EVAL_PROMPTS" --seeds "$EVAL_SEEDS" -o "$dir" -q $@ > "$dir.txt"
 }
 M=$OUT/models
+# shellcheck disable=SC2086 # WIN_ARGS: no words, or two
 for split in heldin heldout; do
     evaluate base "$split"
-    evaluate loop "$split" --refiner "$M/refiner.safetensors" --refine-mode loop $GUARD
-    evaluate apriori "$split" --refiner "$M/refiner.safetensors" --refine-mode apriori $GUARD
+    evaluate loop "$split" --refiner "$M/refiner.safetensors" --refine-mode loop $GUARD $WIN_ARGS
+    evaluate apriori "$split" --refiner "$M/refiner.safetensors" --refine-mode apriori $GUARD $WIN_ARGS
     evaluate once "$split" --refiner "$M/refiner-once.safetensors" --refine-mode once $GUARD
-    evaluate ref-loop "$split" --refiner "$REF_DIR/refiner-ref.safetensors" --refine-mode loop $GUARD
+    evaluate ref-loop "$split" --refiner "$REF_DIR/refiner-ref.safetensors" --refine-mode loop $GUARD $WIN_ARGS
 done
 [ "${UNTIL:-}" = eval ] && exit 0
 
@@ -161,11 +171,12 @@ overhead() {
     done
     printf '%s\t%s\n' "$label" "$best" >> "$X/overhead.tsv.tmp"
 }
+# shellcheck disable=SC2086
 if [ ! -f "$X/overhead.tsv" ]; then
     rm -f "$X/overhead.tsv.tmp"
     overhead base
-    overhead loop --refiner "$M/refiner.safetensors" --refine-mode loop $GUARD
-    overhead apriori --refiner "$M/refiner.safetensors" --refine-mode apriori $GUARD
+    overhead loop --refiner "$M/refiner.safetensors" --refine-mode loop $GUARD $WIN_ARGS
+    overhead apriori --refiner "$M/refiner.safetensors" --refine-mode apriori $GUARD $WIN_ARGS
     overhead once --refiner "$M/refiner-once.safetensors" --refine-mode once $GUARD
     mv "$X/overhead.tsv.tmp" "$X/overhead.tsv"
 fi
@@ -175,8 +186,9 @@ for q in "a small green triangle below a large red square" "a purple circle to t
          "a large cyan square on a black background"; do
     i=$((i + 1))
     [ -f "$X/trajectory-$i-loop.png" ] && continue
+    # shellcheck disable=SC2086
     "$DALIGN" --threads "$THREADS" sample --weights "$WEIGHTS" --prompt "$q" --refiner "$M/refiner.safetensors" \
-        --seed "$i" --scale 4 $GUARD -v -o "$X/trajectory-$i.png" > "$X/trajectory-$i.txt" 2>&1
+        --seed "$i" --scale 4 $GUARD $WIN_ARGS -v -o "$X/trajectory-$i.png" > "$X/trajectory-$i.txt" 2>&1
 done
 [ "${UNTIL:-}" = extras ] && exit 0
 
@@ -192,7 +204,7 @@ ci() {
     echo "# PromptLoop: results"
     echo
     echo "Generated by scripts/experiment-promptloop.sh on $(date -u +%Y-%m-%d) from $OUT; GRPO on the"
-    echo "faithful reward, $ITERATIONS iterations of $QUERIES queries x $GROUP rollouts at lr $RL_LR ($RL_ARGS);"
+    echo "faithful reward, $ITERATIONS iterations of $QUERIES queries x $GROUP rollouts at lr $RL_LR ($RL_ARGS${WIN_ARGS:+; loop: $WIN_ARGS});"
     echo "evaluation on $EVAL_PROMPTS prompts x $EVAL_SEEDS seeds per split, greedy refiners ($GUARD). Intervals: 95%,"
     echo "clustered by prompt."
     echo
