@@ -817,7 +817,7 @@ static void test_cli(void **state)
     snprintf(args, sizeof args, "--weights %s --refiner refiner-t --refine-steps 1 --n-prompts 1 --seeds 1 --steps 1 "
              "-o %s", tmp_path("weights"), tmp_path("cli_out4"));
     /* a refiner trained without the guard runs without it (tests/test_promptloop.c: with) */
-    expect_cli(args, 0, "eval: refiner refiner-t, mode loop, 1 refinement(s), temperature 0, keep meaning off");
+    expect_cli(args, 0, "eval: refiner refiner-t, mode loop, 1 refinement(s) (after step 0), temperature 0, keep meaning off");
     expect_cli("--rewards clip,bogus", 2, "'bogus'");
     expect_cli("--sampler ddpm --eta 0.5", 2, "eta");
     snprintf(args, sizeof args, "--weights %s -o %s", tmp_path("nowhere"), tmp_path("cli_out2"));
