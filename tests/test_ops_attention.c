@@ -1,5 +1,6 @@
 /* softmax, log_softmax and multi-head attention: finite differences, PyTorch
- * reference, fully masked rows, masking == removing keys, threads. */
+ * reference, fully masked rows, masking == removing keys, the backward's
+ * bits against plain loops, threads. */
 #include "test_util.h"
 
 #include <math.h>
@@ -215,6 +216,112 @@ static void test_attention_mask_is_removal(void **state)
 }
 
 /* Larger shapes so both threads get rows and OpenBLAS may split GEMMs. */
+/* The backward's bits are those of plain loops: the portable GEMM gives
+ * the ordered sum's bits (c = alpha * sum + beta * c; tests/test_gemm.c),
+ * and the softmax backward sums each row in order, then subtracts and
+ * multiplies (ops_attention.c runs 8 rows' sums side by side; any other
+ * order of a sum changes bits). Shapes: rows that fill groups of 8 or not,
+ * cross-attention's 16 keys, a mask, an image with no visible key; 1 and 2
+ * threads. */
+static float fin(float s, float c, float alpha, float beta) { return beta == 0.0f ? alpha * s : alpha * s + beta * c; }
+
+static void plain_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
+                           const float *k, const float *v, int B, int Tq, int Tk, int D, int H)
+{
+    int hd = D / H;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *ds = malloc((size_t)Tq * Tk * sizeof(float));
+    assert_non_null(ds);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const float *a = att + ((size_t)b * H + h) * Tq * Tk;
+            const float *go = dout + (size_t)b * Tq * D + h * hd, *qh = q + (size_t)b * Tq * D + h * hd;
+            const float *kh = k + (size_t)b * Tk * D + h * hd, *vh = v + (size_t)b * Tk * D + h * hd;
+            float *dqh = dq + (size_t)b * Tq * D + h * hd, *dkh = dk + (size_t)b * Tk * D + h * hd;
+            float *dvh = dv + (size_t)b * Tk * D + h * hd;
+            for (int j = 0; j < Tk; j++)     /* dv_h += att^T dout_h */
+                for (int d = 0; d < hd; d++) {
+                    float acc = 0.0f;
+                    for (int i = 0; i < Tq; i++) acc += a[(size_t)i * Tk + j] * go[(size_t)i * D + d];
+                    dvh[(size_t)j * D + d] = fin(acc, dvh[(size_t)j * D + d], 1.0f, 1.0f);
+                }
+            for (int i = 0; i < Tq; i++)     /* datt = dout_h v_h^T */
+                for (int j = 0; j < Tk; j++) {
+                    float acc = 0.0f;
+                    for (int d = 0; d < hd; d++) acc += go[(size_t)i * D + d] * vh[(size_t)j * D + d];
+                    ds[(size_t)i * Tk + j] = fin(acc, 0.0f, 1.0f, 0.0f);
+                }
+            for (int i = 0; i < Tq; i++) {   /* softmax backward, row by row */
+                float dot = 0.0f;
+                for (int j = 0; j < Tk; j++) dot += a[(size_t)i * Tk + j] * ds[(size_t)i * Tk + j];
+                for (int j = 0; j < Tk; j++) ds[(size_t)i * Tk + j] = a[(size_t)i * Tk + j] * (ds[(size_t)i * Tk + j] - dot);
+            }
+            for (int i = 0; i < Tq; i++)     /* dq_h += scale ds k_h */
+                for (int d = 0; d < hd; d++) {
+                    float acc = 0.0f;
+                    for (int j = 0; j < Tk; j++) acc += ds[(size_t)i * Tk + j] * kh[(size_t)j * D + d];
+                    dqh[(size_t)i * D + d] = fin(acc, dqh[(size_t)i * D + d], scale, 1.0f);
+                }
+            for (int j = 0; j < Tk; j++)     /* dk_h += scale ds^T q_h */
+                for (int d = 0; d < hd; d++) {
+                    float acc = 0.0f;
+                    for (int i = 0; i < Tq; i++) acc += ds[(size_t)i * Tk + j] * qh[(size_t)i * D + d];
+                    dkh[(size_t)j * D + d] = fin(acc, dkh[(size_t)j * D + d], scale, 1.0f);
+                }
+        }
+    free(ds);
+}
+
+static void test_attention_backward_bits(void **state)
+{
+    (void)state;
+    const char *backend = da_gemm_backend();
+    int threads0 = da_get_threads();
+    assert_int_equal(da_gemm_set_backend("portable"), DA_OK);
+    const int shapes[][5] = {{2, 13, 13, 24, 3}, {3, 64, 16, 32, 4}, {2, 9, 20, 8, 1}, {1, 8, 8, 16, 2}};
+    for (int c = 0; c < 4; c++)
+        for (int masked = 0; masked < 2; masked++) {
+            int B = shapes[c][0], Tq = shapes[c][1], Tk = shapes[c][2], D = shapes[c][3], H = shapes[c][4];
+            size_t nq = (size_t)B * Tq * D, nk = (size_t)B * Tk * D;
+            float *q = tu_alloc_fill(nq, 100u + c, -1.0f, 1.0f), *k = tu_alloc_fill(nk, 200u + c, -1.0f, 1.0f);
+            float *v = tu_alloc_fill(nk, 300u + c, -1.0f, 1.0f), *dout = tu_alloc_fill(nq, 400u + c, -1.0f, 1.0f);
+            float *dq0 = tu_alloc_fill(nq, 500u + c, -1.0f, 1.0f), *dk0 = tu_alloc_fill(nk, 600u + c, -1.0f, 1.0f);
+            float *dv0 = tu_alloc_fill(nk, 700u + c, -1.0f, 1.0f);   /* gradients accumulate into these */
+            float *out = malloc(nq * sizeof(float)), *att = malloc((size_t)B * H * Tq * Tk * sizeof(float));
+            float *ds = malloc((size_t)Tq * Tk * sizeof(float)), *want[3], *got[3];
+            uint8_t *keep = malloc((size_t)B * Tk);
+            assert_true(out && att && ds && keep);
+            for (int i = 0; i < B * Tk; i++) keep[i] = (i % 5) != 2;
+            for (int j = 0; j < Tk; j++) keep[j] = 0;   /* image 0 sees no key: zero gradients */
+            int causal = masked && Tq == Tk;
+            da_attention_forward(out, att, q, k, v, masked ? keep : NULL, B, Tq, Tk, D, H, causal);
+            size_t n[3] = {nq, nk, nk};
+            float *init[3] = {dq0, dk0, dv0};
+            for (int g = 0; g < 3; g++) {
+                want[g] = malloc(n[g] * sizeof(float));
+                got[g] = malloc(n[g] * sizeof(float));
+                memcpy(want[g], init[g], n[g] * sizeof(float));
+            }
+            plain_backward(want[0], want[1], want[2], dout, att, q, k, v, B, Tq, Tk, D, H);
+            for (int threads = 1; threads <= 2; threads++) {
+                da_set_threads(threads);
+                for (int g = 0; g < 3; g++) memcpy(got[g], init[g], n[g] * sizeof(float));
+                da_attention_backward(got[0], got[1], got[2], dout, att, q, k, v, ds, B, Tq, Tk, D, H);
+                tu_assert_bits("attention dq", got[0], want[0], nq);
+                tu_assert_bits("attention dk", got[1], want[1], nk);
+                tu_assert_bits("attention dv", got[2], want[2], nk);
+            }
+            da_set_threads(threads0);
+            for (int g = 0; g < 3; g++) {
+                free(want[g]);
+                free(got[g]);
+            }
+            free(q), free(k), free(v), free(dout), free(dq0), free(dk0), free(dv0);
+            free(out), free(att), free(ds), free(keep);
+        }
+    assert_int_equal(da_gemm_set_backend(backend), DA_OK);
+}
+
 static void test_threads(void **state)
 {
     (void)state;
@@ -243,6 +350,7 @@ int main(void)
         cmocka_unit_test(test_attention_vs_torch),
         cmocka_unit_test(test_attention_fully_masked),
         cmocka_unit_test(test_attention_mask_is_removal),
+        cmocka_unit_test(test_attention_backward_bits),
         cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

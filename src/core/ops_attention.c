@@ -239,15 +239,24 @@ void da_attention_forward(float *out, float *att, const float *q, const float *k
 }
 
 /* datt (Tq, Tk) -> dscores in place: ds_ij = a_ij * (datt_ij - sum_j' a_ij' datt_ij').
- * Masked entries have a_ij == 0 exactly, so they (and fully masked rows) get 0. */
+ * Masked entries have a_ij == 0 exactly, so they (and fully masked rows) get 0.
+ * Each row's sum is a chain of adds over j in order; ROW_GROUP rows run
+ * their chains side by side (group_rows), and the update goes a span at a
+ * time, a subtraction then a product: the bits of the plain loop. */
 static void softmax_rows_backward(float *ds, const float *a, int Tq, int Tk)
 {
-    for (int i = 0; i < Tq; i++) {
-        float *d = ds + (size_t)i * Tk;
-        const float *p = a + (size_t)i * Tk;
-        float dot = 0.0f;
-        for (int j = 0; j < Tk; j++) dot += p[j] * d[j];
-        for (int j = 0; j < Tk; j++) d[j] = p[j] * (d[j] - dot);
+    for (int i0 = 0; i0 < Tq; i0 += ROW_GROUP) {
+        int nr = Tq - i0 < ROW_GROUP ? Tq - i0 : ROW_GROUP;
+        const float *p[ROW_GROUP], *d[ROW_GROUP];
+        group_rows(p, a + (size_t)i0 * Tk, nr, Tk);
+        group_rows(d, ds + (size_t)i0 * Tk, nr, Tk);
+        float dot[ROW_GROUP] = {0};
+        for (int j = 0; j < Tk; j++) DA_UNROLL_LANES for (int q = 0; q < ROW_GROUP; q++) dot[q] += p[q][j] * d[q][j];
+        for (int q = 0; q < nr; q++) {
+            float *dq = ds + (size_t)(i0 + q) * Tk;
+            da_span_sub_scalar(dq, dq, dot[q], (size_t)Tk);
+            da_span_mul(dq, a + (size_t)(i0 + q) * Tk, dq, (size_t)Tk);
+        }
     }
 }
 
