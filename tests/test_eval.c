@@ -818,6 +818,16 @@ static void test_cli(void **state)
              "-o %s", tmp_path("weights"), tmp_path("cli_out4"));
     /* a refiner trained without the guard runs without it (tests/test_promptloop.c: with) */
     expect_cli(args, 0, "eval: refiner refiner-t, mode loop, 1 refinement(s) (after step 0), temperature 0, keep meaning off");
+    /* a window is said on stderr and recorded in metrics.json */
+    snprintf(args, sizeof args, "--weights %s --refiner refiner-t --refine-steps 2 --refine-window 1:3 --n-prompts 1 "
+             "--seeds 1 --steps 3 -o %s", tmp_path("weights"), tmp_path("cli_out5"));
+    expect_cli(args, 0, "2 refinement(s) (after steps 1, 2)");
+    char *mj = tu_slurp(tmp_path("cli_out5/metrics.json"), NULL);
+    assert_non_null(strstr(mj, "\"refine_window\": [1, 3]"));
+    free(mj);
+    snprintf(args, sizeof args, "--weights %s --refiner refiner-t --refine-steps 3 --refine-window 1:3 --n-prompts 1 "
+             "--seeds 1 --steps 3 -o %s", tmp_path("weights"), tmp_path("cli_out6"));
+    expect_cli(args, 2, "do not fit the window 1:3");
     expect_cli("--rewards clip,bogus", 2, "'bogus'");
     expect_cli("--sampler ddpm --eta 0.5", 2, "eta");
     snprintf(args, sizeof args, "--weights %s -o %s", tmp_path("nowhere"), tmp_path("cli_out2"));

@@ -215,14 +215,15 @@ static void test_attention_mask_is_removal(void **state)
     free_case(&cut);
 }
 
-/* Larger shapes so both threads get rows and OpenBLAS may split GEMMs. */
 /* The backward's bits are those of plain loops: the portable GEMM gives
  * the ordered sum's bits (c = alpha * sum + beta * c; tests/test_gemm.c),
  * and the softmax backward sums each row in order, then subtracts and
  * multiplies (ops_attention.c runs 8 rows' sums side by side; any other
  * order of a sum changes bits). Shapes: rows that fill groups of 8 or not,
  * cross-attention's 16 keys, a mask, an image with no visible key; 1 and 2
- * threads. */
+ * threads (da_attention_backward has one scratch block, so its GEMMs split
+ * themselves; the tape's split over (image, head) pairs runs the same
+ * per-pair code, and test_threads holds it to the 1-thread bits). */
 static float fin(float s, float c, float alpha, float beta) { return beta == 0.0f ? alpha * s : alpha * s + beta * c; }
 
 static void plain_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
@@ -322,6 +323,7 @@ static void test_attention_backward_bits(void **state)
     assert_int_equal(da_gemm_set_backend(backend), DA_OK);
 }
 
+/* Larger shapes so both threads get rows and OpenBLAS may split GEMMs. */
 static void test_threads(void **state)
 {
     (void)state;

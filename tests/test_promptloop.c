@@ -676,8 +676,18 @@ static void test_sample_cli_window(void **state)
     expect_sample(dir, args, 2, "do not fit the window 2:4");
     snprintf(args, sizeof args, "%s --refiner plain --refine-window 2:9 -o %s/w.png", prompt, dir);
     expect_sample(dir, args, 2, "does not fit a trajectory of 4 steps");
-    snprintf(args, sizeof args, "%s --refiner plain --refine-window 3-4 -o %s/w.png", prompt, dir);
-    expect_sample(dir, args, 2, "FIRST:END");
+    const char *malformed[4] = {"3-4", "4294967297:4294967299", "' 1:3'", "+1:3"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(args, sizeof args, "%s --refiner plain --refine-window %s -o %s/w.png", prompt, malformed[i], dir);
+        expect_sample(dir, args, 2, "FIRST:END");
+    }
+    /* the file's window is checked against --steps before sampling */
+    snprintf(args, sizeof args, "--prompt 'a red circle' --steps 2 --refiner ref-win --refine-steps 2 -o %s/w.png",
+             dir);
+    expect_sample(dir, args, 2, "choose one with --refine-window");
+    /* once writes before step 0: the file's window does not apply */
+    snprintf(args, sizeof args, "%s --refiner ref-win --refine-mode once -v -o %s/w.png", prompt, dir);
+    expect_sample(dir, args, 0, "(before step 0)");
     snprintf(args, sizeof args, "%s --refiner ref-bad -o %s/w.png", prompt, dir);
     expect_sample(dir, args, 1, "is not FIRST:END");
     snprintf(args, sizeof args, "%s --refine-window 1:3 -o %s/w.png", prompt, dir);

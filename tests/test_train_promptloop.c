@@ -275,7 +275,7 @@ static void test_window(void **state)
     tc.ckpt_path = path_in("pl-win-stop.ckpt");
     o.resume = path_in("pl-win-stop.ckpt");
     assert_int_not_equal(da_promptloop_run(&tc, &o, NULL), DA_OK);
-    assert_non_null(strstr(da_last_error(), "cannot resume"));
+    assert_non_null(strstr(da_last_error(), "other PromptLoop options"));
 
     small_run(&tc, &o, "pl-win-bad");
     o.loop.window_first = 2;

@@ -153,7 +153,8 @@ typedef struct da_loop_opts {
                             * of the environment: docs/promptloop.md) */
     int window_first;      /* loop and apriori: the K refinements are spread over the sampler steps */
     int window_end;        /* [window_first, window_end), s_k = first + floor(k (end - first) / K);
-                            * 0, 0 (default): the whole trajectory [0, steps) */
+                            * window_end 0: the trajectory's end (so 0, 0, the default: [0, steps)).
+                            * once ignores neither: a window there is refused (da_loop_opts_check) */
 } da_loop_opts;
 DA_API da_loop_opts da_loop_opts_default(void);
 DA_API int da_loop_n_refine(const da_loop_opts *lo);                   /* K, or 1 for once */
@@ -162,6 +163,9 @@ DA_API int da_loop_refine_step(const da_loop_opts *lo, int k, int n_steps);
 /* lo fits a trajectory of n_steps: a known mode, 1 <= K <= the window's
  * steps, 0 <= first < end <= n_steps (once: no window), temperature >= 0 */
 DA_API da_status da_loop_opts_check(const da_loop_opts *lo, int n_steps);
+/* "FIRST:END" (--refine-window, the refine_window of a refiner's file) into
+ * *first, *end: decimal digits only, FIRST < END; DA_ERR_INVALID otherwise */
+DA_API da_status da_loop_window_parse(const char *text, int *first, int *end);
 /* "after steps 0, 5, 10, 15" (counted from 0) or "before step 0" (once), for
  * logs; cut short with "..." past cap */
 DA_API void da_loop_steps_text(const da_loop_opts *lo, int n_steps, char *buf, size_t cap);

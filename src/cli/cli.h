@@ -80,16 +80,18 @@ typedef struct cli_loop_args {
     "                     (its file says; the shipped weights/refiner keeps the meaning)\n"             \
     "  --refine-window FIRST:END  spread the refinements over steps FIRST .. END-1\n"                     \
     "                     (FIRST + floor(k*(END-FIRST)/K)); default: as the refiner was\n"              \
-    "                     trained, else the whole trajectory (0:steps)\n"
-/* refine options without --refiner, or more refinements than steps: 2 after a message; else 0 */
+    "                     trained, else the whole trajectory (0:steps); once: none\n"
+/* refine options without --refiner, more refinements than steps, or a
+ * --refine-window that does not fit: 2 after a message; else 0 */
 int cli_check_loop_args(const char *cmd, const cli_loop_args *l, const da_sample_opts *o);
 /* Without --refine-keep-meaning or --no-refine-keep-meaning, the guard is
  * set as the refiner in dir was trained (da_weights_refiner_keep_meaning),
  * and said on stderr when that turns it on (unless quiet), so a refiner
  * trained with the guard runs in the world it learnt in; the same for the
- * window without --refine-window (da_weights_refiner_window). 0, or 1
- * after a message (an unreadable refiner file). */
-int cli_loop_resolve(const char *cmd, cli_loop_args *l, const char *dir, int quiet);
+ * window without --refine-window (da_weights_refiner_window; once
+ * ignores it: one prompt, before step 0). 0; 1 after a message (an
+ * unreadable refiner file); 2 when the file's window does not fit n_steps. */
+int cli_loop_resolve(const char *cmd, cli_loop_args *l, const char *dir, int n_steps, int quiet);
 
 /* An output written only after the sampling is checked before it: create
  * and remove the temp file its atomic write will go through (PATH.tmp.PID,

@@ -198,7 +198,7 @@ int cmd_eval(int argc, char **argv)
         return 2;
     }
     const char *dir = da_weights_dir(a.weights);
-    if ((rc = cli_loop_resolve(CMD, &a.loop, dir, !a.cfg.progress))) return rc;
+    if ((rc = cli_loop_resolve(CMD, &a.loop, dir, a.cfg.opts.steps, !a.cfg.progress))) return rc;
     a.cfg.loop = a.loop.opts;
     da_report_result r;
     da_report_models m;

@@ -610,7 +610,7 @@ int cmd_sample(int argc, char **argv)
     if ((rc = check_outputs(&a))) return rc;
     remove_stale_temps(&a);
     const char *dir = da_weights_dir(a.weights);
-    if ((rc = cli_loop_resolve(CMD, &a.loop, dir, a.common.quiet))) return rc;
+    if ((rc = cli_loop_resolve(CMD, &a.loop, dir, a.opts.steps, a.common.quiet))) return rc;
     if (!a.common.quiet) print_resolved(&a, dir);
     double t0 = da_now_s();
     da_pipeline *pipe;

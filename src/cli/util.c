@@ -114,9 +114,16 @@ static int resolve_window(const char *cmd, cli_loop_args *l, const char *dir, in
     return 0;
 }
 
-int cli_loop_resolve(const char *cmd, cli_loop_args *l, const char *dir, int quiet)
+int cli_loop_resolve(const char *cmd, cli_loop_args *l, const char *dir, int n_steps, int quiet)
 {
     if (resolve_window(cmd, l, dir, quiet)) return 1;
+    /* the file's window is in absolute steps: it must fit these --steps */
+    if (l->refiner && !l->window_given && da_loop_opts_check(&l->opts, n_steps) != DA_OK) {
+        fprintf(stderr, "dalign %s: refiner %s was trained with --refine-window %d:%d: %s (choose one with "
+                        "--refine-window)\n", cmd, l->refiner, l->opts.window_first, l->opts.window_end,
+                da_last_error());
+        return 2;
+    }
     if (!l->refiner || l->keep_meaning_given) return 0;
     int keep;
     if (da_weights_refiner_keep_meaning(dir, l->refiner, &keep) != DA_OK) {
@@ -288,15 +295,11 @@ int cli_loop_opt(const cli_parser *p, int c, cli_loop_args *l)
         l->opts.keep_meaning = c == CLI_O_REFINE_KEEP_MEANING;
         l->keep_meaning_given = 1;
         return 0;
-    case CLI_O_REFINE_WINDOW: {
-        int a, b, used = 0;
-        if (sscanf(val, "%d:%d%n", &a, &b, &used) != 2 || val[used] || a < 0 || b <= a)
-            return cli_bad_value(cmd, opt, val, "FIRST:END, two step numbers with 0 <= FIRST < END");
-        l->opts.window_first = a;
-        l->opts.window_end = b;
+    case CLI_O_REFINE_WINDOW:
+        if (da_loop_window_parse(val, &l->opts.window_first, &l->opts.window_end) != DA_OK)
+            return cli_bad_value(cmd, opt, val, "FIRST:END, two step numbers with FIRST < END");
         l->window_given = 1;
         return 0;
-    }
     default: return CLI_NOT_MINE;
     }
 }

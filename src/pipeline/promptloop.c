@@ -17,6 +17,7 @@
  * and still differ in prompts); refinement k of image i is row i * K + k of
  * the trace. So an image's prompts and pixels depend only on its query,
  * seeds and the models, never on the batch it ran in. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,9 +54,33 @@ static int window_end(const da_loop_opts *lo, int n_steps) { return lo->window_e
 
 int da_loop_refine_step(const da_loop_opts *lo, int k, int n_steps)
 {
-    if (lo->mode == DA_REFINE_ONCE) return -1;
+    if (lo->mode == DA_REFINE_ONCE || lo->n_refine < 1) return -1;
     int first = lo->window_first, span = window_end(lo, n_steps) - first;
-    return first + (int)((long)k * span / lo->n_refine);
+    return first + (int)((int64_t)k * span / lo->n_refine);
+}
+
+/* a run of decimal digits at *p, at most 9 of them (no sign, no space) */
+static int parse_step(const char **p, int *out)
+{
+    int v = 0, n = 0;
+    for (; **p >= '0' && **p <= '9'; (*p)++, n++) {
+        if (n == 9) return -1;
+        v = v * 10 + (**p - '0');
+    }
+    *out = v;
+    return n ? 0 : -1;
+}
+
+da_status da_loop_window_parse(const char *text, int *first, int *end)
+{
+    const char *p = text ? text : "";
+    int a, b;
+    if (parse_step(&p, &a) || *p++ != ':' || parse_step(&p, &b) || *p || b <= a)
+        return da_fail(DA_ERR_INVALID, "refinement window '%s' is not FIRST:END, two step numbers with FIRST < END",
+                       text ? text : "(null)");
+    *first = a;
+    *end = b;
+    return DA_OK;
 }
 
 void da_loop_steps_text(const da_loop_opts *lo, int n_steps, char *buf, size_t cap)
@@ -63,6 +88,10 @@ void da_loop_steps_text(const da_loop_opts *lo, int n_steps, char *buf, size_t c
     if (!cap) return;
     if (lo->mode == DA_REFINE_ONCE) {
         snprintf(buf, cap, "before step 0");
+        return;
+    }
+    if (lo->n_refine < 1) {
+        snprintf(buf, cap, "no refinement");
         return;
     }
     size_t n = (size_t)snprintf(buf, cap, "after step%s", lo->n_refine > 1 ? "s" : "");
@@ -81,10 +110,11 @@ da_status da_loop_opts_check(const da_loop_opts *lo, int n_steps)
         return windowed ? da_fail(DA_ERR_INVALID, "a refinement window needs mode loop or apriori (once writes "
                                                   "one prompt, before step 0)")
                         : DA_OK;
+    if (n_steps < 1) return da_fail(DA_ERR_INVALID, "a trajectory of %d steps has no step to refine after", n_steps);
     int first = lo->window_first, end = window_end(lo, n_steps);
     if (first < 0 || first >= end || end > n_steps)
         return da_fail(DA_ERR_INVALID, "refinement window %d:%d does not fit a trajectory of %d steps (0 <= first "
-                       "< end <= %d)", lo->window_first, lo->window_end, n_steps, n_steps);
+                       "< end <= %d)", first, end, n_steps, n_steps);
     if (lo->n_refine < 1 || lo->n_refine > end - first)
         return windowed ? da_fail(DA_ERR_INVALID, "%d refinements do not fit the window %d:%d (1 .. %d)",
                                   lo->n_refine, first, end, end - first)

@@ -427,10 +427,9 @@ da_status da_weights_refiner_window(const char *dir, const char *name, int *firs
     *first = *end = 0;
     da_status s = refiner_meta(dir, name, "refine_window", v, sizeof v);
     if (s != DA_OK || !v[0]) return s;
-    int a, b, used = 0;
-    if (sscanf(v, "%d:%d%n", &a, &b, &used) != 2 || v[used] || a < 0 || b <= a)
+    if (da_loop_window_parse(v, first, end) != DA_OK) {
+        *first = *end = 0;
         return da_fail(DA_ERR_FORMAT, "refiner %s: metadata refine_window '%s' is not FIRST:END", name, v);
-    *first = a;
-    *end = b;
+    }
     return DA_OK;
 }

@@ -480,10 +480,13 @@ static da_status save_outputs(const pl_job *j, const da_trainer *tr, const char 
         {"steps", steps}, {"iterations", iters}, {"kl_coef", kl},
         {"query_split", j->o.query_split_all ? "all" : "train"},
         {"refine_keep_meaning", j->o.loop.keep_meaning ? "true" : "false"},
-        {"refine_window", window},   /* last: only when a window was set */
+        {NULL, NULL},   /* refine_window, below */
     };
-    int n_meta = (int)(sizeof meta / sizeof meta[0]);
-    if (!j->o.loop.window_first && !j->o.loop.window_end) n_meta--;   /* the whole trajectory, whatever its length */
+    int n_meta = (int)(sizeof meta / sizeof meta[0]) - 1;
+    /* the steps its refinements were spread over, only when a window was
+     * set: without one it refines over the whole trajectory, whatever its
+     * length */
+    if (j->o.loop.window_first || j->o.loop.window_end) meta[n_meta++] = (da_st_meta){"refine_window", window};
     /* staged, then renamed into place config last, all or none (dp_ship):
      * a rerun with --force never leaves new weights beside an old config */
     dp_ship sh;
@@ -518,7 +521,8 @@ static da_status make_trainer(pl_job *j, const da_trainer_config *tc, const char
         s = da_trainer_resume(*out, resume);
         if (s == DA_OK && memcmp(b->fingerprint, want, sizeof want))
             s = da_fail(DA_ERR_INVALID, "cannot resume from %s: it was made with other PromptLoop options (queries, "
-                        "group, refinements, temperature, sampler, epochs, minibatches, clip, KL, init, reward or UNet)",
+                        "group, refinements, refinement window, temperature, sampler, epochs, minibatches, clip, KL, init, "
+                        "reward, UNet, query split or the meaning guard)",
                         resume);
     }
     if (s != DA_OK) {
