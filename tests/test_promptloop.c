@@ -577,6 +577,18 @@ static void test_sample_cli(void **state)
     tu_rm_tree(dir);
 }
 
+/* g_ref saved as dir/NAME.{json,safetensors}, with one metadata entry
+ * key = value (key NULL: none), as dalign train promptloop writes them */
+static void save_ref(const char *dir, const char *name, const char *key, const char *value)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s.json", dir, name);
+    assert_int_equal(da_refiner_config_save(&g_ref->cfg, p), DA_OK);
+    snprintf(p, sizeof p, "%s/%s.safetensors", dir, name);
+    da_st_meta meta = {(char *)key, (char *)value};
+    assert_int_equal(da_params_save(&g_ref->params, p, &meta, key ? 1 : 0), DA_OK);
+}
+
 /* The guard follows the refiner's training unless told: a refiner whose
  * file says refine_keep_meaning (dalign train promptloop
  * --refine-keep-meaning) runs with it, so the random refiner here, which
@@ -591,15 +603,8 @@ static void test_sample_cli_keep_meaning(void **state)
     assert_non_null(mkdtemp(dir));
     assert_int_equal(tu_tiny_weights(dir), 0);
     char p[512], q[512], args[1024];
-    da_refiner_config rc = g_ref->cfg;
-    const char *names[2] = {"ref", "ref-keep"};
-    for (int i = 0; i < 2; i++) {
-        snprintf(p, sizeof p, "%s/%s.json", dir, names[i]);
-        assert_int_equal(da_refiner_config_save(&rc, p), DA_OK);
-        snprintf(p, sizeof p, "%s/%s.safetensors", dir, names[i]);
-        da_st_meta meta = {"refine_keep_meaning", "true"};
-        assert_int_equal(da_params_save(&g_ref->params, p, &meta, i), DA_OK);
-    }
+    save_ref(dir, "ref", NULL, NULL);
+    save_ref(dir, "ref-keep", "refine_keep_meaning", "true");
     int keep;
     assert_int_equal(da_weights_refiner_keep_meaning(dir, "ref-keep", &keep), DA_OK);
     assert_int_equal(keep, 1);
@@ -639,27 +644,16 @@ static void test_sample_cli_window(void **state)
     char dir[] = "/tmp/dalign_loop_XXXXXX";
     assert_non_null(mkdtemp(dir));
     assert_int_equal(tu_tiny_weights(dir), 0);
-    char p[512], args[1024];
-    da_refiner_config rc = g_ref->cfg;
-    const char *names[2] = {"ref-win", "ref-bad"}, *values[2] = {"1:3", "3"};
-    for (int i = 0; i < 2; i++) {
-        snprintf(p, sizeof p, "%s/%s.json", dir, names[i]);
-        assert_int_equal(da_refiner_config_save(&rc, p), DA_OK);
-        snprintf(p, sizeof p, "%s/%s.safetensors", dir, names[i]);
-        da_st_meta meta = {"refine_window", (char *)values[i]};
-        assert_int_equal(da_params_save(&g_ref->params, p, &meta, 1), DA_OK);
-    }
+    char args[1024];
+    save_ref(dir, "ref-win", "refine_window", "1:3");
+    save_ref(dir, "ref-bad", "refine_window", "3");
+    save_ref(dir, "plain", NULL, NULL);   /* no key: the whole trajectory */
     int first, end;
     assert_int_equal(da_weights_refiner_window(dir, "ref-win", &first, &end), DA_OK);
     assert_int_equal(first, 1);
     assert_int_equal(end, 3);
     assert_int_equal(da_weights_refiner_window(dir, "ref-bad", &first, &end), DA_ERR_FORMAT);
     assert_non_null(strstr(da_last_error(), "is not FIRST:END"));
-    /* tu_tiny_weights' refiner-free files: no key, the whole trajectory */
-    snprintf(p, sizeof p, "%s/plain.json", dir);
-    assert_int_equal(da_refiner_config_save(&rc, p), DA_OK);
-    snprintf(p, sizeof p, "%s/plain.safetensors", dir);
-    assert_int_equal(da_refiner_save(g_ref, p), DA_OK);
     assert_int_equal(da_weights_refiner_window(dir, "plain", &first, &end), DA_OK);
     assert_true(first == 0 && end == 0);
 

@@ -194,6 +194,38 @@ static void test_resume_and_threads(void **state)
     assert_non_null(strstr(da_last_error(), "cannot resume"));
 }
 
+/* the metadata value key of g_dir/file, or NULL: the caller frees it */
+static char *meta_value(const char *file, const char *key)
+{
+    da_safetensors *st;
+    assert_int_equal(da_st_open(path_in(file), &st), DA_OK);
+    const char *v = da_st_meta_get(st, key);
+    char *copy = v ? strdup(v) : NULL;
+    da_st_close(st);
+    return copy;
+}
+
+/* a checkpoint of a run with small_run's options (name, stopped after 3
+ * updates) does not resume a run whose loop options are loop: refused by
+ * the fingerprint */
+static void assert_resume_refused(const char *name, const da_loop_opts *loop)
+{
+    da_trainer_config tc;
+    da_promptloop_opts o;
+    char ckpt[64];
+    snprintf(ckpt, sizeof ckpt, "%s.ckpt", name);
+    small_run(&tc, &o, name);
+    tc.stop_at = 3;
+    tc.ckpt_path = path_in(ckpt);
+    assert_int_equal(da_promptloop_run(&tc, &o, NULL), DA_OK);
+    small_run(&tc, &o, name);
+    o.loop = *loop;
+    tc.ckpt_path = path_in(ckpt);
+    o.resume = path_in(ckpt);
+    assert_int_not_equal(da_promptloop_run(&tc, &o, NULL), DA_OK);
+    assert_non_null(strstr(da_last_error(), "other PromptLoop options"));
+}
+
 /* GRPO with keep_meaning: the tiny random refiner never writes the query's
  * meaning, so every rewrite is discarded and each image is sampled from its
  * query; the buffer must still hold the tokens the writer drew (the actions
@@ -213,23 +245,11 @@ static void test_keep_meaning(void **state)
     assert_lp_gaps_small(log);
     assert_non_null(strstr(log, "\"meaning\":0,"));   /* nothing written meant the query */
     free(log);
-    da_safetensors *st;
-    assert_int_equal(da_st_open(path_in("pl-keep.safetensors"), &st), DA_OK);
-    const char *v = da_st_meta_get(st, "refine_keep_meaning");
+    char *v = meta_value("pl-keep.safetensors", "refine_keep_meaning");
     assert_non_null(v);
     assert_string_equal(v, "true");
-    da_st_close(st);
-
-    small_run(&tc, &o, "pl-keep-stop");
-    tc.stop_at = 3;
-    tc.ckpt_path = path_in("pl-keep-stop.ckpt");
-    assert_int_equal(da_promptloop_run(&tc, &o, NULL), DA_OK);
-    small_run(&tc, &o, "pl-keep-stop");
-    o.loop.keep_meaning = 1;
-    tc.ckpt_path = path_in("pl-keep-stop.ckpt");
-    o.resume = path_in("pl-keep-stop.ckpt");
-    assert_int_not_equal(da_promptloop_run(&tc, &o, NULL), DA_OK);
-    assert_non_null(strstr(da_last_error(), "cannot resume"));
+    free(v);
+    assert_resume_refused("pl-keep-stop", &o.loop);
 }
 
 /* A refinement window is part of the run: the weights metadata records it
@@ -246,36 +266,18 @@ static void test_window(void **state)
     o.loop.window_end = 3;
     assert_int_equal(da_promptloop_check(&tc, &o), DA_OK);
     if (da_promptloop_run(&tc, &o, NULL) != DA_OK) fail_msg("run: %s", da_last_error());
-    const char *names[2] = {"pl-win.safetensors", "pl-plain.safetensors"};
+    da_loop_opts windowed = o.loop;
+    char *v = meta_value("pl-win.safetensors", "refine_window");
+    assert_non_null(v);
+    assert_string_equal(v, "1:3");
+    free(v);
     small_run(&tc, &o, "pl-plain");
     if (da_promptloop_run(&tc, &o, NULL) != DA_OK) fail_msg("run: %s", da_last_error());
-    for (int i = 0; i < 2; i++) {
-        da_safetensors *st;
-        assert_int_equal(da_st_open(path_in(names[i]), &st), DA_OK);
-        const char *v = da_st_meta_get(st, "refine_window");
-        if (i == 0) {
-            assert_non_null(v);
-            assert_string_equal(v, "1:3");
-        } else {
-            assert_null(v);
-        }
-        da_st_close(st);
-    }
+    assert_null(meta_value("pl-plain.safetensors", "refine_window"));
     int first, end;
     assert_int_equal(da_weights_refiner_window(g_dir, "pl-win", &first, &end), DA_OK);
     assert_true(first == 1 && end == 3);
-
-    small_run(&tc, &o, "pl-win-stop");
-    tc.stop_at = 3;
-    tc.ckpt_path = path_in("pl-win-stop.ckpt");
-    assert_int_equal(da_promptloop_run(&tc, &o, NULL), DA_OK);
-    small_run(&tc, &o, "pl-win-stop");
-    o.loop.window_first = 1;
-    o.loop.window_end = 3;
-    tc.ckpt_path = path_in("pl-win-stop.ckpt");
-    o.resume = path_in("pl-win-stop.ckpt");
-    assert_int_not_equal(da_promptloop_run(&tc, &o, NULL), DA_OK);
-    assert_non_null(strstr(da_last_error(), "other PromptLoop options"));
+    assert_resume_refused("pl-win-stop", &windowed);
 
     small_run(&tc, &o, "pl-win-bad");
     o.loop.window_first = 2;

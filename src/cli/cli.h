@@ -81,8 +81,9 @@ typedef struct cli_loop_args {
     "  --refine-window FIRST:END  spread the refinements over steps FIRST .. END-1\n"                     \
     "                     (FIRST + floor(k*(END-FIRST)/K)); default: as the refiner was\n"              \
     "                     trained, else the whole trajectory (0:steps); once: none\n"
-/* refine options without --refiner, more refinements than steps, or a
- * --refine-window that does not fit: 2 after a message; else 0 */
+/* refine options without --refiner, or more refinements than steps: 2
+ * after a message; else 0 (a window is checked by cli_loop_resolve, once
+ * the refiner's file may have given it) */
 int cli_check_loop_args(const char *cmd, const cli_loop_args *l, const da_sample_opts *o);
 /* Without --refine-keep-meaning or --no-refine-keep-meaning, the guard is
  * set as the refiner in dir was trained (da_weights_refiner_keep_meaning),
@@ -90,7 +91,8 @@ int cli_check_loop_args(const char *cmd, const cli_loop_args *l, const da_sample
  * trained with the guard runs in the world it learnt in; the same for the
  * window without --refine-window (da_weights_refiner_window; once
  * ignores it: one prompt, before step 0). 0; 1 after a message (an
- * unreadable refiner file); 2 when the file's window does not fit n_steps. */
+ * unreadable refiner file); 2 when the window, given or the file's, does
+ * not fit n_steps. */
 int cli_loop_resolve(const char *cmd, cli_loop_args *l, const char *dir, int n_steps, int quiet);
 
 /* An output written only after the sampling is checked before it: create

@@ -89,10 +89,6 @@ int cli_check_loop_args(const char *cmd, const cli_loop_args *l, const da_sample
                 l->opts.n_refine, o->steps);
         return 2;
     }
-    if (l->refiner && l->window_given && da_loop_opts_check(&l->opts, o->steps) != DA_OK) {
-        fprintf(stderr, "dalign %s: --refine-window: %s\n", cmd, da_last_error());
-        return 2;
-    }
     return 0;
 }
 
@@ -117,11 +113,14 @@ static int resolve_window(const char *cmd, cli_loop_args *l, const char *dir, in
 int cli_loop_resolve(const char *cmd, cli_loop_args *l, const char *dir, int n_steps, int quiet)
 {
     if (resolve_window(cmd, l, dir, quiet)) return 1;
-    /* the file's window is in absolute steps: it must fit these --steps */
-    if (l->refiner && !l->window_given && da_loop_opts_check(&l->opts, n_steps) != DA_OK) {
-        fprintf(stderr, "dalign %s: refiner %s was trained with --refine-window %d:%d: %s (choose one with "
-                        "--refine-window)\n", cmd, l->refiner, l->opts.window_first, l->opts.window_end,
-                da_last_error());
+    /* the window, given or the file's (absolute steps), must fit these --steps */
+    if (l->refiner && (l->opts.window_first || l->opts.window_end) && da_loop_opts_check(&l->opts, n_steps) != DA_OK) {
+        if (l->window_given)
+            fprintf(stderr, "dalign %s: --refine-window: %s\n", cmd, da_last_error());
+        else
+            fprintf(stderr, "dalign %s: refiner %s was trained with --refine-window %d:%d: %s (choose one with "
+                            "--refine-window)\n", cmd, l->refiner, l->opts.window_first, l->opts.window_end,
+                    da_last_error());
         return 2;
     }
     if (!l->refiner || l->keep_meaning_given) return 0;
