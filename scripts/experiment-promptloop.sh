@@ -240,7 +240,7 @@ ci() {
     echo
     echo "![reward, faithfulness, KL](curves-rl.svg)"
     echo
-    echo "## Example trajectories (columns: the x0 the refiner read after steps 1, 6, 11, 16; the image)"
+    echo "## Example trajectories (columns: the x0 the refiner read at each refinement, steps counted from 0 as below; the image)"
     for k in 1 2 3; do
         cp "$X/trajectory-$k-loop.png" "$DOC/trajectory-$k.png"
         echo

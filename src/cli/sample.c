@@ -468,9 +468,9 @@ static void print_trace(const da_loop_trace *tr, const float *step_t, int i0, co
                                       DA_MAX_TOKENS * sizeof(int))
                                    ? " (another meaning: discarded)" : "";
             if (tr->steps[k] < 0)
-                fprintf(stderr, "  before step 1: \"%s\"%s\n", text, note);
-            else
-                fprintf(stderr, "  after step %d (t %g): \"%s\"%s\n", tr->steps[k] + 1, (double)step_t[tr->steps[k]],
+                fprintf(stderr, "  before step 0: \"%s\"%s\n", text, note);
+            else   /* steps counted from 0, as da_loop_steps_text and --refine-window count them */
+                fprintf(stderr, "  after step %d (t %g): \"%s\"%s\n", tr->steps[k], (double)step_t[tr->steps[k]],
                         text, note);
         }
     }
