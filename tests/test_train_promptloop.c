@@ -4,9 +4,11 @@
  * own); a run stopped between two updates of one rollout batch resumes bit
  * for bit (the buffer is in the checkpoint); 1 and 2 threads give the same
  * weights; with keep_meaning the buffer still holds the sampled tokens;
+ * one update raises the GRPO surrogate of the rollouts it learnt from;
  * bad options and a mismatched resume are refused by name. */
 #include "test_util.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,6 +288,154 @@ static void test_window(void **state)
     assert_non_null(strstr(da_last_error(), "do not fit the window 2:3"));
 }
 
+/* the checkpoint's state buffer NAME (n floats), copied */
+static float *ckpt_state(const char *ckpt, const char *name, size_t n)
+{
+    char key[64];
+    snprintf(key, sizeof key, "state.%s", name);
+    da_safetensors *st;
+    assert_int_equal(da_st_open(path_in(ckpt), &st), DA_OK);
+    const da_st_tensor *t = da_st_find(st, key);
+    if (!t || t->numel != n) fail_msg("%s: %s missing or not %zu values", ckpt, key, n);
+    float *v = malloc(n * sizeof(float));
+    da_st_to_f32(st, t, v);
+    da_st_close(st);
+    return v;
+}
+
+/* per token slot of rows written prompts (out, rows x M as floats): the
+ * log-prob of the token that followed under refiner NAME, in double from
+ * its logits (a plain log-softmax over the writable ids, not the trainer's
+ * code); slots past a prompt's last sampled token are left 0. Returns the
+ * sampled-token count of each row in tokens. */
+static void row_logprobs(const char *name, const float *x0, const float *t, const float *query, const float *prompt,
+                         const float *out, int rows, double *lp, int *tokens)
+{
+    enum { M = DA_MAX_TOKENS, TO = DA_MAX_TOKENS - 1 };
+    da_refiner *m;
+    assert_int_equal(da_weights_load_refiner(&m, g_dir, name), DA_OK);
+    int *iq = malloc(sizeof(int) * rows * M), *ip = malloc(sizeof(int) * rows * M), *io = malloc(sizeof(int) * rows * TO);
+    uint8_t *kq = malloc((size_t)rows * M), *kp = malloc((size_t)rows * M);
+    for (int i = 0; i < rows * M; i++) {
+        iq[i] = (int)query[i];
+        ip[i] = (int)prompt[i];
+        kq[i] = iq[i] != DA_TOK_PAD;
+        kp[i] = ip[i] != DA_TOK_PAD;
+    }
+    for (int r = 0; r < rows; r++)
+        for (int s = 0; s < TO; s++) io[r * TO + s] = (int)out[r * M + s];
+    da_tape tape;
+    da_tape_init(&tape, 1 << 24);
+    da_tensor *logits = da_refiner_forward(&tape, m, x0, t, iq, kq, ip, kp, io, rows, TO);
+    if (!logits) fail_msg("forward: %s", da_last_error());
+    int V = logits->shape[2];
+    for (int r = 0; r < rows; r++) {
+        /* sampled: up to and including an EOS drawn before the last slot;
+         * an EOS forced at the last slot is not an action */
+        int eos = M - 1;
+        for (int k = 1; k < M; k++)
+            if ((int)out[r * M + k] == DA_TOK_EOS) { eos = k; break; }
+        tokens[r] = eos < M - 1 ? eos : M - 2;
+        for (int s = 0; s < TO; s++) {
+            lp[r * TO + s] = 0.0;
+            if (s >= tokens[r]) continue;
+            const float *x = logits->data + ((size_t)r * TO + s) * V;
+            double z = 0.0;
+            for (int v = 0; v < V; v++)
+                if (da_refiner_token_allowed(v)) z += exp((double)x[v]);
+            lp[r * TO + s] = (double)x[(int)out[r * M + s + 1]] - log(z);
+        }
+    }
+    da_tape_free(&tape);
+    da_refiner_free(m);
+    free(iq); free(ip); free(io); free(kq); free(kp);
+}
+
+/* One GRPO update goes where the advantages point. A run stopped after its
+ * first update leaves the rollout buffer in its checkpoint, and the same
+ * run ended there leaves the updated policy. Recomputed here from the
+ * buffer: the advantages are those of whole images (equal over an image's
+ * K rows) and of groups (zero mean over a query's G images), the buffer's
+ * old log-probs are the reference's, and the update raised the GRPO
+ * surrogate J = sum_r A_r / tokens_r sum_s ratio_rs (no KL here) above its
+ * value at the old policy. A sign slip or each row's update following
+ * another image's advantage fails it (both tried: the surrogate fell to
+ * -0.057), as do advantages not shared by an image's rows or not zero-mean
+ * in a group. */
+static void test_update_follows_advantage(void **state)
+{
+    (void)state;
+    enum { M = DA_MAX_TOKENS, TO = DA_MAX_TOKENS - 1 };
+    da_trainer_config tc;
+    da_promptloop_opts o;
+    small_run(&tc, &o, "pl-dir");
+    o.kl_coef = 0.0f;   /* the surrogate alone */
+    o.epochs = 1;       /* one update per iteration: its ratios start at exactly 1 */
+    da_promptloop_trainer_defaults(&tc, &o);
+    tc.progress = 0;
+    tc.seed = 9;
+    tc.lr = tc.min_lr = 1e-3f;
+    tc.total_steps = 1;
+    if (da_promptloop_run(&tc, &o, NULL) != DA_OK) fail_msg("run: %s", da_last_error());
+    tc.total_steps = 2;
+    tc.stop_at = 1;
+    tc.ckpt_path = path_in("pl-dir.ckpt");
+    o.name = "pl-dir-stop";
+    if (da_promptloop_run(&tc, &o, NULL) != DA_OK) fail_msg("stopped run: %s", da_last_error());
+
+    int K = o.loop.n_refine, G = o.group, rows = o.queries * G * K;
+    da_refiner_config rc = da_refiner_config_default();   /* setup's refiner keeps the default latent */
+    size_t latent_n = (size_t)rc.latent_channels * rc.latent_size * rc.latent_size;
+    float *x0 = ckpt_state("pl-dir.ckpt", "x0", (size_t)rows * latent_n);
+    float *t = ckpt_state("pl-dir.ckpt", "t", (size_t)rows);
+    float *query = ckpt_state("pl-dir.ckpt", "query", (size_t)rows * M);
+    float *prompt = ckpt_state("pl-dir.ckpt", "prompt", (size_t)rows * M);
+    float *out = ckpt_state("pl-dir.ckpt", "out", (size_t)rows * M);
+    float *lp_old = ckpt_state("pl-dir.ckpt", "lp_old", (size_t)rows * TO);
+    float *adv = ckpt_state("pl-dir.ckpt", "adv", (size_t)rows);
+
+    /* the advantages: one per image, zero mean over each group, not all 0 */
+    double spread = 0.0;
+    for (int q = 0; q < o.queries; q++) {
+        double sum = 0.0;
+        for (int g = 0; g < G; g++) {
+            int r0 = (q * G + g) * K;
+            for (int k = 1; k < K; k++) assert_true(adv[r0 + k] == adv[r0]);
+            sum += adv[r0];
+            spread += fabs(adv[r0]);
+        }
+        assert_true(fabs(sum) < 1e-4);
+    }
+    assert_true(spread > 0.5);   /* the reward differed within a group: there was something to follow */
+
+    double *before = malloc(sizeof(double) * rows * TO), *after = malloc(sizeof(double) * rows * TO);
+    int *tokens = malloc(sizeof(int) * rows), *tokens2 = malloc(sizeof(int) * rows);
+    row_logprobs("refiner-ref", x0, t, query, prompt, out, rows, before, tokens);
+    row_logprobs("pl-dir", x0, t, query, prompt, out, rows, after, tokens2);
+    double J0 = 0.0, J1 = 0.0, moved = 0.0;
+    for (int r = 0; r < rows; r++) {
+        assert_int_equal(tokens2[r], tokens[r]);
+        double j0 = 0.0, j1 = 0.0;
+        for (int s = 0; s < tokens[r]; s++) {
+            /* the buffer's old log-probs are the rollout policy's (the reference) */
+            if (fabs(before[r * TO + s] - lp_old[r * TO + s]) > 1e-4)
+                fail_msg("row %d slot %d: old log-prob %.6f in the buffer, %.6f recomputed", r, s,
+                         (double)lp_old[r * TO + s], before[r * TO + s]);
+            j0 += 1.0;
+            j1 += exp(after[r * TO + s] - before[r * TO + s]);
+            moved = fmax(moved, fabs(after[r * TO + s] - before[r * TO + s]));
+        }
+        J0 += adv[r] * j0 / tokens[r];
+        J1 += adv[r] * j1 / tokens[r];
+    }
+    printf("[ promptloop ] one update: surrogate %.6g -> %.6g, largest log-prob change %.3g\n", J0 / rows, J1 / rows,
+           moved);
+    assert_true(moved > 1e-4);   /* the policy moved */
+    if (!(J1 > J0)) fail_msg("the update lowered the GRPO surrogate: %.8g -> %.8g", J0 / rows, J1 / rows);
+    free(x0); free(t); free(query); free(prompt); free(out); free(lp_old); free(adv);
+    free(before); free(after); free(tokens); free(tokens2);
+}
+
 static void test_bad_options(void **state)
 {
     (void)state;
@@ -402,6 +552,7 @@ int main(void)
         cmocka_unit_test(test_resume_and_threads),
         cmocka_unit_test(test_keep_meaning),
         cmocka_unit_test(test_window),
+        cmocka_unit_test(test_update_follows_advantage),
         cmocka_unit_test(test_bad_options),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
