@@ -80,18 +80,25 @@ static void small_run(da_trainer_config *tc, da_promptloop_opts *o, const char *
     tc->seed = 9;
 }
 
+/* tensor key of g_dir/file as floats (n of them, or any number when n is
+ * 0); the caller frees it */
+static float *tensor_of(const char *file, const char *key, size_t n)
+{
+    da_safetensors *st;
+    if (da_st_open(path_in(file), &st) != DA_OK) fail_msg("%s: %s", file, da_last_error());
+    const da_st_tensor *t = da_st_find(st, key);
+    if (!t || (n && t->numel != n)) fail_msg("%s: %s missing or not %zu values", file, key, n);
+    float *v = malloc(t->numel * sizeof(float));
+    da_st_to_f32(st, t, v);
+    da_st_close(st);
+    return v;
+}
+
 static float *weights_of(const char *name)
 {
     char p[256];
     snprintf(p, sizeof p, "%s.safetensors", name);
-    da_safetensors *st;
-    if (da_st_open(path_in(p), &st) != DA_OK) fail_msg("%s: %s", p, da_last_error());
-    const da_st_tensor *t = da_st_find(st, "lm_head.weight");
-    assert_non_null(t);
-    float *w = malloc(t->numel * sizeof(float));
-    da_st_to_f32(st, t, w);
-    da_st_close(st);
-    return w;
+    return tensor_of(p, "lm_head.weight", 0);
 }
 
 /* every "lp_gap" of a metrics log: the buffer's teacher-forced log-probs
@@ -293,14 +300,7 @@ static float *ckpt_state(const char *ckpt, const char *name, size_t n)
 {
     char key[64];
     snprintf(key, sizeof key, "state.%s", name);
-    da_safetensors *st;
-    assert_int_equal(da_st_open(path_in(ckpt), &st), DA_OK);
-    const da_st_tensor *t = da_st_find(st, key);
-    if (!t || t->numel != n) fail_msg("%s: %s missing or not %zu values", ckpt, key, n);
-    float *v = malloc(n * sizeof(float));
-    da_st_to_f32(st, t, v);
-    da_st_close(st);
-    return v;
+    return tensor_of(ckpt, key, n);
 }
 
 /* per token slot of rows written prompts (out, rows x M as floats): the
