@@ -566,7 +566,8 @@ static void test_sample_cli(void **state)
     assert_int_equal(da_refiner_save(g_ref, p), DA_OK);
     snprintf(args, sizeof args, "--prompt 'a red circle' --refiner ref --refine-steps 2 --steps 4 --n 2 --grid -v -o %s/x.png",
              dir);
-    expect_sample(dir, args, 0, "after step 2 (t ");   /* K = 2 over 4 steps: 0 and 2, counted from 0 */
+    expect_sample(dir, args, 0, "after step 0 (t ");   /* K = 2 over 4 steps: 0 and 2, counted from 0 */
+    expect_sample(dir, args, 0, "after step 2 (t ");
     snprintf(p, sizeof p, "%s/x-loop.png", dir);
     assert_int_equal(access(p, R_OK), 0);
     expect_sample(dir, "--prompt 'a red circle' --refine-mode once -o /tmp/x.png", 2, "need --refiner");

@@ -4,7 +4,7 @@
  * own); a run stopped between two updates of one rollout batch resumes bit
  * for bit (the buffer is in the checkpoint); 1 and 2 threads give the same
  * weights; with keep_meaning the buffer still holds the sampled tokens;
- * one update raises the GRPO surrogate of the rollouts it learnt from;
+ * one update raises the ratio surrogate of the rollouts it learnt from;
  * bad options and a mismatched resume are refused by name. */
 #include "test_util.h"
 
@@ -87,7 +87,7 @@ static float *tensor_of(const char *file, const char *key, size_t n)
     da_safetensors *st;
     if (da_st_open(path_in(file), &st) != DA_OK) fail_msg("%s: %s", file, da_last_error());
     const da_st_tensor *t = da_st_find(st, key);
-    if (!t || (n && t->numel != n)) fail_msg("%s: %s missing or not %zu values", file, key, n);
+    if (!t || (n && t->numel != n)) fail_msg("%s: %s missing or not of %zu values", file, key, n);
     float *v = malloc(t->numel * sizeof(float));
     da_st_to_f32(st, t, v);
     da_st_close(st);
@@ -356,12 +356,14 @@ static void row_logprobs(const char *name, const float *x0, const float *t, cons
  * run ended there leaves the updated policy. Recomputed here from the
  * buffer: the advantages are those of whole images (equal over an image's
  * K rows) and of groups (zero mean over a query's G images), the buffer's
- * old log-probs are the reference's, and the update raised the GRPO
+ * old log-probs are the reference's, and the update raised the ratio
  * surrogate J = sum_r A_r / tokens_r sum_s ratio_rs (no KL here) above its
- * value at the old policy. A sign slip or each row's update following
- * another image's advantage fails it (both tried: the surrogate fell to
- * -0.057), as do advantages not shared by an image's rows or not zero-mean
- * in a group. */
+ * value at the old policy, unclipped and clipped (ratio in [1 - eps, 1 +
+ * eps] for A > 0 above, A < 0 below: GRPO's min). Groups of 4, so that the
+ * images of a group have different advantages. Tried, each fails it: the
+ * advantage's sign flipped (0.037 -> -0.039), each row given the next
+ * image's advantage (-0.009) or the other group's (-0.021); so do
+ * advantages not shared by an image's rows or not zero-mean in a group. */
 static void test_update_follows_advantage(void **state)
 {
     (void)state;
@@ -371,6 +373,7 @@ static void test_update_follows_advantage(void **state)
     small_run(&tc, &o, "pl-dir");
     o.kl_coef = 0.0f;   /* the surrogate alone */
     o.epochs = 1;       /* one update per iteration: its ratios start at exactly 1 */
+    o.group = 4;        /* with 2, a group's advantages are +-1 in every group alike */
     da_promptloop_trainer_defaults(&tc, &o);
     tc.progress = 0;
     tc.seed = 9;
@@ -412,26 +415,30 @@ static void test_update_follows_advantage(void **state)
     int *tokens = malloc(sizeof(int) * rows), *tokens2 = malloc(sizeof(int) * rows);
     row_logprobs("refiner-ref", x0, t, query, prompt, out, rows, before, tokens);
     row_logprobs("pl-dir", x0, t, query, prompt, out, rows, after, tokens2);
-    double J0 = 0.0, J1 = 0.0, moved = 0.0;
+    double J0 = 0.0, J1 = 0.0, Jc = 0.0, moved = 0.0, eps = o.clip_eps;
     for (int r = 0; r < rows; r++) {
         assert_int_equal(tokens2[r], tokens[r]);
-        double j0 = 0.0, j1 = 0.0;
+        double j0 = 0.0, j1 = 0.0, jc = 0.0;
         for (int s = 0; s < tokens[r]; s++) {
             /* the buffer's old log-probs are the rollout policy's (the reference) */
             if (fabs(before[r * TO + s] - lp_old[r * TO + s]) > 1e-4)
                 fail_msg("row %d slot %d: old log-prob %.6f in the buffer, %.6f recomputed", r, s,
                          (double)lp_old[r * TO + s], before[r * TO + s]);
             j0 += 1.0;
-            j1 += exp(after[r * TO + s] - before[r * TO + s]);
+            double ratio = exp(after[r * TO + s] - before[r * TO + s]);
+            j1 += ratio;
+            jc += adv[r] > 0 ? fmin(ratio, 1.0 + eps) : fmax(ratio, 1.0 - eps);   /* min(ratio A, clip A) / A */
             moved = fmax(moved, fabs(after[r * TO + s] - before[r * TO + s]));
         }
         J0 += adv[r] * j0 / tokens[r];
         J1 += adv[r] * j1 / tokens[r];
+        Jc += adv[r] * jc / tokens[r];
     }
-    printf("[ promptloop ] one update: surrogate %.6g -> %.6g, largest log-prob change %.3g\n", J0 / rows, J1 / rows,
-           moved);
+    printf("[ promptloop ] one update: surrogate %.6g -> %.6g (clipped %.6g), largest log-prob change %.3g\n", J0 / rows,
+           J1 / rows, Jc / rows, moved);
     assert_true(moved > 1e-4);   /* the policy moved */
-    if (!(J1 > J0)) fail_msg("the update lowered the GRPO surrogate: %.8g -> %.8g", J0 / rows, J1 / rows);
+    if (!(J1 > J0 && Jc > J0))
+        fail_msg("the update lowered the surrogate: %.8g -> %.8g (clipped %.8g)", J0 / rows, J1 / rows, Jc / rows);
     free(x0); free(t); free(query); free(prompt); free(out); free(lp_old); free(adv);
     free(before); free(after); free(tokens); free(tokens2);
 }
