@@ -303,13 +303,22 @@ static float *ckpt_state(const char *ckpt, const char *name, size_t n)
     return tensor_of(ckpt, key, n);
 }
 
+/* the sampled tokens of a written row (M ids as floats): up to and
+ * including an EOS drawn before the last slot; an EOS forced at the last
+ * slot is not an action (written here from that rule, not the trainer's) */
+static int sampled_count(const float *out_row)
+{
+    for (int k = 1; k < DA_MAX_TOKENS - 1; k++)
+        if ((int)out_row[k] == DA_TOK_EOS) return k;
+    return DA_MAX_TOKENS - 2;
+}
+
 /* per token slot of rows written prompts (out, rows x M as floats): the
  * log-prob of the token that followed under refiner NAME, in double from
  * its logits (a plain log-softmax over the writable ids, not the trainer's
- * code); slots past a prompt's last sampled token are left 0. Returns the
- * sampled-token count of each row in tokens. */
+ * code), for the tokens[r] sampled slots of each row; the rest are 0 */
 static void row_logprobs(const char *name, const float *x0, const float *t, const float *query, const float *prompt,
-                         const float *out, int rows, double *lp, int *tokens)
+                         const float *out, const int *tokens, int rows, double *lp)
 {
     enum { M = DA_MAX_TOKENS, TO = DA_MAX_TOKENS - 1 };
     da_refiner *m;
@@ -330,12 +339,6 @@ static void row_logprobs(const char *name, const float *x0, const float *t, cons
     if (!logits) fail_msg("forward: %s", da_last_error());
     int V = logits->shape[2];
     for (int r = 0; r < rows; r++) {
-        /* sampled: up to and including an EOS drawn before the last slot;
-         * an EOS forced at the last slot is not an action */
-        int eos = M - 1;
-        for (int k = 1; k < M; k++)
-            if ((int)out[r * M + k] == DA_TOK_EOS) { eos = k; break; }
-        tokens[r] = eos < M - 1 ? eos : M - 2;
         for (int s = 0; s < TO; s++) {
             lp[r * TO + s] = 0.0;
             if (s >= tokens[r]) continue;
@@ -412,25 +415,25 @@ static void test_update_follows_advantage(void **state)
     assert_true(spread > 0.5);   /* the reward differed within a group: there was something to follow */
 
     double *before = malloc(sizeof(double) * rows * TO), *after = malloc(sizeof(double) * rows * TO);
-    int *tokens = malloc(sizeof(int) * rows), *tokens2 = malloc(sizeof(int) * rows);
-    row_logprobs("refiner-ref", x0, t, query, prompt, out, rows, before, tokens);
-    row_logprobs("pl-dir", x0, t, query, prompt, out, rows, after, tokens2);
+    int *tokens = calloc((size_t)rows, sizeof(int));
+    for (int r = 0; r < rows; r++) tokens[r] = sampled_count(out + (size_t)r * M);
+    row_logprobs("refiner-ref", x0, t, query, prompt, out, tokens, rows, before);
+    row_logprobs("pl-dir", x0, t, query, prompt, out, tokens, rows, after);
+    /* at the old policy every ratio is 1: J0 = sum_r A_r */
     double J0 = 0.0, J1 = 0.0, Jc = 0.0, moved = 0.0, eps = o.clip_eps;
     for (int r = 0; r < rows; r++) {
-        assert_int_equal(tokens2[r], tokens[r]);
-        double j0 = 0.0, j1 = 0.0, jc = 0.0;
+        double j1 = 0.0, jc = 0.0;
         for (int s = 0; s < tokens[r]; s++) {
             /* the buffer's old log-probs are the rollout policy's (the reference) */
             if (fabs(before[r * TO + s] - lp_old[r * TO + s]) > 1e-4)
                 fail_msg("row %d slot %d: old log-prob %.6f in the buffer, %.6f recomputed", r, s,
                          (double)lp_old[r * TO + s], before[r * TO + s]);
-            j0 += 1.0;
-            double ratio = exp(after[r * TO + s] - before[r * TO + s]);
+            double d = after[r * TO + s] - before[r * TO + s], ratio = exp(d);
             j1 += ratio;
             jc += adv[r] > 0 ? fmin(ratio, 1.0 + eps) : fmax(ratio, 1.0 - eps);   /* min(ratio A, clip A) / A */
-            moved = fmax(moved, fabs(after[r * TO + s] - before[r * TO + s]));
+            moved = fmax(moved, fabs(d));
         }
-        J0 += adv[r] * j0 / tokens[r];
+        J0 += adv[r];
         J1 += adv[r] * j1 / tokens[r];
         Jc += adv[r] * jc / tokens[r];
     }
@@ -440,7 +443,7 @@ static void test_update_follows_advantage(void **state)
     if (!(J1 > J0 && Jc > J0))
         fail_msg("the update lowered the surrogate: %.8g -> %.8g (clipped %.8g)", J0 / rows, J1 / rows, Jc / rows);
     free(x0); free(t); free(query); free(prompt); free(out); free(lp_old); free(adv);
-    free(before); free(after); free(tokens); free(tokens2);
+    free(before); free(after); free(tokens);
 }
 
 static void test_bad_options(void **state)
