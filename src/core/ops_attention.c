@@ -296,8 +296,7 @@ static void attention_backward_pairs(float *dq, float *dk, float *dv, const floa
     if (!dq && !dk) ds = NULL; /* only dv wanted: skip the score gradients */
     int pairs = B * H;
     if (n_ds > 1 && split_pairs(&sh)) {
-        int threads = da_get_threads() < n_ds ? da_get_threads() : n_ds;
-#pragma omp parallel for schedule(static) num_threads(threads)
+#pragma omp parallel for schedule(static) num_threads(da_get_threads() < n_ds ? da_get_threads() : n_ds)
         for (int bh = 0; bh < pairs; bh++) {
             int tid = 0;
 #ifdef _OPENMP
