@@ -71,6 +71,7 @@ static void usage(FILE *f)
  * execv of /proc/self/exe: under qemu-user that link is qemu itself, while
  * its readlink answers with the emulated program. When exec fails (no /proc,
  * an emulated binary with no binfmt handler) dalign just runs as it is. */
+#ifdef _OPENMP   /* without OpenMP there are no idle threads to tune */
 #define REEXEC_MARK "DALIGN_SPINCOUNT_REEXEC"
 static void default_wait_policy(char **argv)
 {
@@ -88,6 +89,7 @@ static void default_wait_policy(char **argv)
     execv(self, argv);
     unsetenv(REEXEC_MARK);   /* exec failed: go on as we are */
 }
+#endif
 
 /* DA_THREADS, when set, must be a thread count as --threads is: a value
  * below 1 is refused, not read as "all cores" */

@@ -569,6 +569,35 @@ static void gemm_naive_any(gemm_args g)
     free(B);
 }
 
+/* A call's tasks and where each thread's scratch lies (gemm_run) */
+typedef struct task_plan {
+    const gemm_args *g;
+    gemm_kernel kernel;
+    int tm, n_tasks, mc, nc, whole_b;
+    float *scratch;
+    size_t per_thread, a_n, b_n;
+} task_plan;
+
+/* Thread tid of nthr runs tasks [tid n / nthr, (tid + 1) n / nthr), rows
+ * fastest, so tasks of the same columns follow each other in a thread.
+ * On one thread gemm_run calls this directly rather than through a region
+ * of one thread: libgomp ends every region, even of one thread, with a futex
+ * wake, a system call (1.2 us on the 2-core EPYC VM), and sampling at batch
+ * 1 makes some 5000 GEMM calls. */
+static void run_tasks(const task_plan *p, int tid, int nthr)
+{
+    const gemm_args *g = p->g;
+    float *base = p->scratch + (size_t)tid * p->per_thread;
+    int t0 = (int)((long long)tid * p->n_tasks / nthr), t1 = (int)((long long)(tid + 1) * p->n_tasks / nthr);
+    for (int t = t0; t < t1; t++) {
+        int i0 = (t % p->tm) * p->mc, j0 = (t / p->tm) * p->nc;
+        int rows = g->M - i0 < p->mc ? g->M - i0 : p->mc, cols = g->N - j0 < p->nc ? g->N - j0 : p->nc;
+        int b_ready = p->whole_b && t > t0 && (t - 1) / p->tm == t / p->tm;
+        gemm_task(g, p->kernel, i0, rows, j0, cols, base, base + p->a_n, p->whole_b, b_ready,
+                  base + p->a_n + p->b_n);
+    }
+}
+
 static void gemm_run(gemm_args g)
 {
     int M = g.M, N = g.N, K = g.K, lda = g.lda;
@@ -599,23 +628,18 @@ static void gemm_run(gemm_args g)
     float *scratch = aligned_alloc(64, per_thread * (size_t)nth * sizeof(float));
     if (!scratch) { gemm_naive_any(g); return; }
 
-    /* thread tid of nthr (at most nth) runs tasks [tid n / nthr, (tid + 1)
-     * n / nthr), rows fastest, so tasks of the same columns follow each
-     * other in a thread */
+    task_plan plan = {&g, kernel, tm, n_tasks, mc, nc, whole_b, scratch, per_thread, a_n, b_n};
+    if (nth == 1) {
+        run_tasks(&plan, 0, 1);   /* no region: see run_tasks */
+    } else {
 #pragma omp parallel num_threads(nth)
-    {
-        int tid = 0, nthr = 1;
+        {
+            int tid = 0, nthr = 1;
 #ifdef _OPENMP
-        tid = omp_get_thread_num();
-        nthr = omp_get_num_threads();
+            tid = omp_get_thread_num();
+            nthr = omp_get_num_threads();
 #endif
-        float *base = scratch + (size_t)tid * per_thread;
-        int t0 = (int)((long long)tid * n_tasks / nthr), t1 = (int)((long long)(tid + 1) * n_tasks / nthr);
-        for (int t = t0; t < t1; t++) {
-            int i0 = (t % tm) * mc, j0 = (t / tm) * nc;
-            int rows = M - i0 < mc ? M - i0 : mc, cols = N - j0 < nc ? N - j0 : nc;
-            int b_ready = whole_b && t > t0 && (t - 1) / tm == t / tm;
-            gemm_task(&g, kernel, i0, rows, j0, cols, base, base + a_n, whole_b, b_ready, base + a_n + b_n);
+            run_tasks(&plan, tid, nthr);
         }
     }
     free(scratch);

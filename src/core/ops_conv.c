@@ -310,11 +310,11 @@ static void col2im_add(float *dinp, const float *dcol, int G, int C, int H, int 
     }
 }
 
-/* out (G, O, P) = tmp (O, G*P) regrouped per image, + bias (O) or NULL */
-static void scatter_out(float *out, const float *tmp, const float *bias, int G, int O, int P)
+/* planes [go0, go1) of out (G, O, P) = tmp (O, G*P) regrouped per image,
+ * + bias (O) or NULL */
+static void scatter_planes(float *out, const float *tmp, const float *bias, int G, int O, int P, int go0, int go1)
 {
-#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)G * O * P)
-    for (int go = 0; go < G * O; go++) {
+    for (int go = go0; go < go1; go++) {
         int g = go / O, o = go % O;
         const float *src = tmp + ((size_t)o * G + g) * P;
         float *dst = out + (size_t)go * P;
@@ -323,6 +323,16 @@ static void scatter_out(float *out, const float *tmp, const float *bias, int G, 
         } else {
             memcpy(dst, src, (size_t)P * sizeof(float));
         }
+    }
+}
+
+static void scatter_out(float *out, const float *tmp, const float *bias, int G, int O, int P)
+{
+    if (da_par_serial((double)G * O * P)) {
+        scatter_planes(out, tmp, bias, G, O, P, 0, G * O);
+    } else {
+#pragma omp parallel for schedule(static)
+        for (int go = 0; go < G * O; go++) scatter_planes(out, tmp, bias, G, O, P, go, go + 1);
     }
 }
 
@@ -430,8 +440,12 @@ static void pack_cols(const void *ctx, float *dst, int nr, int j0, int cols, int
 static void pad_images(float *padded, const float *inp, int G, int C, int H, int W, int pad)
 {
     size_t plane = (size_t)(H + 2 * pad) * (W + 2 * pad);
-#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)G * C * plane)
-    for (int gc = 0; gc < G * C; gc++) pad_plane(padded + (size_t)gc * plane, inp + (size_t)gc * H * W, H, W, pad);
+    if (da_par_serial((double)G * C * plane)) {
+        for (int gc = 0; gc < G * C; gc++) pad_plane(padded + (size_t)gc * plane, inp + (size_t)gc * H * W, H, W, pad);
+    } else {
+#pragma omp parallel for schedule(static)
+        for (int gc = 0; gc < G * C; gc++) pad_plane(padded + (size_t)gc * plane, inp + (size_t)gc * H * W, H, W, pad);
+    }
 }
 
 /* The stride-1 path of the portable GEMM needs an image's padded planes

@@ -69,14 +69,12 @@ static size_t plan_row_boff(const bcast_plan *p, size_t r)
     return boff;
 }
 
-/* out (...) = a (...) op b (broadcast to a's shape) */
-static void bcast_forward(float *out, const float *a, const float *b, const bcast_plan *p, elem_op op)
+/* rows [r0, r1) of out = a op b (bcast_forward) */
+static void bcast_forward_rows(float *out, const float *a, const float *b, const bcast_plan *p, elem_op op,
+                               size_t r0, size_t r1)
 {
     size_t inner = p->n[p->nd - 1], bs = p->bstr[p->nd - 1];
-    size_t rows = p->astr[0] * p->n[0] / inner;
-    /* rows are independent; b is only read */
-#pragma omp parallel for schedule(static) DA_PAR_IF(rows * inner)
-    for (size_t r = 0; r < rows; r++) {
+    for (size_t r = r0; r < r1; r++) {
         float *o = out + r * inner;
         const float *ar = a + r * inner, *br = b + plan_row_boff(p, r);
         switch (op) {
@@ -84,6 +82,20 @@ static void bcast_forward(float *out, const float *a, const float *b, const bcas
         case OP_SUB: for (size_t i = 0; i < inner; i++) o[i] = ar[i] - br[i * bs]; break;
         case OP_MUL: for (size_t i = 0; i < inner; i++) o[i] = ar[i] * br[i * bs]; break;
         }
+    }
+}
+
+/* out (...) = a (...) op b (broadcast to a's shape) */
+static void bcast_forward(float *out, const float *a, const float *b, const bcast_plan *p, elem_op op)
+{
+    size_t inner = p->n[p->nd - 1];
+    size_t rows = p->astr[0] * p->n[0] / inner;
+    /* rows are independent; b is only read */
+    if (da_par_serial((double)rows * inner)) {
+        bcast_forward_rows(out, a, b, p, op, 0, rows);
+    } else {
+#pragma omp parallel for schedule(static)
+        for (size_t r = 0; r < rows; r++) bcast_forward_rows(out, a, b, p, op, r, r + 1);
     }
 }
 
@@ -148,8 +160,12 @@ static void flat_forward(float *out, const float *a, const float *b, size_t n, e
 {
     void (*f)(float *, const float *, const float *, size_t) =
         op == OP_ADD ? da_span_add : op == OP_SUB ? da_span_sub : da_span_mul;
+    if (da_par_serial((double)n)) {
+        f(out, a, b, n);   /* one IEEE operation per value: the pieces do not matter */
+        return;
+    }
     size_t blocks = (n + FLAT_BLOCK - 1) / FLAT_BLOCK;
-#pragma omp parallel for schedule(static) DA_PAR_IF(n)
+#pragma omp parallel for schedule(static)
     for (size_t k = 0; k < blocks; k++) {
         size_t i = k * FLAT_BLOCK, m = n - i < FLAT_BLOCK ? n - i : FLAT_BLOCK;
         f(out + i, a + i, b + i, m);

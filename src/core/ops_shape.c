@@ -91,16 +91,27 @@ static size_t perm_row_ioff(const perm_plan *p, size_t r)
     return off;
 }
 
+/* rows [r0, r1) of permute_forward's out */
+static void permute_rows(float *out, const float *inp, const perm_plan *p, size_t r0, size_t r1)
+{
+    size_t inner = p->n[p->nd - 1], is = p->istr[p->nd - 1];
+    for (size_t r = r0; r < r1; r++) {
+        const float *ir = inp + perm_row_ioff(p, r);
+        for (size_t i = 0; i < inner; i++) out[r * inner + i] = ir[i * is];
+    }
+}
+
 /* out (shape[perm[0]], ..., shape[perm[nd-1]]) = inp (shape[0], ..., shape[nd-1]) permuted */
 static void permute_forward(float *out, const float *inp, const perm_plan *p, size_t n)
 {
-    size_t inner = p->n[p->nd - 1], is = p->istr[p->nd - 1];
+    size_t inner = p->n[p->nd - 1];
     if (n == 0) return;
     size_t rows = n / inner;
-#pragma omp parallel for schedule(static) DA_PAR_IF(n)
-    for (size_t r = 0; r < rows; r++) {
-        const float *ir = inp + perm_row_ioff(p, r);
-        for (size_t i = 0; i < inner; i++) out[r * inner + i] = ir[i * is];
+    if (da_par_serial((double)n)) {
+        permute_rows(out, inp, p, 0, rows);
+    } else {
+#pragma omp parallel for schedule(static)
+        for (size_t r = 0; r < rows; r++) permute_rows(out, inp, p, r, r + 1);
     }
 }
 
@@ -149,13 +160,23 @@ da_tensor *da_permute(da_tape *t, da_tensor *x, const int *perm)
 /* row of x (narrow).                                                        */
 /* ------------------------------------------------------------------------ */
 
+/* rows [o0, o1) of concat_forward's out */
+static void concat_rows(float *out, const float *a, const float *b, size_t na, size_t nb, size_t o0, size_t o1)
+{
+    for (size_t o = o0; o < o1; o++) {
+        memcpy(out + o * (na + nb), a + o * na, na * sizeof(float));
+        memcpy(out + o * (na + nb) + na, b + o * nb, nb * sizeof(float));
+    }
+}
+
 /* out (outer, na + nb) = [a (outer, na), b (outer, nb)] */
 static void concat_forward(float *out, const float *a, const float *b, size_t outer, size_t na, size_t nb)
 {
-#pragma omp parallel for schedule(static) DA_PAR_IF(outer * (na + nb))
-    for (size_t o = 0; o < outer; o++) {
-        memcpy(out + o * (na + nb), a + o * na, na * sizeof(float));
-        memcpy(out + o * (na + nb) + na, b + o * nb, nb * sizeof(float));
+    if (da_par_serial((double)outer * (na + nb))) {
+        concat_rows(out, a, b, na, nb, 0, outer);
+    } else {
+#pragma omp parallel for schedule(static)
+        for (size_t o = 0; o < outer; o++) concat_rows(out, a, b, na, nb, o, o + 1);
     }
 }
 

@@ -31,12 +31,11 @@
 typedef void (*fwd_block_fn)(float *out, const float *x);                   /* BLK values */
 typedef void (*bwd_block_fn)(float *dx, const float *dout, const float *x); /* BLK values */
 
-/* out (n) = f(inp (n)), BLK at a time, blocks split over threads */
-static void forward_blocks(fwd_block_fn f, float *out, const float *inp, size_t n)
+/* blocks [b0, b1) of out (n) = f(inp (n)), BLK values each, the last
+ * zero padded when n is not a multiple of BLK */
+static void forward_block_range(fwd_block_fn f, float *out, const float *inp, size_t n, size_t b0, size_t b1)
 {
-    size_t nb = (n + BLK - 1) / BLK;
-#pragma omp parallel for schedule(static) DA_PAR_IF(n)
-    for (size_t b = 0; b < nb; b++) {
+    for (size_t b = b0; b < b1; b++) {
         size_t off = b * BLK, m = n - off < BLK ? n - off : BLK;
         if (m == BLK) {
             f(out + off, inp + off);
@@ -46,6 +45,18 @@ static void forward_blocks(fwd_block_fn f, float *out, const float *inp, size_t 
             f(y, x);
             memcpy(out + off, y, m * sizeof(float));
         }
+    }
+}
+
+/* out (n) = f(inp (n)), BLK at a time, blocks split over threads */
+static void forward_blocks(fwd_block_fn f, float *out, const float *inp, size_t n)
+{
+    size_t nb = (n + BLK - 1) / BLK;
+    if (da_par_serial((double)n)) {
+        forward_block_range(f, out, inp, n, 0, nb);
+    } else {
+#pragma omp parallel for schedule(static)
+        for (size_t b = 0; b < nb; b++) forward_block_range(f, out, inp, n, b, b + 1);
     }
 }
 

@@ -169,29 +169,42 @@ static void normalize_group(float *out, float *y, const float *x, const float *g
  * (or NULL when out is given) the normalised values, out = silu(y).
  * Groups are taken LANES at a time; lanes past the last group repeat it
  * (their statistics are computed and dropped). */
+/* the groups of set q: LANES groups from q * LANES, the last set's spare
+ * lanes repeating its last group */
+static void groupnorm_forward_set(float *out, float *y, float *mean, float *rstd, const float *inp,
+                                  const float *gamma, const float *beta, int q, int NG, int G, int Cg, int S,
+                                  float eps)
+{
+    size_t count = (size_t)Cg * S;  /* a group is one contiguous block of Cg*S values */
+    int ng0 = q * LANES, nl = NG - ng0 < LANES ? NG - ng0 : LANES;
+    const float *x[LANES];
+    float m[LANES], r[LANES];
+    for (int l = 0; l < LANES; l++) x[l] = inp + (size_t)(ng0 + (l < nl ? l : nl - 1)) * count;
+    lane_stats(m, r, x, count, eps);
+    for (int l = 0; l < nl; l++) {
+        int ng = ng0 + l;
+        size_t off = (size_t)ng * count;
+        mean[ng] = m[l];
+        rstd[ng] = r[l];
+        normalize_group(out ? out + off : NULL, y ? y + off : NULL, x[l], gamma, beta, m[l], r[l],
+                        (ng % G) * Cg, Cg, S);
+    }
+}
+
 static void groupnorm_forward_impl(float *out, float *y, float *mean, float *rstd, const float *inp,
                                    const float *gamma, const float *beta, int N, int C, int S, int G,
                                    float eps)
 {
     assert(G > 0 && C % G == 0);
     int Cg = C / G, NG = N * G;
-    size_t count = (size_t)Cg * S;  /* a group is one contiguous block of Cg*S values */
     int n_sets = (NG + LANES - 1) / LANES;
-#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)NG * count)
-    for (int q = 0; q < n_sets; q++) {
-        int ng0 = q * LANES, nl = NG - ng0 < LANES ? NG - ng0 : LANES;
-        const float *x[LANES];
-        float m[LANES], r[LANES];
-        for (int l = 0; l < LANES; l++) x[l] = inp + (size_t)(ng0 + (l < nl ? l : nl - 1)) * count;
-        lane_stats(m, r, x, count, eps);
-        for (int l = 0; l < nl; l++) {
-            int ng = ng0 + l;
-            size_t off = (size_t)ng * count;
-            mean[ng] = m[l];
-            rstd[ng] = r[l];
-            normalize_group(out ? out + off : NULL, y ? y + off : NULL, x[l], gamma, beta, m[l], r[l],
-                            (ng % G) * Cg, Cg, S);
-        }
+    if (da_par_serial((double)N * C * S)) {
+        for (int q = 0; q < n_sets; q++)
+            groupnorm_forward_set(out, y, mean, rstd, inp, gamma, beta, q, NG, G, Cg, S, eps);
+    } else {
+#pragma omp parallel for schedule(static)
+        for (int q = 0; q < n_sets; q++)
+            groupnorm_forward_set(out, y, mean, rstd, inp, gamma, beta, q, NG, G, Cg, S, eps);
     }
 }
 
