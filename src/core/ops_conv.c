@@ -229,18 +229,28 @@ static void im2col_plane(float *rows, size_t ld, const float *plane, int H, int 
     }
 }
 
+/* im2col's block of (image g, channel c), gc = g * C + c */
+static void im2col_image_channel(float *col, const float *inp, int gc, int G, int C, int H, int W, int k,
+                                 int stride, int pad, int OH, int OW)
+{
+    size_t P = (size_t)OH * OW, ld = (size_t)G * P;
+    int g = gc / C, c = gc % C;
+    im2col_plane(col + (size_t)c * k * k * ld + (size_t)g * P, ld, inp + (size_t)gc * H * W, H, W, k, stride,
+                 pad, OH, OW);
+}
+
 /* col (C*k*k, G*OH*OW) <- patches of G images inp (G, C, H, W); row (c, ki, kj),
  * image g in columns [g*OH*OW, (g+1)*OH*OW) */
 static void im2col(float *col, const float *inp, int G, int C, int H, int W, int k, int stride, int pad,
                    int OH, int OW)
 {
-    size_t P = (size_t)OH * OW, ld = (size_t)G * P;
+    size_t P = (size_t)OH * OW;
     /* each (image, channel) fills its own block: independent outputs */
-#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)G * C * k * k * P)
-    for (int gc = 0; gc < G * C; gc++) {
-        int g = gc / C, c = gc % C;
-        im2col_plane(col + (size_t)c * k * k * ld + (size_t)g * P, ld, inp + (size_t)gc * H * W, H, W, k,
-                     stride, pad, OH, OW);
+    if (da_par_serial((double)G * C * k * k * P)) {
+        for (int gc = 0; gc < G * C; gc++) im2col_image_channel(col, inp, gc, G, C, H, W, k, stride, pad, OH, OW);
+    } else {
+#pragma omp parallel for schedule(static)
+        for (int gc = 0; gc < G * C; gc++) im2col_image_channel(col, inp, gc, G, C, H, W, k, stride, pad, OH, OW);
     }
 }
 
@@ -296,17 +306,26 @@ static void col2im_plane(float *plane, const float *rows, size_t ld, int H, int 
     for (int h = 0; h < H; h++) add_row(plane + (size_t)h * W, acc + (size_t)(h + pad) * Wp + pad, W);
 }
 
+/* col2im_add's plane of (image g, channel c), gc = g * C + c */
+static void col2im_image_channel(float *dinp, const float *dcol, int gc, int G, int C, int H, int W, int k,
+                                 int stride, int pad, int OH, int OW)
+{
+    size_t P = (size_t)OH * OW, ld = (size_t)G * P;
+    int g = gc / C, c = gc % C;
+    col2im_plane(dinp + (size_t)gc * H * W, dcol + (size_t)c * k * k * ld + (size_t)g * P, ld, H, W, k, stride,
+                 pad, OH, OW);
+}
+
 /* dinp (G, C, H, W) += scatter of dcol (C*k*k, G*OH*OW), the transpose of im2col */
 static void col2im_add(float *dinp, const float *dcol, int G, int C, int H, int W, int k, int stride,
                        int pad, int OH, int OW)
 {
-    size_t P = (size_t)OH * OW, ld = (size_t)G * P;
     /* an (image, channel) block of dcol only touches its own plane */
-#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)G * C * k * k * P)
-    for (int gc = 0; gc < G * C; gc++) {
-        int g = gc / C, c = gc % C;
-        col2im_plane(dinp + (size_t)gc * H * W, dcol + (size_t)c * k * k * ld + (size_t)g * P, ld, H, W, k,
-                     stride, pad, OH, OW);
+    if (da_par_serial((double)G * C * k * k * OH * OW)) {
+        for (int gc = 0; gc < G * C; gc++) col2im_image_channel(dinp, dcol, gc, G, C, H, W, k, stride, pad, OH, OW);
+    } else {
+#pragma omp parallel for schedule(static)
+        for (int gc = 0; gc < G * C; gc++) col2im_image_channel(dinp, dcol, gc, G, C, H, W, k, stride, pad, OH, OW);
     }
 }
 
@@ -336,13 +355,21 @@ static void scatter_out(float *out, const float *tmp, const float *bias, int G, 
     }
 }
 
+/* gather_dout's plane go = g * O + o */
+static void gather_dout_plane(float *tmp, const float *dout, int go, int G, int O, int P)
+{
+    int g = go / O, o = go % O;
+    memcpy(tmp + ((size_t)o * G + g) * P, dout + (size_t)go * P, (size_t)P * sizeof(float));
+}
+
 /* tmp (O, G*P) = dout (G, O, P) with the images side by side, as in col */
 static void gather_dout(float *tmp, const float *dout, int G, int O, int P)
 {
-#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)G * O * P)
-    for (int go = 0; go < G * O; go++) {
-        int g = go / O, o = go % O;
-        memcpy(tmp + ((size_t)o * G + g) * P, dout + (size_t)go * P, (size_t)P * sizeof(float));
+    if (da_par_serial((double)G * O * P)) {
+        for (int go = 0; go < G * O; go++) gather_dout_plane(tmp, dout, go, G, O, P);
+    } else {
+#pragma omp parallel for schedule(static)
+        for (int go = 0; go < G * O; go++) gather_dout_plane(tmp, dout, go, G, O, P);
     }
 }
 
@@ -508,6 +535,19 @@ void da_conv2d_forward(float *out, const float *inp, const float *weight, const 
 
 #define DBIAS_LANES 8
 
+/* dbias of the DBIAS_LANES channels of set q (da_conv2d_backward says how) */
+static void dbias_set(float *dbias, const float *dout, int q, int N, int O, int P)
+{
+    int o0 = q * DBIAS_LANES, nl = O - o0 < DBIAS_LANES ? O - o0 : DBIAS_LANES;
+    float acc[DBIAS_LANES] = {0};
+    for (int n = 0; n < N; n++) {
+        const float *d[DBIAS_LANES];
+        for (int l = 0; l < DBIAS_LANES; l++) d[l] = dout + ((size_t)n * O + o0 + (l < nl ? l : nl - 1)) * P;
+        for (int p = 0; p < P; p++) DA_UNROLL_LANES for (int l = 0; l < DBIAS_LANES; l++) acc[l] += d[l][p];
+    }
+    for (int l = 0; l < nl; l++) dbias[o0 + l] += acc[l];
+}
+
 /* dinp (N, C, H, W) += conv_transpose(dout, weight); dweight (O, C, k, k) +=
  * sum over groups of dout_g @ col_g^T; dbias (O) += sum over n, oh, ow of dout.
  * dout (N, O, OH, OW); col: scratch as in forward. NULL gradients are skipped. */
@@ -526,16 +566,11 @@ void da_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *
          * other's latency; a thread per set of channels. Spare lanes of the
          * last set repeat its last channel and are dropped. */
         int sets = (O + DBIAS_LANES - 1) / DBIAS_LANES;
-#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * O * P)
-        for (int q = 0; q < sets; q++) {
-            int o0 = q * DBIAS_LANES, nl = O - o0 < DBIAS_LANES ? O - o0 : DBIAS_LANES;
-            float acc[DBIAS_LANES] = {0};
-            for (int n = 0; n < N; n++) {
-                const float *d[DBIAS_LANES];
-                for (int l = 0; l < DBIAS_LANES; l++) d[l] = dout + ((size_t)n * O + o0 + (l < nl ? l : nl - 1)) * P;
-                for (int p = 0; p < P; p++) DA_UNROLL_LANES for (int l = 0; l < DBIAS_LANES; l++) acc[l] += d[l][p];
-            }
-            for (int l = 0; l < nl; l++) dbias[o0 + l] += acc[l];
+        if (da_par_serial((double)N * O * P)) {
+            for (int q = 0; q < sets; q++) dbias_set(dbias, dout, q, N, O, P);
+        } else {
+#pragma omp parallel for schedule(static)
+            for (int q = 0; q < sets; q++) dbias_set(dbias, dout, q, N, O, P);
         }
     }
     if (!dinp && !dweight) return;
@@ -598,35 +633,48 @@ da_tensor *da_conv2d(da_tape *t, da_tensor *x, da_tensor *w, da_tensor *b, int s
     return out;
 }
 
+
+/* dst (2H, 2W) = src (H, W), each value repeated over a 2x2 block */
+static void upsample_plane(float *dst, const float *src, int H, int W)
+{
+    int OW = 2 * W;
+    for (int y = 0; y < H; y++) {
+        float *r0 = dst + (size_t)(2 * y) * OW;
+        for (int x = 0; x < W; x++) r0[2 * x] = r0[2 * x + 1] = src[(size_t)y * W + x];
+        memcpy(r0 + OW, r0, (size_t)OW * sizeof(float));
+    }
+}
+
 /* out (N, C, 2H, 2W): out[.., y, x] = inp[.., y/2, x/2] */
 void da_upsample2x_forward(float *out, const float *inp, int N, int C, int H, int W)
 {
+    if (da_par_serial((double)N * C * H * W * 4)) {
+        for (int nc = 0; nc < N * C; nc++) upsample_plane(out + (size_t)nc * 4 * H * W, inp + (size_t)nc * H * W, H, W);
+    } else {
+#pragma omp parallel for schedule(static)
+        for (int nc = 0; nc < N * C; nc++) upsample_plane(out + (size_t)nc * 4 * H * W, inp + (size_t)nc * H * W, H, W);
+    }
+}
+
+/* dst (H, W) += sum of the 2x2 children in src (2H, 2W) */
+static void upsample_plane_backward(float *dst, const float *src, int H, int W)
+{
     int OW = 2 * W;
-#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * C * H * W * 4)
-    for (int nc = 0; nc < N * C; nc++) {
-        const float *src = inp + (size_t)nc * H * W;
-        float *dst = out + (size_t)nc * 4 * H * W;
-        for (int y = 0; y < H; y++) {
-            float *r0 = dst + (size_t)(2 * y) * OW;
-            for (int x = 0; x < W; x++) r0[2 * x] = r0[2 * x + 1] = src[(size_t)y * W + x];
-            memcpy(r0 + OW, r0, (size_t)OW * sizeof(float));
-        }
+    for (int y = 0; y < H; y++) {
+        const float *r0 = src + (size_t)(2 * y) * OW, *r1 = r0 + OW;
+        for (int x = 0; x < W; x++) dst[(size_t)y * W + x] += r0[2 * x] + r0[2 * x + 1] + r1[2 * x] + r1[2 * x + 1];
     }
 }
 
 /* dinp (N, C, H, W) += sum of the 2x2 children in dout (N, C, 2H, 2W) */
 void da_upsample2x_backward(float *dinp, const float *dout, int N, int C, int H, int W)
 {
-    int OW = 2 * W;
-#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * C * H * W * 4)
-    for (int nc = 0; nc < N * C; nc++) {
-        float *dst = dinp + (size_t)nc * H * W;
-        const float *src = dout + (size_t)nc * 4 * H * W;
-        for (int y = 0; y < H; y++) {
-            const float *r0 = src + (size_t)(2 * y) * OW, *r1 = r0 + OW;
-            for (int x = 0; x < W; x++)
-                dst[(size_t)y * W + x] += r0[2 * x] + r0[2 * x + 1] + r1[2 * x] + r1[2 * x + 1];
-        }
+    size_t plane = (size_t)H * W;
+    if (da_par_serial((double)N * C * plane * 4)) {
+        for (int nc = 0; nc < N * C; nc++) upsample_plane_backward(dinp + nc * plane, dout + nc * 4 * plane, H, W);
+    } else {
+#pragma omp parallel for schedule(static)
+        for (int nc = 0; nc < N * C; nc++) upsample_plane_backward(dinp + nc * plane, dout + nc * 4 * plane, H, W);
     }
 }
 

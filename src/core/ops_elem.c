@@ -111,6 +111,40 @@ static void bcast_mul_backward_a(float *da, const float *dout, const float *b, c
     }
 }
 
+/* The broadcast folded dims of a plan, outer to inner: the innermost is a
+ * tight loop (last_n values last_s apart), the others are unravelled */
+typedef struct reduce_dims {
+    int bc[DA_MAX_DIMS], nbc;
+    size_t last_n, last_s, outer;
+} reduce_dims;
+
+/* db[j] += sign * the sum of its contributions, in row-major order of a */
+static void bcast_reduce_one(float *db, const float *dout, const float *a, float sign, const bcast_plan *p,
+                             const reduce_dims *r, size_t j)
+{
+    /* offset in a of db[j]'s first contribution: unravel j over b's dims */
+    size_t base = 0, rem = j;
+    for (int d = p->nd - 1; d >= 0; d--) {
+        if (p->bstr[d] == 0) continue;
+        base += (rem % p->n[d]) * p->astr[d];
+        rem /= p->n[d];
+    }
+    float acc = 0.0f;
+    for (size_t o = 0; o < r->outer; o++) {
+        size_t off = base, q = o;
+        for (int k = r->nbc - 2; k >= 0; k--) {
+            off += (q % p->n[r->bc[k]]) * p->astr[r->bc[k]];
+            q /= p->n[r->bc[k]];
+        }
+        if (a) {
+            for (size_t i = 0; i < r->last_n; i++) acc += dout[off + i * r->last_s] * a[off + i * r->last_s];
+        } else {
+            for (size_t i = 0; i < r->last_n; i++) acc += dout[off + i * r->last_s];
+        }
+    }
+    db[j] += sign * acc;
+}
+
 /* db (b's shape) += sign * sum over the broadcast dims of dout (...) [* a (...)].
  * a may be NULL (add/sub). Each db element is owned by one thread and sums its
  * contributions in row-major order of a, so the result never depends on the
@@ -118,36 +152,17 @@ static void bcast_mul_backward_a(float *da, const float *dout, const float *b, c
 static void bcast_reduce_backward(float *db, const float *dout, const float *a, float sign,
                                   const bcast_plan *p, size_t nb)
 {
-    int bc[DA_MAX_DIMS], nbc = 0;   /* the broadcast folded dims, outer to inner */
+    reduce_dims r = {.nbc = 0, .outer = 1};
     for (int d = 0; d < p->nd; d++)
-        if (p->bstr[d] == 0) bc[nbc++] = d;
-    /* the innermost broadcast dim is a tight loop; the others are unravelled */
-    size_t last_n = nbc ? p->n[bc[nbc - 1]] : 1, last_s = nbc ? p->astr[bc[nbc - 1]] : 0;
-    size_t outer = 1;
-    for (int k = 0; k < nbc - 1; k++) outer *= p->n[bc[k]];
-#pragma omp parallel for schedule(static) DA_PAR_IF(p->astr[0] * p->n[0])
-    for (size_t j = 0; j < nb; j++) {
-        /* offset in a of db[j]'s first contribution: unravel j over b's dims */
-        size_t base = 0, rem = j;
-        for (int d = p->nd - 1; d >= 0; d--) {
-            if (p->bstr[d] == 0) continue;
-            base += (rem % p->n[d]) * p->astr[d];
-            rem /= p->n[d];
-        }
-        float acc = 0.0f;
-        for (size_t o = 0; o < outer; o++) {
-            size_t off = base, q = o;
-            for (int k = nbc - 2; k >= 0; k--) {
-                off += (q % p->n[bc[k]]) * p->astr[bc[k]];
-                q /= p->n[bc[k]];
-            }
-            if (a) {
-                for (size_t i = 0; i < last_n; i++) acc += dout[off + i * last_s] * a[off + i * last_s];
-            } else {
-                for (size_t i = 0; i < last_n; i++) acc += dout[off + i * last_s];
-            }
-        }
-        db[j] += sign * acc;
+        if (p->bstr[d] == 0) r.bc[r.nbc++] = d;
+    r.last_n = r.nbc ? p->n[r.bc[r.nbc - 1]] : 1;
+    r.last_s = r.nbc ? p->astr[r.bc[r.nbc - 1]] : 0;
+    for (int k = 0; k < r.nbc - 1; k++) r.outer *= p->n[r.bc[k]];
+    if (da_par_serial((double)p->astr[0] * p->n[0])) {
+        for (size_t j = 0; j < nb; j++) bcast_reduce_one(db, dout, a, sign, p, &r, j);
+    } else {
+#pragma omp parallel for schedule(static)
+        for (size_t j = 0; j < nb; j++) bcast_reduce_one(db, dout, a, sign, p, &r, j);
     }
 }
 
@@ -193,8 +208,12 @@ static void flat_backward_piece(float *dx, const float *dout, const float *y, fl
 /* dx (n) += s * dout (n) [* y (n)]; y may be NULL */
 static void flat_backward(float *dx, const float *dout, const float *y, float s, size_t n)
 {
+    if (da_par_serial((double)n)) {
+        flat_backward_piece(dx, dout, y, s, n);   /* each value on its own: the pieces do not matter */
+        return;
+    }
     size_t blocks = (n + FLAT_BLOCK - 1) / FLAT_BLOCK;
-#pragma omp parallel for schedule(static) DA_PAR_IF(n)
+#pragma omp parallel for schedule(static)
     for (size_t k = 0; k < blocks; k++) {
         size_t i = k * FLAT_BLOCK, m = n - i < FLAT_BLOCK ? n - i : FLAT_BLOCK;
         flat_backward_piece(dx + i, dout + i, y ? y + i : NULL, s, m);

@@ -41,6 +41,16 @@ void da_linear_forward(float *out, const float *inp, const float *weight, const 
 
 #define DBIAS_BLOCK 64 /* channels per thread's piece of dbias */
 
+/* dbias[o0 .. o0 + DBIAS_BLOCK) of block blk += the sums of dout (N, OC)'s
+ * rows, each channel's rows in order */
+static void dbias_block(float *dbias, const float *dout, int blk, int N, int OC)
+{
+    int o0 = blk * DBIAS_BLOCK, w = OC - o0 < DBIAS_BLOCK ? OC - o0 : DBIAS_BLOCK;
+    float acc[DBIAS_BLOCK] = {0};
+    for (int n = 0; n < N; n++) da_span_add(acc, acc, dout + (size_t)n * OC + o0, (size_t)w);
+    da_span_add(dbias + o0, dbias + o0, acc, (size_t)w);
+}
+
 /* dinp (B, T, C) += dout @ weight; dweight (OC, C) += dout^T @ inp over all
  * B*T rows; dbias (OC) += sum over rows of dout */
 void da_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
@@ -56,12 +66,11 @@ void da_linear_backward(float *dinp, float *dweight, float *dbias, const float *
          * channels of a block side by side, a row at a time (lanes of one
          * vector add), one thread per block: deterministic */
         int blocks = (OC + DBIAS_BLOCK - 1) / DBIAS_BLOCK;
-#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * OC)
-        for (int blk = 0; blk < blocks; blk++) {
-            int o0 = blk * DBIAS_BLOCK, w = OC - o0 < DBIAS_BLOCK ? OC - o0 : DBIAS_BLOCK;
-            float acc[DBIAS_BLOCK] = {0};
-            for (int n = 0; n < N; n++) da_span_add(acc, acc, dout + (size_t)n * OC + o0, (size_t)w);
-            da_span_add(dbias + o0, dbias + o0, acc, (size_t)w);
+        if (da_par_serial((double)N * OC)) {
+            for (int blk = 0; blk < blocks; blk++) dbias_block(dbias, dout, blk, N, OC);
+        } else {
+#pragma omp parallel for schedule(static)
+            for (int blk = 0; blk < blocks; blk++) dbias_block(dbias, dout, blk, N, OC);
         }
     }
 }

@@ -115,16 +115,27 @@ static void permute_forward(float *out, const float *inp, const perm_plan *p, si
     }
 }
 
+/* rows [r0, r1) of dout scattered back into dinp (permute_backward) */
+static void permute_rows_backward(float *dinp, const float *dout, const perm_plan *p, size_t r0, size_t r1)
+{
+    size_t inner = p->n[p->nd - 1], is = p->istr[p->nd - 1];
+    for (size_t r = r0; r < r1; r++) {
+        float *dr = dinp + perm_row_ioff(p, r);
+        for (size_t i = 0; i < inner; i++) dr[i * is] += dout[r * inner + i];
+    }
+}
+
 /* dinp (input shape) += dout (output shape) scattered back; 1:1 map, so no races */
 static void permute_backward(float *dinp, const float *dout, const perm_plan *p, size_t n)
 {
-    size_t inner = p->n[p->nd - 1], is = p->istr[p->nd - 1];
+    size_t inner = p->n[p->nd - 1];
     if (n == 0) return;
     size_t rows = n / inner;
-#pragma omp parallel for schedule(static) DA_PAR_IF(n)
-    for (size_t r = 0; r < rows; r++) {
-        float *dr = dinp + perm_row_ioff(p, r);
-        for (size_t i = 0; i < inner; i++) dr[i * is] += dout[r * inner + i];
+    if (da_par_serial((double)n)) {
+        permute_rows_backward(dinp, dout, p, 0, rows);
+    } else {
+#pragma omp parallel for schedule(static)
+        for (size_t r = 0; r < rows; r++) permute_rows_backward(dinp, dout, p, r, r + 1);
     }
 }
 

@@ -60,12 +60,11 @@ static void forward_blocks(fwd_block_fn f, float *out, const float *inp, size_t 
     }
 }
 
-/* dinp (n) += f(dout (n), inp (n)), as above */
-static void backward_blocks(bwd_block_fn f, float *dinp, const float *dout, const float *inp, size_t n)
+/* blocks [b0, b1) of dinp (n) += f(dout (n), inp (n)), as above */
+static void backward_block_range(bwd_block_fn f, float *dinp, const float *dout, const float *inp, size_t n,
+                                 size_t b0, size_t b1)
 {
-    size_t nb = (n + BLK - 1) / BLK;
-#pragma omp parallel for schedule(static) DA_PAR_IF(n)
-    for (size_t b = 0; b < nb; b++) {
+    for (size_t b = b0; b < b1; b++) {
         size_t off = b * BLK, m = n - off < BLK ? n - off : BLK;
         if (m == BLK) {
             f(dinp + off, dout + off, inp + off);
@@ -77,6 +76,18 @@ static void backward_blocks(bwd_block_fn f, float *dinp, const float *dout, cons
             f(dx, dy, x);
             memcpy(dinp + off, dx, m * sizeof(float));
         }
+    }
+}
+
+/* dinp (n) += f(dout (n), inp (n)), BLK at a time, blocks split over threads */
+static void backward_blocks(bwd_block_fn f, float *dinp, const float *dout, const float *inp, size_t n)
+{
+    size_t nb = (n + BLK - 1) / BLK;
+    if (da_par_serial((double)n)) {
+        backward_block_range(f, dinp, dout, inp, n, 0, nb);
+    } else {
+#pragma omp parallel for schedule(static)
+        for (size_t b = 0; b < nb; b++) backward_block_range(f, dinp, dout, inp, n, b, b + 1);
     }
 }
 

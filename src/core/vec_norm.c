@@ -326,6 +326,32 @@ static void layernorm_dparams_chunk(float *dgamma, float *dbeta, const float *do
     }
 }
 
+/* The three loops of the backward, one set (q) of LANES groups or channels,
+ * or one chunk of CHUNK channels, at a time; spare lanes of the last set
+ * repeat its last group or channel and are dropped */
+static void groupnorm_dinp_set(float *dinp, const float *dout, const float *inp, const float *gamma,
+                               const float *mean, const float *rstd, int q, int NG, int G, int Cg, int S)
+{
+    int ng[LANES], nl = NG - q * LANES < LANES ? NG - q * LANES : LANES;
+    for (int l = 0; l < LANES; l++) ng[l] = q * LANES + (l < nl ? l : nl - 1);
+    groupnorm_dinp_lanes(dinp, dout, inp, gamma, mean, rstd, ng, nl, G, Cg, S);
+}
+
+static void layernorm_dparams_q(float *dgamma, float *dbeta, const float *dout, const float *inp,
+                                const float *mean, const float *rstd, int q, int N, int C)
+{
+    int c0 = q * CHUNK, nc = C - c0 < CHUNK ? C - c0 : CHUNK;
+    layernorm_dparams_chunk(dgamma, dbeta, dout, inp, mean, rstd, c0, nc, N, C);
+}
+
+static void groupnorm_dparams_set(float *dgamma, float *dbeta, const float *dout, const float *inp,
+                                  const float *mean, const float *rstd, int q, int N, int C, int S, int G)
+{
+    int c[LANES], nl = C - q * LANES < LANES ? C - q * LANES : LANES;
+    for (int l = 0; l < LANES; l++) c[l] = q * LANES + (l < nl ? l : nl - 1);
+    groupnorm_dparams_lanes(dgamma, dbeta, dout, inp, mean, rstd, c, nl, N, C, S, G);
+}
+
 /* dinp (N, C, S) += see above; dgamma (C) += sum_{n,s} dout * xhat;
  * dbeta (C) += sum_{n,s} dout. NULL gradients are skipped; gamma NULL = 1. */
 void VEC_FN(da_groupnorm_backward)(float *dinp, float *dgamma, float *dbeta, const float *dout,
@@ -334,30 +360,34 @@ void VEC_FN(da_groupnorm_backward)(float *dinp, float *dgamma, float *dbeta, con
 {
     assert(G > 0 && C % G == 0);
     int Cg = C / G, NG = N * G;
+    int serial = da_par_serial((double)N * C * S);
     if (dinp) {
         int n_sets = (NG + LANES - 1) / LANES;
-#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * C * S)
-        for (int q = 0; q < n_sets; q++) {
-            int ng[LANES], nl = NG - q * LANES < LANES ? NG - q * LANES : LANES;
-            for (int l = 0; l < LANES; l++) ng[l] = q * LANES + (l < nl ? l : nl - 1);
-            groupnorm_dinp_lanes(dinp, dout, inp, gamma, mean, rstd, ng, nl, G, Cg, S);
+        if (serial) {
+            for (int q = 0; q < n_sets; q++) groupnorm_dinp_set(dinp, dout, inp, gamma, mean, rstd, q, NG, G, Cg, S);
+        } else {
+#pragma omp parallel for schedule(static)
+            for (int q = 0; q < n_sets; q++) groupnorm_dinp_set(dinp, dout, inp, gamma, mean, rstd, q, NG, G, Cg, S);
         }
     }
     if ((dgamma || dbeta) && S == 1 && G == 1) {
         int n_chunks = (C + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * C)
-        for (int q = 0; q < n_chunks; q++) {
-            int c0 = q * CHUNK, nc = C - c0 < CHUNK ? C - c0 : CHUNK;
-            layernorm_dparams_chunk(dgamma, dbeta, dout, inp, mean, rstd, c0, nc, N, C);
+        if (da_par_serial((double)N * C)) {
+            for (int q = 0; q < n_chunks; q++) layernorm_dparams_q(dgamma, dbeta, dout, inp, mean, rstd, q, N, C);
+        } else {
+#pragma omp parallel for schedule(static)
+            for (int q = 0; q < n_chunks; q++) layernorm_dparams_q(dgamma, dbeta, dout, inp, mean, rstd, q, N, C);
         }
     } else if (dgamma || dbeta) {
         /* LANES channels per set; batch items and positions summed in order */
         int n_sets = (C + LANES - 1) / LANES;
-#pragma omp parallel for schedule(static) DA_PAR_IF((size_t)N * C * S)
-        for (int q = 0; q < n_sets; q++) {
-            int c[LANES], nl = C - q * LANES < LANES ? C - q * LANES : LANES;
-            for (int l = 0; l < LANES; l++) c[l] = q * LANES + (l < nl ? l : nl - 1);
-            groupnorm_dparams_lanes(dgamma, dbeta, dout, inp, mean, rstd, c, nl, N, C, S, G);
+        if (serial) {
+            for (int q = 0; q < n_sets; q++)
+                groupnorm_dparams_set(dgamma, dbeta, dout, inp, mean, rstd, q, N, C, S, G);
+        } else {
+#pragma omp parallel for schedule(static)
+            for (int q = 0; q < n_sets; q++)
+                groupnorm_dparams_set(dgamma, dbeta, dout, inp, mean, rstd, q, N, C, S, G);
         }
     }
 }
