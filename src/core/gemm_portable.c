@@ -358,9 +358,6 @@ __attribute__((target("avx2"))) static inline void transpose8(float *restrict ds
 }
 #endif
 
-/* gather_W: dst (kc, W) = the transpose of W rows of kc at src, ld apart (op(B)
- * of a transposed B), 4 x 4 blocks at a time, then the last rows one by one;
- * copy_W: dst (kc, W) = kc rows of W at src, ld apart */
 #ifdef DA_GATHER8
 #define DEFINE_GATHER8(W)                                                                 \
     __attribute__((target("avx2"))) static void gather8_##W(float *restrict dst, const float *restrict src, \
@@ -373,18 +370,22 @@ __attribute__((target("avx2"))) static inline void transpose8(float *restrict ds
             for (int c = 0; c < (W); c++) dst[p * (W) + c] = src[c * ld + p];             \
     }
 #define GATHER_WIDE(W)                                                                    \
-    if (widest_width() >= YMM) {                                                          \
+    if (wide) {                                                                          \
         gather8_##W(dst, src, ld, kc);                                                    \
         return;                                                                          \
     }
 #else
 #define DEFINE_GATHER8(W)
-#define GATHER_WIDE(W)
+#define GATHER_WIDE(W) (void)wide;
 #endif
 
+/* gather_W: dst (kc, W) = the transpose of W rows of kc at src, ld apart (op(B)
+ * of a transposed B): 8 x 8 blocks when `wide` (gemm_args.wide_gather: the
+ * AVX2 and AVX-512 copies), else 4 x 4 blocks (GCC), then the last rows one
+ * by one; copy_W: dst (kc, W) = kc rows of W at src, ld apart */
 #define DEFINE_SLIVER_COPIES(W)                                                           \
     DEFINE_GATHER8(W)                                                                    \
-    static void gather_##W(float *restrict dst, const float *restrict src, size_t ld, int kc) \
+    static void gather_##W(float *restrict dst, const float *restrict src, size_t ld, int kc, int wide) \
     {                                                                                    \
         GATHER_WIDE(W)                                                                   \
         int p = 0;                                                                       \
@@ -403,10 +404,13 @@ DEFINE_SLIVER_COPIES(32)
 /* dst (kc, w) from the `used` <= w columns of op(B) at src: a whole sliver
  * of a width above takes its constant-width copy, an edge the plain loop */
 static void copy_sliver(float *restrict dst, int w, const float *restrict src, size_t ld, int trans, int used,
-                        int kc)
+                        int kc, int wide)
 {
 #define WHOLE_SLIVER(W)                                                                   \
-    case W: (trans ? gather_##W : copy_##W)(dst, src, ld, kc); return;
+    case W:                                                                              \
+        if (trans) gather_##W(dst, src, ld, kc, wide);                                    \
+        else copy_##W(dst, src, ld, kc);                                                 \
+        return;
     switch (used == w ? w : 0) {
     WHOLE_SLIVER(16)
     WHOLE_SLIVER(24)
@@ -441,14 +445,15 @@ static void pack_a_sliver(float *dst, int mr, const float *A, int lda, int trans
 static int stride_aliases(int ld) { return ((size_t)ld * sizeof(float)) % 4096 == 0; }
 
 /* dst: slivers (kc, nr) of op(B)[p0 : p0+kc, j0 : j0+cols], columns padded with 0 */
-static void pack_b(float *dst, int nr, const float *B, int ldb, int trans_b, int j0, int cols, int p0, int kc)
+static void pack_b(float *dst, int nr, const float *B, int ldb, int trans_b, int j0, int cols, int p0, int kc,
+                   int wide)
 {
     for (int s = 0; s < cols; s += nr, dst += (size_t)kc * nr) {
         int used = cols - s < nr ? cols - s : nr;
         if (used < nr) memset(dst, 0, (size_t)kc * nr * sizeof(float));
         /* op(B)[p][j] = B[j][p] when transposed: rows of B become sliver columns */
         const float *src = trans_b ? B + (size_t)(j0 + s) * ldb + p0 : B + (size_t)p0 * ldb + j0 + s;
-        copy_sliver(dst, nr, src, (size_t)ldb, trans_b, used, kc);
+        copy_sliver(dst, nr, src, (size_t)ldb, trans_b, used, kc, wide);
     }
 }
 
@@ -464,6 +469,7 @@ typedef struct gemm_args {
     int lda, ldb, ldc;
     da_gemm_pack_b_fn pack_b; /* or NULL: op(B) is B (gemm_packer.h) */
     const void *pack_ctx;
+    int wide_gather; /* gather a transposed B in 8 x 8 blocks (gemm_run sets it once a call) */
 } gemm_args;
 
 /* c = alpha*s + beta*c; beta == 0 never reads c (it may hold NaN garbage) */
@@ -532,7 +538,7 @@ static void scale_c(const gemm_args *g)
 static void pack_b_slice(const gemm_args *g, float *dst, int nr, int j0, int cols, int p0, int kc)
 {
     if (g->pack_b) g->pack_b(g->pack_ctx, dst, nr, j0, cols, p0, kc);
-    else pack_b(dst, nr, g->B, g->ldb, g->trans_b, j0, cols, p0, kc);
+    else pack_b(dst, nr, g->B, g->ldb, g->trans_b, j0, cols, p0, kc, g->wide_gather);
 }
 
 /* One task: C[i0 : i0+rows, j0 : j0+cols]. acc holds (rows/mr) x (cols/nr)
@@ -685,6 +691,9 @@ static void gemm_run(gemm_args g)
     if (!omp_in_parallel() && (double)M * N * K >= PARALLEL_MNK) nth = omp_get_max_threads();
 #endif
     gemm_kernel kernel = pick_kernel();
+#ifdef DA_GATHER8
+    g.wide_gather = widest_width() >= YMM;
+#endif
     int mc, nc;
     plan_tasks(M, N, nth, kernel.mr, kernel.nr, &mc, &nc);
     int tm = ceil_div(M, mc), tn = ceil_div(N, nc), n_tasks = tm * tn;
@@ -724,11 +733,11 @@ void da_gemm_portable(int trans_a, int trans_b, int M, int N, int K, float alpha
                       const float *A, int lda, const float *B, int ldb,
                       float beta, float *C, int ldc)
 {
-    gemm_run((gemm_args){trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc, NULL, NULL});
+    gemm_run((gemm_args){trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc, NULL, NULL, 0});
 }
 
 void da_gemm_portable_packed(int trans_a, int M, int N, int K, float alpha, const float *A, int lda,
                              da_gemm_pack_b_fn pack_b, const void *ctx, float beta, float *C, int ldc)
 {
-    gemm_run((gemm_args){trans_a, 0, M, N, K, alpha, beta, A, NULL, C, lda, N, ldc, pack_b, ctx});
+    gemm_run((gemm_args){trans_a, 0, M, N, K, alpha, beta, A, NULL, C, lda, N, ldc, pack_b, ctx, 0});
 }

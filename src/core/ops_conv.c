@@ -320,8 +320,9 @@ static void col2im_image_channel(float *dinp, const float *dcol, int gc, int G, 
 static void col2im_add(float *dinp, const float *dcol, int G, int C, int H, int W, int k, int stride,
                        int pad, int OH, int OW)
 {
+    size_t P = (size_t)OH * OW;
     /* an (image, channel) block of dcol only touches its own plane */
-    if (da_par_serial((double)G * C * k * k * OH * OW)) {
+    if (da_par_serial((double)G * C * k * k * P)) {
         for (int gc = 0; gc < G * C; gc++) col2im_image_channel(dinp, dcol, gc, G, C, H, W, k, stride, pad, OH, OW);
     } else {
 #pragma omp parallel for schedule(static)
@@ -345,6 +346,7 @@ static void scatter_planes(float *out, const float *tmp, const float *bias, int 
     }
 }
 
+/* out (G, O, P) = tmp (O, G*P) regrouped per image, + bias (O) or NULL */
 static void scatter_out(float *out, const float *tmp, const float *bias, int G, int O, int P)
 {
     if (da_par_serial((double)G * O * P)) {
@@ -633,7 +635,6 @@ da_tensor *da_conv2d(da_tape *t, da_tensor *x, da_tensor *w, da_tensor *b, int s
     return out;
 }
 
-
 /* dst (2H, 2W) = src (H, W), each value repeated over a 2x2 block */
 static void upsample_plane(float *dst, const float *src, int H, int W)
 {
@@ -671,10 +672,12 @@ void da_upsample2x_backward(float *dinp, const float *dout, int N, int C, int H,
 {
     size_t plane = (size_t)H * W;
     if (da_par_serial((double)N * C * plane * 4)) {
-        for (int nc = 0; nc < N * C; nc++) upsample_plane_backward(dinp + nc * plane, dout + nc * 4 * plane, H, W);
+        for (int nc = 0; nc < N * C; nc++)
+            upsample_plane_backward(dinp + (size_t)nc * plane, dout + (size_t)nc * 4 * plane, H, W);
     } else {
 #pragma omp parallel for schedule(static)
-        for (int nc = 0; nc < N * C; nc++) upsample_plane_backward(dinp + nc * plane, dout + nc * 4 * plane, H, W);
+        for (int nc = 0; nc < N * C; nc++)
+            upsample_plane_backward(dinp + (size_t)nc * plane, dout + (size_t)nc * 4 * plane, H, W);
     }
 }
 

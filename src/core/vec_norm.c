@@ -165,10 +165,6 @@ static void normalize_group(float *out, float *y, const float *x, const float *g
     if (out) silu_span(out, dst, (size_t)Cg * S);
 }
 
-/* The groupnorm forward, with the SiLU fused when out is given: y (N, C, S)
- * (or NULL when out is given) the normalised values, out = silu(y).
- * Groups are taken LANES at a time; lanes past the last group repeat it
- * (their statistics are computed and dropped). */
 /* the groups of set q: LANES groups from q * LANES, the last set's spare
  * lanes repeating its last group */
 static void groupnorm_forward_set(float *out, float *y, float *mean, float *rstd, const float *inp,
@@ -191,6 +187,10 @@ static void groupnorm_forward_set(float *out, float *y, float *mean, float *rstd
     }
 }
 
+/* The groupnorm forward, with the SiLU fused when out is given: y (N, C, S)
+ * (or NULL when out is given) the normalised values, out = silu(y).
+ * Groups are taken LANES at a time; lanes past the last group repeat it
+ * (their statistics are computed and dropped). */
 static void groupnorm_forward_impl(float *out, float *y, float *mean, float *rstd, const float *inp,
                                    const float *gamma, const float *beta, int N, int C, int S, int G,
                                    float eps)
@@ -337,7 +337,7 @@ static void groupnorm_dinp_set(float *dinp, const float *dout, const float *inp,
     groupnorm_dinp_lanes(dinp, dout, inp, gamma, mean, rstd, ng, nl, G, Cg, S);
 }
 
-static void layernorm_dparams_q(float *dgamma, float *dbeta, const float *dout, const float *inp,
+static void layernorm_dparams_chunk_q(float *dgamma, float *dbeta, const float *dout, const float *inp,
                                 const float *mean, const float *rstd, int q, int N, int C)
 {
     int c0 = q * CHUNK, nc = C - c0 < CHUNK ? C - c0 : CHUNK;
@@ -373,10 +373,10 @@ void VEC_FN(da_groupnorm_backward)(float *dinp, float *dgamma, float *dbeta, con
     if ((dgamma || dbeta) && S == 1 && G == 1) {
         int n_chunks = (C + CHUNK - 1) / CHUNK;
         if (da_par_serial((double)N * C)) {
-            for (int q = 0; q < n_chunks; q++) layernorm_dparams_q(dgamma, dbeta, dout, inp, mean, rstd, q, N, C);
+            for (int q = 0; q < n_chunks; q++) layernorm_dparams_chunk_q(dgamma, dbeta, dout, inp, mean, rstd, q, N, C);
         } else {
 #pragma omp parallel for schedule(static)
-            for (int q = 0; q < n_chunks; q++) layernorm_dparams_q(dgamma, dbeta, dout, inp, mean, rstd, q, N, C);
+            for (int q = 0; q < n_chunks; q++) layernorm_dparams_chunk_q(dgamma, dbeta, dout, inp, mean, rstd, q, N, C);
         }
     } else if (dgamma || dbeta) {
         /* LANES channels per set; batch items and positions summed in order */
