@@ -30,9 +30,11 @@ extern double da_par_min;
  * all: too little work (DA_PAR_IF's rule), one thread, or already inside a
  * region (the pieces of a batch, where a nested region gets one thread).
  * DA_PAR_IF still opens a region, of one thread, and libgomp ends every
- * region with a futex wake, a system call: 1.2 us on the 2-core EPYC VM,
- * 3-4% of sampling at batch 1, which opens some 3000 of them outside the
- * GEMMs. The hottest loops therefore branch on this instead:
+ * region with a futex wake, a system call: 1.2 us alone on the 2-core EPYC
+ * VM, and more in a model. Sampling at batch 1 opened some 3000 such
+ * regions outside the GEMMs (and 5000 in them, gemm_run); without them, and
+ * without the GEMM's, it runs 16% faster on one thread (docs/benchmarks.md).
+ * The hot loops therefore branch on this instead:
  *
  *   if (da_par_serial(n)) loop;
  *   else {
