@@ -246,12 +246,8 @@ static void im2col(float *col, const float *inp, int G, int C, int H, int W, int
 {
     size_t P = (size_t)OH * OW;
     /* each (image, channel) fills its own block: independent outputs */
-    if (da_par_serial((double)G * C * k * k * P)) {
-        for (int gc = 0; gc < G * C; gc++) im2col_image_channel(col, inp, gc, G, C, H, W, k, stride, pad, OH, OW);
-    } else {
-#pragma omp parallel for schedule(static)
-        for (int gc = 0; gc < G * C; gc++) im2col_image_channel(col, inp, gc, G, C, H, W, k, stride, pad, OH, OW);
-    }
+    DA_PAR_FOR((double)G * C * k * k * P,
+        for (int gc = 0; gc < G * C; gc++) im2col_image_channel(col, inp, gc, G, C, H, W, k, stride, pad, OH, OW));
 }
 
 /* col2im of a plane too large for the stack accumulator: skip the terms
@@ -322,39 +318,27 @@ static void col2im_add(float *dinp, const float *dcol, int G, int C, int H, int 
 {
     size_t P = (size_t)OH * OW;
     /* an (image, channel) block of dcol only touches its own plane */
-    if (da_par_serial((double)G * C * k * k * P)) {
-        for (int gc = 0; gc < G * C; gc++) col2im_image_channel(dinp, dcol, gc, G, C, H, W, k, stride, pad, OH, OW);
-    } else {
-#pragma omp parallel for schedule(static)
-        for (int gc = 0; gc < G * C; gc++) col2im_image_channel(dinp, dcol, gc, G, C, H, W, k, stride, pad, OH, OW);
-    }
+    DA_PAR_FOR((double)G * C * k * k * P,
+        for (int gc = 0; gc < G * C; gc++) col2im_image_channel(dinp, dcol, gc, G, C, H, W, k, stride, pad, OH, OW));
 }
 
-/* planes [go0, go1) of out (G, O, P) = tmp (O, G*P) regrouped per image,
- * + bias (O) or NULL */
-static void scatter_planes(float *out, const float *tmp, const float *bias, int G, int O, int P, int go0, int go1)
+/* scatter_out's plane go = g * O + o */
+static void scatter_plane(float *out, const float *tmp, const float *bias, int G, int O, int P, int go)
 {
-    for (int go = go0; go < go1; go++) {
-        int g = go / O, o = go % O;
-        const float *src = tmp + ((size_t)o * G + g) * P;
-        float *dst = out + (size_t)go * P;
-        if (bias) {
-            da_span_add_scalar(dst, src, bias[o], (size_t)P);
-        } else {
-            memcpy(dst, src, (size_t)P * sizeof(float));
-        }
+    int g = go / O, o = go % O;
+    const float *src = tmp + ((size_t)o * G + g) * P;
+    float *dst = out + (size_t)go * P;
+    if (bias) {
+        da_span_add_scalar(dst, src, bias[o], (size_t)P);
+    } else {
+        memcpy(dst, src, (size_t)P * sizeof(float));
     }
 }
 
 /* out (G, O, P) = tmp (O, G*P) regrouped per image, + bias (O) or NULL */
 static void scatter_out(float *out, const float *tmp, const float *bias, int G, int O, int P)
 {
-    if (da_par_serial((double)G * O * P)) {
-        scatter_planes(out, tmp, bias, G, O, P, 0, G * O);
-    } else {
-#pragma omp parallel for schedule(static)
-        for (int go = 0; go < G * O; go++) scatter_planes(out, tmp, bias, G, O, P, go, go + 1);
-    }
+    DA_PAR_FOR((double)G * O * P, for (int go = 0; go < G * O; go++) scatter_plane(out, tmp, bias, G, O, P, go));
 }
 
 /* gather_dout's plane go = g * O + o */
@@ -367,12 +351,8 @@ static void gather_dout_plane(float *tmp, const float *dout, int go, int G, int 
 /* tmp (O, G*P) = dout (G, O, P) with the images side by side, as in col */
 static void gather_dout(float *tmp, const float *dout, int G, int O, int P)
 {
-    if (da_par_serial((double)G * O * P)) {
-        for (int go = 0; go < G * O; go++) gather_dout_plane(tmp, dout, go, G, O, P);
-    } else {
-#pragma omp parallel for schedule(static)
-        for (int go = 0; go < G * O; go++) gather_dout_plane(tmp, dout, go, G, O, P);
-    }
+    DA_PAR_FOR((double)G * O * P,
+        for (int go = 0; go < G * O; go++) gather_dout_plane(tmp, dout, go, G, O, P));
 }
 
 /* ---- the column matrix, never stored (portable GEMM, stride 1) -------------- */
@@ -469,12 +449,8 @@ static void pack_cols(const void *ctx, float *dst, int nr, int j0, int cols, int
 static void pad_images(float *padded, const float *inp, int G, int C, int H, int W, int pad)
 {
     size_t plane = (size_t)(H + 2 * pad) * (W + 2 * pad);
-    if (da_par_serial((double)G * C * plane)) {
-        for (int gc = 0; gc < G * C; gc++) pad_plane(padded + (size_t)gc * plane, inp + (size_t)gc * H * W, H, W, pad);
-    } else {
-#pragma omp parallel for schedule(static)
-        for (int gc = 0; gc < G * C; gc++) pad_plane(padded + (size_t)gc * plane, inp + (size_t)gc * H * W, H, W, pad);
-    }
+    DA_PAR_FOR((double)G * C * plane,
+        for (int gc = 0; gc < G * C; gc++) pad_plane(padded + (size_t)gc * plane, inp + (size_t)gc * H * W, H, W, pad));
 }
 
 /* The stride-1 path of the portable GEMM needs an image's padded planes
@@ -568,12 +544,8 @@ void da_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *
          * other's latency; a thread per set of channels. Spare lanes of the
          * last set repeat its last channel and are dropped. */
         int sets = (O + DBIAS_LANES - 1) / DBIAS_LANES;
-        if (da_par_serial((double)N * O * P)) {
-            for (int q = 0; q < sets; q++) dbias_set(dbias, dout, q, N, O, P);
-        } else {
-#pragma omp parallel for schedule(static)
-            for (int q = 0; q < sets; q++) dbias_set(dbias, dout, q, N, O, P);
-        }
+        DA_PAR_FOR((double)N * O * P,
+            for (int q = 0; q < sets; q++) dbias_set(dbias, dout, q, N, O, P));
     }
     if (!dinp && !dweight) return;
     /* groups in order, so dweight's accumulation order is fixed */
@@ -649,12 +621,8 @@ static void upsample_plane(float *dst, const float *src, int H, int W)
 /* out (N, C, 2H, 2W): out[.., y, x] = inp[.., y/2, x/2] */
 void da_upsample2x_forward(float *out, const float *inp, int N, int C, int H, int W)
 {
-    if (da_par_serial((double)N * C * H * W * 4)) {
-        for (int nc = 0; nc < N * C; nc++) upsample_plane(out + (size_t)nc * 4 * H * W, inp + (size_t)nc * H * W, H, W);
-    } else {
-#pragma omp parallel for schedule(static)
-        for (int nc = 0; nc < N * C; nc++) upsample_plane(out + (size_t)nc * 4 * H * W, inp + (size_t)nc * H * W, H, W);
-    }
+    DA_PAR_FOR((double)N * C * H * W * 4,
+        for (int nc = 0; nc < N * C; nc++) upsample_plane(out + (size_t)nc * 4 * H * W, inp + (size_t)nc * H * W, H, W));
 }
 
 /* dst (H, W) += sum of the 2x2 children in src (2H, 2W) */
@@ -671,14 +639,9 @@ static void upsample_plane_backward(float *dst, const float *src, int H, int W)
 void da_upsample2x_backward(float *dinp, const float *dout, int N, int C, int H, int W)
 {
     size_t plane = (size_t)H * W;
-    if (da_par_serial((double)N * C * plane * 4)) {
+    DA_PAR_FOR((double)N * C * plane * 4,
         for (int nc = 0; nc < N * C; nc++)
-            upsample_plane_backward(dinp + (size_t)nc * plane, dout + (size_t)nc * 4 * plane, H, W);
-    } else {
-#pragma omp parallel for schedule(static)
-        for (int nc = 0; nc < N * C; nc++)
-            upsample_plane_backward(dinp + (size_t)nc * plane, dout + (size_t)nc * 4 * plane, H, W);
-    }
+            upsample_plane_backward(dinp + (size_t)nc * plane, dout + (size_t)nc * 4 * plane, H, W));
 }
 
 static void upsample2x_backward_node(const da_node *nd)

@@ -69,19 +69,16 @@ static size_t plan_row_boff(const bcast_plan *p, size_t r)
     return boff;
 }
 
-/* rows [r0, r1) of out = a op b (bcast_forward) */
-static void bcast_forward_rows(float *out, const float *a, const float *b, const bcast_plan *p, elem_op op,
-                               size_t r0, size_t r1)
+/* row r of out = a op b (bcast_forward) */
+static void bcast_forward_row(float *out, const float *a, const float *b, const bcast_plan *p, elem_op op, size_t r)
 {
     size_t inner = p->n[p->nd - 1], bs = p->bstr[p->nd - 1];
-    for (size_t r = r0; r < r1; r++) {
-        float *o = out + r * inner;
-        const float *ar = a + r * inner, *br = b + plan_row_boff(p, r);
-        switch (op) {
-        case OP_ADD: for (size_t i = 0; i < inner; i++) o[i] = ar[i] + br[i * bs]; break;
-        case OP_SUB: for (size_t i = 0; i < inner; i++) o[i] = ar[i] - br[i * bs]; break;
-        case OP_MUL: for (size_t i = 0; i < inner; i++) o[i] = ar[i] * br[i * bs]; break;
-        }
+    float *o = out + r * inner;
+    const float *ar = a + r * inner, *br = b + plan_row_boff(p, r);
+    switch (op) {
+    case OP_ADD: for (size_t i = 0; i < inner; i++) o[i] = ar[i] + br[i * bs]; break;
+    case OP_SUB: for (size_t i = 0; i < inner; i++) o[i] = ar[i] - br[i * bs]; break;
+    case OP_MUL: for (size_t i = 0; i < inner; i++) o[i] = ar[i] * br[i * bs]; break;
     }
 }
 
@@ -91,12 +88,7 @@ static void bcast_forward(float *out, const float *a, const float *b, const bcas
     size_t inner = p->n[p->nd - 1];
     size_t rows = p->astr[0] * p->n[0] / inner;
     /* rows are independent; b is only read */
-    if (da_par_serial((double)rows * inner)) {
-        bcast_forward_rows(out, a, b, p, op, 0, rows);
-    } else {
-#pragma omp parallel for schedule(static)
-        for (size_t r = 0; r < rows; r++) bcast_forward_rows(out, a, b, p, op, r, r + 1);
-    }
+    DA_PAR_FOR((double)rows * inner, for (size_t r = 0; r < rows; r++) bcast_forward_row(out, a, b, p, op, r));
 }
 
 /* da (...) += dout (...) * b (broadcast to a's shape) */
@@ -158,12 +150,8 @@ static void bcast_reduce_backward(float *db, const float *dout, const float *a, 
     r.last_n = r.nbc ? p->n[r.bc[r.nbc - 1]] : 1;
     r.last_s = r.nbc ? p->astr[r.bc[r.nbc - 1]] : 0;
     for (int k = 0; k < r.nbc - 1; k++) r.outer *= p->n[r.bc[k]];
-    if (da_par_serial((double)p->astr[0] * p->n[0])) {
-        for (size_t j = 0; j < nb; j++) bcast_reduce_one(db, dout, a, sign, p, &r, j);
-    } else {
-#pragma omp parallel for schedule(static)
-        for (size_t j = 0; j < nb; j++) bcast_reduce_one(db, dout, a, sign, p, &r, j);
-    }
+    DA_PAR_FOR((double)p->astr[0] * p->n[0],
+        for (size_t j = 0; j < nb; j++) bcast_reduce_one(db, dout, a, sign, p, &r, j));
 }
 
 /* Equal shapes: flat loops over n values. */

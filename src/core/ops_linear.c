@@ -7,15 +7,6 @@
 #include "core/span.h"
 #include "dalign/core.h"
 
-/* rows [n0, n1) of out (N, OC) += bias (OC) */
-static void add_bias_rows(float *out, const float *bias, long n0, long n1, int OC)
-{
-    for (long n = n0; n < n1; n++) {
-        float *o = out + (size_t)n * OC;
-        da_span_add(o, o, bias, (size_t)OC);
-    }
-}
-
 /* out (B, T, OC) = inp (B, T, C) @ weight (OC, C)^T + bias (OC). The B
  * images are separate GEMM items, so an image's rows never share a piece
  * with another image's (batch invariance, see gemm.c). */
@@ -31,12 +22,10 @@ void da_linear_forward(float *out, const float *inp, const float *weight, const 
      * C, rounded (bias + part1) + part2 and now (part1 + part2) + bias: its
      * results only ever matched within rounding.) */
     long N = (long)B * T;
-    if (da_par_serial((double)N * OC)) {
-        add_bias_rows(out, bias, 0, N, OC);
-    } else {
-#pragma omp parallel for schedule(static)
-        for (long n = 0; n < N; n++) add_bias_rows(out, bias, n, n + 1, OC);
-    }
+    DA_PAR_FOR((double)N * OC, for (long n = 0; n < N; n++) {
+        float *o = out + (size_t)n * OC;
+        da_span_add(o, o, bias, (size_t)OC);
+    });
 }
 
 #define DBIAS_BLOCK 64 /* channels per thread's piece of dbias */
@@ -66,12 +55,8 @@ void da_linear_backward(float *dinp, float *dweight, float *dbias, const float *
          * channels of a block side by side, a row at a time (lanes of one
          * vector add), one thread per block: deterministic */
         int blocks = (OC + DBIAS_BLOCK - 1) / DBIAS_BLOCK;
-        if (da_par_serial((double)N * OC)) {
-            for (int blk = 0; blk < blocks; blk++) dbias_block(dbias, dout, blk, N, OC);
-        } else {
-#pragma omp parallel for schedule(static)
-            for (int blk = 0; blk < blocks; blk++) dbias_block(dbias, dout, blk, N, OC);
-        }
+        DA_PAR_FOR((double)N * OC,
+            for (int blk = 0; blk < blocks; blk++) dbias_block(dbias, dout, blk, N, OC));
     }
 }
 

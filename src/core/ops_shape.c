@@ -91,14 +91,12 @@ static size_t perm_row_ioff(const perm_plan *p, size_t r)
     return off;
 }
 
-/* rows [r0, r1) of permute_forward's out */
-static void permute_rows(float *out, const float *inp, const perm_plan *p, size_t r0, size_t r1)
+/* row r of permute_forward's out */
+static void permute_row(float *out, const float *inp, const perm_plan *p, size_t r)
 {
     size_t inner = p->n[p->nd - 1], is = p->istr[p->nd - 1];
-    for (size_t r = r0; r < r1; r++) {
-        const float *ir = inp + perm_row_ioff(p, r);
-        for (size_t i = 0; i < inner; i++) out[r * inner + i] = ir[i * is];
-    }
+    const float *ir = inp + perm_row_ioff(p, r);
+    for (size_t i = 0; i < inner; i++) out[r * inner + i] = ir[i * is];
 }
 
 /* out (shape[perm[0]], ..., shape[perm[nd-1]]) = inp (shape[0], ..., shape[nd-1]) permuted */
@@ -107,22 +105,15 @@ static void permute_forward(float *out, const float *inp, const perm_plan *p, si
     size_t inner = p->n[p->nd - 1];
     if (n == 0) return;
     size_t rows = n / inner;
-    if (da_par_serial((double)n)) {
-        permute_rows(out, inp, p, 0, rows);
-    } else {
-#pragma omp parallel for schedule(static)
-        for (size_t r = 0; r < rows; r++) permute_rows(out, inp, p, r, r + 1);
-    }
+    DA_PAR_FOR((double)n, for (size_t r = 0; r < rows; r++) permute_row(out, inp, p, r));
 }
 
-/* rows [r0, r1) of dout scattered back into dinp (permute_backward) */
-static void permute_rows_backward(float *dinp, const float *dout, const perm_plan *p, size_t r0, size_t r1)
+/* row r of dout scattered back into dinp (permute_backward) */
+static void permute_row_backward(float *dinp, const float *dout, const perm_plan *p, size_t r)
 {
     size_t inner = p->n[p->nd - 1], is = p->istr[p->nd - 1];
-    for (size_t r = r0; r < r1; r++) {
-        float *dr = dinp + perm_row_ioff(p, r);
-        for (size_t i = 0; i < inner; i++) dr[i * is] += dout[r * inner + i];
-    }
+    float *dr = dinp + perm_row_ioff(p, r);
+    for (size_t i = 0; i < inner; i++) dr[i * is] += dout[r * inner + i];
 }
 
 /* dinp (input shape) += dout (output shape) scattered back; 1:1 map, so no races */
@@ -131,12 +122,7 @@ static void permute_backward(float *dinp, const float *dout, const perm_plan *p,
     size_t inner = p->n[p->nd - 1];
     if (n == 0) return;
     size_t rows = n / inner;
-    if (da_par_serial((double)n)) {
-        permute_rows_backward(dinp, dout, p, 0, rows);
-    } else {
-#pragma omp parallel for schedule(static)
-        for (size_t r = 0; r < rows; r++) permute_rows_backward(dinp, dout, p, r, r + 1);
-    }
+    DA_PAR_FOR((double)n, for (size_t r = 0; r < rows; r++) permute_row_backward(dinp, dout, p, r));
 }
 
 static void permute_backward_node(const da_node *nd)
@@ -171,24 +157,13 @@ da_tensor *da_permute(da_tape *t, da_tensor *x, const int *perm)
 /* row of x (narrow).                                                        */
 /* ------------------------------------------------------------------------ */
 
-/* rows [o0, o1) of concat_forward's out */
-static void concat_rows(float *out, const float *a, const float *b, size_t na, size_t nb, size_t o0, size_t o1)
-{
-    for (size_t o = o0; o < o1; o++) {
-        memcpy(out + o * (na + nb), a + o * na, na * sizeof(float));
-        memcpy(out + o * (na + nb) + na, b + o * nb, nb * sizeof(float));
-    }
-}
-
 /* out (outer, na + nb) = [a (outer, na), b (outer, nb)] */
 static void concat_forward(float *out, const float *a, const float *b, size_t outer, size_t na, size_t nb)
 {
-    if (da_par_serial((double)outer * (na + nb))) {
-        concat_rows(out, a, b, na, nb, 0, outer);
-    } else {
-#pragma omp parallel for schedule(static)
-        for (size_t o = 0; o < outer; o++) concat_rows(out, a, b, na, nb, o, o + 1);
-    }
+    DA_PAR_FOR((double)outer * (na + nb), for (size_t o = 0; o < outer; o++) {
+        memcpy(out + o * (na + nb), a + o * na, na * sizeof(float));
+        memcpy(out + o * (na + nb) + na, b + o * nb, nb * sizeof(float));
+    });
 }
 
 /* da (outer, na) += dout[:, :na]; db (outer, nb) += dout[:, na:] */

@@ -34,13 +34,7 @@ extern double da_par_min;
  * VM, and more in a model. Sampling at batch 1 opened some 3000 such
  * regions outside the GEMMs (and 5000 in them, gemm_run); without them, and
  * without the GEMM's, it runs 16% faster on one thread (docs/benchmarks.md).
- * The hot loops therefore branch on this instead:
- *
- *   if (da_par_serial(n)) loop;
- *   else {
- *   #pragma omp parallel for schedule(static)
- *       loop;
- *   } */
+ * The hot loops therefore run through DA_PAR_FOR (below) instead. */
 static inline int da_par_serial(double work)
 {
 #ifdef _OPENMP
@@ -50,5 +44,17 @@ static inline int da_par_serial(double work)
     return 1;
 #endif
 }
+
+/* DA_PAR_FOR(work, for (...) statement): the loop, split over the threads
+ * with schedule(static), or, when da_par_serial(work), run as a plain loop
+ * that opens no region. Written once, expanded into both. */
+#define DA_PAR_FOR(work, ...)                                              \
+    do {                                                                   \
+        if (da_par_serial(work)) {                                         \
+            __VA_ARGS__;                                                   \
+        } else {                                                           \
+            _Pragma("omp parallel for schedule(static)") __VA_ARGS__;      \
+        }                                                                  \
+    } while (0)
 
 #endif

@@ -31,11 +31,12 @@
 typedef void (*fwd_block_fn)(float *out, const float *x);                   /* BLK values */
 typedef void (*bwd_block_fn)(float *dx, const float *dout, const float *x); /* BLK values */
 
-/* blocks [b0, b1) of out (n) = f(inp (n)), BLK values each, the last
- * zero padded when n is not a multiple of BLK */
-static void forward_block_range(fwd_block_fn f, float *out, const float *inp, size_t n, size_t b0, size_t b1)
+/* out (n) = f(inp (n)), BLK at a time, blocks split over threads; the last
+ * block zero padded when n is not a multiple of BLK */
+static void forward_blocks(fwd_block_fn f, float *out, const float *inp, size_t n)
 {
-    for (size_t b = b0; b < b1; b++) {
+    size_t nb = (n + BLK - 1) / BLK;
+    DA_PAR_FOR((double)n, for (size_t b = 0; b < nb; b++) {
         size_t off = b * BLK, m = n - off < BLK ? n - off : BLK;
         if (m == BLK) {
             f(out + off, inp + off);
@@ -45,26 +46,14 @@ static void forward_block_range(fwd_block_fn f, float *out, const float *inp, si
             f(y, x);
             memcpy(out + off, y, m * sizeof(float));
         }
-    }
+    });
 }
 
-/* out (n) = f(inp (n)), BLK at a time, blocks split over threads */
-static void forward_blocks(fwd_block_fn f, float *out, const float *inp, size_t n)
+/* dinp (n) += f(dout (n), inp (n)), as above */
+static void backward_blocks(bwd_block_fn f, float *dinp, const float *dout, const float *inp, size_t n)
 {
     size_t nb = (n + BLK - 1) / BLK;
-    if (da_par_serial((double)n)) {
-        forward_block_range(f, out, inp, n, 0, nb);
-    } else {
-#pragma omp parallel for schedule(static)
-        for (size_t b = 0; b < nb; b++) forward_block_range(f, out, inp, n, b, b + 1);
-    }
-}
-
-/* blocks [b0, b1) of dinp (n) += f(dout (n), inp (n)), as above */
-static void backward_block_range(bwd_block_fn f, float *dinp, const float *dout, const float *inp, size_t n,
-                                 size_t b0, size_t b1)
-{
-    for (size_t b = b0; b < b1; b++) {
+    DA_PAR_FOR((double)n, for (size_t b = 0; b < nb; b++) {
         size_t off = b * BLK, m = n - off < BLK ? n - off : BLK;
         if (m == BLK) {
             f(dinp + off, dout + off, inp + off);
@@ -76,19 +65,7 @@ static void backward_block_range(bwd_block_fn f, float *dinp, const float *dout,
             f(dx, dy, x);
             memcpy(dinp + off, dx, m * sizeof(float));
         }
-    }
-}
-
-/* dinp (n) += f(dout (n), inp (n)), BLK at a time, blocks split over threads */
-static void backward_blocks(bwd_block_fn f, float *dinp, const float *dout, const float *inp, size_t n)
-{
-    size_t nb = (n + BLK - 1) / BLK;
-    if (da_par_serial((double)n)) {
-        backward_block_range(f, dinp, dout, inp, n, 0, nb);
-    } else {
-#pragma omp parallel for schedule(static)
-        for (size_t b = 0; b < nb; b++) backward_block_range(f, dinp, dout, inp, n, b, b + 1);
-    }
+    });
 }
 
 /* ---- silu: out = x * sigmoid(x) ---------------------------------------- */

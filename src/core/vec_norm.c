@@ -198,14 +198,9 @@ static void groupnorm_forward_impl(float *out, float *y, float *mean, float *rst
     assert(G > 0 && C % G == 0);
     int Cg = C / G, NG = N * G;
     int n_sets = (NG + LANES - 1) / LANES;
-    if (da_par_serial((double)N * C * S)) {
+    DA_PAR_FOR((double)N * C * S,
         for (int q = 0; q < n_sets; q++)
-            groupnorm_forward_set(out, y, mean, rstd, inp, gamma, beta, q, NG, G, Cg, S, eps);
-    } else {
-#pragma omp parallel for schedule(static)
-        for (int q = 0; q < n_sets; q++)
-            groupnorm_forward_set(out, y, mean, rstd, inp, gamma, beta, q, NG, G, Cg, S, eps);
-    }
+            groupnorm_forward_set(out, y, mean, rstd, inp, gamma, beta, q, NG, G, Cg, S, eps));
 }
 
 /* out (N, C, S) = (inp - mean[n,g]) * rstd[n,g] * gamma (C) + beta (C),
@@ -360,34 +355,20 @@ void VEC_FN(da_groupnorm_backward)(float *dinp, float *dgamma, float *dbeta, con
 {
     assert(G > 0 && C % G == 0);
     int Cg = C / G, NG = N * G;
-    int serial = da_par_serial((double)N * C * S);
     if (dinp) {
         int n_sets = (NG + LANES - 1) / LANES;
-        if (serial) {
-            for (int q = 0; q < n_sets; q++) groupnorm_dinp_set(dinp, dout, inp, gamma, mean, rstd, q, NG, G, Cg, S);
-        } else {
-#pragma omp parallel for schedule(static)
-            for (int q = 0; q < n_sets; q++) groupnorm_dinp_set(dinp, dout, inp, gamma, mean, rstd, q, NG, G, Cg, S);
-        }
+        DA_PAR_FOR((double)N * C * S,
+            for (int q = 0; q < n_sets; q++) groupnorm_dinp_set(dinp, dout, inp, gamma, mean, rstd, q, NG, G, Cg, S));
     }
     if ((dgamma || dbeta) && S == 1 && G == 1) {
         int n_chunks = (C + CHUNK - 1) / CHUNK;
-        if (da_par_serial((double)N * C)) {
-            for (int q = 0; q < n_chunks; q++) layernorm_dparams_chunk_q(dgamma, dbeta, dout, inp, mean, rstd, q, N, C);
-        } else {
-#pragma omp parallel for schedule(static)
-            for (int q = 0; q < n_chunks; q++) layernorm_dparams_chunk_q(dgamma, dbeta, dout, inp, mean, rstd, q, N, C);
-        }
+        DA_PAR_FOR((double)N * C,
+            for (int q = 0; q < n_chunks; q++) layernorm_dparams_chunk_q(dgamma, dbeta, dout, inp, mean, rstd, q, N, C));
     } else if (dgamma || dbeta) {
         /* LANES channels per set; batch items and positions summed in order */
         int n_sets = (C + LANES - 1) / LANES;
-        if (serial) {
+        DA_PAR_FOR((double)N * C * S,
             for (int q = 0; q < n_sets; q++)
-                groupnorm_dparams_set(dgamma, dbeta, dout, inp, mean, rstd, q, N, C, S, G);
-        } else {
-#pragma omp parallel for schedule(static)
-            for (int q = 0; q < n_sets; q++)
-                groupnorm_dparams_set(dgamma, dbeta, dout, inp, mean, rstd, q, N, C, S, G);
-        }
+                groupnorm_dparams_set(dgamma, dbeta, dout, inp, mean, rstd, q, N, C, S, G));
     }
 }
