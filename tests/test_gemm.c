@@ -242,13 +242,16 @@ static void test_gemm_every_tile(void **state)
              * thread runs both column blocks) */
             /* and a transposed B whose last K slice (203 = 128 + 75) is no
              * multiple of the 4 x 4 blocks its slivers are gathered in */
-            static const gemm_case more[5] = {{37, 1000, 1000, 0, 0, 24, 1.0f, 0.0f},
+            /* and an A of 4 KB rows whose last K slice (1003 = 7 x 128 + 107)
+             * is no multiple of the 8 x 8 blocks its slivers are packed in */
+            static const gemm_case more[6] = {{37, 1000, 1000, 0, 0, 24, 1.0f, 0.0f},
                                               {37, 1000, 1000, 0, 1, 24, 0.5f, -2.0f},
                                               {1000, 40, 200, 1, 0, 24, 1.0f, 0.0f},
                                               {300, 600, 200, 0, 1, 3, 1.0f, 0.0f},
-                                              {40, 96, 203, 0, 1, 5, 1.0f, 0.0f}};
+                                              {40, 96, 203, 0, 1, 5, 1.0f, 0.0f},
+                                              {37, 100, 1003, 0, 0, 21, 0.5f, -2.0f}};
             /* 4 transposes x (alpha 1, beta 0: sums kept in C; 0.5, -2), then more[] */
-            for (int t = 0; t < 13; t++) {
+            for (int t = 0; t < 14; t++) {
                 float alpha = t < 4 ? 1.0f : 0.5f, beta = t < 4 ? 0.0f : -2.0f;
                 gemm_case c = t < 8 ? (gemm_case){37, 520, 300, (t >> 1) & 1, t & 1, 3, alpha, beta} : more[t - 8];
                 gemm_inputs in = inputs_new(&c, 300u + (uint32_t)t);

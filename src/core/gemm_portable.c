@@ -269,12 +269,14 @@ da_status da_gemm_set_tile(const char *name)
 /* Packing                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* One B sliver, dst (kc, W) = op(B)[p0 : p0+kc, W columns], per width W:
- * - gather_W, op(B) = B^T: dst[p * W + c] = src[c * ld + p]. Written
+/* W columns of one B sliver, dst (kc, W), rows dw >= W apart = op(B)[p0 :
+ * p0+kc, W columns], per width W (dw = W: a whole sliver; dw > W: the used
+ * columns of an edge sliver, the rest zero):
+ * - gather_W, op(B) = B^T: dst[p * dw + c] = src[c * ld + p]. Written
  *   p-outer with a constant W, so each step reads W sequential streams and
  *   writes W contiguous floats (for W = 8, 1.6x the c-outer loop's speed,
  *   measured on a Zen 5 core);
- * - copy_W, op(B) = B: dst[p * W + c] = src[p * ld + c]. A constant W lets
+ * - copy_W, op(B) = B: dst[p * dw + c] = src[p * ld + c]. A constant W lets
  *   the compiler copy each row with a few vector moves instead of a call to
  *   memcpy (5% of sampling time when it called). */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -301,7 +303,7 @@ static inline void transpose4(float *restrict dst, size_t ldd, const float *rest
 }
 #define GATHER_BLOCKS(W)                                                                  \
     for (; p + 4 <= kc; p += 4)                                                           \
-        for (int c = 0; c < (W); c += 4) transpose4(dst + p * (W) + c, (W), src + c * ld + p, ld);
+        for (int c = 0; c < (W); c += 4) transpose4(dst + p * dw + c, dw, src + c * ld + p, ld);
 #else
 #define GATHER_BLOCKS(W)
 #endif
@@ -360,18 +362,18 @@ __attribute__((target("avx2"))) static inline void transpose8(float *restrict ds
 
 #ifdef DA_GATHER8
 #define DEFINE_GATHER8(W)                                                                 \
-    __attribute__((target("avx2"))) static void gather8_##W(float *restrict dst, const float *restrict src, \
-                                                            size_t ld, int kc)          \
+    __attribute__((target("avx2"))) static void gather8_##W(float *restrict dst, size_t dw,                \
+                                                            const float *restrict src, size_t ld, int kc) \
     {                                                                                    \
         int p = 0;                                                                       \
         for (; p + 8 <= kc; p += 8)                                                       \
-            for (int c = 0; c < (W); c += 8) transpose8(dst + p * (W) + c, (W), src + c * ld + p, ld); \
+            for (int c = 0; c < (W); c += 8) transpose8(dst + p * dw + c, dw, src + c * ld + p, ld); \
         for (; p < kc; p++)                                                               \
-            for (int c = 0; c < (W); c++) dst[p * (W) + c] = src[c * ld + p];             \
+            for (int c = 0; c < (W); c++) dst[p * dw + c] = src[c * ld + p];             \
     }
 #define GATHER_WIDE(W)                                                                    \
     if (wide) {                                                                          \
-        gather8_##W(dst, src, ld, kc);                                                    \
+        gather8_##W(dst, dw, src, ld, kc);                                                \
         return;                                                                          \
     }
 #else
@@ -379,57 +381,77 @@ __attribute__((target("avx2"))) static inline void transpose8(float *restrict ds
 #define GATHER_WIDE(W) (void)wide;
 #endif
 
-/* gather_W: dst (kc, W) = the transpose of W rows of kc at src, ld apart (op(B)
- * of a transposed B): 8 x 8 blocks when `wide` (gemm_args.wide_gather: the
- * AVX2 and AVX-512 copies), else 4 x 4 blocks (GCC), then the last rows one
- * by one; copy_W: dst (kc, W) = kc rows of W at src, ld apart */
+/* gather_W: dst (kc, W), rows dw apart = the transpose of W rows of kc at
+ * src, ld apart (op(B) of a transposed B): 8 x 8 blocks when `wide`
+ * (gemm_args.wide_gather: the AVX2 and AVX-512 copies), else 4 x 4 blocks
+ * (GCC), then the last rows one by one; copy_W: dst (kc, W), rows dw apart
+ * = kc rows of W at src, ld apart */
 #define DEFINE_SLIVER_COPIES(W)                                                           \
     DEFINE_GATHER8(W)                                                                    \
-    static void gather_##W(float *restrict dst, const float *restrict src, size_t ld, int kc, int wide) \
+    static void gather_##W(float *restrict dst, size_t dw, const float *restrict src, size_t ld, int kc, \
+                           int wide)                                                     \
     {                                                                                    \
         GATHER_WIDE(W)                                                                   \
         int p = 0;                                                                       \
         GATHER_BLOCKS(W)                                                                 \
         for (; p < kc; p++)                                                               \
-            for (int c = 0; c < (W); c++) dst[p * (W) + c] = src[c * ld + p];             \
+            for (int c = 0; c < (W); c++) dst[p * dw + c] = src[c * ld + p];             \
     }                                                                                    \
-    static void copy_##W(float *restrict dst, const float *restrict src, size_t ld, int kc) \
+    static void copy_##W(float *restrict dst, size_t dw, const float *restrict src, size_t ld, int kc) \
     {                                                                                    \
-        for (int p = 0; p < kc; p++) memcpy(dst + p * (W), src + p * ld, (W) * sizeof(float)); \
+        for (int p = 0; p < kc; p++) memcpy(dst + p * dw, src + p * ld, (W) * sizeof(float)); \
     }
+DEFINE_SLIVER_COPIES(8) /* A slivers of the 8-row tiles (pack_a_sliver) */
 DEFINE_SLIVER_COPIES(16)
 DEFINE_SLIVER_COPIES(24)
 DEFINE_SLIVER_COPIES(32)
 
-/* dst (kc, w) from the `used` <= w columns of op(B) at src: a whole sliver
- * of a width above takes its constant-width copy, an edge the plain loop */
+/* dst (kc, w) from the `used` <= w columns of op(B) at src (an edge
+ * sliver's other columns are zero already, pack_b): a width above takes its
+ * constant-width copy, whole sliver or edge (the per-head attention GEMMs,
+ * N = 16 head dimensions or 24 tokens, are all edge: one float at a time
+ * they took 4% of sampling at batch 16), any other the plain loop */
 static void copy_sliver(float *restrict dst, int w, const float *restrict src, size_t ld, int trans, int used,
                         int kc, int wide)
 {
-#define WHOLE_SLIVER(W)                                                                   \
+#define SLIVER_OF(W)                                                                      \
     case W:                                                                              \
-        if (trans) gather_##W(dst, src, ld, kc, wide);                                    \
-        else copy_##W(dst, src, ld, kc);                                                 \
+        if (trans) gather_##W(dst, (size_t)w, src, ld, kc, wide);                         \
+        else copy_##W(dst, (size_t)w, src, ld, kc);                                      \
         return;
-    switch (used == w ? w : 0) {
-    WHOLE_SLIVER(16)
-    WHOLE_SLIVER(24)
-    WHOLE_SLIVER(32)
+    switch (used) {
+    SLIVER_OF(8)
+    SLIVER_OF(16)
+    SLIVER_OF(24)
+    SLIVER_OF(32)
     default:
-        for (int p = 0; p < kc; p++)
-            for (int c = 0; c < used; c++) dst[p * w + c] = trans ? src[c * ld + p] : src[p * ld + c];
+        if (trans)
+            for (int p = 0; p < kc; p++)
+                for (int c = 0; c < used; c++) dst[p * w + c] = src[c * ld + p];
+        else
+            for (int p = 0; p < kc; p++)
+                for (int c = 0; c < used; c++) dst[p * w + c] = src[p * ld + c];
     }
-#undef WHOLE_SLIVER
+#undef SLIVER_OF
 }
 
 /* dst: the sliver (kc, mr) of op(A)[i0 : i0+used, p0 : p0+kc], rows past
  * `used` set to 0. Most slivers are read where they lie; this copies a last,
  * partial one, and every one where A's stride aliases. Padded lanes only
  * feed tile entries that are never stored, but zeros keep uninitialised
- * memory (slow denormals, sanitizer reports) out of them. */
+ * memory (slow denormals, sanitizer reports) out of them. A whole sliver of
+ * the 8-row tiles is B's sliver copy at width 8: A's rows transposed in
+ * blocks (the one-float-at-a-time loop below took 2.6% of sampling at batch
+ * 16, packing the (tokens, 1024) inputs of ff.fc2, whose 4 KB rows alias). */
 static void pack_a_sliver(float *dst, int mr, const float *A, int lda, int trans_a, int i0, int used, int p0,
-                          int kc)
+                          int kc, int wide)
 {
+    if (mr == 8 && used == 8) {
+        const float *src = trans_a ? A + (size_t)p0 * lda + i0 : A + (size_t)i0 * lda + p0;
+        if (trans_a) copy_8(dst, 8, src, (size_t)lda, kc);
+        else gather_8(dst, 8, src, (size_t)lda, kc, wide);
+        return;
+    }
     memset(dst, 0, (size_t)kc * mr * sizeof(float));
     for (int p = 0; p < kc; p++)
         for (int r = 0; r < used; r++)
@@ -567,7 +589,7 @@ static void gemm_task(const gemm_args *g, gemm_kernel k, int i0, int rows, int j
         for (int ti = in_place; ti < tiles_m; ti++) {
             int used = rows - ti * mr < mr ? rows - ti * mr : mr;
             pack_a_sliver(apack + (size_t)(ti - in_place) * mr * kc, mr, g->A, g->lda, g->trans_a, i0 + ti * mr,
-                          used, p0, kc);
+                          used, p0, kc, g->wide_gather);
         }
         float *bslice = whole_b ? bpack + (size_t)p0 * tiles_n * nr : bpack;
         if (!b_ready) pack_b_slice(g, bslice, nr, j0, cols, p0, kc);
