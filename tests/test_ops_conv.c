@@ -328,7 +328,8 @@ static void test_conv_groups_threads(void **state)
  * this loop, whichever way conv2d gets there. A stride-1 conv builds its
  * GEMM's B slivers straight from the padded images (ops_conv.c:pack_cols);
  * the cases cover runs of an output row that fill a sliver, that split
- * across slivers, images that share one (2x2 and 4x4 outputs), odd widths,
+ * across slivers, images that share one (2x2 and 4x4 outputs), slivers
+ * made of whole rows (8x8, 4x4, 16x16: the grid copies), odd widths,
  * rows wider than a sliver, planes past im2col's stack copy, groups of
  * images, and the im2col paths (stride 2, pointwise), on every register
  * tile (a sliver is 16, 24 or 32 columns) and at 1 and 2 threads. */
@@ -358,6 +359,7 @@ static void test_conv_forward_bits(void **state)
     static const conv_cfg cases[] = {
         {"8x8, 17 images in groups", 17, 3, 8, 8, 5, 3, 1, 1, 1},
         {"4x4, images share a sliver", 5, 4, 4, 4, 6, 3, 1, 1, 1},
+        {"16x16, rows of 16", 2, 3, 16, 16, 4, 3, 1, 1, 1},
         {"2x2, runs of 2", 9, 2, 2, 2, 3, 3, 1, 1, 0},
         {"odd width 7x5", 3, 3, 7, 5, 4, 3, 1, 1, 1},
         {"k3 p0", 2, 2, 6, 6, 3, 3, 1, 0, 1},
