@@ -70,21 +70,31 @@ static void backward_blocks(bwd_block_fn f, float *dinp, const float *dout, cons
 
 /* ---- silu: out = x * sigmoid(x) ---------------------------------------- */
 
+/* e (BLK) = exp(-|x (BLK)|), sigmoidf_lane's exps */
+static void exp_neg_abs(float *e, const float *x)
+{
+    float t[BLK];
+    for (int i = 0; i < BLK; i++) t[i] = -fabsf(x[i]);
+    EXPF_N(e, t, BLK);
+}
+
 static void silu_fwd_block(float *out, const float *inp)
 {
-    float x[BLK];
+    float x[BLK], e[BLK];
     memcpy(x, inp, sizeof x);
-    for (int i = 0; i < BLK; i++) out[i] = x[i] * sigmoidf_lane(x[i]);
+    exp_neg_abs(e, x);
+    for (int i = 0; i < BLK; i++) out[i] = x[i] * sigmoid_of_exp(x[i], e[i]);
 }
 
 /* dinp += dout * s (1 + x (1 - s)), s = sigmoid(x) */
 static void silu_bwd_block(float *dinp, const float *dout, const float *inp)
 {
-    float x[BLK], dy[BLK];
+    float x[BLK], dy[BLK], e[BLK];
     memcpy(x, inp, sizeof x);
     memcpy(dy, dout, sizeof dy);
+    exp_neg_abs(e, x);
     for (int i = 0; i < BLK; i++) {
-        float s = sigmoidf_lane(x[i]);
+        float s = sigmoid_of_exp(x[i], e[i]);
         dinp[i] += dy[i] * (s * (1.0f + x[i] * (1.0f - s)));
     }
 }

@@ -37,7 +37,7 @@ static void expf_block(float *y, const float *x)
 {
     float xb[BLK];
     memcpy(xb, x, sizeof xb);
-    for (int i = 0; i < BLK; i++) y[i] = expf_lane(xb[i]);
+    EXPF_N(y, xb, BLK);
 }
 
 static void logf_block(float *y, const float *x)

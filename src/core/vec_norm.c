@@ -77,9 +77,11 @@ static void silu_span(float *out, const float *y, size_t n)
 {
     size_t i = 0;
     for (; i + CHUNK <= n; i += CHUNK) {
-        float yb[CHUNK];
+        float yb[CHUNK], t[CHUNK], e[CHUNK];
         memcpy(yb, y + i, sizeof yb);
-        for (int k = 0; k < CHUNK; k++) out[i + k] = yb[k] * sigmoidf_lane(yb[k]);
+        for (int k = 0; k < CHUNK; k++) t[k] = -fabsf(yb[k]);
+        EXPF_N(e, t, CHUNK);
+        for (int k = 0; k < CHUNK; k++) out[i + k] = yb[k] * sigmoid_of_exp(yb[k], e[k]);
     }
     for (; i < n; i++) out[i] = y[i] * sigmoidf_lane(y[i]);
 }
