@@ -32,6 +32,7 @@
 #include <time.h>
 
 #include "core/gemm_packer.h"
+#include "core/transpose8.h"
 #include "dalign/core.h"
 
 #ifdef _OPENMP
@@ -315,40 +316,13 @@ static inline void transpose4(float *restrict dst, size_t ldd, const float *rest
  * its time gathering the linear layers' weights (W (OC, C) is a transposed
  * B, packed again at every call). */
 #define DA_GATHER8 1
-typedef float v8f __attribute__((vector_size(32)));
-typedef int v8i __attribute__((vector_size(32)));
 __attribute__((target("avx2"))) static inline void transpose8(float *restrict dst, size_t ldd,
                                                               const float *restrict src, size_t lds)
 {
-    /* named registers, not arrays: GCC keeps arrays on the stack at -O2 */
-    v8f r0, r1, r2, r3, r4, r5, r6, r7;
-    memcpy(&r0, src, sizeof r0);
-    memcpy(&r1, src + lds, sizeof r1);
-    memcpy(&r2, src + 2 * lds, sizeof r2);
-    memcpy(&r3, src + 3 * lds, sizeof r3);
-    memcpy(&r4, src + 4 * lds, sizeof r4);
-    memcpy(&r5, src + 5 * lds, sizeof r5);
-    memcpy(&r6, src + 6 * lds, sizeof r6);
-    memcpy(&r7, src + 7 * lds, sizeof r7);
-    /* in each 128-bit half: two rows interleaved (lo: elements 0, 1; hi: 2, 3) */
-    const v8i ilo = {0, 8, 1, 9, 4, 12, 5, 13}, ihi = {2, 10, 3, 11, 6, 14, 7, 15};
-    v8f t0 = __builtin_shuffle(r0, r1, ilo), t1 = __builtin_shuffle(r0, r1, ihi);
-    v8f t2 = __builtin_shuffle(r2, r3, ilo), t3 = __builtin_shuffle(r2, r3, ihi);
-    v8f t4 = __builtin_shuffle(r4, r5, ilo), t5 = __builtin_shuffle(r4, r5, ihi);
-    v8f t6 = __builtin_shuffle(r6, r7, ilo), t7 = __builtin_shuffle(r6, r7, ihi);
-    /* then two such pairs: u_j holds column j of four rows (low half) and
-     * column j + 4 (high half) */
-    const v8i plo = {0, 1, 8, 9, 4, 5, 12, 13}, phi = {2, 3, 10, 11, 6, 7, 14, 15};
-    v8f u0 = __builtin_shuffle(t0, t2, plo), u1 = __builtin_shuffle(t0, t2, phi);
-    v8f u2 = __builtin_shuffle(t1, t3, plo), u3 = __builtin_shuffle(t1, t3, phi);
-    v8f u4 = __builtin_shuffle(t4, t6, plo), u5 = __builtin_shuffle(t4, t6, phi);
-    v8f u6 = __builtin_shuffle(t5, t7, plo), u7 = __builtin_shuffle(t5, t7, phi);
-    /* rows 0-3 with rows 4-7: the low halves are columns 0-3, the high 4-7 */
-    const v8i hlo = {0, 1, 2, 3, 8, 9, 10, 11}, hhi = {4, 5, 6, 7, 12, 13, 14, 15};
-    v8f o0 = __builtin_shuffle(u0, u4, hlo), o4 = __builtin_shuffle(u0, u4, hhi);
-    v8f o1 = __builtin_shuffle(u1, u5, hlo), o5 = __builtin_shuffle(u1, u5, hhi);
-    v8f o2 = __builtin_shuffle(u2, u6, hlo), o6 = __builtin_shuffle(u2, u6, hhi);
-    v8f o3 = __builtin_shuffle(u3, u7, hlo), o7 = __builtin_shuffle(u3, u7, hhi);
+    const float *rows[8] = {src, src + lds, src + 2 * lds, src + 3 * lds,
+                            src + 4 * lds, src + 5 * lds, src + 6 * lds, src + 7 * lds};
+    DA_LOAD8_ROWS(r, rows, 0);
+    DA_TRANSPOSE8(r, o);
     memcpy(dst, &o0, sizeof o0);
     memcpy(dst + ldd, &o1, sizeof o1);
     memcpy(dst + 2 * ldd, &o2, sizeof o2);
