@@ -350,9 +350,29 @@ __attribute__((target("avx2"))) static inline void transpose8(float *restrict ds
         gather8_##W(dst, dw, src, ld, kc);                                                \
         return;                                                                          \
     }
+/* A twin of a plain loop (the row copies, the tile finish) built for AVX2,
+ * taken when `wide`: the driver is built for the baseline, where those
+ * loops move 16 bytes an instruction (they were 40% of run_tasks, 1.8% of
+ * sampling at batch 16). The same operations: data moves, and finish's
+ * multiply and add, never fused (no FMA in the target, -ffp-contract=off). */
+#define AVX_TWIN_ATTR __attribute__((target("avx2")))
+#define AVX_TWIN(wide, name, args)                                                        \
+    if (wide) {                                                                          \
+        name##_avx args;                                                                 \
+        return;                                                                          \
+    }
 #else
 #define DEFINE_GATHER8(W)
 #define GATHER_WIDE(W) (void)wide;
+#define AVX_TWIN(wide, name, args) (void)(wide);
+#endif
+
+/* DEFINE_WITH_TWIN(DEF, ...): DEF(suffix, attribute, ...) once plain and,
+ * on x86 with GCC, once more as the _avx twin */
+#ifdef DA_GATHER8
+#define DEFINE_WITH_TWIN(DEF, ...) DEF(, , __VA_ARGS__) DEF(_avx, AVX_TWIN_ATTR, __VA_ARGS__)
+#else
+#define DEFINE_WITH_TWIN(DEF, ...) DEF(, , __VA_ARGS__)
 #endif
 
 /* gather_W: dst (kc, W), rows dw apart = the transpose of W rows of kc at
@@ -371,7 +391,16 @@ __attribute__((target("avx2"))) static inline void transpose8(float *restrict ds
         for (; p < kc; p++)                                                               \
             for (int c = 0; c < (W); c++) dst[p * dw + c] = src[c * ld + p];             \
     }                                                                                    \
-    static void copy_##W(float *restrict dst, size_t dw, const float *restrict src, size_t ld, int kc) \
+    DEFINE_WITH_TWIN(DEFINE_COPY, W)                                                     \
+    static void copy_##W(float *restrict dst, size_t dw, const float *restrict src, size_t ld, int kc, \
+                         int wide)                                                       \
+    {                                                                                    \
+        AVX_TWIN(wide, copy_rows_##W, (dst, dw, src, ld, kc))                             \
+        copy_rows_##W(dst, dw, src, ld, kc);                                             \
+    }
+#define DEFINE_COPY(SFX, ATTR, W)                                                         \
+    ATTR static void copy_rows_##W##SFX(float *restrict dst, size_t dw, const float *restrict src, size_t ld, \
+                                         int kc)                                         \
     {                                                                                    \
         for (int p = 0; p < kc; p++) memcpy(dst + p * dw, src + p * ld, (W) * sizeof(float)); \
     }
@@ -391,7 +420,7 @@ static void copy_sliver(float *restrict dst, int w, const float *restrict src, s
 #define SLIVER_OF(W)                                                                      \
     case W:                                                                              \
         if (trans) gather_##W(dst, (size_t)w, src, ld, kc, wide);                         \
-        else copy_##W(dst, (size_t)w, src, ld, kc);                                      \
+        else copy_##W(dst, (size_t)w, src, ld, kc, wide);                                \
         return;
     switch (used) {
     SLIVER_OF(8)
@@ -422,7 +451,7 @@ static void pack_a_sliver(float *dst, int mr, const float *A, int lda, int trans
 {
     if (mr == 8 && used == 8) {
         const float *src = trans_a ? A + (size_t)p0 * lda + i0 : A + (size_t)i0 * lda + p0;
-        if (trans_a) copy_8(dst, 8, src, (size_t)lda, kc);
+        if (trans_a) copy_8(dst, 8, src, (size_t)lda, kc, wide);
         else gather_8(dst, 8, src, (size_t)lda, kc, wide);
         return;
     }
@@ -465,7 +494,7 @@ typedef struct gemm_args {
     int lda, ldb, ldc;
     da_gemm_pack_b_fn pack_b; /* or NULL: op(B) is B (gemm_packer.h) */
     const void *pack_ctx;
-    int wide_gather; /* gather a transposed B in 8 x 8 blocks (gemm_run sets it once a call) */
+    int wide_gather; /* AVX2 runs: 8 x 8 gathers, the _avx twins (gemm_run sets it once a call) */
 } gemm_args;
 
 /* c = alpha*s + beta*c; beta == 0 never reads c (it may hold NaN garbage) */
@@ -478,8 +507,8 @@ static inline float finish(float s, float c, float alpha, float beta)
  * of the loop, and the whole-tile widths get copies with a constant length,
  * so the loops vectorise (the same operations per element as finish); with a
  * run-time length the scalar loop took 10% of a UNet forward. */
-#define DEFINE_FINISH(name, W)                                                            \
-    static void name(float *restrict c, const float *restrict t, int n, float alpha, float beta) \
+#define DEFINE_FINISH(SFX, ATTR, name, W)                                                 \
+    ATTR static void name##SFX(float *restrict c, const float *restrict t, int n, float alpha, float beta) \
     {                                                                                    \
         (void)n; /* the constant-width copies ignore it */                               \
         if (beta == 0.0f)                                                                \
@@ -487,17 +516,17 @@ static inline float finish(float s, float c, float alpha, float beta)
         else                                                                             \
             for (int q = 0; q < (W); q++) c[q] = alpha * t[q] + beta * c[q];              \
     }
-DEFINE_FINISH(finish_16, 16)
-DEFINE_FINISH(finish_24, 24)
-DEFINE_FINISH(finish_32, 32)
-DEFINE_FINISH(finish_n, n)
+DEFINE_WITH_TWIN(DEFINE_FINISH, finish_16, 16)
+DEFINE_WITH_TWIN(DEFINE_FINISH, finish_24, 24)
+DEFINE_WITH_TWIN(DEFINE_FINISH, finish_32, 32)
+DEFINE_FINISH(, , finish_n, n)
 
-static void finish_row(float *restrict c, const float *restrict t, int n, float alpha, float beta)
+static void finish_row(float *restrict c, const float *restrict t, int n, float alpha, float beta, int wide)
 {
     switch (n) {
-    case 16: finish_16(c, t, n, alpha, beta); return;
-    case 24: finish_24(c, t, n, alpha, beta); return;
-    case 32: finish_32(c, t, n, alpha, beta); return;
+    case 16: AVX_TWIN(wide, finish_16, (c, t, n, alpha, beta)) finish_16(c, t, n, alpha, beta); return;
+    case 24: AVX_TWIN(wide, finish_24, (c, t, n, alpha, beta)) finish_24(c, t, n, alpha, beta); return;
+    case 32: AVX_TWIN(wide, finish_32, (c, t, n, alpha, beta)) finish_32(c, t, n, alpha, beta); return;
     default: finish_n(c, t, n, alpha, beta);
     }
 }
@@ -590,7 +619,7 @@ static void gemm_task(const gemm_args *g, gemm_kernel k, int i0, int rows, int j
             int cols_here = cols - tj * nr < nr ? cols - tj * nr : nr;
             for (int r = 0; r < rows_here; r++) {
                 float *c = g->C + (size_t)(i0 + ti * mr + r) * g->ldc + j0 + tj * nr;
-                finish_row(c, t + r * nr, cols_here, g->alpha, g->beta);
+                finish_row(c, t + r * nr, cols_here, g->alpha, g->beta, g->wide_gather);
             }
         }
     }
