@@ -323,6 +323,67 @@ static void test_attention_backward_bits(void **state)
     assert_int_equal(da_gemm_set_backend(backend), DA_OK);
 }
 
+/* The forward's bits are the same under every vector copy the CPU runs
+ * (DA_ISA): with AVX2 the softmax's row groups go 8 keys at a time through
+ * register transposes (ops_attention.c:rows_max_by_8, rows_sum_by_8), the
+ * base copy one key at a time; the exps and the portable GEMM's tiles
+ * keep their bits on every copy. Shapes: 64 keys (self-attention), 24 with
+ * padded keys masked (cross-attention), causal rows, key counts that are
+ * no multiple of 8 (13, 37), row counts that leave a group short, a first
+ * key masked, and scores with NaN and inf. */
+static void test_attention_forward_same_on_every_isa(void **state)
+{
+    (void)state;
+    static const struct {
+        int B, Tq, Tk, D, heads, causal, mask;
+    } shapes[] = {{2, 64, 64, 64, 4, 0, 0}, {3, 64, 24, 64, 4, 0, 1}, {2, 20, 20, 32, 2, 1, 0},
+                  {2, 29, 13, 16, 2, 0, 1}, {1, 11, 37, 48, 3, 0, 2}, {2, 33, 33, 64, 4, 1, 1}};
+    const char *saved = da_isa(), *isas[3] = {"base", "avx2", "avx512"};
+    const char *backend = da_gemm_backend();
+    assert_int_equal(da_gemm_set_backend("portable"), DA_OK);
+    int n_cmp = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int B = shapes[s].B, Tq = shapes[s].Tq, Tk = shapes[s].Tk, D = shapes[s].D, H = shapes[s].heads;
+        size_t nq = (size_t)B * Tq * D, nk = (size_t)B * Tk * D, na = (size_t)B * H * Tq * Tk;
+        float *q = tu_alloc_fill(nq, 900u + (uint32_t)s, -2.0f, 2.0f), *k = tu_alloc_fill(nk, 910u + (uint32_t)s, -2.0f, 2.0f);
+        float *v = tu_alloc_fill(nk, 920u + (uint32_t)s, -1.0f, 1.0f);
+        uint8_t *keep = NULL;
+        if (shapes[s].mask) {
+            keep = malloc((size_t)B * Tk);
+            assert_non_null(keep);
+            /* mask 1: every fifth key and the padding past 3/4; mask 2 also the first key */
+            for (int i = 0; i < B * Tk; i++) keep[i] = (i % 5) != 2 && (i % Tk) < Tk * 3 / 4;
+            if (shapes[s].mask == 2) for (int b = 0; b < B; b++) keep[(size_t)b * Tk] = 0;
+        }
+        if (s == 4) {   /* NaN and inf in some scores: through q and k */
+            q[5] = NAN, q[D + 1] = INFINITY, k[3 * D + 2] = -INFINITY;
+        }
+        float *out[3], *att[3];
+        int have[3] = {0};
+        for (int i = 0; i < 3; i++) {
+            out[i] = malloc(nq * sizeof(float)), att[i] = malloc(na * sizeof(float));
+            if (da_set_isa(isas[i]) != DA_OK) continue;   /* not on this CPU */
+            have[i] = 1;
+            da_attention_forward(out[i], att[i], q, k, v, keep, B, Tq, Tk, D, H, shapes[s].causal);
+        }
+        assert_true(have[0]);
+        for (int i = 1; i < 3; i++) {
+            if (!have[i]) continue;
+            char what[120];
+            snprintf(what, sizeof what, "attention probabilities, shape %zu, %s vs base", s, isas[i]);
+            tu_assert_bits(what, att[i], att[0], na);
+            snprintf(what, sizeof what, "attention output, shape %zu, %s vs base", s, isas[i]);
+            tu_assert_bits(what, out[i], out[0], nq);
+            n_cmp++;
+        }
+        for (int i = 0; i < 3; i++) free(out[i]), free(att[i]);
+        free(q), free(k), free(v), free(keep);
+    }
+    assert_int_equal(da_set_isa(saved), DA_OK);
+    assert_int_equal(da_gemm_set_backend(backend), DA_OK);
+    print_message("attention forward: %d comparisons with the base copy\n", n_cmp);
+}
+
 /* Larger shapes so both threads get rows and OpenBLAS may split GEMMs. */
 static void test_threads(void **state)
 {
@@ -353,6 +414,7 @@ int main(void)
         cmocka_unit_test(test_attention_fully_masked),
         cmocka_unit_test(test_attention_mask_is_removal),
         cmocka_unit_test(test_attention_backward_bits),
+        cmocka_unit_test(test_attention_forward_same_on_every_isa),
         cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

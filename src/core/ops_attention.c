@@ -68,6 +68,61 @@ static int same_keys(const softmax_rows *sr, int r, int r1)
     return n;
 }
 
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
+/* With AVX2 (da_isa not base; this file is built for the baseline), the
+ * row group's max and sum read 8 keys of each of the 8 rows and transpose
+ * them in registers (core/transpose8.h): a vector then holds key j of every
+ * row, and each lane is still its row's chain in key order. The lanes loop
+ * builds that vector from 8 scalar loads and 7 inserts per key. */
+#include "core/transpose8.h"
+#define ROWS_BY_8 1
+_Static_assert(ROW_GROUP == 8, "the row group is transposed 8 x 8");
+
+/* m (8): each row's running max over keys [j, n) with keep (or NULL), 8
+ * keys at a time: vm = v > vm ? v : vm per lane, as the lanes loop (a
+ * masked key is skipped, a NaN key never taken); returns the first key
+ * not done */
+__attribute__((target("avx2"))) static int rows_max_by_8(float *m, const float *const *row, int j, int n,
+                                                          const uint8_t *keep)
+{
+    da_v8f vm;
+    memcpy(&vm, m, sizeof vm);
+#define MAX_STEP(v, k)                                                                             \
+    if (!keep || keep[j + (k)]) {                                                                  \
+        da_v8i gt = (v) > vm;                                                                      \
+        vm = (da_v8f)(((da_v8i)(v) & gt) | ((da_v8i)vm & ~gt));                                    \
+    }
+    for (; j + 8 <= n; j += 8) {
+        DA_LOAD8_ROWS(r, row, j);
+        DA_TRANSPOSE8(r, v);
+        MAX_STEP(v0, 0) MAX_STEP(v1, 1) MAX_STEP(v2, 2) MAX_STEP(v3, 3)
+        MAX_STEP(v4, 4) MAX_STEP(v5, 5) MAX_STEP(v6, 6) MAX_STEP(v7, 7)
+    }
+#undef MAX_STEP
+    memcpy(m, &vm, sizeof vm);
+    return j;
+}
+
+/* sum (8) += each row's keys [0, 8 floor(n / 8)) in order; returns the first key not done */
+__attribute__((target("avx2"))) static int rows_sum_by_8(float *sum, const float *const *row, int n)
+{
+    da_v8f vs;
+    memcpy(&vs, sum, sizeof vs);
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        DA_LOAD8_ROWS(r, row, j);
+        DA_TRANSPOSE8(r, v);
+        vs += v0, vs += v1, vs += v2, vs += v3, vs += v4, vs += v5, vs += v6, vs += v7;
+    }
+    memcpy(sum, &vs, sizeof vs);
+    return j;
+}
+
+/* whether the rows go 8 keys at a time: the CPU runs AVX2 */
+static int rows_by_8(void) { return strcmp(da_isa(), "base") != 0; }
+#endif
+
+
 /* The ROW_GROUP row pointers of a group of nr rows Tk apart. Loops over
  * them are unrolled (DA_UNROLL_LANES, span.h), so that each row's running
  * max or sum lives in a register; a group of fewer rows repeats its last
@@ -94,7 +149,11 @@ static void rows_sub_max(float *s, int nr, int Tk, const uint8_t *keep, int n_vi
     group_rows(row, s, nr, Tk);
     float m[ROW_GROUP];
     DA_UNROLL_LANES for (int q = 0; q < ROW_GROUP; q++) m[q] = row[q][j0];
-    for (int j = j0 + 1; j < n_vis; j++) {
+    int j1 = j0 + 1;
+#ifdef ROWS_BY_8
+    if (rows_by_8()) j1 = rows_max_by_8(m, row, j1, n_vis, keep);
+#endif
+    for (int j = j1; j < n_vis; j++) {
         if (keep && !keep[j]) continue;
         DA_UNROLL_LANES for (int q = 0; q < ROW_GROUP; q++) {
             float v = row[q][j];
@@ -119,7 +178,11 @@ static void rows_normalise(float *s, int nr, int Tk, const uint8_t *keep, int n_
     const float *row[ROW_GROUP];
     group_rows(row, s, nr, Tk);
     float sum[ROW_GROUP] = {0};
-    for (int j = 0; j < Tk; j++) DA_UNROLL_LANES for (int q = 0; q < ROW_GROUP; q++) sum[q] += row[q][j];
+    int j0 = 0;
+#ifdef ROWS_BY_8
+    if (rows_by_8()) j0 = rows_sum_by_8(sum, row, Tk);
+#endif
+    for (int j = j0; j < Tk; j++) DA_UNROLL_LANES for (int q = 0; q < ROW_GROUP; q++) sum[q] += row[q][j];
     for (int q = 0; q < nr; q++) da_span_mul_scalar(s + (size_t)q * Tk, s + (size_t)q * Tk, 1.0f / sum[q], (size_t)Tk);
 }
 
