@@ -332,7 +332,9 @@ static void test_conv_groups_threads(void **state)
  * made of whole rows (8x8, 4x4, 16x16: the grid copies), odd widths,
  * rows wider than a sliver, planes past im2col's stack copy, groups of
  * images, and the im2col paths (stride 2, pointwise), on every register
- * tile (a sliver is 16, 24 or 32 columns) and at 1 and 2 threads. */
+ * tile (a sliver is 16, 24 or 32 columns), at 1 and 2 threads, and under
+ * every vector copy the CPU runs (the grid copies have an AVX twin, taken
+ * unless the copy is the base one). */
 static void conv_ordered_sum(float *out, const float *x, const float *w, const float *b, const conv_cfg *g)
 {
     int OH = (g->H + 2 * g->pad - g->k) / g->stride + 1, OW = (g->W + 2 * g->pad - g->k) / g->stride + 1;
@@ -374,8 +376,8 @@ static void test_conv_forward_bits(void **state)
         {"tiny, 10x10, one channel", 1, 1, 10, 10, 1, 3, 1, 1, 1},
         {"one column wide: runs of one", 3, 1, 30, 1, 1, 3, 1, 1, 0},
     };
-    static const char *tiles[] = {"xmm", "ymm", "zmm"};
-    const char *backend = da_gemm_backend();
+    static const char *tiles[] = {"xmm", "ymm", "zmm"}, *isas[] = {"base", "avx2", "avx512"};
+    const char *backend = da_gemm_backend(), *saved_isa = da_isa();
     assert_int_equal(da_gemm_set_backend("portable"), DA_OK);
     int threads = da_get_threads();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -389,19 +391,24 @@ static void test_conv_forward_bits(void **state)
         size_t n_col = da_conv2d_col_size(g->N, g->C, g->H, g->W, g->O, g->k, g->stride, g->pad);
         float *col = malloc((n_col ? n_col : 1) * sizeof(float));
         conv_ordered_sum(want, x, w, b, g);
-        for (int t = 0; t < 3; t++)
-            for (int nth = 1; nth <= 2; nth++) {
-                assert_int_equal(da_gemm_set_tile(tiles[t]), DA_OK);
-                da_set_threads(nth);
-                memset(got, 0xff, ny * sizeof(float));
-                da_conv2d_forward(got, x, w, b, col, g->N, g->C, g->H, g->W, g->O, g->k, g->stride, g->pad);
-                char what[160];
-                snprintf(what, sizeof what, "conv2d %s, tile %s, %d thread(s)", g->name, da_gemm_tile(), nth);
-                tu_assert_bits(what, got, want, ny);
-            }
+        for (int is = 0; is < 3; is++) {
+            if (da_set_isa(isas[is]) != DA_OK) continue; /* not on this CPU */
+            for (int t = 0; t < 3; t++)
+                for (int nth = 1; nth <= 2; nth++) {
+                    assert_int_equal(da_gemm_set_tile(tiles[t]), DA_OK);
+                    da_set_threads(nth);
+                    memset(got, 0xff, ny * sizeof(float));
+                    da_conv2d_forward(got, x, w, b, col, g->N, g->C, g->H, g->W, g->O, g->k, g->stride, g->pad);
+                    char what[160];
+                    snprintf(what, sizeof what, "conv2d %s, %s copy, tile %s, %d thread(s)", g->name, isas[is],
+                             da_gemm_tile(), nth);
+                    tu_assert_bits(what, got, want, ny);
+                }
+        }
         free(x), free(w), free(b), free(want), free(got), free(col);
     }
     assert_int_equal(da_gemm_set_tile("auto"), DA_OK);
+    assert_int_equal(da_set_isa(saved_isa), DA_OK);
     da_set_threads(threads);
     assert_int_equal(da_gemm_set_backend(backend), DA_OK);
 }

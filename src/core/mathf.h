@@ -414,8 +414,9 @@ static inline __m512d exp_core_x8(__m512d x)
 
 /* out (16) = expf_lane(in (16)): exp_core_x8 on each half, then
  * expf_lane's selects (past 89 inf, below -104 zero, NaN x + x). Softmax's
- * exp 1.36 -> 1.05 ns a value, SiLU 1.35 -> 1.13 (bench_act, one Zen 5 core). Checked against the lane form
- * on every 997th float (test_mathf) and by test_isa. */
+ * exp 1.36 -> 1.05 ns a value, SiLU 1.35 -> 1.13 (bench_act, one Zen 5
+ * core). Checked against the scalar da_expf on every 997th float
+ * (test_mathf; on all 2^32 once) and against the base copy (test_isa). */
 static inline void expf_x16(float *out, const float *in)
 {
     __m512 x = _mm512_loadu_ps(in);
@@ -431,12 +432,17 @@ static inline void expf_x16(float *out, const float *in)
     y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, x, _CMP_NEQ_UQ), _mm512_add_ps(x, x));
     _mm512_storeu_ps(out, y);
 }
+#endif
+
+/* EXPF_N(out, in, n): out (n) = expf_lane(in (n)), n a constant multiple
+ * of EXPF_N_STEP (the avx512 copy goes 16 at a time; the users assert it);
+ * out and in are distinct arrays, or the same one */
+#define EXPF_N_STEP 16
+#ifdef MATHF_V8
 #define EXPF_N(out, in, n) for (int k_ = 0; k_ < (n); k_ += 16) expf_x16((out) + k_, (in) + k_)
 #else
 #define EXPF_N(out, in, n) for (int k_ = 0; k_ < (n); k_++) (out)[k_] = expf_lane((in)[k_])
 #endif
-/* EXPF_N(out, in, n): out (n) = expf_lane(in (n)), n a multiple of 16; out
- * and in are distinct arrays (or the same one) */
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
 /* out (8) = erff_piece_lane(in (8)), for 8 values in the pieces: the same
@@ -478,9 +484,10 @@ static inline void erff_piece_v8(float *out, const float *in)
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
 /* The packing of erff_block with AVX-512's compress and expand, 16 lanes
- * an instruction: packed = the x in the pieces, in order (n of them, and
- * 16 more floats written past them), masks[b] = which of x[16 b, 16 b + 16)
- * they are. The one-value-a-step loop below was a quarter of erf's time on
+ * an instruction: packed = the x in the pieces, in order (n of them; block
+ * b stores 16 floats from n_b <= 16 b, so every store, and every load of
+ * the unpacking, stays inside MATHF_BLK floats), masks[b] = which of
+ * x[16 b, 16 b + 16) they are. The one-value-a-step loop below was a quarter of erf's time on
  * GELU's inputs (perf, Zen 5). Moves values only: the bits are the loop's. */
 #define ERF_COMPRESS 1
 static inline int erf_pack_x16(float *packed, __mmask16 *masks, const float *x)
@@ -518,8 +525,7 @@ static inline void erf_unpack_x16(float *piece, const __mmask16 *masks, const fl
  * same operations on the same value. y may be x. */
 static inline void erff_block(float *y, const float *x)
 {
-    /* packed: 16 floats of room past the last value (erf_pack_x16) */
-    float xb[MATHF_BLK], piece[MATHF_BLK], packed[MATHF_BLK + 16];
+    float xb[MATHF_BLK], piece[MATHF_BLK], packed[MATHF_BLK];
     int n = 0;
     memcpy(xb, x, sizeof xb);
 #ifdef ERF_COMPRESS

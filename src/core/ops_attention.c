@@ -122,7 +122,6 @@ __attribute__((target("avx2"))) static int rows_sum_by_8(float *sum, const float
 static int rows_by_8(void) { return strcmp(da_isa(), "base") != 0; }
 #endif
 
-
 /* The ROW_GROUP row pointers of a group of nr rows Tk apart. Loops over
  * them are unrolled (DA_UNROLL_LANES, span.h), so that each row's running
  * max or sum lives in a register; a group of fewer rows repeats its last

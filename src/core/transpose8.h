@@ -1,5 +1,7 @@
 /* Internal to src/core: an 8 x 8 transpose of floats in AVX registers,
- * written with GNU vectors, for GCC on x86 (the users guard it so).
+ * written with GNU vectors (__builtin_shuffle: GCC). Only typedefs and
+ * macros: including it anywhere is harmless; the macros are expanded only
+ * in code built for GCC on x86, with AVX2 enabled for it.
  *
  * DA_TRANSPOSE8(r, o): given eight rows r0 .. r7 (da_v8f variables named
  * r##0 .. r##7), defines o##0 .. o##7 with o_j[i] = r_i[j]: eight loads'

@@ -25,6 +25,7 @@
 #define GELU_CUBIC     0.044715f
 
 #define BLK MATHF_BLK
+_Static_assert(BLK % EXPF_N_STEP == 0, "the SiLU blocks' exps go EXPF_N_STEP at a time");
 
 /* ---- blocks over threads ---------------------------------------------------- */
 

@@ -27,6 +27,7 @@
 #include "dalign/core.h"
 
 #define BLK MATHF_BLK
+_Static_assert(BLK % EXPF_N_STEP == 0, "expf_block's exps go EXPF_N_STEP at a time");
 
 typedef void (*block_fn)(float *y, const float *x);
 

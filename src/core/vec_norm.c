@@ -32,6 +32,7 @@
 
 #define LANES 8
 #define CHUNK 16
+_Static_assert(CHUNK % EXPF_N_STEP == 0, "silu_span's exps go EXPF_N_STEP at a time");
 
 /* Loops over the LANES lanes are unrolled, so that each lane's sum lives
  * in a register of its own (a sum kept in a stack array would go through
