@@ -33,6 +33,7 @@
 
 #include "core/gemm_packer.h"
 #include "core/transpose8.h"
+#include "core/vec.h"
 #include "dalign/core.h"
 
 #ifdef _OPENMP
@@ -377,7 +378,7 @@ __attribute__((target("avx2"))) static inline void transpose8(float *restrict ds
 
 /* gather_W: dst (kc, W), rows dw apart = the transpose of W rows of kc at
  * src, ld apart (op(B) of a transposed B): 8 x 8 blocks when `wide`
- * (gemm_args.wide_gather: the AVX2 and AVX-512 copies), else 4 x 4 blocks
+ * (gemm_args.avx2: the AVX2 and AVX-512 copies), else 4 x 4 blocks
  * (GCC), then the last rows one by one; copy_W: dst (kc, W), rows dw apart
  * = kc rows of W at src, ld apart */
 #define DEFINE_SLIVER_COPIES(W)                                                           \
@@ -494,7 +495,7 @@ typedef struct gemm_args {
     int lda, ldb, ldc;
     da_gemm_pack_b_fn pack_b; /* or NULL: op(B) is B (gemm_packer.h) */
     const void *pack_ctx;
-    int wide_gather; /* AVX2 runs: 8 x 8 gathers, the _avx twins (gemm_run sets it once a call) */
+    int avx2; /* da_vec_avx2: 8 x 8 gathers, the _avx twins (gemm_run sets it once a call) */
 } gemm_args;
 
 /* c = alpha*s + beta*c; beta == 0 never reads c (it may hold NaN garbage) */
@@ -563,7 +564,7 @@ static void scale_c(const gemm_args *g)
 static void pack_b_slice(const gemm_args *g, float *dst, int nr, int j0, int cols, int p0, int kc)
 {
     if (g->pack_b) g->pack_b(g->pack_ctx, dst, nr, j0, cols, p0, kc);
-    else pack_b(dst, nr, g->B, g->ldb, g->trans_b, j0, cols, p0, kc, g->wide_gather);
+    else pack_b(dst, nr, g->B, g->ldb, g->trans_b, j0, cols, p0, kc, g->avx2);
 }
 
 /* One task: C[i0 : i0+rows, j0 : j0+cols]. acc holds (rows/mr) x (cols/nr)
@@ -592,7 +593,7 @@ static void gemm_task(const gemm_args *g, gemm_kernel k, int i0, int rows, int j
         for (int ti = in_place; ti < tiles_m; ti++) {
             int used = rows - ti * mr < mr ? rows - ti * mr : mr;
             pack_a_sliver(apack + (size_t)(ti - in_place) * mr * kc, mr, g->A, g->lda, g->trans_a, i0 + ti * mr,
-                          used, p0, kc, g->wide_gather);
+                          used, p0, kc, g->avx2);
         }
         float *bslice = whole_b ? bpack + (size_t)p0 * tiles_n * nr : bpack;
         if (!b_ready) pack_b_slice(g, bslice, nr, j0, cols, p0, kc);
@@ -619,7 +620,7 @@ static void gemm_task(const gemm_args *g, gemm_kernel k, int i0, int rows, int j
             int cols_here = cols - tj * nr < nr ? cols - tj * nr : nr;
             for (int r = 0; r < rows_here; r++) {
                 float *c = g->C + (size_t)(i0 + ti * mr + r) * g->ldc + j0 + tj * nr;
-                finish_row(c, t + r * nr, cols_here, g->alpha, g->beta, g->wide_gather);
+                finish_row(c, t + r * nr, cols_here, g->alpha, g->beta, g->avx2);
             }
         }
     }
@@ -717,7 +718,7 @@ static void gemm_run(gemm_args g)
 #endif
     gemm_kernel kernel = pick_kernel();
 #ifdef DA_GATHER8
-    g.wide_gather = widest_width() >= YMM;
+    g.avx2 = da_vec_avx2();
 #endif
     int mc, nc;
     plan_tasks(M, N, nth, kernel.mr, kernel.nr, &mc, &nc);

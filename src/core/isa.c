@@ -53,6 +53,8 @@ __attribute__((constructor)) static void vec_init(void) { da_vec = vec_best(); }
 
 const char *da_isa(void) { return da_vec->isa; }
 
+int da_vec_avx2(void) { return da_vec != &vec_base; }
+
 da_status da_set_isa(const char *name)
 {
     if (!name || !*name || !strcmp(name, "best")) {

@@ -22,6 +22,7 @@
 
 #include "core/par.h"
 #include "core/span.h"
+#include "core/vec.h"
 #include "dalign/core.h"
 
 #ifdef _OPENMP
@@ -69,7 +70,7 @@ static int same_keys(const softmax_rows *sr, int r, int r1)
 }
 
 #if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
-/* With AVX2 (da_isa not base; this file is built for the baseline), the
+/* With AVX2 (da_vec_avx2; this file is built for the baseline), the
  * row group's max and sum read 8 keys of each of the 8 rows and transpose
  * them in registers (core/transpose8.h): a vector then holds key j of every
  * row, and each lane is still its row's chain in key order. The lanes loop
@@ -112,14 +113,12 @@ __attribute__((target("avx2"))) static int rows_sum_by_8(float *sum, const float
     for (; j + 8 <= n; j += 8) {
         DA_LOAD8_ROWS(r, row, j);
         DA_TRANSPOSE8(r, v);
-        vs += v0, vs += v1, vs += v2, vs += v3, vs += v4, vs += v5, vs += v6, vs += v7;
+        DA_ADD_COLUMNS8(vs, v);
     }
     memcpy(sum, &vs, sizeof vs);
     return j;
 }
 
-/* whether the rows go 8 keys at a time: the CPU runs AVX2 */
-static int rows_by_8(void) { return strcmp(da_isa(), "base") != 0; }
 #endif
 
 /* The ROW_GROUP row pointers of a group of nr rows Tk apart. Loops over
@@ -150,7 +149,7 @@ static void rows_sub_max(float *s, int nr, int Tk, const uint8_t *keep, int n_vi
     DA_UNROLL_LANES for (int q = 0; q < ROW_GROUP; q++) m[q] = row[q][j0];
     int j1 = j0 + 1;
 #ifdef ROWS_BY_8
-    if (rows_by_8()) j1 = rows_max_by_8(m, row, j1, n_vis, keep);
+    if (da_vec_avx2()) j1 = rows_max_by_8(m, row, j1, n_vis, keep);
 #endif
     for (int j = j1; j < n_vis; j++) {
         if (keep && !keep[j]) continue;
@@ -179,7 +178,7 @@ static void rows_normalise(float *s, int nr, int Tk, const uint8_t *keep, int n_
     float sum[ROW_GROUP] = {0};
     int j0 = 0;
 #ifdef ROWS_BY_8
-    if (rows_by_8()) j0 = rows_sum_by_8(sum, row, Tk);
+    if (da_vec_avx2()) j0 = rows_sum_by_8(sum, row, Tk);
 #endif
     for (int j = j0; j < Tk; j++) DA_UNROLL_LANES for (int q = 0; q < ROW_GROUP; q++) sum[q] += row[q][j];
     for (int q = 0; q < nr; q++) da_span_mul_scalar(s + (size_t)q * Tk, s + (size_t)q * Tk, 1.0f / sum[q], (size_t)Tk);

@@ -23,6 +23,7 @@
 #include "core/gemm_packer.h"
 #include "core/par.h"
 #include "core/span.h"
+#include "core/vec.h"
 #include "dalign/core.h"
 
 /* Group size: add images until the GEMM is CONV_COLS columns wide or col +
@@ -470,7 +471,7 @@ static void pack_cols(const void *ctx, float *dst, int nr, int j0, int cols, int
 {
     const conv_cols *cc = ctx;
     assert(nr <= 64);
-    int avx = strcmp(da_isa(), "base") != 0; /* on x86 every copy but the base one runs AVX2 (isa.c) */
+    int avx = da_vec_avx2();
     int n_slivers = (cols + nr - 1) / nr;
     size_t plane = (size_t)cc->Hp * cc->Wp;
     for (int q0 = 0; q0 < kc; q0 += ROWS_AT_ONCE) {

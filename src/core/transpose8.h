@@ -35,6 +35,11 @@ typedef int da_v8i __attribute__((vector_size(32)));
     da_v8f o##2 = __builtin_shuffle(o##u2_, o##u6_, o##hlo_), o##6 = __builtin_shuffle(o##u2_, o##u6_, o##hhi_); \
     da_v8f o##3 = __builtin_shuffle(o##u3_, o##u7_, o##hlo_), o##7 = __builtin_shuffle(o##u3_, o##u7_, o##hhi_)
 
+/* acc += o##0, then o##1, ... o##7: each lane a sum in index order */
+#define DA_ADD_COLUMNS8(acc, o)                                                                    \
+    ((acc) += o##0, (acc) += o##1, (acc) += o##2, (acc) += o##3, (acc) += o##4, (acc) += o##5,    \
+     (acc) += o##6, (acc) += o##7)
+
 /* r##0 .. r##7 = the 8 floats at p0 + i .. p7 + i (unaligned loads) */
 #define DA_LOAD8_ROWS(r, p, i)                                                                     \
     da_v8f r##0, r##1, r##2, r##3, r##4, r##5, r##6, r##7;                                          \

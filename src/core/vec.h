@@ -68,6 +68,11 @@ typedef struct da_vec_table {
 /* The copy in use (src/core/isa.c) */
 extern const da_vec_table *da_vec;
 
+/* Whether the copy in use runs AVX2 (the avx2 and avx512 copies): the files
+ * built for the baseline (the GEMM driver, conv2d's packing, the attention
+ * softmax) then take their target("avx2") twins (isa.c) */
+int da_vec_avx2(void);
+
 /* Inside a vec_*.c file: VEC_FN(da_silu_forward) = da_silu_forward_<isa> */
 #ifndef DA_VEC_ISA
 #define DA_VEC_ISA base   /* the Makefile passes avx2 and avx512 for the other copies */

@@ -153,7 +153,7 @@ static void lane_stats(float *mean, float *rstd, const float *const *x, size_t c
     for (; i + 8 <= count; i += 8) {
         DA_LOAD8_ROWS(r, x, i);
         DA_TRANSPOSE8(r, v);
-        vsum += v0, vsum += v1, vsum += v2, vsum += v3, vsum += v4, vsum += v5, vsum += v6, vsum += v7;
+        DA_ADD_COLUMNS8(vsum, v);
     }
     memcpy(sum, &vsum, sizeof sum);
 #endif
