@@ -3,6 +3,7 @@
  * transpose combination, padded leading dimensions and BLAS alpha/beta
  * semantics; plus thread-count determinism. */
 #include "test_util.h"
+#include "core/gemm_packer.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -167,7 +168,7 @@ static void check_ref(const char *who, const gemm_case *c, const gemm_inputs *in
 
 static void check_bits(const char *who, const gemm_case *c, const mat *got, const mat *want)
 {
-    char buf[160], label[256];
+    char buf[160], label[320];
     snprintf(label, sizeof label, "%s, %s", who, case_str(c, buf, sizeof buf));
     tu_assert_bits(label, got->p, want->p, (size_t)got->rows * got->ld);
 }
@@ -244,14 +245,18 @@ static void test_gemm_every_tile(void **state)
              * multiple of the 4 x 4 blocks its slivers are gathered in */
             /* and an A of 4 KB rows whose last K slice (1003 = 7 x 128 + 107)
              * is no multiple of the 8 x 8 blocks its slivers are packed in */
-            static const gemm_case more[6] = {{37, 1000, 1000, 0, 0, 24, 1.0f, 0.0f},
+            /* and at most 16 columns, where the zmm tile is 8 x 16
+             * (narrow_kernel): whole, in C, and an edge of 9 */
+            static const gemm_case more[8] = {{37, 1000, 1000, 0, 0, 24, 1.0f, 0.0f},
                                               {37, 1000, 1000, 0, 1, 24, 0.5f, -2.0f},
                                               {1000, 40, 200, 1, 0, 24, 1.0f, 0.0f},
                                               {300, 600, 200, 0, 1, 3, 1.0f, 0.0f},
                                               {40, 96, 203, 0, 1, 5, 1.0f, 0.0f},
-                                              {37, 100, 1003, 0, 0, 21, 0.5f, -2.0f}};
+                                              {37, 100, 1003, 0, 0, 21, 0.5f, -2.0f},
+                                              {37, 16, 300, 0, 1, 3, 1.0f, 0.0f},
+                                              {37, 9, 203, 1, 0, 0, 0.5f, -2.0f}};
             /* 4 transposes x (alpha 1, beta 0: sums kept in C; 0.5, -2), then more[] */
-            for (int t = 0; t < 14; t++) {
+            for (int t = 0; t < 16; t++) {
                 float alpha = t < 4 ? 1.0f : 0.5f, beta = t < 4 ? 0.0f : -2.0f;
                 gemm_case c = t < 8 ? (gemm_case){37, 520, 300, (t >> 1) & 1, t & 1, 3, alpha, beta} : more[t - 8];
                 gemm_inputs in = inputs_new(&c, 300u + (uint32_t)t);
@@ -281,6 +286,119 @@ static void test_gemm_every_tile(void **state)
     da_set_threads(saved_threads);
     assert_int_equal(da_set_isa(saved), DA_OK);
     assert_true(n_run >= 1); /* base runs everywhere */
+}
+
+static float *filled(size_t n, uint32_t seed);
+
+/* want (c's C) = naive_f32 (alpha 1, beta 0), then + the bias (bias_c (N)
+ * or bias_r (M)) as a pass after: the bits da_gemm_portable_bias promises */
+static mat naive_plus_bias(const gemm_case *c, const gemm_inputs *in, const float *bias_c, const float *bias_r)
+{
+    mat C = naive_f32(c, in);
+    for (int i = 0; i < c->M; i++)
+        for (int j = 0; j < c->N; j++) {
+            float *out = &C.p[(size_t)i * C.ld + j];
+            *out = bias_c ? *out + bias_c[j] : *out + bias_r[i];
+        }
+    return C;
+}
+
+/* The bias epilogue (da_gemm_portable_bias: the kernel adds the bias to its
+ * registers on the last K slice) keeps the bits of the sums and a bias pass
+ * after, for a column's and a row's bias, under every vector copy and tile
+ * and on 1 and 2 threads: edge tiles in both directions (the bias of a
+ * partial tile is read from a padded copy), several K slices (added once,
+ * on the last), sums kept in C and in the tile buffer (ld of 4 KB), at most
+ * 16 columns (narrow_kernel), the naive loop of tiny GEMMs, and K = 0. A
+ * bias added on every K slice, to the wrong tile, or with a row's and a
+ * column's index swapped fails it. */
+static void test_gemm_bias(void **state)
+{
+    (void)state;
+    const char *saved = da_isa(), *isas[3] = {"base", "avx2", "avx512"}, *tiles[3] = {"xmm", "ymm", "zmm"};
+    static const gemm_case cases[] = {
+        {37, 520, 300, 0, 1, 3, 1.0f, 0.0f}, {37, 520, 300, 1, 0, 0, 1.0f, 0.0f},
+        {40, 1024, 70, 0, 0, 0, 1.0f, 0.0f}, {37, 16, 300, 0, 1, 0, 1.0f, 0.0f},
+        {64, 9, 24, 0, 0, 2, 1.0f, 0.0f},    {3, 5, 7, 0, 0, 1, 1.0f, 0.0f},
+        {5, 6, 0, 0, 0, 1, 1.0f, 0.0f},
+    };
+    int saved_threads = da_get_threads(), n_run = 0;
+    for (int k = 0; k < 3; k++) {
+        if (da_set_isa(isas[k]) != DA_OK) continue; /* not on this CPU */
+        for (int tile = 0; tile <= k; tile++) {
+            assert_int_equal(da_gemm_set_tile(tiles[tile]), DA_OK);
+            for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+                const gemm_case *c = &cases[ci];
+                gemm_inputs in = inputs_new(c, 500u + (uint32_t)ci);
+                for (int by_row = 0; by_row < 2; by_row++) {
+                    /* exactly M or N long: a read past it (a partial tile's
+                     * bias not taken from the padded copy) is the sanitizer
+                     * build's to catch, as those sums are never stored */
+                    float *bias = filled((size_t)(by_row ? c->M : c->N), 600u + (uint32_t)ci);
+                    const float *bc = by_row ? NULL : bias, *br = by_row ? bias : NULL;
+                    mat want = naive_plus_bias(c, &in, bc, br);
+                    for (int th = 1; th <= 2; th++) {
+                        da_set_threads(th);
+                        mat got = mat_copy(&in.C0);
+                        da_gemm_portable_bias(c->ta, c->tb, c->M, c->N, c->K, in.A.p, in.A.ld, in.B.p, in.B.ld,
+                                              got.p, got.ld, bc, br);
+                        char label[128];
+                        snprintf(label, sizeof label, "da_gemm_portable_bias (%s, tile %s, %s bias, %d threads)",
+                                 isas[k], da_gemm_tile(), by_row ? "row" : "column", th);
+                        check_bits(label, c, &got, &want);
+                        free(got.p);
+                        n_run++;
+                    }
+                    free(want.p);
+                    free(bias);
+                }
+                inputs_free(&in);
+            }
+        }
+    }
+    assert_int_equal(da_gemm_set_tile("auto"), DA_OK);
+    da_set_threads(saved_threads);
+    assert_int_equal(da_set_isa(saved), DA_OK);
+    assert_true(n_run >= 28); /* base runs everywhere */
+}
+
+/* da_gemm_items_bias on both backends: each item the bits of da_gemm_items
+ * (alpha 1, beta 0) and a bias pass after, in the layouts that carry a bias
+ * (linear: rows stacked over a shared B, a column's bias; conv groups:
+ * columns side by side under a shared A, a row's bias) */
+static void test_gemm_items_bias(void **state)
+{
+    (void)state;
+    enum { IT = 3, M = 40, N = 48, K = 150 };
+    const char *saved = da_gemm_backend(), *backends[2] = {"portable", "openblas"};
+    float *A = filled((size_t)IT * M * K, 11), *B = filled((size_t)IT * K * N, 12), *bias = filled(M + N, 13);
+    float *got = malloc((size_t)IT * M * N * sizeof(float)), *want = malloc((size_t)IT * M * N * sizeof(float));
+    assert_true(got && want);
+    for (int b = 0; b < 2; b++) {
+        if (da_gemm_set_backend(backends[b]) != DA_OK) continue; /* not built in */
+        for (int layout = 0; layout < 2; layout++) {
+            size_t sa = layout ? 0 : (size_t)M * K, sb = layout ? N : 0, sc = layout ? N : (size_t)M * N;
+            int ldb = layout ? IT * N : N, ldc = layout ? IT * N : N;
+            const float *bc = layout ? NULL : bias, *br = layout ? bias : NULL;
+            da_gemm_items_bias(IT, sa, sb, sc, 0, 0, M, N, K, A, K, B, ldb, got, ldc, bc, br);
+            da_gemm_items(IT, sa, sb, sc, 0, 0, M, N, K, 1.0f, A, K, B, ldb, 0.0f, want, ldc);
+            for (int i = 0; i < IT; i++)
+                for (int r = 0; r < M; r++)
+                    for (int j = 0; j < N; j++) {
+                        float *w = want + i * sc + (size_t)r * ldc + j;
+                        *w = bc ? *w + bc[j] : *w + br[r];
+                    }
+            char what[96];
+            snprintf(what, sizeof what, "da_gemm_items_bias, %s, %s", da_gemm_backend(), layout ? "row bias" : "column bias");
+            tu_assert_bits(what, got, want, (size_t)IT * M * N);
+        }
+    }
+    assert_int_equal(da_gemm_set_backend(saved), DA_OK);
+    free(A);
+    free(B);
+    free(bias);
+    free(got);
+    free(want);
 }
 
 /* The two kernels agree with each other directly: each is within the
@@ -471,6 +589,8 @@ int main(void)
         cmocka_unit_test(test_gemm_corners),
         cmocka_unit_test(test_gemm_threads),
         cmocka_unit_test(test_gemm_items),
+        cmocka_unit_test(test_gemm_bias),
+        cmocka_unit_test(test_gemm_items_bias),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

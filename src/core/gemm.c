@@ -22,9 +22,12 @@
  * - "openblas" (builds with OpenBLAS): cblas_sgemm per piece, pinned to one
  *   thread.
  */
+#include <assert.h>
 #include <string.h>
 
+#include "core/gemm_packer.h"
 #include "core/par.h"
+#include "core/span.h"
 #include "dalign/core.h"
 
 #ifdef DA_USE_OPENBLAS
@@ -87,6 +90,7 @@ typedef struct gemm_problem {
     const float *A, *B;
     float *C;
     int lda, ldb, ldc;
+    const float *bias_c, *bias_r; /* or NULL: da_gemm_items_bias */
 } gemm_problem;
 
 #ifdef DA_USE_OPENBLAS   /* the portable kernel runs each item whole, with its own blocking */
@@ -212,27 +216,49 @@ static void run_openblas(const gemm_items *it)
  * (rows of a shared-B problem stacked in A and C, or columns of a shared-A
  * problem side by side in B and C); each element's bits are the same either
  * way. Otherwise one call per item. */
+static void portable_call(const gemm_problem *p, int M, int N)
+{
+    if (p->bias_c || p->bias_r)
+        da_gemm_portable_bias(p->trans_a, p->trans_b, M, N, p->K, p->A, p->lda, p->B, p->ldb, p->C, p->ldc,
+                              p->bias_c, p->bias_r);
+    else
+        da_gemm_portable(p->trans_a, p->trans_b, M, N, p->K, p->alpha, p->A, p->lda, p->B, p->ldb, p->beta,
+                         p->C, p->ldc);
+}
+
+/* (a row bias cannot follow the items' rows stacked, nor a column bias
+ * their columns side by side) */
 static void run_portable(const gemm_items *it)
 {
     const gemm_problem *g = &it->g;
     int n = it->items;
-    if (n > 1 && it->stride_b == 0 && !g->trans_a && it->stride_a == (size_t)g->M * g->lda &&
+    if (n > 1 && !g->bias_r && it->stride_b == 0 && !g->trans_a && it->stride_a == (size_t)g->M * g->lda &&
         it->stride_c == (size_t)g->M * g->ldc) {
-        da_gemm_portable(0, g->trans_b, g->M * n, g->N, g->K, g->alpha, g->A, g->lda, g->B, g->ldb,
-                         g->beta, g->C, g->ldc);
+        portable_call(g, g->M * n, g->N);
         return;
     }
-    if (n > 1 && it->stride_a == 0 && it->stride_c == (size_t)g->N &&
+    if (n > 1 && !g->bias_c && it->stride_a == 0 && it->stride_c == (size_t)g->N &&
         it->stride_b == (g->trans_b ? (size_t)g->N * g->ldb : (size_t)g->N)) {
-        da_gemm_portable(g->trans_a, g->trans_b, g->M, g->N * n, g->K, g->alpha, g->A, g->lda, g->B,
-                         g->ldb, g->beta, g->C, g->ldc);
+        portable_call(g, g->M, g->N * n);
         return;
     }
     for (int i = 0; i < n; i++) {
         gemm_problem p = item_problem(it, i);
-        da_gemm_portable(p.trans_a, p.trans_b, p.M, p.N, p.K, p.alpha, p.A, p.lda, p.B, p.ldb, p.beta,
-                         p.C, p.ldc);
+        portable_call(&p, p.M, p.N);
     }
+}
+
+/* The bias pass after a GEMM without the portable kernel's epilogue:
+ * c = s + bias, the same operation */
+static void add_bias_pass(const gemm_items *it)
+{
+    const gemm_problem *g = &it->g;
+    long rows = (long)it->items * g->M;
+    DA_PAR_FOR((double)rows * g->N, for (long r = 0; r < rows; r++) {
+        float *c = g->C + (size_t)(r / g->M) * it->stride_c + (size_t)(r % g->M) * g->ldc;
+        if (g->bias_c) da_span_add(c, c, g->bias_c, (size_t)g->N);
+        else da_span_add_scalar(c, c, g->bias_r[r % g->M], (size_t)g->N);
+    });
 }
 
 void da_gemm_items(int items, size_t stride_a, size_t stride_b, size_t stride_c,
@@ -241,7 +267,7 @@ void da_gemm_items(int items, size_t stride_a, size_t stride_b, size_t stride_c,
                    float beta, float *C, int ldc)
 {
     if (items <= 0 || M <= 0 || N <= 0) return;
-    gemm_items it = {{trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc},
+    gemm_items it = {{trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc, NULL, NULL},
                      items, stride_a, stride_b, stride_c};
     if (use_portable) {
         run_portable(&it);
@@ -255,6 +281,22 @@ void da_gemm_items(int items, size_t stride_a, size_t stride_b, size_t stride_c,
         return;
     }
     run_openblas(&it);
+}
+
+void da_gemm_items_bias(int items, size_t stride_a, size_t stride_b, size_t stride_c, int trans_a, int trans_b,
+                        int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+                        const float *bias_c, const float *bias_r)
+{
+    assert(!(bias_c && bias_r));
+    if (items <= 0 || M <= 0 || N <= 0) return;
+    gemm_items it = {{trans_a, trans_b, M, N, K, 1.0f, 0.0f, A, B, C, lda, ldb, ldc, bias_c, bias_r},
+                     items, stride_a, stride_b, stride_c};
+    if (use_portable) {
+        run_portable(&it);
+        return;
+    }
+    da_gemm_items(items, stride_a, stride_b, stride_c, trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
+    if (bias_c || bias_r) add_bias_pass(&it);
 }
 
 void da_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha,

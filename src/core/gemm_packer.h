@@ -1,4 +1,5 @@
-/* Internal to src/core: the portable GEMM with op(B) that is never stored.
+/* Internal to src/core: the portable GEMM with op(B) that is never stored,
+ * and with a bias added in its epilogue.
  *
  * da_gemm_portable packs op(B) into slivers of nr columns, kc rows at a
  * time, before its micro-kernel reads them. A caller whose op(B) is a view
@@ -12,10 +13,28 @@
 #ifndef DA_CORE_GEMM_PACKER_H
 #define DA_CORE_GEMM_PACKER_H
 
+#include <stddef.h>
+
 typedef void (*da_gemm_pack_b_fn)(const void *ctx, float *dst, int nr, int j0, int cols, int p0, int kc);
 
-/* C (M, N) = alpha * op(A) (M, K) @ op(B) (K, N) + beta * C, op(B) from pack_b(ctx, ...) */
-void da_gemm_portable_packed(int trans_a, int M, int N, int K, float alpha, const float *A, int lda,
-                             da_gemm_pack_b_fn pack_b, const void *ctx, float beta, float *C, int ldc);
+/* C (M, N) = op(A) (M, K) @ op(B) (K, N) (+ bias_r[i] on row i, when not
+ * NULL), op(B) from pack_b(ctx, ...) */
+void da_gemm_portable_packed(int trans_a, int M, int N, int K, const float *A, int lda, da_gemm_pack_b_fn pack_b,
+                             const void *ctx, float *C, int ldc, const float *bias_r);
+
+/* C (M, N) = op(A) (M, K) @ op(B) (K, N) + a bias: each element's sum s
+ * (the k-ordered sum of da_gemm_portable) becomes s + bias_c[j] (bias_c
+ * (N), a column's) or s + bias_r[i] (bias_r (M), a row's); at most one of
+ * them, or neither. The bits of da_gemm_portable with alpha 1, beta 0 and
+ * then a pass adding the bias, but the add happens in the micro-kernel's
+ * registers, on the last K slice, instead of a pass over C. */
+/* da_gemm_items (alpha 1, beta 0) with such a bias on every item: the
+ * portable kernel adds it in its epilogue, OpenBLAS's results get a pass */
+void da_gemm_items_bias(int items, size_t stride_a, size_t stride_b, size_t stride_c, int trans_a, int trans_b,
+                        int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
+                        const float *bias_c, const float *bias_r);
+
+void da_gemm_portable_bias(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                           const float *B, int ldb, float *C, int ldc, const float *bias_c, const float *bias_r);
 
 #endif

@@ -25,6 +25,7 @@
  * blocking, thread count or vector width: x86 and ARM agree, and a tiny
  * problem may take the naive loop without changing a bit.
  */
+#include <assert.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,8 @@
 #define MC_MAX 256  /* rows per task: the A rows of one K slice (128 KB) stay in L2 */
 #define NC_MAX 512  /* columns per task: the packed B block (256 KB) stays in L2 */
 #define WHOLE_B_MAX (1 << 16) /* floats: a task's whole packed op(B) kept for the next task (256 KB) */
+#define MR_MAX 8    /* the tallest register tile's rows */
+#define NR_MAX 32   /* the widest register tile's columns */
 /* Register widths by name, for DA_GEMM_TILE and da_gemm_set_tile (every
  * build knows them), and the width chosen so (-1: automatic). */
 enum { XMM, YMM, ZMM };
@@ -58,7 +61,7 @@ static int tile_forced = -1;
 #define PARALLEL_MNK 65536 /* below this, waking threads costs more than it saves */
 
 typedef void (*kernel_fn)(int kc, const float *a, ptrdiff_t rs, ptrdiff_t ps, const float *b, float *acc,
-                          ptrdiff_t ld, int first);
+                          ptrdiff_t ld, int first, const float *bias_c, const float *bias_r);
 typedef struct gemm_kernel {
     kernel_fn fn;
     int mr, nr; /* register tile: mr rows of op(A) x nr columns of op(B) */
@@ -66,6 +69,9 @@ typedef struct gemm_kernel {
 
 /* ------------------------------------------------------------------------ */
 /* Micro-kernel: acc (MR, NR) = (first ? 0 : acc) + sum_p a[:, p] (MR) x b[p] (NR) */
+/* then, on a last K slice given a bias, + bias_c[j] (NR, a column's) or    */
+/* + bias_r[i] (MR, a row's): each sum s becomes s + bias while in          */
+/* registers, the bits of s stored and a pass adding the bias after.        */
 /* a[i, p] = a[i * rs + p * ps]: A read where it lies (a whole sliver of     */
 /* rows, rs = lda, ps = 1, or transposed, rs = 1, ps = lda) or from a packed */
 /* edge sliver (rs = 1, ps = MR); b: packed sliver (kc, NR); acc row-major  */
@@ -86,7 +92,8 @@ typedef struct gemm_kernel {
 #define DEFINE_KERNEL(name, attr, vbytes, MR, NR)                                       \
     attr static void name(int kc, const float *restrict a, ptrdiff_t rs, ptrdiff_t ps,   \
                           const float *restrict b, float *restrict acc, ptrdiff_t ld,    \
-                          int first)                                                     \
+                          int first, const float *restrict bias_c,                       \
+                          const float *restrict bias_r)                                  \
     {                                                                                    \
         typedef float vec __attribute__((vector_size(vbytes)));                          \
         enum { VL = (vbytes) / (int)sizeof(float), NV = (NR) / VL };                      \
@@ -105,6 +112,15 @@ typedef struct gemm_kernel {
                 _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                      \
                     c[i][v] += row[i][p * ps] * bv[v];                                   \
         }                                                                                \
+        if (bias_c) {                                                                    \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                          \
+                memcpy(&bv[v], bias_c + v * VL, sizeof(vec));                             \
+            _Pragma("GCC unroll 8") for (int i = 0; i < (MR); i++)                        \
+                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) c[i][v] += bv[v];     \
+        }                                                                                \
+        if (bias_r)                                                                      \
+            _Pragma("GCC unroll 8") for (int i = 0; i < (MR); i++)                        \
+                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) c[i][v] += bias_r[i]; \
         _Pragma("GCC unroll 8") for (int i = 0; i < (MR); i++)                            \
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                          \
                 memcpy(acc + i * ld + v * VL, &c[i][v], sizeof(vec));                     \
@@ -116,6 +132,8 @@ DEFINE_KERNEL(kernel_v8, __attribute__((target("avx2"))), 32, 4, 24)
 /* AVX-512VL: ymm operations with 32 registers, so 8 x 16 does not spill */
 DEFINE_KERNEL(kernel_v8_vl, __attribute__((target("avx512f,avx512vl"))), 32, 8, 16)
 DEFINE_KERNEL(kernel_v16, __attribute__((target("avx512f"))), 64, 8, 32)
+/* for GEMMs at most 16 columns wide (narrow_kernel) */
+DEFINE_KERNEL(kernel_v16_n16, __attribute__((target("avx512f"))), 64, 8, 16)
 #endif
 
 /* ------------------------------------------------------------------------ */
@@ -200,7 +218,7 @@ static int timed_width(void)
         for (int w = 0; w < 2; w++) {
             gemm_kernel k = who[w];
             double t0 = now_s();
-            for (int c = 0; c < CALLS; c++) k.fn(KT, A_, KT, 1, B_, acc, k.nr, c == 0);
+            for (int c = 0; c < CALLS; c++) k.fn(KT, A_, KT, 1, B_, acc, k.nr, c == 0, NULL, NULL);
             double gflops = 2e-9 * k.mr * k.nr * KT * CALLS / (now_s() - t0 + 1e-12);
             if (gflops > best[w]) best[w] = gflops;
         }
@@ -231,12 +249,27 @@ static const tile_entry *tile_in_use(void)
 
 static gemm_kernel pick_kernel(void) { return tile_in_use()->k; }
 
+/* The kernel for a GEMM N columns wide: the zmm 8 x 32 tile's half, 8 x
+ * 16, where N <= 16, as in the attention's per-head products with 16 head
+ * dimensions (P V, and Q K^T over 16 tokens), which left half of every 8 x
+ * 32 tile empty (kernel alone in L1, Zen 5: 8 x 16 198 GFLOP/s, 8 x 32
+ * 225, so 112 on 16 columns). The same sums, so the same bits. */
+static gemm_kernel narrow_kernel(gemm_kernel k, int N)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (k.fn == kernel_v16 && N <= 16) return (gemm_kernel){kernel_v16_n16, 8, 16};
+#endif
+    (void)N;
+    return k;
+}
+
 const char *da_gemm_tile(void) { return tile_in_use()->desc; }
 
 #else
 /* Other compilers: the same tile in scalar C. */
 static void kernel_scalar(int kc, const float *restrict a, ptrdiff_t rs, ptrdiff_t ps,
-                          const float *restrict b, float *restrict acc, ptrdiff_t ld, int first)
+                          const float *restrict b, float *restrict acc, ptrdiff_t ld, int first,
+                          const float *restrict bias_c, const float *restrict bias_r)
 {
     enum { MR = 8, NR = 16 };
     float c[MR * NR];
@@ -245,9 +278,15 @@ static void kernel_scalar(int kc, const float *restrict a, ptrdiff_t rs, ptrdiff
     for (ptrdiff_t p = 0; p < kc; p++, b += NR)
         for (int i = 0; i < MR; i++)
             for (int j = 0; j < NR; j++) c[i * NR + j] += a[i * rs + p * ps] * b[j];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) {
+            if (bias_c) c[i * NR + j] += bias_c[j];
+            if (bias_r) c[i * NR + j] += bias_r[i];
+        }
     for (int i = 0; i < MR; i++) memcpy(acc + i * ld, c + i * NR, NR * sizeof(float));
 }
 static gemm_kernel pick_kernel(void) { return (gemm_kernel){kernel_scalar, 8, 16}; }
+static gemm_kernel narrow_kernel(gemm_kernel k, int N) { (void)N; return k; }
 const char *da_gemm_tile(void) { return "scalar 8x16"; } /* whatever width is asked for */
 #endif
 
@@ -496,7 +535,16 @@ typedef struct gemm_args {
     da_gemm_pack_b_fn pack_b; /* or NULL: op(B) is B (gemm_packer.h) */
     const void *pack_ctx;
     int avx2; /* da_vec_avx2: 8 x 8 gathers, the _avx twins (gemm_run sets it once a call) */
+    /* or NULL: c = s + bias_c[j] (N) or s + bias_r[i] (M), at most one,
+     * only with alpha 1 and beta 0 (da_gemm_portable_bias) */
+    const float *bias_c, *bias_r;
 } gemm_args;
+
+/* s + the bias of element (i, j), the bits of the kernel's epilogue */
+static inline float plus_bias(const gemm_args *g, float s, int i, int j)
+{
+    return g->bias_c ? s + g->bias_c[j] : g->bias_r ? s + g->bias_r[i] : s;
+}
 
 /* c = alpha*s + beta*c; beta == 0 never reads c (it may hold NaN garbage) */
 static inline float finish(float s, float c, float alpha, float beta)
@@ -545,17 +593,18 @@ static void gemm_naive(const gemm_args *g)
                 s += a * b;
             }
             float *c = &g->C[(size_t)i * g->ldc + j];
-            *c = finish(s, *c, g->alpha, g->beta);
+            *c = plus_bias(g, finish(s, *c, g->alpha, g->beta), i, j);
         }
     }
 }
 
-/* C = beta * C (K == 0 or alpha == 0: BLAS leaves A and B unread) */
+/* C = beta * C (K == 0 or alpha == 0: BLAS leaves A and B unread), + a bias
+ * onto the empty sums (K == 0) as the naive loop adds it */
 static void scale_c(const gemm_args *g)
 {
     for (int i = 0; i < g->M; i++) {
         float *c = g->C + (size_t)i * g->ldc;
-        for (int j = 0; j < g->N; j++) c[j] = g->beta == 0.0f ? 0.0f : g->beta * c[j];
+        for (int j = 0; j < g->N; j++) c[j] = plus_bias(g, g->beta == 0.0f ? 0.0f : g->beta * c[j], i, j);
     }
 }
 
@@ -583,6 +632,11 @@ static void gemm_task(const gemm_args *g, gemm_kernel k, int i0, int rows, int j
                       float *bpack, int whole_b, int b_ready, float *acc)
 {
     int mr = k.mr, nr = k.nr, tiles_m = (rows + mr - 1) / mr, tiles_n = (cols + nr - 1) / nr;
+    /* the bias of the last, partial tile row or column, zero padded: the
+     * kernel reads a whole tile's (its sums there are never stored) */
+    float edge_c[NR_MAX] = {0}, edge_r[MR_MAX] = {0};
+    if (g->bias_c) memcpy(edge_c, g->bias_c + j0 + (tiles_n - 1) * nr, (size_t)(cols - (tiles_n - 1) * nr) * sizeof(float));
+    if (g->bias_r) memcpy(edge_r, g->bias_r + i0 + (tiles_m - 1) * mr, (size_t)(rows - (tiles_m - 1) * mr) * sizeof(float));
     int in_place = stride_aliases(g->lda) ? 0 : rows / mr;
     /* tiles (ti < c_m, tj < c_n) sum in C: the whole ones, when c = s */
     int in_c = g->alpha == 1.0f && g->beta == 0.0f && !stride_aliases(g->ldc);
@@ -597,18 +651,21 @@ static void gemm_task(const gemm_args *g, gemm_kernel k, int i0, int rows, int j
         }
         float *bslice = whole_b ? bpack + (size_t)p0 * tiles_n * nr : bpack;
         if (!b_ready) pack_b_slice(g, bslice, nr, j0, cols, p0, kc);
+        int last = p0 + kc >= g->K;
         for (int tj = 0; tj < tiles_n; tj++) { /* B sliver stays in L1 across ti */
             const float *b = bslice + (size_t)tj * kc * nr;
             float *t = acc + (size_t)tj * tiles_m * mr * nr;
             float *t_c = g->C + (size_t)i0 * g->ldc + j0 + tj * nr; /* tile (0, tj) in C */
+            const float *bc = !last || !g->bias_c ? NULL : tj < tiles_n - 1 ? g->bias_c + j0 + tj * nr : edge_c;
             for (int ti = 0; ti < tiles_m; ti++) {
                 int here = ti < in_place;
                 const float *a = here ? g->A + (i0 + ti * mr) * rs + p0 * ps : apack + (size_t)(ti - in_place) * mr * kc;
                 ptrdiff_t ars = here ? rs : 1, aps = here ? ps : mr;
+                const float *br = !last || !g->bias_r ? NULL : ti < tiles_m - 1 ? g->bias_r + i0 + ti * mr : edge_r;
                 if (ti < c_m && tj < c_n)
-                    k.fn(kc, a, ars, aps, b, t_c + (size_t)ti * mr * g->ldc, g->ldc, p0 == 0);
+                    k.fn(kc, a, ars, aps, b, t_c + (size_t)ti * mr * g->ldc, g->ldc, p0 == 0, bc, br);
                 else
-                    k.fn(kc, a, ars, aps, b, t + (size_t)ti * mr * nr, nr, p0 == 0);
+                    k.fn(kc, a, ars, aps, b, t + (size_t)ti * mr * nr, nr, p0 == 0, bc, br);
             }
         }
     }
@@ -716,7 +773,7 @@ static void gemm_run(gemm_args g)
 #ifdef _OPENMP
     if (!omp_in_parallel() && (double)M * N * K >= PARALLEL_MNK) nth = omp_get_max_threads();
 #endif
-    gemm_kernel kernel = pick_kernel();
+    gemm_kernel kernel = narrow_kernel(pick_kernel(), N);
 #ifdef DA_GATHER8
     g.avx2 = da_vec_avx2();
 #endif
@@ -759,11 +816,19 @@ void da_gemm_portable(int trans_a, int trans_b, int M, int N, int K, float alpha
                       const float *A, int lda, const float *B, int ldb,
                       float beta, float *C, int ldc)
 {
-    gemm_run((gemm_args){trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc, NULL, NULL, 0});
+    gemm_run((gemm_args){trans_a, trans_b, M, N, K, alpha, beta, A, B, C, lda, ldb, ldc, NULL, NULL, 0, NULL, NULL});
 }
 
-void da_gemm_portable_packed(int trans_a, int M, int N, int K, float alpha, const float *A, int lda,
-                             da_gemm_pack_b_fn pack_b, const void *ctx, float beta, float *C, int ldc)
+void da_gemm_portable_bias(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                           const float *B, int ldb, float *C, int ldc, const float *bias_c, const float *bias_r)
 {
-    gemm_run((gemm_args){trans_a, 0, M, N, K, alpha, beta, A, NULL, C, lda, N, ldc, pack_b, ctx, 0});
+    assert(!(bias_c && bias_r));
+    gemm_run((gemm_args){trans_a, trans_b, M, N, K, 1.0f, 0.0f, A, B, C, lda, ldb, ldc, NULL, NULL, 0,
+                         bias_c, bias_r});
+}
+
+void da_gemm_portable_packed(int trans_a, int M, int N, int K, const float *A, int lda, da_gemm_pack_b_fn pack_b,
+                             const void *ctx, float *C, int ldc, const float *bias_r)
+{
+    gemm_run((gemm_args){trans_a, 0, M, N, K, 1.0f, 0.0f, A, NULL, C, lda, N, ldc, pack_b, ctx, 0, NULL, bias_r});
 }

@@ -324,22 +324,16 @@ static void col2im_add(float *dinp, const float *dcol, int G, int C, int H, int 
 }
 
 /* scatter_out's plane go = g * O + o */
-static void scatter_plane(float *out, const float *tmp, const float *bias, int G, int O, int P, int go)
+static void scatter_plane(float *out, const float *tmp, int G, int O, int P, int go)
 {
     int g = go / O, o = go % O;
-    const float *src = tmp + ((size_t)o * G + g) * P;
-    float *dst = out + (size_t)go * P;
-    if (bias) {
-        da_span_add_scalar(dst, src, bias[o], (size_t)P);
-    } else {
-        memcpy(dst, src, (size_t)P * sizeof(float));
-    }
+    memcpy(out + (size_t)go * P, tmp + ((size_t)o * G + g) * P, (size_t)P * sizeof(float));
 }
 
-/* out (G, O, P) = tmp (O, G*P) regrouped per image, + bias (O) or NULL */
-static void scatter_out(float *out, const float *tmp, const float *bias, int G, int O, int P)
+/* out (G, O, P) = tmp (O, G*P) regrouped per image */
+static void scatter_out(float *out, const float *tmp, int G, int O, int P)
 {
-    DA_PAR_FOR((double)G * O * P, for (int go = 0; go < G * O; go++) scatter_plane(out, tmp, bias, G, O, P, go));
+    DA_PAR_FOR((double)G * O * P, for (int go = 0; go < G * O; go++) scatter_plane(out, tmp, G, O, P, go));
 }
 
 /* gather_dout's plane go = g * O + o */
@@ -530,22 +524,20 @@ void da_conv2d_forward(float *out, const float *inp, const float *weight, const 
         const float *inp_g = inp + (size_t)n0 * C * H * W;
         float *out_g = out + (size_t)n0 * O * P;
         if (implicit) pad_images(col, inp_g, G, C, H, W, pad);
+        /* each output is its sum over (c, ki, kj), then + bias[o] (the
+         * GEMM's epilogue adds it): the same bits whether the GEMM writes
+         * into out (one image) or into tmp, regrouped after */
         if (G == 1) {
-            /* one image: the GEMM writes straight into out, then the bias is
-             * added as scatter_out adds it (sum + bias, never bias + partial
-             * sums), so an image alone has the bits it has in a group */
             if (implicit) {
-                da_gemm_portable_packed(0, O, P, K, 1.0f, weight, K, pack_cols, &cc, 0.0f, out_g, P);
+                da_gemm_portable_packed(0, O, P, K, weight, K, pack_cols, &cc, out_g, P, bias);
             } else {
                 const float *cols = inp_g;
                 if (!pl.pointwise) {
                     im2col(col, inp_g, 1, C, H, W, k, stride, pad, pl.OH, pl.OW);
                     cols = col;
                 }
-                da_gemm(0, 0, O, P, K, 1.0f, weight, K, cols, P, 0.0f, out_g, P);
+                da_gemm_items_bias(1, 0, 0, 0, 0, 0, O, P, K, weight, K, cols, P, out_g, P, NULL, bias);
             }
-            if (bias)
-                for (int o = 0; o < O; o++) da_span_add_scalar(out_g + (size_t)o * P, out_g + (size_t)o * P, bias[o], (size_t)P);
             continue;
         }
         int GP = G * P;
@@ -553,13 +545,13 @@ void da_conv2d_forward(float *out, const float *inp, const float *weight, const 
         if (implicit) {
             /* the images side by side, one wide GEMM: what da_gemm_items
              * makes of the per-image items below with the portable GEMM */
-            da_gemm_portable_packed(0, O, GP, K, 1.0f, weight, K, pack_cols, &cc, 0.0f, tmp, GP);
+            da_gemm_portable_packed(0, O, GP, K, weight, K, pack_cols, &cc, tmp, GP, bias);
         } else {
             im2col(col, inp_g, G, C, H, W, k, stride, pad, pl.OH, pl.OW);
             /* one GEMM item per image (its P columns): see gemm.c */
-            da_gemm_items(G, 0, P, P, 0, 0, O, P, K, 1.0f, weight, K, col, GP, 0.0f, tmp, GP);
+            da_gemm_items_bias(G, 0, P, P, 0, 0, O, P, K, weight, K, col, GP, tmp, GP, NULL, bias);
         }
-        scatter_out(out_g, tmp, bias, G, O, P);
+        scatter_out(out_g, tmp, G, O, P);
     }
 }
 

@@ -3,6 +3,7 @@
 #include <assert.h>
 #include <string.h>
 
+#include "core/gemm_packer.h"
 #include "core/par.h"
 #include "core/span.h"
 #include "dalign/core.h"
@@ -13,19 +14,12 @@
 void da_linear_forward(float *out, const float *inp, const float *weight, const float *bias,
                        int B, int T, int C, int OC)
 {
-    da_gemm_items(B, (size_t)T * C, 0, (size_t)T * OC, 0, 1, T, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
-    if (!bias) return;
-    /* out = s + bias: with the portable GEMM, the bits of its 1 * s + 1 * bias
-     * with out preset to the bias (1 * x is x), which this was; as a pass
-     * after a GEMM with beta 0, the GEMM sums straight into out and nothing
-     * copies the bias first. (OpenBLAS, which adds each of its K blocks onto
-     * C, rounded (bias + part1) + part2 and now (part1 + part2) + bias: its
-     * results only ever matched within rounding.) */
-    long N = (long)B * T;
-    DA_PAR_FOR((double)N * OC, for (long n = 0; n < N; n++) {
-        float *o = out + (size_t)n * OC;
-        da_span_add(o, o, bias, (size_t)OC);
-    });
+    /* out = s + bias, each row's sums s then the bias: the portable GEMM
+     * adds it to its register tiles (a pass over out after the GEMM took
+     * 1.7% of sampling at batch 16). (OpenBLAS, which adds each of its K
+     * blocks onto C, would round (bias + part1) + part2 with out preset to
+     * the bias: it gets the pass.) */
+    da_gemm_items_bias(B, (size_t)T * C, 0, (size_t)T * OC, 0, 1, T, OC, C, inp, C, weight, C, out, OC, bias, NULL);
 }
 
 #define DBIAS_BLOCK 64 /* channels per thread's piece of dbias */
