@@ -310,6 +310,66 @@ static void test_shape_threads(void **state)
     free_case(&c);
 }
 
+/* Permutes that are a batch of matrix transposes run 8 x 8 blocks
+ * (ops_shape.c:transposes; in registers under the AVX copies). Output and
+ * gradient, bit for bit, against the index arithmetic of the definition,
+ * under every vector copy the CPU runs: sizes with and without remainders
+ * of 8 on both sides, a batch of one (a single matrix), a dim of 1 among
+ * the others, and the transformer's two permutes at the UNet's sizes. A
+ * block stored at the wrong row or column, or a remainder skipped, fails
+ * it. */
+static void test_permute_transposes(void **state)
+{
+    (void)state;
+    static const struct { int nd, shape[4], perm[4]; } cases[] = {
+        {4, {2, 24, 4, 5}, {0, 2, 3, 1}}, {4, {2, 4, 5, 24}, {0, 3, 1, 2}}, {4, {1, 64, 8, 8}, {0, 2, 3, 1}},
+        {4, {3, 64, 8, 8}, {0, 2, 3, 1}}, {4, {3, 8, 8, 128}, {0, 3, 1, 2}}, {2, {16, 19}, {1, 0}},
+        {4, {3, 8, 1, 16}, {0, 2, 3, 1}}, {3, {5, 9, 17}, {0, 2, 1}},
+    };
+    const char *saved = da_isa(), *isas[3] = {"base", "avx2", "avx512"};
+    int n_run = 0;
+    for (int k = 0; k < 3; k++) {
+        if (da_set_isa(isas[k]) != DA_OK) continue; /* not on this CPU */
+        for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+            int nd = cases[ci].nd;
+            const int *sh = cases[ci].shape, *perm = cases[ci].perm;
+            tu_case c = case1(nd, sh, 700u + (uint32_t)ci);
+            size_t n = 1, str[4], ostr[4];
+            int osh[4];
+            for (int d = 0; d < nd; d++) n *= (size_t)sh[d];
+            for (int d = nd - 1, st = 1; d >= 0; st *= sh[d], d--) str[d] = (size_t)st;
+            for (int d = 0; d < nd; d++) osh[d] = sh[perm[d]];
+            for (int d = nd - 1, st = 1; d >= 0; st *= osh[d], d--) ostr[d] = (size_t)st;
+            float *dout = malloc(n * sizeof(float)), *want = malloc(n * sizeof(float)), *gwant = malloc(n * sizeof(float));
+            assert_true(dout && want && gwant);
+            tu_fill(dout, n, 800u + (uint32_t)ci, -1.0f, 1.0f);
+            for (size_t o = 0; o < n; o++) { /* out[o] = x[the input offset of o's index] */
+                size_t rem = o, off = 0;
+                for (int d = 0; d < nd; d++) {
+                    off += (rem / ostr[d]) * str[perm[d]];
+                    rem %= ostr[d];
+                }
+                want[o] = c.data[0][off];
+                gwant[off] = dout[o];
+            }
+            tu_result r = tu_run(build_permute, (void *)perm, &c, dout);
+            char what[96];
+            snprintf(what, sizeof what, "permute %zu (%s): out", ci, isas[k]);
+            tu_assert_bits(what, r.out, want, n);
+            snprintf(what, sizeof what, "permute %zu (%s): grad", ci, isas[k]);
+            tu_assert_bits(what, r.grad[0], gwant, n);
+            tu_result_free(&r);
+            free(dout);
+            free(want);
+            free(gwant);
+            free_case(&c);
+            n_run++;
+        }
+    }
+    assert_int_equal(da_set_isa(saved), DA_OK);
+    assert_true(n_run >= 8);
+}
+
 int main(void)
 {
     da_threads_init();
@@ -319,6 +379,7 @@ int main(void)
         cmocka_unit_test(test_shape_gradcheck),
         cmocka_unit_test(test_shape_vs_torch),
         cmocka_unit_test(test_shape_threads),
+        cmocka_unit_test(test_permute_transposes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/par.h"
+#include "core/vec.h"
 #include "dalign/core.h"
 
 static int norm_dim(int dim, int ndim)
@@ -91,6 +92,116 @@ static size_t perm_row_ioff(const perm_plan *p, size_t r)
     return off;
 }
 
+/* ---- permutes that are a batch of matrix transposes ---------------------- */
+/* The transformer's (B, C, H, W) <-> (B, HW, C) are: row by row, with a    */
+/* strided read, they took 1.6% of sampling at batch 16.                    */
+
+/* *nb, *R, *S when the permute is out[b][r][s] = in[b][s][r] for nb (S, R)
+ * matrices in (output dims merged where they run on in the input); else 0 */
+static int perm_as_transposes(const perm_plan *p, size_t *nb, size_t *R, size_t *S)
+{
+    size_t n[DA_MAX_DIMS], str[DA_MAX_DIMS];
+    int k = 0;
+    for (int d = 0; d < p->nd; d++) {
+        if (p->n[d] == 1) continue;   /* a dim of 1 moves nothing */
+        if (k > 0 && str[k - 1] == p->istr[d] * p->n[d]) {
+            n[k - 1] *= p->n[d];
+            str[k - 1] = p->istr[d];
+        } else {
+            n[k] = p->n[d];
+            str[k] = p->istr[d];
+            k++;
+        }
+    }
+    if (k == 2) { /* one matrix: shift in a batch of 1 */
+        n[2] = n[1], str[2] = str[1], n[1] = n[0], str[1] = str[0];
+        n[0] = 1, str[0] = n[1] * n[2];
+        k = 3;
+    }
+    if (k != 3 || str[1] != 1 || str[2] != n[1] || str[0] != n[1] * n[2]) return 0;
+    *nb = n[0], *R = n[1], *S = n[2];
+    return 1;
+}
+
+/* dst (R, S) = (add ? dst + : ) the transpose of src (S, R), in blocks of 8
+ * x 8 (the plain loop's operations on every element: a copy, or one add) */
+#define DEFINE_TRANSPOSE(SFX, ATTR, BLOCK8)                                                        \
+    ATTR static void transpose_into##SFX(float *restrict dst, const float *restrict src, size_t R, \
+                                         size_t S, int add)                                       \
+    {                                                                                            \
+        size_t r0 = 0;                                                                           \
+        for (; r0 + 8 <= R; r0 += 8) {                                                            \
+            size_t s0 = 0;                                                                       \
+            for (; s0 + 8 <= S; s0 += 8) BLOCK8(dst + r0 * S + s0, S, src + s0 * R + r0, R, add); \
+            for (size_t r = r0; r < r0 + 8; r++)                                                 \
+                for (size_t s = s0; s < S; s++)                                                  \
+                    dst[r * S + s] = add ? dst[r * S + s] + src[s * R + r] : src[s * R + r];     \
+        }                                                                                        \
+        for (size_t r = r0; r < R; r++)                                                          \
+            for (size_t s = 0; s < S; s++) dst[r * S + s] = add ? dst[r * S + s] + src[s * R + r] : src[s * R + r]; \
+    }
+
+/* dst (8, 8), rows ldd apart, (+)= the transpose of src (8, 8), rows lds apart */
+static inline void block8_plain(float *restrict dst, size_t ldd, const float *restrict src, size_t lds, int add)
+{
+    for (int i = 0; i < 8; i++)
+        for (int j = 0; j < 8; j++) dst[i * ldd + j] = add ? dst[i * ldd + j] + src[j * lds + i] : src[j * lds + i];
+}
+DEFINE_TRANSPOSE(, , block8_plain)
+
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
+#include "core/transpose8.h"
+#define TRANSPOSE_TWIN 1
+/* row i of the block: (dst's row +) o##i */
+#define STORE8_ROW(i)                                                                      \
+    do {                                                                                   \
+        if (add) {                                                                         \
+            da_v8f d_;                                                                     \
+            memcpy(&d_, dst + (i) * ldd, sizeof d_);                                       \
+            o##i = d_ + o##i;                                                              \
+        }                                                                                  \
+        memcpy(dst + (i) * ldd, &o##i, sizeof o##i);                                       \
+    } while (0)
+__attribute__((target("avx2"), always_inline)) static inline void block8_avx(float *restrict dst, size_t ldd,
+                                                                            const float *restrict src,
+                                                                            size_t lds, int add)
+{
+    const float *rows[8] = {src, src + lds, src + 2 * lds, src + 3 * lds,
+                            src + 4 * lds, src + 5 * lds, src + 6 * lds, src + 7 * lds};
+    DA_LOAD8_ROWS(r, rows, 0);
+    DA_TRANSPOSE8(r, o);
+    STORE8_ROW(0);
+    STORE8_ROW(1);
+    STORE8_ROW(2);
+    STORE8_ROW(3);
+    STORE8_ROW(4);
+    STORE8_ROW(5);
+    STORE8_ROW(6);
+    STORE8_ROW(7);
+}
+#undef STORE8_ROW
+DEFINE_TRANSPOSE(_avx, __attribute__((target("avx2"))), block8_avx)
+#endif
+
+/* the nb transposes, one per thread at a time */
+static void transposes(float *dst, const float *src, size_t nb, size_t R, size_t S, int add)
+{
+#ifdef TRANSPOSE_TWIN
+    int avx = da_vec_avx2();
+#endif
+    DA_PAR_FOR((double)nb * R * S, for (size_t b = 0; b < nb; b++) {
+        float *d = dst + b * R * S;
+        const float *sr = src + b * R * S;
+#ifdef TRANSPOSE_TWIN
+        if (avx) {
+            transpose_into_avx(d, sr, R, S, add);
+            continue;
+        }
+#endif
+        transpose_into(d, sr, R, S, add);
+    });
+}
+
 /* row r of permute_forward's out */
 static void permute_row(float *out, const float *inp, const perm_plan *p, size_t r)
 {
@@ -102,8 +213,12 @@ static void permute_row(float *out, const float *inp, const perm_plan *p, size_t
 /* out (shape[perm[0]], ..., shape[perm[nd-1]]) = inp (shape[0], ..., shape[nd-1]) permuted */
 static void permute_forward(float *out, const float *inp, const perm_plan *p, size_t n)
 {
-    size_t inner = p->n[p->nd - 1];
+    size_t inner = p->n[p->nd - 1], nb, R, S;
     if (n == 0) return;
+    if (perm_as_transposes(p, &nb, &R, &S)) {
+        transposes(out, inp, nb, R, S, 0);
+        return;
+    }
     size_t rows = n / inner;
     DA_PAR_FOR((double)n, for (size_t r = 0; r < rows; r++) permute_row(out, inp, p, r));
 }
@@ -119,8 +234,13 @@ static void permute_row_backward(float *dinp, const float *dout, const perm_plan
 /* dinp (input shape) += dout (output shape) scattered back; 1:1 map, so no races */
 static void permute_backward(float *dinp, const float *dout, const perm_plan *p, size_t n)
 {
-    size_t inner = p->n[p->nd - 1];
+    size_t inner = p->n[p->nd - 1], nb, R, S;
     if (n == 0) return;
+    if (perm_as_transposes(p, &nb, &R, &S)) {
+        /* dinp[b] (S, R) += the transpose of dout[b] (R, S) */
+        transposes(dinp, dout, nb, S, R, 1);
+        return;
+    }
     size_t rows = n / inner;
     DA_PAR_FOR((double)n, for (size_t r = 0; r < rows; r++) permute_row_backward(dinp, dout, p, r));
 }
