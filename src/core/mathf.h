@@ -140,7 +140,7 @@ static const double ERF_PIECE[6][14] = {
     },
 };
 /* ERF_PIECE by coefficient, for a lookup across the lanes of a vector:
- * ERF_PIECE_COL[k][l] = ERF_PIECE[min(l, 5)][k] (erff_piece_v8) */
+ * ERF_PIECE_COL[k][l] = ERF_PIECE[min(l, 5)][k] (erff_piece_x16) */
 static const double ERF_PIECE_COL[14][8] = {
     {0.9229001282564582, 0.9866716712191824, 0.9985372834133188, 0.9998993780778803,
      0.9999956972205363, 0.9999998862727434, 0.9999998862727434, 0.9999998862727434},
@@ -368,7 +368,6 @@ DA_LANE float erff_lane(float x) { return erff_rest_lane(x, erff_piece_lane(x));
 /* ---- blocks ------------------------------------------------------------------ */
 
 #define MATHF_BLK 64   /* values per block of the array functions and the ops */
-#define ERF_PACK 8     /* lanes per vectorised loop over the packed inputs */
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
 /* Explicit vectors, for the avx512 copy only: GCC's own vectorisation of
@@ -445,30 +444,24 @@ static inline void expf_x16(float *out, const float *in)
 #endif
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__AVX512F__)
-/* out (8) = erff_piece_lane(in (8)), for 8 values in the pieces: the same
- * operations on the same values, but each coefficient is one vector of the
- * six pieces' (ERF_PIECE_COL[k]) permuted by the lanes' piece numbers, one
- * vpermpd, where the lane form gathers it value by value (that gather was
- * most of erf's time on GELU's inputs: 3.3 -> 2.5 ns a value, one Zen 4
- * core). Only in the avx512 copy: with AVX2 or SSE2 GCC spells the
- * permutation out lane by lane, slower than the gather. Checked against
- * erff_piece_lane on every float (docs/determinism.md). */
-static inline void erff_piece_v8(float *out, const float *in)
+/* one lane group's piece number i and offset t (erff_piece_lane's) */
+#define ERF_PIECE_ARGS(x, i, t)                                                      \
+    mf_v8l i;                                                                        \
+    mf_v8d t;                                                                        \
+    do {                                                                             \
+        mf_v8d xd_ = __builtin_convertvector(x, mf_v8d);                             \
+        mf_v8l bits_;                                                                \
+        memcpy(&bits_, &xd_, sizeof bits_);                                          \
+        bits_ &= 0x7fffffffffffffffLL; /* |x| (abs_d) */                             \
+        mf_v8d ax_;                                                                  \
+        memcpy(&ax_, &bits_, sizeof ax_);                                            \
+        i = __builtin_convertvector((ax_ - 1.0) * 2.0, mf_v8l);                       \
+        t = ax_ - (1.25 + 0.5 * __builtin_convertvector(i, mf_v8d));                  \
+    } while (0)
+
+/* out (8) = the result r of a lane group with the sign of x */
+static inline void erf_piece_store(float *out, mf_v8d r, mf_v8f x)
 {
-    mf_v8f x;
-    memcpy(&x, in, sizeof x);
-    mf_v8d xd = __builtin_convertvector(x, mf_v8d);
-    mf_v8l bits;
-    memcpy(&bits, &xd, sizeof bits);
-    bits &= 0x7fffffffffffffffLL; /* |x| (abs_d) */
-    mf_v8d ax;
-    memcpy(&ax, &bits, sizeof ax);
-    mf_v8l i = __builtin_convertvector((ax - 1.0) * 2.0, mf_v8l);
-    mf_v8d t = ax - (1.25 + 0.5 * __builtin_convertvector(i, mf_v8d));
-    mf_v8d c[14];
-    memcpy(c, ERF_PIECE_COL, sizeof c);
-    mf_v8d r = __builtin_shuffle(c[13], i);
-    for (int k = 12; k >= 0; k--) r = r * t + __builtin_shuffle(c[k], i);
     mf_v8f big = __builtin_convertvector(r, mf_v8f);
     mf_v8i xs, bb;
     memcpy(&xs, &x, sizeof xs);
@@ -476,9 +469,43 @@ static inline void erff_piece_v8(float *out, const float *in)
     bb ^= xs & (int)0x80000000; /* -big where x < 0 (x is never 0 here) */
     memcpy(out, &bb, sizeof bb);
 }
-#define ERFF_PIECES_8(out, in) erff_piece_v8(out, in)
+
+/* out (16) = erff_piece_lane(in (16)), for 16 values in the pieces: the
+ * same operations on the same values, but each coefficient is one vector
+ * of the six pieces' (ERF_PIECE_COL[k]) permuted by the lanes' piece
+ * numbers, one vpermpd, where the lane form gathers it value by value
+ * (that gather was most of erf's time on GELU's inputs: 3.3 -> 2.5 ns a
+ * value, one Zen 4 core). Two groups of 8 lanes, their Horner chains side
+ * by side, each coefficient vector loaded once for both (one group at a
+ * time, GCC copied the table to the stack at every call: erf on [-5, 5]
+ * 2.04-2.16 -> 1.88-2.00 ns a value, bench_act, Zen 5). Only in the avx512
+ * copy: with AVX2 or SSE2 GCC spells the permutation out lane by lane,
+ * slower than the gather. Checked against erff_piece_lane on every float
+ * (DA_MATHF_STRIDE=1 test_mathf; docs/determinism.md). */
+static inline void erff_piece_x16(float *out, const float *in)
+{
+    mf_v8f x0, x1;
+    memcpy(&x0, in, sizeof x0);
+    memcpy(&x1, in + 8, sizeof x1);
+    ERF_PIECE_ARGS(x0, i0, t0);
+    ERF_PIECE_ARGS(x1, i1, t1);
+    mf_v8d c;
+    memcpy(&c, ERF_PIECE_COL[13], sizeof c);
+    mf_v8d r0 = __builtin_shuffle(c, i0), r1 = __builtin_shuffle(c, i1);
+#pragma GCC unroll 13
+    for (int k = 12; k >= 0; k--) {
+        memcpy(&c, ERF_PIECE_COL[k], sizeof c);
+        r0 = r0 * t0 + __builtin_shuffle(c, i0);
+        r1 = r1 * t1 + __builtin_shuffle(c, i1);
+    }
+    erf_piece_store(out, r0, x0);
+    erf_piece_store(out + 8, r1, x1);
+}
+#define ERF_PACK 16 /* lanes per step over the packed inputs */
+#define ERFF_PIECES(out, in) erff_piece_x16(out, in)
 #else
-#define ERFF_PIECES_8(out, in)                                                       \
+#define ERF_PACK 8
+#define ERFF_PIECES(out, in)                                                         \
     for (int k_ = 0; k_ < ERF_PACK; k_++) (out)[k_] = erff_piece_lane((in)[k_])
 #endif
 
@@ -544,7 +571,7 @@ static inline void erff_block(float *y, const float *x)
     }
 #endif
     for (int k = n; k % ERF_PACK; k++) packed[k] = 1.0f;   /* MATHF_BLK is a multiple of ERF_PACK */
-    for (int k0 = 0; k0 < n; k0 += ERF_PACK) ERFF_PIECES_8(packed + k0, packed + k0);
+    for (int k0 = 0; k0 < n; k0 += ERF_PACK) ERFF_PIECES(packed + k0, packed + k0);
 #ifdef ERF_COMPRESS
     erf_unpack_x16(piece, masks, packed);
 #else

@@ -189,7 +189,7 @@ for row in rows:
 print("};")
 # the same coefficients by column, for a lookup across the lanes of a vector
 print("/* ERF_PIECE by coefficient, for a lookup across the lanes of a vector:")
-print(" * ERF_PIECE_COL[k][l] = ERF_PIECE[min(l, 5)][k] (erff_piece_v8) */")
+print(" * ERF_PIECE_COL[k][l] = ERF_PIECE[min(l, 5)][k] (erff_piece_x16) */")
 print(f"static const double ERF_PIECE_COL[{len(rows[0])}][8] = {{")
 for k in range(len(rows[0])):
     vals = [f"{rows[min(l, 5)][k]!r}" for l in range(8)]
