@@ -247,16 +247,20 @@ static void test_gemm_every_tile(void **state)
              * is no multiple of the 8 x 8 blocks its slivers are packed in */
             /* and at most 16 columns, where the zmm tile is 8 x 16
              * (narrow_kernel): whole, in C, and an edge of 9 */
-            static const gemm_case more[8] = {{37, 1000, 1000, 0, 0, 24, 1.0f, 0.0f},
+            /* and c = alpha s (beta 0), whose whole tiles sum in C and
+             * take alpha in the kernel, on the last of three K slices */
+            static const gemm_case more[10] = {{37, 1000, 1000, 0, 0, 24, 1.0f, 0.0f},
                                               {37, 1000, 1000, 0, 1, 24, 0.5f, -2.0f},
                                               {1000, 40, 200, 1, 0, 24, 1.0f, 0.0f},
                                               {300, 600, 200, 0, 1, 3, 1.0f, 0.0f},
                                               {40, 96, 203, 0, 1, 5, 1.0f, 0.0f},
                                               {37, 100, 1003, 0, 0, 21, 0.5f, -2.0f},
                                               {37, 16, 300, 0, 1, 3, 1.0f, 0.0f},
-                                              {37, 9, 203, 1, 0, 0, 0.5f, -2.0f}};
+                                              {37, 9, 203, 1, 0, 0, 0.5f, -2.0f},
+                                              {37, 520, 300, 0, 1, 3, 0.5f, 0.0f},
+                                              {37, 16, 300, 1, 1, 0, 0.25f, 0.0f}};
             /* 4 transposes x (alpha 1, beta 0: sums kept in C; 0.5, -2), then more[] */
-            for (int t = 0; t < 16; t++) {
+            for (int t = 0; t < 18; t++) {
                 float alpha = t < 4 ? 1.0f : 0.5f, beta = t < 4 ? 0.0f : -2.0f;
                 gemm_case c = t < 8 ? (gemm_case){37, 520, 300, (t >> 1) & 1, t & 1, 3, alpha, beta} : more[t - 8];
                 gemm_inputs in = inputs_new(&c, 300u + (uint32_t)t);

@@ -61,7 +61,7 @@ static int tile_forced = -1;
 #define PARALLEL_MNK 65536 /* below this, waking threads costs more than it saves */
 
 typedef void (*kernel_fn)(int kc, const float *a, ptrdiff_t rs, ptrdiff_t ps, const float *b, float *acc,
-                          ptrdiff_t ld, int first, const float *bias_c, const float *bias_r);
+                          ptrdiff_t ld, int first, const float *scale, const float *bias_c, const float *bias_r);
 typedef struct gemm_kernel {
     kernel_fn fn;
     int mr, nr; /* register tile: mr rows of op(A) x nr columns of op(B) */
@@ -69,9 +69,10 @@ typedef struct gemm_kernel {
 
 /* ------------------------------------------------------------------------ */
 /* Micro-kernel: acc (MR, NR) = (first ? 0 : acc) + sum_p a[:, p] (MR) x b[p] (NR) */
-/* then, on a last K slice given a bias, + bias_c[j] (NR, a column's) or    */
-/* + bias_r[i] (MR, a row's): each sum s becomes s + bias while in          */
-/* registers, the bits of s stored and a pass adding the bias after.        */
+/* then, on a last K slice, * scale[0] (alpha, when not 1), + bias_c[j] (NR, */
+/* a column's bias) or + bias_r[i] (MR, a row's): each sum s becomes        */
+/* alpha * s, or s + bias, in registers, the bits of s stored and a pass    */
+/* after.                                                                   */
 /* a[i, p] = a[i * rs + p * ps]: A read where it lies (a whole sliver of     */
 /* rows, rs = lda, ps = 1, or transposed, rs = 1, ps = lda) or from a packed */
 /* edge sliver (rs = 1, ps = MR); b: packed sliver (kc, NR); acc row-major  */
@@ -92,8 +93,8 @@ typedef struct gemm_kernel {
 #define DEFINE_KERNEL(name, attr, vbytes, MR, NR)                                       \
     attr static void name(int kc, const float *restrict a, ptrdiff_t rs, ptrdiff_t ps,   \
                           const float *restrict b, float *restrict acc, ptrdiff_t ld,    \
-                          int first, const float *restrict bias_c,                       \
-                          const float *restrict bias_r)                                  \
+                          int first, const float *restrict scale,                        \
+                          const float *restrict bias_c, const float *restrict bias_r)    \
     {                                                                                    \
         typedef float vec __attribute__((vector_size(vbytes)));                          \
         enum { VL = (vbytes) / (int)sizeof(float), NV = (NR) / VL };                      \
@@ -112,6 +113,9 @@ typedef struct gemm_kernel {
                 _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                      \
                     c[i][v] += row[i][p * ps] * bv[v];                                   \
         }                                                                                \
+        if (scale)                                                                       \
+            _Pragma("GCC unroll 8") for (int i = 0; i < (MR); i++)                        \
+                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) c[i][v] *= scale[0];  \
         if (bias_c) {                                                                    \
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                          \
                 memcpy(&bv[v], bias_c + v * VL, sizeof(vec));                             \
@@ -218,7 +222,7 @@ static int timed_width(void)
         for (int w = 0; w < 2; w++) {
             gemm_kernel k = who[w];
             double t0 = now_s();
-            for (int c = 0; c < CALLS; c++) k.fn(KT, A_, KT, 1, B_, acc, k.nr, c == 0, NULL, NULL);
+            for (int c = 0; c < CALLS; c++) k.fn(KT, A_, KT, 1, B_, acc, k.nr, c == 0, NULL, NULL, NULL);
             double gflops = 2e-9 * k.mr * k.nr * KT * CALLS / (now_s() - t0 + 1e-12);
             if (gflops > best[w]) best[w] = gflops;
         }
@@ -269,7 +273,7 @@ const char *da_gemm_tile(void) { return tile_in_use()->desc; }
 /* Other compilers: the same tile in scalar C. */
 static void kernel_scalar(int kc, const float *restrict a, ptrdiff_t rs, ptrdiff_t ps,
                           const float *restrict b, float *restrict acc, ptrdiff_t ld, int first,
-                          const float *restrict bias_c, const float *restrict bias_r)
+                          const float *restrict scale, const float *restrict bias_c, const float *restrict bias_r)
 {
     enum { MR = 8, NR = 16 };
     float c[MR * NR];
@@ -280,6 +284,7 @@ static void kernel_scalar(int kc, const float *restrict a, ptrdiff_t rs, ptrdiff
             for (int j = 0; j < NR; j++) c[i * NR + j] += a[i * rs + p * ps] * b[j];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) {
+            if (scale) c[i * NR + j] *= scale[0];
             if (bias_c) c[i * NR + j] += bias_c[j];
             if (bias_r) c[i * NR + j] += bias_r[i];
         }
@@ -618,9 +623,11 @@ static void pack_b_slice(const gemm_args *g, float *dst, int nr, int j0, int col
 
 /* One task: C[i0 : i0+rows, j0 : j0+cols]. acc holds (rows/mr) x (cols/nr)
  * tiles of mr x nr partial sums, tile (ti, tj) at (tj * tiles_m + ti),
- * except that when c = s (alpha 1, beta 0: 1 * s is s, bit for bit) a whole
- * tile keeps its sums in C itself, and the copy out is skipped (it took
- * half the driver's time, 3% of sampling), unless C's stride aliases
+ * except that when c = alpha s (beta 0) a whole tile keeps its sums in C
+ * itself, the kernel multiplying by alpha on the last K slice (the one
+ * rounding finish makes), and the copy out is skipped (it took half the
+ * driver's time, 3% of sampling; with alpha 1 / sqrt(head dim) the
+ * attention's scores took it too), unless C's stride aliases
  * (stride_aliases). The first `in_place` slivers of
  * op(A) are read where they lie (A's transposition only changes the
  * strides), the others are packed into apack, zero padded: the last,
@@ -638,8 +645,9 @@ static void gemm_task(const gemm_args *g, gemm_kernel k, int i0, int rows, int j
     if (g->bias_c) memcpy(edge_c, g->bias_c + j0 + (tiles_n - 1) * nr, (size_t)(cols - (tiles_n - 1) * nr) * sizeof(float));
     if (g->bias_r) memcpy(edge_r, g->bias_r + i0 + (tiles_m - 1) * mr, (size_t)(rows - (tiles_m - 1) * mr) * sizeof(float));
     int in_place = stride_aliases(g->lda) ? 0 : rows / mr;
-    /* tiles (ti < c_m, tj < c_n) sum in C: the whole ones, when c = s */
-    int in_c = g->alpha == 1.0f && g->beta == 0.0f && !stride_aliases(g->ldc);
+    /* tiles (ti < c_m, tj < c_n) sum in C: the whole ones, when c = alpha
+     * s (beta 0), the kernel taking the alpha on the last K slice (scale) */
+    int in_c = g->beta == 0.0f && !stride_aliases(g->ldc);
     int c_m = in_c ? rows / mr : 0, c_n = in_c ? cols / nr : 0;
     ptrdiff_t rs = g->trans_a ? 1 : g->lda, ps = g->trans_a ? g->lda : 1;
     for (int p0 = 0; p0 < g->K; p0 += KC) {
@@ -652,6 +660,7 @@ static void gemm_task(const gemm_args *g, gemm_kernel k, int i0, int rows, int j
         float *bslice = whole_b ? bpack + (size_t)p0 * tiles_n * nr : bpack;
         if (!b_ready) pack_b_slice(g, bslice, nr, j0, cols, p0, kc);
         int last = p0 + kc >= g->K;
+        const float *scale = last && g->alpha != 1.0f ? &g->alpha : NULL; /* for tiles in C */
         for (int tj = 0; tj < tiles_n; tj++) { /* B sliver stays in L1 across ti */
             const float *b = bslice + (size_t)tj * kc * nr;
             float *t = acc + (size_t)tj * tiles_m * mr * nr;
@@ -663,9 +672,9 @@ static void gemm_task(const gemm_args *g, gemm_kernel k, int i0, int rows, int j
                 ptrdiff_t ars = here ? rs : 1, aps = here ? ps : mr;
                 const float *br = !last || !g->bias_r ? NULL : ti < tiles_m - 1 ? g->bias_r + i0 + ti * mr : edge_r;
                 if (ti < c_m && tj < c_n)
-                    k.fn(kc, a, ars, aps, b, t_c + (size_t)ti * mr * g->ldc, g->ldc, p0 == 0, bc, br);
-                else
-                    k.fn(kc, a, ars, aps, b, t + (size_t)ti * mr * nr, nr, p0 == 0, bc, br);
+                    k.fn(kc, a, ars, aps, b, t_c + (size_t)ti * mr * g->ldc, g->ldc, p0 == 0, scale, bc, br);
+                else /* finish applies alpha and beta */
+                    k.fn(kc, a, ars, aps, b, t + (size_t)ti * mr * nr, nr, p0 == 0, NULL, bc, br);
             }
         }
     }
@@ -762,6 +771,33 @@ static void run_tasks(const task_plan *p, int tid, int nthr)
     }
 }
 
+/* Scratch for a call that runs on the calling thread: a buffer kept by
+ * each thread and grown to the largest such call's (up to SCRATCH_KEEP
+ * floats; larger ones, and calls of several threads, allocate their own).
+ * Sampling at batch 16 makes some 70 000 GEMM calls of a few microseconds
+ * each (the attention's per-head products), and an allocation and free
+ * per call took about 1% of its time (malloc_consolidate, perf). Threads
+ * live for the process (OpenMP's pool), and so does the buffer. */
+#define SCRATCH_KEEP ((size_t)1 << 18) /* floats: 1 MB */
+static _Thread_local float *kept_scratch;
+static _Thread_local size_t kept_n;
+
+static float *scratch_get(size_t n, int *kept)
+{
+    *kept = 0;
+    if (n > SCRATCH_KEEP) return aligned_alloc(64, n * sizeof(float));
+    if (n > kept_n) { /* room for twice this call's, so growth stops soon */
+        size_t grow = 2 * n < SCRATCH_KEEP ? 2 * n : SCRATCH_KEEP;
+        float *p = aligned_alloc(64, grow * sizeof(float));
+        if (!p) return aligned_alloc(64, n * sizeof(float));
+        free(kept_scratch);
+        kept_scratch = p;
+        kept_n = grow;
+    }
+    *kept = 1;
+    return kept_scratch;
+}
+
 static void gemm_run(gemm_args g)
 {
     int M = g.M, N = g.N, K = g.K, lda = g.lda;
@@ -792,7 +828,8 @@ static void gemm_run(gemm_args g)
     size_t a_n = round16((size_t)a_rows * kc), b_n = round16((size_t)(whole_b ? K : kc) * nc),
            acc_n = round16((size_t)mc * nc);
     size_t per_thread = a_n + b_n + acc_n;
-    float *scratch = aligned_alloc(64, per_thread * (size_t)nth * sizeof(float));
+    int kept;
+    float *scratch = scratch_get(per_thread * (size_t)nth, &kept);
     if (!scratch) { gemm_naive_any(g); return; }
 
     task_plan plan = {&g, kernel, tm, n_tasks, mc, nc, whole_b, scratch, per_thread, a_n, b_n};
@@ -809,7 +846,7 @@ static void gemm_run(gemm_args g)
             run_tasks(&plan, tid, nthr);
         }
     }
-    free(scratch);
+    if (!kept) free(scratch);
 }
 
 void da_gemm_portable(int trans_a, int trans_b, int M, int N, int K, float alpha,
