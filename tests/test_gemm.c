@@ -367,9 +367,12 @@ static void test_gemm_bias(void **state)
 }
 
 /* da_gemm_items_bias on both backends: each item the bits of da_gemm_items
- * (alpha 1, beta 0) and a bias pass after, in the layouts that carry a bias
- * (linear: rows stacked over a shared B, a column's bias; conv groups:
- * columns side by side under a shared A, a row's bias) */
+ * (alpha 1, beta 0) and the bias passes after (a column's bias, then a
+ * row's), in linear's layout (rows stacked over a shared B) and conv2d's
+ * (columns side by side under a shared A), with a column's bias, a row's
+ * and both, for 3 items and for 1: the portable GEMM merges the items into
+ * one only where the bias follows, and one merged where it does not, or
+ * an item's bias dropped, fails it */
 static void test_gemm_items_bias(void **state)
 {
     (void)state;
@@ -380,22 +383,27 @@ static void test_gemm_items_bias(void **state)
     assert_true(got && want);
     for (int b = 0; b < 2; b++) {
         if (da_gemm_set_backend(backends[b]) != DA_OK) continue; /* not built in */
-        for (int layout = 0; layout < 2; layout++) {
-            size_t sa = layout ? 0 : (size_t)M * K, sb = layout ? N : 0, sc = layout ? N : (size_t)M * N;
-            int ldb = layout ? IT * N : N, ldc = layout ? IT * N : N;
-            const float *bc = layout ? NULL : bias, *br = layout ? bias : NULL;
-            da_gemm_items_bias(IT, sa, sb, sc, 0, 0, M, N, K, A, K, B, ldb, got, ldc, bc, br);
-            da_gemm_items(IT, sa, sb, sc, 0, 0, M, N, K, 1.0f, A, K, B, ldb, 0.0f, want, ldc);
-            for (int i = 0; i < IT; i++)
-                for (int r = 0; r < M; r++)
-                    for (int j = 0; j < N; j++) {
-                        float *w = want + i * sc + (size_t)r * ldc + j;
-                        *w = bc ? *w + bc[j] : *w + br[r];
-                    }
-            char what[96];
-            snprintf(what, sizeof what, "da_gemm_items_bias, %s, %s", da_gemm_backend(), layout ? "row bias" : "column bias");
-            tu_assert_bits(what, got, want, (size_t)IT * M * N);
-        }
+        for (int layout = 0; layout < 2; layout++)
+            for (int kind = 0; kind < 3; kind++)
+                for (int items = 1; items <= IT; items += IT - 1) {
+                    size_t sa = layout ? 0 : (size_t)M * K, sb = layout ? N : 0, sc = layout ? N : (size_t)M * N;
+                    int ldb = layout ? items * N : N, ldc = layout ? items * N : N;
+                    const float *bc = kind != 1 ? bias : NULL, *br = kind != 0 ? bias + N : NULL;
+                    da_gemm_items_bias(items, sa, sb, sc, 0, 0, M, N, K, A, K, B, ldb, got, ldc, bc, br);
+                    da_gemm_items(items, sa, sb, sc, 0, 0, M, N, K, 1.0f, A, K, B, ldb, 0.0f, want, ldc);
+                    for (int i = 0; i < items; i++)
+                        for (int r = 0; r < M; r++)
+                            for (int j = 0; j < N; j++) {
+                                float *w = want + i * sc + (size_t)r * ldc + j;
+                                if (bc) *w += bc[j];
+                                if (br) *w += br[r];
+                            }
+                    char what[128];
+                    snprintf(what, sizeof what, "da_gemm_items_bias, %s, %s, %s bias, %d item(s)", da_gemm_backend(),
+                             layout ? "columns side by side" : "rows stacked",
+                             kind == 0 ? "column" : kind == 1 ? "row" : "column and row", items);
+                    tu_assert_bits(what, got, want, (size_t)items * M * N);
+                }
     }
     assert_int_equal(da_gemm_set_backend(saved), DA_OK);
     free(A);

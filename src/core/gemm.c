@@ -22,7 +22,6 @@
  * - "openblas" (builds with OpenBLAS): cblas_sgemm per piece, pinned to one
  *   thread.
  */
-#include <assert.h>
 #include <string.h>
 
 #include "core/gemm_packer.h"
@@ -249,7 +248,7 @@ static void run_portable(const gemm_items *it)
 }
 
 /* The bias pass after a GEMM without the portable kernel's epilogue:
- * c = s + bias, the same operation */
+ * c = s + bias_c[j], then + bias_r[i], the same operations */
 static void add_bias_pass(const gemm_items *it)
 {
     const gemm_problem *g = &it->g;
@@ -257,7 +256,7 @@ static void add_bias_pass(const gemm_items *it)
     DA_PAR_FOR((double)rows * g->N, for (long r = 0; r < rows; r++) {
         float *c = g->C + (size_t)(r / g->M) * it->stride_c + (size_t)(r % g->M) * g->ldc;
         if (g->bias_c) da_span_add(c, c, g->bias_c, (size_t)g->N);
-        else da_span_add_scalar(c, c, g->bias_r[r % g->M], (size_t)g->N);
+        if (g->bias_r) da_span_add_scalar(c, c, g->bias_r[r % g->M], (size_t)g->N);
     });
 }
 
@@ -287,7 +286,6 @@ void da_gemm_items_bias(int items, size_t stride_a, size_t stride_b, size_t stri
                         int M, int N, int K, const float *A, int lda, const float *B, int ldb, float *C, int ldc,
                         const float *bias_c, const float *bias_r)
 {
-    assert(!(bias_c && bias_r));
     if (items <= 0 || M <= 0 || N <= 0) return;
     gemm_items it = {{trans_a, trans_b, M, N, K, 1.0f, 0.0f, A, B, C, lda, ldb, ldc, bias_c, bias_r},
                      items, stride_a, stride_b, stride_c};

@@ -14,8 +14,9 @@
  * partial sliver is copied and padded. (A caller may pack op(B) itself
  * instead, from data op(B) is a view of: da_gemm_portable_packed,
  * gemm_packer.h.) Tile sums live between K slices in
- * a per-task buffer, copied into C at the end, or, when C = A B, in C itself
- * (gemm_task).
+ * a per-task buffer, copied into C at the end, or, when beta is 0, in C
+ * itself (gemm_task). With alpha 1 and beta 0 the kernel may also add a
+ * bias to its sums on the last K slice (da_gemm_portable_bias).
  *
  * Summation order: every C element is s = ((0 + a0*b0) + a1*b1) + ... in f32
  * with k ascending, then c = alpha*s + beta*c (alpha*s when beta == 0). The
@@ -26,6 +27,7 @@
  * problem may take the naive loop without changing a bit.
  */
 #include <assert.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -540,15 +542,17 @@ typedef struct gemm_args {
     da_gemm_pack_b_fn pack_b; /* or NULL: op(B) is B (gemm_packer.h) */
     const void *pack_ctx;
     int avx2; /* da_vec_avx2: 8 x 8 gathers, the _avx twins (gemm_run sets it once a call) */
-    /* or NULL: c = s + bias_c[j] (N) or s + bias_r[i] (M), at most one,
-     * only with alpha 1 and beta 0 (da_gemm_portable_bias) */
+    /* or NULL: c = s + bias_c[j] (N), then + bias_r[i] (M); only with
+     * alpha 1 and beta 0 (da_gemm_portable_bias, da_gemm_portable_packed) */
     const float *bias_c, *bias_r;
 } gemm_args;
 
-/* s + the bias of element (i, j), the bits of the kernel's epilogue */
+/* s + the biases of element (i, j), in the kernel epilogue's order */
 static inline float plus_bias(const gemm_args *g, float s, int i, int j)
 {
-    return g->bias_c ? s + g->bias_c[j] : g->bias_r ? s + g->bias_r[i] : s;
+    if (g->bias_c) s += g->bias_c[j];
+    if (g->bias_r) s += g->bias_r[i];
+    return s;
 }
 
 /* c = alpha*s + beta*c; beta == 0 never reads c (it may hold NaN garbage) */
@@ -771,31 +775,61 @@ static void run_tasks(const task_plan *p, int tid, int nthr)
     }
 }
 
-/* Scratch for a call that runs on the calling thread: a buffer kept by
- * each thread and grown to the largest such call's (up to SCRATCH_KEEP
- * floats; larger ones, and calls of several threads, allocate their own).
- * Sampling at batch 16 makes some 70 000 GEMM calls of a few microseconds
- * each (the attention's per-head products), and an allocation and free
- * per call took about 1% of its time (malloc_consolidate, perf). Threads
- * live for the process (OpenMP's pool), and so does the buffer. */
+/* A call's scratch comes from a buffer its calling thread keeps, grown to
+ * twice the largest call's so far (up to SCRATCH_KEEP floats; a larger
+ * call allocates its own), and used by all of the call's threads, each its
+ * own region. Sampling at batch 16 makes some 70 000 GEMM calls of about a
+ * microsecond (the attention's per-head products), and an allocation and a
+ * free per call took about 1% of its time (malloc_consolidate, perf). The
+ * buffer is freed when its thread exits (a thread-specific key's
+ * destructor; the main thread's lives as long as the process). A call that
+ * finds the buffer busy (a GEMM inside a packer of another: none does
+ * today) allocates its own. Under AddressSanitizer every call allocates
+ * exactly what it asks for, so an overrun of a call's scratch is caught. */
 #define SCRATCH_KEEP ((size_t)1 << 18) /* floats: 1 MB */
+#if defined(__SANITIZE_ADDRESS__)
+#define SCRATCH_EXACT 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SCRATCH_EXACT 1
+#endif
+#endif
 static _Thread_local float *kept_scratch;
 static _Thread_local size_t kept_n;
+static _Thread_local int kept_busy;
+static pthread_key_t kept_key;
+static pthread_once_t kept_once = PTHREAD_ONCE_INIT;
 
+static void kept_key_make(void) { (void)pthread_key_create(&kept_key, free); }
+
+/* scratch of n floats; *kept: it is the thread's buffer (give it back with
+ * scratch_put), else the caller frees it */
 static float *scratch_get(size_t n, int *kept)
 {
     *kept = 0;
-    if (n > SCRATCH_KEEP) return aligned_alloc(64, n * sizeof(float));
-    if (n > kept_n) { /* room for twice this call's, so growth stops soon */
+#ifdef SCRATCH_EXACT
+    return aligned_alloc(64, n * sizeof(float));
+#endif
+    if (n > SCRATCH_KEEP || kept_busy) return aligned_alloc(64, n * sizeof(float));
+    if (n > kept_n) {
         size_t grow = 2 * n < SCRATCH_KEEP ? 2 * n : SCRATCH_KEEP;
         float *p = aligned_alloc(64, grow * sizeof(float));
         if (!p) return aligned_alloc(64, n * sizeof(float));
+        pthread_once(&kept_once, kept_key_make);
         free(kept_scratch);
         kept_scratch = p;
         kept_n = grow;
+        (void)pthread_setspecific(kept_key, p); /* freed at the thread's exit */
     }
+    kept_busy = 1;
     *kept = 1;
     return kept_scratch;
+}
+
+static void scratch_put(float *scratch, int kept)
+{
+    if (kept) kept_busy = 0;
+    else free(scratch);
 }
 
 static void gemm_run(gemm_args g)
@@ -846,7 +880,7 @@ static void gemm_run(gemm_args g)
             run_tasks(&plan, tid, nthr);
         }
     }
-    if (!kept) free(scratch);
+    scratch_put(scratch, kept);
 }
 
 void da_gemm_portable(int trans_a, int trans_b, int M, int N, int K, float alpha,
@@ -859,7 +893,6 @@ void da_gemm_portable(int trans_a, int trans_b, int M, int N, int K, float alpha
 void da_gemm_portable_bias(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
                            const float *B, int ldb, float *C, int ldc, const float *bias_c, const float *bias_r)
 {
-    assert(!(bias_c && bias_r));
     gemm_run((gemm_args){trans_a, trans_b, M, N, K, 1.0f, 0.0f, A, B, C, lda, ldb, ldc, NULL, NULL, 0,
                          bias_c, bias_r});
 }

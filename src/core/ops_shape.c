@@ -123,21 +123,22 @@ static int perm_as_transposes(const perm_plan *p, size_t *nb, size_t *R, size_t 
     return 1;
 }
 
-/* dst (R, S) = (add ? dst + : ) the transpose of src (S, R), in blocks of 8
- * x 8 (the plain loop's operations on every element: a copy, or one add) */
+/* rows [r_lo, r_hi) of dst (R, S) = (add ? dst + : ) the transpose of src
+ * (S, R), in blocks of 8 x 8 (the plain loop's operations on every element:
+ * a copy, or one add); r_lo a multiple of 8 */
 #define DEFINE_TRANSPOSE(SFX, ATTR, BLOCK8)                                                        \
     ATTR static void transpose_into##SFX(float *restrict dst, const float *restrict src, size_t R, \
-                                         size_t S, int add)                                       \
+                                         size_t S, size_t r_lo, size_t R_hi, int add)             \
     {                                                                                            \
-        size_t r0 = 0;                                                                           \
-        for (; r0 + 8 <= R; r0 += 8) {                                                            \
+        size_t r0 = r_lo;                                                                        \
+        for (; r0 + 8 <= R_hi; r0 += 8) {                                                         \
             size_t s0 = 0;                                                                       \
             for (; s0 + 8 <= S; s0 += 8) BLOCK8(dst + r0 * S + s0, S, src + s0 * R + r0, R, add); \
             for (size_t r = r0; r < r0 + 8; r++)                                                 \
                 for (size_t s = s0; s < S; s++)                                                  \
                     dst[r * S + s] = add ? dst[r * S + s] + src[s * R + r] : src[s * R + r];     \
         }                                                                                        \
-        for (size_t r = r0; r < R; r++)                                                          \
+        for (size_t r = r0; r < R_hi; r++)                                                       \
             for (size_t s = 0; s < S; s++) dst[r * S + s] = add ? dst[r * S + s] + src[s * R + r] : src[s * R + r]; \
     }
 
@@ -183,22 +184,27 @@ __attribute__((target("avx2"), always_inline)) static inline void block8_avx(flo
 DEFINE_TRANSPOSE(_avx, __attribute__((target("avx2"))), block8_avx)
 #endif
 
-/* the nb transposes, one per thread at a time */
+#define TRANSPOSE_ROWS 64 /* rows of dst per piece: a batch of one still splits over the threads */
+
+/* the nb transposes, in pieces of TRANSPOSE_ROWS rows of one matrix */
 static void transposes(float *dst, const float *src, size_t nb, size_t R, size_t S, int add)
 {
 #ifdef TRANSPOSE_TWIN
     int avx = da_vec_avx2();
 #endif
-    DA_PAR_FOR((double)nb * R * S, for (size_t b = 0; b < nb; b++) {
+    size_t per = (R + TRANSPOSE_ROWS - 1) / TRANSPOSE_ROWS;
+    DA_PAR_FOR((double)nb * R * S, for (size_t q = 0; q < nb * per; q++) {
+        size_t b = q / per, r_lo = (q % per) * TRANSPOSE_ROWS;
+        size_t r_hi = r_lo + TRANSPOSE_ROWS < R ? r_lo + TRANSPOSE_ROWS : R;
         float *d = dst + b * R * S;
         const float *sr = src + b * R * S;
 #ifdef TRANSPOSE_TWIN
         if (avx) {
-            transpose_into_avx(d, sr, R, S, add);
+            transpose_into_avx(d, sr, R, S, r_lo, r_hi, add);
             continue;
         }
 #endif
-        transpose_into(d, sr, R, S, add);
+        transpose_into(d, sr, R, S, r_lo, r_hi, add);
     });
 }
 
