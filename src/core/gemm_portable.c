@@ -26,7 +26,6 @@
  * blocking, thread count or vector width: x86 and ARM agree, and a tiny
  * problem may take the naive loop without changing a bit.
  */
-#include <assert.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -72,9 +71,9 @@ typedef struct gemm_kernel {
 /* ------------------------------------------------------------------------ */
 /* Micro-kernel: acc (MR, NR) = (first ? 0 : acc) + sum_p a[:, p] (MR) x b[p] (NR) */
 /* then, on a last K slice, * scale[0] (alpha, when not 1), + bias_c[j] (NR, */
-/* a column's bias) or + bias_r[i] (MR, a row's): each sum s becomes        */
-/* alpha * s, or s + bias, in registers, the bits of s stored and a pass    */
-/* after.                                                                   */
+/* a column's bias), + bias_r[i] (MR, a row's), each when given: every sum  */
+/* s becomes alpha * s, or s + biases, in registers, the bits of s stored   */
+/* and a pass after.                                                        */
 /* a[i, p] = a[i * rs + p * ps]: A read where it lies (a whole sliver of     */
 /* rows, rs = lda, ps = 1, or transposed, rs = 1, ps = lda) or from a packed */
 /* edge sliver (rs = 1, ps = MR); b: packed sliver (kc, NR); acc row-major  */
@@ -370,14 +369,7 @@ __attribute__((target("avx2"))) static inline void transpose8(float *restrict ds
                             src + 4 * lds, src + 5 * lds, src + 6 * lds, src + 7 * lds};
     DA_LOAD8_ROWS(r, rows, 0);
     DA_TRANSPOSE8(r, o);
-    memcpy(dst, &o0, sizeof o0);
-    memcpy(dst + ldd, &o1, sizeof o1);
-    memcpy(dst + 2 * ldd, &o2, sizeof o2);
-    memcpy(dst + 3 * ldd, &o3, sizeof o3);
-    memcpy(dst + 4 * ldd, &o4, sizeof o4);
-    memcpy(dst + 5 * ldd, &o5, sizeof o5);
-    memcpy(dst + 6 * ldd, &o6, sizeof o6);
-    memcpy(dst + 7 * ldd, &o7, sizeof o7);
+    DA_STORE8_ROWS(o, dst, ldd);
 }
 #endif
 
@@ -806,11 +798,13 @@ static void kept_key_make(void) { (void)pthread_key_create(&kept_key, free); }
  * scratch_put), else the caller frees it */
 static float *scratch_get(size_t n, int *kept)
 {
-    *kept = 0;
 #ifdef SCRATCH_EXACT
-    return aligned_alloc(64, n * sizeof(float));
+    const int exact = 1;
+#else
+    const int exact = 0;
 #endif
-    if (n > SCRATCH_KEEP || kept_busy) return aligned_alloc(64, n * sizeof(float));
+    *kept = 0;
+    if (exact || n > SCRATCH_KEEP || kept_busy) return aligned_alloc(64, n * sizeof(float));
     if (n > kept_n) {
         size_t grow = 2 * n < SCRATCH_KEEP ? 2 * n : SCRATCH_KEEP;
         float *p = aligned_alloc(64, grow * sizeof(float));

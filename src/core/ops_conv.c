@@ -5,9 +5,9 @@
  * conv2d runs im2col + GEMM over GROUPS of G images: the column matrix col
  * (C*k*k, G*OH*OW) holds the input patches of the G images side by side, so
  * the group is one GEMM tmp (O, G*OH*OW) = W (O, C*k*k) @ col + bias (the
- * GEMM's epilogue adds it to each sum), then copied into out (G, O, OH, OW). The UNet works at 8x8 and 4x4, where
- * one image alone gives a GEMM only 64 or 16 columns wide that runs at half
- * the GEMM's speed or less. Backward gathers dout into the same
+ * GEMM's epilogue adds it to each sum), then copied into out (G, O, OH,
+ * OW). The UNet works at 8x8 and 4x4, where one image alone gives a GEMM
+ * only 64 or 16 columns wide that runs at half the GEMM's speed or less. Backward gathers dout into the same
  * (O, G*OH*OW) layout: dW += dout_g @ col^T is one GEMM with K = G*OH*OW,
  * and dcol = W^T @ dout_g is scattered back into dinp (col2im). A group of
  * one image writes out directly and reads dout in place. The group's GEMMs

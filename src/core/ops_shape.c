@@ -123,46 +123,38 @@ static int perm_as_transposes(const perm_plan *p, size_t *nb, size_t *R, size_t 
     return 1;
 }
 
+/* *d = v, or *d + v: one element of a transpose, or of its gradient */
+static inline void put(float *d, float v, int add) { *d = add ? *d + v : v; }
+
 /* rows [r_lo, r_hi) of dst (R, S) = (add ? dst + : ) the transpose of src
  * (S, R), in blocks of 8 x 8 (the plain loop's operations on every element:
  * a copy, or one add); r_lo a multiple of 8 */
 #define DEFINE_TRANSPOSE(SFX, ATTR, BLOCK8)                                                        \
     ATTR static void transpose_into##SFX(float *restrict dst, const float *restrict src, size_t R, \
-                                         size_t S, size_t r_lo, size_t R_hi, int add)             \
+                                         size_t S, size_t r_lo, size_t r_hi, int add)             \
     {                                                                                            \
         size_t r0 = r_lo;                                                                        \
-        for (; r0 + 8 <= R_hi; r0 += 8) {                                                         \
+        for (; r0 + 8 <= r_hi; r0 += 8) {                                                         \
             size_t s0 = 0;                                                                       \
             for (; s0 + 8 <= S; s0 += 8) BLOCK8(dst + r0 * S + s0, S, src + s0 * R + r0, R, add); \
             for (size_t r = r0; r < r0 + 8; r++)                                                 \
-                for (size_t s = s0; s < S; s++)                                                  \
-                    dst[r * S + s] = add ? dst[r * S + s] + src[s * R + r] : src[s * R + r];     \
+                for (size_t s = s0; s < S; s++) put(dst + r * S + s, src[s * R + r], add);       \
         }                                                                                        \
-        for (size_t r = r0; r < R_hi; r++)                                                       \
-            for (size_t s = 0; s < S; s++) dst[r * S + s] = add ? dst[r * S + s] + src[s * R + r] : src[s * R + r]; \
+        for (size_t r = r0; r < r_hi; r++)                                                       \
+            for (size_t s = 0; s < S; s++) put(dst + r * S + s, src[s * R + r], add);            \
     }
 
 /* dst (8, 8), rows ldd apart, (+)= the transpose of src (8, 8), rows lds apart */
 static inline void block8_plain(float *restrict dst, size_t ldd, const float *restrict src, size_t lds, int add)
 {
     for (int i = 0; i < 8; i++)
-        for (int j = 0; j < 8; j++) dst[i * ldd + j] = add ? dst[i * ldd + j] + src[j * lds + i] : src[j * lds + i];
+        for (int j = 0; j < 8; j++) put(dst + i * ldd + j, src[j * lds + i], add);
 }
 DEFINE_TRANSPOSE(, , block8_plain)
 
 #if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
 #include "core/transpose8.h"
 #define TRANSPOSE_TWIN 1
-/* row i of the block: (dst's row +) o##i */
-#define STORE8_ROW(i)                                                                      \
-    do {                                                                                   \
-        if (add) {                                                                         \
-            da_v8f d_;                                                                     \
-            memcpy(&d_, dst + (i) * ldd, sizeof d_);                                       \
-            o##i = d_ + o##i;                                                              \
-        }                                                                                  \
-        memcpy(dst + (i) * ldd, &o##i, sizeof o##i);                                       \
-    } while (0)
 __attribute__((target("avx2"), always_inline)) static inline void block8_avx(float *restrict dst, size_t ldd,
                                                                             const float *restrict src,
                                                                             size_t lds, int add)
@@ -171,16 +163,15 @@ __attribute__((target("avx2"), always_inline)) static inline void block8_avx(flo
                             src + 4 * lds, src + 5 * lds, src + 6 * lds, src + 7 * lds};
     DA_LOAD8_ROWS(r, rows, 0);
     DA_TRANSPOSE8(r, o);
-    STORE8_ROW(0);
-    STORE8_ROW(1);
-    STORE8_ROW(2);
-    STORE8_ROW(3);
-    STORE8_ROW(4);
-    STORE8_ROW(5);
-    STORE8_ROW(6);
-    STORE8_ROW(7);
+    if (add) { /* o##k = dst's row k + o##k, as put adds */
+        const float *drows[8] = {dst, dst + ldd, dst + 2 * ldd, dst + 3 * ldd,
+                                 dst + 4 * ldd, dst + 5 * ldd, dst + 6 * ldd, dst + 7 * ldd};
+        DA_LOAD8_ROWS(d, drows, 0);
+        o0 = d0 + o0, o1 = d1 + o1, o2 = d2 + o2, o3 = d3 + o3;
+        o4 = d4 + o4, o5 = d5 + o5, o6 = d6 + o6, o7 = d7 + o7;
+    }
+    DA_STORE8_ROWS(o, dst, ldd);
 }
-#undef STORE8_ROW
 DEFINE_TRANSPOSE(_avx, __attribute__((target("avx2"))), block8_avx)
 #endif
 

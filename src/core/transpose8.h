@@ -7,7 +7,8 @@
  * r##0 .. r##7), defines o##0 .. o##7 with o_j[i] = r_i[j]: eight loads'
  * worth of rows become eight columns in 24 shuffles. Named variables, not
  * arrays: GCC keeps arrays on the stack at -O2. Used by the GEMM's sliver
- * gathers (gemm_portable.c:transpose8) and the group norm's statistics
+ * gathers (gemm_portable.c:transpose8), the permutes that are transposes
+ * (ops_shape.c:block8_avx) and the group norm's statistics
  * (vec_norm.c:lane_stats). Moves values only. */
 #ifndef DA_CORE_TRANSPOSE8_H
 #define DA_CORE_TRANSPOSE8_H
@@ -51,5 +52,18 @@ typedef int da_v8i __attribute__((vector_size(32)));
     __builtin_memcpy(&r##5, (p)[5] + (i), sizeof r##5);                                            \
     __builtin_memcpy(&r##6, (p)[6] + (i), sizeof r##6);                                            \
     __builtin_memcpy(&r##7, (p)[7] + (i), sizeof r##7)
+
+/* the 8 floats at dst + k * ldd = o##k, k = 0 .. 7 (unaligned stores) */
+#define DA_STORE8_ROWS(o, dst, ldd)                                                                \
+    do {                                                                                           \
+        __builtin_memcpy((dst), &o##0, sizeof o##0);                                               \
+        __builtin_memcpy((dst) + (ldd), &o##1, sizeof o##1);                                       \
+        __builtin_memcpy((dst) + 2 * (ldd), &o##2, sizeof o##2);                                   \
+        __builtin_memcpy((dst) + 3 * (ldd), &o##3, sizeof o##3);                                   \
+        __builtin_memcpy((dst) + 4 * (ldd), &o##4, sizeof o##4);                                   \
+        __builtin_memcpy((dst) + 5 * (ldd), &o##5, sizeof o##5);                                   \
+        __builtin_memcpy((dst) + 6 * (ldd), &o##6, sizeof o##6);                                   \
+        __builtin_memcpy((dst) + 7 * (ldd), &o##7, sizeof o##7);                                   \
+    } while (0)
 
 #endif
